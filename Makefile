@@ -1,0 +1,40 @@
+# Every target sets itself up from nothing: a fresh clone needs only python3 (>= 3.11).
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.drpilot-installed
+# Debian packages the end-to-end tests and the sandbox use (real Alertmanager / Prometheus).
+DEBIAN_PACKAGES := prometheus-alertmanager prometheus
+
+.PHONY: setup system-deps lint test demo bench constraints clean
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[sandbox,dev]'
+	touch $@
+
+setup: $(STAMP) system-deps
+
+system-deps:
+	@bash scripts/debian-packages.sh $(DEBIAN_PACKAGES)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: setup lint
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/python -m drpilot.demo
+
+bench: setup
+	$(BIN)/python -m bench
+
+# Re-pin after changing pyproject.toml's ranges: the exact versions the tests ran with.
+constraints: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable | grep -v '^drpilot' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,230 @@
+"""Activity names and their input / result types: the only part of `activities` that
+workflows import (DESIGN.md section 1). No provider SDK is imported here.
+
+One input and one named result per activity, frozen, so fields can be added compatibly.
+Every input carries the runbook (a few KB) rather than a reference to it, so an activity
+never reads configuration the workflow did not decide on. Waits inside an activity are
+divided by `speed` (the rehearsal speed; 1 in production).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from drpilot.runbook import Runbook
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------- names
+# Workflows call activities by these names; tests replace an activity by registering
+# another function under the same name.
+DNS_READ = "dns.read"
+DNS_APPLY = "dns.apply"
+KUBE_READ = "kube.read"
+KUBE_SCALE = "kube.scale"
+ARTIFACTS_VERIFY = "artifacts.verify"
+ARTIFACTS_RESTORE = "artifacts.restore_from_archive"
+ARTIFACTS_SYNC = "artifacts.sync"
+VELERO_RESTORE = "velero.restore"
+PROBES_WARMUP = "probes.warmup"
+PROBES_HEALTH = "probes.health_gate"
+PROBES_ANALYSE = "probes.analyse"
+
+
+# ------------------------------------------------------------------------------------ DNS
+class DnsReadInput(Contract):
+    runbook: Runbook
+
+
+class RecordWeights(Contract):
+    name: str  # record name, e.g. inference.example.com.
+    weights: dict[str, int]  # region -> weight (0-255 Route53, 0-1000 Cloud DNS; we use 0-100)
+
+
+class DnsState(Contract):
+    records: list[RecordWeights]
+
+    def weights(self) -> dict[str, int]:
+        """The weights of the first record (all records move together)."""
+        return dict(self.records[0].weights) if self.records else {}
+
+
+class DnsApplyInput(Contract):
+    runbook: Runbook
+    weights: dict[str, int]  # desired weight per region for every record; sums to 100
+    speed: float = 1.0
+
+
+class DnsApplyResult(Contract):
+    change_id: str | None  # None when the records already had these weights (no change made)
+    status: Literal["INSYNC", "done", "unchanged"]
+    weights: dict[str, int]
+    seconds_to_apply: float = 0.0
+
+
+# ----------------------------------------------------------------------------- Kubernetes
+class KubeReadInput(Contract):
+    runbook: Runbook
+    region: str
+
+
+class DeploymentState(Contract):
+    namespace: str
+    name: str
+    replicas: int
+    ready: int
+
+
+class ReplicaState(Contract):
+    region: str
+    deployments: list[DeploymentState]
+
+
+class ScaleInput(Contract):
+    runbook: Runbook
+    region: str
+    # "active" / "standby" take each workload's count from the runbook; `counts`
+    # ("namespace/name" -> N) restores exact numbers recorded earlier.
+    to: Literal["active", "standby", "exact"]
+    counts: dict[str, int] = Field(default_factory=dict)
+    wait_ready: bool = True
+    timeout_seconds: float = 600.0  # already divided by speed by the caller
+    speed: float = 1.0
+
+
+class ScaleResult(Contract):
+    region: str
+    deployments: list[DeploymentState]
+    changed: list[str]  # "namespace/name" of deployments that were patched
+
+
+# ------------------------------------------------------------------------------ artifacts
+class ArtifactInput(Contract):
+    runbook: Runbook
+    region: str
+    model: str  # model name from spec.models
+    version: str
+
+
+class ArtifactProblem(Contract):
+    key: str  # s3://bucket/key
+    problem: Literal["missing", "corrupt", "archived"]
+    detail: str = ""
+
+
+class VerifyResult(Contract):
+    region: str
+    model: str
+    version: str
+    files: int
+    bytes: int
+    problems: list[ArtifactProblem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class RestoreInput(Contract):
+    runbook: Runbook
+    region: str
+    model: str
+    version: str
+    # Seconds left of the RTO budget: Expedited retrieval when it must fit, Standard otherwise.
+    budget_seconds: float = 300.0
+    speed: float = 1.0
+
+
+class RestoreResult(Contract):
+    region: str
+    model: str
+    tier: Literal["Expedited", "Standard", "none"]
+    restored: list[str]  # keys copied into the region's bucket
+    verify: VerifyResult
+
+
+class SyncInput(Contract):
+    runbook: Runbook
+    model: str
+    version: str
+    source_region: str
+    target_region: str
+
+
+class SyncResult(Contract):
+    copied: list[str]
+    unchanged: int
+    verify: VerifyResult
+
+
+# --------------------------------------------------------------------------------- Velero
+class VeleroRestoreInput(Contract):
+    runbook: Runbook
+    region: str
+    # Deterministic, derived from the workflow id, so a retry finds the object it created.
+    restore_name: str
+    timeout_seconds: float = 1800.0
+    speed: float = 1.0
+
+
+class VeleroRestoreResult(Contract):
+    name: str
+    phase: str
+    errors: int = 0
+    warnings: int = 0
+    created: bool  # False when the Restore already existed (a retry)
+
+
+# --------------------------------------------------------------------------------- probes
+class WarmupInput(Contract):
+    runbook: Runbook
+    region: str
+
+
+class WarmupResult(Contract):
+    region: str
+    requests: int
+    failures: int
+    p50_ms: float
+    p99_ms: float
+
+
+class HealthInput(Contract):
+    runbook: Runbook
+    region: str
+    speed: float = 1.0
+
+
+class CheckEvidence(Contract):
+    check: str  # e.g. "GET /v2/health/ready" or the Prometheus check's name
+    passed: bool
+    observed: str  # status code, value, or error text
+
+
+class HealthResult(Contract):
+    region: str
+    passed: bool
+    rounds: int
+    consecutive: int
+    seconds: float
+    evidence: list[CheckEvidence]  # the last round's evidence per check
+
+
+class AnalyseInput(Contract):
+    runbook: Runbook
+    region: str
+    window_seconds: float  # the bake just finished, already divided by speed
+
+
+class AnalyseResult(Contract):
+    region: str
+    healthy: bool
+    requests: int
+    error_rate: float
+    p99_ms: float
+    evidence: list[CheckEvidence]

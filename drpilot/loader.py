@@ -1,0 +1,263 @@
+"""Load a runbook from YAML with errors a person can act on at 3 a.m.
+
+Every problem is reported as `FILE:LINE:COL: field.path: expected X, got Y`, all of them at
+once, and the only exception that ever leaves `load_runbook` is `RunbookError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from types import UnionType
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from drpilot.runbook import Runbook
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
+
+
+class RunbookError(Exception):
+    """A runbook that cannot be used; `problems` says every reason, each with its place."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def load_runbook(path: str | Path) -> Runbook:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RunbookError([Problem(str(path), 1, 1, "", f"cannot read the file: {reason}")]) from None
+    return parse_runbook(text, str(path))
+
+
+def parse_runbook(text: str, filename: str = "<runbook>") -> Runbook:
+    document = _Document(filename)
+    data = document.parse(text)
+    if document.problems:
+        raise RunbookError(document.problems)
+    if not isinstance(data, dict):
+        found = "an empty document" if data is None else _describe(data)
+        raise RunbookError([Problem(filename, 1, 1, "", f"expected a mapping (apiVersion, kind, metadata, spec), got {found}")])
+    try:
+        return Runbook.model_validate(data)
+    except ValidationError as exc:
+        raise RunbookError(sorted(_problems(exc, document), key=lambda p: (p.line, p.column))) from None
+
+
+# ---------------------------------------------------------------------------------------
+# YAML with positions: plain PyYAML node composition, then our own construction so each
+# value remembers where it was written and duplicate keys are caught.
+
+
+class _Document:
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.values: dict[Loc, tuple[int, int]] = {}
+        self.keys: dict[Loc, tuple[int, int]] = {}
+        self.problems: list[Problem] = []
+        self._loader: yaml.SafeLoader | None = None
+
+    def parse(self, text: str) -> Any:
+        self._loader = yaml.SafeLoader(text)
+        try:
+            node = self._loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            reason = exc.problem or exc.context or "invalid YAML"
+            self.problems.append(Problem(self.filename, line, col, "", f"YAML syntax error: {reason}"))
+            return None
+        except yaml.YAMLError as exc:  # e.g. a document with several "---" parts
+            self.problems.append(Problem(self.filename, 1, 1, "", f"YAML error: {exc}"))
+            return None
+        finally:
+            self._loader.dispose()
+        if node is None:
+            return None
+        return self._build(node, ())
+
+    def _build(self, node: yaml.Node, loc: Loc) -> Any:
+        self.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            self._loader.flatten_mapping(node)  # resolve "<<" merge keys
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+                here = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                if not isinstance(key, str):
+                    shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else "a collection"
+                    self._problem(here, loc, f"expected a text key, got {shown!r} (quote it in YAML)")
+                    continue
+                if key in result:
+                    first = self.keys[(*loc, key)]
+                    self._problem(here, (*loc, key), f"duplicate key {key!r} (first given at line {first[0]})")
+                    continue
+                self.keys[(*loc, key)] = here
+                result[key] = self._build(value_node, (*loc, key))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self._build(item, (*loc, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self._problem((node.start_mark.line + 1, node.start_mark.column + 1), (), f"invalid value: {exc}")
+            return None
+
+    def _problem(self, where: tuple[int, int], loc: Loc, message: str) -> None:
+        self.problems.append(Problem(self.filename, where[0], where[1], format_loc(loc), message))
+
+    def position(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        """Where loc was written; for something missing, where its nearest parent was."""
+        if key and loc in self.keys:
+            return self.keys[loc]
+        while loc:
+            if loc in self.values:
+                return self.values[loc]
+            loc = loc[:-1]
+        return self.values.get((), (1, 1))
+
+
+# ---------------------------------------------------------------------------------------
+# pydantic errors -> problems in the runbook author's words.
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+    "timedelta_type": "a duration such as 90s, 5m or 1h30m",
+}
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _clean(loc: tuple[Any, ...]) -> Loc:
+    # pydantic adds "[key]" for dict-key errors and validator names for some unions.
+    return tuple(p for p in loc if not (isinstance(p, str) and (p == "[key]" or "[" in p and p.endswith("]"))))
+
+
+def _problems(exc: ValidationError, doc: _Document):
+    for error in exc.errors():
+        loc = _clean(error["loc"])
+        kind = error["type"]
+        if kind == "runbook_rules":
+            for rule_loc, message in error["ctx"]["problems"]:
+                line, col = doc.position(tuple(rule_loc), key=True)
+                yield Problem(doc.filename, line, col, format_loc(tuple(rule_loc)), message)
+            continue
+        if kind == "missing":
+            line, col = doc.position(loc[:-1])
+            yield Problem(doc.filename, line, col, format_loc(loc), "required field is missing")
+            continue
+        if kind == "extra_forbidden":
+            line, col = doc.position(loc, key=True)
+            field = str(loc[-1])
+            allowed = _fields_at(Runbook, loc[:-1])
+            hint = difflib.get_close_matches(field, allowed, n=1, cutoff=0.6)
+            suffix = f' (did you mean "{hint[0]}"?)' if hint else f" (known fields: {', '.join(allowed)})"
+            yield Problem(doc.filename, line, col, format_loc(loc), f'unknown field "{field}"{suffix}')
+            continue
+        line, col = doc.position(loc)
+        yield Problem(doc.filename, line, col, format_loc(loc), _message(error))
+
+
+def _message(error: Any) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    found = _describe(error["input"])
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {found}"
+    if kind in ("literal_error", "enum"):
+        return f"expected one of {ctx.get('expected')}, got {found}"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
+    msg = error["msg"]
+    if msg.startswith("expected") and ", got " not in msg:
+        return f"{msg}, got {found}"
+    return msg[:1].lower() + msg[1:]
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The field names a mapping at `loc` may have, for "did you mean" hints."""
+    annotation: Any = model
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return []
+            annotation = field.annotation
+        else:
+            args = typing.get_args(annotation)
+            annotation = args[-1] if args else Any
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Optional[X] -> X; Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        else:
+            return annotation

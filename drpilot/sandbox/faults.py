@@ -1,0 +1,106 @@
+"""The faults a sandbox twin can be told to show, in one thread-safe place every part reads.
+
+The control API and `drpilot sandbox fault ...` write here; the Kubernetes emulator, the
+Route53 front, the S3 / Glacier seeding, the Cloud DNS emulator and the model servers read
+it on every request, so a fault takes effect at once and clearing it restores normal
+behaviour. Durations are in simulated seconds: parts divide them by the twin's speed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ErrorRamp:
+    """Region `region` starts failing `error_rate` of requests once its DNS weight >= `at_weight`."""
+
+    at_weight: int
+    error_rate: float
+
+
+@dataclass(frozen=True)
+class Faults:
+    # Regions that are dark: their model server fails every request (503 / connection
+    # refused) and their Kubernetes API emulator refuses connections (503).
+    region_down: frozenset[str] = frozenset()
+    # Per region: seconds a pod takes to become ready (overrides the twin's default).
+    pod_start_seconds: dict[str, float] = field(default_factory=dict)
+    # Regions whose pods never become ready (a stalled rollout).
+    pods_stalled: frozenset[str] = frozenset()
+    # Seconds a Glacier restore_object takes before the object is readable.
+    glacier_delay_seconds: float = 0.0
+    # Route53: seconds a change stays PENDING before INSYNC.
+    route53_pending_seconds: float = 0.0
+    # Route53: the next N API calls answer 400 Throttling ("Rate exceeded").
+    route53_throttle_count: int = 0
+    # Cloud DNS: seconds a change stays "pending" before "done".
+    clouddns_pending_seconds: float = 0.0
+    # Regions whose Velero restores end PartiallyFailed (with errors and warnings).
+    velero_partially_failed: frozenset[str] = frozenset()
+    # Regions whose Velero restores end Failed.
+    velero_failed: frozenset[str] = frozenset()
+    # Per region: an error rate that starts when its DNS weight reaches a threshold.
+    error_ramp: dict[str, ErrorRamp] = field(default_factory=dict)
+    # Per region: extra latency (seconds) added to every inference request.
+    extra_latency_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for f in fields(self):
+            if isinstance(data[f.name], frozenset):
+                data[f.name] = sorted(data[f.name])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Faults:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if f.name == "error_ramp":
+                value = {r: v if isinstance(v, ErrorRamp) else ErrorRamp(**v) for r, v in value.items()}
+            elif isinstance(getattr(cls(), f.name), frozenset):
+                value = frozenset(value)
+            values[f.name] = value
+        return cls(**values)
+
+
+class FaultBoard:
+    """Current faults, swapped atomically; parts call `.now` on every request."""
+
+    def __init__(self, initial: Faults | None = None):
+        self._lock = threading.Lock()
+        self._faults = initial or Faults()
+
+    @property
+    def now(self) -> Faults:
+        return self._faults
+
+    def set(self, faults: Faults) -> None:
+        with self._lock:
+            self._faults = faults
+
+    def update(self, **changes: Any) -> Faults:
+        with self._lock:
+            merged = Faults.from_json({**self._faults.to_json(), **{k: v for k, v in changes.items()}})
+            self._faults = merged
+            return merged
+
+    def clear(self) -> None:
+        self.set(Faults())
+
+    def take_route53_throttle(self) -> bool:
+        """True (and one fewer left) when this Route53 call should be throttled."""
+        with self._lock:
+            if self._faults.route53_throttle_count <= 0:
+                return False
+            self._faults = replace(self._faults, route53_throttle_count=self._faults.route53_throttle_count - 1)
+            return True

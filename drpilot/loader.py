@@ -81,8 +81,8 @@ class _Document:
         self._loader: yaml.SafeLoader | None = None
 
     def parse(self, text: str) -> Any:
-        self._loader = yaml.SafeLoader(text)
         try:
+            self._loader = yaml.SafeLoader(text)
             node = self._loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
@@ -90,11 +90,19 @@ class _Document:
             reason = exc.problem or exc.context or "invalid YAML"
             self.problems.append(Problem(self.filename, line, col, "", f"YAML syntax error: {reason}"))
             return None
+        except yaml.reader.ReaderError as exc:
+            line, col = _line_col(text, exc.position)
+            code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+            self.problems.append(
+                Problem(self.filename, line, col, "", f"YAML cannot contain the control character #x{code:04x}; remove it")
+            )
+            return None
         except yaml.YAMLError as exc:  # e.g. a document with several "---" parts
             self.problems.append(Problem(self.filename, 1, 1, "", f"YAML error: {exc}"))
             return None
         finally:
-            self._loader.dispose()
+            if self._loader is not None:
+                self._loader.dispose()
         if node is None:
             return None
         return self._build(node, ())
@@ -141,6 +149,11 @@ class _Document:
                 return self.values[loc]
             loc = loc[:-1]
         return self.values.get((), (1, 1))
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
 
 
 # ---------------------------------------------------------------------------------------

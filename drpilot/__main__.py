@@ -1,0 +1,3 @@
+from drpilot.cli import app
+
+app(prog_name="drpilot")

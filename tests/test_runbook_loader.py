@@ -1,0 +1,183 @@
+"""The runbook loader's user-facing text, tested to the letter: every error class names the
+file, line, column, field path, what was expected and what was found."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import timedelta
+
+import pytest
+
+from drpilot.loader import RunbookError, load_runbook, parse_runbook
+from drpilot.runbook import Role
+
+VALID = textwrap.dedent(
+    """\
+    apiVersion: drpilot/v1
+    kind: Runbook
+    metadata:
+      name: llm
+    spec:
+      objectives: {rto: 5m, rpo: 15m}
+      regions:
+        east:
+          role: primary
+          endpoint: https://east.example.com
+          kube: {context: east}
+        west:
+          role: standby
+          endpoint: https://west.example.com
+          kube: {context: west}
+      dns:
+        provider: route53
+        zone: example.com.
+        records:
+          - name: inference.example.com.
+            ttl: 60
+            targets: {east: lb-east.example.com., west: lb-west.example.com.}
+      traffic_shift:
+        steps: [10, 25, 50, 75, 100]
+        bake: 15m
+    """
+)
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(RunbookError) as caught:
+        parse_runbook(text, "rb.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_valid_runbook_loads_with_defaults():
+    rb = parse_runbook(VALID, "rb.yaml")
+    assert rb.name == "llm"
+    assert rb.primary == "east"
+    assert rb.spec.regions["west"].role is Role.standby
+    assert rb.spec.objectives.rto == timedelta(minutes=5)
+    assert rb.spec.health.http[0].path == "/v2/health/ready"
+    assert rb.spec.approvals.on_timeout == "abort"
+    assert rb.normal_weights() == {"east": 100, "west": 0}
+
+
+def test_wrong_type_names_file_line_column_path_expected_and_found():
+    assert problems(VALID.replace("ttl: 60", "ttl: sixty")) == [
+        'rb.yaml:21:14: spec.dns.records[0].ttl: expected a positive integer, got "sixty"'
+    ]
+
+
+def test_unknown_key_suggests_the_near_miss():
+    assert problems(VALID.replace("  records:", "  recods:")) == [
+        "rb.yaml:17:5: spec.dns.records: required field is missing",
+        'rb.yaml:19:5: spec.dns.recods: unknown field "recods" (did you mean "records"?)',
+    ]
+
+
+def test_unknown_key_without_near_miss_lists_known_fields():
+    assert problems(VALID.replace("  name: llm", "  name: llm\n  colour: blue")) == [
+        'rb.yaml:5:3: metadata.colour: unknown field "colour" (known fields: name, owner, description, labels)'
+    ]
+
+
+def test_missing_field_points_at_its_parent():
+    text = VALID.replace("      kube: {context: west}\n", "")
+    assert problems(text) == ["rb.yaml:13:7: spec.regions.west.kube: required field is missing"]
+
+
+def test_enum_value_lists_the_choices():
+    assert problems(VALID.replace("role: standby", "role: standbi")) == [
+        "rb.yaml:13:13: spec.regions.west.role: expected one of 'primary', 'active' or 'standby', got \"standbi\""
+    ]
+
+
+def test_duplicate_key_is_an_error_with_both_lines():
+    text = VALID.replace("kind: Runbook\n", "kind: Runbook\nkind: Runbook\n")
+    assert problems(text) == ["rb.yaml:3:1: kind: duplicate key 'kind' (first given at line 2)"]
+
+
+def test_yaml_syntax_error_has_position():
+    text = VALID.replace("objectives: {rto: 5m, rpo: 15m}", "objectives: {rto: 5m, rpo: 15m")
+    assert problems(text) == [
+        "rb.yaml:7:10: YAML syntax error: expected ',' or '}', but got ':'"
+    ]
+
+
+def test_unquoted_date_version_asks_for_quotes():
+    text = VALID + (
+        "  models:\n"
+        "    - name: llm-7b\n"
+        "      version: 2024-01-15\n"
+        "      artifacts: {east: s3://models-east/llm/, west: s3://models-west/llm/}\n"
+    )
+    assert problems(text) == [
+        'rb.yaml:28:16: spec.models[0].version: expected a string (quote it in YAML), got "2024-01-15"'
+    ]
+
+
+def test_duration_without_unit_is_refused():
+    assert problems(VALID.replace("bake: 15m", "bake: 900")) == [
+        "rb.yaml:25:11: spec.traffic_shift.bake: expected a duration with a unit such as 90s, 5m or 1h30m, got 900"
+    ]
+
+
+def test_several_errors_are_all_reported_in_file_order():
+    text = VALID.replace("ttl: 60", "ttl: -1").replace("role: standby", "role: 7").replace("rto: 5m", "rto: soon")
+    assert problems(text) == [
+        'rb.yaml:6:21: spec.objectives.rto: expected a duration such as 90s, 5m or 1h30m, got "soon"',
+        "rb.yaml:13:13: spec.regions.west.role: expected one of 'primary', 'active' or 'standby', got 7",
+        "rb.yaml:21:14: spec.dns.records[0].ttl: expected a positive integer, got -1",
+    ]
+
+
+def test_cross_field_rules_each_have_their_own_place():
+    text = (
+        VALID.replace("role: standby", "role: primary")
+        .replace("west: lb-west.example.com.", "north: lb-north.example.com.")
+        .replace("steps: [10, 25, 50, 75, 100]", "steps: [10, 50, 25, 75]")
+        .replace("bake: 15m", "bake: 30s")
+    )
+    assert problems(text) == [
+        "rb.yaml:7:3: spec.regions: expected exactly one region with role primary, found east, west",
+        "rb.yaml:22:9: spec.dns.records[0].targets: no target for region 'west'; every region needs one to fail over to it",
+        "rb.yaml:22:47: spec.dns.records[0].targets.north: unknown region 'north'; regions are east, west",
+        "rb.yaml:24:5: spec.traffic_shift.steps: expected the last step to be 100, got 75",
+        "rb.yaml:24:21: spec.traffic_shift.steps[2]: expected steps to increase strictly, got 25 after 50",
+        "rb.yaml:25:5: spec.traffic_shift.bake: bake (30s) is shorter than the DNS TTL (60s): a step would be judged before resolvers saw it",
+    ]
+
+
+def test_clouddns_needs_a_project():
+    text = VALID.replace("provider: route53", "provider: clouddns")
+    assert problems(text) == ["rb.yaml:17:5: spec.dns.project: the clouddns provider needs the Google Cloud project"]
+
+
+def test_not_a_mapping_and_empty_documents():
+    assert problems("- just\n- a list\n") == ["rb.yaml:1:1: expected a mapping (apiVersion, kind, metadata, spec), got a list"]
+    assert problems("") == ["rb.yaml:1:1: expected a mapping (apiVersion, kind, metadata, spec), got an empty document"]
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(RunbookError) as caught:
+        load_runbook(tmp_path / "absent.yaml")
+    assert str(caught.value) == f"{tmp_path / 'absent.yaml'}:1:1: cannot read the file: No such file or directory"
+
+
+def test_example_runbooks_are_valid(runbook_paths):
+    assert len(runbook_paths) >= 2
+    providers = {load_runbook(p).spec.dns.provider.value for p in runbook_paths}
+    assert providers == {"route53", "clouddns"}
+    assert max(len(load_runbook(p).spec.regions) for p in runbook_paths) >= 3
+
+
+def test_runbook_round_trips_through_json():
+    # Workflows receive the runbook through the JSON payload converter: nothing may change.
+    from drpilot.runbook import Runbook
+
+    rb = parse_runbook(VALID, "rb.yaml")
+    assert Runbook.model_validate_json(rb.model_dump_json()) == rb
+    assert rb.model_dump(mode="json")["spec"]["traffic_shift"]["bake"] == "15m"
+
+
+def test_control_characters_are_a_positioned_error():
+    assert problems(VALID.replace("name: llm", "name: l\x07lm")) == [
+        "rb.yaml:4:10: YAML cannot contain the control character #x0007; remove it"
+    ]

@@ -1,0 +1,50 @@
+"""Settings come from the environment in one place; the defaults are pinned here."""
+
+from __future__ import annotations
+
+import pytest
+
+from drpilot.settings import Settings, SettingsError, TemporalSettings, load_settings
+
+
+def test_defaults_are_a_local_dev_server_at_real_time():
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.temporal == TemporalSettings(
+        address="127.0.0.1:7233", namespace="default", task_queue="drpilot", tls=False
+    )
+    assert settings.speed == 1.0
+    assert settings.providers.endpoint_map == {}
+    assert settings.webhook_listen == "127.0.0.1:8787"
+
+
+def test_environment_overrides():
+    settings = load_settings(
+        {
+            "DRPILOT_TEMPORAL_ADDRESS": "temporal.internal:7233",
+            "DRPILOT_TEMPORAL_NAMESPACE": "dr",
+            "DRPILOT_TEMPORAL_API_KEY": "k",
+            "DRPILOT_SPEED": "60",
+            "DRPILOT_ENDPOINT_MAP": '{"https://a.example.com": "http://127.0.0.1:9000"}',
+        }
+    )
+    assert settings.temporal.address == "temporal.internal:7233"
+    assert settings.temporal.namespace == "dr"
+    assert settings.temporal.tls is True  # an API key implies TLS
+    assert settings.speed == 60
+    assert settings.providers.endpoint_map == {"https://a.example.com": "http://127.0.0.1:9000"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DRPILOT_SPEED": "fast"}, "DRPILOT_SPEED='fast': expected a number >= 1"),
+        ({"DRPILOT_SPEED": "0.5"}, "DRPILOT_SPEED='0.5': expected a number >= 1"),
+        ({"DRPILOT_TEMPORAL_TLS": "maybe"}, "DRPILOT_TEMPORAL_TLS='maybe': expected true or false"),
+        ({"DRPILOT_ENDPOINT_MAP": "[1]"}, "DRPILOT_ENDPOINT_MAP: expected a JSON object of URL -> URL"),
+    ],
+)
+def test_bad_values_are_named(env, message):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert str(caught.value) == message

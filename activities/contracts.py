@@ -219,6 +219,8 @@ class AnalyseInput(Contract):
     runbook: Runbook
     region: str
     window_seconds: float  # the bake just finished, already divided by speed
+    # Rehearsal speed: latency limits are divided by it too (the twin's latencies are).
+    speed: float = 1.0
 
 
 class AnalyseResult(Contract):

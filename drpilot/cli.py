@@ -14,6 +14,7 @@ from drpilot import __version__
 from drpilot.durations import format_duration
 from drpilot.loader import RunbookError, load_runbook
 from drpilot.runbook import Runbook
+from drpilot.sandbox.cli import app as sandbox_app
 
 app = typer.Typer(
     name="drpilot",
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 runbook_app = typer.Typer(help="Validate, inspect and export runbooks.", no_args_is_help=True)
 app.add_typer(runbook_app, name="runbook")
+app.add_typer(sandbox_app, name="sandbox")
 
 out = Console()
 err = Console(stderr=True, highlight=False, soft_wrap=True)

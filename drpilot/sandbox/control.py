@@ -72,18 +72,19 @@ def _field_kinds() -> dict[str, str]:
 
 FAULT_HELP = """\
 Faults as key=value (or one JSON object):
-  region_down=us-east-1[,...]              regions that are dark (model server and Kubernetes API fail)
-  pods_stalled=REGION[,...]                 pods there never become ready
-  pod_start_seconds.REGION=30               seconds a pod takes to become ready there
-  glacier_delay_seconds=60                  a Glacier restore takes this long
-  route53_pending_seconds=20                a Route53 change stays PENDING this long
-  route53_throttle_count=3                  the next 3 Route53 calls are throttled
-  clouddns_pending_seconds=20               a Cloud DNS change stays pending this long
-  velero_partially_failed=REGION[,...]      Velero restores there end PartiallyFailed
-  velero_failed=REGION[,...]                Velero restores there end Failed
-  error_ramp.REGION=50:0.2                  20% errors there once its DNS weight reaches 50
-  extra_latency_seconds.REGION=0.5          extra latency per inference request there
-An empty value clears a field (region_down=). Durations are simulated seconds (divided by --speed)."""
+  region_down=R1[,R2]          model server and Kubernetes API of R fail
+  pods_stalled=R1[,R2]         pods in R never become ready
+  pod_start_seconds.R=30       a pod in R takes 30 s to become ready
+  glacier_delay_seconds=60     a Glacier restore takes 60 s
+  route53_pending_seconds=20   a Route53 change stays PENDING 20 s
+  route53_throttle_count=3     the next 3 Route53 calls are throttled
+  clouddns_pending_seconds=20  a Cloud DNS change stays pending 20 s
+  velero_partially_failed=R    Velero restores in R end PartiallyFailed
+  velero_failed=R              Velero restores in R end Failed
+  error_ramp.R=50:0.2          20% errors in R once its DNS weight >= 50
+  extra_latency_seconds.R=0.5  +0.5 s per inference request in R
+An empty value clears a field (region_down=). Seconds are simulated:
+the twin divides them by its --speed."""
 
 
 def _number(key: str, raw: str, kind: type) -> Any:

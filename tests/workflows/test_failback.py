@@ -1,0 +1,128 @@
+"""FailbackWorkflow: restore, sync, gate, then the weighted shift with rollback."""
+
+from __future__ import annotations
+
+from tests.workflows.conftest import keep_history, runbook
+from tests.workflows.world import World
+from workflows.failback import FailbackWorkflow
+from workflows.types import FailbackInput
+
+SERVICE = "ml-serving/inference-service"
+
+
+def after_failover(rb, original: str, dr: dict[str, int]) -> World:
+    """The world a failover left: DNS on the DR region(s), DR scaled up, original recovered
+    but scaled to standby and missing a model that changed while it was away."""
+    world = World.normal(rb)
+    world.dns = {r: dr.get(r, 0) for r in rb.regions}
+    for region in dr:
+        for w in rb.workloads_in(region):
+            world.replicas[region][f"{w.namespace}/{w.deployment}"] = w.replicas.active
+    for w in rb.workloads_in(original):
+        world.replicas[original][f"{w.namespace}/{w.deployment}"] = w.replicas.standby
+    world.missing[original] = {rb.spec.models[0].name}
+    return world
+
+
+async def test_failback_shifts_in_steps_then_scales_dr_to_standby(harness, route53_runbook):
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
+        result = await handle.result()
+        history = await handle.fetch_history()
+    assert result.status == "completed", result.messages
+    assert world.changes == [
+        {"us-east-1": 10, "us-west-2": 90},
+        {"us-east-1": 25, "us-west-2": 75},
+        {"us-east-1": 50, "us-west-2": 50},
+        {"us-east-1": 75, "us-west-2": 25},
+        {"us-east-1": 100, "us-west-2": 0},
+    ]
+    assert world.replicas["us-east-1"][SERVICE] == 6
+    assert world.replicas["us-west-2"][SERVICE] == 1  # back to standby, after the shift
+    assert world.scale_calls[-1] == ("us-west-2", "standby")
+    assert not world.missing["us-east-1"]  # synced from DR
+    # Velero restore on failback, named from the run, once.
+    assert len(world.restores) == 1 and next(iter(world.restores)).startswith("drpilot-failback-llm-inference-")
+    names = [p.name for p in result.phases]
+    assert names[:5] == ["preflight", "restore", "sync-artifacts", "warm-up", "health-gate"] or names[:5] == [
+        "preflight", "sync-artifacts", "restore", "warm-up", "health-gate"
+    ]
+    assert [n for n in names if n.startswith("shift")] == ["shift 10%", "shift 25%", "shift 50%", "shift 75%", "shift 100%"]
+    assert names[-1] == "scale-down"
+    # Each step baked 15 minutes (time skipped): the run spans at least 5 x 15 min.
+    assert (result.ended_at - result.started_at).total_seconds() >= 5 * 15 * 60
+    # Five 15-minute bakes and everything else stay far below the history limits.
+    assert len(history.events) < 2000, len(history.events)
+    assert result.final_state.dns == {"us-east-1": 100, "us-west-2": 0}
+    await keep_history(handle, "failback_completed")
+
+
+async def test_failback_rolls_back_when_degradation_starts_at_50(harness, route53_runbook):
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
+    world.degrade_at["us-east-1"] = 50
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
+        result = await handle.result()
+    assert result.status == "rolled_back"
+    assert world.changes == [
+        {"us-east-1": 10, "us-west-2": 90},
+        {"us-east-1": 25, "us-west-2": 75},
+        {"us-east-1": 50, "us-west-2": 50},
+        {"us-east-1": 0, "us-west-2": 100},  # all traffic back to DR
+    ]
+    step = next(p for p in result.phases if p.name == "shift 50%")
+    assert step.outcome == "rolled_back"
+    assert step.evidence and not step.evidence[0].passed and "0.200" in step.evidence[0].observed
+    assert "degradation at 50%" in step.detail
+    assert "shift 75%" not in [p.name for p in result.phases]
+    # DR keeps its capacity: nothing scaled down.
+    assert ("us-west-2", "standby") not in world.scale_calls
+    assert world.replicas["us-west-2"][SERVICE] == 6
+    assert result.final_state.dns == {"us-east-1": 0, "us-west-2": 100}
+    assert result.rto_seconds is None
+    await keep_history(handle, "failback_rolled_back")
+
+
+async def test_failback_gate_failure_moves_no_traffic(harness, route53_runbook):
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
+    world.unhealthy.add("us-east-1")
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.changes == []
+    assert "no traffic was moved" in " ".join(result.messages)
+
+
+async def test_n_region_failback_returns_to_normal_weights(harness):
+    rb = runbook("llm-inference-clouddns.yaml", spec__approvals__failback="never")
+    world = after_failover(rb, "us-central1", {"europe-west4": 50, "asia-southeast1": 50})
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=rb, original_region="us-central1"))
+        result = await handle.result()
+    assert result.status == "completed", result.messages
+    assert world.dns == rb.normal_weights() == {"us-central1": 50, "europe-west4": 25, "asia-southeast1": 25}
+    assert world.changes[0] == {"us-central1": 5, "europe-west4": 48, "asia-southeast1": 47} or world.changes[0] == {
+        "us-central1": 5, "europe-west4": 47, "asia-southeast1": 48
+    }
+    assert all(sum(c.values()) == 100 for c in world.changes)
+    # Active-active regions serve in normal operation: nothing goes to standby.
+    assert all(to == "active" for _, to in world.scale_calls)
+
+
+async def test_failback_velero_failure_stops_before_traffic(harness, route53_runbook):
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
+    world.velero_phase = "PartiallyFailed"
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.changes == []
+    restore = next(p for p in result.phases if p.name == "restore")
+    assert restore.outcome == "failed" and "velero restore describe" in restore.detail

@@ -1,0 +1,208 @@
+"""FailoverWorkflow against a simulated world: where traffic, replicas and artifacts end."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import WorkflowUpdateStage
+
+from activities import contracts as c
+from tests.workflows.conftest import keep_history, runbook
+from tests.workflows.world import World
+from workflows.failover import FailoverWorkflow
+from workflows.types import ApproveInput, FailoverInput
+
+
+def phase_names(result) -> list[str]:
+    return [p.name for p in result.phases]
+
+
+def outage(rb, region: str) -> World:
+    world = World.normal(rb)
+    world.dark.add(region)
+    return world
+
+
+async def test_graceful_failover_prepares_gates_then_switches(harness, route53_runbook):
+    world = World.normal(route53_runbook)
+    world.missing["us-west-2"] = {"llm-7b"}  # replication lagged: restore from the archive
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1", reason="test"))
+        result = await handle.result()
+    assert result.status == "completed", result.messages
+    assert world.dns == {"us-east-1": 0, "us-west-2": 100}
+    assert world.changes == [{"us-east-1": 0, "us-west-2": 100}]  # one change batch
+    assert world.replicas["us-west-2"] == {"ml-serving/inference-service": 6, "ml-serving/inference-gateway": 3}
+    assert world.replicas["us-east-1"]["ml-serving/inference-service"] == 6  # never scaled down
+    assert not world.missing["us-west-2"]
+    assert ("artifacts.restore_from_archive", "us-west-2 llm-7b") in world.calls
+    assert all(ok for _, ok in world.health_log)  # traffic only ever went to healthy regions
+    # Graceful order: the gate passes before DNS moves.
+    names = phase_names(result)
+    assert names == [
+        "preflight", "prepare", "warm-up", "health-gate", "approval", "dns-switch", "post-switch-validation"
+    ]
+    assert [p.outcome for p in result.phases] == ["ok", "ok", "ok", "ok", "skipped", "ok", "ok"]
+    health = next(p for p in result.phases if p.name == "health-gate")
+    assert health.evidence and all(e.passed for e in health.evidence)
+    assert result.final_state.dns == {"us-east-1": 0, "us-west-2": 100}
+    assert result.final_state.replicas["us-west-2"]["ml-serving/inference-service"] == 6
+    assert result.before_state.dns == {"us-east-1": 100, "us-west-2": 0}
+    assert result.rto_seconds is not None and result.rto_seconds > 60  # at least the TTL
+    assert result.objective_rto_seconds == 300
+    await keep_history(handle, "failover_graceful")
+
+
+async def test_ungraceful_failover_moves_dns_first(harness, route53_runbook):
+    world = outage(route53_runbook, "us-east-1")
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(
+            FailoverWorkflow.run,
+            FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful", trigger="cli"),
+        )
+        result = await handle.result()
+    assert result.status == "completed", result.messages
+    assert world.dns == {"us-east-1": 0, "us-west-2": 100}
+    # DNS changed before the target was scaled (the failed region is dark: no waiting).
+    order = [name for name, _ in world.calls]
+    assert order.index(c.DNS_APPLY) < order.index(c.PROBES_HEALTH)
+    assert result.before_state.unreachable == ["us-east-1"]
+    assert "us-east-1" in result.final_state.unreachable
+    assert world.replicas["us-west-2"]["ml-serving/inference-service"] == 6
+    await keep_history(handle, "failover_ungraceful")
+
+
+async def test_graceful_failover_refuses_a_target_that_fails_its_gate(harness, route53_runbook):
+    world = World.normal(route53_runbook)
+    world.unhealthy.add("us-west-2")
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.changes == []  # DNS never touched
+    gate = next(p for p in result.phases if p.name == "health-gate")
+    assert gate.outcome == "failed" and "us-west-2" in gate.detail
+    assert any(not e.passed for e in gate.evidence)
+    assert world.replicas["us-west-2"]["ml-serving/inference-service"] == 6  # left scaled up
+    assert result.rto_seconds is None
+
+
+async def test_ungraceful_failover_with_failing_target_keeps_dns_off_the_dark_region(harness, route53_runbook):
+    world = outage(route53_runbook, "us-east-1")
+    world.unhealthy.add("us-west-2")
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(
+            FailoverWorkflow.run,
+            FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
+        )
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.dns == {"us-east-1": 0, "us-west-2": 100}  # never back to the dark region
+    assert "dark" in " ".join(result.messages)
+
+
+async def test_n_region_failover_redistributes_by_capacity(harness, clouddns_runbook):
+    # us-central1 (capacity 8) fails; europe-west4 and asia-southeast1 (4 each) share it.
+    world = outage(clouddns_runbook, "us-central1")
+    assert world.dns == {"us-central1": 50, "europe-west4": 25, "asia-southeast1": 25}
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(
+            FailoverWorkflow.run, FailoverInput(runbook=clouddns_runbook, failed_region="us-central1")
+        )
+        # This runbook asks for approval on every failover.
+        await wait_for(handle, lambda p: p.waiting_for == "approval")
+        assert world.changes == []
+        await handle.execute_update(FailoverWorkflow.approve, ApproveInput(by="alice"))
+        result = await handle.result()
+    assert result.status == "completed", result.messages
+    assert world.dns == {"us-central1": 0, "europe-west4": 50, "asia-southeast1": 50}
+    assert {r for r, _ in world.scale_calls} == {"europe-west4", "asia-southeast1"}
+    approval = next(p for p in result.phases if p.name == "approval")
+    assert approval.outcome == "ok" and "alice" in approval.detail
+    await keep_history(handle, "failover_n_region")
+
+
+async def test_n_region_ungraceful_narrows_to_the_targets_that_pass(harness, clouddns_runbook):
+    rb = runbook("llm-inference-clouddns.yaml", spec__approvals__failover="never")
+    world = outage(rb, "us-central1")
+    world.unhealthy.add("asia-southeast1")
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1", strategy="ungraceful"))
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.dns == {"us-central1": 0, "europe-west4": 100, "asia-southeast1": 0}
+    assert world.changes == [
+        {"us-central1": 0, "europe-west4": 50, "asia-southeast1": 50},
+        {"us-central1": 0, "europe-west4": 100, "asia-southeast1": 0},
+    ]
+
+
+async def test_explicit_target_and_unknown_region(harness, clouddns_runbook):
+    rb = runbook("llm-inference-clouddns.yaml", spec__approvals__failover="never")
+    world = World.normal(rb)
+    h = harness(world)
+    async with h.worker():
+        bad = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1", target_regions=["mars-1"]))
+        result = await bad.result()
+    assert result.status == "failed"
+    assert "mars-1" in result.phases[0].detail and world.changes == []
+
+
+async def test_approval_timeout_aborts(harness):
+    rb = runbook("llm-inference.yaml", spec__approvals__failover="always", spec__approvals__on_timeout="abort")
+    world = World.normal(rb)
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1"))
+        result = await handle.result()  # time skips past the 10-minute approval timeout
+    assert result.status == "aborted"
+    assert world.changes == [] and world.dns == {"us-east-1": 100, "us-west-2": 0}
+    approval = next(p for p in result.phases if p.name == "approval")
+    assert approval.outcome == "aborted" and "approval timeout" in approval.detail
+    assert world.replicas["us-west-2"]["ml-serving/inference-service"] == 6  # not scaled back down
+
+
+async def test_approval_timeout_proceeds(harness):
+    rb = runbook("llm-inference.yaml", spec__approvals__failover="always", spec__approvals__on_timeout="proceed")
+    world = World.normal(rb)
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1"))
+        result = await handle.result()
+    assert result.status == "completed"
+    assert world.dns == {"us-east-1": 0, "us-west-2": 100}
+    approval = next(p for p in result.phases if p.name == "approval")
+    assert approval.outcome == "ok" and "proceeding" in approval.detail
+
+
+async def test_when_auto_triggered_asks_only_alerts(harness, route53_runbook):
+    world = World.normal(route53_runbook)
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(
+            FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1", trigger="alert")
+        )
+        progress = await wait_for(handle, lambda p: p.waiting_for == "approval")
+        assert progress.approval_required and progress.phase == "approval"
+        update = await handle.start_update(
+            FailoverWorkflow.approve, ApproveInput(by="bob"), wait_for_stage=WorkflowUpdateStage.COMPLETED
+        )
+        await update.result()
+        result = await handle.result()
+    assert result.status == "completed"
+
+
+async def wait_for(handle, predicate, timeout: float = 20.0):
+    """Poll the progress query (in real time: queries do not skip time) until predicate holds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            progress = await handle.query(FailoverWorkflow.progress)
+            if predicate(progress):
+                return progress
+            await asyncio.sleep(0.02)

@@ -1,0 +1,205 @@
+"""A small simulated world for workflow tests: DNS weights, replicas, artifacts and health.
+
+Each activity of activities/contracts.py is replaced by name with a method here that reads
+and changes this world the way the real provider would (one effect per call, idempotent),
+so a test states the situation (a dark region, a missing model, errors from 50% weight)
+and asserts on where the world ends. The activities themselves are tested against the
+sandbox in tests/activities/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import contracts as c
+from drpilot.runbook import Runbook
+
+
+@dataclass
+class World:
+    runbook: Runbook
+    dns: dict[str, int] = field(default_factory=dict)
+    replicas: dict[str, dict[str, int]] = field(default_factory=dict)
+    dark: set[str] = field(default_factory=set)  # cluster and endpoints do not answer
+    unhealthy: set[str] = field(default_factory=set)  # answers, but fails health checks
+    missing: dict[str, set[str]] = field(default_factory=dict)  # region -> models missing
+    degrade_at: dict[str, int] = field(default_factory=dict)  # region -> weight where errors start
+    velero_phase: str = "Completed"
+    # Activity name to hold in (heartbeating) until cancelled or released: abort tests.
+    hold: str | None = None
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, detail)
+    changes: list[dict[str, int]] = field(default_factory=list)  # DNS change batches applied
+    restores: dict[str, str] = field(default_factory=dict)  # velero restore name -> region
+    scale_calls: list[tuple[str, str]] = field(default_factory=list)  # (region, to)
+    # Health of a region at each DNS weight it was served at: checks "never traffic to a
+    # region that failed its gate".
+    health_log: list[tuple[str, bool]] = field(default_factory=list)
+
+    @classmethod
+    def normal(cls, runbook: Runbook) -> World:
+        """Every region as in normal operation: serving regions active, standbys standby."""
+        world = cls(runbook=runbook, dns=runbook.normal_weights())
+        for region, spec in runbook.regions.items():
+            count = "standby" if spec.role.value == "standby" else "active"
+            world.replicas[region] = {
+                f"{w.namespace}/{w.deployment}": getattr(w.replicas, count) for w in runbook.workloads_in(region)
+            }
+        return world
+
+    # ------------------------------------------------------------------ the world's truth
+    def healthy(self, region: str) -> bool:
+        if region in self.dark or region in self.unhealthy or self.missing.get(region):
+            return False
+        want = {f"{w.namespace}/{w.deployment}": w.replicas.active for w in self.runbook.workloads_in(region)}
+        return all(self.replicas.get(region, {}).get(k, 0) >= n for k, n in want.items())
+
+    def serving(self) -> list[str]:
+        return sorted(r for r, w in self.dns.items() if w > 0)
+
+    def activities(self) -> list[Callable]:
+        return [
+            self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.artifacts_verify,
+            self.artifacts_restore, self.artifacts_sync, self.velero_restore, self.warmup,
+            self.health_gate, self.analyse,
+        ]
+
+    async def _visit(self, name: str, detail: str = "") -> None:
+        self.calls.append((name, detail))
+        if self.hold == name and not self.entered.is_set():
+            self.entered.set()
+            while not self.release.is_set():
+                activity.heartbeat()
+                await asyncio.sleep(0.02)
+
+    def _reach(self, region: str) -> None:
+        if region in self.dark:
+            raise ApplicationError(f"{region}: cluster API unreachable (connection refused)")
+
+    # ------------------------------------------------------------------ DNS
+    @activity.defn(name=c.DNS_READ)
+    async def dns_read(self, input: c.DnsReadInput) -> c.DnsState:
+        await self._visit(c.DNS_READ)
+        return c.DnsState(records=[c.RecordWeights(name=r.name, weights=dict(self.dns)) for r in self.runbook.spec.dns.records])
+
+    @activity.defn(name=c.DNS_APPLY)
+    async def dns_apply(self, input: c.DnsApplyInput) -> c.DnsApplyResult:
+        await self._visit(c.DNS_APPLY, str(input.weights))
+        if sum(input.weights.values()) != 100 or not any(input.weights.values()):
+            raise ApplicationError(f"refusing weights {input.weights}: no healthy target", non_retryable=True)
+        if input.weights == self.dns:
+            return c.DnsApplyResult(change_id=None, status="unchanged", weights=dict(self.dns))
+        self.dns = dict(input.weights)
+        self.changes.append(dict(input.weights))
+        for region, weight in input.weights.items():
+            if weight > 0:
+                self.health_log.append((region, self.healthy(region)))
+        return c.DnsApplyResult(change_id=f"C{len(self.changes)}", status="INSYNC", weights=dict(self.dns))
+
+    # ------------------------------------------------------------------ Kubernetes
+    def _state(self, region: str) -> c.ReplicaState:
+        return c.ReplicaState(
+            region=region,
+            deployments=[
+                c.DeploymentState(namespace=k.split("/")[0], name=k.split("/")[1], replicas=n, ready=n)
+                for k, n in sorted(self.replicas.get(region, {}).items())
+            ],
+        )
+
+    @activity.defn(name=c.KUBE_READ)
+    async def kube_read(self, input: c.KubeReadInput) -> c.ReplicaState:
+        await self._visit(c.KUBE_READ, input.region)
+        self._reach(input.region)
+        return self._state(input.region)
+
+    @activity.defn(name=c.KUBE_SCALE)
+    async def kube_scale(self, input: c.ScaleInput) -> c.ScaleResult:
+        await self._visit(c.KUBE_SCALE, f"{input.region} {input.to}")
+        self._reach(input.region)
+        self.scale_calls.append((input.region, input.to))
+        changed = []
+        for w in self.runbook.workloads_in(input.region):
+            key = f"{w.namespace}/{w.deployment}"
+            want = getattr(w.replicas, input.to)
+            if self.replicas.setdefault(input.region, {}).get(key) != want:
+                changed.append(key)
+            self.replicas[input.region][key] = want
+        return c.ScaleResult(region=input.region, deployments=self._state(input.region).deployments, changed=changed)
+
+    # ------------------------------------------------------------------ artifacts
+    def _verify(self, region: str, model: str, version: str) -> c.VerifyResult:
+        problems = []
+        if model in self.missing.get(region, set()):
+            problems = [c.ArtifactProblem(key=f"s3://models-{region}/{model}/{version}/weights.bin", problem="missing")]
+        return c.VerifyResult(region=region, model=model, version=version, files=3, bytes=3000, problems=problems)
+
+    @activity.defn(name=c.ARTIFACTS_VERIFY)
+    async def artifacts_verify(self, input: c.ArtifactInput) -> c.VerifyResult:
+        await self._visit(c.ARTIFACTS_VERIFY, f"{input.region} {input.model}")
+        return self._verify(input.region, input.model, input.version)
+
+    @activity.defn(name=c.ARTIFACTS_RESTORE)
+    async def artifacts_restore(self, input: c.RestoreInput) -> c.RestoreResult:
+        await self._visit(c.ARTIFACTS_RESTORE, f"{input.region} {input.model}")
+        self.missing.get(input.region, set()).discard(input.model)
+        return c.RestoreResult(
+            region=input.region, model=input.model, tier="Expedited",
+            restored=[f"{input.model}/weights.bin"], verify=self._verify(input.region, input.model, input.version),
+        )
+
+    @activity.defn(name=c.ARTIFACTS_SYNC)
+    async def artifacts_sync(self, input: c.SyncInput) -> c.SyncResult:
+        await self._visit(c.ARTIFACTS_SYNC, f"{input.source_region}->{input.target_region} {input.model}")
+        copied = ["weights.bin"] if input.model in self.missing.get(input.target_region, set()) else []
+        self.missing.get(input.target_region, set()).discard(input.model)
+        return c.SyncResult(copied=copied, unchanged=3 - len(copied), verify=self._verify(input.target_region, input.model, input.version))
+
+    # ------------------------------------------------------------------ Velero
+    @activity.defn(name=c.VELERO_RESTORE)
+    async def velero_restore(self, input: c.VeleroRestoreInput) -> c.VeleroRestoreResult:
+        await self._visit(c.VELERO_RESTORE, input.restore_name)
+        self._reach(input.region)
+        created = input.restore_name not in self.restores
+        self.restores[input.restore_name] = input.region
+        errors = 0 if self.velero_phase == "Completed" else 2
+        return c.VeleroRestoreResult(name=input.restore_name, phase=self.velero_phase, errors=errors, created=created)
+
+    # ------------------------------------------------------------------ probes
+    @activity.defn(name=c.PROBES_WARMUP)
+    async def warmup(self, input: c.WarmupInput) -> c.WarmupResult:
+        await self._visit(c.PROBES_WARMUP, input.region)
+        n = sum(w.requests for w in self.runbook.spec.warmup)
+        failures = 0 if self.healthy(input.region) else n
+        return c.WarmupResult(region=input.region, requests=n, failures=failures, p50_ms=40, p99_ms=120)
+
+    @activity.defn(name=c.PROBES_HEALTH)
+    async def health_gate(self, input: c.HealthInput) -> c.HealthResult:
+        await self._visit(c.PROBES_HEALTH, input.region)
+        ok = self.healthy(input.region)
+        evidence = [
+            c.CheckEvidence(check=f"GET {h.path}", passed=ok, observed=str(h.expect) if ok else "503")
+            for h in self.runbook.spec.health.http
+        ]
+        consecutive = self.runbook.spec.health.consecutive
+        return c.HealthResult(
+            region=input.region, passed=ok, rounds=consecutive if ok else 12,
+            consecutive=consecutive if ok else 0, seconds=10.0, evidence=evidence,
+        )
+
+    @activity.defn(name=c.PROBES_ANALYSE)
+    async def analyse(self, input: c.AnalyseInput) -> c.AnalyseResult:
+        await self._visit(c.PROBES_ANALYSE, f"{input.region} at {self.dns.get(input.region, 0)}")
+        threshold = self.degrade_at.get(input.region)
+        degraded = threshold is not None and self.dns.get(input.region, 0) >= threshold
+        rate = 0.2 if degraded else 0.001
+        limit = self.runbook.spec.traffic_shift.rollback.max_error_rate
+        return c.AnalyseResult(
+            region=input.region, healthy=rate <= limit, requests=500, error_rate=rate, p99_ms=180.0,
+            evidence=[c.CheckEvidence(check="error rate", passed=rate <= limit, observed=f"{rate:.3f}")],
+        )

@@ -1,0 +1,198 @@
+"""Every activity a run calls, with its timeouts and retry policy in one place.
+
+Activities are called by name (activities/contracts.py), so tests replace them by
+registering other functions under the same names. Each call sets start_to_close; the
+long ones (waits for pods, DNS propagation, Glacier, Velero, health gates) heartbeat and
+set heartbeat_timeout so a lost worker is noticed in a minute, not at the end of the wait.
+Timeouts that bound a simulated wait are divided by the rehearsal speed, with a floor so
+a fast rehearsal still leaves real HTTP calls room.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
+    from drpilot.runbook import Runbook
+
+# Errors no retry can fix: a bug or a runbook the provider rejects. Activities mark their
+# own permanent failures ApplicationError(non_retryable=True); these are the rest.
+PERMANENT = ["PlanError", "ValidationError", "ValueError", "TypeError", "KeyError", "AttributeError"]
+HEARTBEAT = timedelta(seconds=60)
+
+
+def _retry(attempts: int, max_interval: float = 30.0) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=max_interval),
+        maximum_attempts=attempts,
+        non_retryable_error_types=PERMANENT,
+    )
+
+
+def _scaled(seconds: float, speed: float, floor: float = 30.0) -> float:
+    return max(seconds / speed, floor)
+
+
+async def dns_read(runbook: Runbook) -> c.DnsState:
+    return await workflow.execute_activity(
+        c.DNS_READ,
+        c.DnsReadInput(runbook=runbook),
+        result_type=c.DnsState,
+        start_to_close_timeout=timedelta(seconds=60),
+        retry_policy=_retry(5),
+        summary="read DNS weights",
+    )
+
+
+def start_dns_apply(runbook: Runbook, weights: dict[str, int], speed: float):
+    """Started, not awaited: the caller shields it so an abort never cancels a change batch
+    half-way (compensation waits for it, then applies the last good weights)."""
+    return workflow.start_activity(
+        c.DNS_APPLY,
+        c.DnsApplyInput(runbook=runbook, weights=weights, speed=speed),
+        result_type=c.DnsApplyResult,
+        # Route53 INSYNC normally takes under a minute; Cloud DNS seconds.
+        start_to_close_timeout=timedelta(seconds=_scaled(600, speed, 60)),
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=_retry(8),
+        summary=f"set DNS weights {weights}",
+    )
+
+
+async def kube_read(runbook: Runbook, region: str, *, attempts: int = 3) -> c.ReplicaState:
+    return await workflow.execute_activity(
+        c.KUBE_READ,
+        c.KubeReadInput(runbook=runbook, region=region),
+        result_type=c.ReplicaState,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=_retry(attempts, 5),
+        summary=f"read replicas in {region}",
+    )
+
+
+async def kube_scale(
+    runbook: Runbook,
+    region: str,
+    to: str,
+    speed: float,
+    *,
+    wait_ready: bool = True,
+    wait_seconds: float = 600.0,
+) -> c.ScaleResult:
+    timeout = _scaled(wait_seconds, speed)
+    return await workflow.execute_activity(
+        c.KUBE_SCALE,
+        c.ScaleInput(
+            runbook=runbook, region=region, to=to, wait_ready=wait_ready, timeout_seconds=timeout, speed=speed
+        ),
+        result_type=c.ScaleResult,
+        start_to_close_timeout=timedelta(seconds=timeout + 60),
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=_retry(5),
+        summary=f"scale {region} to {to}",
+    )
+
+
+async def artifacts_verify(runbook: Runbook, region: str, model: str, version: str) -> c.VerifyResult:
+    return await workflow.execute_activity(
+        c.ARTIFACTS_VERIFY,
+        c.ArtifactInput(runbook=runbook, region=region, model=model, version=version),
+        result_type=c.VerifyResult,
+        start_to_close_timeout=timedelta(minutes=10),
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=_retry(5),
+        summary=f"verify {model} {version} in {region}",
+    )
+
+
+async def artifacts_restore(
+    runbook: Runbook, region: str, model: str, version: str, budget_seconds: float, speed: float
+) -> c.RestoreResult:
+    return await workflow.execute_activity(
+        c.ARTIFACTS_RESTORE,
+        c.RestoreInput(
+            runbook=runbook, region=region, model=model, version=version,
+            budget_seconds=budget_seconds, speed=speed,
+        ),
+        result_type=c.RestoreResult,
+        # A Standard-tier Glacier retrieval takes hours; heartbeats carry per-file progress
+        # so a retry after a lost worker resumes instead of restoring again.
+        start_to_close_timeout=timedelta(seconds=_scaled(6 * 3600, speed, 120)),
+        heartbeat_timeout=timedelta(seconds=120),
+        retry_policy=_retry(10, 60),
+        summary=f"restore {model} {version} into {region} from the archive",
+    )
+
+
+async def artifacts_sync(
+    runbook: Runbook, model: str, version: str, source: str, target: str
+) -> c.SyncResult:
+    return await workflow.execute_activity(
+        c.ARTIFACTS_SYNC,
+        c.SyncInput(runbook=runbook, model=model, version=version, source_region=source, target_region=target),
+        result_type=c.SyncResult,
+        start_to_close_timeout=timedelta(hours=1),
+        heartbeat_timeout=timedelta(seconds=120),
+        retry_policy=_retry(10, 60),
+        summary=f"sync {model} {version} {source} -> {target}",
+    )
+
+
+async def velero_restore(runbook: Runbook, region: str, name: str, speed: float) -> c.VeleroRestoreResult:
+    timeout = _scaled(1800, speed, 60)
+    return await workflow.execute_activity(
+        c.VELERO_RESTORE,
+        c.VeleroRestoreInput(
+            runbook=runbook, region=region, restore_name=name, timeout_seconds=timeout, speed=speed
+        ),
+        result_type=c.VeleroRestoreResult,
+        start_to_close_timeout=timedelta(seconds=timeout + 120),
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=_retry(5),
+        summary=f"velero restore {name} in {region}",
+    )
+
+
+async def warmup(runbook: Runbook, region: str) -> c.WarmupResult:
+    return await workflow.execute_activity(
+        c.PROBES_WARMUP,
+        c.WarmupInput(runbook=runbook, region=region),
+        result_type=c.WarmupResult,
+        start_to_close_timeout=timedelta(minutes=10),
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=_retry(3),
+        summary=f"warm up {region}",
+    )
+
+
+async def health_gate(runbook: Runbook, region: str, speed: float) -> c.HealthResult:
+    # A failing gate is a result (passed=False), not an error: only a probe that could not
+    # run at all is retried, once.
+    timeout = runbook.spec.health.timeout.total_seconds() / speed
+    return await workflow.execute_activity(
+        c.PROBES_HEALTH,
+        c.HealthInput(runbook=runbook, region=region, speed=speed),
+        result_type=c.HealthResult,
+        start_to_close_timeout=timedelta(seconds=timeout + 60),
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=_retry(2),
+        summary=f"health gate {region}",
+    )
+
+
+async def analyse(runbook: Runbook, region: str, window_seconds: float) -> c.AnalyseResult:
+    return await workflow.execute_activity(
+        c.PROBES_ANALYSE,
+        c.AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds),
+        result_type=c.AnalyseResult,
+        start_to_close_timeout=timedelta(minutes=5),
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=_retry(3),
+        summary=f"analyse traffic in {region}",
+    )

@@ -1,0 +1,171 @@
+"""FailbackWorkflow: return serving to the original region once it has recovered.
+
+preflight -> (restore the original region || sync artifacts DR -> original) -> warm-up
+-> health gate -> approval -> weighted shift (workflows/shift.py) -> DR back to standby.
+
+Until the shift has passed its last step, the DR state found in preflight is the last
+good state: a degraded step, a failure or an abort returns all traffic there. The DR
+region is scaled back to standby only after the original region carries 100% healthily.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
+    from drpilot.runbook import Action as RunbookAction
+    from drpilot.runbook import Role
+    from workflows import calls
+    from workflows.control import PhaseFailed, Run, explain, region_evidence, restore_name, together
+    from workflows.plan import check_region, failback_home, format_weights, serving
+    from workflows.shift import Shift, shift_traffic
+    from workflows.types import FailbackInput, RunResult, WorldState
+
+
+@workflow.defn
+class FailbackWorkflow(Run):
+    action = "failback"
+
+    @workflow.init
+    def __init__(self, input: FailbackInput) -> None:
+        self.input = input
+        self.setup(input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failback)
+        self.original = input.original_region
+
+    @workflow.run
+    async def run(self, input: FailbackInput) -> RunResult:
+        return await self.execute(self.procedure)
+
+    async def procedure(self) -> None:
+        request = self.input
+        why = f": {request.reason}" if request.reason else ""
+        self.say(f"failback of {self.runbook.name} to {self.original} (trigger {request.trigger}){why}")
+        start, home, dr = await self.preflight()
+        await self.hold_if_paused()
+        await together(self.restore_region(), self.sync_artifacts(dr))
+        await self.hold_if_paused()
+        await self.warm_up()
+        await self.health_gate()
+        await self.approval_gate()
+        if start == home:
+            self.skip("shift", f"DNS already at {format_weights(home)}")
+        else:
+            await shift_traffic(self, Shift(start=start, home=home, region=self.original))
+        # Every step passed its analysis: home is now the last good state.
+        self.last_good = dict(home)
+        self.mark_recovered()
+        await self.scale_down(dr)
+
+    async def preflight(self) -> tuple[dict[str, int], dict[str, int], list[str]]:
+        rb = self.runbook
+        async with self.phase("preflight"):
+            check_region(rb, self.original, "original region")
+            regions = list(rb.regions)
+            reads = await together(
+                calls.dns_read(rb),
+                *(self._read(r) for r in regions),
+            )
+            start = reads[0].weights()
+            states = dict(zip(regions, reads[1:], strict=True))
+            if not isinstance(states[self.original], c.ReplicaState):
+                raise PhaseFailed(
+                    f"original region {self.original}: cluster not reachable ({states[self.original]}); "
+                    "failback needs it recovered first"
+                )
+            self._weights = dict(start)
+            self.last_good = dict(start)
+            reachable = {r: s for r, s in states.items() if isinstance(s, c.ReplicaState)}
+            self._before = WorldState(
+                dns=start,
+                replicas={r: {f"{d.namespace}/{d.name}": d.replicas for d in s.deployments} for r, s in reachable.items()},
+                ready={r: {f"{d.namespace}/{d.name}": d.ready for d in s.deployments} for r, s in reachable.items()},
+                unreachable=[r for r in regions if r not in reachable],
+            )
+            dr = [r for r in serving(start) if r != self.original]
+            home = failback_home(rb, self.original, start)
+            self._target_weights = dict(home)
+            if not dr and start != home:
+                raise PhaseFailed(f"DNS sends no traffic outside {self.original} ({format_weights(start)}): nothing to fail back from")
+            self.note("preflight", f"DR region(s) {', '.join(dr) or 'none'}; DNS {format_weights(start)} -> {format_weights(home)}")
+            return start, home, dr
+
+    async def restore_region(self) -> None:
+        async with self.phase("restore"):
+            velero = self.runbook.spec.backups.velero
+            if velero is not None and RunbookAction.failback in velero.restore_on:
+                name = restore_name("failback", self.runbook.name)
+                restored = await calls.velero_restore(self.runbook, self.original, name, self.speed)
+                self.note("restore", f"velero restore {restored.name} {restored.phase}")
+                if restored.phase != "Completed":
+                    raise PhaseFailed(
+                        f"velero restore {restored.name} in {self.original} ended {restored.phase} "
+                        f"({restored.errors} errors, {restored.warnings} warnings): velero restore describe {restored.name}"
+                    )
+            scaled = await calls.kube_scale(self.runbook, self.original, "active", self.speed)
+            shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
+            self.note("restore", f"{self.original}: {shown} ready")
+
+    async def sync_artifacts(self, dr: list[str]) -> None:
+        models = self.runbook.spec.models
+        if not models:
+            self.skip("sync-artifacts", "the runbook lists no models")
+            return
+        async with self.phase("sync-artifacts"):
+            if dr:
+                # The DR region carrying the most traffic has the artifacts that served it.
+                source = max(dr, key=lambda r: (self._weights.get(r, 0), r))
+                synced = await together(
+                    *(calls.artifacts_sync(self.runbook, m.name, m.version, source, self.original) for m in models)
+                )
+                verified = [s.verify for s in synced]
+                for m, s in zip(models, synced, strict=True):
+                    self.note("sync-artifacts", f"{m.name}: {len(s.copied)} copied from {source}, {s.unchanged} unchanged")
+            else:
+                verified = await together(
+                    *(calls.artifacts_verify(self.runbook, self.original, m.name, m.version) for m in models)
+                )
+            bad = [v for v in verified if not v.ok]
+            if bad:
+                first = bad[0].problems[0]
+                raise PhaseFailed(
+                    f"{self.original}: {bad[0].model} {bad[0].version} has {len(bad[0].problems)} problem(s) "
+                    f"after sync (e.g. {first.key} {first.problem})"
+                )
+
+    async def warm_up(self) -> None:
+        if not self.runbook.spec.warmup:
+            self.skip("warm-up", "the runbook has no warm-up requests")
+            return
+        async with self.phase("warm-up"):
+            r = await calls.warmup(self.runbook, self.original)
+            self.note("warm-up", f"{r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms")
+
+    async def health_gate(self) -> None:
+        async with self.phase("health-gate"):
+            result = await calls.health_gate(self.runbook, self.original, self.speed)
+            verdict = "passed" if result.passed else "FAILED"
+            self.note("health-gate", f"{self.original} {verdict} after {result.rounds} round(s)",
+                      region_evidence(self.original, result.evidence))
+            if not result.passed:
+                raise PhaseFailed(f"{self.original} failed the health gate; no traffic was moved")
+
+    async def scale_down(self, dr: list[str]) -> None:
+        standby = [r for r in dr if self.runbook.regions[r].role is Role.standby]
+        if not standby:
+            self.skip("scale-down", "no standby region to return to standby replicas")
+            return
+        async with self.phase("scale-down"):
+            results = await together(*(calls.kube_scale(self.runbook, r, "standby", self.speed) for r in standby))
+            for s in results:
+                shown = ", ".join(f"{d.namespace}/{d.name} {d.replicas}" for d in s.deployments)
+                self.note("scale-down", f"{s.region} back to standby: {shown}")
+
+    async def _read(self, region: str) -> c.ReplicaState | str:
+        try:
+            return await calls.kube_read(self.runbook, region, attempts=1 if region != self.original else 3)
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
+            return explain(exc)

@@ -1,0 +1,262 @@
+"""FailoverWorkflow: move serving away from a failed region (DESIGN.md section 4).
+
+graceful:   preflight -> prepare -> warm-up -> health gate -> approval -> DNS switch
+            -> post-switch validation
+ungraceful: preflight -> approval -> (DNS switch || prepare) -> warm-up -> health gate
+            -> post-switch validation
+
+How ungraceful keeps the invariant "traffic never moves to a region that failed its
+health gate": ungraceful is for a region that is already dark, so waiting for the target
+to pass its gate first only lengthens the outage. DNS therefore moves before the gate, but
+only to targets that have not failed one: preflight must reach each target's cluster (an
+unreachable target stops the run before DNS is touched), and the gate runs as soon as the
+target is ready. If some targets then fail it, DNS is re-weighted onto the ones that passed;
+if none passed, DNS stays where it is (never back onto the dark region, never zero
+targets) and the run fails loudly with the evidence. Graceful never moves DNS before every
+target passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
+    from drpilot.runbook import Action as RunbookAction
+    from workflows import calls
+    from workflows.control import PhaseFailed, Run, explain, region_evidence, restore_name, together
+    from workflows.plan import failover_targets, failover_weights, format_weights
+    from workflows.types import FailoverInput, RunResult, WorldState
+
+
+@workflow.defn
+class FailoverWorkflow(Run):
+    action = "failover"
+
+    @workflow.init
+    def __init__(self, input: FailoverInput) -> None:
+        self.input = input
+        self.setup(input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failover)
+        self.targets: list[str] = []
+
+    @workflow.run
+    async def run(self, input: FailoverInput) -> RunResult:
+        return await self.execute(self.procedure)
+
+    async def procedure(self) -> None:
+        request = self.input
+        why = f": {request.reason}" if request.reason else ""
+        who = f" by {request.requested_by}" if request.requested_by else ""
+        self.say(
+            f"{request.strategy} failover of {self.runbook.name} away from {request.failed_region}"
+            f" (trigger {request.trigger}{who}){why}"
+        )
+        weights = await self.preflight()
+        if request.strategy == "ungraceful":
+            await self.approval_gate()
+            _, gate = await together(self.switch(weights), self.gate_after_switch())
+            await self.narrow_or_fail(gate)
+        else:
+            await self.hold_if_paused()
+            await self.prepare()
+            await self.hold_if_paused()
+            await self.warm_up()
+            await self.health_gate("health-gate", self.targets)
+            await self.approval_gate()
+            await self.hold_if_paused()
+            await self.switch(weights)
+        await self.health_gate("post-switch-validation", self.targets)
+        self.mark_recovered()
+
+    # ------------------------------------------------------------------ phases
+    async def preflight(self) -> dict[str, int]:
+        """Read-only: DNS, the clusters, the artifacts. Records the "before" state and
+        stops the run before any change if a target cannot be used."""
+        rb, failed = self.runbook, self.input.failed_region
+        async with self.phase("preflight"):
+            self.targets = failover_targets(rb, failed, self.input.target_regions)
+            models = [(t, m) for t in self.targets for m in rb.spec.models]
+            reads = await together(
+                calls.dns_read(rb),
+                *(self._target_read(t) for t in self.targets),
+                # The failed region may well be unreachable: one try, and that is fine.
+                self._tolerant(calls.kube_read(rb, failed, attempts=1)),
+                *(calls.artifacts_verify(rb, t, m.name, m.version) for t, m in models),
+            )
+            dns: c.DnsState = reads[0]
+            kube: list[c.ReplicaState] = reads[1 : 1 + len(self.targets)]
+            failed_kube = reads[1 + len(self.targets)]
+            self.verified: list[c.VerifyResult] = reads[2 + len(self.targets) :]
+
+            before = dns.weights()
+            self._weights = dict(before)
+            self.last_good = dict(before)
+            replicas = {s.region: {f"{d.namespace}/{d.name}": d.replicas for d in s.deployments} for s in kube}
+            ready = {s.region: {f"{d.namespace}/{d.name}": d.ready for d in s.deployments} for s in kube}
+            unreachable = []
+            if isinstance(failed_kube, c.ReplicaState):
+                replicas[failed] = {f"{d.namespace}/{d.name}": d.replicas for d in failed_kube.deployments}
+                ready[failed] = {f"{d.namespace}/{d.name}": d.ready for d in failed_kube.deployments}
+            else:
+                unreachable.append(failed)
+                self.note("preflight", f"{failed} cluster unreachable ({failed_kube}); expected in an outage")
+            self._before = WorldState(dns=before, replicas=replicas, ready=ready, unreachable=unreachable)
+
+            restoring = self._velero_restores()
+            for state in kube:
+                have = {f"{d.namespace}/{d.name}" for d in state.deployments}
+                missing = [
+                    f"{w.namespace}/{w.deployment}"
+                    for w in rb.workloads_in(state.region)
+                    if f"{w.namespace}/{w.deployment}" not in have
+                ]
+                if missing and not restoring:
+                    raise PhaseFailed(
+                        f"{state.region}: deployment(s) {', '.join(missing)} not found; restore them "
+                        "(add failover to spec.backups.velero.restore_on) or choose another target with --to"
+                    )
+            for result in self.verified:
+                model = next(m for m in rb.spec.models if m.name == result.model)
+                if result.problems and not model.archive:
+                    raise PhaseFailed(
+                        f"{result.region}: {len(result.problems)} problem(s) with {result.model} "
+                        f"{result.version} (e.g. {result.problems[0].key} {result.problems[0].problem}) "
+                        "and the runbook names no archive to restore from"
+                    )
+            weights = failover_weights(rb, failed, self.targets, before)
+            self._target_weights = dict(weights)
+            self.note(
+                "preflight",
+                f"targets {', '.join(self.targets)}; DNS {format_weights(before)} -> {format_weights(weights)}",
+            )
+            return weights
+
+    async def prepare(self) -> None:
+        async with self.phase("prepare"):
+            branches = [self._bring_up(t) for t in self.targets]
+            branches += [self._restore(v) for v in self.verified if v.problems]
+            await together(*branches)
+
+    async def warm_up(self) -> None:
+        if not self.runbook.spec.warmup:
+            self.skip("warm-up", "the runbook has no warm-up requests")
+            return
+        async with self.phase("warm-up"):
+            results = await together(*(calls.warmup(self.runbook, t) for t in self.targets))
+            for r in results:
+                self.note("warm-up", f"{r.region}: {r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms")
+
+    async def health_gate(self, name: str, regions: list[str]) -> None:
+        async with self.phase(name):
+            results = await self._gate(name, regions)
+            failing = [r.region for r in results if not r.passed]
+            if failing:
+                raise PhaseFailed(
+                    f"{', '.join(failing)} failed the health gate"
+                    + ("; DNS not changed" if name == "health-gate" else f"; DNS left at {format_weights(self._weights)}")
+                )
+
+    async def switch(self, weights: dict[str, int]) -> None:
+        async with self.phase("dns-switch"):
+            # Graceful: every target passed its gate. Ungraceful: see the module docstring.
+            await self.move_dns(weights, good=True, phase="dns-switch")
+
+    async def gate_after_switch(self) -> list[c.HealthResult]:
+        """Ungraceful: prepare, warm up and gate the targets while DNS propagates."""
+        await self.prepare()
+        await self.warm_up()
+        async with self.phase("health-gate"):
+            results = await self._gate("health-gate", self.targets)
+            if any(not r.passed for r in results):
+                self.note("health-gate", outcome="failed")
+            return results
+
+    async def narrow_or_fail(self, results: list[c.HealthResult]) -> None:
+        failing = {r.region for r in results if not r.passed}
+        if not failing:
+            return
+        passing = [t for t in self.targets if t not in failing]
+        if not passing:
+            raise PhaseFailed(
+                f"no target passed its health gate ({', '.join(sorted(failing))}); DNS left at "
+                f"{format_weights(self._weights)} because {self.input.failed_region} is dark"
+            )
+        async with self.phase("narrow-dns"):
+            narrowed = failover_weights(
+                self.runbook,
+                self.input.failed_region,
+                passing,
+                self._before.dns if self._before else {},
+                exclude=frozenset(failing),
+            )
+            await self.move_dns(narrowed, good=True, phase="narrow-dns")
+        raise PhaseFailed(
+            f"{', '.join(sorted(failing))} failed the health gate; traffic narrowed to {format_weights(narrowed)}"
+        )
+
+    # ------------------------------------------------------------------ branches
+    async def _bring_up(self, region: str) -> None:
+        if self._velero_restores():
+            name = restore_name("failover", self.runbook.name)
+            restored = await calls.velero_restore(self.runbook, region, name, self.speed)
+            self.note("prepare", f"{region}: velero restore {restored.name} {restored.phase}")
+            if restored.phase != "Completed":
+                raise PhaseFailed(
+                    f"velero restore {restored.name} in {region} ended {restored.phase} "
+                    f"({restored.errors} errors, {restored.warnings} warnings): velero restore describe {restored.name}"
+                )
+        scaled = await calls.kube_scale(self.runbook, region, "active", self.speed)
+        shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
+        self.note("prepare", f"{region}: {shown} ready")
+
+    async def _restore(self, verified: c.VerifyResult) -> None:
+        elapsed = (workflow.now() - self.started_at).total_seconds() * self.speed
+        budget = max(self.runbook.spec.objectives.rto.total_seconds() - elapsed, 0.0)
+        restored = await calls.artifacts_restore(
+            self.runbook, verified.region, verified.model, verified.version, budget, self.speed
+        )
+        if not restored.verify.ok:
+            first = restored.verify.problems[0]
+            raise PhaseFailed(
+                f"{verified.region}: {verified.model} still has {len(restored.verify.problems)} problem(s) "
+                f"after the archive restore (e.g. {first.key} {first.problem})"
+            )
+        self.note(
+            "prepare",
+            f"{verified.region}: restored {len(restored.restored)} file(s) of {verified.model} ({restored.tier})",
+        )
+
+    async def _gate(self, phase: str, regions: list[str]) -> list[c.HealthResult]:
+        results = await together(*(calls.health_gate(self.runbook, r, self.speed) for r in regions))
+        for r in results:
+            verdict = "passed" if r.passed else "FAILED"
+            self.note(phase, f"{r.region} {verdict} after {r.rounds} round(s)", region_evidence(r.region, r.evidence))
+        return results
+
+    def _velero_restores(self) -> bool:
+        velero = self.runbook.spec.backups.velero
+        return velero is not None and RunbookAction.failover in velero.restore_on
+
+    async def _target_read(self, region: str) -> c.ReplicaState:
+        try:
+            return await calls.kube_read(self.runbook, region)
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
+            raise PhaseFailed(
+                f"target region {region}: cluster not usable ({explain(exc)}); fix it or choose another target with --to"
+            ) from None
+
+    @staticmethod
+    async def _tolerant(call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except ActivityError as exc:  # the failed region's state is informational
+            if is_cancelled_exception(exc):
+                raise
+            return explain(exc)
+

@@ -1,0 +1,158 @@
+"""What goes into and comes out of a run: inputs, the result, progress and operator requests.
+
+Single frozen models so fields can be added compatibly (DESIGN.md section 2). These cross
+the Temporal boundary through the pydantic data converter; the CLI, the webhook and the
+report read them, so their top-level names are part of drpilot's interface.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.contracts import CheckEvidence
+from drpilot.runbook import Runbook
+
+Strategy = Literal["graceful", "ungraceful"]
+Trigger = Literal["cli", "alert", "drill"]
+Action = Literal["failover", "failback"]
+Status = Literal["completed", "failed", "rolled_back", "aborted"]
+Outcome = Literal["running", "ok", "failed", "skipped", "aborted", "rolled_back"]
+
+WORKFLOW_NAMES: dict[str, str] = {"failover": "FailoverWorkflow", "failback": "FailbackWorkflow"}
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def workflow_id(action: Action, runbook: str) -> str:
+    """One active run per (runbook, action): the id is derived from them, nothing else."""
+    return f"{action}:{runbook}"
+
+
+# ------------------------------------------------------------------------------- inputs
+class FailoverInput(Frozen):
+    runbook: Runbook
+    failed_region: str
+    # None: the standby region(s); with no standby, the other serving regions, which then
+    # share the failed region's weight in proportion to capacity (workflows.plan).
+    target_regions: list[str] | None = None
+    # graceful: prepare, gate, then move DNS. ungraceful: the failed region is dark, so
+    # DNS moves first and the target is prepared in parallel.
+    strategy: Strategy = "graceful"
+    trigger: Trigger = "cli"
+    reason: str = ""
+    # Rehearsal speed: every wait the run makes is divided by it (1 in production).
+    speed: float = Field(1.0, ge=1.0)
+    requested_by: str = ""
+
+
+class FailbackInput(Frozen):
+    runbook: Runbook
+    original_region: str  # the region traffic returns to
+    trigger: Trigger = "cli"
+    reason: str = ""
+    speed: float = Field(1.0, ge=1.0)
+    requested_by: str = ""
+
+
+# ------------------------------------------------------------------------------- result
+class PhaseRecord(Frozen):
+    name: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    outcome: Outcome = "running"
+    detail: str = ""
+    evidence: list[CheckEvidence] = Field(default_factory=list)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+class WorldState(Frozen):
+    """DNS weights and replica counts as read from the providers at one moment."""
+
+    dns: dict[str, int] = Field(default_factory=dict)  # region -> weight
+    replicas: dict[str, dict[str, int]] = Field(default_factory=dict)  # region -> ns/name -> desired
+    ready: dict[str, dict[str, int]] = Field(default_factory=dict)  # region -> ns/name -> ready
+    unreachable: list[str] = Field(default_factory=list)  # regions whose cluster did not answer
+
+
+class RunResult(Frozen):
+    run_id: str  # the workflow id: what `drpilot status/approve/abort RUN_ID` take
+    status: Status
+    phases: list[PhaseRecord]
+    # Run start to the post-switch health pass (failover) or to 100% home (failback);
+    # None when the run never got there.
+    rto_seconds: float | None
+    objective_rto_seconds: float
+    final_state: WorldState
+    # Rehearsal speed the run used; at speed > 1 every wait was divided by it, so the
+    # unscaled equivalent of the achieved RTO is rto_seconds * speed.
+    speed: float
+    rto_seconds_unscaled: float | None = None
+    action: Action
+    runbook: str
+    temporal_run_id: str = ""
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    before_state: WorldState | None = None
+    weights_applied: list[dict[str, int]] = Field(default_factory=list)  # every DNS change, in order
+    messages: list[str] = Field(default_factory=list)
+
+    @property
+    def rto_met(self) -> bool | None:
+        if self.rto_seconds is None:
+            return None
+        return self.rto_seconds <= self.objective_rto_seconds
+
+
+# ----------------------------------------------------------------------------- progress
+class Progress(Frozen):
+    run_id: str
+    action: Action
+    runbook: str
+    state: Literal["running", "finished"]
+    status: Status | None = None  # set once finished
+    phase: str
+    step: str | None = None  # the shift step, e.g. "50%"
+    weights: dict[str, int] = Field(default_factory=dict)  # last DNS weights known applied
+    target_weights: dict[str, int] = Field(default_factory=dict)  # where the run is heading
+    waiting_for: Literal["approval", "resume"] | None = None
+    approval_required: bool = False
+    approved_by: str | None = None
+    paused: bool = False
+    aborting: bool = False
+    started_at: datetime
+    elapsed_seconds: float
+    speed: float
+    phases: list[PhaseRecord] = Field(default_factory=list)
+    messages: list[str] = Field(default_factory=list)
+    result: RunResult | None = None
+
+
+# --------------------------------------------------------------------- operator requests
+class ApproveInput(Frozen):
+    by: str = ""
+    comment: str = ""
+
+
+class AbortInput(Frozen):
+    by: str = ""
+    reason: str = ""
+
+
+class PauseInput(Frozen):
+    by: str = ""
+
+
+class ControlResult(Frozen):
+    phase: str
+    message: str
+    weights: dict[str, int] = Field(default_factory=dict)

@@ -213,6 +213,9 @@ class HealthResult(Contract):
     consecutive: int
     seconds: float
     evidence: list[CheckEvidence]  # the last round's evidence per check
+    # When the gate failed: one sentence naming the region and each check's last failing
+    # evidence, for the run report and the operator.
+    summary: str = ""
 
 
 class AnalyseInput(Contract):

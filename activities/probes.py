@@ -6,8 +6,8 @@ URLs are rewritten to loopback through `settings.providers.endpoint_map` / `prom
 
 Errors say what the workflow should do:
 - warm-up with more than half its requests failing: retryable (pods may still be loading);
-- a health gate that does not pass in time: non-retryable, with the evidence per check
-  (retrying would only repeat the same wait; the workflow decides);
+- a health gate that does not pass in time returns passed=False with the evidence per check
+  and a summary naming the region (a verdict, not an error: the workflow decides);
 - analysis never raises for an unhealthy region (that is a result, and the workflow rolls
   back); it raises, retryably, only when it cannot measure (Prometheus unreachable).
 
@@ -331,24 +331,25 @@ class ProbeActivities:
                 )
             next_round = round_started + interval
             if next_round > deadline:
-                result = HealthResult(
+                failing = "; ".join(f"{e.check}: {e.observed}" for e in last_failure.values())
+                summary = (
+                    f"region {region} did not pass its health gate: {health.consecutive} consecutive "
+                    f"passing rounds needed within {health.timeout.total_seconds():g}s"
+                    f"{f' (÷{speed:g} = {timeout:.3g}s)' if speed != 1 else ''}, got {consecutive} "
+                    f"after {rounds} rounds. Last failing evidence: {failing}. Fix the region "
+                    f"(pods, model artifacts) or raise spec.health.timeout if it is only slow."
+                )
+                activity.logger.warning(summary)
+                # A failed gate is a verdict, not an error: the workflow decides (retrying
+                # the activity would only repeat the same wait).
+                return HealthResult(
                     region=region,
                     passed=False,
                     rounds=rounds,
                     consecutive=consecutive,
                     seconds=round(time.monotonic() - started, 3),
                     evidence=evidence,
-                )
-                failing = "; ".join(f"{e.check}: {e.observed}" for e in last_failure.values())
-                raise ApplicationError(
-                    f"region {region} did not pass its health gate: {health.consecutive} consecutive "
-                    f"passing rounds needed within {health.timeout.total_seconds():g}s"
-                    f"{f' (÷{speed:g} = {timeout:.3g}s)' if speed != 1 else ''}, got {consecutive} "
-                    f"after {rounds} rounds. Last failing evidence: {failing}. Fix the region "
-                    f"(pods, model artifacts) or raise spec.health.timeout if it is only slow.",
-                    result.model_dump(mode="json"),
-                    type="HealthGateFailed",
-                    non_retryable=True,
+                    summary=summary,
                 )
             _wait(next_round - time.monotonic(), details)
 

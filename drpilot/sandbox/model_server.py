@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from drpilot.runbook import Runbook
 from drpilot.sandbox.faults import FaultBoard
 
 # readiness() answers True / False, or (ready, reason) so a 503 can say why.
@@ -317,6 +318,9 @@ class ModelServer:
 class _Httpd(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections when a traffic generator and a
+    # warm-up open dozens at once; a dropped SYN costs a 1 s retransmit, seen as latency.
+    request_queue_size = 128
     model_server: ModelServer
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -429,7 +433,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def seed_model_servers(
-    runbook: Any,
+    runbook: Runbook,
     board: FaultBoard,
     speed: float = 1.0,
     *,

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from drpilot.runbook import Runbook
+
 DEFAULT_BODY: dict[str, Any] = {
     "inputs": [{"name": "text_input", "shape": [1], "datatype": "BYTES", "data": ["traffic"]}]
 }
@@ -65,6 +67,18 @@ class RegionTraffic:
 
     def p(self, q: float) -> float:
         return percentile(list(self.latencies), q)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready numbers for the control API and `drpilot sandbox status`."""
+        return {
+            "sent": self.sent,
+            "ok": self.ok,
+            "errors": self.errors,
+            "error_rate": round(self.error_rate, 4),
+            "p50_ms": round(self.p(50) * 1000, 1),
+            "p99_ms": round(self.p(99) * 1000, 1),
+            "codes": dict(self.codes),
+        }
 
     def copy(self) -> RegionTraffic:
         return RegionTraffic(self.sent, self.ok, self.errors, Counter(self.codes), deque(self.latencies, maxlen=5000))
@@ -131,7 +145,7 @@ class TrafficGenerator:
     @classmethod
     def for_runbook(
         cls,
-        runbook: Any,
+        runbook: Runbook,
         endpoints: Mapping[str, str],
         weights: Callable[[], Mapping[str, int]],
         rate_per_second: float = 20.0,

@@ -244,6 +244,8 @@ def test_traffic_follows_the_live_weights(two_servers):
     assert two_servers["us-west-2"].inference_requests >= 20
     final = traffic.stats()["us-west-2"]
     assert final.errors == 0 and final.p(50) > 0
+    summary = final.summary()
+    assert summary["ok"] == final.ok and summary["codes"] == {"200": final.ok} and summary["p99_ms"] > 0
     # The generator's own threads are gone (the servers' handlers end when they see EOF).
     assert [t.name for t in threading.enumerate() if t.name.startswith("traffic")] == []
 

@@ -119,13 +119,20 @@ def _label(value: str) -> str:
 
 
 class _Cached:
-    """A callable's last answer, refreshed at most every `ttl` seconds; a failing call keeps
-    the last good answer (the source is another twin part that may be mid-restart)."""
+    """A callable's last answer, refreshed at most every `ttl` seconds. When the call fails,
+    `on_error(exc)` gives the answer (None keeps the last good one)."""
 
-    def __init__(self, source: Callable[[], Any], ttl: float, initial: Any):
+    def __init__(
+        self,
+        source: Callable[[], Any],
+        ttl: float,
+        initial: Any,
+        on_error: Callable[[Exception], Any] | None = None,
+    ):
         self._source = source
         self._ttl = ttl
         self._value = initial
+        self._on_error = on_error
         self._at = -math.inf
         self._lock = threading.Lock()
 
@@ -133,8 +140,11 @@ class _Cached:
         with self._lock:
             now = time.monotonic()
             if now - self._at >= self._ttl:
-                with contextlib.suppress(Exception):
+                try:
                     self._value = self._source()
+                except Exception as exc:
+                    if self._on_error is not None:
+                        self._value = self._on_error(exc)
                 self._at = now
             return self._value
 
@@ -163,7 +173,14 @@ class ModelServer:
         self.models = list(models)
         self.base_latency_seconds = base_latency_seconds
         self._port = port
-        self._readiness = _Cached(readiness or (lambda: True), cache_seconds, (False, "not checked yet"))
+        # Readiness that cannot be checked is not readiness; a DNS weight that cannot be read
+        # has not changed (the record is still there), so the last one stands.
+        self._readiness = _Cached(
+            readiness or (lambda: True),
+            cache_seconds,
+            (False, "not checked yet"),
+            on_error=lambda exc: (False, f"readiness check failed: {type(exc).__name__}: {exc}"),
+        )
         self._weight = _Cached(weight or (lambda: None), cache_seconds, None)
         self._metrics = _Metrics(region)
         self._lock = threading.Lock()

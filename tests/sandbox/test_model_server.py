@@ -90,6 +90,16 @@ def test_live_is_independent_of_readiness_and_ready_says_why(server, switches, h
     assert http.get(f"{server.url}/v2/models/unknown/ready").status_code == 404
 
 
+def test_readiness_that_cannot_be_checked_is_not_ready(board, http):
+    def broken() -> bool:
+        raise ConnectionError("kube API emulator unreachable")
+
+    with ModelServer(REGION, board, readiness=broken, models=["llm-7b"], cache_seconds=0) as ms:
+        answer = http.get(f"{ms.url}/v2/health/ready")
+    assert answer.status_code == 503
+    assert answer.json()["reason"] == "readiness check failed: ConnectionError: kube API emulator unreachable"
+
+
 def test_inference_answers_kserve_v2_and_refuses_when_not_ready(server, switches, http):
     ok = infer(http, server, body={**BODY, "id": "req-1"})
     assert ok.status_code == 200

@@ -341,7 +341,8 @@ class _Httpd(ThreadingHTTPServer):
     model_server: ModelServer
 
     def __init__(self, *args: Any, **kwargs: Any):
-        self._open: dict[socket.socket, threading.Thread] = {}
+        self._open: set[socket.socket] = set()
+        self._handlers: list[threading.Thread] = []  # pruned of finished ones as it grows
         self._open_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
@@ -350,12 +351,14 @@ class _Httpd(ThreadingHTTPServer):
             target=self.process_request_thread, args=(request, client_address), daemon=True
         )
         with self._open_lock:
-            self._open[request] = thread
+            self._open.add(request)
+            self._handlers = [t for t in self._handlers if t.is_alive()]
+            self._handlers.append(thread)
         thread.start()
 
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
-            self._open.pop(request, None)
+            self._open.discard(request)
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -376,7 +379,7 @@ class _Httpd(ThreadingHTTPServer):
     def join_handlers(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._open_lock:
-            threads = list(self._open.values())
+            threads = list(self._handlers)
         for thread in threads:
             thread.join(timeout=max(deadline - time.monotonic(), 0))
 

@@ -510,6 +510,22 @@ class KubeCluster:
                 "metadata": {"resourceVersion": str(self.store.revision)}, "items": listing["items"]}
 
 
+class _ClosingServer(uvicorn.Server):
+    """Drops open connections at shutdown instead of waiting for them.
+
+    Clients keep idle TLS keep-alive connections in their pools; a graceful TLS close waits
+    for each peer's close_notify, which an idle pool never sends, so every stop() would hang
+    for the whole grace period. An API server going away drops them too.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await super().shutdown(sockets)
+
+
 class _HttpsServer:
     """uvicorn on 127.0.0.1 over TLS, from a thread; stop() leaves no thread behind."""
 
@@ -542,7 +558,7 @@ class _HttpsServer:
             timeout_keep_alive=30,
             ssl_context_factory=lambda _config, _default: self._tls.server_context(),
         )
-        self._server = uvicorn.Server(config)
+        self._server = _ClosingServer(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=self._name, daemon=True)
         self._thread.start()

@@ -86,7 +86,7 @@ class DeploymentController:
             live = set()
             for dep in self.store.items(DEPLOYMENTS):
                 live.add(dep["metadata"]["uid"])
-                due = self._reconcile_one(dep, now, stalled, delay)
+                due = self._reconcile_one(dep, now, stalled, delay, instant)
                 if due is not None:
                     wake = due if wake is None else min(wake, due)
             # Garbage-collect pods of deleted deployments (ownerReference cascade).
@@ -97,7 +97,7 @@ class DeploymentController:
         return wake
 
     # ------------------------------------------------------------------ one deployment
-    def _reconcile_one(self, dep: Obj, now: float, stalled: bool, delay: float) -> float | None:
+    def _reconcile_one(self, dep: Obj, now: float, stalled: bool, delay: float, instant: bool) -> float | None:
         meta, spec = dep["metadata"], dep.get("spec", {})
         uid, ns, name = meta["uid"], meta["namespace"], meta["name"]
         desired = int(spec.get("replicas", 1))
@@ -128,7 +128,7 @@ class DeploymentController:
             if stalled and not self._is_ready(pod_uid, now):
                 # Unschedulable: the clock starts only once there is room for the pod.
                 self._ready_at[pod_uid] = ready_at = None
-            elif ready_at is None:
+            elif ready_at is None or (instant and ready_at > now):
                 self._ready_at[pod_uid] = ready_at = now + delay
             if ready_at is not None and ready_at > now:
                 wake = ready_at if wake is None else min(wake, ready_at)

@@ -1,0 +1,348 @@
+"""Kubernetes activities: read a region's replica counts, scale its workloads and wait for ready.
+
+Scaling patches the `scale` subresource (as `kubectl scale` does) only where the count
+differs, so running twice makes one change; the wait heartbeats ready counts and keeps its
+start time in the heartbeat details, so a retry after a crash or a 503 waits out the same
+deadline instead of a fresh one. Clients come per kubeconfig context, the runbook's
+region -> context mapping picks one, and every API error is classified for the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Self
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from activities import contracts
+from activities.contracts import (
+    DeploymentState,
+    KubeReadInput,
+    ReplicaState,
+    ScaleInput,
+    ScaleResult,
+)
+from drpilot.runbook import Runbook
+from drpilot.settings import Settings
+
+# Simulated seconds between readiness polls (divided by the input's speed), and a floor
+# so a high rehearsal speed does not hammer the API.
+POLL_SECONDS = 2.0
+MIN_POLL_SECONDS = 0.02
+# (connect, read) seconds for each API call: a hung cluster must not hang the activity.
+REQUEST_TIMEOUT = (5.0, 30.0)
+
+
+# ------------------------------------------------------------------------------- clients
+class KubeconfigClients(Mapping[str, k8s.ApiClient]):
+    """One `kubernetes` ApiClient per kubeconfig context, built on first use.
+
+    KUBECONFIG may list several files (':'-separated), as kubectl allows; a context the
+    kubeconfig lacks is a KeyError the activities turn into a clear, non-retryable error.
+    """
+
+    def __init__(self, config_file: str | None = None):
+        self.config_file = config_file or os.path.expanduser("~/.kube/config")
+        self._clients: dict[str, k8s.ApiClient] = {}
+        self._lock = threading.Lock()
+
+    def _contexts(self) -> list[str]:
+        try:
+            contexts, _ = k8s_config.list_kube_config_contexts(config_file=self.config_file)
+        except (ConfigException, OSError):
+            return []
+        return [c["name"] for c in contexts or []]
+
+    def __getitem__(self, context: str) -> k8s.ApiClient:
+        with self._lock:
+            if context not in self._clients:
+                if context not in self._contexts():
+                    raise KeyError(context)
+                self._clients[context] = k8s_config.new_client_from_config(
+                    config_file=self.config_file, context=context, persist_config=False
+                )
+            return self._clients[context]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._contexts())
+
+    def __len__(self) -> int:
+        return len(self._contexts())
+
+
+def cluster_client(clients: Mapping[str, k8s.ApiClient], runbook: Runbook, region: str,
+                   where: str) -> tuple[str, k8s.ApiClient]:
+    """The (context, client) of a runbook region, or a non-retryable error saying what to fix."""
+    spec = runbook.regions.get(region)
+    if spec is None:
+        raise ApplicationError(
+            f"region {region!r} is not in runbook {runbook.name} (regions: {', '.join(runbook.regions)})",
+            type="UnknownRegion", non_retryable=True,
+        )
+    context = spec.kube.context
+    try:
+        return context, clients[context]
+    except KeyError:
+        source = getattr(clients, "config_file", "the injected clients")
+        raise ApplicationError(
+            f"kube context {context!r} (region {region}, needed to {where}) is not in the kubeconfig "
+            f"({source}); add that context or fix spec.regions.{region}.kube.context in runbook {runbook.name}",
+            type="KubeContextMissing", non_retryable=True,
+        ) from None
+    except (ConfigException, OSError) as exc:
+        raise ApplicationError(
+            f"kube context {context!r} (region {region}) cannot be loaded from the kubeconfig: {exc}",
+            type="KubeConfigInvalid", non_retryable=True,
+        ) from None
+
+
+def server_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (ValueError, KeyError, TypeError):
+        return (exc.reason or "").strip() or f"HTTP {exc.status}"
+
+
+def classify(exc: BaseException, *, context: str, region: str, resource: str, not_found_fix: str,
+             rbac: str) -> ApplicationError:
+    """An API failure as the caller should treat it: retry transient ones, stop on the rest.
+
+    `resource` names what was being touched (e.g. "Deployment ml-serving/inference-service"),
+    `not_found_fix` and `rbac` are the fixes a 404 and a 403 call for.
+    """
+    where = f"kube context {context} (region {region})"
+    if isinstance(exc, ApiException):
+        status, text = exc.status or 0, server_message(exc)
+        if status == 404:
+            return ApplicationError(f"{resource} not found in {where}: {not_found_fix}",
+                                    type="KubeNotFound", non_retryable=True)
+        if status == 401:
+            return ApplicationError(
+                f"{where} rejected drpilot's credentials (401 Unauthorized) on {resource}; refresh the "
+                f"kubeconfig user of context {context} (token, client certificate or exec plugin) and retry",
+                type="KubeUnauthorized", non_retryable=True)
+        if status == 403:
+            return ApplicationError(f"{where}: {text}; grant drpilot's identity {rbac}",
+                                    type="KubeForbidden", non_retryable=True)
+        if status in (400, 415, 422):
+            return ApplicationError(f"{where} refused the request on {resource} ({status}): {text}",
+                                    type="KubeInvalid", non_retryable=True)
+        if status == 409:
+            return ApplicationError(f"{where}: conflict on {resource}, will re-read and retry: {text}",
+                                    type="KubeConflict")
+        if status == 429:
+            return ApplicationError(f"{where} is throttling requests on {resource}: {text}",
+                                    type="KubeThrottled")
+        return ApplicationError(f"{where} answered {status} on {resource}: {text}", type="KubeUnavailable")
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, urllib3.exceptions.SSLError) or isinstance(reason, urllib3.exceptions.SSLError):
+        return ApplicationError(
+            f"{where}: TLS verification failed on {resource}: {reason or exc}; check the cluster's "
+            f"certificate-authority-data / server URL for context {context}",
+            type="KubeTLS", non_retryable=True)
+    return ApplicationError(f"{where} is unreachable ({type(exc).__name__}: {exc}) on {resource}",
+                            type="KubeUnreachable")
+
+
+def api_errors() -> tuple[type[BaseException], ...]:
+    return (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+def resume_details() -> dict[str, Any]:
+    """The last heartbeat of a previous attempt of this activity (empty on the first)."""
+    details = activity.info().heartbeat_details
+    if details and isinstance(details[-1], dict):
+        return dict(details[-1])
+    return {}
+
+
+def pause(seconds: float) -> None:
+    """Sleep between polls, waking at once when the activity is cancelled."""
+    if activity.wait_for_cancelled_sync(timeout=max(0.0, seconds)) or activity.is_cancelled():
+        raise CancelledError("activity cancelled while waiting")
+
+
+# ---------------------------------------------------------------------------- activities
+class KubeActivities:
+    def __init__(self, clients: Mapping[str, k8s.ApiClient], *, poll_seconds: float = POLL_SECONDS):
+        self.clients = clients
+        self.poll_seconds = poll_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        # Read KUBECONFIG now: the kubernetes package captures it at import time, which is
+        # too early for `source DIR/env` shells and test fixtures.
+        return cls(KubeconfigClients(os.environ.get("KUBECONFIG")))
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.read, self.scale]
+
+    # ------------------------------------------------------------------ read
+    @activity.defn(name=contracts.KUBE_READ)
+    def read(self, input: KubeReadInput) -> ReplicaState:
+        context, api = cluster_client(self.clients, input.runbook, input.region, "read replica counts")
+        apps = k8s.AppsV1Api(api)
+        deployments = []
+        for w in input.runbook.workloads_in(input.region):
+            dep = self._call(lambda w=w: apps.read_namespaced_deployment(
+                w.deployment, w.namespace, _request_timeout=REQUEST_TIMEOUT),
+                input, context, w.namespace, w.deployment, "get")
+            deployments.append(DeploymentState(
+                namespace=w.namespace, name=w.deployment,
+                replicas=(dep.spec.replicas or 0) if dep.spec else 0,
+                ready=(dep.status.ready_replicas or 0) if dep.status else 0,
+            ))
+        return ReplicaState(region=input.region, deployments=deployments)
+
+    # ------------------------------------------------------------------ scale
+    @activity.defn(name=contracts.KUBE_SCALE)
+    def scale(self, input: ScaleInput) -> ScaleResult:
+        context, api = cluster_client(self.clients, input.runbook, input.region, "scale workloads")
+        apps = k8s.AppsV1Api(api)
+        targets = self._targets(input)
+        resume = resume_details()
+        started = float(resume.get("started_at") or time.time())
+        changed: list[str] = list(resume.get("changed") or [])
+        for ns, name, replicas in targets:
+            key = f"{ns}/{name}"
+            current = self._call(lambda ns=ns, name=name: apps.read_namespaced_deployment_scale(
+                name, ns, _request_timeout=REQUEST_TIMEOUT), input, context, ns, name, "get")
+            if (current.spec.replicas if current.spec else 0) != replicas:
+                self._call(lambda ns=ns, name=name, replicas=replicas: apps.patch_namespaced_deployment_scale(
+                    name, ns, {"spec": {"replicas": replicas}}, _request_timeout=REQUEST_TIMEOUT),
+                    input, context, ns, name, "patch")
+                if key not in changed:
+                    changed.append(key)
+            activity.heartbeat({"started_at": started, "changed": changed, "phase": "patched"})
+
+        states = self._ready_states(apps, input, context, targets)
+        if input.wait_ready:
+            deadline = started + input.timeout_seconds
+            poll = max(MIN_POLL_SECONDS, self.poll_seconds / input.speed)
+            while True:
+                ready = {f"{s.namespace}/{s.name}": s.ready for s in states}
+                activity.heartbeat({
+                    "started_at": started, "changed": changed, "phase": "waiting", "ready": ready,
+                    "desired": {f"{ns}/{name}": n for ns, name, n in targets},
+                })
+                short = [s for s, (_, _, n) in zip(states, targets, strict=True) if s.ready < n]
+                if not short:
+                    break
+                if time.time() >= deadline:
+                    raise self._not_ready(api, apps, input, context, short, targets, started)
+                pause(min(poll, max(0.0, deadline - time.time())))
+                states = self._ready_states(apps, input, context, targets)
+        return ScaleResult(region=input.region, deployments=states, changed=changed)
+
+    # ------------------------------------------------------------------ pieces
+    @staticmethod
+    def _targets(input: ScaleInput) -> list[tuple[str, str, int]]:
+        if input.to == "exact":
+            targets = []
+            for key, n in input.counts.items():
+                ns, sep, name = key.partition("/")
+                if not sep or not ns or not name or n < 0:
+                    raise ApplicationError(
+                        f"scale counts key {key!r} -> {n}: expected 'namespace/deployment' -> a count >= 0",
+                        type="InvalidInput", non_retryable=True)
+                targets.append((ns, name, n))
+            return targets
+        return [
+            (w.namespace, w.deployment, w.replicas.active if input.to == "active" else w.replicas.standby)
+            for w in input.runbook.workloads_in(input.region)
+        ]
+
+    def _ready_states(self, apps: k8s.AppsV1Api, input: ScaleInput, context: str,
+                      targets: list[tuple[str, str, int]]) -> list[DeploymentState]:
+        states = []
+        for ns, name, _ in targets:
+            dep = self._call(lambda ns=ns, name=name: apps.read_namespaced_deployment(
+                name, ns, _request_timeout=REQUEST_TIMEOUT), input, context, ns, name, "get")
+            states.append(DeploymentState(
+                namespace=ns, name=name, replicas=(dep.spec.replicas or 0) if dep.spec else 0,
+                ready=(dep.status.ready_replicas or 0) if dep.status else 0))
+        return states
+
+    def _call(self, call: Callable[[], Any], input: KubeReadInput | ScaleInput, context: str, ns: str,
+              name: str, verb: str) -> Any:
+        try:
+            return call()
+        except api_errors() as exc:
+            raise classify(
+                exc, context=context, region=input.region, resource=f"Deployment {ns}/{name}",
+                not_found_fix=(
+                    f"create it there (or restore it with Velero), or fix spec.workloads in runbook "
+                    f"{input.runbook.name} (namespace, deployment, regions)"),
+                rbac=(f"RBAC verbs get, patch on deployments and deployments/scale (group apps) in "
+                      f"namespace {ns} of context {context} (needed: {verb})"),
+            ) from exc
+
+    def _not_ready(self, api: k8s.ApiClient, apps: k8s.AppsV1Api, input: ScaleInput, context: str,
+                   short: list[DeploymentState], targets: list[tuple[str, str, int]],
+                   started: float) -> ApplicationError:
+        # Non-retryable on purpose: the wait has used the whole budget the workflow gave it
+        # (the deadline survives retries through the heartbeat), so a retry could only fail
+        # again or silently stretch the RTO. Pods that do not come up in time are a capacity
+        # or image problem for the workflow (and the on-call) to decide on: wait longer,
+        # compensate, or abort. The scale itself is done and stays done.
+        desired = {f"{ns}/{name}": n for ns, name, n in targets}
+        findings, parts = [], []
+        for s in short:
+            key = f"{s.namespace}/{s.name}"
+            pods = self._pod_summary(api, apps, s.namespace, s.name)
+            findings.append({"deployment": key, "ready": s.ready, "desired": desired[key], "pods": pods})
+            parts.append(f"{key} has {s.ready}/{desired[key]} ready ({pods})")
+        waited = time.time() - started
+        return ApplicationError(
+            f"kube context {context} (region {input.region}): pods not ready after {waited:.0f}s: "
+            + "; ".join(parts)
+            + f". Inspect with `kubectl --context {context} -n {short[0].namespace} describe deployment "
+            f"{short[0].name}` and its pods' events",
+            {"region": input.region, "context": context, "short": findings},
+            type="PodsNotReady", non_retryable=True,
+        )
+
+    @staticmethod
+    def _pod_summary(api: k8s.ApiClient, apps: k8s.AppsV1Api, ns: str, name: str) -> str:
+        """What the short deployment's pods are doing, e.g. '1 ready, 5 Pending (Unschedulable: ...)'."""
+        try:
+            dep = apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT)
+            labels = (dep.spec.selector.match_labels or {}) if dep.spec and dep.spec.selector else {}
+            selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            pods = k8s.CoreV1Api(api).list_namespaced_pod(ns, label_selector=selector,
+                                                          _request_timeout=REQUEST_TIMEOUT).items
+            progressing = next((c for c in (dep.status.conditions or []) if c.type == "Progressing"), None) \
+                if dep.status else None
+        except api_errors() as exc:
+            return f"pods could not be listed: {type(exc).__name__}"
+        counts: dict[str, int] = {}
+        for pod in pods:
+            status = pod.status
+            ready = any(c.type == "Ready" and c.status == "True" for c in (status.conditions or [])) if status else False
+            if ready:
+                state = "ready"
+            else:
+                state = (status.phase or "Unknown") if status else "Unknown"
+                unscheduled = next((c for c in (status.conditions or []) if c.type == "PodScheduled"
+                                    and c.status == "False"), None) if status else None
+                waiting = next((cs.state.waiting for cs in (status.container_statuses or [])
+                                if cs.state and cs.state.waiting), None) if status else None
+                if unscheduled is not None:
+                    state += f" ({unscheduled.reason}: {unscheduled.message})"
+                elif waiting is not None:
+                    state += f" ({waiting.reason})"
+            counts[state] = counts.get(state, 0) + 1
+        text = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no pods"
+        if progressing is not None and progressing.status == "False":
+            text += f"; {progressing.reason}: {progressing.message}"
+        return text

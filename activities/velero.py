@@ -1,0 +1,204 @@
+"""Velero activity: restore the runbook's backup into a region and wait for the outcome.
+
+`velero restore create NAME --from-backup B --include-namespaces NS` only checks that the
+Backup exists and creates a `velero.io/v1` Restore object; the Velero server does the rest.
+This activity does the same through the Kubernetes API (no velero binary needed), with the
+name the workflow derived from its id, so a retry finds the Restore it already created
+(409 -> read it) instead of starting a second one. Then it polls `status.phase`,
+heartbeating it, until Velero reports a terminal phase.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Self
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import contracts
+from activities.contracts import VeleroRestoreInput, VeleroRestoreResult
+from activities.kube import (
+    MIN_POLL_SECONDS,
+    REQUEST_TIMEOUT,
+    KubeconfigClients,
+    api_errors,
+    classify,
+    cluster_client,
+    pause,
+)
+from drpilot.runbook import Runbook, Velero
+from drpilot.settings import Settings
+
+GROUP, VERSION = "velero.io", "v1"
+POLL_SECONDS = 5.0  # simulated seconds between phase polls (divided by speed)
+# Phases that will not change any more. Velero also has WaitingForPluginOperations[PartiallyFailed]
+# and Finalizing[PartiallyFailed]; the *PartiallyFailed ones already decide the outcome.
+FAILED_PHASES = ("PartiallyFailed", "Failed", "FailedValidation")
+
+
+def restore_manifest(name: str, runbook: Runbook, velero: Velero) -> dict[str, Any]:
+    """The Restore `velero restore create NAME --from-backup B --include-namespaces NS` submits."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Restore",
+        "metadata": {
+            "name": name,
+            "namespace": velero.namespace,
+            # `--labels`: lets an operator find drpilot's restores (`-l app.kubernetes.io/managed-by=drpilot`).
+            "labels": {
+                "app.kubernetes.io/managed-by": "drpilot",
+                "drpilot.io/runbook": runbook.name[:63].rstrip("-."),
+            },
+        },
+        "spec": {
+            "backupName": velero.backup,
+            "includedNamespaces": list(velero.namespaces),
+            # What the CLI serialises for flags left unset: the server applies its defaults.
+            "hooks": {},
+            "itemOperationTimeout": "0s",
+            "uploaderConfig": {},
+        },
+    }
+
+
+class VeleroActivities:
+    def __init__(self, clients: Mapping[str, k8s.ApiClient], *, poll_seconds: float = POLL_SECONDS):
+        self.clients = clients
+        self.poll_seconds = poll_seconds
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(KubeconfigClients(os.environ.get("KUBECONFIG")))
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.restore]
+
+    @activity.defn(name=contracts.VELERO_RESTORE)
+    def restore(self, input: VeleroRestoreInput) -> VeleroRestoreResult:
+        velero = input.runbook.spec.backups.velero
+        if velero is None:
+            raise ApplicationError(
+                f"runbook {input.runbook.name} has no spec.backups.velero; add the backup to restore from "
+                f"or leave the Velero step out", type="VeleroNotConfigured", non_retryable=True)
+        context, api = cluster_client(self.clients, input.runbook, input.region, "restore a Velero backup")
+        objects = k8s.CustomObjectsApi(api)
+        name, ns = input.restore_name, velero.namespace
+
+        def failure(exc: BaseException, resource: str, verb: str) -> ApplicationError:
+            return classify(
+                exc, context=context, region=input.region, resource=resource,
+                not_found_fix=(
+                    f"is Velero installed in namespace {ns} of that cluster (`velero install`), and is "
+                    f"spec.backups.velero.namespace right in runbook {input.runbook.name}?"),
+                rbac=(f"RBAC verbs get, create on restores.velero.io and get on backups.velero.io in "
+                      f"namespace {ns} of context {context} (needed: {verb})"),
+            )
+
+        def call(fn: Callable[[], Any], resource: str, verb: str) -> Any:
+            try:
+                return fn()
+            except api_errors() as exc:
+                raise failure(exc, resource, verb) from exc
+
+        def get(plural: str, obj_name: str) -> dict[str, Any] | None:
+            try:
+                return objects.get_namespaced_custom_object(GROUP, VERSION, ns, plural, obj_name,
+                                                            _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc:
+                if exc.status == 404 and _is_object_not_found(exc):
+                    return None
+                raise
+
+        # Check before acting: a previous attempt may already have created it.
+        restore = call(lambda: get("restores", name), f"Restore {ns}/{name}", "get")
+        created = False
+        if restore is None:
+            # As the CLI does: refuse to create a Restore of a Backup that is not there.
+            if call(lambda: get("backups", velero.backup), f"Backup {ns}/{velero.backup}", "get") is None:
+                raise ApplicationError(
+                    f"Velero Backup {velero.backup!r} not found in namespace {ns} of kube context {context} "
+                    f"(region {input.region}); check `velero backup get` there (it may have expired) and fix "
+                    f"spec.backups.velero.backup in runbook {input.runbook.name}",
+                    type="VeleroBackupNotFound", non_retryable=True)
+            try:
+                restore = objects.create_namespaced_custom_object(
+                    GROUP, VERSION, ns, "restores", restore_manifest(name, input.runbook, velero),
+                    _request_timeout=REQUEST_TIMEOUT)
+                created = True
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise failure(exc, f"Restore {ns}/{name}", "create") from exc
+                # AlreadyExists: an attempt that died between its create and its first heartbeat.
+                restore = call(lambda: get("restores", name), f"Restore {ns}/{name}", "get")
+            except api_errors() as exc:
+                raise failure(exc, f"Restore {ns}/{name}", "create") from exc
+        if restore is None:
+            raise ApplicationError(f"Restore {ns}/{name} vanished right after it was created; retrying",
+                                   type="VeleroRestoreVanished")
+        wanted = velero.backup
+        if (restore.get("spec") or {}).get("backupName") != wanted:
+            raise ApplicationError(
+                f"Restore {ns}/{name} in kube context {context} already exists but restores backup "
+                f"{(restore.get('spec') or {}).get('backupName')!r}, not {wanted!r}; delete it "
+                f"(`velero restore delete {name}`) or start the run under a new workflow id",
+                type="VeleroRestoreNameTaken", non_retryable=True)
+
+        # A fresh wait window per attempt: the Restore keeps running server-side, so a retry
+        # after a timeout simply waits on the same object again (the retry policy bounds it).
+        deadline = time.time() + input.timeout_seconds
+        poll = max(MIN_POLL_SECONDS, self.poll_seconds / input.speed)
+        while True:
+            status = restore.get("status") or {}
+            phase = status.get("phase") or "New"
+            progress = status.get("progress") or {}
+            activity.heartbeat({"name": name, "phase": phase, "created": created,
+                                "itemsRestored": progress.get("itemsRestored", 0),
+                                "totalItems": progress.get("totalItems", 0)})
+            if phase == "Completed":
+                return VeleroRestoreResult(name=name, phase=phase, errors=int(status.get("errors", 0)),
+                                           warnings=int(status.get("warnings", 0)), created=created)
+            if phase in FAILED_PHASES or phase.endswith("PartiallyFailed"):
+                raise _failed(name, ns, context, input.region, phase, status)
+            if time.time() >= deadline:
+                raise ApplicationError(
+                    f"Velero Restore {ns}/{name} in kube context {context} (region {input.region}) is still "
+                    f"{phase} after {input.timeout_seconds:.0f}s ({progress.get('itemsRestored', 0)}/"
+                    f"{progress.get('totalItems', '?')} items); it keeps running in the cluster and a retry "
+                    f"waits on the same Restore",
+                    {"name": name, "phase": phase}, type="VeleroRestoreTimeout")
+            pause(min(poll, max(0.0, deadline - time.time())))
+            restore = call(lambda: get("restores", name), f"Restore {ns}/{name}", "get")
+            if restore is None:
+                raise ApplicationError(
+                    f"Velero Restore {ns}/{name} was deleted while drpilot waited on it (kube context "
+                    f"{context}); the run must decide whether to restore again",
+                    type="VeleroRestoreDeleted", non_retryable=True)
+
+
+def _is_object_not_found(exc: ApiException) -> bool:
+    """404 for a missing object, not for a missing API (Velero's CRDs not installed)."""
+    return "could not find the requested resource" not in (exc.body or "")
+
+
+def _failed(name: str, ns: str, context: str, region: str, phase: str, status: dict[str, Any]) -> ApplicationError:
+    errors, warnings = int(status.get("errors", 0)), int(status.get("warnings", 0))
+    why = []
+    if status.get("validationErrors"):
+        why.append("validation errors: " + "; ".join(status["validationErrors"]))
+    if status.get("failureReason"):
+        why.append(f"failure reason: {status['failureReason']}")
+    return ApplicationError(
+        f"Velero Restore {ns}/{name} in kube context {context} (region {region}) ended {phase} with "
+        f"{errors} errors and {warnings} warnings" + (f" ({'; '.join(why)})" if why else "")
+        + f"; see `velero restore describe {name} --details` and `velero restore logs {name}` "
+        f"(or `kubectl --context {context} -n {ns} get restore {name} -o yaml`)",
+        {"name": name, "phase": phase, "errors": errors, "warnings": warnings,
+         "validationErrors": list(status.get("validationErrors") or []),
+         "failureReason": status.get("failureReason", "")},
+        type=f"VeleroRestore{phase}", non_retryable=True,
+    )

@@ -80,14 +80,16 @@ class KubeconfigClients(Mapping[str, k8s.ApiClient]):
         return len(self._contexts())
 
 
-def cluster_client(clients: Mapping[str, k8s.ApiClient], runbook: Runbook, region: str,
-                   where: str) -> tuple[str, k8s.ApiClient]:
+def cluster_client(
+    clients: Mapping[str, k8s.ApiClient], runbook: Runbook, region: str, where: str
+) -> tuple[str, k8s.ApiClient]:
     """The (context, client) of a runbook region, or a non-retryable error saying what to fix."""
     spec = runbook.regions.get(region)
     if spec is None:
         raise ApplicationError(
             f"region {region!r} is not in runbook {runbook.name} (regions: {', '.join(runbook.regions)})",
-            type="UnknownRegion", non_retryable=True,
+            type="UnknownRegion",
+            non_retryable=True,
         )
     context = spec.kube.context
     try:
@@ -97,12 +99,14 @@ def cluster_client(clients: Mapping[str, k8s.ApiClient], runbook: Runbook, regio
         raise ApplicationError(
             f"kube context {context!r} (region {region}, needed to {where}) is not in the kubeconfig "
             f"({source}); add that context or fix spec.regions.{region}.kube.context in runbook {runbook.name}",
-            type="KubeContextMissing", non_retryable=True,
+            type="KubeContextMissing",
+            non_retryable=True,
         ) from None
     except (ConfigException, OSError) as exc:
         raise ApplicationError(
             f"kube context {context!r} (region {region}) cannot be loaded from the kubeconfig: {exc}",
-            type="KubeConfigInvalid", non_retryable=True,
+            type="KubeConfigInvalid",
+            non_retryable=True,
         ) from None
 
 
@@ -113,8 +117,9 @@ def server_message(exc: ApiException) -> str:
         return (exc.reason or "").strip() or f"HTTP {exc.status}"
 
 
-def classify(exc: BaseException, *, context: str, region: str, resource: str, not_found_fix: str,
-             rbac: str) -> ApplicationError:
+def classify(
+    exc: BaseException, *, context: str, region: str, resource: str, not_found_fix: str, rbac: str
+) -> ApplicationError:
     """An API failure as the caller should treat it: retry transient ones, stop on the rest.
 
     `resource` names what was being touched (e.g. "Deployment ml-serving/inference-service"),
@@ -124,34 +129,56 @@ def classify(exc: BaseException, *, context: str, region: str, resource: str, no
     if isinstance(exc, ApiException):
         status, text = exc.status or 0, server_message(exc)
         if status == 404:
-            return ApplicationError(f"{resource} not found in {where}: {not_found_fix}",
-                                    type="KubeNotFound", non_retryable=True)
+            return ApplicationError(
+                f"{resource} not found in {where}: {not_found_fix}",
+                type="KubeNotFound",
+                non_retryable=True,
+            )
         if status == 401:
             return ApplicationError(
                 f"{where} rejected drpilot's credentials (401 Unauthorized) on {resource}; refresh the "
                 f"kubeconfig user of context {context} (token, client certificate or exec plugin) and retry",
-                type="KubeUnauthorized", non_retryable=True)
+                type="KubeUnauthorized",
+                non_retryable=True,
+            )
         if status == 403:
-            return ApplicationError(f"{where}: {text}; grant drpilot's identity {rbac}",
-                                    type="KubeForbidden", non_retryable=True)
+            return ApplicationError(
+                f"{where}: {text}; grant drpilot's identity {rbac}",
+                type="KubeForbidden",
+                non_retryable=True,
+            )
         if status in (400, 415, 422):
-            return ApplicationError(f"{where} refused the request on {resource} ({status}): {text}",
-                                    type="KubeInvalid", non_retryable=True)
+            return ApplicationError(
+                f"{where} refused the request on {resource} ({status}): {text}",
+                type="KubeInvalid",
+                non_retryable=True,
+            )
         if status == 409:
-            return ApplicationError(f"{where}: conflict on {resource}, will re-read and retry: {text}",
-                                    type="KubeConflict")
+            return ApplicationError(
+                f"{where}: conflict on {resource}, will re-read and retry: {text}",
+                type="KubeConflict",
+            )
         if status == 429:
-            return ApplicationError(f"{where} is throttling requests on {resource}: {text}",
-                                    type="KubeThrottled")
-        return ApplicationError(f"{where} answered {status} on {resource}: {text}", type="KubeUnavailable")
+            return ApplicationError(
+                f"{where} is throttling requests on {resource}: {text}", type="KubeThrottled"
+            )
+        return ApplicationError(
+            f"{where} answered {status} on {resource}: {text}", type="KubeUnavailable"
+        )
     reason = getattr(exc, "reason", None)
-    if isinstance(exc, urllib3.exceptions.SSLError) or isinstance(reason, urllib3.exceptions.SSLError):
+    if isinstance(exc, urllib3.exceptions.SSLError) or isinstance(
+        reason, urllib3.exceptions.SSLError
+    ):
         return ApplicationError(
             f"{where}: TLS verification failed on {resource}: {reason or exc}; check the cluster's "
             f"certificate-authority-data / server URL for context {context}",
-            type="KubeTLS", non_retryable=True)
-    return ApplicationError(f"{where} is unreachable ({type(exc).__name__}: {exc}) on {resource}",
-                            type="KubeUnreachable")
+            type="KubeTLS",
+            non_retryable=True,
+        )
+    return ApplicationError(
+        f"{where} is unreachable ({type(exc).__name__}: {exc}) on {resource}",
+        type="KubeUnreachable",
+    )
 
 
 def api_errors() -> tuple[type[BaseException], ...]:
@@ -190,18 +217,30 @@ class KubeActivities:
     # ------------------------------------------------------------------ read
     @activity.defn(name=contracts.KUBE_READ)
     def read(self, input: KubeReadInput) -> ReplicaState:
-        context, api = cluster_client(self.clients, input.runbook, input.region, "read replica counts")
+        context, api = cluster_client(
+            self.clients, input.runbook, input.region, "read replica counts"
+        )
         apps = k8s.AppsV1Api(api)
         deployments = []
         for w in input.runbook.workloads_in(input.region):
-            dep = self._call(lambda w=w: apps.read_namespaced_deployment(
-                w.deployment, w.namespace, _request_timeout=REQUEST_TIMEOUT),
-                input, context, w.namespace, w.deployment, "get")
-            deployments.append(DeploymentState(
-                namespace=w.namespace, name=w.deployment,
-                replicas=(dep.spec.replicas or 0) if dep.spec else 0,
-                ready=(dep.status.ready_replicas or 0) if dep.status else 0,
-            ))
+            dep = self._call(
+                lambda w=w: apps.read_namespaced_deployment(
+                    w.deployment, w.namespace, _request_timeout=REQUEST_TIMEOUT
+                ),
+                input,
+                context,
+                w.namespace,
+                w.deployment,
+                "get",
+            )
+            deployments.append(
+                DeploymentState(
+                    namespace=w.namespace,
+                    name=w.deployment,
+                    replicas=(dep.spec.replicas or 0) if dep.spec else 0,
+                    ready=(dep.status.ready_replicas or 0) if dep.status else 0,
+                )
+            )
         return ReplicaState(region=input.region, deployments=deployments)
 
     # ------------------------------------------------------------------ scale
@@ -215,12 +254,32 @@ class KubeActivities:
         changed: list[str] = list(resume.get("changed") or [])
         for ns, name, replicas in targets:
             key = f"{ns}/{name}"
-            current = self._call(lambda ns=ns, name=name: apps.read_namespaced_deployment_scale(
-                name, ns, _request_timeout=REQUEST_TIMEOUT), input, context, ns, name, "get")
+            current = self._call(
+                lambda ns=ns, name=name: apps.read_namespaced_deployment_scale(
+                    name, ns, _request_timeout=REQUEST_TIMEOUT
+                ),
+                input,
+                context,
+                ns,
+                name,
+                "get",
+            )
             if (current.spec.replicas if current.spec else 0) != replicas:
-                self._call(lambda ns=ns, name=name, replicas=replicas: apps.patch_namespaced_deployment_scale(
-                    name, ns, {"spec": {"replicas": replicas}}, _request_timeout=REQUEST_TIMEOUT),
-                    input, context, ns, name, "patch")
+                self._call(
+                    lambda ns=ns, name=name, replicas=replicas: (
+                        apps.patch_namespaced_deployment_scale(
+                            name,
+                            ns,
+                            {"spec": {"replicas": replicas}},
+                            _request_timeout=REQUEST_TIMEOUT,
+                        )
+                    ),
+                    input,
+                    context,
+                    ns,
+                    name,
+                    "patch",
+                )
                 if key not in changed:
                     changed.append(key)
             activity.heartbeat({"started_at": started, "changed": changed, "phase": "patched"})
@@ -231,10 +290,15 @@ class KubeActivities:
             poll = max(MIN_POLL_SECONDS, self.poll_seconds / input.speed)
             while True:
                 ready = {f"{s.namespace}/{s.name}": s.ready for s in states}
-                activity.heartbeat({
-                    "started_at": started, "changed": changed, "phase": "waiting", "ready": ready,
-                    "desired": {f"{ns}/{name}": n for ns, name, n in targets},
-                })
+                activity.heartbeat(
+                    {
+                        "started_at": started,
+                        "changed": changed,
+                        "phase": "waiting",
+                        "ready": ready,
+                        "desired": {f"{ns}/{name}": n for ns, name, n in targets},
+                    }
+                )
                 short = [s for s, (_, _, n) in zip(states, targets, strict=True) if s.ready < n]
                 if not short:
                     break
@@ -254,42 +318,86 @@ class KubeActivities:
                 if not sep or not ns or not name or n < 0:
                     raise ApplicationError(
                         f"scale counts key {key!r} -> {n}: expected 'namespace/deployment' -> a count >= 0",
-                        type="InvalidInput", non_retryable=True)
+                        type="InvalidInput",
+                        non_retryable=True,
+                    )
                 targets.append((ns, name, n))
             return targets
         return [
-            (w.namespace, w.deployment, w.replicas.active if input.to == "active" else w.replicas.standby)
+            (
+                w.namespace,
+                w.deployment,
+                w.replicas.active if input.to == "active" else w.replicas.standby,
+            )
             for w in input.runbook.workloads_in(input.region)
         ]
 
-    def _ready_states(self, apps: k8s.AppsV1Api, input: ScaleInput, context: str,
-                      targets: list[tuple[str, str, int]]) -> list[DeploymentState]:
+    def _ready_states(
+        self,
+        apps: k8s.AppsV1Api,
+        input: ScaleInput,
+        context: str,
+        targets: list[tuple[str, str, int]],
+    ) -> list[DeploymentState]:
         states = []
         for ns, name, _ in targets:
-            dep = self._call(lambda ns=ns, name=name: apps.read_namespaced_deployment(
-                name, ns, _request_timeout=REQUEST_TIMEOUT), input, context, ns, name, "get")
-            states.append(DeploymentState(
-                namespace=ns, name=name, replicas=(dep.spec.replicas or 0) if dep.spec else 0,
-                ready=(dep.status.ready_replicas or 0) if dep.status else 0))
+            dep = self._call(
+                lambda ns=ns, name=name: apps.read_namespaced_deployment(
+                    name, ns, _request_timeout=REQUEST_TIMEOUT
+                ),
+                input,
+                context,
+                ns,
+                name,
+                "get",
+            )
+            states.append(
+                DeploymentState(
+                    namespace=ns,
+                    name=name,
+                    replicas=(dep.spec.replicas or 0) if dep.spec else 0,
+                    ready=(dep.status.ready_replicas or 0) if dep.status else 0,
+                )
+            )
         return states
 
-    def _call(self, call: Callable[[], Any], input: KubeReadInput | ScaleInput, context: str, ns: str,
-              name: str, verb: str) -> Any:
+    def _call(
+        self,
+        call: Callable[[], Any],
+        input: KubeReadInput | ScaleInput,
+        context: str,
+        ns: str,
+        name: str,
+        verb: str,
+    ) -> Any:
         try:
             return call()
         except api_errors() as exc:
             raise classify(
-                exc, context=context, region=input.region, resource=f"Deployment {ns}/{name}",
+                exc,
+                context=context,
+                region=input.region,
+                resource=f"Deployment {ns}/{name}",
                 not_found_fix=(
                     f"create it there (or restore it with Velero), or fix spec.workloads in runbook "
-                    f"{input.runbook.name} (namespace, deployment, regions)"),
-                rbac=(f"RBAC verbs get, patch on deployments and deployments/scale (group apps) in "
-                      f"namespace {ns} of context {context} (needed: {verb})"),
+                    f"{input.runbook.name} (namespace, deployment, regions)"
+                ),
+                rbac=(
+                    f"RBAC verbs get, patch on deployments and deployments/scale (group apps) in "
+                    f"namespace {ns} of context {context} (needed: {verb})"
+                ),
             ) from exc
 
-    def _not_ready(self, api: k8s.ApiClient, apps: k8s.AppsV1Api, input: ScaleInput, context: str,
-                   short: list[DeploymentState], targets: list[tuple[str, str, int]],
-                   started: float) -> ApplicationError:
+    def _not_ready(
+        self,
+        api: k8s.ApiClient,
+        apps: k8s.AppsV1Api,
+        input: ScaleInput,
+        context: str,
+        short: list[DeploymentState],
+        targets: list[tuple[str, str, int]],
+        started: float,
+    ) -> ApplicationError:
         # Non-retryable on purpose: the wait has used the whole budget the workflow gave it
         # (the deadline survives retries through the heartbeat), so a retry could only fail
         # again or silently stretch the RTO. Pods that do not come up in time are a capacity
@@ -300,16 +408,19 @@ class KubeActivities:
         for s in short:
             key = f"{s.namespace}/{s.name}"
             pods = self._pod_summary(api, apps, s.namespace, s.name)
-            findings.append({"deployment": key, "ready": s.ready, "desired": desired[key], "pods": pods})
+            findings.append(
+                {"deployment": key, "ready": s.ready, "desired": desired[key], "pods": pods}
+            )
             parts.append(f"{key} has {s.ready}/{desired[key]} ready ({pods})")
         waited = time.time() - started
         return ApplicationError(
-            f"kube context {context} (region {input.region}): pods not ready after {waited:.0f}s: "
+            f"kube context {context} (region {input.region}): pods not ready after {waited:.1f}s: "
             + "; ".join(parts)
             + f". Inspect with `kubectl --context {context} -n {short[0].namespace} describe deployment "
             f"{short[0].name}` and its pods' events",
             {"region": input.region, "context": context, "short": findings},
-            type="PodsNotReady", non_retryable=True,
+            type="PodsNotReady",
+            non_retryable=True,
         )
 
     @staticmethod
@@ -317,26 +428,58 @@ class KubeActivities:
         """What the short deployment's pods are doing, e.g. '1 ready, 5 Pending (Unschedulable: ...)'."""
         try:
             dep = apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT)
-            labels = (dep.spec.selector.match_labels or {}) if dep.spec and dep.spec.selector else {}
+            labels = (
+                (dep.spec.selector.match_labels or {}) if dep.spec and dep.spec.selector else {}
+            )
             selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-            pods = k8s.CoreV1Api(api).list_namespaced_pod(ns, label_selector=selector,
-                                                          _request_timeout=REQUEST_TIMEOUT).items
-            progressing = next((c for c in (dep.status.conditions or []) if c.type == "Progressing"), None) \
-                if dep.status else None
+            pods = (
+                k8s.CoreV1Api(api)
+                .list_namespaced_pod(ns, label_selector=selector, _request_timeout=REQUEST_TIMEOUT)
+                .items
+            )
+            progressing = (
+                next((c for c in (dep.status.conditions or []) if c.type == "Progressing"), None)
+                if dep.status
+                else None
+            )
         except api_errors() as exc:
             return f"pods could not be listed: {type(exc).__name__}"
         counts: dict[str, int] = {}
         for pod in pods:
             status = pod.status
-            ready = any(c.type == "Ready" and c.status == "True" for c in (status.conditions or [])) if status else False
+            ready = (
+                any(c.type == "Ready" and c.status == "True" for c in (status.conditions or []))
+                if status
+                else False
+            )
             if ready:
                 state = "ready"
             else:
                 state = (status.phase or "Unknown") if status else "Unknown"
-                unscheduled = next((c for c in (status.conditions or []) if c.type == "PodScheduled"
-                                    and c.status == "False"), None) if status else None
-                waiting = next((cs.state.waiting for cs in (status.container_statuses or [])
-                                if cs.state and cs.state.waiting), None) if status else None
+                unscheduled = (
+                    next(
+                        (
+                            c
+                            for c in (status.conditions or [])
+                            if c.type == "PodScheduled" and c.status == "False"
+                        ),
+                        None,
+                    )
+                    if status
+                    else None
+                )
+                waiting = (
+                    next(
+                        (
+                            cs.state.waiting
+                            for cs in (status.container_statuses or [])
+                            if cs.state and cs.state.waiting
+                        ),
+                        None,
+                    )
+                    if status
+                    else None
+                )
                 if unscheduled is not None:
                     state += f" ({unscheduled.reason}: {unscheduled.message})"
                 elif waiting is not None:

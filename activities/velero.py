@@ -84,19 +84,30 @@ class VeleroActivities:
         if velero is None:
             raise ApplicationError(
                 f"runbook {input.runbook.name} has no spec.backups.velero; add the backup to restore from "
-                f"or leave the Velero step out", type="VeleroNotConfigured", non_retryable=True)
-        context, api = cluster_client(self.clients, input.runbook, input.region, "restore a Velero backup")
+                f"or leave the Velero step out",
+                type="VeleroNotConfigured",
+                non_retryable=True,
+            )
+        context, api = cluster_client(
+            self.clients, input.runbook, input.region, "restore a Velero backup"
+        )
         objects = k8s.CustomObjectsApi(api)
         name, ns = input.restore_name, velero.namespace
 
         def failure(exc: BaseException, resource: str, verb: str) -> ApplicationError:
             return classify(
-                exc, context=context, region=input.region, resource=resource,
+                exc,
+                context=context,
+                region=input.region,
+                resource=resource,
                 not_found_fix=(
                     f"is Velero installed in namespace {ns} of that cluster (`velero install`), and is "
-                    f"spec.backups.velero.namespace right in runbook {input.runbook.name}?"),
-                rbac=(f"RBAC verbs get, create on restores.velero.io and get on backups.velero.io in "
-                      f"namespace {ns} of context {context} (needed: {verb})"),
+                    f"spec.backups.velero.namespace right in runbook {input.runbook.name}?"
+                ),
+                rbac=(
+                    f"RBAC verbs get, create on restores.velero.io and get on backups.velero.io in "
+                    f"namespace {ns} of context {context} (needed: {verb})"
+                ),
             )
 
         def call(fn: Callable[[], Any], resource: str, verb: str) -> Any:
@@ -107,8 +118,9 @@ class VeleroActivities:
 
         def get(plural: str, obj_name: str) -> dict[str, Any] | None:
             try:
-                return objects.get_namespaced_custom_object(GROUP, VERSION, ns, plural, obj_name,
-                                                            _request_timeout=REQUEST_TIMEOUT)
+                return objects.get_namespaced_custom_object(
+                    GROUP, VERSION, ns, plural, obj_name, _request_timeout=REQUEST_TIMEOUT
+                )
             except ApiException as exc:
                 if exc.status == 404 and _is_object_not_found(exc):
                     return None
@@ -119,16 +131,26 @@ class VeleroActivities:
         created = False
         if restore is None:
             # As the CLI does: refuse to create a Restore of a Backup that is not there.
-            if call(lambda: get("backups", velero.backup), f"Backup {ns}/{velero.backup}", "get") is None:
+            if (
+                call(lambda: get("backups", velero.backup), f"Backup {ns}/{velero.backup}", "get")
+                is None
+            ):
                 raise ApplicationError(
                     f"Velero Backup {velero.backup!r} not found in namespace {ns} of kube context {context} "
                     f"(region {input.region}); check `velero backup get` there (it may have expired) and fix "
                     f"spec.backups.velero.backup in runbook {input.runbook.name}",
-                    type="VeleroBackupNotFound", non_retryable=True)
+                    type="VeleroBackupNotFound",
+                    non_retryable=True,
+                )
             try:
                 restore = objects.create_namespaced_custom_object(
-                    GROUP, VERSION, ns, "restores", restore_manifest(name, input.runbook, velero),
-                    _request_timeout=REQUEST_TIMEOUT)
+                    GROUP,
+                    VERSION,
+                    ns,
+                    "restores",
+                    restore_manifest(name, input.runbook, velero),
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
                 created = True
             except ApiException as exc:
                 if exc.status != 409:
@@ -138,15 +160,19 @@ class VeleroActivities:
             except api_errors() as exc:
                 raise failure(exc, f"Restore {ns}/{name}", "create") from exc
         if restore is None:
-            raise ApplicationError(f"Restore {ns}/{name} vanished right after it was created; retrying",
-                                   type="VeleroRestoreVanished")
+            raise ApplicationError(
+                f"Restore {ns}/{name} vanished right after it was created; retrying",
+                type="VeleroRestoreVanished",
+            )
         wanted = velero.backup
         if (restore.get("spec") or {}).get("backupName") != wanted:
             raise ApplicationError(
                 f"Restore {ns}/{name} in kube context {context} already exists but restores backup "
                 f"{(restore.get('spec') or {}).get('backupName')!r}, not {wanted!r}; delete it "
                 f"(`velero restore delete {name}`) or start the run under a new workflow id",
-                type="VeleroRestoreNameTaken", non_retryable=True)
+                type="VeleroRestoreNameTaken",
+                non_retryable=True,
+            )
 
         # A fresh wait window per attempt: the Restore keeps running server-side, so a retry
         # after a timeout simply waits on the same object again (the retry policy bounds it).
@@ -156,12 +182,23 @@ class VeleroActivities:
             status = restore.get("status") or {}
             phase = status.get("phase") or "New"
             progress = status.get("progress") or {}
-            activity.heartbeat({"name": name, "phase": phase, "created": created,
-                                "itemsRestored": progress.get("itemsRestored", 0),
-                                "totalItems": progress.get("totalItems", 0)})
+            activity.heartbeat(
+                {
+                    "name": name,
+                    "phase": phase,
+                    "created": created,
+                    "itemsRestored": progress.get("itemsRestored", 0),
+                    "totalItems": progress.get("totalItems", 0),
+                }
+            )
             if phase == "Completed":
-                return VeleroRestoreResult(name=name, phase=phase, errors=int(status.get("errors", 0)),
-                                           warnings=int(status.get("warnings", 0)), created=created)
+                return VeleroRestoreResult(
+                    name=name,
+                    phase=phase,
+                    errors=int(status.get("errors", 0)),
+                    warnings=int(status.get("warnings", 0)),
+                    created=created,
+                )
             if phase in FAILED_PHASES or phase.endswith("PartiallyFailed"):
                 raise _failed(name, ns, context, input.region, phase, status)
             if time.time() >= deadline:
@@ -170,14 +207,18 @@ class VeleroActivities:
                     f"{phase} after {input.timeout_seconds:.0f}s ({progress.get('itemsRestored', 0)}/"
                     f"{progress.get('totalItems', '?')} items); it keeps running in the cluster and a retry "
                     f"waits on the same Restore",
-                    {"name": name, "phase": phase}, type="VeleroRestoreTimeout")
+                    {"name": name, "phase": phase},
+                    type="VeleroRestoreTimeout",
+                )
             pause(min(poll, max(0.0, deadline - time.time())))
             restore = call(lambda: get("restores", name), f"Restore {ns}/{name}", "get")
             if restore is None:
                 raise ApplicationError(
                     f"Velero Restore {ns}/{name} was deleted while drpilot waited on it (kube context "
                     f"{context}); the run must decide whether to restore again",
-                    type="VeleroRestoreDeleted", non_retryable=True)
+                    type="VeleroRestoreDeleted",
+                    non_retryable=True,
+                )
 
 
 def _is_object_not_found(exc: ApiException) -> bool:
@@ -185,7 +226,9 @@ def _is_object_not_found(exc: ApiException) -> bool:
     return "could not find the requested resource" not in (exc.body or "")
 
 
-def _failed(name: str, ns: str, context: str, region: str, phase: str, status: dict[str, Any]) -> ApplicationError:
+def _failed(
+    name: str, ns: str, context: str, region: str, phase: str, status: dict[str, Any]
+) -> ApplicationError:
     errors, warnings = int(status.get("errors", 0)), int(status.get("warnings", 0))
     why = []
     if status.get("validationErrors"):
@@ -194,11 +237,18 @@ def _failed(name: str, ns: str, context: str, region: str, phase: str, status: d
         why.append(f"failure reason: {status['failureReason']}")
     return ApplicationError(
         f"Velero Restore {ns}/{name} in kube context {context} (region {region}) ended {phase} with "
-        f"{errors} errors and {warnings} warnings" + (f" ({'; '.join(why)})" if why else "")
+        f"{errors} errors and {warnings} warnings"
+        + (f" ({'; '.join(why)})" if why else "")
         + f"; see `velero restore describe {name} --details` and `velero restore logs {name}` "
         f"(or `kubectl --context {context} -n {ns} get restore {name} -o yaml`)",
-        {"name": name, "phase": phase, "errors": errors, "warnings": warnings,
-         "validationErrors": list(status.get("validationErrors") or []),
-         "failureReason": status.get("failureReason", "")},
-        type=f"VeleroRestore{phase}", non_retryable=True,
+        {
+            "name": name,
+            "phase": phase,
+            "errors": errors,
+            "warnings": warnings,
+            "validationErrors": list(status.get("validationErrors") or []),
+            "failureReason": status.get("failureReason", ""),
+        },
+        type=f"VeleroRestore{phase}",
+        non_retryable=True,
     )

@@ -73,11 +73,20 @@ from drpilot.sandbox.kube_tls import ServerTls, sandbox_tls
 # image and loading weights takes tens of seconds to minutes; 30 s keeps rehearsals honest.
 DEFAULT_POD_START_SECONDS = 30.0
 DEFAULT_VELERO_RESTORE_SECONDS = 20.0
-KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-drpilot-sandbox",
-                "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
-                "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
-                "platform": "linux/amd64"}
-ALL_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"})
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-drpilot-sandbox",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2025-01-01T00:00:00Z",
+    "goVersion": "go1.23.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+ALL_VERBS = frozenset(
+    {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+)
 READ_VERBS = frozenset({"get", "list", "watch"})
 
 
@@ -144,8 +153,9 @@ class KubeCluster:
         if self._controller is not None:
             return self
         self._stop.clear()
-        self._controller = threading.Thread(target=self._control_loop, name=f"kube-controllers-{self.region}",
-                                            daemon=True)
+        self._controller = threading.Thread(
+            target=self._control_loop, name=f"kube-controllers-{self.region}", daemon=True
+        )
         self._controller.start()
         self._server.start()
         return self
@@ -167,7 +177,11 @@ class KubeCluster:
     def _control_loop(self) -> None:
         while not self._stop.is_set():
             now = time.monotonic()
-            wakes = [w for w in (self.deployments.reconcile(now), self.velero.reconcile(now)) if w is not None]
+            wakes = [
+                w
+                for w in (self.deployments.reconcile(now), self.velero.reconcile(now))
+                if w is not None
+            ]
             # Faults change without a write to the store, so look again at least every 50 ms.
             timeout = min([0.05, *(max(0.0, w - time.monotonic()) for w in wakes)])
             self.store.changed.wait(timeout)
@@ -228,17 +242,27 @@ class KubeCluster:
             body, content_type = payload.encode(), "text/plain; charset=utf-8"
         else:
             body, content_type = json.dumps(payload).encode(), "application/json"
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-cache, private"),
-        ]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-cache, private"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def handle(self, request: _Request) -> tuple[int, Obj | str]:
         if self.region in self.board.now.region_down:
-            return 503, KubeError(503, "ServiceUnavailable",
-                                  f"the server is currently unable to handle the request (region "
-                                  f"{self.region} is down)").status()
+            return 503, KubeError(
+                503,
+                "ServiceUnavailable",
+                f"the server is currently unable to handle the request (region "
+                f"{self.region} is down)",
+            ).status()
         try:
             return self._route(request)
         except KubeError as exc:
@@ -253,8 +277,13 @@ class KubeCluster:
         user = self._authenticate(request)
         parts = [p for p in path.split("/") if p]
         if parts == ["api"]:
-            return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": self.url.removeprefix("https://")}]}
+            return 200, {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": self.url.removeprefix("https://")}
+                ],
+            }
         if parts == ["apis"]:
             return 200, api_group_list()
         if parts[:1] == ["api"] and len(parts) >= 2:
@@ -314,37 +343,54 @@ class KubeCluster:
             return verbs[method]
         if method == "DELETE":
             return "delete" if name else "deletecollection"
-        raise KubeError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({method})")
+        raise KubeError(
+            405,
+            "MethodNotAllowed",
+            f"the server does not allow this method on the requested resource ({method})",
+        )
 
-    def _authorize(self, user: User, verb: str, rt: ResourceType, namespace: str, name: str, sub: str) -> None:
+    def _authorize(
+        self, user: User, verb: str, rt: ResourceType, namespace: str, name: str, sub: str
+    ) -> None:
         if verb in user.verbs:
             return
         what = f'{rt.qualified} "{name}"' if name else rt.qualified
         where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
         resource = f"{rt.plural}/{sub}" if sub else rt.plural
         raise KubeError(
-            403, "Forbidden",
+            403,
+            "Forbidden",
             f'{what} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" in API group '
             f'"{rt.group}"{where}',
             rt.details(name),
         )
 
     # ------------------------------------------------------------------ verbs
-    def _serve(self, request: _Request, rt: ResourceType, namespace: str, name: str, sub: str,
-               verb: str) -> tuple[int, Obj]:
+    def _serve(
+        self, request: _Request, rt: ResourceType, namespace: str, name: str, sub: str, verb: str
+    ) -> tuple[int, Obj]:
         dry_run = "dryRun" in request.query
         if verb == "watch":
-            raise KubeError(405, "MethodNotAllowed", "watch is not served by the drpilot sandbox; poll instead")
+            raise KubeError(
+                405, "MethodNotAllowed", "watch is not served by the drpilot sandbox; poll instead"
+            )
         if verb == "list":
             return 200, self._list(request, rt, namespace)
         if verb == "deletecollection":
             return 200, self._delete_collection(request, rt, namespace)
         if rt.read_only and verb in ("create", "update", "patch"):
-            raise KubeError(405, "MethodNotAllowed",
-                            f"{rt.plural} are managed by the sandbox's controllers; {verb} is not served")
+            raise KubeError(
+                405,
+                "MethodNotAllowed",
+                f"{rt.plural} are managed by the sandbox's controllers; {verb} is not served",
+            )
         if verb == "create":
             if name:
-                raise KubeError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+                raise KubeError(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                )
             self._require_namespace(rt, namespace)
             obj = request.json()
             if not isinstance(obj, dict):
@@ -353,12 +399,19 @@ class KubeCluster:
             body_ns = obj["metadata"].get("namespace")
             if rt.namespaced:
                 if body_ns and body_ns != namespace:
-                    raise bad_request("the namespace of the provided object does not match the namespace "
-                                      "sent on the request")
+                    raise bad_request(
+                        "the namespace of the provided object does not match the namespace "
+                        "sent on the request"
+                    )
                 obj["metadata"]["namespace"] = namespace
-            if obj.get("kind") not in (None, rt.kind) or obj.get("apiVersion") not in (None, rt.api_version):
-                raise bad_request(f"the API version in the data ({obj.get('apiVersion')}) does not match the "
-                                  f"expected API version ({rt.api_version})")
+            if obj.get("kind") not in (None, rt.kind) or obj.get("apiVersion") not in (
+                None,
+                rt.api_version,
+            ):
+                raise bad_request(
+                    f"the API version in the data ({obj.get('apiVersion')}) does not match the "
+                    f"expected API version ({rt.api_version})"
+                )
             if dry_run:
                 return 201, self._prepare_create(rt, obj)
             return 201, self._create(rt, obj)
@@ -367,32 +420,47 @@ class KubeCluster:
         if verb == "get":
             if sub == "scale":
                 return 200, _scale_of(current)
-            return 200, self._maybe_table(request, rt, [current], current["metadata"]) if _wants_table(request) else current
+            return 200, self._maybe_table(
+                request, rt, [current], current["metadata"]
+            ) if _wants_table(request) else current
         if verb == "delete":
             if dry_run:
                 return 200, current
             return 200, self._delete(rt, current)
         if verb in ("update", "patch"):
             return 200, self._write(request, rt, current, sub, verb, dry_run)
-        raise KubeError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        raise KubeError(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
 
     def _list(self, request: _Request, rt: ResourceType, namespace: str) -> Obj:
         labels = parse_label_selector(request.query.get("labelSelector"))
         fields = parse_field_selector(request.query.get("fieldSelector"))
-        items = [o for o in self.store.items(rt, namespace or None)
-                 if labels(o["metadata"].get("labels") or {}) and fields(o)]
+        items = [
+            o
+            for o in self.store.items(rt, namespace or None)
+            if labels(o["metadata"].get("labels") or {}) and fields(o)
+        ]
         meta: Obj = {"resourceVersion": str(self.store.revision)}
         offset = 0
         if request.query.get("continue"):
             try:
-                offset = int(json.loads(base64.urlsafe_b64decode(request.query["continue"]))["offset"])
+                offset = int(
+                    json.loads(base64.urlsafe_b64decode(request.query["continue"]))["offset"]
+                )
             except (ValueError, KeyError, TypeError):
-                raise KubeError(410, "Expired", "The provided continue parameter is too old") from None
+                raise KubeError(
+                    410, "Expired", "The provided continue parameter is too old"
+                ) from None
         limit = int(request.query.get("limit") or 0)
         if offset:
             items = items[offset:]
         if limit and len(items) > limit:
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps({"offset": offset + limit}).encode()).decode()
+            meta["continue"] = base64.urlsafe_b64encode(
+                json.dumps({"offset": offset + limit}).encode()
+            ).decode()
             meta["remainingItemCount"] = len(items) - limit
             items = items[:limit]
         if _wants_table(request):
@@ -402,7 +470,12 @@ class KubeCluster:
             for item in items:
                 item.pop("kind", None)
                 item.pop("apiVersion", None)
-        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": items}
+        return {
+            "kind": f"{rt.kind}List",
+            "apiVersion": rt.api_version,
+            "metadata": meta,
+            "items": items,
+        }
 
     @staticmethod
     def _maybe_table(request: _Request, rt: ResourceType, items: list[Obj], meta: Obj) -> Obj:
@@ -439,13 +512,16 @@ class KubeCluster:
         self._require_namespace(rt, obj.get("metadata", {}).get("namespace", ""))
         return self.store.create(rt, self._prepare_create(rt, obj))
 
-    def _write(self, request: _Request, rt: ResourceType, current: Obj, sub: str, verb: str,
-               dry_run: bool) -> Obj:
+    def _write(
+        self, request: _Request, rt: ResourceType, current: Obj, sub: str, verb: str, dry_run: bool
+    ) -> Obj:
         name = current["metadata"]["name"]
         if sub == "scale":
             scale = _scale_of(current)
             if verb == "patch":
-                wanted = apply_patch(DEPLOYMENTS, scale, request.headers.get("content-type", ""), request.json())
+                wanted = apply_patch(
+                    DEPLOYMENTS, scale, request.headers.get("content-type", ""), request.json()
+                )
             else:
                 wanted = request.json()
             if not isinstance(wanted, dict):
@@ -453,14 +529,20 @@ class KubeCluster:
             _check_precondition(rt, current, wanted)
             replicas = (wanted.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                raise KubeError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid '
-                                f"value: {json.dumps(replicas)}: must be greater than or equal to 0")
+                raise KubeError(
+                    422,
+                    "Invalid",
+                    f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid '
+                    f"value: {json.dumps(replicas)}: must be greater than or equal to 0",
+                )
             updated = copy.deepcopy(current)
             updated.setdefault("spec", {})["replicas"] = replicas
             return _scale_of(updated if dry_run else self.store.update(rt, updated))
 
         if verb == "patch":
-            wanted = apply_patch(rt, current, request.headers.get("content-type", ""), request.json())
+            wanted = apply_patch(
+                rt, current, request.headers.get("content-type", ""), request.json()
+            )
         else:
             wanted = request.json()
         if not isinstance(wanted, dict):
@@ -468,8 +550,10 @@ class KubeCluster:
         _check_precondition(rt, current, wanted)
         wanted.setdefault("metadata", {})
         if wanted["metadata"].get("name", name) != name:
-            raise bad_request(f'the name of the object ({wanted["metadata"].get("name")}) does not match the name on '
-                              f"the URL ({name})")
+            raise bad_request(
+                f"the name of the object ({wanted['metadata'].get('name')}) does not match the name on "
+                f"the URL ({name})"
+            )
         wanted["metadata"]["name"] = name
         if rt.namespaced:
             wanted["metadata"]["namespace"] = current["metadata"]["namespace"]
@@ -497,17 +581,34 @@ class KubeCluster:
                         self.store.delete(other, meta["name"], obj["metadata"]["name"])
         if rt.custom:
             return current
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {**rt.details(meta["name"]), "uid": meta.get("uid", "")}}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {**rt.details(meta["name"]), "uid": meta.get("uid", "")},
+        }
 
     def _delete_collection(self, request: _Request, rt: ResourceType, namespace: str) -> Obj:
-        listing = self._list(_Request("GET", request.path, {k: v for k, v in request.query.items()
-                                                            if k in ("labelSelector", "fieldSelector")},
-                                      {}, b""), rt, namespace)
+        listing = self._list(
+            _Request(
+                "GET",
+                request.path,
+                {k: v for k, v in request.query.items() if k in ("labelSelector", "fieldSelector")},
+                {},
+                b"",
+            ),
+            rt,
+            namespace,
+        )
         for item in listing["items"]:
             self.store.delete(rt, item["metadata"].get("namespace", ""), item["metadata"]["name"])
-        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(self.store.revision)}, "items": listing["items"]}
+        return {
+            "kind": f"{rt.kind}List",
+            "apiVersion": rt.api_version,
+            "metadata": {"resourceVersion": str(self.store.revision)},
+            "items": listing["items"],
+        }
 
 
 class _ClosingServer(uvicorn.Server):
@@ -559,8 +660,9 @@ class _HttpsServer:
             ssl_context_factory=lambda _config, _default: self._tls.server_context(),
         )
         self._server = _ClosingServer(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=self._name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=self._name, daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -597,19 +699,26 @@ def _scale_of(dep: Obj) -> Obj:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                     if k in meta},
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
         "spec": {"replicas": dep.get("spec", {}).get("replicas", 0)},
-        "status": {"replicas": dep.get("status", {}).get("replicas", 0),
-                   "selector": selector_string(dep.get("spec", {}).get("selector"))},
+        "status": {
+            "replicas": dep.get("status", {}).get("replicas", 0),
+            "selector": selector_string(dep.get("spec", {}).get("selector")),
+        },
     }
 
 
 def _default_deployment(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("replicas", 1)
-    spec.setdefault("strategy", {"type": "RollingUpdate",
-                                 "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+    spec.setdefault(
+        "strategy",
+        {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+    )
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
     pod = spec.setdefault("template", {}).setdefault("spec", {})
@@ -620,8 +729,10 @@ def _default_deployment(obj: Obj) -> None:
     for container in pod.get("containers") or []:
         if isinstance(container, dict):
             image = str(container.get("image", ""))
-            container.setdefault("imagePullPolicy", "Always" if image.endswith(":latest") or ":" not in image
-                                 else "IfNotPresent")
+            container.setdefault(
+                "imagePullPolicy",
+                "Always" if image.endswith(":latest") or ":" not in image else "IfNotPresent",
+            )
             container.setdefault("terminationMessagePath", "/dev/termination-log")
             container.setdefault("terminationMessagePolicy", "File")
 
@@ -632,17 +743,28 @@ def _validate_deployment(obj: Obj, old: Obj | None) -> None:
     causes: list[tuple[str, str]] = []
     replicas = spec.get("replicas")
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        causes.append(("spec.replicas", f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0"))
+        causes.append(
+            (
+                "spec.replicas",
+                f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0",
+            )
+        )
     selector = spec.get("selector") or {}
     if not selector.get("matchLabels") and not selector.get("matchExpressions"):
         causes.append(("spec.selector", "Required value"))
     else:
         labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
         if not parse_label_selector(selector_string(selector))(labels):
-            causes.append(("spec.template.metadata.labels",
-                           f"Invalid value: {json.dumps(labels)}: `selector` does not match template `labels`"))
+            causes.append(
+                (
+                    "spec.template.metadata.labels",
+                    f"Invalid value: {json.dumps(labels)}: `selector` does not match template `labels`",
+                )
+            )
     if old is not None and old.get("spec", {}).get("selector") != selector:
-        causes.append(("spec.selector", f"Invalid value: {json.dumps(selector)}: field is immutable"))
+        causes.append(
+            ("spec.selector", f"Invalid value: {json.dumps(selector)}: field is immutable")
+        )
     if not spec.get("template", {}).get("spec", {}).get("containers"):
         causes.append(("spec.template.spec.containers", "Required value"))
     if causes:
@@ -666,43 +788,76 @@ def seed_kube_from_runbook(cluster: KubeCluster, runbook: Runbook, region: str) 
         if cluster.deployment(w.namespace, w.deployment) is not None:
             continue
         labels = {"app": w.deployment, "app.kubernetes.io/part-of": runbook.name}
-        cluster.create(DEPLOYMENTS, {
-            "metadata": {"name": w.deployment, "namespace": w.namespace, "labels": dict(labels)},
-            "spec": {
-                "replicas": w.replicas.active if serving else w.replicas.standby,
-                "selector": {"matchLabels": {"app": w.deployment}},
-                "template": {
-                    "metadata": {"labels": dict(labels)},
-                    "spec": {"containers": [{
-                        "name": w.deployment,
-                        "image": f"registry.example.com/{runbook.name}/{w.deployment}:sandbox",
-                        "ports": [{"containerPort": 8000, "name": "http", "protocol": "TCP"}],
-                        "resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}},
-                        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8000}},
-                    }]},
+        cluster.create(
+            DEPLOYMENTS,
+            {
+                "metadata": {
+                    "name": w.deployment,
+                    "namespace": w.namespace,
+                    "labels": dict(labels),
+                },
+                "spec": {
+                    "replicas": w.replicas.active if serving else w.replicas.standby,
+                    "selector": {"matchLabels": {"app": w.deployment}},
+                    "template": {
+                        "metadata": {"labels": dict(labels)},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": w.deployment,
+                                    "image": f"registry.example.com/{runbook.name}/{w.deployment}:sandbox",
+                                    "ports": [
+                                        {"containerPort": 8000, "name": "http", "protocol": "TCP"}
+                                    ],
+                                    "resources": {
+                                        "limits": {"nvidia.com/gpu": "1"},
+                                        "requests": {"nvidia.com/gpu": "1"},
+                                    },
+                                    "readinessProbe": {
+                                        "httpGet": {"path": "/v2/health/ready", "port": 8000}
+                                    },
+                                }
+                            ]
+                        },
+                    },
                 },
             },
-        })
+        )
     cluster.settle()
     if velero and cluster.store.get(BACKUPS, velero.namespace, velero.backup) is None:
-        cluster.create(BACKUPS, {
-            "metadata": {"name": velero.backup, "namespace": velero.namespace,
-                         "labels": {"velero.io/storage-location": "default"}},
-            "spec": {"includedNamespaces": list(velero.namespaces), "storageLocation": "default",
-                     "ttl": "720h0m0s"},
-        })
+        cluster.create(
+            BACKUPS,
+            {
+                "metadata": {
+                    "name": velero.backup,
+                    "namespace": velero.namespace,
+                    "labels": {"velero.io/storage-location": "default"},
+                },
+                "spec": {
+                    "includedNamespaces": list(velero.namespaces),
+                    "storageLocation": "default",
+                    "ttl": "720h0m0s",
+                },
+            },
+        )
         items = cluster.velero.capture(velero.namespace, velero.backup, list(velero.namespaces))
         with cluster.store.lock:
             backup = cluster.store.require(BACKUPS, velero.namespace, velero.backup)
-            backup["status"] = {"phase": "Completed", "startTimestamp": timestamp(),
-                                "completionTimestamp": timestamp(),
-                                "expiration": timestamp(datetime.now(UTC) + timedelta(days=30)),
-                                "progress": {"totalItems": len(items), "itemsBackedUp": len(items)},
-                                "version": 1, "formatVersion": "1.1.0"}
+            backup["status"] = {
+                "phase": "Completed",
+                "startTimestamp": timestamp(),
+                "completionTimestamp": timestamp(),
+                "expiration": timestamp(datetime.now(UTC) + timedelta(days=30)),
+                "progress": {"totalItems": len(items), "itemsBackedUp": len(items)},
+                "version": 1,
+                "formatVersion": "1.1.0",
+            }
             cluster.store.update(BACKUPS, backup)
 
 
-def start_kube_clusters(runbook: Runbook, board: FaultBoard, speed: float = 1.0, **options: Any) -> dict[str, KubeCluster]:
+def start_kube_clusters(
+    runbook: Runbook, board: FaultBoard, speed: float = 1.0, **options: Any
+) -> dict[str, KubeCluster]:
     """One started, seeded cluster per runbook region (context names from the runbook)."""
     clusters: dict[str, KubeCluster] = {}
     try:
@@ -718,7 +873,9 @@ def start_kube_clusters(runbook: Runbook, board: FaultBoard, speed: float = 1.0,
     return clusters
 
 
-def write_kubeconfig(path: str | os.PathLike[str], clusters: Mapping[str, KubeCluster] | Iterable[KubeCluster]) -> Path:
+def write_kubeconfig(
+    path: str | os.PathLike[str], clusters: Mapping[str, KubeCluster] | Iterable[KubeCluster]
+) -> Path:
     """A kubeconfig with one cluster, user and context per region, named by its context.
 
     `clusters` is either context -> cluster or clusters that know their own context. The
@@ -738,13 +895,21 @@ def write_kubeconfig(path: str | os.PathLike[str], clusters: Mapping[str, KubeCl
         "apiVersion": "v1",
         "kind": "Config",
         "preferences": {},
-        "clusters": [{"name": ctx, "cluster": {
-            "server": c.url,
-            "certificate-authority-data": base64.b64encode(c.tls.ca_pem).decode(),
-        }} for ctx, c in pairs],
+        "clusters": [
+            {
+                "name": ctx,
+                "cluster": {
+                    "server": c.url,
+                    "certificate-authority-data": base64.b64encode(c.tls.ca_pem).decode(),
+                },
+            }
+            for ctx, c in pairs
+        ],
         "users": [{"name": ctx, "user": {"token": c.token}} for ctx, c in pairs],
-        "contexts": [{"name": ctx, "context": {"cluster": ctx, "user": ctx, "namespace": "default"}}
-                     for ctx, _ in pairs],
+        "contexts": [
+            {"name": ctx, "context": {"cluster": ctx, "user": ctx, "namespace": "default"}}
+            for ctx, _ in pairs
+        ],
         "current-context": pairs[0][0],
     }
     target = Path(path)

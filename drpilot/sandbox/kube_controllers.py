@@ -65,7 +65,9 @@ class DeploymentController:
     old ones, which go as the new ones become ready.
     """
 
-    def __init__(self, store: Store, board: FaultBoard, region: str, speed: float, pod_start_seconds: float):
+    def __init__(
+        self, store: Store, board: FaultBoard, region: str, speed: float, pod_start_seconds: float
+    ):
         self.store, self.board, self.region, self.speed = store, board, region, speed
         self.pod_start_seconds = pod_start_seconds
         self._ready_at: dict[str, float | None] = {}  # pod uid -> monotonic time it turns ready
@@ -97,7 +99,9 @@ class DeploymentController:
         return wake
 
     # ------------------------------------------------------------------ one deployment
-    def _reconcile_one(self, dep: Obj, now: float, stalled: bool, delay: float, instant: bool) -> float | None:
+    def _reconcile_one(
+        self, dep: Obj, now: float, stalled: bool, delay: float, instant: bool
+    ) -> float | None:
         meta, spec = dep["metadata"], dep.get("spec", {})
         uid, ns, name = meta["uid"], meta["namespace"], meta["name"]
         desired = int(spec.get("replicas", 1))
@@ -108,7 +112,9 @@ class DeploymentController:
         revision = rollout.hashes.index(current_hash) + 1
         rs_name = f"{name}-{current_hash}"
 
-        pods = [p for p in self.store.items(PODS, ns) if self._owner.get(p["metadata"]["uid"]) == uid]
+        pods = [
+            p for p in self.store.items(PODS, ns) if self._owner.get(p["metadata"]["uid"]) == uid
+        ]
         new = [p for p in pods if p["metadata"]["labels"].get("pod-template-hash") == current_hash]
         old = [p for p in pods if p not in new]
 
@@ -146,7 +152,9 @@ class DeploymentController:
         if meta.get("generation", 1) != rollout.generation or ready > rollout.ready:
             rollout.since = now
         rollout.generation, rollout.ready = meta.get("generation", 1), ready
-        self._write_deployment_status(dep, desired, new, old, ready, rs_name, rollout, revision, now)
+        self._write_deployment_status(
+            dep, desired, new, old, ready, rs_name, rollout, revision, now
+        )
         return wake
 
     def _is_ready(self, pod_uid: str, now: float) -> bool:
@@ -159,9 +167,14 @@ class DeploymentController:
         newest_first = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)
         return sorted(newest_first, key=lambda p: self._is_ready(p["metadata"]["uid"], now))
 
-    def _create_pod(self, dep: Obj, pod_hash: str, rs_name: str, now: float, stalled: bool, delay: float) -> Obj:
+    def _create_pod(
+        self, dep: Obj, pod_hash: str, rs_name: str, now: float, stalled: bool, delay: float
+    ) -> Obj:
         template = dep.get("spec", {}).get("template", {})
-        labels = {**(template.get("metadata", {}).get("labels") or {}), "pod-template-hash": pod_hash}
+        labels = {
+            **(template.get("metadata", {}).get("labels") or {}),
+            "pod-template-hash": pod_hash,
+        }
         pod_spec = json.loads(json.dumps(template.get("spec", {})))
         pod_spec.setdefault("restartPolicy", "Always")
         pod = {
@@ -169,14 +182,16 @@ class DeploymentController:
                 "name": f"{rs_name}-{_suffix()}",
                 "namespace": dep["metadata"]["namespace"],
                 "labels": labels,
-                "ownerReferences": [{
-                    "apiVersion": "apps/v1",
-                    "kind": "ReplicaSet",
-                    "name": rs_name,
-                    "uid": dep["metadata"]["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "name": rs_name,
+                        "uid": dep["metadata"]["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
             },
             "spec": pod_spec,
             "status": {"phase": "Pending", "qosClass": "BestEffort"},
@@ -204,19 +219,25 @@ class DeploymentController:
             status = {
                 "phase": "Pending",
                 "qosClass": "BestEffort",
-                "conditions": [{
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: "
-                    "0/4 nodes are available: 4 No preemption victims found for incoming pod.",
-                    "lastTransitionTime": _keep_time(old_status, "PodScheduled", "False"),
-                }],
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: "
+                        "0/4 nodes are available: 4 No preemption victims found for incoming pod.",
+                        "lastTransitionTime": _keep_time(old_status, "PodScheduled", "False"),
+                    }
+                ],
             }
         else:
             node = f"{self.region}-node-{int(hashlib.sha1(stored['metadata']['name'].encode()).hexdigest(), 16) % 4}"
             stored["spec"]["nodeName"] = node
-            state = {"running": {"startedAt": stamp}} if ready else {"waiting": {"reason": "ContainerCreating"}}
+            state = (
+                {"running": {"startedAt": stamp}}
+                if ready
+                else {"waiting": {"reason": "ContainerCreating"}}
+            )
             status = {
                 "phase": "Running" if ready else "Pending",
                 "qosClass": "BestEffort",
@@ -224,33 +245,62 @@ class DeploymentController:
                 "podIP": _pod_ip(stored["metadata"]["uid"]) if ready else None,
                 "startTime": stamp,
                 "conditions": [
-                    {"type": "PodScheduled", "status": "True",
-                     "lastTransitionTime": _keep_time(old_status, "PodScheduled", "True")},
-                    {"type": "Initialized", "status": "True",
-                     "lastTransitionTime": _keep_time(old_status, "Initialized", "True")},
-                    {"type": "ContainersReady", "status": str(ready),
-                     "lastTransitionTime": _keep_time(old_status, "ContainersReady", str(ready))},
-                    {"type": "Ready", "status": str(ready),
-                     "lastTransitionTime": _keep_time(old_status, "Ready", str(ready))},
+                    {
+                        "type": "PodScheduled",
+                        "status": "True",
+                        "lastTransitionTime": _keep_time(old_status, "PodScheduled", "True"),
+                    },
+                    {
+                        "type": "Initialized",
+                        "status": "True",
+                        "lastTransitionTime": _keep_time(old_status, "Initialized", "True"),
+                    },
+                    {
+                        "type": "ContainersReady",
+                        "status": str(ready),
+                        "lastTransitionTime": _keep_time(old_status, "ContainersReady", str(ready)),
+                    },
+                    {
+                        "type": "Ready",
+                        "status": str(ready),
+                        "lastTransitionTime": _keep_time(old_status, "Ready", str(ready)),
+                    },
                 ],
                 "containerStatuses": [
-                    {"name": c.get("name", ""), "image": c.get("image", ""),
-                     "imageID": f"{c.get('image', '')}@sha256:{'0' * 64}" if ready else "",
-                     "ready": ready, "restartCount": 0, "started": ready, "state": state}
+                    {
+                        "name": c.get("name", ""),
+                        "image": c.get("image", ""),
+                        "imageID": f"{c.get('image', '')}@sha256:{'0' * 64}" if ready else "",
+                        "ready": ready,
+                        "restartCount": 0,
+                        "started": ready,
+                        "state": state,
+                    }
                     for c in containers
                 ],
             }
             if not ready:
                 for cond in status["conditions"][2:]:
                     cond["reason"] = "ContainersNotReady"
-                    cond["message"] = "containers with unready status: [" + " ".join(
-                        c.get("name", "") for c in containers) + "]"
+                    cond["message"] = (
+                        "containers with unready status: ["
+                        + " ".join(c.get("name", "") for c in containers)
+                        + "]"
+                    )
         stored["status"] = {k: v for k, v in status.items() if v is not None}
         self.store.update(PODS, stored)
 
     def _write_deployment_status(
-        self, dep: Obj, desired: int, new: list[Obj], old: list[Obj], ready: int, rs_name: str,
-        rollout: _Rollout, revision: int, now: float,
+        self,
+        dep: Obj,
+        desired: int,
+        new: list[Obj],
+        old: list[Obj],
+        ready: int,
+        rs_name: str,
+        rollout: _Rollout,
+        revision: int,
+        now: float,
     ) -> None:
         stored = self.store.get(DEPLOYMENTS, dep["metadata"]["namespace"], dep["metadata"]["name"])
         if stored is None:
@@ -263,48 +313,78 @@ class DeploymentController:
         complete = len(new) == desired and not old and ready == desired
         deadline = float(spec.get("progressDeadlineSeconds", 600)) / self.speed
         if complete:
-            progressing = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
+            progressing = (
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+            )
         elif now - rollout.since > deadline:
-            progressing = ("False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.')
+            progressing = (
+                "False",
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{rs_name}" has timed out progressing.',
+            )
         else:
             progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
-        available = ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.") \
-            if ready >= desired - max_unavailable else \
-            ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+        available = (
+            ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+            if ready >= desired - max_unavailable
+            else (
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            )
+        )
         conditions = [
             _condition(old_status, "Available", *available),
             _condition(old_status, "Progressing", *progressing),
         ]
-        stored["status"] = _drop_zero({
-            "observedGeneration": stored["metadata"].get("generation", 1),
-            "replicas": len(new) + len(old),
-            "updatedReplicas": len(new),
-            "readyReplicas": ready,
-            "availableReplicas": ready,
-            "unavailableReplicas": max(0, desired - ready),
-            "conditions": conditions,
-        })
+        stored["status"] = _drop_zero(
+            {
+                "observedGeneration": stored["metadata"].get("generation", 1),
+                "replicas": len(new) + len(old),
+                "updatedReplicas": len(new),
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "unavailableReplicas": max(0, desired - ready),
+                "conditions": conditions,
+            }
+        )
         self.store.update(DEPLOYMENTS, stored)
 
 
 def _keep_time(old_status: Obj, type_: str, value: str) -> str:
     for cond in old_status.get("conditions") or []:
-        if cond.get("type") == type_ and cond.get("status") == value and cond.get("lastTransitionTime"):
+        if (
+            cond.get("type") == type_
+            and cond.get("status") == value
+            and cond.get("lastTransitionTime")
+        ):
             return cond["lastTransitionTime"]
     return timestamp()
 
 
 def _condition(old_status: Obj, type_: str, status: str, reason: str, message: str) -> Obj:
     for cond in old_status.get("conditions") or []:
-        if cond.get("type") == type_ and (cond.get("status"), cond.get("reason"), cond.get("message")) == (
-            status, reason, message
-        ):
+        if cond.get("type") == type_ and (
+            cond.get("status"),
+            cond.get("reason"),
+            cond.get("message"),
+        ) == (status, reason, message):
             return cond
     previous = next((c for c in old_status.get("conditions") or [] if c.get("type") == type_), None)
     now = timestamp()
-    transition = previous["lastTransitionTime"] if previous and previous.get("status") == status else now
-    return {"type": type_, "status": status, "lastUpdateTime": now, "lastTransitionTime": transition,
-            "reason": reason, "message": message}
+    transition = (
+        previous["lastTransitionTime"] if previous and previous.get("status") == status else now
+    )
+    return {
+        "type": type_,
+        "status": status,
+        "lastUpdateTime": now,
+        "lastTransitionTime": transition,
+        "reason": reason,
+        "message": message,
+    }
 
 
 def _pod_ip(uid: str) -> str:
@@ -338,7 +418,9 @@ class VeleroController:
     QUEUE_SECONDS = 1.0  # New -> InProgress (the controller picking it up and validating)
     FINALIZE_SECONDS = 2.0
 
-    def __init__(self, store: Store, board: FaultBoard, region: str, speed: float, restore_seconds: float):
+    def __init__(
+        self, store: Store, board: FaultBoard, region: str, speed: float, restore_seconds: float
+    ):
         self.store, self.board, self.region, self.speed = store, board, region, speed
         self.restore_seconds = restore_seconds
         self._runs: dict[str, _Run] = {}
@@ -351,16 +433,26 @@ class VeleroController:
         items = []
         with self.store.lock:
             for dep in self.store.items(DEPLOYMENTS):
-                if included and "*" not in included and dep["metadata"]["namespace"] not in included:
+                if (
+                    included
+                    and "*" not in included
+                    and dep["metadata"]["namespace"] not in included
+                ):
                     continue
                 meta = dep["metadata"]
                 manifest = {
                     "apiVersion": "apps/v1",
                     "kind": "Deployment",
-                    "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta},
+                    "metadata": {
+                        k: meta[k]
+                        for k in ("name", "namespace", "labels", "annotations")
+                        if k in meta
+                    },
                     "spec": dep.get("spec", {}),
                 }
-                manifest["metadata"].get("annotations", {}).pop("deployment.kubernetes.io/revision", None)
+                manifest["metadata"].get("annotations", {}).pop(
+                    "deployment.kubernetes.io/revision", None
+                )
                 items.append(manifest)
         self.contents[(namespace, backup)] = items
         return items
@@ -383,7 +475,9 @@ class VeleroController:
         stored = self.store.get(rt, obj["metadata"]["namespace"], obj["metadata"]["name"])
         if stored is None:
             return
-        stored["status"] = {k: v for k, v in {**stored.get("status", {}), **changes}.items() if v is not None}
+        stored["status"] = {
+            k: v for k, v in {**stored.get("status", {}), **changes}.items() if v is not None
+        }
         self.store.update(rt, stored)
 
     def _restore(self, restore: Obj, now: float) -> float | None:
@@ -406,13 +500,23 @@ class VeleroController:
                 return due
             errors = self._validate(restore)
             if errors:
-                self._set_status(RESTORES, restore, phase="FailedValidation", validationErrors=errors,
-                                 completionTimestamp=timestamp())
+                self._set_status(
+                    RESTORES,
+                    restore,
+                    phase="FailedValidation",
+                    validationErrors=errors,
+                    completionTimestamp=timestamp(),
+                )
                 return None
             run.items = self._items_for(restore)
             run.phase_since = now
-            self._set_status(RESTORES, restore, phase="InProgress", startTimestamp=timestamp(),
-                             progress={"totalItems": len(run.items), "itemsRestored": 0})
+            self._set_status(
+                RESTORES,
+                restore,
+                phase="InProgress",
+                startTimestamp=timestamp(),
+                progress={"totalItems": len(run.items), "itemsRestored": 0},
+            )
             return now + 0.001
         if phase == "InProgress":
             duration = self.restore_seconds / self.speed
@@ -420,24 +524,36 @@ class VeleroController:
             if elapsed < duration:
                 done = int(total * elapsed / duration) if duration else total
                 if done != status.get("progress", {}).get("itemsRestored"):
-                    self._set_status(RESTORES, restore, progress={"totalItems": total, "itemsRestored": done})
+                    self._set_status(
+                        RESTORES, restore, progress={"totalItems": total, "itemsRestored": done}
+                    )
                 step = duration / max(total, 1)
                 return min(run.phase_since + duration, now + step)
             faults = self.board.now
             if self.region in faults.velero_failed:
                 self._set_status(
-                    RESTORES, restore, phase="Failed", completionTimestamp=timestamp(),
+                    RESTORES,
+                    restore,
+                    phase="Failed",
+                    completionTimestamp=timestamp(),
                     failureReason="error downloading backup: rpc error: code = Unknown desc = "
                     f"AccessDenied: access to the backup storage location was denied (sandbox fault "
                     f"velero_failed in region {self.region})",
                 )
                 return None
-            run.outcome = self._restore_items(restore, run.items, self.region in faults.velero_partially_failed)
+            run.outcome = self._restore_items(
+                restore, run.items, self.region in faults.velero_partially_failed
+            )
             run.phase_since = now
             finalizing = "FinalizingPartiallyFailed" if run.outcome["errors"] else "Finalizing"
-            self._set_status(RESTORES, restore, phase=finalizing,
-                             progress={"totalItems": total, "itemsRestored": run.outcome["restored"]},
-                             errors=run.outcome["errors"] or None, warnings=run.outcome["warnings"] or None)
+            self._set_status(
+                RESTORES,
+                restore,
+                phase=finalizing,
+                progress={"totalItems": total, "itemsRestored": run.outcome["restored"]},
+                errors=run.outcome["errors"] or None,
+                warnings=run.outcome["warnings"] or None,
+            )
             return now + self.FINALIZE_SECONDS / self.speed
         if phase in ("Finalizing", "FinalizingPartiallyFailed"):
             due = run.phase_since + self.FINALIZE_SECONDS / self.speed
@@ -452,19 +568,25 @@ class VeleroController:
         spec = restore.get("spec", {})
         backup_name, schedule = spec.get("backupName", ""), spec.get("scheduleName", "")
         if bool(backup_name) == bool(schedule):
-            return ["Either a backup or schedule must be specified as a source for the restore, but not both"]
+            return [
+                "Either a backup or schedule must be specified as a source for the restore, but not both"
+            ]
         if schedule:
             return ["No backups found for schedule"]
         backup = self.store.get(BACKUPS, restore["metadata"]["namespace"], backup_name)
         if backup is None:
             return [f'Error retrieving backup: backups.velero.io "{backup_name}" not found']
         if backup.get("status", {}).get("phase") not in ("Completed", "PartiallyFailed"):
-            return [f'Error retrieving backup: backup "{backup_name}" is not in phase Completed or PartiallyFailed']
+            return [
+                f'Error retrieving backup: backup "{backup_name}" is not in phase Completed or PartiallyFailed'
+            ]
         return []
 
     def _items_for(self, restore: Obj) -> list[Obj]:
         spec = restore.get("spec", {})
-        items = self.contents.get((restore["metadata"]["namespace"], spec.get("backupName", "")), [])
+        items = self.contents.get(
+            (restore["metadata"]["namespace"], spec.get("backupName", "")), []
+        )
         included = spec.get("includedNamespaces") or ["*"]
         excluded = spec.get("excludedNamespaces") or []
         mapping = spec.get("namespaceMapping") or {}
@@ -487,16 +609,29 @@ class VeleroController:
                 continue
             ns, name = item["metadata"]["namespace"], item["metadata"]["name"]
             if self.store.get(NAMESPACES, "", ns) is None:
-                self.store.create(NAMESPACES, {"metadata": {"name": ns, "labels": {
-                    "kubernetes.io/metadata.name": ns, "velero.io/restore-name": restore["metadata"]["name"]}},
-                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+                self.store.create(
+                    NAMESPACES,
+                    {
+                        "metadata": {
+                            "name": ns,
+                            "labels": {
+                                "kubernetes.io/metadata.name": ns,
+                                "velero.io/restore-name": restore["metadata"]["name"],
+                            },
+                        },
+                        "spec": {"finalizers": ["kubernetes"]},
+                        "status": {"phase": "Active"},
+                    },
+                )
             existing = self.store.get(DEPLOYMENTS, ns, name)
             if existing is None:
                 obj = json.loads(json.dumps(item))
-                obj["metadata"].setdefault("labels", {}).update({
-                    "velero.io/backup-name": restore.get("spec", {}).get("backupName", ""),
-                    "velero.io/restore-name": restore["metadata"]["name"],
-                })
+                obj["metadata"].setdefault("labels", {}).update(
+                    {
+                        "velero.io/backup-name": restore.get("spec", {}).get("backupName", ""),
+                        "velero.io/restore-name": restore["metadata"]["name"],
+                    }
+                )
                 self.store.create(DEPLOYMENTS, obj)
                 restored += 1
             elif existing.get("spec") != item.get("spec"):
@@ -528,12 +663,19 @@ class VeleroController:
             due = run.phase_since + self.restore_seconds / self.speed
             if now < due:
                 return due
-            items = self.capture(backup["metadata"]["namespace"], backup["metadata"]["name"],
-                                 backup.get("spec", {}).get("includedNamespaces"))
+            items = self.capture(
+                backup["metadata"]["namespace"],
+                backup["metadata"]["name"],
+                backup.get("spec", {}).get("includedNamespaces"),
+            )
             self._set_status(
-                BACKUPS, backup, phase="Completed", completionTimestamp=timestamp(),
+                BACKUPS,
+                backup,
+                phase="Completed",
+                completionTimestamp=timestamp(),
                 expiration=timestamp(datetime.now(UTC) + timedelta(days=30)),
-                progress={"totalItems": len(items), "itemsBackedUp": len(items)}, version=1,
+                progress={"totalItems": len(items), "itemsBackedUp": len(items)},
+                version=1,
                 formatVersion="1.1.0",
             )
             self._runs.pop(uid, None)

@@ -48,9 +48,7 @@ class KubeError(Exception):
 
 
 def not_found(rt: ResourceType, name: str) -> KubeError:
-    return KubeError(
-        404, "NotFound", f'{rt.qualified} "{name}" not found', rt.details(name)
-    )
+    return KubeError(404, "NotFound", f'{rt.qualified} "{name}" not found', rt.details(name))
 
 
 def already_exists(rt: ResourceType, name: str) -> KubeError:
@@ -72,7 +70,9 @@ def conflict(rt: ResourceType, name: str) -> KubeError:
 def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str]]) -> KubeError:
     text = ", ".join(f"{f}: {m}" for f, m in causes)
     details = rt.details(name)
-    details["causes"] = [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes]
+    details["causes"] = [
+        {"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes
+    ]
     what = f"{rt.kind}.{rt.group}" if rt.group else rt.kind
     return KubeError(422, "Invalid", f'{what} "{name}" is invalid: {text}', details)
 
@@ -118,16 +118,29 @@ class ResourceType:
         return ["create", "delete", "deletecollection", "get", "list", "patch", "update"]
 
 
-NAMESPACES = ResourceType("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",),
-                          subresources=("status",))
-PODS = ResourceType("", "v1", "pods", "pod", "Pod", True, ("po",), ("all",), ("status",),
-                    read_only=True)
-DEPLOYMENTS = ResourceType("apps", "v1", "deployments", "deployment", "Deployment", True,
-                           ("deploy",), ("all",), ("scale", "status"))
-BACKUPS = ResourceType("velero.io", "v1", "backups", "backup", "Backup", True,
-                       subresources=("status",), custom=True)
-RESTORES = ResourceType("velero.io", "v1", "restores", "restore", "Restore", True,
-                        subresources=("status",), custom=True)
+NAMESPACES = ResourceType(
+    "", "v1", "namespaces", "namespace", "Namespace", False, ("ns",), subresources=("status",)
+)
+PODS = ResourceType(
+    "", "v1", "pods", "pod", "Pod", True, ("po",), ("all",), ("status",), read_only=True
+)
+DEPLOYMENTS = ResourceType(
+    "apps",
+    "v1",
+    "deployments",
+    "deployment",
+    "Deployment",
+    True,
+    ("deploy",),
+    ("all",),
+    ("scale", "status"),
+)
+BACKUPS = ResourceType(
+    "velero.io", "v1", "backups", "backup", "Backup", True, subresources=("status",), custom=True
+)
+RESTORES = ResourceType(
+    "velero.io", "v1", "restores", "restore", "Restore", True, subresources=("status",), custom=True
+)
 RESOURCE_TYPES = (NAMESPACES, PODS, DEPLOYMENTS, BACKUPS, RESTORES)
 
 
@@ -149,24 +162,35 @@ def resource_list(api_version: str) -> Obj:
     """The APIResourceList discovery document kubectl reads to map `deploy` to a URL."""
     resources: list[Obj] = []
     for rt in group_versions().get(api_version, []):
-        resources.append({
-            "name": rt.plural,
-            "singularName": rt.singular,
-            "namespaced": rt.namespaced,
-            "kind": rt.kind,
-            "verbs": rt.verbs(),
-            **({"shortNames": list(rt.short_names)} if rt.short_names else {}),
-            **({"categories": list(rt.categories)} if rt.categories else {}),
-        })
+        resources.append(
+            {
+                "name": rt.plural,
+                "singularName": rt.singular,
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": rt.verbs(),
+                **({"shortNames": list(rt.short_names)} if rt.short_names else {}),
+                **({"categories": list(rt.categories)} if rt.categories else {}),
+            }
+        )
         for sub in rt.subresources:
-            entry: Obj = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                          "kind": rt.kind, "verbs": ["get", "patch", "update"]}
+            entry: Obj = {
+                "name": f"{rt.plural}/{sub}",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": ["get", "patch", "update"],
+            }
             if sub == "scale":
                 # The scale client finds the Scale kind's group-version here.
                 entry.update(group="autoscaling", version="v1", kind="Scale")
             resources.append(entry)
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": api_version,
-            "resources": resources}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": api_version,
+        "resources": resources,
+    }
 
 
 def api_group_list() -> Obj:
@@ -232,7 +256,11 @@ class Store:
 
     def items(self, rt: ResourceType, namespace: str | None = None) -> Iterator[Obj]:
         """Objects of a type (in `namespace`, or everywhere when None), sorted like etcd keys."""
-        keys = sorted(k for k in self.objects if k[0] == rt.plural and (namespace is None or k[1] == namespace))
+        keys = sorted(
+            k
+            for k in self.objects
+            if k[0] == rt.plural and (namespace is None or k[1] == namespace)
+        )
         for key in keys:
             yield copy.deepcopy(self.objects[key])
 
@@ -291,16 +319,24 @@ class Store:
 
 def validate_name(rt: ResourceType, name: str) -> None:
     if not name:
-        raise invalid(rt, name, [("metadata.name", "Required value: name or generateName is required")])
+        raise invalid(
+            rt, name, [("metadata.name", "Required value: name or generateName is required")]
+        )
     pattern = _DNS_LABEL if rt is NAMESPACES else _DNS_SUBDOMAIN
     if len(name) > (63 if rt is NAMESPACES else 253) or not pattern.fullmatch(name):
-        raise invalid(rt, name, [(
-            "metadata.name",
-            f'Invalid value: "{name}": a lowercase RFC 1123 '
-            + ("label" if rt is NAMESPACES else "subdomain")
-            + " must consist of lower case alphanumeric characters, '-' or '.', and must start"
-            " and end with an alphanumeric character",
-        )])
+        raise invalid(
+            rt,
+            name,
+            [
+                (
+                    "metadata.name",
+                    f'Invalid value: "{name}": a lowercase RFC 1123 '
+                    + ("label" if rt is NAMESPACES else "subdomain")
+                    + " must consist of lower case alphanumeric characters, '-' or '.', and must start"
+                    " and end with an alphanumeric character",
+                )
+            ],
+        )
 
 
 # ------------------------------------------------------------------------ label selectors
@@ -335,7 +371,9 @@ def parse_label_selector(text: str | None):
     for part in _split_selector(text):
         m = _REQUIREMENT.match(part)
         if not m or (m.group("neg") and (m.group("op") or m.group("setop"))):
-            raise bad_request(f"unable to parse requirement: found '{part.strip()}', expected: identifier")
+            raise bad_request(
+                f"unable to parse requirement: found '{part.strip()}', expected: identifier"
+            )
         key, neg = m.group("key"), bool(m.group("neg"))
         op, value, setop = m.group("op"), m.group("value"), m.group("setop")
         if op in ("=", "=="):
@@ -363,8 +401,10 @@ def parse_field_selector(text: str | None):
     for part in text.split(","):
         m = re.fullmatch(r"\s*([A-Za-z.]+)\s*(==|=|!=)\s*([^,]*?)\s*", part)
         if not m or m.group(1) not in ("metadata.name", "metadata.namespace", "status.phase"):
-            raise bad_request(f'"{part}" is not a known field selector: only "metadata.name", '
-                              '"metadata.namespace", "status.phase"')
+            raise bad_request(
+                f'"{part}" is not a known field selector: only "metadata.name", '
+                '"metadata.namespace", "status.phase"'
+            )
         path, op, value = m.groups()
 
         def read(obj: Obj, path: str = path) -> str:
@@ -456,7 +496,14 @@ def _merge_list(current: list, patch: list, key: str) -> list:
         if not isinstance(item, dict) or key not in item:
             result.append(copy.deepcopy(item))
             continue
-        index = next((n for n, old in enumerate(result) if isinstance(old, dict) and old.get(key) == item[key]), None)
+        index = next(
+            (
+                n
+                for n, old in enumerate(result)
+                if isinstance(old, dict) and old.get(key) == item[key]
+            ),
+            None,
+        )
         if item.get("$patch") == "delete":
             if index is not None:
                 result.pop(index)
@@ -538,8 +585,12 @@ def json_patch(target: Any, ops: Any) -> Any:
         try:
             doc = _json_patch_op(doc, op)
         except (KeyError, IndexError, ValueError, TypeError) as exc:
-            raise KubeError(422, "Invalid", f"the server rejected our request due to an error in our "
-                            f"request: json patch {op.get('op')} operation does not apply: {exc}") from None
+            raise KubeError(
+                422,
+                "Invalid",
+                f"the server rejected our request due to an error in our "
+                f"request: json patch {op.get('op')} operation does not apply: {exc}",
+            ) from None
     return doc
 
 
@@ -553,9 +604,12 @@ PATCH_TYPES = {
 def apply_patch(rt: ResourceType, target: Obj, content_type: str, patch: Any) -> Obj:
     kind = PATCH_TYPES.get(content_type.split(";")[0].strip().lower())
     if kind is None or (kind == "strategic" and rt.custom):
-        raise KubeError(415, "UnsupportedMediaType",
-                        f"the body of the request was in an unknown format - accepted media types "
-                        f"include: {', '.join(t for t, k in PATCH_TYPES.items() if not (rt.custom and k == 'strategic'))}")
+        raise KubeError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types "
+            f"include: {', '.join(t for t, k in PATCH_TYPES.items() if not (rt.custom and k == 'strategic'))}",
+        )
     if kind == "json":
         return json_patch(target, patch)
     if not isinstance(patch, dict):
@@ -628,37 +682,70 @@ def _pod_row(obj: Obj) -> list[Any]:
 
 _TABLES: dict[str, tuple[list[Obj], Any]] = {
     "deployments": (
-        [_column("Name", fmt="name"), _column("Ready"), _column("Up-to-date", "integer"),
-         _column("Available", "integer"), _column("Age"), _column("Containers", priority=1),
-         _column("Images", priority=1), _column("Selector", priority=1)],
+        [
+            _column("Name", fmt="name"),
+            _column("Ready"),
+            _column("Up-to-date", "integer"),
+            _column("Available", "integer"),
+            _column("Age"),
+            _column("Containers", priority=1),
+            _column("Images", priority=1),
+            _column("Selector", priority=1),
+        ],
         _deployment_row,
     ),
     "pods": (
-        [_column("Name", fmt="name"), _column("Ready"), _column("Status"), _column("Restarts"),
-         _column("Age"), _column("IP", priority=1), _column("Node", priority=1)],
+        [
+            _column("Name", fmt="name"),
+            _column("Ready"),
+            _column("Status"),
+            _column("Restarts"),
+            _column("Age"),
+            _column("IP", priority=1),
+            _column("Node", priority=1),
+        ],
         _pod_row,
     ),
     "namespaces": (
         [_column("Name", fmt="name"), _column("Status"), _column("Age")],
-        lambda o: [o["metadata"]["name"], o.get("status", {}).get("phase", ""),
-                   age(o["metadata"].get("creationTimestamp"))],
+        lambda o: [
+            o["metadata"]["name"],
+            o.get("status", {}).get("phase", ""),
+            age(o["metadata"].get("creationTimestamp")),
+        ],
     ),
     "restores": (
-        [_column("Name", fmt="name"), _column("Backup"), _column("Status"), _column("Errors", "integer"),
-         _column("Warnings", "integer"), _column("Age")],
-        lambda o: [o["metadata"]["name"], o.get("spec", {}).get("backupName", ""),
-                   o.get("status", {}).get("phase", ""), o.get("status", {}).get("errors", 0),
-                   o.get("status", {}).get("warnings", 0), age(o["metadata"].get("creationTimestamp"))],
+        [
+            _column("Name", fmt="name"),
+            _column("Backup"),
+            _column("Status"),
+            _column("Errors", "integer"),
+            _column("Warnings", "integer"),
+            _column("Age"),
+        ],
+        lambda o: [
+            o["metadata"]["name"],
+            o.get("spec", {}).get("backupName", ""),
+            o.get("status", {}).get("phase", ""),
+            o.get("status", {}).get("errors", 0),
+            o.get("status", {}).get("warnings", 0),
+            age(o["metadata"].get("creationTimestamp")),
+        ],
     ),
     "backups": (
         [_column("Name", fmt="name"), _column("Status"), _column("Age")],
-        lambda o: [o["metadata"]["name"], o.get("status", {}).get("phase", ""),
-                   age(o["metadata"].get("creationTimestamp"))],
+        lambda o: [
+            o["metadata"]["name"],
+            o.get("status", {}).get("phase", ""),
+            age(o["metadata"].get("creationTimestamp")),
+        ],
     ),
 }
 
 
-def table(rt: ResourceType, objects: list[Obj], list_meta: Obj, include_object: str = "Metadata") -> Obj:
+def table(
+    rt: ResourceType, objects: list[Obj], list_meta: Obj, include_object: str = "Metadata"
+) -> Obj:
     """The meta.k8s.io/v1 Table kubectl asks for (`Accept: application/json;as=Table;...`)."""
     columns, row_of = _TABLES[rt.plural]
     rows = []
@@ -667,8 +754,16 @@ def table(rt: ResourceType, objects: list[Obj], list_meta: Obj, include_object: 
         if include_object == "Object":
             row["object"] = obj
         elif include_object != "None":
-            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                             "metadata": obj["metadata"]}
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            }
         rows.append(row)
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
-            "columnDefinitions": columns, "rows": rows}
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": columns,
+        "rows": rows,
+    }

@@ -37,14 +37,26 @@ NS = "ml-serving"
 
 
 class World:
-    def __init__(self, runbook: Runbook, board: FaultBoard, clusters: dict[str, KubeCluster], kubeconfig: Path):
-        self.runbook, self.board, self.clusters, self.kubeconfig = runbook, board, clusters, kubeconfig
+    def __init__(
+        self,
+        runbook: Runbook,
+        board: FaultBoard,
+        clusters: dict[str, KubeCluster],
+        kubeconfig: Path,
+    ):
+        self.runbook, self.board, self.clusters, self.kubeconfig = (
+            runbook,
+            board,
+            clusters,
+            kubeconfig,
+        )
         self._clients: list[k8s.ApiClient] = []
 
     def api(self, region: str) -> k8s.ApiClient:
         context = self.runbook.regions[region].kube.context
-        client = k8s_config.new_client_from_config(config_file=str(self.kubeconfig), context=context,
-                                                   persist_config=False)
+        client = k8s_config.new_client_from_config(
+            config_file=str(self.kubeconfig), context=context, persist_config=False
+        )
         self._clients.append(client)
         return client
 
@@ -88,8 +100,11 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "con
 def rolled_out(dep: k8s.V1Deployment, replicas: int) -> k8s.V1Deployment | None:
     """The deployment when its rollout is complete (what `kubectl rollout status` waits for)."""
     s = dep.status
-    done = (dep.spec.replicas == replicas and s.observed_generation == dep.metadata.generation
-            and s.replicas == s.updated_replicas == s.ready_replicas == replicas)
+    done = (
+        dep.spec.replicas == replicas
+        and s.observed_generation == dep.metadata.generation
+        and s.replicas == s.updated_replicas == s.ready_replicas == replicas
+    )
     return dep if done else None
 
 
@@ -97,7 +112,9 @@ def status_of(exc: ApiException) -> dict[str, Any]:
     return json.loads(exc.body)
 
 
-def deployment(name: str, replicas: int = 1, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def deployment(
+    name: str, replicas: int = 1, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     labels = labels or {"app": name}
     return {
         "apiVersion": "apps/v1",
@@ -106,9 +123,18 @@ def deployment(name: str, replicas: int = 1, labels: dict[str, str] | None = Non
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": labels["app"]}},
-            "template": {"metadata": {"labels": dict(labels)},
-                         "spec": {"containers": [{"name": "main", "image": "example/app:1",
-                                                  "env": [{"name": "A", "value": "1"}]}]}},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "example/app:1",
+                            "env": [{"name": "A", "value": "1"}],
+                        }
+                    ]
+                },
+            },
         },
     }
 
@@ -140,8 +166,9 @@ def test_seed_builds_the_runbook_regions_already_running(world):
             assert dep.status.ready_replicas == expected  # ready at seed time, no waiting
             assert dep.metadata.labels["app"] == w.deployment
             assert world.clusters[region].ready_replicas(w.namespace, w.deployment) == expected
-        backup = world.custom(region).get_namespaced_custom_object("velero.io", "v1", "velero", "backups",
-                                                                   "ml-backup-daily")
+        backup = world.custom(region).get_namespaced_custom_object(
+            "velero.io", "v1", "velero", "backups", "ml-backup-daily"
+        )
         assert backup["status"]["phase"] == "Completed"
         assert backup["spec"]["includedNamespaces"] == [NS]
 
@@ -181,9 +208,14 @@ def test_create_conflict_and_not_found_answer_like_the_api_server(world):
         apps.read_namespaced_deployment("nope", NS)
     assert missing.value.status == 404
     assert status_of(missing.value) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'deployments.apps "nope" not found', "reason": "NotFound",
-        "details": {"name": "nope", "group": "apps", "kind": "deployments"}, "code": 404,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'deployments.apps "nope" not found',
+        "reason": "NotFound",
+        "details": {"name": "nope", "group": "apps", "kind": "deployments"},
+        "code": 404,
     }
     with pytest.raises(ApiException) as no_namespace:
         apps.create_namespaced_deployment("absent", deployment("batch"))
@@ -199,10 +231,15 @@ def test_create_conflict_and_not_found_answer_like_the_api_server(world):
 
 def test_list_filters_by_label_selector(world):
     apps = world.apps("us-west-2")
-    apps.create_namespaced_deployment(NS, deployment("batch", labels={"app": "batch", "tier": "offline"}))
+    apps.create_namespaced_deployment(
+        NS, deployment("batch", labels={"app": "batch", "tier": "offline"})
+    )
 
     def names(selector: str) -> set[str]:
-        return {d.metadata.name for d in apps.list_namespaced_deployment(NS, label_selector=selector).items}
+        return {
+            d.metadata.name
+            for d in apps.list_namespaced_deployment(NS, label_selector=selector).items
+        }
 
     assert names("app=inference-service") == {"inference-service"}
     assert names("app in (inference-gateway, batch)") == {"inference-gateway", "batch"}
@@ -233,8 +270,17 @@ def test_patches_move_resource_version_and_generation_only_when_they_change_some
     before = apps.read_namespaced_deployment("batch", NS)
 
     # Strategic merge (the client's default for a dict): containers merge by name.
-    patched = apps.patch_namespaced_deployment("batch", NS, {"spec": {"template": {"spec": {"containers": [
-        {"name": "main", "env": [{"name": "B", "value": "2"}]}]}}}})
+    patched = apps.patch_namespaced_deployment(
+        "batch",
+        NS,
+        {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "main", "env": [{"name": "B", "value": "2"}]}]}
+                }
+            }
+        },
+    )
     container = patched.spec.template.spec.containers[0]
     assert container.image == "example/app:1"
     assert [(e.name, e.value) for e in container.env] == [("A", "1"), ("B", "2")]
@@ -242,22 +288,33 @@ def test_patches_move_resource_version_and_generation_only_when_they_change_some
     assert int(patched.metadata.resource_version) > int(before.metadata.resource_version)
 
     # A metadata-only change moves resourceVersion, not generation.
-    labelled = apps.patch_namespaced_deployment("batch", NS, {"metadata": {"labels": {"team": "ml"}}})
+    labelled = apps.patch_namespaced_deployment(
+        "batch", NS, {"metadata": {"labels": {"team": "ml"}}}
+    )
     assert labelled.metadata.generation == patched.metadata.generation
     assert int(labelled.metadata.resource_version) > int(patched.metadata.resource_version)
 
     # JSON patch (a list body).
-    replaced = apps.patch_namespaced_deployment("batch", NS, [{"op": "replace", "path": "/spec/replicas", "value": 2}])
+    replaced = apps.patch_namespaced_deployment(
+        "batch", NS, [{"op": "replace", "path": "/spec/replicas", "value": 2}]
+    )
     assert replaced.spec.replicas == 2
 
     # Merge patch through the raw API (the client has no switch for it); null deletes a key.
     api = apps.api_client
-    api.call_api(*api.param_serialize(
-        "PATCH", "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
-        path_params={"namespace": NS, "name": "batch"},
-        header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
-        body={"metadata": {"labels": {"team": None}}}, auth_settings=["BearerToken"],
-    )).read()
+    api.call_api(
+        *api.param_serialize(
+            "PATCH",
+            "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+            path_params={"namespace": NS, "name": "batch"},
+            header_params={
+                "Content-Type": "application/merge-patch+json",
+                "Accept": "application/json",
+            },
+            body={"metadata": {"labels": {"team": None}}},
+            auth_settings=["BearerToken"],
+        )
+    ).read()
     merged = apps.read_namespaced_deployment("batch", NS)
     assert "team" not in merged.metadata.labels
 
@@ -273,20 +330,30 @@ def test_scale_subresource_reads_patches_and_checks_resource_version(world):
     assert (scale.kind, scale.api_version) == ("Scale", "autoscaling/v1")
     assert scale.spec.replicas == 1 and scale.status.selector == "app=inference-service"
     before = apps.read_namespaced_deployment("inference-service", NS)
-    patched = apps.patch_namespaced_deployment_scale("inference-service", NS, {"spec": {"replicas": 3}})
+    patched = apps.patch_namespaced_deployment_scale(
+        "inference-service", NS, {"spec": {"replicas": 3}}
+    )
     assert patched.spec.replicas == 3
     after = apps.read_namespaced_deployment("inference-service", NS)
     assert after.spec.replicas == 3 and after.metadata.generation == before.metadata.generation + 1
-    stale = {"apiVersion": "autoscaling/v1", "kind": "Scale",
-             "metadata": {"name": "inference-service", "namespace": NS,
-                          "resourceVersion": before.metadata.resource_version},
-             "spec": {"replicas": 5}}
+    stale = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": "inference-service",
+            "namespace": NS,
+            "resourceVersion": before.metadata.resource_version,
+        },
+        "spec": {"replicas": 5},
+    }
     with pytest.raises(ApiException) as conflict:
         apps.replace_namespaced_deployment_scale("inference-service", NS, stale)
     assert conflict.value.status == 409 and status_of(conflict.value)["reason"] == "Conflict"
     fresh = apps.read_namespaced_deployment_scale("inference-service", NS)
     stale["metadata"]["resourceVersion"] = fresh.metadata.resource_version
-    assert apps.replace_namespaced_deployment_scale("inference-service", NS, stale).spec.replicas == 5
+    assert (
+        apps.replace_namespaced_deployment_scale("inference-service", NS, stale).spec.replicas == 5
+    )
     with pytest.raises(ApiException) as negative:
         apps.patch_namespaced_deployment_scale("inference-service", NS, {"spec": {"replicas": -1}})
     assert negative.value.status == 422
@@ -294,10 +361,13 @@ def test_scale_subresource_reads_patches_and_checks_resource_version(world):
 
 def test_status_subresource_changes_status_only(world):
     apps = world.apps("us-west-2")
-    dep = apps.patch_namespaced_deployment("inference-gateway", NS, {"status": {"readyReplicas": 99}})
+    dep = apps.patch_namespaced_deployment(
+        "inference-gateway", NS, {"status": {"readyReplicas": 99}}
+    )
     assert dep.status.ready_replicas == 1  # the main resource ignores status
     via_status = apps.patch_namespaced_deployment_status(
-        "inference-gateway", NS, {"spec": {"replicas": 7}, "status": {"observedGeneration": 42}})
+        "inference-gateway", NS, {"spec": {"replicas": 7}, "status": {"observedGeneration": 42}}
+    )
     assert via_status.spec.replicas == 1  # ...and the status subresource ignores spec
     assert via_status.status.observed_generation == 42
 
@@ -307,19 +377,35 @@ def test_pods_become_ready_over_the_pod_start_time_and_scale_down_is_immediate(w
     apps, core = world.apps("us-west-2"), world.core("us-west-2")
     started = time.monotonic()
     apps.patch_namespaced_deployment_scale("inference-service", NS, {"spec": {"replicas": 4}})
-    dep = eventually(lambda: (d := apps.read_namespaced_deployment("inference-service", NS)).status.replicas == 4 and d)
+    dep = eventually(
+        lambda: (
+            (d := apps.read_namespaced_deployment("inference-service", NS)).status.replicas == 4
+            and d
+        )
+    )
     assert (dep.status.ready_replicas or 0) < 4
     pods = core.list_namespaced_pod(NS, label_selector="app=inference-service").items
     waiting = [p for p in pods if p.status.phase == "Pending"]
-    assert waiting and waiting[0].status.container_statuses[0].state.waiting.reason == "ContainerCreating"
-    eventually(lambda: apps.read_namespaced_deployment("inference-service", NS).status.ready_replicas == 4)
+    assert (
+        waiting
+        and waiting[0].status.container_statuses[0].state.waiting.reason == "ContainerCreating"
+    )
+    eventually(
+        lambda: apps.read_namespaced_deployment("inference-service", NS).status.ready_replicas == 4
+    )
     # Not before the simulated pod start time (30 s / speed 60).
     assert time.monotonic() - started >= 30 / SPEED * 0.9
-    progressing = {c.type: c for c in apps.read_namespaced_deployment("inference-service", NS).status.conditions}
+    progressing = {
+        c.type: c
+        for c in apps.read_namespaced_deployment("inference-service", NS).status.conditions
+    }
     assert progressing["Progressing"].reason == "NewReplicaSetAvailable"
 
     apps.patch_namespaced_deployment_scale("inference-service", NS, {"spec": {"replicas": 1}})
-    eventually(lambda: apps.read_namespaced_deployment("inference-service", NS).status.replicas == 1, timeout=1.0)
+    eventually(
+        lambda: apps.read_namespaced_deployment("inference-service", NS).status.replicas == 1,
+        timeout=1.0,
+    )
     assert len(core.list_namespaced_pod(NS, label_selector="app=inference-service").items) == 1
 
 
@@ -337,13 +423,18 @@ def test_stalled_pods_stay_unschedulable_until_the_fault_clears(world):
     apps.patch_namespaced_deployment_scale("inference-service", NS, {"spec": {"replicas": 3}})
     time.sleep(1.0)
     assert apps.read_namespaced_deployment("inference-service", NS).status.ready_replicas == 1
-    pending = [p for p in core.list_namespaced_pod(NS, label_selector="app=inference-service").items
-               if p.status.phase == "Pending"]
+    pending = [
+        p
+        for p in core.list_namespaced_pod(NS, label_selector="app=inference-service").items
+        if p.status.phase == "Pending"
+    ]
     assert len(pending) == 2
     scheduled = {c.type: c for c in pending[0].status.conditions}["PodScheduled"]
     assert (scheduled.status, scheduled.reason) == ("False", "Unschedulable")
     world.board.update(pods_stalled=[])
-    eventually(lambda: apps.read_namespaced_deployment("inference-service", NS).status.ready_replicas == 3)
+    eventually(
+        lambda: apps.read_namespaced_deployment("inference-service", NS).status.ready_replicas == 3
+    )
 
 
 def test_a_region_that_is_down_answers_503_and_recovers(world):
@@ -352,7 +443,10 @@ def test_a_region_that_is_down_answers_503_and_recovers(world):
     with pytest.raises(ApiException) as down:
         apps.read_namespaced_deployment("inference-service", NS)
     assert down.value.status == 503
-    assert world.apps("us-east-1").read_namespaced_deployment("inference-service", NS).spec.replicas == 6
+    assert (
+        world.apps("us-east-1").read_namespaced_deployment("inference-service", NS).spec.replicas
+        == 6
+    )
     world.board.update(region_down=[])
     assert apps.read_namespaced_deployment("inference-service", NS).spec.replicas == 1
 
@@ -364,7 +458,9 @@ def test_wrong_credentials_are_401_and_a_read_only_user_gets_403(world, tmp_path
         user["user"]["token"] = "not-a-token"
     bad = tmp_path / "bad-kubeconfig"
     bad.write_text(yaml.safe_dump(config))
-    apps = k8s.AppsV1Api(k8s_config.new_client_from_config(config_file=str(bad), context="prod-usw2"))
+    apps = k8s.AppsV1Api(
+        k8s_config.new_client_from_config(config_file=str(bad), context="prod-usw2")
+    )
     with pytest.raises(ApiException) as unauthorized:
         apps.read_namespaced_deployment("inference-service", NS)
     assert unauthorized.value.status == 401
@@ -373,28 +469,38 @@ def test_wrong_credentials_are_401_and_a_read_only_user_gets_403(world, tmp_path
     for user in config["users"]:
         user["user"]["token"] = viewer
     bad.write_text(yaml.safe_dump(config))
-    apps = k8s.AppsV1Api(k8s_config.new_client_from_config(config_file=str(bad), context="prod-usw2"))
+    apps = k8s.AppsV1Api(
+        k8s_config.new_client_from_config(config_file=str(bad), context="prod-usw2")
+    )
     assert apps.read_namespaced_deployment("inference-service", NS).spec.replicas == 1
     with pytest.raises(ApiException) as forbidden:
         apps.patch_namespaced_deployment_scale("inference-service", NS, {"spec": {"replicas": 2}})
     assert forbidden.value.status == 403
     assert status_of(forbidden.value)["message"] == (
         'deployments.apps "inference-service" is forbidden: User "viewer" cannot patch resource '
-        '"deployments/scale" in API group "apps" in the namespace "ml-serving"')
+        '"deployments/scale" in API group "apps" in the namespace "ml-serving"'
+    )
 
 
 # ------------------------------------------------------------------------------- Velero
 def restore_body(name: str, backup: str = "ml-backup-daily") -> dict[str, Any]:
-    return {"apiVersion": "velero.io/v1", "kind": "Restore", "metadata": {"name": name},
-            "spec": {"backupName": backup, "includedNamespaces": [NS]}}
+    return {
+        "apiVersion": "velero.io/v1",
+        "kind": "Restore",
+        "metadata": {"name": name},
+        "spec": {"backupName": backup, "includedNamespaces": [NS]},
+    }
 
 
 def phases_until_done(custom: k8s.CustomObjectsApi, name: str) -> list[str]:
     seen: list[str] = []
 
     def done() -> bool:
-        phase = custom.get_namespaced_custom_object("velero.io", "v1", "velero", "restores", name).get(
-            "status", {}).get("phase", "")
+        phase = (
+            custom.get_namespaced_custom_object("velero.io", "v1", "velero", "restores", name)
+            .get("status", {})
+            .get("phase", "")
+        )
         if not seen or seen[-1] != phase:
             seen.append(phase)
         return phase in ("Completed", "PartiallyFailed", "Failed", "FailedValidation")
@@ -406,7 +512,9 @@ def phases_until_done(custom: k8s.CustomObjectsApi, name: str) -> list[str]:
 def test_restore_moves_through_velero_phases_and_restores_missing_deployments(world):
     apps, custom = world.apps("us-west-2"), world.custom("us-west-2")
     apps.delete_namespaced_deployment("inference-gateway", NS)
-    created = custom.create_namespaced_custom_object("velero.io", "v1", "velero", "restores", restore_body("r1"))
+    created = custom.create_namespaced_custom_object(
+        "velero.io", "v1", "velero", "restores", restore_body("r1")
+    )
     assert created["metadata"]["name"] == "r1" and "status" not in created
     phases = phases_until_done(custom, "r1")
     assert phases[-1] == "Completed"
@@ -418,7 +526,9 @@ def test_restore_moves_through_velero_phases_and_restores_missing_deployments(wo
     assert restored.metadata.labels["velero.io/restore-name"] == "r1"
 
     with pytest.raises(ApiException) as conflict:
-        custom.create_namespaced_custom_object("velero.io", "v1", "velero", "restores", restore_body("r1"))
+        custom.create_namespaced_custom_object(
+            "velero.io", "v1", "velero", "restores", restore_body("r1")
+        )
     assert conflict.value.status == 409
     assert status_of(conflict.value)["message"] == 'restores.velero.io "r1" already exists'
     with pytest.raises(ApiException) as missing:
@@ -432,27 +542,42 @@ def test_restore_moves_through_velero_phases_and_restores_missing_deployments(wo
 def test_restore_faults_end_partially_failed_or_failed(world):
     custom = world.custom("us-west-2")
     # In-cluster objects that differ from the backup are skipped with a warning, as in Velero.
-    world.apps("us-west-2").patch_namespaced_deployment_scale("inference-service", NS, {"spec": {"replicas": 2}})
+    world.apps("us-west-2").patch_namespaced_deployment_scale(
+        "inference-service", NS, {"spec": {"replicas": 2}}
+    )
     world.board.update(velero_partially_failed=["us-west-2"])
-    custom.create_namespaced_custom_object("velero.io", "v1", "velero", "restores", restore_body("partial"))
+    custom.create_namespaced_custom_object(
+        "velero.io", "v1", "velero", "restores", restore_body("partial")
+    )
     assert phases_until_done(custom, "partial")[-1] == "PartiallyFailed"
-    status = custom.get_namespaced_custom_object("velero.io", "v1", "velero", "restores", "partial")["status"]
+    status = custom.get_namespaced_custom_object(
+        "velero.io", "v1", "velero", "restores", "partial"
+    )["status"]
     assert status["errors"] >= 1 and status["warnings"] >= 1
 
     world.board.update(velero_partially_failed=[], velero_failed=["us-west-2"])
-    custom.create_namespaced_custom_object("velero.io", "v1", "velero", "restores", restore_body("failed"))
+    custom.create_namespaced_custom_object(
+        "velero.io", "v1", "velero", "restores", restore_body("failed")
+    )
     assert phases_until_done(custom, "failed")[-1] == "Failed"
-    status = custom.get_namespaced_custom_object("velero.io", "v1", "velero", "restores", "failed")["status"]
+    status = custom.get_namespaced_custom_object("velero.io", "v1", "velero", "restores", "failed")[
+        "status"
+    ]
     assert "velero_failed" in status["failureReason"]
 
 
 def test_restore_of_a_missing_backup_fails_validation(world):
     custom = world.custom("us-west-2")
-    custom.create_namespaced_custom_object("velero.io", "v1", "velero", "restores",
-                                           restore_body("orphan", backup="no-such-backup"))
+    custom.create_namespaced_custom_object(
+        "velero.io", "v1", "velero", "restores", restore_body("orphan", backup="no-such-backup")
+    )
     assert phases_until_done(custom, "orphan")[-1] == "FailedValidation"
-    status = custom.get_namespaced_custom_object("velero.io", "v1", "velero", "restores", "orphan")["status"]
-    assert status["validationErrors"] == ['Error retrieving backup: backups.velero.io "no-such-backup" not found']
+    status = custom.get_namespaced_custom_object("velero.io", "v1", "velero", "restores", "orphan")[
+        "status"
+    ]
+    assert status["validationErrors"] == [
+        'Error retrieving backup: backups.velero.io "no-such-backup" not found'
+    ]
 
 
 # ------------------------------------------------------------------------------ kubectl
@@ -461,7 +586,9 @@ def test_kubectl_gets_and_scales_through_the_generated_kubeconfig(world, tmp_pat
     def kubectl(*args: str) -> str:
         done = subprocess.run(
             ["kubectl", "--kubeconfig", str(world.kubeconfig), "--context", "prod-usw2", *args],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
             env={**os.environ, "HOME": str(tmp_path)},  # its discovery cache goes here
         )
         assert done.returncode == 0, done.stderr
@@ -471,10 +598,16 @@ def test_kubectl_gets_and_scales_through_the_generated_kubeconfig(world, tmp_pat
     assert table[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert table[2].split()[:4] == ["inference-service", "1/1", "1", "1"]
     assert "deployment.apps/inference-service scaled" in kubectl(
-        "scale", "deploy/inference-service", "--replicas=3", "-n", NS)
+        "scale", "deploy/inference-service", "--replicas=3", "-n", NS
+    )
     assert world.clusters["us-west-2"].deployment(NS, "inference-service")["spec"]["replicas"] == 3
     eventually(lambda: world.clusters["us-west-2"].ready_replicas(NS, "inference-service") == 3)
-    assert kubectl("get", "deploy", "inference-service", "-n", NS, "-o", "jsonpath={.status.readyReplicas}") == "3"
+    assert (
+        kubectl(
+            "get", "deploy", "inference-service", "-n", NS, "-o", "jsonpath={.status.readyReplicas}"
+        )
+        == "3"
+    )
     assert "ml-backup-daily" in kubectl("get", "backups.velero.io", "-n", "velero")
 
 

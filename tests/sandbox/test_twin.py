@@ -2,7 +2,7 @@
 the plain provider SDKs configured only by DIR/env, every fault mode observed through them,
 and nothing left running afterwards.
 
-The process tests share one sandbox per runbook (module scope, started with --speed 10);
+The process tests share one sandbox per runbook (module scope, started with --speed 30);
 each test clears the faults it set. `test_zz_*` run last on purpose: they stop it.
 """
 
@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,7 +46,7 @@ from .conftest import (
     wait_gone,
 )
 
-SPEED = 10.0
+SPEED = 30.0  # pods start in 1 s instead of 30, a 30 s fault lasts 1 s
 pytestmark = pytest.mark.e2e
 
 
@@ -436,10 +437,11 @@ def test_fault_pods_stalled(clients):
     workload = runbook.workloads_in(region)[0]
     apps = clients.apps(region)
     before = _desired(runbook, region, workload.replicas)
-    clients.fault("set", f"pods_stalled={region}")
+    # Pods there would start in 0.1 s (3 s / speed 30): the wait below proves the stall.
+    clients.fault("set", f"pods_stalled={region}", f"pod_start_seconds.{region}=3")
     try:
         apps.patch_namespaced_deployment_scale(workload.deployment, workload.namespace, {"spec": {"replicas": before + 2}})
-        time.sleep(2.0)  # well past the pod start time at this speed
+        time.sleep(1.5)
         status = apps.read_namespaced_deployment(workload.deployment, workload.namespace).status
         assert (status.ready_replicas or 0) <= before
         clients.fault("clear")
@@ -453,7 +455,7 @@ def test_fault_glacier_restore_delay(clients):
     bucket, _, prefix = model.archive.removeprefix("s3://").partition("/")
     key = prefix + "config.json"
     s3 = clients.aws("s3")
-    clients.fault("set", "glacier_delay_seconds=30")  # 3 s at speed 10
+    clients.fault("set", "glacier_delay_seconds=60")  # 2 s at speed 30
     s3.restore_object(Bucket=bucket, Key=key, RestoreRequest={"Days": 1, "GlacierJobParameters": {"Tier": "Expedited"}})
     assert 'ongoing-request="true"' in s3.head_object(Bucket=bucket, Key=key)["Restore"]
     with pytest.raises(ClientError) as refused:
@@ -498,11 +500,14 @@ def test_fault_error_ramp_at_a_weight(clients):
 def test_fault_dns_change_pending(clients):
     runbook = clients.runbook
     key = "route53_pending_seconds" if runbook.spec.dns.provider.value == "route53" else "clouddns_pending_seconds"
-    clients.fault("set", f"{key}=30")  # 3 s at speed 10
+    clients.fault("set", f"{key}=60")  # 2 s at speed 30
     normal = runbook.normal_weights()
+    submitted = time.monotonic()
     change = clients.set_weights(normal)
     assert clients.change_status(change) in ("PENDING", "pending")
-    eventually(lambda: clients.change_status(change) in ("INSYNC", "done"), timeout=20, what="applied after the pending time")
+    eventually(lambda: clients.change_status(change) in ("INSYNC", "done"), timeout=30, what="applied after the pending time")
+    # --speed divides the simulated time: applied well before the unscaled 60 s.
+    assert time.monotonic() - submitted < 30
 
 
 def test_fault_route53_throttling(clients):
@@ -562,6 +567,23 @@ def test_zz_down_stops_everything(sandbox):
 
 
 # ----------------------------------------------------------- process lifecycle, one runbook
+def test_in_process_stop_leaves_no_thread_and_no_file(twin_factory):
+    # Here, not with the in-process tests: their module-scoped twins' threads come and go.
+    before = {t.ident for t in threading.enumerate()}
+    twin = twin_factory(CLOUDDNS_RUNBOOK)
+    urls = [twin.aws_url, twin.control_url, twin.clouddns_url, *(ms.url for ms in twin.model_servers.values())]
+    twin.stop()
+    twin.stop()  # idempotent
+    deadline = time.monotonic() + 5
+    while {t.ident for t in threading.enumerate()} - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [t.name for t in threading.enumerate() if t.ident not in before] == []
+    assert not (twin.state_dir / "sandbox.json").exists()
+    for url in urls:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url, timeout=1)
+
+
 def test_sigterm_on_up_stops_everything(sandbox_process):
     sandbox = sandbox_process(ROUTE53_RUNBOOK)
     children = sandbox.children()
@@ -584,14 +606,23 @@ def test_sigterm_while_starting_leaves_nothing(tmp_path):
     assert wait_gone(processes_mentioning(tmp_path / "early")) == []
 
 
-def test_a_second_up_on_the_same_state_dir_is_refused(sandbox_process):
-    sandbox = sandbox_process(ROUTE53_RUNBOOK, "--no-temporal", "--no-observability")
+def test_up_options_faults_at_start_and_a_second_up_refused(sandbox_process):
+    sandbox = sandbox_process(
+        ROUTE53_RUNBOOK, "--no-temporal", "--no-observability", "--speed", "60",
+        "--fault", "pods_stalled=us-west-2", "--fault", "glacier_delay_seconds=5",
+    )
+    assert sandbox.description()["temporal"] is None and sandbox.children() == []
+    env = sandbox.env()
+    assert "DRPILOT_TEMPORAL_ADDRESS" not in env and env["DRPILOT_SPEED"] == "60"
+    shown = sandbox.cli("fault", "show").stdout
+    assert 'pods_stalled = ["us-west-2"]' in shown and "glacier_delay_seconds = 5.0" in shown
     second = subprocess.run(
         [str(DRPILOT), "sandbox", "up", "--runbook", str(ROUTE53_RUNBOOK), "--state-dir", str(sandbox.state_dir)],
         capture_output=True, text=True, timeout=30, cwd=ROOT,
     )
     assert second.returncode == 1
     assert f"already running from {sandbox.state_dir}" in second.stderr
+    assert sandbox.proc.poll() is None, "the first one keeps running"
 
 
 def test_bad_runbook_is_reported_without_a_traceback(tmp_path):

@@ -1,0 +1,133 @@
+"""The twin in-process (threads, no `up`): what the integration tests build on."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from drpilot.sandbox.control import FaultError
+from drpilot.sandbox.faults import Faults
+from drpilot.sandbox.processes import alertmanager_binary, prometheus_binary
+from drpilot.settings import load_settings
+
+from .conftest import CLOUDDNS_RUNBOOK, FAST_SPEED, ROUTE53_RUNBOOK, parse_env_file
+
+
+def test_files_hold_what_env_and_description_say(example_twin):
+    assert parse_env_file(example_twin.state_dir / "env") == example_twin.env()
+    described = json.loads((example_twin.state_dir / "sandbox.json").read_text())
+    assert described == json.loads(json.dumps(example_twin.description()))
+    settings = load_settings(example_twin.env())
+    assert settings.speed == FAST_SPEED
+    assert set(settings.providers.endpoint_map.values()) == {ms.url for ms in example_twin.model_servers.values()}
+
+
+def test_status_shows_weights_replicas_and_traffic(example_twin):
+    runbook = example_twin.runbook
+    status = example_twin.status()
+    assert status["weights"] == runbook.normal_weights()
+    for name, region in status["regions"].items():
+        assert region["ready"], (name, region["reason"])
+        for workload in runbook.workloads_in(name):
+            replicas = region["deployments"][f"{workload.namespace}/{workload.deployment}"]
+            assert replicas["ready"] == replicas["replicas"] > 0
+    primary = status["regions"][runbook.primary]["traffic"]
+    deadline = time.monotonic() + 5
+    while primary["sent"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        primary = example_twin.status()["regions"][runbook.primary]["traffic"]
+    assert primary["sent"] > 0
+
+
+def test_region_down_shows_in_readiness_and_status(route53_twin):
+    region = route53_twin.runbook.primary
+    route53_twin.board.update(region_down=[region])
+    try:
+        ready, reason = route53_twin.model_servers[region].ready()
+        assert not ready and "down" in reason
+        assert route53_twin.status()["regions"][region]["down"] is True
+        assert httpx.get(f"{route53_twin.model_servers[region].url}/v2/health/live", timeout=5).status_code == 503
+    finally:
+        route53_twin.board.clear()
+    assert route53_twin.model_servers[region].ready()[0]
+
+
+def test_faults_given_at_start_are_in_force(twin_factory):
+    twin = twin_factory(ROUTE53_RUNBOOK, faults=Faults(region_down=frozenset({"us-west-2"})))
+    assert httpx.get(f"{twin.model_servers['us-west-2'].url}/v2/health/live", timeout=5).status_code == 503
+    assert httpx.get(f"{twin.control_url}/faults", timeout=5).json()["region_down"] == ["us-west-2"]
+
+
+def test_a_fault_naming_an_unknown_region_is_refused(tmp_path):
+    from drpilot.loader import load_runbook
+    from drpilot.sandbox.twin import Twin
+
+    with pytest.raises(FaultError, match="unknown region"):
+        Twin(load_runbook(ROUTE53_RUNBOOK), tmp_path, faults=Faults(pods_stalled=frozenset({"mars-1"})))
+
+
+class _Webhook:
+    """Stands where drpilot's webhook listens; records Alertmanager's posts."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        self.received = threading.Event()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                hook.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                hook.received.set()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alertmanager"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.skipif(
+    prometheus_binary() is None or alertmanager_binary() is None,
+    reason="Debian prometheus / prometheus-alertmanager not installed",
+)
+def test_prometheus_and_alertmanager_serve_the_runbooks_checks(twin_factory):
+    hook = _Webhook()
+    try:
+        twin = twin_factory(CLOUDDNS_RUNBOOK, prometheus=True, alertmanager=True, webhook_url=hook.url)
+        settings = load_settings(twin.env())
+        runbook = twin.runbook
+        region = runbook.primary
+        # The runbook's own Prometheus URL, rewritten the way drpilot's probes rewrite it.
+        prometheus = settings.providers.prometheus_map[runbook.regions[region].prometheus]
+        query = f'sum(inference_requests_total{{region="{region}"}})'
+        deadline = time.monotonic() + 20
+        result: list = []
+        while not result and time.monotonic() < deadline:
+            result = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+            time.sleep(0.25)
+        assert result and float(result[0]["value"][1]) > 0, "the traffic generator's requests reach Prometheus"
+        assert settings.webhook_listen == hook.url.split("/")[2]
+
+        alert = {
+            "labels": {"alertname": "InferenceRegionDown", "runbook": runbook.name, "region": region},
+            "startsAt": datetime.now(UTC).isoformat(),
+        }
+        httpx.post(f"{twin.alertmanager_url}/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
+        assert hook.received.wait(15)
+        assert hook.bodies[0]["alerts"][0]["labels"]["runbook"] == runbook.name
+    finally:
+        hook.close()

@@ -287,16 +287,19 @@ def status(
     for name, where in report.get("parts", {}).items():
         parts.add_row(name, str(where))
     out.print(parts)
-    regions = Table("region", "role", "DNS weight", "replicas (ready/desired)", "model server", "traffic ok/errors", title="Regions")
+    regions = Table("region", "role", "weight", "serving", "pods ready/desired", "traffic ok/err", title="Regions")
     for name, region in report.get("regions", {}).items():
-        replicas = ", ".join(f"{d}: {r['ready']}/{r['replicas']}" for d, r in region.get("deployments", {}).items())
+        pods = "\n".join(
+            f"{d.rsplit('/', 1)[-1]} {r['ready']}/{r['replicas']}" for d, r in region.get("deployments", {}).items()
+        )
         traffic = region.get("traffic", {})
+        serving = "DOWN" if region.get("down") else "ready" if region.get("ready") else f"not ready: {region.get('reason')}"
         regions.add_row(
             name,
             region.get("role", ""),
             str(region.get("weight", "?")),
-            replicas or "-",
-            region.get("model_server", ""),
+            serving,
+            pods or "-",
             f"{traffic.get('ok', 0)}/{traffic.get('errors', 0)}",
         )
     out.print(regions)

@@ -74,6 +74,10 @@ class _Cached:
                 self._at = now
             return self._value
 
+    def invalidate(self) -> None:
+        with self._lock:
+            self._at = float("-inf")
+
 
 class Twin:
     """Everything a runbook names, simulated. See the module docstring."""
@@ -197,6 +201,38 @@ class Twin:
         self.model_servers, self.clusters = {}, {}
         self.temporal = self.prometheus = self.alertmanager = None
         (self.state_dir / DESCRIPTION_FILE).unlink(missing_ok=True)
+
+    def reset(self) -> None:
+        """Back to the runbook's normal state (between tests sharing one twin): faults
+        cleared, DNS at the normal weights, every workload at its seeded replica count with
+        its pods ready, the model artifacts (and the GLACIER archive) as seeded, traffic
+        counters zeroed. Velero objects and Temporal's history are kept."""
+        from kubernetes import client as kube
+        from kubernetes import config as kube_config
+
+        from drpilot.sandbox.s3 import seed_s3
+
+        self.board.clear()
+        self.seeded_artifacts = seed_s3(self._s3, self.runbook)
+        weights = self.runbook.normal_weights()
+        if self._dns and not self._dns.matches(self.runbook, weights, self._dns.current(self.runbook)):
+            self._dns.apply(self.runbook, weights)
+        for region, cluster in self.clusters.items():
+            spec = self.runbook.regions[region]
+            api = kube_config.new_client_from_config(config_file=str(self.kubeconfig), context=spec.kube.context)
+            try:
+                apps = kube.AppsV1Api(api)
+                for w in self.runbook.workloads_in(region):
+                    count = w.replicas.standby if spec.role is Role.standby else w.replicas.active
+                    apps.patch_namespaced_deployment_scale(w.deployment, w.namespace, {"spec": {"replicas": count}})
+            finally:
+                api.close()
+            cluster.settle()
+        for cached in (self._weights, *self._artifacts.values()):
+            if cached is not None:
+                cached.invalidate()
+        if self.traffic:
+            self.traffic.reset()
 
     # ------------------------------------------------------------------ the parts
     def _spawn_temporal(self) -> None:

@@ -131,3 +131,49 @@ def test_prometheus_and_alertmanager_serve_the_runbooks_checks(twin_factory):
         assert hook.bodies[0]["alerts"][0]["labels"]["runbook"] == runbook.name
     finally:
         hook.close()
+
+
+def test_reset_returns_to_the_runbooks_normal_state(twin_factory):
+    import boto3
+    from kubernetes import client as kube
+    from kubernetes import config as kube_config
+
+    twin = twin_factory(ROUTE53_RUNBOOK)
+    runbook = twin.runbook
+    env = twin.env()
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+    s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    r53 = session.client("route53", endpoint_url=env["AWS_ENDPOINT_URL"])
+    model = runbook.spec.models[0]
+    bucket, _, prefix = model.artifacts["us-west-2"].removeprefix("s3://").partition("/")
+    s3.delete_object(Bucket=bucket, Key=prefix + "model.safetensors")
+    zone_id = r53.list_hosted_zones_by_name(DNSName=runbook.spec.dns.zone)["HostedZones"][0]["Id"]
+    record = runbook.spec.dns.records[0]
+    r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
+        {"Action": "UPSERT", "ResourceRecordSet": {
+            "Name": record.name, "Type": record.type.value, "TTL": record.ttl, "SetIdentifier": region,
+            "Weight": weight, "ResourceRecords": [{"Value": record.targets[region]}]}}
+        for region, weight in (("us-east-1", 0), ("us-west-2", 100))
+    ]})
+    workload = runbook.spec.workloads[0]
+    api = kube_config.new_client_from_config(config_file=env["KUBECONFIG"], context="prod-usw2")
+    apps = kube.AppsV1Api(api)
+    apps.patch_namespaced_deployment_scale(workload.deployment, workload.namespace, {"spec": {"replicas": 5}})
+    twin.board.update(pods_stalled=["us-west-2"])
+    time.sleep(0.6)
+    assert twin.weights() == {"us-east-1": 0, "us-west-2": 100}
+    assert not twin.model_servers["us-west-2"].ready()[0]
+
+    twin.reset()
+
+    assert twin.board.now == Faults()
+    assert twin.weights() == runbook.normal_weights()
+    dep = apps.read_namespaced_deployment(workload.deployment, workload.namespace)
+    assert dep.spec.replicas == workload.replicas.standby and dep.status.ready_replicas == workload.replicas.standby
+    assert s3.head_object(Bucket=bucket, Key=prefix + "model.safetensors")["ContentLength"] > 0
+    time.sleep(0.3)  # the model server's own short cache
+    assert twin.model_servers["us-west-2"].ready() == (True, "")
+    api.close()

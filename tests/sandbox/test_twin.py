@@ -594,6 +594,19 @@ def test_sigterm_on_up_stops_everything(sandbox_process):
     assert not (sandbox.state_dir / "sandbox.pid").exists()
 
 
+def test_kill_9_on_up_still_leaves_no_child(sandbox_process):
+    # Children die with their parent (PR_SET_PDEATHSIG); `down` then tidies the pid file.
+    sandbox = sandbox_process(ROUTE53_RUNBOOK)
+    children = sandbox.children()
+    assert children
+    sandbox.signal(signal.SIGKILL)
+    sandbox.wait(timeout=10)
+    assert wait_gone(children) == []
+    assert processes_mentioning(sandbox.state_dir) == []
+    assert "no sandbox running" in sandbox.cli("down").stdout
+    assert not (sandbox.state_dir / "sandbox.pid").exists()
+
+
 def test_sigterm_while_starting_leaves_nothing(tmp_path):
     proc = subprocess.Popen(
         [str(DRPILOT), "sandbox", "up", "--runbook", str(CLOUDDNS_RUNBOOK), "--state-dir", str(tmp_path / "early")],

@@ -16,6 +16,7 @@ to everything, `pods_stalled` / `pod_start_seconds` shape pod readiness, and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
@@ -24,7 +25,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,6 +95,15 @@ READ_VERBS = frozenset({"get", "list", "watch"})
 class User:
     name: str
     verbs: frozenset[str]
+
+
+@dataclass
+class _Watch:
+    rt: ResourceType
+    namespace: str
+    matches: Callable[[Obj], bool]
+    since: int | None  # resourceVersion to follow from; None = list current objects first
+    timeout: float
 
 
 @dataclass
@@ -175,15 +185,23 @@ class KubeCluster:
         self.stop()
 
     def _control_loop(self) -> None:
+        # A pass runs when the store or the fault board changed, or a timer (a pod turning
+        # ready, a Restore phase ending) is due; an idle cluster costs next to nothing.
+        seen: tuple[int, object] | None = None
+        due: float | None = None
         while not self._stop.is_set():
             now = time.monotonic()
-            wakes = [
-                w
-                for w in (self.deployments.reconcile(now), self.velero.reconcile(now))
-                if w is not None
-            ]
+            state = (self.store.revision, self.board.now)
+            if state != seen or (due is not None and now >= due):
+                seen = state  # taken before the pass, so the pass's own writes get one more look
+                wakes = [
+                    w
+                    for w in (self.deployments.reconcile(now), self.velero.reconcile(now))
+                    if w is not None
+                ]
+                due = min(wakes, default=None)
             # Faults change without a write to the store, so look again at least every 50 ms.
-            timeout = min([0.05, *(max(0.0, w - time.monotonic()) for w in wakes)])
+            timeout = 0.05 if due is None else min(0.05, max(0.0, due - time.monotonic()))
             self.store.changed.wait(timeout)
             self.store.changed.clear()
 
@@ -238,6 +256,9 @@ class KubeCluster:
             body=b"".join(chunks),
         )
         status, payload = self.handle(request)
+        if isinstance(payload, _Watch):
+            await self._stream(payload, receive, send)
+            return
         if isinstance(payload, str):
             body, content_type = payload.encode(), "text/plain; charset=utf-8"
         else:
@@ -255,7 +276,74 @@ class KubeCluster:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def handle(self, request: _Request) -> tuple[int, Obj | str]:
+    async def _stream(self, watch: _Watch, receive, send) -> None:
+        """A watch: one JSON event per line, until its timeout, the client leaves or we stop."""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"cache-control", b"no-cache, private"),
+                ],
+            }
+        )
+        gone = asyncio.Event()
+
+        async def notice_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        listener = asyncio.create_task(notice_disconnect())
+
+        async def emit(kind: str, obj: Obj) -> None:
+            line = json.dumps({"type": kind, "object": obj}) + "\n"
+            await send({"type": "http.response.body", "body": line.encode(), "more_body": True})
+
+        try:
+            with self.store.lock:
+                if watch.since is None:
+                    last = self.store.revision
+                    initial = [
+                        o
+                        for o in self.store.items(watch.rt, watch.namespace or None)
+                        if watch.matches(o)
+                    ]
+                else:
+                    last, initial = watch.since, []
+            for obj in initial:
+                await emit("ADDED", obj)
+            deadline = time.monotonic() + watch.timeout
+            while not gone.is_set() and not self._stop.is_set() and time.monotonic() < deadline:
+                if self.region in self.board.now.region_down:
+                    break  # the connection drops with the region
+                with self.store.lock:
+                    events = self.store.events_since(last)
+                if events is None:
+                    await emit(
+                        "ERROR",
+                        KubeError(
+                            410,
+                            "Expired",
+                            f"too old resource version: {last} ({self.store.events[0][0]})",
+                        ).status(),
+                    )
+                    break
+                for revision, kind, plural, namespace, obj in events:
+                    last = revision
+                    if (
+                        plural == watch.rt.plural
+                        and (not watch.namespace or namespace == watch.namespace)
+                        and watch.matches(obj)
+                    ):
+                        await emit(kind, obj)
+                await asyncio.sleep(0.05)
+        finally:
+            listener.cancel()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def handle(self, request: _Request) -> tuple[int, Obj | str | _Watch]:
         if self.region in self.board.now.region_down:
             return 503, KubeError(
                 503,
@@ -368,11 +456,25 @@ class KubeCluster:
     # ------------------------------------------------------------------ verbs
     def _serve(
         self, request: _Request, rt: ResourceType, namespace: str, name: str, sub: str, verb: str
-    ) -> tuple[int, Obj]:
+    ) -> tuple[int, Obj | _Watch]:
         dry_run = "dryRun" in request.query
         if verb == "watch":
-            raise KubeError(
-                405, "MethodNotAllowed", "watch is not served by the drpilot sandbox; poll instead"
+            labels = parse_label_selector(request.query.get("labelSelector"))
+            fields = parse_field_selector(request.query.get("fieldSelector"))
+            since = request.query.get("resourceVersion", "")
+            if since not in ("", "0") and not since.isdigit():
+                raise bad_request(f"invalid resourceVersion {since!r}")
+            return 200, _Watch(
+                rt=rt,
+                namespace=namespace,
+                matches=lambda o: (
+                    (not name or o["metadata"]["name"] == name)
+                    and labels(o["metadata"].get("labels") or {})
+                    and fields(o)
+                ),
+                # "" / "0": start with the current objects as ADDED, as the API server does.
+                since=int(since) if since not in ("", "0") else None,
+                timeout=float(request.query.get("timeoutSeconds") or 1800),
             )
         if verb == "list":
             return 200, self._list(request, rt, namespace)

@@ -72,6 +72,7 @@ class DeploymentController:
         self.pod_start_seconds = pod_start_seconds
         self._ready_at: dict[str, float | None] = {}  # pod uid -> monotonic time it turns ready
         self._owner: dict[str, str] = {}  # pod uid -> deployment uid
+        self._shown: dict[str, tuple[bool, bool]] = {}  # pod uid -> (ready, stalled) last written
         self._rollouts: dict[str, _Rollout] = {}  # deployment uid -> progress bookkeeping
 
     def start_delay(self) -> float:
@@ -92,10 +93,16 @@ class DeploymentController:
                 if due is not None:
                     wake = due if wake is None else min(wake, due)
             # Garbage-collect pods of deleted deployments (ownerReference cascade).
-            for pod in list(self.store.items(PODS)):
+            pods = list(self.store.items(PODS))
+            for pod in pods:
                 owner = self._owner.get(pod["metadata"]["uid"])
                 if owner is not None and owner not in live:
                     self._delete_pod(pod)
+            # Forget pods deleted through the API (the ReplicaSet replaced them already).
+            existing = {p["metadata"]["uid"] for p in pods}
+            for uid in [u for u in self._owner if u not in existing]:
+                for table in (self._owner, self._ready_at, self._shown):
+                    table.pop(uid, None)
         return wake
 
     # ------------------------------------------------------------------ one deployment
@@ -138,7 +145,10 @@ class DeploymentController:
                 self._ready_at[pod_uid] = ready_at = now + delay
             if ready_at is not None and ready_at > now:
                 wake = ready_at if wake is None else min(wake, ready_at)
-            self._write_pod_status(pod, ready=self._is_ready(pod_uid, now), stalled=stalled)
+            shown = (self._is_ready(pod_uid, now), stalled)
+            if self._shown.get(pod_uid) != shown:  # write a pod's status only when it changes
+                self._write_pod_status(pod, ready=shown[0], stalled=stalled)
+                self._shown[pod_uid] = shown
 
         # Old pods leave as new ones become ready (rolling update, surge 100%).
         new_ready = sum(1 for p in new if self._is_ready(p["metadata"]["uid"], now))
@@ -155,6 +165,11 @@ class DeploymentController:
         self._write_deployment_status(
             dep, desired, new, old, ready, rs_name, rollout, revision, now
         )
+        if not (len(new) == desired and not old and ready == desired):
+            # An incomplete rollout turns ProgressDeadlineExceeded at its deadline.
+            deadline = rollout.since + float(spec.get("progressDeadlineSeconds", 600)) / self.speed
+            if deadline > now:
+                wake = deadline if wake is None else min(wake, deadline)
         return wake
 
     def _is_ready(self, pod_uid: str, now: float) -> bool:
@@ -207,6 +222,7 @@ class DeploymentController:
         self.store.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
         self._ready_at.pop(uid, None)
         self._owner.pop(uid, None)
+        self._shown.pop(uid, None)
 
     def _write_pod_status(self, pod: Obj, ready: bool, stalled: bool) -> None:
         stored = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])

@@ -13,12 +13,14 @@ import copy
 import re
 import threading
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 Obj = dict[str, Any]
+EVENT_WINDOW = 5000  # writes a watch can resume across
 
 
 # ------------------------------------------------------------------------------- errors
@@ -243,6 +245,11 @@ class Store:
     revision: int = 1
     # Set on every write so controllers wake at once instead of polling.
     changed: threading.Event = field(default_factory=threading.Event)
+    # Recent writes for watches: (resourceVersion, event type, plural, namespace, object).
+    # Like etcd's compaction window, a watch older than the oldest kept event gets 410 Gone.
+    events: deque[tuple[int, str, str, str, Obj]] = field(
+        default_factory=lambda: deque(maxlen=EVENT_WINDOW)
+    )
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
         obj = self.objects.get((rt.plural, namespace if rt.namespaced else "", name))
@@ -307,13 +314,23 @@ class Store:
         if obj is None:
             raise not_found(rt, name)
         self.revision += 1
+        obj["metadata"]["resourceVersion"] = str(self.revision)
+        self.events.append((self.revision, "DELETED", rt.plural, key[1], obj))
         self.changed.set()
-        return obj
+        return copy.deepcopy(obj)
+
+    def events_since(self, revision: int) -> list[tuple[int, str, str, str, Obj]] | None:
+        """Writes after `revision`, oldest first; None when they are no longer all kept."""
+        if self.events and revision < self.events[0][0] - 1:
+            return None
+        return [copy.deepcopy(e) for e in self.events if e[0] > revision]
 
     def _write(self, key: tuple[str, str, str], obj: Obj) -> None:
         self.revision += 1
         obj["metadata"]["resourceVersion"] = str(self.revision)
+        kind = "MODIFIED" if key in self.objects else "ADDED"
         self.objects[key] = copy.deepcopy(obj)
+        self.events.append((self.revision, kind, key[0], key[1], self.objects[key]))
         self.changed.set()
 
 

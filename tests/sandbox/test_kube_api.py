@@ -21,6 +21,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from drpilot.loader import load_runbook
@@ -482,6 +483,29 @@ def test_wrong_credentials_are_401_and_a_read_only_user_gets_403(world, tmp_path
     )
 
 
+def test_watch_streams_changes_from_a_resource_version(world):
+    apps = world.apps("us-west-2")
+    listed = apps.list_namespaced_deployment(NS, label_selector="app=inference-gateway")
+    apps.patch_namespaced_deployment_scale("inference-gateway", NS, {"spec": {"replicas": 2}})
+    seen = []
+    stream = k8s_watch.Watch()
+    for event in stream.stream(
+        apps.list_namespaced_deployment,
+        NS,
+        label_selector="app=inference-gateway",
+        resource_version=listed.metadata.resource_version,
+        timeout_seconds=10,
+    ):
+        seen.append(
+            (event["type"], event["object"].spec.replicas, event["object"].status.ready_replicas)
+        )
+        if event["object"].status.ready_replicas == 2:
+            stream.stop()
+    assert seen[0][:2] == ("MODIFIED", 2)
+    assert seen[-1] == ("MODIFIED", 2, 2)
+    assert all(kind == "MODIFIED" for kind, _, _ in seen)
+
+
 # ------------------------------------------------------------------------------- Velero
 def restore_body(name: str, backup: str = "ml-backup-daily") -> dict[str, Any]:
     return {
@@ -601,7 +625,11 @@ def test_kubectl_gets_and_scales_through_the_generated_kubeconfig(world, tmp_pat
         "scale", "deploy/inference-service", "--replicas=3", "-n", NS
     )
     assert world.clusters["us-west-2"].deployment(NS, "inference-service")["spec"]["replicas"] == 3
-    eventually(lambda: world.clusters["us-west-2"].ready_replicas(NS, "inference-service") == 3)
+    # rollout status watches the deployment until its pods are ready.
+    assert 'deployment "inference-service" successfully rolled out' in kubectl(
+        "rollout", "status", "deploy/inference-service", "-n", NS, "--timeout=30s"
+    )
+    assert world.clusters["us-west-2"].ready_replicas(NS, "inference-service") == 3
     assert (
         kubectl(
             "get", "deploy", "inference-service", "-n", NS, "-o", "jsonpath={.status.readyReplicas}"

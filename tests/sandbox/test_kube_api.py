@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import threading
@@ -648,8 +649,6 @@ def test_stop_leaves_no_thread_and_frees_the_port():
     cluster.stop()
     cluster.stop()  # idempotent
     assert not any(t.name.endswith("eu-test-1") for t in threading.enumerate())
-    import socket
-
     port = int(url.rsplit(":", 1)[1])
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0

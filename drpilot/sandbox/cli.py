@@ -138,6 +138,7 @@ def up(
     temporal: bool = typer.Option(True, "--temporal/--no-temporal", help="Start a Temporal dev server (UI included)."),
     observability: bool = typer.Option(True, "--observability/--no-observability", help="Start Prometheus and Alertmanager when installed."),
     webhook_url: str = typer.Option("http://127.0.0.1:8787/alertmanager", "--webhook-url", help="Where Alertmanager sends alerts (drpilot's webhook)."),
+    prometheus_rules: list[Path] = typer.Option([], "--prometheus-rules", help="Alerting rule file for Prometheus (repeatable), e.g. infra/prometheus/rules.yaml."),
 ) -> None:
     """Start the twin of a runbook's world on 127.0.0.1; stays in the foreground until Ctrl-C.
 
@@ -185,6 +186,7 @@ def up(
             alertmanager=None if observability else False,
             webhook_url=webhook_url,
             runbook_path=runbook,
+            prometheus_rules=prometheus_rules,
         )
         twin.start()
         phase["ready"] = True

@@ -298,7 +298,8 @@ class Prometheus:
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
             "scrape_configs": [
                 {
-                    "job_name": "model-server",
+                    # The name infra/prometheus/rules.yaml matches on (up{job="inference"}).
+                    "job_name": "inference",
                     # The model servers label their own series by region; theirs win.
                     "honor_labels": True,
                     "static_configs": jobs,

@@ -97,10 +97,13 @@ class Twin:
         traffic: bool = True,
         traffic_rate: float = 10.0,
         runbook_path: str | Path | None = None,
+        prometheus_rules: list[str | Path] | None = None,
     ):
         """`prometheus` / `alertmanager`: None starts them when their Debian packages are
         installed, True requires them, False never starts them. `webhook_url` is where
-        Alertmanager delivers (drpilot's webhook). `traffic_rate` is requests per second."""
+        Alertmanager delivers (drpilot's webhook). `traffic_rate` is requests per second.
+        `prometheus_rules`: alerting rule files Prometheus evaluates (e.g. infra/prometheus/
+        rules.yaml), its alerts going to the twin's Alertmanager."""
         if speed < 1:
             raise ValueError(f"speed must be >= 1, got {speed}")
         self.runbook = runbook
@@ -116,6 +119,7 @@ class Twin:
         self.want_traffic = traffic
         self.traffic_rate = traffic_rate
         self.runbook_path = Path(runbook_path).resolve() if runbook_path else None
+        self.prometheus_rules = [Path(p).resolve() for p in prometheus_rules or []]
         self.notes: list[str] = []  # what was left out and why, for the `up` output
 
         self.moto: MotoServer | None = None
@@ -265,6 +269,7 @@ class Twin:
             self.prometheus = Prometheus(
                 self.state_dir,
                 targets,
+                rule_files=self.prometheus_rules,
                 alertmanager_url=self.alertmanager.url if self.alertmanager else None,
             )
             self.prometheus.spawn()

@@ -104,10 +104,21 @@ class _Webhook:
     prometheus_binary() is None or alertmanager_binary() is None,
     reason="Debian prometheus / prometheus-alertmanager not installed",
 )
-def test_prometheus_and_alertmanager_serve_the_runbooks_checks(twin_factory):
+def test_prometheus_and_alertmanager_serve_the_runbooks_checks(twin_factory, tmp_path):
     hook = _Webhook()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "groups:\n"
+        "  - name: sandbox\n"
+        "    rules:\n"
+        "      - alert: SandboxRegionDown\n"
+        '        expr: up{job="inference"} == 0\n'
+        "        labels: {runbook: llm-inference-gcp}\n"
+    )
     try:
-        twin = twin_factory(CLOUDDNS_RUNBOOK, prometheus=True, alertmanager=True, webhook_url=hook.url)
+        twin = twin_factory(
+            CLOUDDNS_RUNBOOK, prometheus=True, alertmanager=True, webhook_url=hook.url, prometheus_rules=[rules]
+        )
         settings = load_settings(twin.env())
         runbook = twin.runbook
         region = runbook.primary
@@ -129,6 +140,18 @@ def test_prometheus_and_alertmanager_serve_the_runbooks_checks(twin_factory):
         httpx.post(f"{twin.alertmanager_url}/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
         assert hook.received.wait(15)
         assert hook.bodies[0]["alerts"][0]["labels"]["runbook"] == runbook.name
+
+        # A dark region fails its scrape; the rule fires and the alert reaches the webhook.
+        twin.board.update(region_down=["europe-west4"])
+        deadline = time.monotonic() + 30
+        fired: list = []
+        while not fired and time.monotonic() < deadline:
+            fired = [
+                a for body in list(hook.bodies) for a in body["alerts"]
+                if a["labels"]["alertname"] == "SandboxRegionDown"
+            ]
+            time.sleep(0.2)
+        assert fired and fired[0]["labels"]["region"] == "europe-west4"
     finally:
         hook.close()
 

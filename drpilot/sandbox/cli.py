@@ -23,7 +23,13 @@ from rich.table import Table
 
 from drpilot.loader import RunbookError, load_runbook
 from drpilot.runbook import Runbook
-from drpilot.sandbox.control import FAULT_HELP, FaultError, faults_from_json, parse_fault_args
+from drpilot.sandbox.control import (
+    FAULT_HELP,
+    FaultError,
+    check_regions,
+    faults_from_json,
+    parse_fault_args,
+)
 from drpilot.sandbox.faults import Faults
 
 app = typer.Typer(
@@ -152,6 +158,7 @@ def up(
     state_dir = state_dir or SANDBOX_ROOT / rb.name
     try:
         faults = faults_from_json(parse_fault_args(fault)) if fault else Faults()
+        check_regions(faults, rb.regions)
     except FaultError as exc:
         raise _fail(f"--fault: {exc}") from None
     pid = _read_pid(state_dir)

@@ -646,3 +646,14 @@ def test_bad_runbook_is_reported_without_a_traceback(tmp_path):
     assert f"{broken}:" in result.stderr and "role" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_bad_fault_at_start_is_refused_before_anything_starts(tmp_path):
+    state = tmp_path / "s"
+    result = subprocess.run(
+        [str(DRPILOT), "sandbox", "up", "--runbook", str(ROUTE53_RUNBOOK), "--state-dir", str(state), "--fault", "region_down=mars-1"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 1
+    assert "--fault: region_down: unknown region(s) mars-1" in result.stderr
+    assert not state.exists()

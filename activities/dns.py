@@ -58,6 +58,8 @@ from drpilot.settings import Settings
 # batches at 100 changes so a batch stays well inside the 32,000-character limit too.
 ROUTE53_MAX_CHANGES = 100
 # Route53 allows 5 API requests per second per account: one poller at most 4.
+# Up to this many records are read one listing each; more, by listing the zone once.
+ROUTE53_PER_RECORD_READS = 10
 ROUTE53_MIN_POLL_SECONDS = 0.25
 # Provider changes normally apply within a minute; polling every 2 s (less when
 # rehearsing at speed) sees it promptly at 0.5 requests/s.
@@ -203,6 +205,11 @@ def _normal(value: str) -> str:
     return value.strip().lower().rstrip(".")
 
 
+def _is(rrset: dict, record: DnsRecord) -> bool:
+    """A Route53 record set belongs to the runbook record (same name and type)."""
+    return _normal(rrset["Name"]) == _normal(record.name) and rrset["Type"] == record.type
+
+
 def _records_text(runbook: Runbook) -> str:
     return ", ".join(f"{r.name} ({r.type})" for r in runbook.spec.dns.records)
 
@@ -233,6 +240,10 @@ _ROUTE53_RETRYABLE = {
     "InternalError",
     "InternalFailure",
 }
+
+
+_START_KEYS = ("StartRecordName", "StartRecordType", "StartRecordIdentifier")
+_NEXT_KEYS = ("NextRecordName", "NextRecordType", "NextRecordIdentifier")
 
 
 class Route53Provider(DnsProvider):
@@ -281,11 +292,18 @@ class Route53Provider(DnsProvider):
 
     def current(self, runbook: Runbook) -> Current:
         zone_id = self.zone_id(runbook)
+        records = runbook.spec.dns.records
+        if len(records) > ROUTE53_PER_RECORD_READS:
+            # Many records: one paged listing of the zone costs fewer of the 5 requests/s.
+            zone = list(self._listing(runbook, zone_id, None))
+            found = {r.name: [s for s in zone if _is(s, r)] for r in records}
+        else:
+            found = {r.name: list(self._record_sets(runbook, zone_id, r)) for r in records}
         result: Current = {}
-        for record in runbook.spec.dns.records:
+        for record in records:
             by_identifier = {record.set_identifier(r): r for r in runbook.regions}
             held: dict[str, WeightedTarget] = {}
-            for rrset in self._record_sets(runbook, zone_id, record):
+            for rrset in found[record.name]:
                 region = by_identifier.get(rrset.get("SetIdentifier", ""))
                 values = [v["Value"] for v in rrset.get("ResourceRecords", [])]
                 if region is None or "Weight" not in rrset or not values:
@@ -297,24 +315,40 @@ class Route53Provider(DnsProvider):
         return result
 
     def _record_sets(self, runbook: Runbook, zone_id: str, record: DnsRecord):
-        kwargs: dict[str, Any] = {
-            "HostedZoneId": zone_id,
-            "StartRecordName": record.name,
-            "StartRecordType": record.type.value,
-        }
-        while True:
-            with self._errors(runbook, f"read {record.name}", zone_id):
-                page = self.client.list_resource_record_sets(**kwargs)
-            for rrset in page["ResourceRecordSets"]:
-                if _normal(rrset["Name"]) != _normal(record.name) or rrset["Type"] != record.type:
-                    return
-                yield rrset
-            if not page.get("IsTruncated"):
+        """The record's sets: a listing that starts at it and stops after it."""
+        for rrset in self._listing(runbook, zone_id, record, page=len(runbook.regions) + 1):
+            if not _is(rrset, record):
                 return
-            kwargs["StartRecordName"] = page["NextRecordName"]
-            kwargs["StartRecordType"] = page["NextRecordType"]
-            if "NextRecordIdentifier" in page:
-                kwargs["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+            yield rrset
+
+    def _listing(self, runbook: Runbook, zone_id: str, start: DnsRecord | None, page: int = 300):
+        kwargs: dict[str, Any] = {"HostedZoneId": zone_id, "MaxItems": str(page)}
+        if start is not None:
+            kwargs |= {"StartRecordName": start.name, "StartRecordType": start.type.value}
+        doing = f"read {start.name}" if start else "read the zone's records"
+        seen: set[tuple[str, str, str]] = set()
+        while True:
+            with self._errors(runbook, doing, zone_id):
+                reply = self.client.list_resource_record_sets(**kwargs)
+            for rrset in reply["ResourceRecordSets"]:
+                key = (rrset["Name"], rrset["Type"], rrset.get("SetIdentifier", ""))
+                if key not in seen:
+                    seen.add(key)
+                    yield rrset
+            if not reply.get("IsTruncated"):
+                return
+            here = tuple(kwargs.get(k) for k in _START_KEYS)
+            kwargs.update(
+                {k: reply[n] for k, n in zip(_START_KEYS, _NEXT_KEYS, strict=True) if n in reply}
+            )
+            if "NextRecordIdentifier" not in reply:
+                kwargs.pop("StartRecordIdentifier", None)
+            if tuple(kwargs.get(k) for k in _START_KEYS) == here:
+                # No progress: the API does not page by identifier (moto does not). Take one
+                # page as large as Route53 allows from the same place, and stop there.
+                if kwargs["MaxItems"] == "300":
+                    return
+                kwargs["MaxItems"] = "300"
 
     def apply(
         self, runbook: Runbook, weights: Mapping[str, int], current: Current | None = None
@@ -336,6 +370,7 @@ class Route53Provider(DnsProvider):
             for region in runbook.regions
         ]
         summary = " ".join(f"{r}={weights.get(r, 0)}" for r in runbook.regions)
+        submitted = time.time()
         ids = []
         status = "PENDING"
         for start in range(0, len(changes), ROUTE53_MAX_CHANGES):
@@ -349,7 +384,7 @@ class Route53Provider(DnsProvider):
                 )
             ids.append(reply["ChangeInfo"]["Id"].rsplit("/", 1)[-1])
             status = reply["ChangeInfo"]["Status"]
-        return ChangeHandle(self.name, zone_id, tuple(ids), status)
+        return ChangeHandle(self.name, zone_id, tuple(ids), status, submitted)
 
     def refresh(self, handle: ChangeHandle) -> ChangeHandle:
         statuses = []
@@ -366,7 +401,8 @@ class Route53Provider(DnsProvider):
     def _errors(self, runbook: Runbook | None, doing: str, zone_id: str | None = None):
         """Turn boto errors into retryable / non-retryable ApplicationErrors that say why."""
         zone = runbook.spec.dns.zone if runbook else ""
-        where = f"Route53 zone {zone_id or '?'}" + (f" ({zone})" if zone else "")
+        named = " ".join(part for part in (zone, f"({zone_id})" if zone_id else "") if part)
+        where = f"Route53 zone {named or 'lookup'}"
         records = f" records {_records_text(runbook)}" if runbook else ""
         try:
             yield
@@ -592,6 +628,7 @@ class CloudDnsProvider(DnsProvider):
             deletions.extend(_as_change_rrset(r) for r in self._rrsets(runbook, record))
             additions.append(wrr_rrset(runbook, record, weights))
         path = self._zone_path(runbook)
+        submitted = time.time()
         reply = self._call(
             runbook,
             "change the weights",
@@ -600,7 +637,9 @@ class CloudDnsProvider(DnsProvider):
             path=f"{path}/changes",
             data={"additions": additions, "deletions": deletions},
         )
-        return ChangeHandle(self.name, path, (str(reply["id"]),), str(reply.get("status")))
+        return ChangeHandle(
+            self.name, path, (str(reply["id"]),), str(reply.get("status")), submitted
+        )
 
     def refresh(self, handle: ChangeHandle) -> ChangeHandle:
         statuses = []

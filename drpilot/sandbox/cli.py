@@ -77,10 +77,17 @@ def _alive(pid: int) -> bool:
 
 
 def _read_pid(state_dir: Path) -> int | None:
+    """The pid of the `up` running from state_dir, or None (no file, or a stale one whose
+    pid now belongs to another program: never signal that)."""
     try:
-        return int((state_dir / PID_FILE).read_text().strip())
+        pid = int((state_dir / PID_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid  # gone: callers see it is not alive
+    return pid if b"sandbox" in cmdline else None
 
 
 def resolve_state_dir(state_dir: Path | None) -> Path:
@@ -220,8 +227,9 @@ def up(
             signal.signal(s, signal.SIG_IGN)
         if twin is not None:
             twin.stop()
-        if _read_pid(state_dir) == os.getpid():
-            (state_dir / PID_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError, ValueError):
+            if int((state_dir / PID_FILE).read_text()) == os.getpid():
+                (state_dir / PID_FILE).unlink()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if code:

@@ -433,7 +433,7 @@ class Route53Provider(DnsProvider):
                 fix = "see the provider's message"
             raise ApplicationError(
                 f"Route53 refused to {doing} in {where}{records}: {code}: {message}. Fix: {fix}",
-                type=f"Route53{code}",
+                type="DnsChangeNotFound" if code == "NoSuchChange" else f"Route53{code}",
                 non_retryable=True,
             ) from exc
         except (
@@ -528,7 +528,9 @@ class CloudDnsProvider(DnsProvider):
         project = runbook.spec.dns.project or self.client.project
         return f"/projects/{project}/managedZones/{managed_zone_name(runbook)}"
 
-    def _call(self, runbook: Runbook | None, doing: str, zone: str, **request) -> dict:
+    def _call(
+        self, runbook: Runbook | None, doing: str, zone: str, missing: str = "", **request
+    ) -> dict:
         where = f"Cloud DNS managed zone {zone}"
         records = f" records {_records_text(runbook)}" if runbook else ""
         try:
@@ -556,6 +558,10 @@ class CloudDnsProvider(DnsProvider):
                 non_retryable=True,
             ) from exc
         except google_errors.NotFound as exc:
+            if missing:
+                raise ApplicationError(
+                    missing, type="DnsChangeNotFound", non_retryable=True
+                ) from exc
             raise ApplicationError(
                 f"Cloud DNS has no {where} ({exc.message}) for runbook records"
                 f"{records}: fix spec.dns.project / spec.dns.managed_zone in the runbook or "
@@ -648,6 +654,7 @@ class CloudDnsProvider(DnsProvider):
                 None,
                 f"wait for change {change_id}",
                 handle.zone,
+                missing=f"Cloud DNS knows no change {change_id} in {handle.zone}",
                 method="GET",
                 path=f"{handle.zone}/changes/{change_id}",
             )
@@ -735,6 +742,15 @@ def check_weights(runbook: Runbook, weights: Mapping[str, int]) -> None:
         )
 
 
+def _applied(handle: ChangeHandle, weights: dict[str, int]) -> DnsApplyResult:
+    return DnsApplyResult(
+        change_id=",".join(handle.change_ids),
+        status=handle.status,  # type: ignore[arg-type]
+        weights=weights,
+        seconds_to_apply=round(time.time() - handle.submitted, 3),
+    )
+
+
 class DnsActivities:
     """DNS_READ and DNS_APPLY over Route53 or Cloud DNS, as each runbook says."""
 
@@ -777,29 +793,30 @@ class DnsActivities:
         def beat(handle: ChangeHandle) -> None:
             activity.heartbeat(handle.details(desired))
 
-        handle = self._resumable(provider, desired)
-        if handle is None:
-            current = provider.current(runbook)
-            if provider.matches(runbook, desired, current):
-                # Already in place; still wait out a change of ours that is not applied.
-                for pending in provider.pending(runbook):
-                    provider.wait_applied(pending, beat, speed=input.speed)
-                return DnsApplyResult(change_id=None, status="unchanged", weights=desired)
-            handle = provider.apply(runbook, desired, current)
-            activity.logger.info(
-                "DNS change %s submitted for %s: %s",
-                ",".join(handle.change_ids),
-                _records_text(runbook),
-                desired,
-            )
-        beat(handle)
-        handle = provider.wait_applied(handle, beat, speed=input.speed)
-        return DnsApplyResult(
-            change_id=",".join(handle.change_ids),
-            status=handle.status,  # type: ignore[arg-type]
-            weights=desired,
-            seconds_to_apply=round(time.time() - handle.submitted, 3),
+        resumed = self._resumable(provider, desired)
+        if resumed is not None:
+            try:
+                return _applied(provider.wait_applied(resumed, beat, speed=input.speed), desired)
+            except ApplicationError as error:
+                if error.type != "DnsChangeNotFound":
+                    raise
+                # The provider forgot that change (or never had it): start from a fresh read.
+                activity.logger.warning("%s; reading the records again", error.message)
+        current = provider.current(runbook)
+        if provider.matches(runbook, desired, current):
+            # Already in place; still wait out a change of ours that is not applied.
+            for pending in provider.pending(runbook):
+                provider.wait_applied(pending, beat, speed=input.speed)
+            return DnsApplyResult(change_id=None, status="unchanged", weights=desired)
+        handle = provider.apply(runbook, desired, current)
+        activity.logger.info(
+            "DNS change %s submitted for %s: %s",
+            ",".join(handle.change_ids),
+            _records_text(runbook),
+            desired,
         )
+        beat(handle)
+        return _applied(provider.wait_applied(handle, beat, speed=input.speed), desired)
 
     @staticmethod
     def _resumable(provider: DnsProvider, desired: dict[str, int]) -> ChangeHandle | None:

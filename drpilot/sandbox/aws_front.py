@@ -22,6 +22,7 @@ activity run twice made one change.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import string
 import threading
@@ -59,6 +60,7 @@ _HOP = {
     "content-length",
 }
 _ID_CHARS = string.ascii_uppercase + string.digits
+_CHANGE_ID = re.compile(rb"<ChangeInfo>.*?<Id>(?:/change/)?([^<]+)</Id>", re.S)
 
 
 @dataclass
@@ -250,9 +252,25 @@ class AwsFront:
             return await self._change_rrsets(request, body, parts[1])
         if request.method == "GET" and len(parts) == 2 and parts[0] == "change":
             known = self.change(parts[1])
-            if known is not None:
-                return _change_info("GetChangeResponse", known)
+            if known is None:
+                # moto answers INSYNC for any id; Route53 knows only the changes it made.
+                return _route53_error(
+                    404, "NoSuchChange", "A change with the specified change ID does not exist."
+                )
+            return _change_info("GetChangeResponse", known)
+        if request.method in ("POST", "DELETE") and parts[0] == "hostedzone":
+            # Creating / deleting a zone is a change too: remember its id (already INSYNC).
+            upstream, content = await self._buffered(request, body)
+            match = _CHANGE_ID.search(content)
+            if upstream.status_code < 300 and match:
+                self._remember(match.group(1).decode(), zone_id=parts[-1] if len(parts) > 1 else "")
+            return Response(content, upstream.status_code, headers=_plain(upstream.headers))
         return await self._forward(request, body)
+
+    def _remember(self, change_id: str, zone_id: str) -> None:
+        record = Route53Change(change_id, zone_id, datetime.now(UTC), time.monotonic(), 0)
+        with self._lock:
+            self._changes[change_id] = record
 
     async def _change_rrsets(self, request: Request, body: bytes, zone_id: str) -> Response:
         try:

@@ -490,3 +490,26 @@ def test_route53_leftover_set_identifiers_are_read_past_and_left_alone(front, bo
     listed = client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
     weights = {r["SetIdentifier"]: r["Weight"] for r in listed if "SetIdentifier" in r}
     assert weights == {"us-east-1": 0, "us-west-2": 100, **{f"eu-old-{i}": 0 for i in range(6)}}
+
+
+def test_a_retry_holding_a_change_the_provider_never_made_reads_and_applies(world):
+    converter = DataConverter.default.payload_converter
+    ghost = {
+        "provider": world.provider,
+        "zone": (
+            "/projects/ml-platform-prod/managedZones/example-dev"
+            if world.provider == "clouddns"
+            else "Z0"
+        ),
+        "change_ids": ["C0GHOST0" if world.provider == "route53" else "999"],
+        "status": "PENDING",
+        "submitted": 0.0,
+        "weights": world.failover_weights(),
+    }
+    details = converter.from_payloads(converter.to_payloads([ghost]))
+    before = world.changes()
+    result = apply(world, world.failover_weights(), env_with([], details))
+    assert result.status == world.applied
+    assert result.change_id not in ("C0GHOST0", "999")
+    assert world.changes() == before + 1
+    assert read(world) == world.failover_weights()

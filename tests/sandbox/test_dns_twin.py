@@ -428,3 +428,13 @@ def test_missing_zone_is_404_and_region_down_does_not_touch_dns(gdns, board, clo
     board.update(region_down=list(clouddns_runbook.regions))
     gc = gclient(gdns, clouddns_runbook.spec.dns.project)
     assert gc.zone(clouddns_runbook.spec.dns.managed_zone).exists()
+
+
+def test_get_change_knows_only_changes_route53_made(aws):
+    r53 = client(aws, "route53")
+    created = r53.create_hosted_zone(Name="example.com.", CallerReference="c")["ChangeInfo"]
+    assert r53.get_change(Id=created["Id"])["ChangeInfo"]["Status"] == "INSYNC"
+    with pytest.raises(ClientError) as caught:
+        r53.get_change(Id="/change/C0NEVERMADE")
+    assert caught.value.response["Error"]["Code"] == "NoSuchChange"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404

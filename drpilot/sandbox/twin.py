@@ -569,7 +569,3 @@ def _aws_credentials(as_env: bool = False) -> dict[str, str]:
         "region_name": AWS_ENV["AWS_DEFAULT_REGION"],
     }
 
-
-def serving_regions(runbook: Runbook) -> list[str]:
-    return [n for n, r in runbook.regions.items() if r.role is not Role.standby]
-

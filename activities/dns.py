@@ -24,6 +24,7 @@ Region -> weighted target:
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -764,20 +765,27 @@ class DnsActivities:
         self._route53 = route53
         self._clouddns = clouddns
         self._settings = settings or Settings()
+        self._providers: dict[str, DnsProvider] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         return cls(settings=settings)
 
     def provider(self, runbook: Runbook) -> DnsProvider:
-        if runbook.spec.dns.provider.value == "route53":
-            if self._route53 is None:
-                self._route53 = route53_client(self._settings)
-            return Route53Provider(self._route53)
-        if self._clouddns is None:
-            # Paths carry the runbook's project, so one client serves every project.
-            self._clouddns = clouddns_client(runbook.spec.dns.project or "", self._settings)
-        return CloudDnsProvider(self._clouddns)
+        # One provider per kind, kept: it caches zone ids, and its client's connections.
+        kind = runbook.spec.dns.provider.value
+        with self._lock:
+            if kind not in self._providers:
+                if kind == "route53":
+                    client = self._route53 or route53_client(self._settings)
+                    self._providers[kind] = Route53Provider(client)
+                else:
+                    # Paths carry the runbook's project, so one client serves every project.
+                    project = runbook.spec.dns.project or ""
+                    client = self._clouddns or clouddns_client(project, self._settings)
+                    self._providers[kind] = CloudDnsProvider(client)
+            return self._providers[kind]
 
     @activity.defn(name=DNS_READ)
     def read(self, input: DnsReadInput) -> DnsState:

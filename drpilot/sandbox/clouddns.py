@@ -514,7 +514,11 @@ class CloudDnsEmulator:
 def seed_clouddns(url: str, runbook: Runbook) -> str:
     """Create the runbook's managed zone (in spec.dns.project) and its weighted records
     with the normal weights, through google-cloud-dns as drpilot itself would; returns the
-    managed zone's name. Idempotent: an existing zone is reused, records are set."""
+    managed zone's name. Idempotent: an existing zone is reused, records are set.
+
+    Each record becomes one `routingPolicy.wrr` record set whose items follow the runbook's
+    region order, item i's rrdatas being region i's target (wrr items carry no identifier);
+    `activities.dns.regions_of_wrr` reads them back by target first, by position second."""
     from google.api_core import exceptions as google_errors
 
     from activities.dns import CloudDnsProvider, clouddns_client, managed_zone_name

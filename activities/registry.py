@@ -1,0 +1,24 @@
+"""Every activity drpilot registers, built with real clients from settings + environment.
+
+The one place the worker gets its activities from: `source DIR/env` of a sandbox points
+these same clients at the twin, and production's environment at the clouds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from activities.artifacts import ArtifactActivities
+from activities.dns import DnsActivities
+from activities.kube import KubeActivities
+from activities.probes import ProbeActivities
+from activities.velero import VeleroActivities
+from drpilot.settings import Settings
+
+ACTIVITY_CLASSES = (DnsActivities, KubeActivities, VeleroActivities, ArtifactActivities, ProbeActivities)
+
+
+def build_activities(settings: Settings) -> list[Callable[..., Any]]:
+    """Bound activity methods of every class, each class built once from `settings`."""
+    return [method for cls in ACTIVITY_CLASSES for method in cls.from_settings(settings).all()]

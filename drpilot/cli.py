@@ -123,3 +123,251 @@ def show(file: Path = typer.Argument(..., help="Runbook YAML file.")) -> None:
         f"approvals: failover {approvals.failover.value}, failback {approvals.failback.value}, "
         f"timeout {format_duration(approvals.timeout)} then {approvals.on_timeout}"
     )
+
+
+# ------------------------------------------------------------------------ runs (Temporal)
+def _settings():
+    from drpilot.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+
+
+def _run_async(coroutine_factory):
+    """Run an async front-door action; Temporal and run errors become one line, exit 1."""
+    import asyncio
+
+    from drpilot.runs import RunError
+    from drpilot.temporal import TemporalUnavailable
+
+    try:
+        return asyncio.run(coroutine_factory())
+    except (TemporalUnavailable, RunError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: the run goes on in Temporal; see `drpilot status`", markup=False)
+        raise typer.Exit(130) from None
+
+
+def _weights(weights: dict[str, int]) -> str:
+    return ", ".join(f"{region} {weight}%" for region, weight in weights.items()) or "-"
+
+
+def _progress_table(progress) -> Table:
+    table = Table("phase", "outcome", "seconds", "detail", title=(
+        f"{progress.run_id}  {progress.state}{' (' + progress.status + ')' if progress.status else ''}  "
+        f"phase: {progress.phase}{' step ' + progress.step if progress.step else ''}  "
+        f"DNS: {_weights(progress.weights)}  {progress.elapsed_seconds:.1f}s"
+        + (f"  speed {progress.speed:g}x" if progress.speed != 1 else "")
+    ))
+    for phase in progress.phases:
+        seconds = f"{phase.seconds:.1f}" if phase.seconds is not None else "..."
+        table.add_row(phase.name, phase.outcome, seconds, phase.detail[:100])
+    if progress.waiting_for == "approval":
+        table.caption = f"waiting for approval: drpilot approve {progress.run_id}"
+    elif progress.paused:
+        table.caption = f"paused: drpilot resume {progress.run_id}"
+    elif progress.messages:
+        table.caption = progress.messages[-1]
+    return table
+
+
+def _confirm(yes: bool, what: str) -> None:
+    import sys
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        err.print(f"refusing to {what} without confirmation: pass --yes", markup=False)
+        raise typer.Exit(2)
+    if not typer.confirm(f"{what}?"):
+        raise typer.Exit(1)
+
+
+def _start_and_report(request, wait: bool, as_json: bool) -> None:
+    from rich.live import Live
+
+    from drpilot import runs
+    from drpilot.temporal import connect
+
+    settings = _settings()
+
+    async def go():
+        client = await connect(settings.temporal)
+        handle = await runs.start(client, settings, request)
+        if not wait:
+            if as_json:
+                typer.echo(json.dumps({"run_id": handle.id, "status": "running"}))
+            else:
+                out.print(f"started {handle.id}; follow it with: drpilot status {handle.id}", markup=False)
+            return None
+        if as_json:
+            return await runs.result(handle)
+        with Live(console=err, refresh_per_second=4, transient=False) as live:
+            return await runs.watch(handle, lambda p: live.update(_progress_table(p)))
+
+    result = _run_async(go)
+    if result is None:
+        return
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        rto = f"{result.rto_seconds:.1f}s" if result.rto_seconds is not None else "not reached"
+        unscaled = f" (~{result.rto_seconds_unscaled:.0f}s unscaled)" if result.speed != 1 and result.rto_seconds_unscaled else ""
+        out.print(
+            f"{result.run_id}: {result.status}; RTO {rto}{unscaled} vs objective "
+            f"{result.objective_rto_seconds:.0f}s; DNS {_weights(result.final_state.dns)}",
+            markup=False,
+        )
+        for message in result.messages[-5:]:
+            out.print(f"  {message}", markup=False)
+    if result.status != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def failover(
+    file: Path = typer.Argument(..., help="Runbook YAML file."),
+    from_region: str = typer.Option(..., "--from", help="The failed region."),
+    to: list[str] = typer.Option(None, "--to", help="Target region(s); default: the standby, or all healthy serving regions."),
+    strategy: str = typer.Option("graceful", help="graceful: prepare, gate, then DNS. ungraceful: DNS first (region already dark)."),
+    reason: str = typer.Option("", help="Why; recorded in the run."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    wait: bool = typer.Option(False, "--wait", help="Follow live progress; exit 0 only when the run completes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    speed: float = typer.Option(None, help="Rehearsal speed (default DRPILOT_SPEED, else 1)."),
+) -> None:
+    """Move serving away from a failed region."""
+    from workflows.types import FailoverInput
+
+    rb = load_or_exit(file)
+    if strategy not in ("graceful", "ungraceful"):
+        err.print(f"--strategy: expected graceful or ungraceful, got {strategy!r}", markup=False)
+        raise typer.Exit(2)
+    for region in [from_region, *(to or [])]:
+        if region not in rb.regions:
+            err.print(f"unknown region {region!r}; {rb.name} has {', '.join(rb.regions)}", markup=False)
+            raise typer.Exit(2)
+    _confirm(yes, f"fail over {rb.name} away from {from_region}")
+    from drpilot.runs import operator
+
+    request = FailoverInput(
+        runbook=rb, failed_region=from_region, target_regions=to or None, strategy=strategy,
+        trigger="cli", reason=reason, speed=speed or _settings().speed, requested_by=operator(),
+    )
+    _start_and_report(request, wait, as_json)
+
+
+@app.command()
+def failback(
+    file: Path = typer.Argument(..., help="Runbook YAML file."),
+    to: str = typer.Option(..., "--to", help="The recovered region traffic returns to."),
+    reason: str = typer.Option("", help="Why; recorded in the run."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    wait: bool = typer.Option(False, "--wait", help="Follow live progress; exit 0 only when the run completes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    speed: float = typer.Option(None, help="Rehearsal speed (default DRPILOT_SPEED, else 1)."),
+) -> None:
+    """Bring traffic back to a recovered region gradually, rolling back on degradation."""
+    from drpilot.runs import operator
+    from workflows.types import FailbackInput
+
+    rb = load_or_exit(file)
+    if to not in rb.regions:
+        err.print(f"unknown region {to!r}; {rb.name} has {', '.join(rb.regions)}", markup=False)
+        raise typer.Exit(2)
+    _confirm(yes, f"fail {rb.name} back to {to}")
+    request = FailbackInput(
+        runbook=rb, original_region=to, trigger="cli", reason=reason,
+        speed=speed or _settings().speed, requested_by=operator(),
+    )
+    _start_and_report(request, wait, as_json)
+
+
+@app.command()
+def status(
+    run_id: str = typer.Argument(None, help="A run id (e.g. failover:llm-inference); omit to list recent runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Show a run's progress, or list recent runs."""
+    from drpilot import runs
+    from drpilot.temporal import connect
+
+    settings = _settings()
+
+    async def go():
+        client = await connect(settings.temporal)
+        if run_id is None:
+            return await runs.latest_runs(client)
+        return await runs.progress(client.get_workflow_handle(run_id))
+
+    found = _run_async(go)
+    if run_id is None:
+        if as_json:
+            typer.echo(json.dumps([{"run_id": i, "status": s} for i, s in found]))
+        else:
+            for identifier, state in found:
+                out.print(f"{identifier}  {state}", markup=False)
+        return
+    if as_json:
+        typer.echo(found.model_dump_json(indent=2))
+    else:
+        out.print(_progress_table(found))
+
+
+def _control(run_id: str, request: str) -> None:
+    from drpilot import runs
+    from drpilot.temporal import connect
+
+    settings = _settings()
+
+    async def go():
+        return await runs.control(await connect(settings.temporal), run_id, request)
+
+    answer = _run_async(go)
+    out.print(f"{run_id}: {answer.message}" + (f"; DNS {_weights(answer.weights)}" if answer.weights else ""), markup=False)
+
+
+@app.command()
+def approve(run_id: str = typer.Argument(..., help="The run waiting for approval.")) -> None:
+    """Approve a run waiting at its approval gate."""
+    _control(run_id, "approve")
+
+
+@app.command()
+def abort(run_id: str = typer.Argument(..., help="The run to abort.")) -> None:
+    """Abort a run: DNS returns to the last state that passed its health gate."""
+    _control(run_id, "abort")
+
+
+@app.command()
+def pause(run_id: str = typer.Argument(..., help="The run whose traffic shift holds.")) -> None:
+    """Hold a traffic shift at the next step boundary."""
+    _control(run_id, "pause")
+
+
+@app.command()
+def resume(run_id: str = typer.Argument(..., help="The paused run.")) -> None:
+    """Resume a paused traffic shift."""
+    _control(run_id, "resume")
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: executes failover / failback runs from the task queue until SIGTERM."""
+    import asyncio
+
+    from drpilot.logs import configure
+    from drpilot.temporal import TemporalUnavailable
+    from drpilot.worker import run_worker
+
+    configure()
+    try:
+        asyncio.run(run_worker(_settings()))
+    except TemporalUnavailable as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None

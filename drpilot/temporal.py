@@ -1,0 +1,46 @@
+"""Connecting to Temporal from settings, with one clear sentence when it is not there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from drpilot.settings import TemporalSettings
+
+
+class TemporalUnavailable(RuntimeError):
+    """Temporal cannot be reached; the message says where we looked and how to start one."""
+
+
+def _tls(settings: TemporalSettings) -> TLSConfig | bool:
+    if not settings.tls:
+        return False
+    read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
+    if settings.tls_cert or settings.tls_ca:
+        return TLSConfig(
+            client_cert=read(settings.tls_cert),
+            client_private_key=read(settings.tls_key),
+            server_root_ca_cert=read(settings.tls_ca),
+        )
+    return True
+
+
+async def connect(settings: TemporalSettings) -> Client:
+    try:
+        return await Client.connect(
+            settings.address,
+            namespace=settings.namespace,
+            tls=_tls(settings),
+            api_key=settings.api_key,
+            data_converter=pydantic_data_converter,
+        )
+    except OSError as exc:  # unreadable TLS files
+        raise TemporalUnavailable(f"cannot read a Temporal TLS file: {exc}") from None
+    except RuntimeError as exc:
+        raise TemporalUnavailable(
+            f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): "
+            f"{str(exc).splitlines()[0]}. Start one with `drpilot sandbox up --runbook FILE` "
+            "(then `source DIR/env`) or `temporal server start-dev`, or set DRPILOT_TEMPORAL_ADDRESS."
+        ) from None

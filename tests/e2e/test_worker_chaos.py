@@ -1,0 +1,86 @@
+"""kill -9 the worker in the middle of a failover: a new worker finishes the run with the
+right final state and no side effect done twice (Temporal's durability, and idempotent,
+resumable activities)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from drpilot.runs import progress, result, start
+from drpilot.sandbox.faults import Faults
+from drpilot.settings import load_settings
+from drpilot.temporal import connect
+from tests.sandbox.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from workflows.types import FailoverInput
+
+pytestmark = pytest.mark.e2e
+
+
+def spawn_worker(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([str(DRPILOT), "worker"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+async def wait_for_phase(handle, phase: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if (await progress(handle)).phase == phase:
+                return
+        except Exception:  # noqa: BLE001 - no worker has taken the run yet
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the run never reached {phase}")
+
+
+def test_sigkill_worker_mid_failover(twin_factory, monkeypatch):  # noqa: F811
+    # Pods in the DR region take 40 simulated seconds (2 s at speed 20): the kill lands
+    # while the scale-up waits for them.
+    twin = twin_factory(ROUTE53_RUNBOOK, temporal=True, faults=Faults(pod_start_seconds={"us-west-2": 40}))
+    env = {**os.environ, **twin.env()}
+    for key, value in twin.env().items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(env)
+    runbook = twin.runbook
+    first = spawn_worker(env)
+    second = None
+
+    async def scenario():
+        nonlocal second
+        client = await connect(settings.temporal)
+        handle = await start(client, settings, FailoverInput(
+            runbook=runbook, failed_region="us-east-1", speed=settings.speed, reason="chaos"))
+        await wait_for_phase(handle, "prepare")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        second = spawn_worker(env)
+        return await asyncio.wait_for(result(handle), timeout=240)
+
+    try:
+        outcome = asyncio.run(scenario())
+    finally:
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(timeout=60)
+
+    assert outcome.status == "completed", outcome.messages
+    assert outcome.final_state.dns == {"us-east-1": 0, "us-west-2": 100}
+    assert twin.weights() == {"us-east-1": 0, "us-west-2": 100}
+    # One DNS change in all, though two workers ran the procedure.
+    assert twin.aws.change_count == 1
+    # The DR deployments were scaled once: generation 1 at seed, 2 after the one scale-up.
+    apps = k8s.AppsV1Api(k8s_config.new_client_from_config(config_file=str(twin.kubeconfig), context="prod-usw2"))
+    for name, replicas in (("inference-service", 6), ("inference-gateway", 3)):
+        deployment = apps.read_namespaced_deployment(name, "ml-serving")
+        assert deployment.spec.replicas == replicas
+        assert deployment.status.ready_replicas == replicas
+        assert deployment.metadata.generation == 2, name

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from drpilot.loader import load_runbook
+from drpilot.sandbox.twin import parse_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOK = ROOT / "runbooks" / "llm-inference.yaml"
@@ -35,18 +36,6 @@ def say(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
 
 
-def read_env(path: Path) -> dict[str, str]:
-    import shlex
-
-    env = {}
-    for line in path.read_text().splitlines():
-        words = shlex.split(line, comments=True)
-        if len(words) == 2 and words[0] == "export":
-            key, _, value = words[1].partition("=")
-            env[key] = value
-    return env
-
-
 def start_sandbox() -> tuple[subprocess.Popen, dict[str, str]]:
     STATE.mkdir(parents=True, exist_ok=True)
     log = open(STATE / "sandbox.log", "w")  # noqa: SIM115 - lives as long as the process
@@ -58,7 +47,7 @@ def start_sandbox() -> tuple[subprocess.Popen, dict[str, str]]:
     for line in process.stdout:
         print(f"    {line.rstrip()}", flush=True)
         if line.startswith("sandbox ready"):
-            return process, {**os.environ, **read_env(STATE / "env")}
+            return process, {**os.environ, **parse_env(STATE / "env")}
     raise SystemExit(f"the sandbox did not start; see {STATE / 'sandbox.log'}")
 
 

@@ -554,6 +554,17 @@ def render_env(env: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_env(path: Path) -> dict[str, str]:
+    """DIR/env (`export K='v'` lines) read back the way a shell would: render_env's inverse."""
+    env = {}
+    for line in path.read_text().splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 2 and words[0] == "export":
+            key, _, value = words[1].partition("=")
+            env[key] = value
+    return env
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)

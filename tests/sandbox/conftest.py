@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sysconfig
@@ -28,7 +27,7 @@ import pytest
 
 from drpilot.loader import load_runbook
 from drpilot.runbook import Runbook
-from drpilot.sandbox.twin import Twin
+from drpilot.sandbox.twin import Twin, parse_env
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / "runbooks"
@@ -93,15 +92,7 @@ def twin_factory(tmp_path) -> Iterator[Callable[..., Twin]]:
 
 
 # ------------------------------------------------------------------ the sandbox as a process
-def parse_env_file(path: Path) -> dict[str, str]:
-    """DIR/env (`export K='v'` lines) -> {K: v}, read the way a shell would."""
-    env = {}
-    for line in path.read_text().splitlines():
-        words = shlex.split(line, comments=True)
-        if len(words) == 2 and words[0] == "export":
-            key, _, value = words[1].partition("=")
-            env[key] = value
-    return env
+parse_env_file = parse_env  # the sandbox's own reader of DIR/env
 
 
 def process_gone(pid: int) -> bool:

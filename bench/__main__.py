@@ -1,0 +1,152 @@
+"""`make bench`: measure, then write BENCHMARKS.md (numbers with the command and machine).
+
+Measured here, never asserted in tests:
+1. runbook loading (YAML + validation) per example runbook;
+2. `drpilot sandbox up` to its "sandbox ready" line, per example runbook (issue target: < 10 s);
+3. a failover and a failback through the CLI against the twin at rehearsal speed, with the
+   achieved RTO the run reports and its unscaled equivalent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+from drpilot.loader import load_runbook
+from drpilot.sandbox.twin import parse_env
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNBOOKS = sorted((ROOT / "runbooks").glob("*.yaml"))
+DRPILOT = str(Path(sysconfig.get_path("scripts")) / "drpilot")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}"
+
+
+def spread(values: list[float], unit: str, digits: int = 2) -> str:
+    return f"median {statistics.median(values):.{digits}f} {unit} (min {min(values):.{digits}f}, max {max(values):.{digits}f}, n={len(values)})"
+
+
+def bench_loading() -> list[str]:
+    rows = []
+    for path in RUNBOOKS:
+        times = []
+        for _ in range(50):
+            start = time.perf_counter()
+            load_runbook(path)
+            times.append((time.perf_counter() - start) * 1000)
+        rows.append(f"| load + validate `{path.name}` | {spread(times, 'ms')} |")
+    return rows
+
+
+def sandbox_up(runbook: Path, state: Path, *extra: str) -> tuple[subprocess.Popen, float]:
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [DRPILOT, "sandbox", "up", "--runbook", str(runbook), "--state-dir", str(state), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("sandbox ready"):
+            return process, time.perf_counter() - start
+    raise SystemExit(f"sandbox for {runbook.name} did not start")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def bench_sandbox(tmp: Path) -> list[str]:
+    rows = []
+    for path in RUNBOOKS:
+        times = []
+        for i in range(ROUNDS):
+            process, seconds = sandbox_up(path, tmp / f"up-{path.stem}-{i}")
+            stop(process)
+            times.append(seconds)
+        rows.append(f"| `drpilot sandbox up --runbook {path.name}` to ready | {spread(times, 's')} |")
+    return rows
+
+
+def bench_runs(tmp: Path, speed: str = "300") -> list[str]:
+    runbook = ROOT / "runbooks" / "llm-inference.yaml"
+    state = tmp / "runs"
+    process, _ = sandbox_up(runbook, state, "--speed", speed)
+    env = {**os.environ, **parse_env(state / "env")}
+    worker = subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    rows = []
+    try:
+        for action, args in (
+            ("failover", ["--from", "us-east-1"]),
+            ("failback", ["--to", "us-east-1"]),
+        ):
+            if action == "failover":
+                subprocess.run([DRPILOT, "sandbox", "fault", "--state-dir", str(state), "set", "region_down=us-east-1"],
+                               env=env, check=True, capture_output=True)
+            else:
+                subprocess.run([DRPILOT, "sandbox", "fault", "--state-dir", str(state), "clear"],
+                               env=env, check=True, capture_output=True)
+            start = time.perf_counter()
+            done = subprocess.run([DRPILOT, action, str(runbook), *args, "--yes", "--wait", "--json"],
+                                  env=env, capture_output=True, text=True, timeout=600)
+            wall = time.perf_counter() - start
+            result = json.loads(done.stdout)
+            rows.append(
+                f"| `drpilot {action} runbooks/llm-inference.yaml {' '.join(args)} --wait` at speed {speed} | "
+                f"{result['status']}; wall {wall:.1f} s; RTO {result['rto_seconds']:.1f} s "
+                f"(unscaled {result.get('rto_seconds_unscaled') or 0:.0f} s vs objective {result['objective_rto_seconds']:.0f} s) |"
+            )
+    finally:
+        stop(worker)
+        stop(process)
+    return rows
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="drpilot-bench-") as tmp:
+        rows = [*bench_loading(), *bench_sandbox(Path(tmp)), *bench_runs(Path(tmp))]
+    text = "\n".join([
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench`; `BENCH_ROUNDS` sets the rounds). Timings are",
+        "whole-process wall clock on the machine below (run it while the machine is otherwise idle);",
+        "they are measurements, not test assertions.",
+        "",
+        f"Machine: {machine()}",
+        f"Measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        "| what | result |",
+        "| --- | --- |",
+        *rows,
+        "",
+    ])
+    (ROOT / "BENCHMARKS.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from temporalio.exceptions import ApplicationError
 
 from drpilot import __version__
 from drpilot.durations import format_duration
@@ -27,7 +28,7 @@ runbook_app = typer.Typer(help="Validate, inspect and export runbooks.", no_args
 app.add_typer(runbook_app, name="runbook")
 app.add_typer(sandbox_app, name="sandbox")
 
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -123,6 +124,43 @@ def show(file: Path = typer.Argument(..., help="Runbook YAML file.")) -> None:
         f"approvals: failover {approvals.failover.value}, failback {approvals.failback.value}, "
         f"timeout {format_duration(approvals.timeout)} then {approvals.on_timeout}"
     )
+
+
+@runbook_app.command("plan")
+def plan(
+    file: Path = typer.Argument(..., help="Runbook YAML file."),
+    action: str = typer.Option(..., "--action", help="failover or failback."),
+    from_region: str = typer.Option(None, "--from", help="failover: the failed region."),
+    to: list[str] = typer.Option(None, "--to", help="failover: target region(s); failback: the region to return to."),
+) -> None:
+    """Dry run: read live state and print the changes a run would make. Changes nothing."""
+    from drpilot.dry_run import plan_failback, plan_failover
+    from workflows.plan import PlanError
+
+    rb = load_or_exit(file)
+    settings = _settings()
+    try:
+        if action == "failover":
+            if not from_region:
+                raise PlanError("failover needs --from REGION (the failed region)")
+            result = plan_failover(rb, from_region, to or None, settings)
+        elif action == "failback":
+            if not to or len(to) != 1:
+                raise PlanError("failback needs exactly one --to REGION (the region to return to)")
+            result = plan_failback(rb, to[0], settings)
+        else:
+            raise PlanError(f"--action: expected failover or failback, got {action!r}")
+    except PlanError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    except ApplicationError as exc:
+        err.print(f"error: cannot read live state: {exc.message}", markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"plan: {result.action} of {rb.name} (nothing is changed)", markup=False)
+    for number, change in enumerate(result.changes, 1):
+        out.print(f"  {number}. {change}", markup=False)
+    for note in result.notes:
+        out.print(f"  note: {note}", markup=False)
 
 
 # ------------------------------------------------------------------------ runs (Temporal)

@@ -1,0 +1,44 @@
+"""`drpilot runbook plan`: reads the twin's live state, prints the changes, changes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from drpilot.sandbox.faults import Faults
+from tests.sandbox.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+
+
+def plan(env, *args):
+    return subprocess.run([str(DRPILOT), "runbook", "plan", str(ROUTE53_RUNBOOK), *args],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_plan_failover_and_failback_change_nothing(twin_factory):  # noqa: F811
+    twin = twin_factory(ROUTE53_RUNBOOK, faults=Faults(region_down=frozenset({"us-east-1"})))
+    env = {**os.environ, **twin.env()}
+    failover = plan(env, "--action", "failover", "--from", "us-east-1")
+    assert failover.returncode == 0, failover.stderr
+    lines = failover.stdout.splitlines()
+    assert lines[0] == "plan: failover of llm-inference (nothing is changed)"
+    assert "  1. scale us-west-2 ml-serving/inference-service: 1 -> 6 replicas (active)" in lines
+    assert ("  5. DNS us-east-1 100, us-west-2 0 -> us-east-1 0, us-west-2 100 in one change, "
+            "then wait TTL 60s") in lines
+    # Nothing moved: DNS and the DR region are as seeded.
+    assert twin.weights() == {"us-east-1": 100, "us-west-2": 0}
+    assert twin.ready_replicas("us-west-2")["ml-serving/inference-service"][0] == 1
+    assert twin.aws.change_count == 0
+
+    failback = plan(env, "--action", "failback", "--to", "us-east-1")
+    assert failback.returncode == 0, failback.stderr
+    assert "  note: DNS already at us-east-1 100, us-west-2 0: no traffic to shift" in failback.stdout
+
+
+def test_plan_rejects_an_unknown_region_in_one_line(twin_factory):  # noqa: F811
+    twin = twin_factory(ROUTE53_RUNBOOK)
+    result = plan({**os.environ, **twin.env()}, "--action", "failover", "--from", "eu-west-9")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: failed region 'eu-west-9' is not a region of runbook 'llm-inference'; "
+        "regions are us-east-1, us-west-2"
+    )

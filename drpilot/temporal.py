@@ -41,6 +41,22 @@ async def connect(settings: TemporalSettings) -> Client:
     except RuntimeError as exc:
         raise TemporalUnavailable(
             f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): "
-            f"{str(exc).splitlines()[0]}. Start one with `drpilot sandbox up --runbook FILE` "
+            f"{_reason(exc)}. Start one with `drpilot sandbox up --runbook FILE` "
             "(then `source DIR/env`) or `temporal server start-dev`, or set DRPILOT_TEMPORAL_ADDRESS."
         ) from None
+
+
+def _reason(exc: Exception) -> str:
+    """The part of the Rust core's connection error a person needs."""
+    text = str(exc)
+    for needle, reason in (
+        ("ConnectionRefused", "connection refused"),
+        ("dns error", "host name not found"),
+        ("timed out", "timed out"),
+        ("Namespace", "namespace not found"),
+        ("certificate", "TLS certificate problem"),
+    ):
+        if needle in text:
+            return reason
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first if len(first) <= 160 else first[:157] + "..."

@@ -1,0 +1,50 @@
+"""The run commands' user mistakes and missing infrastructure: one sentence, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT, RUNBOOKS
+
+RUNBOOK = str(RUNBOOKS / "llm-inference.yaml")
+
+
+def drpilot(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "drpilot", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **env}, stdin=subprocess.DEVNULL, timeout=60)
+
+
+def test_unreachable_temporal_is_one_sentence_saying_how_to_start_one():
+    for args in (("status",), ("failover", RUNBOOK, "--from", "us-east-1", "--yes"), ("approve", "failover:x")):
+        result = drpilot(*args, DRPILOT_TEMPORAL_ADDRESS="127.0.0.1:1")
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            "error: cannot reach Temporal at 127.0.0.1:1 (namespace default): connection refused. "
+            "Start one with `drpilot sandbox up --runbook FILE` (then `source DIR/env`) or "
+            "`temporal server start-dev`, or set DRPILOT_TEMPORAL_ADDRESS."
+        )
+
+
+def test_no_terminal_and_no_yes_refuses():
+    result = drpilot("failover", RUNBOOK, "--from", "us-east-1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "refusing to fail over llm-inference away from us-east-1 without confirmation: pass --yes"
+
+
+def test_unknown_region_and_strategy():
+    result = drpilot("failover", RUNBOOK, "--from", "eu-west-1", "--yes")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "unknown region 'eu-west-1'; llm-inference has us-east-1, us-west-2")
+    result = drpilot("failover", RUNBOOK, "--from", "us-east-1", "--strategy", "fast", "--yes")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "--strategy: expected graceful or ungraceful, got 'fast'")
+    result = drpilot("failback", RUNBOOK, "--to", "mars-1", "--yes")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "unknown region 'mars-1'; llm-inference has us-east-1, us-west-2")
+
+
+def test_bad_speed_setting_is_named():
+    result = drpilot("status", DRPILOT_SPEED="warp")
+    assert (result.returncode, result.stderr.strip()) == (2, "error: DRPILOT_SPEED='warp': expected a number >= 1")

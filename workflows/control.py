@@ -144,12 +144,17 @@ class Run:
                 outcome = "aborted"
             evidence = exc.evidence if isinstance(exc, PhaseFailed) else None
             self._close(name, outcome, explain(exc) if outcome != "aborted" else self._abort_text(), evidence)
+            self._leave(name)
             raise
         else:
             self._close(name, "ok")
-        finally:
-            self._running.remove(name)
-            self._details()
+            self._leave(name)
+        # Not `finally`: on GeneratorExit (an evicted run being collected) no workflow API
+        # may be called.
+
+    def _leave(self, name: str) -> None:
+        self._running.remove(name)
+        self._details()
 
     def note(
         self,

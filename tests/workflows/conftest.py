@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sysconfig
 import uuid
+from datetime import timedelta
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,12 +33,26 @@ SAVE_HISTORIES = os.environ.get("DRPILOT_SAVE_HISTORIES") == "1"
 WORKFLOWS = [FailoverWorkflow, FailbackWorkflow]
 
 
-@pytest.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_env() -> WorkflowEnvironment:
     server = Path(sysconfig.get_path("scripts")) / "temporal-test-server"
-    environment = await WorkflowEnvironment.start_time_skipping(
+    return await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(server), data_converter=pydantic_data_converter
     )
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await start_env()
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
+async def own_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A test server of the test's own, for tests that abort a run while an activity is
+    held: the time-skipping server keeps time locked for good when an activity finishes
+    after its workflow did, which would stall every later test's timers."""
+    environment = await start_env()
     yield environment
     await environment.shutdown()
 
@@ -68,6 +83,7 @@ class Harness:
     """A worker on a fresh task queue serving one world."""
 
     def __init__(self, client: Client, world: World):
+        # Heartbeats go out at once, so a held activity hears its cancellation promptly.
         self.client = client
         self.world = world
         self.task_queue = f"wf-{uuid.uuid4()}"
@@ -75,9 +91,17 @@ class Harness:
     @asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
         async with Worker(
-            self.client, task_queue=self.task_queue, workflows=WORKFLOWS, activities=self.world.activities()
+            self.client,
+            task_queue=self.task_queue,
+            workflows=WORKFLOWS,
+            activities=self.world.activities(),
+            max_heartbeat_throttle_interval=timedelta(milliseconds=50),
+            default_heartbeat_throttle_interval=timedelta(milliseconds=50),
         ) as worker:
-            yield worker
+            try:
+                yield worker
+            finally:
+                self.world.release.set()  # a failed test must not leave an activity held
 
     async def start(self, workflow_run: Any, arg: Any, workflow_id: str | None = None) -> WorkflowHandle:
         action = "failover" if workflow_run is FailoverWorkflow.run else "failback"
@@ -94,6 +118,14 @@ class Harness:
 def harness(env: WorkflowEnvironment):
     def make(world: World) -> Harness:
         return Harness(env.client, world)
+
+    return make
+
+
+@pytest.fixture
+def own_harness(own_env: WorkflowEnvironment):
+    def make(world: World) -> Harness:
+        return Harness(own_env.client, world)
 
     return make
 

@@ -30,8 +30,8 @@ class World:
     missing: dict[str, set[str]] = field(default_factory=dict)  # region -> models missing
     degrade_at: dict[str, int] = field(default_factory=dict)  # region -> weight where errors start
     velero_phase: str = "Completed"
-    # Activity name to hold in (heartbeating) until cancelled or released: abort tests.
-    hold: str | None = None
+    # (activity name, nth call) to hold in, heartbeating, until released: abort tests.
+    hold: tuple[str, int] | None = None
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, detail)
@@ -72,7 +72,8 @@ class World:
 
     async def _visit(self, name: str, detail: str = "") -> None:
         self.calls.append((name, detail))
-        if self.hold == name and not self.entered.is_set():
+        nth = sum(1 for called, _ in self.calls if called == name)
+        if self.hold == (name, nth):
             self.entered.set()
             while not self.release.is_set():
                 activity.heartbeat()

@@ -254,13 +254,8 @@ def _start_and_report(request, wait: bool, as_json: bool) -> None:
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     else:
-        rto = f"{result.rto_seconds:.1f}s" if result.rto_seconds is not None else "not reached"
-        unscaled = f" (~{result.rto_seconds_unscaled:.0f}s unscaled)" if result.speed != 1 and result.rto_seconds_unscaled else ""
-        out.print(
-            f"{result.run_id}: {result.status}; RTO {rto}{unscaled} vs objective "
-            f"{result.objective_rto_seconds:.0f}s; DNS {_weights(result.final_state.dns)}",
-            markup=False,
-        )
+        # The run's own messages carry the RTO verdict (failover) or the time home (failback).
+        out.print(f"{result.run_id}: {result.status}; DNS {_weights(result.final_state.dns)}", markup=False)
         for message in result.messages[-5:]:
             out.print(f"  {message}", markup=False)
     if result.status != "completed":

@@ -108,9 +108,9 @@ class RunResult(Frozen):
 
     @property
     def rto_met(self) -> bool | None:
-        if self.rto_seconds is None:
+        if self.rto_seconds is None or self.action == "failback":
             return None
-        return self.rto_seconds <= self.objective_rto_seconds
+        return self.rto_seconds * self.speed <= self.objective_rto_seconds
 
 
 # ----------------------------------------------------------------------------- progress

@@ -4,12 +4,13 @@ simulated world in world.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sysconfig
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,19 @@ def own_harness(own_env: WorkflowEnvironment):
         return Harness(own_env.client, world)
 
     return make
+
+
+async def only_held_activity_pending(handle, world: World) -> None:
+    """Wait until the held activity is the run's only pending one.
+
+    The time-skipping test server fails a workflow task that cancels an activity which
+    completed while that task was running (temporalio/sdk-java#2391; the real server
+    accepts it), which parallel branches do on abort. Waiting until no sibling can
+    complete any more keeps these tests about the workflow, not that race."""
+    await asyncio.wait_for(world.entered.wait(), 20)
+    async with asyncio.timeout(20):
+        while len((await handle.describe()).raw_description.pending_activities) != 1:
+            await asyncio.sleep(0.02)
 
 
 async def keep_history(handle: WorkflowHandle, name: str) -> None:

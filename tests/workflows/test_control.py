@@ -10,26 +10,13 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 
 from activities import contracts as c
-from tests.workflows.conftest import keep_history, runbook
+from tests.workflows.conftest import keep_history, only_held_activity_pending, runbook
 from tests.workflows.test_failback import after_failover
 from tests.workflows.test_failover import wait_for
 from tests.workflows.world import World
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.types import AbortInput, ApproveInput, FailbackInput, FailoverInput, PauseInput
-
-
-async def only_held_activity_pending(handle, world: World) -> None:
-    """Wait until the held activity is the run's only pending one.
-
-    The time-skipping test server fails a workflow task that cancels an activity which
-    completed while that task was running (temporalio/sdk-java#2391; the real server
-    accepts it), which parallel branches do on abort. Waiting until no sibling can
-    complete any more keeps these tests about the workflow, not that race."""
-    await asyncio.wait_for(world.entered.wait(), 20)
-    async with asyncio.timeout(20):
-        while len((await handle.describe()).raw_description.pending_activities) != 1:
-            await asyncio.sleep(0.02)
 
 
 async def abort_when_held(handle, world: World):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.workflows.conftest import keep_history, runbook
+from activities import contracts as c
+from tests.workflows.conftest import keep_history, only_held_activity_pending, runbook
 from tests.workflows.world import World
 from workflows.failback import FailbackWorkflow
 from workflows.types import FailbackInput
@@ -118,9 +119,14 @@ async def test_n_region_failback_returns_to_normal_weights(harness):
 async def test_failback_velero_failure_stops_before_traffic(harness, route53_runbook):
     world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
     world.velero_phase = "PartiallyFailed"
+    # The restore fails only once the parallel artifact sync has finished: the failure then
+    # cancels no sibling (see only_held_activity_pending for the test server's race).
+    world.hold = (c.VELERO_RESTORE, 1)
     h = harness(world)
     async with h.worker():
         handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
+        await only_held_activity_pending(handle, world)
+        world.release.set()
         result = await handle.result()
     assert result.status == "failed"
     assert world.changes == []

@@ -11,8 +11,16 @@ import asyncio
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
-from temporalio.worker import Worker
+import structlog
+from temporalio import activity
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 
 from activities.registry import build_activities
 from drpilot.logs import get_logger
@@ -24,6 +32,45 @@ from workflows.failover import FailoverWorkflow
 WORKFLOWS = [FailoverWorkflow, FailbackWorkflow]
 # Long activities mostly wait on providers; threads are cheap, a starved pool delays heartbeats.
 ACTIVITY_THREADS = 32
+
+
+class RunLogContext(Interceptor):
+    """Binds the run (workflow id, run id), the activity and its attempt into structlog's
+    context for every activity, so each log line says which run it belongs to, and logs one
+    line per activity execution with its outcome and duration."""
+
+    def __init__(self, log: Any = None):
+        self.log = log
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityLogContext(next, self.log)
+
+
+class _ActivityLogContext(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, log: Any):
+        super().__init__(next)
+        self.log = log
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> object:
+        info = activity.info()
+        log = self.log or get_logger()
+        # Bound in this task's context; sync activities run in a copy of it (the SDK
+        # copies contextvars into the thread pool).
+        with structlog.contextvars.bound_contextvars(
+            run=info.workflow_id, run_id=info.workflow_run_id, activity=info.activity_type, attempt=info.attempt
+        ):
+            started = loop_time()
+            try:
+                result = await super().execute_activity(input)
+            except BaseException as exc:
+                log.warning("activity failed", error=str(exc) or type(exc).__name__, seconds=round(loop_time() - started, 3))
+                raise
+            log.info("activity done", seconds=round(loop_time() - started, 3))
+            return result
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -42,6 +89,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             activity_executor=pool,
             max_concurrent_activities=ACTIVITY_THREADS,
             graceful_shutdown_timeout=timedelta(seconds=30),
+            interceptors=[RunLogContext()],
         )
         async with worker:
             log.info("worker started", workflows=[w.__name__ for w in WORKFLOWS])

@@ -56,6 +56,12 @@ class Aborted(Exception):
     """The run stops here and compensates, as if an operator had sent `abort`."""
 
 
+def error_type(exc: BaseException) -> str | None:
+    """The activity's own error type (ApplicationError.type), e.g. KubeNotFound."""
+    cause = exc.cause if isinstance(exc, ActivityError) else exc
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
 def explain(exc: BaseException) -> str:
     """One line for the timeline: which activity failed and the provider's own words."""
     if isinstance(exc, ActivityError):

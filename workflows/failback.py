@@ -18,7 +18,15 @@ with workflow.unsafe.imports_passed_through():
     from drpilot.runbook import Action as RunbookAction
     from drpilot.runbook import Role
     from workflows import calls
-    from workflows.control import PhaseFailed, Run, explain, region_evidence, restore_name, together
+    from workflows.control import (
+        PhaseFailed,
+        Run,
+        error_type,
+        explain,
+        region_evidence,
+        restore_name,
+        together,
+    )
     from workflows.plan import check_region, failback_home, format_weights, serving
     from workflows.shift import Shift, shift_traffic
     from workflows.types import FailbackInput, RunResult, WorldState
@@ -93,8 +101,7 @@ class FailbackWorkflow(Run):
 
     async def restore_region(self) -> None:
         async with self.phase("restore"):
-            velero = self.runbook.spec.backups.velero
-            if velero is not None and RunbookAction.failback in velero.restore_on:
+            if self._velero_restores():
                 name = restore_name("failback", self.runbook.name)
                 restored = await calls.velero_restore(self.runbook, self.original, name, self.speed)
                 self.note("restore", f"velero restore {restored.name} {restored.phase}")
@@ -168,4 +175,12 @@ class FailbackWorkflow(Run):
         except ActivityError as exc:
             if is_cancelled_exception(exc):
                 raise
+            if region == self.original and error_type(exc) == "KubeNotFound" and self._velero_restores():
+                # The recovered cluster answers but lost its workloads: the restore brings them back.
+                self.note("preflight", f"{region}: {explain(exc)}; the Velero restore creates it")
+                return c.ReplicaState(region=region, deployments=[])
             return explain(exc)
+
+    def _velero_restores(self) -> bool:
+        velero = self.runbook.spec.backups.velero
+        return velero is not None and RunbookAction.failback in velero.restore_on

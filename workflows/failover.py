@@ -28,7 +28,15 @@ with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.runbook import Action as RunbookAction
     from workflows import calls
-    from workflows.control import PhaseFailed, Run, explain, region_evidence, restore_name, together
+    from workflows.control import (
+        PhaseFailed,
+        Run,
+        error_type,
+        explain,
+        region_evidence,
+        restore_name,
+        together,
+    )
     from workflows.plan import failover_targets, failover_weights, format_weights
     from workflows.types import FailoverInput, RunResult, WorldState
 
@@ -88,7 +96,7 @@ class FailoverWorkflow(Run):
                 *(calls.artifacts_verify(rb, t, m.name, m.version) for t, m in models),
             )
             dns: c.DnsState = reads[0]
-            kube: list[c.ReplicaState] = reads[1 : 1 + len(self.targets)]
+            kube: list[c.ReplicaState] = [k for k in reads[1 : 1 + len(self.targets)] if k is not None]
             failed_kube = reads[1 + len(self.targets)]
             self.verified: list[c.VerifyResult] = reads[2 + len(self.targets) :]
 
@@ -241,12 +249,16 @@ class FailoverWorkflow(Run):
         velero = self.runbook.spec.backups.velero
         return velero is not None and RunbookAction.failover in velero.restore_on
 
-    async def _target_read(self, region: str) -> c.ReplicaState:
+    async def _target_read(self, region: str) -> c.ReplicaState | None:
         try:
             return await calls.kube_read(self.runbook, region)
         except ActivityError as exc:
             if is_cancelled_exception(exc):
                 raise
+            if error_type(exc) == "KubeNotFound" and self._velero_restores():
+                # The cluster answers; the workloads are what the Velero restore brings back.
+                self.note("preflight", f"{region}: {explain(exc)}; the Velero restore in prepare creates it")
+                return None
             raise PhaseFailed(
                 f"target region {region}: cluster not usable ({explain(exc)}); fix it or choose another target with --to"
             ) from None

@@ -132,3 +132,17 @@ async def test_failback_velero_failure_stops_before_traffic(harness, route53_run
     assert world.changes == []
     restore = next(p for p in result.phases if p.name == "restore")
     assert restore.outcome == "failed" and "velero restore describe" in restore.detail
+
+
+async def test_failback_to_a_cluster_that_lost_its_workloads_restores_them_first(harness, route53_runbook):
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
+    world.replicas["us-east-1"] = {}  # rebuilt cluster: no deployments until Velero restores them
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
+        result = await handle.result()
+    assert result.status == "completed", result.messages
+    assert world.replicas["us-east-1"] == {"ml-serving/inference-service": 6, "ml-serving/inference-gateway": 3}
+    assert "Velero restore creates it" in result.phases[0].detail
+    order = [name for name, _ in world.calls]
+    assert order.index(c.VELERO_RESTORE) < order.index(c.KUBE_SCALE)

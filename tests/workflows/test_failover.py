@@ -206,3 +206,27 @@ async def wait_for(handle, predicate, timeout: float = 20.0):
             if predicate(progress):
                 return progress
             await asyncio.sleep(0.02)
+
+
+async def test_failover_restores_missing_workloads_with_velero_when_asked(harness):
+    rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover", "failback"])
+    world = outage(rb, "us-east-1")
+    world.replicas["us-west-2"] = {}
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1"))
+        result = await handle.result()
+    assert result.status == "completed", result.messages
+    assert len(world.restores) == 1 and next(iter(world.restores)).startswith("drpilot-failover-llm-inference-")
+    assert world.replicas["us-west-2"]["ml-serving/inference-service"] == 6
+
+
+async def test_failover_refuses_a_target_without_its_workloads(harness, route53_runbook):
+    world = outage(route53_runbook, "us-east-1")
+    world.replicas["us-west-2"] = {}  # and this runbook restores with Velero on failback only
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
+        result = await handle.result()
+    assert result.status == "failed" and world.changes == []
+    assert "not found" in result.phases[0].detail and "--to" in result.phases[0].detail

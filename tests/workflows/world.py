@@ -113,16 +113,27 @@ class World:
             ],
         )
 
+    def _exist(self, region: str) -> None:
+        for w in self.runbook.workloads_in(region):
+            if f"{w.namespace}/{w.deployment}" not in self.replicas.get(region, {}):
+                raise ApplicationError(
+                    f"Deployment {w.namespace}/{w.deployment} not found in region {region}",
+                    type="KubeNotFound",
+                    non_retryable=True,
+                )
+
     @activity.defn(name=c.KUBE_READ)
     async def kube_read(self, input: c.KubeReadInput) -> c.ReplicaState:
         await self._visit(c.KUBE_READ, input.region)
         self._reach(input.region)
+        self._exist(input.region)
         return self._state(input.region)
 
     @activity.defn(name=c.KUBE_SCALE)
     async def kube_scale(self, input: c.ScaleInput) -> c.ScaleResult:
         await self._visit(c.KUBE_SCALE, f"{input.region} {input.to}")
         self._reach(input.region)
+        self._exist(input.region)
         self.scale_calls.append((input.region, input.to))
         changed = []
         for w in self.runbook.workloads_in(input.region):
@@ -168,6 +179,10 @@ class World:
         self._reach(input.region)
         created = input.restore_name not in self.restores
         self.restores[input.restore_name] = input.region
+        if self.velero_phase == "Completed":
+            # The backup brings the workloads back as they were backed up: at standby.
+            for w in self.runbook.workloads_in(input.region):
+                self.replicas.setdefault(input.region, {}).setdefault(f"{w.namespace}/{w.deployment}", w.replicas.standby)
         errors = 0 if self.velero_phase == "Completed" else 2
         return c.VeleroRestoreResult(name=input.restore_name, phase=self.velero_phase, errors=errors, created=created)
 

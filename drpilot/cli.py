@@ -272,7 +272,7 @@ def failover(
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     wait: bool = typer.Option(False, "--wait", help="Follow live progress; exit 0 only when the run completes."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    speed: float = typer.Option(None, help="Rehearsal speed (default DRPILOT_SPEED, else 1)."),
+    speed: float = typer.Option(None, min=1.0, help="Rehearsal speed >= 1 (default DRPILOT_SPEED, else 1)."),
 ) -> None:
     """Move serving away from a failed region."""
     from workflows.types import FailoverInput
@@ -303,7 +303,7 @@ def failback(
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     wait: bool = typer.Option(False, "--wait", help="Follow live progress; exit 0 only when the run completes."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    speed: float = typer.Option(None, help="Rehearsal speed (default DRPILOT_SPEED, else 1)."),
+    speed: float = typer.Option(None, min=1.0, help="Rehearsal speed >= 1 (default DRPILOT_SPEED, else 1)."),
 ) -> None:
     """Bring traffic back to a recovered region gradually, rolling back on degradation."""
     from drpilot.runs import operator

@@ -221,10 +221,10 @@ async def test_failover_restores_missing_workloads_with_velero_when_asked(harnes
     assert world.replicas["us-west-2"]["ml-serving/inference-service"] == 6
 
 
-async def test_failover_refuses_a_target_without_its_workloads(harness, route53_runbook):
+async def test_failover_refuses_a_target_without_its_workloads(dev_harness, route53_runbook):
     world = outage(route53_runbook, "us-east-1")
     world.replicas["us-west-2"] = {}  # and this runbook restores with Velero on failback only
-    h = harness(world)
+    h = dev_harness(world)
     async with h.worker():
         handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
         result = await handle.result()

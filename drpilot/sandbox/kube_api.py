@@ -22,7 +22,6 @@ import copy
 import json
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -32,7 +31,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
 import yaml
 
 from drpilot.runbook import Role, Runbook
@@ -67,7 +65,8 @@ from drpilot.sandbox.kube_objects import (
     timestamp,
     validate_name,
 )
-from drpilot.sandbox.kube_tls import ServerTls, sandbox_tls
+from drpilot.sandbox.kube_tls import sandbox_tls
+from drpilot.sandbox.loopback import LoopbackServer
 
 # Simulated seconds (divided by the twin's speed). A GPU inference pod pulling a large
 # image and loading weights takes tens of seconds to minutes; 30 s keeps rehearsals honest.
@@ -147,7 +146,9 @@ class KubeCluster:
         self.token = secrets.token_hex(16)
         self._users: dict[str, User] = {self.token: User("drpilot", ALL_VERBS)}
         self.tls = sandbox_tls()
-        self._server = _HttpsServer(self._asgi, port, f"kube-api-{region}", self.tls)
+        self._server = LoopbackServer(
+            self._asgi, port, f"kube-api-{region}", lifespan="off", tls=self.tls.server_context
+        )
         self._stop = threading.Event()
         self._controller: threading.Thread | None = None
         for ns in ("default", "kube-system", "kube-public"):
@@ -710,77 +711,6 @@ class KubeCluster:
             "metadata": {"resourceVersion": str(self.store.revision)},
             "items": listing["items"],
         }
-
-
-class _ClosingServer(uvicorn.Server):
-    """Drops open connections at shutdown instead of waiting for them.
-
-    Clients keep idle TLS keep-alive connections in their pools; a graceful TLS close waits
-    for each peer's close_notify, which an idle pool never sends, so every stop() would hang
-    for the whole grace period. An API server going away drops them too.
-    """
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for connection in list(self.server_state.connections):
-            transport = getattr(connection, "transport", None)
-            if transport is not None:
-                transport.abort()
-        await super().shutdown(sockets)
-
-
-class _HttpsServer:
-    """uvicorn on 127.0.0.1 over TLS, from a thread; stop() leaves no thread behind."""
-
-    def __init__(self, app, port: int, name: str, tls: ServerTls):
-        self._app, self._port, self._name, self._tls = app, port, name, tls
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-        self.url = ""
-
-    def start(self, timeout: float = 10.0) -> None:
-        if self._thread is not None:
-            return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        sock.listen(128)
-        self._socket = sock
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self._app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            interface="asgi3",
-            proxy_headers=False,
-            server_header=False,
-            date_header=False,
-            timeout_graceful_shutdown=2,  # a client's idle keep-alive must not hold stop()
-            timeout_keep_alive=30,
-            ssl_context_factory=lambda _config, _default: self._tls.server_context(),
-        )
-        self._server = _ClosingServer(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=self._name, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self._name} did not start on 127.0.0.1:{port}")
-            time.sleep(0.005)
-        self.url = f"https://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
 
 
 # ---------------------------------------------------------------------------------- helpers

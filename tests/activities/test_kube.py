@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,8 +21,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.contracts import KubeReadInput, ScaleInput
 from activities.kube import KubeActivities, KubeconfigClients
 from drpilot.loader import load_runbook
-from drpilot.sandbox.faults import FaultBoard
-from drpilot.sandbox.kube_api import start_kube_clusters, write_kubeconfig
+from drpilot.sandbox.kube_api import write_kubeconfig
 from drpilot.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,20 +32,14 @@ DR = "us-west-2"
 
 
 @pytest.fixture
-def twin(tmp_path) -> Iterator[SimpleNamespace]:
-    board = FaultBoard()
-    clusters = start_kube_clusters(RUNBOOK, board, speed=SPEED)
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", clusters)
-    clients = KubeconfigClients(str(kubeconfig))
-    yield SimpleNamespace(
-        board=board,
-        clusters=clusters,
-        kubeconfig=kubeconfig,
-        clients=clients,
-        activities=KubeActivities(clients),
+def twin(kube_clusters) -> SimpleNamespace:
+    return SimpleNamespace(
+        board=kube_clusters.board,
+        clusters=kube_clusters.clusters,
+        kubeconfig=kube_clusters.kubeconfig,
+        clients=kube_clusters.clients,
+        activities=KubeActivities(kube_clusters.clients),
     )
-    for cluster in clusters.values():
-        cluster.stop()
 
 
 def run(fn, arg, heartbeats: list[Any] | None = None, resume: dict[str, Any] | None = None):

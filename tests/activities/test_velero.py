@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -28,20 +27,14 @@ DR = "us-west-2"
 
 
 @pytest.fixture
-def twin(tmp_path) -> Iterator[SimpleNamespace]:
-    board = FaultBoard()
-    clusters = start_kube_clusters(RUNBOOK, board, speed=SPEED)
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", clusters)
-    clients = KubeconfigClients(str(kubeconfig))
-    yield SimpleNamespace(
-        board=board,
-        clusters=clusters,
-        clients=clients,
-        activities=VeleroActivities(clients),
-        custom=k8s.CustomObjectsApi(clients["prod-usw2"]),
+def twin(kube_clusters) -> SimpleNamespace:
+    return SimpleNamespace(
+        board=kube_clusters.board,
+        clusters=kube_clusters.clusters,
+        clients=kube_clusters.clients,
+        activities=VeleroActivities(kube_clusters.clients),
+        custom=k8s.CustomObjectsApi(kube_clusters.clients["prod-usw2"]),
     )
-    for cluster in clusters.values():
-        cluster.stop()
 
 
 def run(fn, arg, heartbeats: list[Any] | None = None):

@@ -223,6 +223,8 @@ class TrafficGenerator:
 
     def _run(self) -> None:
         chooser = _SmoothRoundRobin()
+        # Held here: stop() clears self._pool while this loop may still be finishing a tick.
+        pool = self._pool
         interval = 1.0 / self.rate_per_second
         next_tick = time.monotonic()
         next_refresh = next_tick + self.refresh_seconds
@@ -242,7 +244,7 @@ class TrafficGenerator:
                 self.skipped += 1
             else:
                 try:
-                    self._pool.submit(self._send, region, stats)
+                    pool.submit(self._send, region, stats)
                 except RuntimeError:  # pool shut down by stop()
                     break
             next_tick += interval

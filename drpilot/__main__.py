@@ -1,3 +1,3 @@
-from drpilot.cli import app
+from drpilot.cli import run
 
-app(prog_name="drpilot")
+run(prog_name="drpilot")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -14,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from drpilot import __version__
 from drpilot.durations import format_duration
 from drpilot.loader import RunbookError, load_runbook
+from drpilot.process_exit import run_and_exit
 from drpilot.runbook import Runbook
 from drpilot.sandbox.cli import app as sandbox_app
 
@@ -43,6 +45,12 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """drpilot moves serving between regions safely: see `drpilot COMMAND --help`."""
+
+
+def run(prog_name: str | None = None) -> NoReturn:
+    """The `drpilot` console script: the app, then an exit that skips interpreter
+    finalization, which temporalio's client threads can crash (drpilot/process_exit.py)."""
+    run_and_exit(lambda: app(prog_name=prog_name))
 
 
 def load_or_exit(path: Path) -> Runbook:
@@ -342,6 +350,8 @@ def status(
     if run_id is None:
         if as_json:
             typer.echo(json.dumps([{"run_id": i, "status": s} for i, s in found]))
+        elif not found:
+            out.print(f"no drpilot runs in namespace {settings.temporal.namespace} at {settings.temporal.address}", markup=False)
         else:
             for identifier, state in found:
                 out.print(f"{identifier}  {state}", markup=False)

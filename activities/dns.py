@@ -9,7 +9,10 @@ provider reports it applied (Route53 INSYNC, Cloud DNS done).
 
 Idempotent and resumable: the activity reads first and makes no change when the records
 already hold the desired state; after a change it heartbeats the change id, so a retry
-after a crash waits on that change instead of making another.
+after a crash waits on that change instead of making another. A retry that finds the
+records in place without a change id (the crash came between submit and heartbeat) still
+waits until they are applied: Cloud DNS lists the zone's pending changes; Route53 cannot,
+so it re-submits the same UPSERTs and waits for that change.
 
 Region -> weighted target:
 * Route53: one record set per region, SetIdentifier = `record.set_identifier(region)`
@@ -126,6 +129,7 @@ class DnsProvider(ABC):
     name: str
     applied_status: str  # the status that means the change is served everywhere
     min_poll_seconds: float = 0.2
+    lists_pending: bool = False  # whether `pending` can see a zone's unapplied changes
 
     @abstractmethod
     def current(self, runbook: Runbook) -> Current:
@@ -521,6 +525,7 @@ def regions_of_wrr(runbook: Runbook, record: DnsRecord, items: list[dict]) -> di
 class CloudDnsProvider(DnsProvider):
     name = "clouddns"
     applied_status = "done"
+    lists_pending = True
 
     def __init__(self, client: dns.Client):
         self.client = client
@@ -812,10 +817,17 @@ class DnsActivities:
                 activity.logger.warning("%s; reading the records again", error.message)
         current = provider.current(runbook)
         if provider.matches(runbook, desired, current):
-            # Already in place; still wait out a change of ours that is not applied.
-            for pending in provider.pending(runbook):
-                provider.wait_applied(pending, beat, speed=input.speed)
-            return DnsApplyResult(change_id=None, status="unchanged", weights=desired)
+            if activity.info().attempt == 1 or provider.lists_pending:
+                # Already in place; still wait out a change of ours that is not applied.
+                for pending in provider.pending(runbook):
+                    provider.wait_applied(pending, beat, speed=input.speed)
+                return DnsApplyResult(change_id=None, status="unchanged", weights=desired)
+            # A retry that finds its weights in place but holds no change id: the attempt
+            # before may have made this change and died before heartbeating it, and Route53
+            # cannot list a zone's pending changes. Submit the same UPSERTs again (the
+            # records do not move) and wait for that change: Route53 applies a zone's
+            # changes in order, so when it is INSYNC the earlier one is too.
+            activity.logger.info("records already hold %s on a retry; confirming with a fresh change", desired)
         handle = provider.apply(runbook, desired, current)
         activity.logger.info(
             "DNS change %s submitted for %s: %s",

@@ -328,6 +328,27 @@ def test_a_retry_after_a_crash_waits_on_the_same_change(world):
     assert heartbeats and heartbeats[-1]["status"] == world.applied
 
 
+def test_a_retry_after_a_crash_before_the_first_heartbeat_still_waits_until_applied(world):
+    """The change was accepted but the attempt died before heartbeating its id: the retry
+    finds the weights in place and must not report success while the change is pending."""
+    world.pending(60)  # 0.6 s
+    weights = world.failover_weights()
+    provider = world.activities.provider(world.runbook)
+    lost = provider.apply(world.runbook, weights)  # what the dead attempt did
+    assert provider.refresh(lost).status != world.applied
+    before = world.changes()
+
+    heartbeats: list[dict] = []
+    result = apply(world, weights, env_with(heartbeats, details=[]))
+    assert provider.refresh(lost).status == world.applied  # not returned while pending
+    assert heartbeats, "waiting heartbeats"
+    assert read(world) == weights
+    if world.provider == "route53":  # cannot list pending changes: confirmed by a fresh one
+        assert world.changes() == before + 1 and result.status == "INSYNC"
+    else:  # waited on the listed pending change; made none
+        assert world.changes() == before and result.status == "unchanged"
+
+
 def test_heartbeat_details_for_other_weights_do_not_hijack_a_new_apply(world):
     first = apply(world, world.failover_weights())
     converter = DataConverter.default.payload_converter

@@ -18,6 +18,7 @@ from drpilot.loader import RunbookError, load_runbook
 from drpilot.process_exit import run_and_exit
 from drpilot.runbook import Runbook
 from drpilot.sandbox.cli import app as sandbox_app
+from drpilot.terminal import err, load_or_exit
 
 app = typer.Typer(
     name="drpilot",
@@ -31,7 +32,6 @@ app.add_typer(runbook_app, name="runbook")
 app.add_typer(sandbox_app, name="sandbox")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -51,16 +51,6 @@ def run(prog_name: str | None = None) -> NoReturn:
     """The `drpilot` console script: the app, then an exit that skips interpreter
     finalization, which temporalio's client threads can crash (drpilot/process_exit.py)."""
     run_and_exit(lambda: app(prog_name=prog_name))
-
-
-def load_or_exit(path: Path) -> Runbook:
-    """The front door: a runbook that loads, or its problems on stderr and exit 1."""
-    try:
-        return load_runbook(path)
-    except RunbookError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), markup=False)
-        raise typer.Exit(1) from None
 
 
 @runbook_app.command("validate")

@@ -21,8 +21,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from drpilot.loader import RunbookError, load_runbook
-from drpilot.runbook import Runbook
 from drpilot.sandbox.control import (
     FAULT_HELP,
     FaultError,
@@ -31,6 +29,7 @@ from drpilot.sandbox.control import (
     parse_fault_args,
 )
 from drpilot.sandbox.faults import Faults
+from drpilot.terminal import err, load_or_exit
 
 app = typer.Typer(
     help="A simulated twin of a runbook's world on 127.0.0.1: rehearse, demo and test against it.",
@@ -40,7 +39,6 @@ fault_app = typer.Typer(help="Inject, show and clear faults in a running sandbox
 app.add_typer(fault_app, name="fault")
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SANDBOX_ROOT = Path(".sandbox")
 PID_FILE = "sandbox.pid"
@@ -50,15 +48,6 @@ DESCRIPTION_FILE = "sandbox.json"
 def _fail(message: str) -> typer.Exit:
     err.print(message, markup=False)
     return typer.Exit(1)
-
-
-def _load(path: Path) -> Runbook:
-    try:
-        return load_runbook(path)
-    except RunbookError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), markup=False)
-        raise typer.Exit(1) from None
 
 
 def _alive(pid: int) -> bool:
@@ -161,7 +150,7 @@ def up(
 
     if speed < 1:
         raise _fail(f"--speed {speed:g}: expected a number >= 1")
-    rb = _load(runbook)
+    rb = load_or_exit(runbook)
     state_dir = state_dir or SANDBOX_ROOT / rb.name
     try:
         faults = faults_from_json(parse_fault_args(fault)) if fault else Faults()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 
 from activities import contracts as c
+from drpilot import runs
+from drpilot.settings import Settings, TemporalSettings
 from tests.workflows.conftest import keep_history, only_held_activity_pending, runbook
 from tests.workflows.test_failback import after_failover
 from tests.workflows.test_failover import wait_for
@@ -197,19 +198,29 @@ async def test_control_requests_that_make_no_sense_are_refused(harness, route53_
 
 
 async def test_second_start_attaches_to_the_running_one(harness):
+    """Through drpilot's own start (what the CLI calls): the run id comes from (action,
+    runbook); a second start while the first runs attaches to it, and once the first has
+    finished the next incident is a new run."""
     rb = runbook("llm-inference.yaml", spec__approvals__failover="always")
     world = World.normal(rb)
     h = harness(world)
-    workflow_id = f"failover:{rb.name}:{uuid.uuid4()}"
+    settings = Settings(temporal=TemporalSettings(task_queue=h.task_queue))
     async with h.worker():
-        first = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1"), workflow_id)
+        first = await runs.start(h.client, settings, FailoverInput(runbook=rb, failed_region="us-east-1"))
+        assert first.id == "failover:llm-inference"
         await wait_for(first, lambda p: p.waiting_for == "approval")
-        second = await h.start(
-            FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1", reason="again"), workflow_id
+        second = await runs.start(
+            h.client, settings, FailoverInput(runbook=rb, failed_region="us-east-1", reason="again")
         )
-        assert second.result_run_id == first.result_run_id
+        assert (second.id, second.result_run_id) == (first.id, first.result_run_id)
         await second.execute_update(FailoverWorkflow.approve, ApproveInput(by="frank"))
         result = await first.result()
-    assert result.status == "completed"
-    assert world.changes == [{"us-east-1": 0, "us-west-2": 100}]  # one run, one change
-    assert sum(1 for name, _ in world.calls if name == c.KUBE_SCALE) == 1
+        assert result.status == "completed"
+        assert world.changes == [{"us-east-1": 0, "us-west-2": 100}]  # one run, one change
+        assert sum(1 for name, _ in world.calls if name == c.KUBE_SCALE) == 1
+
+        later = await runs.start(h.client, settings, FailoverInput(runbook=rb, failed_region="us-west-2"))
+        assert later.id == first.id and later.result_run_id != first.result_run_id
+        await later.execute_update(FailoverWorkflow.approve, ApproveInput(by="frank"))
+        assert (await later.result()).status == "completed"
+    assert world.dns == {"us-east-1": 100, "us-west-2": 0}

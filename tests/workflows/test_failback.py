@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import EventType
+
 from activities import contracts as c
 from tests.workflows.conftest import keep_history, only_held_activity_pending, runbook
 from tests.workflows.world import World
@@ -54,8 +56,11 @@ async def test_failback_shifts_in_steps_then_scales_dr_to_standby(harness, route
     assert names[-1] == "scale-down"
     # Each step baked 15 minutes (time skipped): the run spans at least 5 x 15 min.
     assert (result.ended_at - result.started_at).total_seconds() >= 5 * 15 * 60
-    # Five 15-minute bakes and everything else stay far below the history limits.
-    assert len(history.events) < 2000, len(history.events)
+    # Each step is one TTL wait and one bake, each a single durable timer (never a polling
+    # loop), so five 15-minute bakes keep the history small (the issue's bound: 2,000).
+    timers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    assert len(timers) == 2 * len(route53_runbook.spec.traffic_shift.steps)
+    assert len(history.events) < 400, len(history.events)
     assert result.final_state.dns == {"us-east-1": 100, "us-west-2": 0}
     await keep_history(handle, "failback_completed")
 
@@ -85,6 +90,30 @@ async def test_failback_rolls_back_when_degradation_starts_at_50(harness, route5
     assert result.final_state.dns == {"us-east-1": 0, "us-west-2": 100}
     assert result.rto_seconds is None
     await keep_history(handle, "failback_rolled_back")
+
+
+async def test_failback_failing_mid_shift_returns_all_traffic_to_dr(harness, route53_runbook):
+    """Not a degradation verdict but a broken step (the analysis cannot run at 50%): the run
+    fails loudly and compensation puts DNS back where the shift started."""
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
+    world.analysis_fails_at["us-east-1"] = 50
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.changes == [
+        {"us-east-1": 10, "us-west-2": 90},
+        {"us-east-1": 25, "us-west-2": 75},
+        {"us-east-1": 50, "us-west-2": 50},
+        {"us-east-1": 0, "us-west-2": 100},  # compensation: back to the start of the shift
+    ]
+    step = next(p for p in result.phases if p.name == "shift 50%")
+    assert step.outcome == "failed" and "403 Forbidden" in step.detail
+    compensation = next(p for p in result.phases if p.name == "compensation")
+    assert "DNS returned to" in compensation.detail
+    assert ("us-west-2", "standby") not in world.scale_calls
+    assert result.final_state.dns == {"us-east-1": 0, "us-west-2": 100}
 
 
 async def test_failback_gate_failure_moves_no_traffic(harness, route53_runbook):

@@ -29,6 +29,8 @@ class World:
     unhealthy: set[str] = field(default_factory=set)  # answers, but fails health checks
     missing: dict[str, set[str]] = field(default_factory=dict)  # region -> models missing
     degrade_at: dict[str, int] = field(default_factory=dict)  # region -> weight where errors start
+    # region -> weight from which the analysis itself fails (e.g. Prometheus unreachable)
+    analysis_fails_at: dict[str, int] = field(default_factory=dict)
     velero_phase: str = "Completed"
     # (activity name, nth call) to hold in, heartbeating, until released: abort tests.
     hold: tuple[str, int] | None = None
@@ -211,6 +213,9 @@ class World:
     @activity.defn(name=c.PROBES_ANALYSE)
     async def analyse(self, input: c.AnalyseInput) -> c.AnalyseResult:
         await self._visit(c.PROBES_ANALYSE, f"{input.region} at {self.dns.get(input.region, 0)}")
+        broken_from = self.analysis_fails_at.get(input.region)
+        if broken_from is not None and self.dns.get(input.region, 0) >= broken_from:
+            raise ApplicationError("prometheus: query failed: 403 Forbidden", type="PrometheusError", non_retryable=True)
         threshold = self.degrade_at.get(input.region)
         degraded = threshold is not None and self.dns.get(input.region, 0) >= threshold
         rate = 0.2 if degraded else 0.001

@@ -11,8 +11,8 @@ to pass its gate first only lengthens the outage. DNS therefore moves before the
 only to targets that have not failed one: preflight must reach each target's cluster (an
 unreachable target stops the run before DNS is touched), and the gate runs as soon as the
 target is ready. If some targets then fail it, DNS is re-weighted onto the ones that passed;
-if none passed, DNS stays where it is (never back onto the dark region, never zero
-targets) and the run fails loudly with the evidence. Graceful never moves DNS before every
+if none passed, the failed region is gated again: DNS goes back to it only if it passes,
+else stays where it is (never zero targets), and the run fails loudly with the evidence. Graceful never moves DNS before every
 target passed.
 """
 
@@ -189,10 +189,7 @@ class FailoverWorkflow(Run):
             return
         passing = [t for t in self.targets if t not in failing]
         if not passing:
-            raise PhaseFailed(
-                f"no target passed its health gate ({', '.join(sorted(failing))}); DNS left at "
-                f"{format_weights(self._weights)} because {self.input.failed_region} is dark"
-            )
+            await self.recheck_failed_region(failing)
         async with self.phase("narrow-dns"):
             narrowed = failover_weights(
                 self.runbook,
@@ -204,6 +201,28 @@ class FailoverWorkflow(Run):
             await self.move_dns(narrowed, good=True, phase="narrow-dns")
         raise PhaseFailed(
             f"{', '.join(sorted(failing))} failed the health gate; traffic narrowed to {format_weights(narrowed)}"
+        )
+
+    async def recheck_failed_region(self, failing: set[str]) -> None:
+        """Ungraceful, and no target passed its gate: traffic now sits on regions that failed
+        one. If the region we left passes its own gate now (the outage was brief, or it was
+        never as dark as the trigger said), DNS goes back to the weights from before the run;
+        otherwise it stays where it is, the least bad place, and the run fails loudly."""
+        failed = self.input.failed_region
+        targets = ", ".join(sorted(failing))
+        async with self.phase("recheck-failed-region"):
+            (result,) = await self._gate("recheck-failed-region", [failed])
+            if result.passed and self._before is not None:
+                await self.move_dns(self._before.dns, good=True, phase="recheck-failed-region")
+                raise PhaseFailed(
+                    f"no target passed its health gate ({targets}) but {failed} passed its own: "
+                    f"DNS returned to {format_weights(self._weights)}"
+                )
+            self.note("recheck-failed-region", outcome="failed")
+        raise PhaseFailed(
+            f"no region passed its health gate (targets {targets}; {failed} neither): DNS left at "
+            f"{format_weights(self._weights)}; fix a region's health, then set the weights or run "
+            "the failover again"
         )
 
     # ------------------------------------------------------------------ branches

@@ -102,7 +102,29 @@ async def test_ungraceful_failover_with_failing_target_keeps_dns_off_the_dark_re
         result = await handle.result()
     assert result.status == "failed"
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}  # never back to the dark region
-    assert "dark" in " ".join(result.messages)
+    recheck = next(p for p in result.phases if p.name == "recheck-failed-region")
+    assert recheck.outcome == "failed" and "us-east-1 FAILED" in recheck.detail
+    assert "no region passed its health gate" in " ".join(result.messages)
+
+
+async def test_ungraceful_failover_whose_targets_fail_returns_to_a_region_that_passes_again(harness, route53_runbook):
+    """An ungraceful call on a region that answers after all, with a target that cannot
+    serve: traffic must not stay on the failing target."""
+    world = World.normal(route53_runbook)
+    world.unhealthy.add("us-west-2")
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(
+            FailoverWorkflow.run,
+            FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
+        )
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.changes == [{"us-east-1": 0, "us-west-2": 100}, {"us-east-1": 100, "us-west-2": 0}]
+    assert world.dns == route53_runbook.normal_weights()
+    recheck = next(p for p in result.phases if p.name == "recheck-failed-region")
+    assert "us-east-1 passed" in recheck.detail
+    assert "DNS returned to us-east-1 100, us-west-2 0" in " ".join(result.messages)
 
 
 async def test_n_region_failover_redistributes_by_capacity(harness, clouddns_runbook):

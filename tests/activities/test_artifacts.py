@@ -121,6 +121,17 @@ def _uri(where, path):
     return f"s3://{where[0]}/{where[1]}{path}"
 
 
+def _tiers_sent(s3) -> list[str]:
+    """The Glacier tier of every RestoreObject request `s3` sends from now on, in order."""
+    tiers: list[str] = []
+
+    def record(params, **_):
+        tiers.append(params["RestoreRequest"]["GlacierJobParameters"]["Tier"])
+
+    s3.meta.events.register("provide-client-params.s3.RestoreObject", record)
+    return tiers
+
+
 # ------------------------------------------------------------------------------- verify
 def test_verify_ok(artifacts, s3, runbook):
     seeded = _seed(s3, runbook)
@@ -207,8 +218,10 @@ def test_emergency_restore_brings_back_missing_and_corrupt_files(artifacts, s3, 
     tokenizer = seeded.find("us-west-2", MODEL, "tokenizer.json")
     corrupt_object(s3, tokenizer.bucket, tokenizer.key)
     before = _writes(s3, *WEST)
+    tiers = _tiers_sent(s3)
     result = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
     assert result.tier == "Expedited"
+    assert tiers == ["Expedited", "Expedited"]  # what Glacier was asked for
     assert sorted(result.restored) == [
         _uri(WEST, "model.safetensors"),
         _uri(WEST, "tokenizer.json"),
@@ -324,18 +337,30 @@ def test_a_new_run_finds_restores_already_in_progress(artifacts, s3, front, boar
 
 
 def test_restore_already_in_progress_is_success(artifacts, s3, front, board, runbook):
+    """Someone else (an operator, another tool) asks for the same restore between the
+    activity's look at the archive (not yet requested) and its own request, so that request
+    is refused with RestoreAlreadyInProgress: the restore is under way, which is success."""
     _seed(s3, runbook, missing={"us-west-2": ["llm-7b/model.safetensors"]})
-    board.update(glacier_delay_seconds=60)
+    board.update(glacier_delay_seconds=100)  # 1 s: still in progress at the second request
     bucket, prefix = ARCHIVE
-    # Someone else (an operator, another tool) asked first.
-    s3.restore_object(Bucket=bucket, Key=prefix + "model.safetensors", RestoreRequest={"Days": 1})
-    with pytest.raises(s3.exceptions.ClientError, match="RestoreAlreadyInProgress"):
-        s3.restore_object(
-            Bucket=bucket, Key=prefix + "model.safetensors", RestoreRequest={"Days": 1}
-        )
+    key = prefix + "model.safetensors"
+    someone_else = _client(front.url)  # an independent client: none of the hooks below
+
+    def someone_else_asks_first(**_):
+        if front.restore_count(bucket, key) == 0:
+            someone_else.restore_object(Bucket=bucket, Key=key, RestoreRequest={"Days": 1})
+
+    answers: list[str] = []
+
+    def record_answer(parsed, **_):
+        answers.append(parsed.get("Error", {}).get("Code", "accepted"))
+
+    s3.meta.events.register("before-call.s3.RestoreObject", someone_else_asks_first)
+    s3.meta.events.register("after-call.s3.RestoreObject", record_answer)
     result = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
+    assert answers == ["RestoreAlreadyInProgress"]  # the activity's own request was refused
     assert result.verify.ok and result.restored == [_uri(WEST, "model.safetensors")]
-    assert front.restore_count(bucket, prefix + "model.safetensors") == 2  # both were ours
+    assert front.restore_count(bucket, key) == 2  # theirs and the activity's refused one
 
 
 def test_cancel_while_waiting_for_glacier(artifacts, s3, front, board, runbook):
@@ -361,14 +386,15 @@ def test_cancel_while_waiting_for_glacier(artifacts, s3, front, board, runbook):
     assert type(outcome[0]).__name__ == "CancelledError"
 
 
-def test_restore_of_a_whole_region_copies_the_manifest_last(artifacts, s3, front, runbook):
+def test_restore_of_a_whole_region_copies_the_manifest_last(artifacts, s3, board, runbook):
     _seed(s3, runbook, missing={"us-west-2": ["*"]})
+    # The archive's manifest is STANDARD, readable at once, while Glacier still holds the
+    # model files: only the manifest-last rule keeps it from being copied first.
+    board.update(glacier_delay_seconds=60)  # 0.6 s at SPEED
     result = ActivityEnvironment().run(artifacts.restore_from_archive, _restore_input(runbook))
     assert result.verify.ok
-    assert result.restored[-1] == _uri(WEST, "manifest.json")
-    versions = s3.list_object_versions(Bucket=WEST[0], Prefix=WEST[1])["Versions"]
-    written = {v["Key"].rsplit("/", 1)[-1]: v["LastModified"] for v in versions}
-    assert written["manifest.json"] == max(written.values())
+    assert sorted(result.restored) == [_uri(WEST, p) for p in ALL_PATHS]
+    assert result.restored[-1] == _uri(WEST, "manifest.json")  # in the order they were copied
 
 
 def test_an_archive_whose_manifest_is_in_glacier_too(artifacts, s3, front, board, runbook):
@@ -415,10 +441,12 @@ def test_an_archive_copy_that_does_not_match_is_non_retryable(artifacts, s3, fro
 
 def test_a_long_budget_uses_the_standard_tier(artifacts, s3, runbook):
     _seed(s3, runbook, missing={"us-west-2": ["llm-7b/config.json"]})
+    tiers = _tiers_sent(s3)
     result = ActivityEnvironment().run(
         artifacts.restore_from_archive, _restore_input(runbook, budget_seconds=STANDARD_SECONDS)
     )
     assert result.tier == "Standard" and result.verify.ok
+    assert tiers == ["Standard"]  # what Glacier was asked for, not only what is reported
 
 
 def test_choose_tier():

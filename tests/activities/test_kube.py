@@ -7,6 +7,7 @@ previous attempt included); the clients come from a generated kubeconfig by cont
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -154,12 +155,21 @@ def test_a_retry_resumes_from_the_heartbeat_deadline_and_changes(twin):
     with pytest.raises(ApplicationError):
         run(twin.activities.scale, scale_input(timeout_seconds=0.3), beats)
     last = beats[-1]
-    # The retry inherits the deadline: with it long past, the wait fails at once.
-    started = time.monotonic()
+    # The retry inherits the start from the heartbeat: backdated 10 s against a 2 s budget,
+    # its deadline is long past, so it reports the inherited wait and fails on the first
+    # look. A retry that started a fresh clock would report ~2 s and poll many times.
+    retry_beats: list[Any] = []
     with pytest.raises(ApplicationError) as again:
-        run(twin.activities.scale, scale_input(timeout_seconds=0.3), resume=last)
+        run(
+            twin.activities.scale,
+            scale_input(timeout_seconds=2.0),
+            retry_beats,
+            resume={**last, "started_at": time.time() - 10},
+        )
     assert again.value.type == "PodsNotReady"
-    assert time.monotonic() - started < 0.3 + 1.0
+    waited = re.search(r"not ready after ([\d.]+)s", again.value.message)
+    assert waited is not None and float(waited.group(1)) >= 10
+    assert [b["phase"] for b in retry_beats if b.get("phase") == "waiting"] == ["waiting"]
     # Once the pods can start, a retry with budget left reports the first attempt's patches.
     twin.board.update(pods_stalled=[])
     result = run(

@@ -403,6 +403,9 @@ def test_pods_become_ready_over_the_pod_start_time_and_scale_down_is_immediate(w
     }
     assert progressing["Progressing"].reason == "NewReplicaSetAvailable"
 
+    # Scale-down does not wait on pod timing: with a pod start of ~4.6 h (1e6 s / 60) in
+    # this region, pods still go within the short bound below.
+    world.board.update(pod_start_seconds={"us-west-2": 1e6})
     apps.patch_namespaced_deployment_scale("inference-service", NS, {"spec": {"replicas": 1}})
     eventually(
         lambda: apps.read_namespaced_deployment("inference-service", NS).status.replicas == 1,
@@ -412,11 +415,20 @@ def test_pods_become_ready_over_the_pod_start_time_and_scale_down_is_immediate(w
 
 
 def test_pod_start_time_fault_slows_one_region(world):
-    world.board.update(pod_start_seconds={"us-west-2": 6000})
-    apps = world.apps("us-west-2")
-    apps.patch_namespaced_deployment_scale("inference-gateway", NS, {"spec": {"replicas": 2}})
-    time.sleep(1.0)  # twice the default start time
-    assert world.clusters["us-west-2"].ready_replicas(NS, "inference-gateway") == 1
+    world.board.update(pod_start_seconds={"us-west-2": 6000})  # 100 s there, 0.5 s elsewhere
+    slow, fast = world.clusters["us-west-2"], world.clusters["us-east-1"]
+    world.apps("us-west-2").patch_namespaced_deployment_scale(
+        "inference-gateway", NS, {"spec": {"replicas": 2}}
+    )
+    world.apps("us-east-1").patch_namespaced_deployment_scale(
+        "inference-gateway", NS, {"spec": {"replicas": 4}}
+    )
+    # The other region is the clock: its pods, created after the slow region's, come up at
+    # the default start time; the slow region's are still not ready by then.
+    eventually(
+        lambda: fast.ready_replicas(NS, "inference-gateway") == 4, what="us-east-1 pods ready"
+    )
+    assert slow.ready_replicas(NS, "inference-gateway") == 1
 
 
 def test_stalled_pods_stay_unschedulable_until_the_fault_clears(world):

@@ -197,7 +197,8 @@ def test_extra_latency_is_divided_by_speed(server, board, http):
     started = time.monotonic()
     assert infer(http, server).status_code == 200
     assert time.monotonic() - started >= 0.3
-    assert server.records[-1].seconds >= 0.3
+    # Scaled, not merely present: the unscaled delay would be 3 s (generous on a busy box).
+    assert 0.3 <= server.records[-1].seconds < 3.0
     samples = parse_metrics(http.get(f"{server.url}/metrics").text)
     below = next(
         s.value

@@ -28,10 +28,12 @@ async def abort_when_held(handle, world: World):
     update = await handle.start_update(
         FailoverWorkflow.abort, AbortInput(by="test", reason="abort test"), wait_for_stage=WorkflowUpdateStage.ACCEPTED
     )
-    # A shielded DNS change is never cancelled: compensation waits for it, so let it finish.
-    # Any other held activity is cancelled by the abort; releasing it now would race its
-    # completion against the cancel request.
+    # A shielded DNS change is never cancelled: compensation waits for it, so let it finish
+    # (after long enough for a cancel to reach it through its heartbeats if it were not
+    # shielded: world.cancelled tells). Any other held activity is cancelled by the abort;
+    # releasing it now would race its completion against the cancel request.
     if world.hold and world.hold[0] == c.DNS_APPLY:
+        await asyncio.sleep(0.5)
         world.release.set()
     result = await finished
     world.release.set()
@@ -69,6 +71,8 @@ async def test_abort_failover_in_every_phase_ends_healthy(own_harness, route53_r
     assert_healthy_dns(world)
     assert answer.weights == world.dns
     assert all(to == "active" for _, to in world.scale_calls)  # never scaled down
+    if hold[0] == c.DNS_APPLY:
+        assert world.cancelled == []  # the change batch ran to its end, not cut half-way
     # Before the switch nothing moved; once the gate passed, the target is the good state.
     moved = phase in ("dns-switch", "post-switch-validation")
     assert world.dns == ({"us-east-1": 0, "us-west-2": 100} if moved else {"us-east-1": 100, "us-west-2": 0})
@@ -133,6 +137,8 @@ async def test_abort_failback_in_every_phase_ends_healthy(own_harness, route53_r
     expected = {"us-east-1": 0, "us-west-2": 100} if ends == "dr" else {"us-east-1": 100, "us-west-2": 0}
     assert world.dns == expected
     assert world.replicas["us-west-2"]["ml-serving/inference-service"] == 6 or ends == "home"
+    if hold[0] == c.DNS_APPLY:
+        assert world.cancelled == []  # the change batch ran to its end, not cut half-way
     if phase == "shift 50%":
         await keep_history(handle, "failback_aborted_in_shift")
 

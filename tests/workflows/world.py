@@ -37,6 +37,7 @@ class World:
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (activity, detail)
+    cancelled: list[str] = field(default_factory=list)  # held activities a cancel reached
     changes: list[dict[str, int]] = field(default_factory=list)  # DNS change batches applied
     restores: dict[str, str] = field(default_factory=dict)  # velero restore name -> region
     scale_calls: list[tuple[str, str]] = field(default_factory=list)  # (region, to)
@@ -77,9 +78,13 @@ class World:
         nth = sum(1 for called, _ in self.calls if called == name)
         if self.hold == (name, nth):
             self.entered.set()
-            while not self.release.is_set():
-                activity.heartbeat()
-                await asyncio.sleep(0.02)
+            try:
+                while not self.release.is_set():
+                    activity.heartbeat()
+                    await asyncio.sleep(0.02)
+            except asyncio.CancelledError:
+                self.cancelled.append(name)
+                raise
 
     def _reach(self, region: str) -> None:
         if region in self.dark:

@@ -438,5 +438,6 @@ def _cross_field_problems(rb: Runbook):
     serving = [n for n, r in spec.regions.items() if r.role is not Role.standby]
     if len(serving) < spec.guardrails.min_healthy_targets:
         yield ("spec", "guardrails", "min_healthy_targets"), (
-            f"{spec.guardrails.min_healthy_targets} healthy targets required but only {len(serving)} region(s) serve normally"
+            f"{spec.guardrails.min_healthy_targets} healthy targets required but only {len(serving)} "
+            f"region(s) serve normally ({', '.join(serving)}); lower it or give more regions role active"
         )

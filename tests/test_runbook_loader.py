@@ -145,6 +145,14 @@ def test_cross_field_rules_each_have_their_own_place():
     ]
 
 
+def test_a_guardrail_the_regions_cannot_meet_says_how_to_fix_it():
+    text = VALID + "  guardrails:\n    min_healthy_targets: 2\n"
+    assert problems(text) == [
+        "rb.yaml:27:5: spec.guardrails.min_healthy_targets: 2 healthy targets required but only 1 "
+        "region(s) serve normally (east); lower it or give more regions role active"
+    ]
+
+
 def test_clouddns_needs_a_project():
     text = VALID.replace("provider: route53", "provider: clouddns")
     assert problems(text) == ["rb.yaml:17:5: spec.dns.project: the clouddns provider needs the Google Cloud project"]

@@ -149,6 +149,35 @@ async def test_n_region_failover_redistributes_by_capacity(harness, clouddns_run
     await keep_history(handle, "failover_n_region")
 
 
+async def test_n_region_graceful_failover_needs_every_target_to_pass_its_gate(harness):
+    rb = runbook("llm-inference-clouddns.yaml", spec__approvals__failover="never")
+    world = outage(rb, "us-central1")
+    world.unhealthy.add("asia-southeast1")
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1"))
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.changes == [] and world.health_log == []  # DNS never moved
+    gate = next(p for p in result.phases if p.name == "health-gate")
+    assert gate.outcome == "failed" and "asia-southeast1 failed the health gate" in gate.detail
+
+
+async def test_failover_the_guardrail_forbids_changes_nothing(harness):
+    """Three regions, min_healthy_targets 3: losing one cannot keep three serving."""
+    rb = runbook(
+        "llm-inference-clouddns.yaml", spec__approvals__failover="never", spec__guardrails__min_healthy_targets=3
+    )
+    world = outage(rb, "us-central1")
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1"))
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.changes == [] and world.scale_calls == []
+    assert "requires at least 3 (spec.guardrails.min_healthy_targets)" in result.phases[0].detail
+
+
 async def test_n_region_ungraceful_narrows_to_the_targets_that_pass(harness, clouddns_runbook):
     rb = runbook("llm-inference-clouddns.yaml", spec__approvals__failover="never")
     world = outage(rb, "us-central1")

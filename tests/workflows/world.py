@@ -99,8 +99,9 @@ class World:
     @activity.defn(name=c.DNS_APPLY)
     async def dns_apply(self, input: c.DnsApplyInput) -> c.DnsApplyResult:
         await self._visit(c.DNS_APPLY, str(input.weights))
-        if sum(input.weights.values()) != 100 or not any(input.weights.values()):
-            raise ApplicationError(f"refusing weights {input.weights}: no healthy target", non_retryable=True)
+        serving = sum(1 for w in input.weights.values() if w > 0)
+        if sum(input.weights.values()) != 100 or serving < self.runbook.spec.guardrails.min_healthy_targets:
+            raise ApplicationError(f"refusing weights {input.weights}: too few healthy targets", non_retryable=True)
         if input.weights == self.dns:
             return c.DnsApplyResult(change_id=None, status="unchanged", weights=dict(self.dns))
         self.dns = dict(input.weights)

@@ -11,15 +11,16 @@ to pass its gate first only lengthens the outage. DNS therefore moves before the
 only to targets that have not failed one: preflight must reach each target's cluster (an
 unreachable target stops the run before DNS is touched), and the gate runs as soon as the
 target is ready. If some targets then fail it, DNS is re-weighted onto the ones that passed;
-if none passed, the failed region is gated again: DNS goes back to it only if it passes,
-else stays where it is (never zero targets), and the run fails loudly with the evidence. Graceful never moves DNS before every
+if none passed (or a target could not be prepared), the failed region is gated again: DNS
+goes back to it only if it passes, else stays where it is (never zero targets), and the run
+fails loudly with the evidence. Graceful never moves DNS before every
 target passed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
@@ -66,7 +67,12 @@ class FailoverWorkflow(Run):
         weights = await self.preflight()
         if request.strategy == "ungraceful":
             await self.approval_gate()
-            _, gate = await together(self.switch(weights), self.gate_after_switch())
+            try:
+                _, gate = await together(self.switch(weights), self.gate_after_switch())
+            except Exception as exc:
+                if not self._applied or self._abort is not None or is_cancelled_exception(exc):
+                    raise  # DNS never moved, or an abort: compensation decides
+                await self.recheck_failed_region(f"the targets could not be prepared ({explain(exc)})")
             await self.narrow_or_fail(gate)
         else:
             await self.hold_if_paused()
@@ -189,7 +195,7 @@ class FailoverWorkflow(Run):
             return
         passing = [t for t in self.targets if t not in failing]
         if not passing:
-            await self.recheck_failed_region(failing)
+            await self.recheck_failed_region(f"no target passed its health gate ({', '.join(sorted(failing))})")
         async with self.phase("narrow-dns"):
             narrowed = failover_weights(
                 self.runbook,
@@ -203,26 +209,22 @@ class FailoverWorkflow(Run):
             f"{', '.join(sorted(failing))} failed the health gate; traffic narrowed to {format_weights(narrowed)}"
         )
 
-    async def recheck_failed_region(self, failing: set[str]) -> None:
-        """Ungraceful, and no target passed its gate: traffic now sits on regions that failed
-        one. If the region we left passes its own gate now (the outage was brief, or it was
-        never as dark as the trigger said), DNS goes back to the weights from before the run;
-        otherwise it stays where it is, the least bad place, and the run fails loudly."""
+    async def recheck_failed_region(self, problem: str) -> NoReturn:
+        """Ungraceful, DNS already moved, and the targets could not be brought up or gated:
+        traffic sits on regions that never passed a gate. If the region we left passes its own
+        gate now (the outage was brief, or it was never as dark as the trigger said), DNS goes
+        back to the weights from before the run; otherwise it stays where it is, the least bad
+        place. Either way the run fails loudly."""
         failed = self.input.failed_region
-        targets = ", ".join(sorted(failing))
         async with self.phase("recheck-failed-region"):
             (result,) = await self._gate("recheck-failed-region", [failed])
             if result.passed and self._before is not None:
                 await self.move_dns(self._before.dns, good=True, phase="recheck-failed-region")
-                raise PhaseFailed(
-                    f"no target passed its health gate ({targets}) but {failed} passed its own: "
-                    f"DNS returned to {format_weights(self._weights)}"
-                )
+                raise PhaseFailed(f"{problem}, but {failed} passed its own: DNS returned to {format_weights(self._weights)}")
             self.note("recheck-failed-region", outcome="failed")
         raise PhaseFailed(
-            f"no region passed its health gate (targets {targets}; {failed} neither): DNS left at "
-            f"{format_weights(self._weights)}; fix a region's health, then set the weights or run "
-            "the failover again"
+            f"{problem}, and {failed} failed its gate too: DNS left at {format_weights(self._weights)}; "
+            "fix a region's health, then set the weights or run the failover again"
         )
 
     # ------------------------------------------------------------------ branches

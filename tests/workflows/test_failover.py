@@ -104,7 +104,7 @@ async def test_ungraceful_failover_with_failing_target_keeps_dns_off_the_dark_re
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}  # never back to the dark region
     recheck = next(p for p in result.phases if p.name == "recheck-failed-region")
     assert recheck.outcome == "failed" and "us-east-1 FAILED" in recheck.detail
-    assert "no region passed its health gate" in " ".join(result.messages)
+    assert "and us-east-1 failed its gate too: DNS left at us-east-1 0, us-west-2 100" in " ".join(result.messages)
 
 
 async def test_ungraceful_failover_whose_targets_fail_returns_to_a_region_that_passes_again(harness, route53_runbook):
@@ -125,6 +125,29 @@ async def test_ungraceful_failover_whose_targets_fail_returns_to_a_region_that_p
     recheck = next(p for p in result.phases if p.name == "recheck-failed-region")
     assert "us-east-1 passed" in recheck.detail
     assert "DNS returned to us-east-1 100, us-west-2 0" in " ".join(result.messages)
+
+
+async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_region_that_passes(
+    dev_harness, route53_runbook
+):
+    """DNS moved first, then the target's Velero restore failed: the target never passed a
+    gate, the region left behind does, so traffic goes back to it. (Dev server: the failure
+    cancels the parallel branch, see dev_env.)"""
+    rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover"])
+    world = World.normal(rb)
+    world.velero_phase = "PartiallyFailed"
+    h = dev_harness(world)
+    async with h.worker():
+        handle = await h.start(
+            FailoverWorkflow.run,
+            FailoverInput(runbook=rb, failed_region="us-east-1", strategy="ungraceful", speed=100),
+        )
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.changes == [{"us-east-1": 0, "us-west-2": 100}, {"us-east-1": 100, "us-west-2": 0}]
+    messages = " ".join(result.messages)
+    assert "the targets could not be prepared" in messages and "velero restore describe" in messages
+    assert "DNS returned to us-east-1 100, us-west-2 0" in messages
 
 
 async def test_n_region_failover_redistributes_by_capacity(harness, clouddns_runbook):

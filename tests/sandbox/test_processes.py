@@ -153,6 +153,9 @@ def test_prometheus_scrapes_each_region_every_second(tmp_path):
         assert result, "no sample scraped within 15 s"
         assert result[0]["metric"]["region"] == "us-east-1"
         assert result[0]["value"][1] == "7"
+        # Every second: the interval Prometheus itself reports for the running config.
+        config = httpx.get(f"{prometheus.url}/api/v1/status/config", timeout=5).json()["data"]["yaml"]
+        assert "scrape_interval: 1s" in config
     finally:
         prometheus.stop()
         target.shutdown()

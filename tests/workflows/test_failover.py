@@ -125,6 +125,7 @@ async def test_ungraceful_failover_whose_targets_fail_returns_to_a_region_that_p
     recheck = next(p for p in result.phases if p.name == "recheck-failed-region")
     assert "us-east-1 passed" in recheck.detail
     assert "DNS returned to us-east-1 100, us-west-2 0" in " ".join(result.messages)
+    await keep_history(handle, "failover_ungraceful_rechecked")
 
 
 async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_region_that_passes(

@@ -18,7 +18,7 @@ from tests.workflows.conftest import HISTORIES, WORKFLOWS
 SAVED = sorted(HISTORIES.glob("*.json"))
 EXPECTED = {
     "failover_graceful", "failover_ungraceful", "failover_n_region", "failover_aborted_in_switch",
-    "failback_completed", "failback_rolled_back", "failback_aborted_in_shift",
+    "failover_ungraceful_rechecked", "failback_completed", "failback_rolled_back", "failback_aborted_in_shift",
 }
 
 

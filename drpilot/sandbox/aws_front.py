@@ -10,6 +10,10 @@ must handle (FACTS.md):
   its name servers have the change.
 * Route53 throttling: while `FaultBoard.take_route53_throttle()` says so, any Route53 call
   answers 400 `Throttling` / "Rate exceeded" with the XML Route53 sends.
+* Route53 hosted zone ids: moto chooses them, real runbooks often pin one
+  (`spec.dns.zone_id`). `alias_hosted_zone(alias, zone_id)` makes the front answer for the
+  runbook's id too: requests under /hostedzone/ALIAS go to moto's zone, and moto's id is
+  written back as ALIAS in what they return.
 * S3 Glacier restore: moto finishes a restore at once. Here a restore requested while
   `glacier_delay_seconds / speed` is set stays ongoing that long: HEAD shows
   `x-amz-restore: ongoing-request="true"`, GET and copies from it answer 403
@@ -115,6 +119,7 @@ class AwsFront:
         self._lock = threading.Lock()
         self._changes: dict[str, Route53Change] = {}
         self._restores: dict[tuple[str, str], GlacierRestore] = {}
+        self._zone_aliases: dict[str, str] = {}  # runbook's hosted zone id -> moto's
         self.log = FrontLog()
         self._client: httpx.AsyncClient | None = None
         self._server = LoopbackServer(self._asgi, port=port, name="aws-front", lifespan="on")
@@ -147,10 +152,16 @@ class AwsFront:
         """Empty moto and forget changes, restores and counts (between tests)."""
         httpx.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
 
+    def alias_hosted_zone(self, alias: str, zone_id: str) -> None:
+        """Answer for hosted zone `alias` (e.g. a runbook's zone_id) with moto's `zone_id`."""
+        with self._lock:
+            self._zone_aliases[alias.rsplit("/", 1)[-1]] = zone_id.rsplit("/", 1)[-1]
+
     def _forget(self) -> None:
         with self._lock:
             self._changes.clear()
             self._restores.clear()
+            self._zone_aliases.clear()  # moto's zones are gone; seeding aliases them again
             self.log = FrontLog()
 
     # ------------------------------------------------------------------ what it saw
@@ -217,10 +228,11 @@ class AwsFront:
             background=_Close(upstream),
         )
 
-    async def _send(self, request: Request, body: bytes) -> httpx.Response:
+    async def _send(self, request: Request, body: bytes, path: str | None = None) -> httpx.Response:
+        """Forward as received; `path` replaces the request's path (an aliased zone)."""
         assert self._client is not None
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        target = raw_path.decode("latin-1")
+        target = path if path is not None else raw_path.decode("latin-1")
         if request.scope.get("query_string"):
             target += "?" + request.scope["query_string"].decode("latin-1")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP]
@@ -229,8 +241,10 @@ class AwsFront:
         )
         return await self._client.send(outgoing, stream=True)
 
-    async def _buffered(self, request: Request, body: bytes) -> tuple[httpx.Response, bytes]:
-        upstream = await self._send(request, body)
+    async def _buffered(
+        self, request: Request, body: bytes, path: str | None = None
+    ) -> tuple[httpx.Response, bytes]:
+        upstream = await self._send(request, body, path)
         try:
             return upstream, await upstream.aread()
         finally:
@@ -243,6 +257,11 @@ class AwsFront:
                 self.log.throttled += 1
             return _route53_error(400, "Throttling", "Rate exceeded")
         parts = request.url.path[len(ROUTE53_PREFIX) :].strip("/").split("/")
+        alias = parts[1] if len(parts) >= 2 and parts[0] == "hostedzone" else None
+        with self._lock:
+            zone = self._zone_aliases.get(alias or "")
+        if alias and zone:
+            return await self._aliased(request, body, parts, alias, zone)
         if (
             request.method == "POST"
             and len(parts) == 3
@@ -267,12 +286,25 @@ class AwsFront:
             return Response(content, upstream.status_code, headers=_plain(upstream.headers))
         return await self._forward(request, body)
 
+    async def _aliased(
+        self, request: Request, body: bytes, parts: list[str], alias: str, zone: str
+    ) -> Response:
+        """A request for a runbook's pinned zone id, served by moto's zone of that name."""
+        path = ROUTE53_PREFIX + "/".join(["hostedzone", zone, *parts[2:]])
+        if request.method == "POST" and parts[2:] == ["rrset"]:
+            return await self._change_rrsets(request, body, alias, path)
+        upstream, content = await self._buffered(request, body, path)
+        content = content.replace(f"/hostedzone/{zone}<".encode(), f"/hostedzone/{alias}<".encode())
+        return Response(content, upstream.status_code, headers=_plain(upstream.headers))
+
     def _remember(self, change_id: str, zone_id: str) -> None:
         record = Route53Change(change_id, zone_id, datetime.now(UTC), time.monotonic(), 0)
         with self._lock:
             self._changes[change_id] = record
 
-    async def _change_rrsets(self, request: Request, body: bytes, zone_id: str) -> Response:
+    async def _change_rrsets(
+        self, request: Request, body: bytes, zone_id: str, path: str | None = None
+    ) -> Response:
         try:
             batch = ET.fromstring(body)
         except ET.ParseError:
@@ -289,7 +321,7 @@ class AwsFront:
                     f"'changeBatch.changes.{index}.member.resourceRecordSet.weight' failed to "
                     "satisfy constraint: Member must have value less than or equal to 255",
                 )
-        upstream, content = await self._buffered(request, body)
+        upstream, content = await self._buffered(request, body, path)
         if upstream.status_code != 200:
             return Response(content, upstream.status_code, headers=_plain(upstream.headers))
         now = time.monotonic()

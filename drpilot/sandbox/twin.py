@@ -138,6 +138,7 @@ class Twin:
         self._artifacts: dict[str, _Cached] = {}
         self._s3 = None  # boto3 S3 client straight to moto: the twin's own view of the buckets
         self._dns = None  # activities.dns provider reading the records the twin serves
+        self._dns_runbook = runbook  # the runbook as the twin's own DNS calls see it
         self._started = False
         self._lock = threading.Lock()
 
@@ -219,8 +220,9 @@ class Twin:
         self.board.clear()
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
         weights = self.runbook.normal_weights()
-        if self._dns and not self._dns.matches(self.runbook, weights, self._dns.current(self.runbook)):
-            self._dns.apply(self.runbook, weights)
+        rb = self._dns_runbook
+        if self._dns and not self._dns.matches(rb, weights, self._dns.current(rb)):
+            self._dns.apply(rb, weights)
         for region, cluster in self.clusters.items():
             spec = self.runbook.regions[region]
             api = kube_config.new_client_from_config(config_file=str(self.kubeconfig), context=spec.kube.context)
@@ -296,12 +298,15 @@ class Twin:
         from activities.dns import CloudDnsProvider, Route53Provider, clouddns_client
 
         if self.runbook.spec.dns.provider is DnsProvider.route53:
-            from drpilot.sandbox.route53 import seed_route53
+            from drpilot.sandbox.route53 import by_zone_name, seed_route53
 
             # Seeded and read straight through moto: the front's throttling and PENDING
             # faults are for drpilot's calls, not the twin's own bookkeeping.
             route53 = boto3.client("route53", endpoint_url=self.moto.url, **_aws_credentials())
-            seed_route53(route53, self.runbook)
+            zone_id = seed_route53(route53, self.runbook)
+            if self.runbook.spec.dns.zone_id and self.aws is not None:
+                self.aws.alias_hosted_zone(self.runbook.spec.dns.zone_id, zone_id)
+            self._dns_runbook = by_zone_name(self.runbook)
             self._dns = Route53Provider(route53)
         else:
             from drpilot.sandbox.clouddns import CloudDnsEmulator, seed_clouddns
@@ -358,7 +363,7 @@ class Twin:
     def _read_weights(self) -> dict[str, int]:
         # drpilot's own DNS provider code, with clients pointed at the twin (not the process
         # environment: several twins may run in one test process).
-        return self._dns.read(self.runbook).weights() if self._dns else {}
+        return self._dns.read(self._dns_runbook).weights() if self._dns else {}
 
     def weights(self) -> dict[str, int]:
         """The DNS weight per region as the provider endpoint reports it (cached 0.5 s)."""

@@ -132,6 +132,33 @@ def test_seeded_zone_holds_one_weighted_record_set_per_region(aws, route53_runbo
     assert {r: sets[r]["Weight"] for r in sets} == {"us-east-1": 100, "us-west-2": 0}
 
 
+def test_a_runbook_pinned_hosted_zone_id_is_served_by_the_front(aws, board, route53_runbook):
+    """Production runbooks pin `spec.dns.zone_id`; moto chooses its own ids. Through the front
+    the pinned id reads, changes and describes the seeded zone like Route53 would."""
+    pinned = "Z0PINNED4DRPILOT"
+    dns = route53_runbook.spec.dns.model_copy(update={"zone_id": f"/hostedzone/{pinned}"})
+    runbook = route53_runbook.model_copy(update={"spec": route53_runbook.spec.model_copy(update={"dns": dns})})
+    r53 = client(aws, "route53")
+    with pytest.raises(ClientError) as unknown:
+        r53.get_hosted_zone(Id=pinned)
+    assert unknown.value.response["Error"]["Code"] == "NoSuchHostedZone"
+    aws.alias_hosted_zone(runbook.spec.dns.zone_id, seed_route53(r53, runbook))
+
+    assert r53.get_hosted_zone(Id=pinned)["HostedZone"]["Id"] == f"/hostedzone/{pinned}"
+    record = runbook.spec.dns.records[0]
+    assert {r: s["Weight"] for r, s in weighted_sets(r53, pinned, record.name).items()} == {
+        "us-east-1": 100, "us-west-2": 0
+    }
+    board.update(route53_pending_seconds=30)  # 0.3 s: changes under the pinned id are faulted too
+    change = upsert(r53, pinned, weight=7)
+    assert change["Status"] == "PENDING"
+    assert weighted_sets(r53, pinned, record.name)["us-east-1"]["Weight"] == 7
+    deadline = time.monotonic() + 10
+    while r53.get_change(Id=change["Id"])["ChangeInfo"]["Status"] != "INSYNC":
+        assert time.monotonic() < deadline, "never INSYNC"
+        time.sleep(0.05)
+
+
 def _session_args() -> dict[str, str]:
     return {
         "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],

@@ -17,6 +17,7 @@ from drpilot.sandbox.processes import alertmanager_binary, prometheus_binary
 from drpilot.settings import load_settings
 
 from .conftest import CLOUDDNS_RUNBOOK, FAST_SPEED, ROUTE53_RUNBOOK, parse_env_file
+from .test_kube_api import eventually
 
 
 def test_files_hold_what_env_and_description_say(example_twin):
@@ -200,3 +201,29 @@ def test_reset_returns_to_the_runbooks_normal_state(twin_factory):
     time.sleep(0.3)  # the model server's own short cache
     assert twin.model_servers["us-west-2"].ready() == (True, "")
     api.close()
+
+
+def test_a_runbook_that_pins_its_hosted_zone_id_rehearses_unchanged(twin_factory, monkeypatch):
+    """`spec.dns.zone_id` as production runbooks set it: drpilot's own DNS activity, pointed at
+    the twin by its env alone, changes the twin's records through the pinned id."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.contracts import DnsApplyInput
+    from activities.dns import DnsActivities
+    from drpilot.loader import load_runbook
+
+    plain = load_runbook(ROUTE53_RUNBOOK)
+    dns = plain.spec.dns.model_copy(update={"zone_id": "Z0PINNED4DRPILOT"})
+    pinned = plain.model_copy(update={"spec": plain.spec.model_copy(update={"dns": dns})})
+    twin = twin_factory(pinned)
+    for key, value in twin.env().items():
+        monkeypatch.setenv(key, value)
+    activities = DnsActivities.from_settings(load_settings())
+    failover = {"us-east-1": 0, "us-west-2": 100}
+    result = ActivityEnvironment().run(
+        activities.apply, DnsApplyInput(runbook=pinned, weights=failover, speed=FAST_SPEED)
+    )
+    assert result.status == "INSYNC"
+    eventually(lambda: twin.weights() == failover, what="the twin reads the change")  # 0.5 s cache
+    twin.reset()
+    eventually(lambda: twin.weights() == pinned.normal_weights(), what="reset through the pinned zone")

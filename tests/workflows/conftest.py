@@ -26,6 +26,7 @@ from drpilot.runbook import Runbook
 from tests.workflows.world import World
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
+from workflows.types import Progress
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORIES = Path(__file__).parent / "histories"
@@ -149,16 +150,27 @@ def own_harness(own_env: WorkflowEnvironment):
     return make
 
 
-async def only_held_activity_pending(handle, world: World) -> None:
-    """Wait until the held activity is the run's only pending one.
+async def only_held_activity_pending(handle, world: World, phase: str | None = None) -> None:
+    """Wait until the held activity is the run's only pending one (and, given `phase`, the
+    phase holding it is the only one still running).
 
     The time-skipping test server fails a workflow task that cancels an activity which
     completed while that task was running (temporalio/sdk-java#2391; the real server
-    accepts it), which parallel branches do on abort. Waiting until no sibling can
-    complete any more keeps these tests about the workflow, not that race."""
+    accepts it), which parallel branches do on abort; the server then keeps time locked and
+    the run never ends. Waiting until no sibling can complete any more keeps these tests
+    about the workflow, not that race. A sibling branch that runs activities in sequence
+    (failback's restore: Velero, then scale) has a moment with none pending between two of
+    them: only its phase being closed shows it is done."""
     await asyncio.wait_for(world.entered.wait(), 20)
     async with asyncio.timeout(20):
-        while len((await handle.describe()).raw_description.pending_activities) != 1:
+        while True:
+            pending = len((await handle.describe()).raw_description.pending_activities)
+            if pending == 1 and phase is None:
+                return
+            if pending == 1:
+                progress = await handle.query("progress", result_type=Progress)
+                if [p.name for p in progress.phases if p.outcome == "running"] == [phase]:
+                    return
             await asyncio.sleep(0.02)
 
 

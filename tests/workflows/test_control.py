@@ -20,11 +20,12 @@ from workflows.failover import FailoverWorkflow
 from workflows.types import AbortInput, ApproveInput, FailbackInput, FailoverInput, PauseInput
 
 
-async def abort_when_held(handle, world: World):
-    """Wait until the run is inside the held activity, abort, let the activity go."""
+async def abort_when_held(handle, world: World, phase: str | None = None):
+    """Wait until the run is inside the held activity (in `phase`, with no other phase
+    running), abort, let the activity go."""
     # Awaiting the result is what lets the test server skip time (TTL waits, bakes).
     finished = asyncio.ensure_future(handle.result())
-    await only_held_activity_pending(handle, world)
+    await only_held_activity_pending(handle, world, phase)
     update = await handle.start_update(
         FailoverWorkflow.abort, AbortInput(by="test", reason="abort test"), wait_for_stage=WorkflowUpdateStage.ACCEPTED
     )
@@ -64,7 +65,7 @@ async def test_abort_failover_in_every_phase_ends_healthy(own_harness, route53_r
     h = own_harness(world)
     async with h.worker():
         handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
-        result, answer = await abort_when_held(handle, world)
+        result, answer = await abort_when_held(handle, world, phase)
     assert result.status == "aborted"
     held = next(p for p in result.phases if p.name == phase)
     assert held.outcome == "aborted" and "abort test" in held.detail
@@ -129,7 +130,7 @@ async def test_abort_failback_in_every_phase_ends_healthy(own_harness, route53_r
     h = own_harness(world)
     async with h.worker():
         handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
-        result, _ = await abort_when_held(handle, world)
+        result, _ = await abort_when_held(handle, world, phase)
     assert result.status == "aborted"
     held = next(p for p in result.phases if p.name == phase)
     assert held.outcome == "aborted"

@@ -70,8 +70,9 @@ class FailoverWorkflow(Run):
             try:
                 _, gate = await together(self.switch(weights), self.gate_after_switch())
             except Exception as exc:
-                if not self._applied or self._abort is not None or is_cancelled_exception(exc):
-                    raise  # DNS never moved, or an abort: compensation decides
+                if self._changing_dns is None or self._abort is not None or is_cancelled_exception(exc):
+                    raise  # DNS never started moving, or an abort: compensation decides
+                await self.finish_switch(exc)
                 await self.recheck_failed_region(f"the targets could not be prepared ({explain(exc)})")
             await self.narrow_or_fail(gate)
         else:
@@ -209,6 +210,18 @@ class FailoverWorkflow(Run):
             f"{', '.join(sorted(failing))} failed the health gate; traffic narrowed to {format_weights(narrowed)}"
         )
 
+    async def finish_switch(self, failure: Exception) -> None:
+        """The target's branch failed while the (shielded) DNS switch may still be in flight:
+        let it finish and record where DNS is. If the switch itself failed, that failure
+        stands and compensation decides."""
+        try:
+            result = await self._changing_dns
+        except Exception:  # noqa: BLE001 - the switch's own failure is reported by compensation
+            raise failure from None
+        self._weights = dict(result.weights)
+        if not self._applied or self._applied[-1] != self._weights:
+            self._applied.append(dict(result.weights))
+
     async def recheck_failed_region(self, problem: str) -> NoReturn:
         """Ungraceful, DNS already moved, and the targets could not be brought up or gated:
         traffic sits on regions that never passed a gate. If the region we left passes its own
@@ -218,10 +231,13 @@ class FailoverWorkflow(Run):
         failed = self.input.failed_region
         async with self.phase("recheck-failed-region"):
             (result,) = await self._gate("recheck-failed-region", [failed])
-            if result.passed and self._before is not None:
+            back = result.passed and self._before is not None
+            if back:
                 await self.move_dns(self._before.dns, good=True, phase="recheck-failed-region")
-                raise PhaseFailed(f"{problem}, but {failed} passed its own: DNS returned to {format_weights(self._weights)}")
-            self.note("recheck-failed-region", outcome="failed")
+            else:
+                self.note("recheck-failed-region", outcome="failed")
+        if back:
+            raise PhaseFailed(f"{problem}, but {failed} passed its own: DNS returned to {format_weights(self._weights)}")
         raise PhaseFailed(
             f"{problem}, and {failed} failed its gate too: DNS left at {format_weights(self._weights)}; "
             "fix a region's health, then set the weights or run the failover again"

@@ -151,6 +151,37 @@ async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_
     assert "DNS returned to us-east-1 100, us-west-2 0" in messages
 
 
+async def test_ungraceful_failover_whose_target_fails_while_dns_is_still_changing_waits_then_rechecks(
+    harness, route53_runbook
+):
+    """Velero fails while the DNS change batch is still PENDING: the switch is let finish
+    (never cut half-way), then the region left behind is gated and, passing, gets its
+    traffic back."""
+    rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover"])
+    world = World.normal(rb)
+    world.velero_phase = "PartiallyFailed"
+    world.hold = (c.DNS_APPLY, 1)
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(
+            FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1", strategy="ungraceful")
+        )
+        finished = asyncio.ensure_future(handle.result())
+        async with asyncio.timeout(20):
+            while not (world.entered.is_set() and any(n == c.VELERO_RESTORE for n, _ in world.calls)):
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # the failed branch is handled while the change is held
+        assert world.changes == []
+        world.release.set()
+        result = await finished
+    assert result.status == "failed"
+    assert world.cancelled == []
+    assert world.changes == [{"us-east-1": 0, "us-west-2": 100}, {"us-east-1": 100, "us-west-2": 0}]
+    messages = " ".join(result.messages)
+    assert "the targets could not be prepared" in messages
+    assert "DNS returned to us-east-1 100, us-west-2 0" in messages
+
+
 async def test_n_region_failover_redistributes_by_capacity(harness, clouddns_runbook):
     # us-central1 (capacity 8) fails; europe-west4 and asia-southeast1 (4 each) share it.
     world = outage(clouddns_runbook, "us-central1")

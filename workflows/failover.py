@@ -11,7 +11,8 @@ to pass its gate first only lengthens the outage. DNS therefore moves before the
 only to targets that have not failed one: preflight must reach each target's cluster (an
 unreachable target stops the run before DNS is touched), and the gate runs as soon as the
 target is ready. If some targets then fail it, DNS is re-weighted onto the ones that passed;
-if none passed (or a target could not be prepared), the failed region is gated again: DNS
+if none passed (or a target could not be prepared, or the guardrail forbids narrowing to
+the ones that passed), the failed region is gated again: DNS
 goes back to it only if it passes, else stays where it is (never zero targets), and the run
 fails loudly with the evidence. Graceful never moves DNS before every
 target passed.
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         restore_name,
         together,
     )
-    from workflows.plan import failover_targets, failover_weights, format_weights
+    from workflows.plan import PlanError, failover_targets, failover_weights, format_weights
     from workflows.types import FailoverInput, RunResult, WorldState
 
 
@@ -195,9 +196,10 @@ class FailoverWorkflow(Run):
         if not failing:
             return
         passing = [t for t in self.targets if t not in failing]
+        failed_gate = f"{', '.join(sorted(failing))} failed the health gate"
         if not passing:
             await self.recheck_failed_region(f"no target passed its health gate ({', '.join(sorted(failing))})")
-        async with self.phase("narrow-dns"):
+        try:
             narrowed = failover_weights(
                 self.runbook,
                 self.input.failed_region,
@@ -205,10 +207,11 @@ class FailoverWorkflow(Run):
                 self._before.dns if self._before else {},
                 exclude=frozenset(failing),
             )
+        except PlanError as exc:  # too few passing targets for the runbook's guardrail
+            await self.recheck_failed_region(f"{failed_gate} and traffic cannot be narrowed: {exc}")
+        async with self.phase("narrow-dns"):
             await self.move_dns(narrowed, good=True, phase="narrow-dns")
-        raise PhaseFailed(
-            f"{', '.join(sorted(failing))} failed the health gate; traffic narrowed to {format_weights(narrowed)}"
-        )
+        raise PhaseFailed(f"{failed_gate}; traffic narrowed to {format_weights(narrowed)}")
 
     async def finish_switch(self, failure: Exception) -> None:
         """The target's branch failed while the (shielded) DNS switch may still be in flight:

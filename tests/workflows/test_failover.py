@@ -249,6 +249,25 @@ async def test_n_region_ungraceful_narrows_to_the_targets_that_pass(harness, clo
     ]
 
 
+async def test_n_region_ungraceful_that_the_guardrail_keeps_from_narrowing_rechecks(harness):
+    """min_healthy_targets 2: with one of two targets failing, narrowing would leave one."""
+    rb = runbook(
+        "llm-inference-clouddns.yaml", spec__approvals__failover="never", spec__guardrails__min_healthy_targets=2
+    )
+    world = outage(rb, "us-central1")
+    world.unhealthy.add("asia-southeast1")
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1", strategy="ungraceful"))
+        result = await handle.result()
+    assert result.status == "failed"
+    assert world.dns == {"us-central1": 0, "europe-west4": 50, "asia-southeast1": 50}  # not the dark region
+    assert "narrow-dns" not in phase_names(result)
+    messages = " ".join(result.messages)
+    assert "cannot be narrowed" in messages and "spec.guardrails.min_healthy_targets" in messages
+    assert "us-central1 failed its gate too" in messages
+
+
 async def test_explicit_target_and_unknown_region(harness, clouddns_runbook):
     rb = runbook("llm-inference-clouddns.yaml", spec__approvals__failover="never")
     world = World.normal(rb)

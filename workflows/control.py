@@ -115,6 +115,7 @@ class Run:
         self._target_weights: dict[str, int] = {}
         self.last_good: dict[str, int] | None = None
         self._changing_dns: Any = None  # the in-flight dns.apply, shielded from abort
+        self._recorded_dns: Any = None  # the last dns.apply whose result is recorded
         self._applied: list[dict[str, int]] = []
         self._before: WorldState | None = None
         self._paused = False
@@ -225,13 +226,26 @@ class Run:
         # Shielded: an abort must not cancel a change batch half-way; settle_dns() waits
         # for it and then decides.
         result = await asyncio.shield(change)
-        self._weights = dict(result.weights)
-        self._applied.append(dict(result.weights))
+        self._record_dns(change, result)
         self.note(phase, f"DNS {format_weights(result.weights)} ({result.status})")
         ttl = max(r.ttl for r in self.runbook.spec.dns.records)
         # Resolvers keep the old answer for up to one TTL after the provider applied it.
         await workflow.sleep(ttl / self.speed, summary=f"DNS TTL {ttl}s")
         return result
+
+    def _record_dns(self, change: Any, result: c.DnsApplyResult) -> None:
+        """Where a finished change left DNS: the weights now held, and the run's history."""
+        self._weights = dict(result.weights)
+        self._applied.append(dict(result.weights))
+        self._recorded_dns = change
+
+    async def finish_dns_change(self) -> None:
+        """Wait for the in-flight (shielded) DNS change, if its result is not recorded yet
+        (the awaiting branch was cancelled), and record it; its failure is raised."""
+        change = self._changing_dns
+        if change is None or change is self._recorded_dns:
+            return
+        self._record_dns(change, await change)
 
     async def settle_dns(self) -> None:
         """Compensation: DNS back to the last weights that passed a gate, if this run moved it."""
@@ -240,9 +254,7 @@ class Run:
         async with self.phase("compensation"):
             if not self._changing_dns.done():
                 try:
-                    result = await self._changing_dns
-                    self._weights = dict(result.weights)
-                    self._applied.append(dict(result.weights))
+                    await self.finish_dns_change()
                 except Exception as exc:  # noqa: BLE001 - recorded; DNS is re-read below
                     self.note("compensation", f"in-flight DNS change ended: {explain(exc)}")
             current = (await calls.dns_read(self.runbook)).weights()
@@ -254,8 +266,7 @@ class Run:
             change = calls.start_dns_apply(self.runbook, self.last_good, self.speed)
             self._changing_dns = change
             result = await change
-            self._weights = dict(result.weights)
-            self._applied.append(dict(result.weights))
+            self._record_dns(change, result)
             self.note("compensation", f"DNS returned to {format_weights(result.weights)}")
 
     # ------------------------------------------------------------------ gates

@@ -73,7 +73,10 @@ class FailoverWorkflow(Run):
             except Exception as exc:
                 if self._changing_dns is None or self._abort is not None or is_cancelled_exception(exc):
                     raise  # DNS never started moving, or an abort: compensation decides
-                await self.finish_switch(exc)
+                try:
+                    await self.finish_dns_change()  # the shielded switch may still be in flight
+                except Exception:  # noqa: BLE001 - the switch itself failed: compensation decides
+                    raise exc from None
                 await self.recheck_failed_region(f"the targets could not be prepared ({explain(exc)})")
             await self.narrow_or_fail(gate)
         else:
@@ -212,18 +215,6 @@ class FailoverWorkflow(Run):
         async with self.phase("narrow-dns"):
             await self.move_dns(narrowed, good=True, phase="narrow-dns")
         raise PhaseFailed(f"{failed_gate}; traffic narrowed to {format_weights(narrowed)}")
-
-    async def finish_switch(self, failure: Exception) -> None:
-        """The target's branch failed while the (shielded) DNS switch may still be in flight:
-        let it finish and record where DNS is. If the switch itself failed, that failure
-        stands and compensation decides."""
-        try:
-            result = await self._changing_dns
-        except Exception:  # noqa: BLE001 - the switch's own failure is reported by compensation
-            raise failure from None
-        self._weights = dict(result.weights)
-        if not self._applied or self._applied[-1] != self._weights:
-            self._applied.append(dict(result.weights))
 
     async def recheck_failed_region(self, problem: str) -> NoReturn:
         """Ungraceful, DNS already moved, and the targets could not be brought up or gated:

@@ -113,6 +113,13 @@ class Harness:
         )
 
 
+    async def run(self, workflow_run: Any, arg: Any) -> tuple[Any, WorkflowHandle]:
+        """Start a run on this world and wait for its result, a worker serving it meanwhile."""
+        async with self.worker():
+            handle = await self.start(workflow_run, arg)
+            return await handle.result(), handle
+
+
 @pytest.fixture
 def harness(env: WorkflowEnvironment):
     def make(world: World) -> Harness:

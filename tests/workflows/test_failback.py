@@ -11,6 +11,8 @@ from workflows.failback import FailbackWorkflow
 from workflows.types import FailbackInput
 
 SERVICE = "ml-serving/inference-service"
+# The shift's first three steps from all-DR (us-west-2) back home to us-east-1.
+UP_TO_50 = [{"us-east-1": 10, "us-west-2": 90}, {"us-east-1": 25, "us-west-2": 75}, {"us-east-1": 50, "us-west-2": 50}]
 
 
 def after_failover(rb, original: str, dr: dict[str, int]) -> World:
@@ -69,16 +71,9 @@ async def test_failback_rolls_back_when_degradation_starts_at_50(harness, route5
     world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
     world.degrade_at["us-east-1"] = 50
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
-        result = await handle.result()
+    result, handle = await h.run(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
     assert result.status == "rolled_back"
-    assert world.changes == [
-        {"us-east-1": 10, "us-west-2": 90},
-        {"us-east-1": 25, "us-west-2": 75},
-        {"us-east-1": 50, "us-west-2": 50},
-        {"us-east-1": 0, "us-west-2": 100},  # all traffic back to DR
-    ]
+    assert world.changes == [*UP_TO_50, {"us-east-1": 0, "us-west-2": 100}]  # all traffic back to DR
     step = next(p for p in result.phases if p.name == "shift 50%")
     assert step.outcome == "rolled_back"
     assert step.evidence and not step.evidence[0].passed and "0.200" in step.evidence[0].observed
@@ -98,16 +93,9 @@ async def test_failback_failing_mid_shift_returns_all_traffic_to_dr(harness, rou
     world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
     world.analysis_fails_at["us-east-1"] = 50
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
-        result = await handle.result()
+    result, handle = await h.run(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
     assert result.status == "failed"
-    assert world.changes == [
-        {"us-east-1": 10, "us-west-2": 90},
-        {"us-east-1": 25, "us-west-2": 75},
-        {"us-east-1": 50, "us-west-2": 50},
-        {"us-east-1": 0, "us-west-2": 100},  # compensation: back to the start of the shift
-    ]
+    assert world.changes == [*UP_TO_50, {"us-east-1": 0, "us-west-2": 100}]  # back to the shift's start
     step = next(p for p in result.phases if p.name == "shift 50%")
     assert step.outcome == "failed" and "403 Forbidden" in step.detail
     compensation = next(p for p in result.phases if p.name == "compensation")
@@ -120,9 +108,7 @@ async def test_failback_gate_failure_moves_no_traffic(harness, route53_runbook):
     world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
     world.unhealthy.add("us-east-1")
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
-        result = await handle.result()
+    result, handle = await h.run(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
     assert result.status == "failed"
     assert world.changes == []
     assert "no traffic was moved" in " ".join(result.messages)
@@ -132,9 +118,7 @@ async def test_n_region_failback_returns_to_normal_weights(harness):
     rb = runbook("llm-inference-clouddns.yaml", spec__approvals__failback="never")
     world = after_failover(rb, "us-central1", {"europe-west4": 50, "asia-southeast1": 50})
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=rb, original_region="us-central1"))
-        result = await handle.result()
+    result, handle = await h.run(FailbackWorkflow.run, FailbackInput(runbook=rb, original_region="us-central1"))
     assert result.status == "completed", result.messages
     assert world.dns == rb.normal_weights() == {"us-central1": 50, "europe-west4": 25, "asia-southeast1": 25}
     assert world.changes[0] == {"us-central1": 5, "europe-west4": 48, "asia-southeast1": 47} or world.changes[0] == {
@@ -167,9 +151,7 @@ async def test_failback_to_a_cluster_that_lost_its_workloads_restores_them_first
     world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
     world.replicas["us-east-1"] = {}  # rebuilt cluster: no deployments until Velero restores them
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
-        result = await handle.result()
+    result, handle = await h.run(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
     assert result.status == "completed", result.messages
     assert world.replicas["us-east-1"] == {"ml-serving/inference-service": 6, "ml-serving/inference-gateway": 3}
     assert "Velero restore creates it" in result.phases[0].detail

@@ -27,9 +27,7 @@ async def test_graceful_failover_prepares_gates_then_switches(harness, route53_r
     world = World.normal(route53_runbook)
     world.missing["us-west-2"] = {"llm-7b"}  # replication lagged: restore from the archive
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1", reason="test"))
-        result = await handle.result()
+    result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1", reason="test"))
     assert result.status == "completed", result.messages
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}
     assert world.changes == [{"us-east-1": 0, "us-west-2": 100}]  # one change batch
@@ -57,12 +55,10 @@ async def test_graceful_failover_prepares_gates_then_switches(harness, route53_r
 async def test_ungraceful_failover_moves_dns_first(harness, route53_runbook):
     world = outage(route53_runbook, "us-east-1")
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(
-            FailoverWorkflow.run,
-            FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful", trigger="cli"),
-        )
-        result = await handle.result()
+    result, handle = await h.run(
+        FailoverWorkflow.run,
+        FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful", trigger="cli"),
+    )
     assert result.status == "completed", result.messages
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}
     # DNS changed before the target was scaled (the failed region is dark: no waiting).
@@ -78,9 +74,7 @@ async def test_graceful_failover_refuses_a_target_that_fails_its_gate(harness, r
     world = World.normal(route53_runbook)
     world.unhealthy.add("us-west-2")
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
-        result = await handle.result()
+    result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
     assert result.status == "failed"
     assert world.changes == []  # DNS never touched
     gate = next(p for p in result.phases if p.name == "health-gate")
@@ -94,12 +88,10 @@ async def test_ungraceful_failover_with_failing_target_keeps_dns_off_the_dark_re
     world = outage(route53_runbook, "us-east-1")
     world.unhealthy.add("us-west-2")
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(
-            FailoverWorkflow.run,
-            FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
-        )
-        result = await handle.result()
+    result, handle = await h.run(
+        FailoverWorkflow.run,
+        FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
+    )
     assert result.status == "failed"
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}  # never back to the dark region
     recheck = next(p for p in result.phases if p.name == "recheck-failed-region")
@@ -113,12 +105,10 @@ async def test_ungraceful_failover_whose_targets_fail_returns_to_a_region_that_p
     world = World.normal(route53_runbook)
     world.unhealthy.add("us-west-2")
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(
-            FailoverWorkflow.run,
-            FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
-        )
-        result = await handle.result()
+    result, handle = await h.run(
+        FailoverWorkflow.run,
+        FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
+    )
     assert result.status == "failed"
     assert world.changes == [{"us-east-1": 0, "us-west-2": 100}, {"us-east-1": 100, "us-west-2": 0}]
     assert world.dns == route53_runbook.normal_weights()
@@ -138,12 +128,10 @@ async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_
     world = World.normal(rb)
     world.velero_phase = "PartiallyFailed"
     h = dev_harness(world)
-    async with h.worker():
-        handle = await h.start(
-            FailoverWorkflow.run,
-            FailoverInput(runbook=rb, failed_region="us-east-1", strategy="ungraceful", speed=100),
-        )
-        result = await handle.result()
+    result, handle = await h.run(
+        FailoverWorkflow.run,
+        FailoverInput(runbook=rb, failed_region="us-east-1", strategy="ungraceful", speed=100),
+    )
     assert result.status == "failed"
     assert world.changes == [{"us-east-1": 0, "us-west-2": 100}, {"us-east-1": 100, "us-west-2": 0}]
     messages = " ".join(result.messages)
@@ -209,9 +197,7 @@ async def test_n_region_graceful_failover_needs_every_target_to_pass_its_gate(ha
     world = outage(rb, "us-central1")
     world.unhealthy.add("asia-southeast1")
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1"))
-        result = await handle.result()
+    result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1"))
     assert result.status == "failed"
     assert world.changes == [] and world.health_log == []  # DNS never moved
     gate = next(p for p in result.phases if p.name == "health-gate")
@@ -225,9 +211,7 @@ async def test_failover_the_guardrail_forbids_changes_nothing(harness):
     )
     world = outage(rb, "us-central1")
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1"))
-        result = await handle.result()
+    result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1"))
     assert result.status == "failed"
     assert world.changes == [] and world.scale_calls == []
     assert "requires at least 3 (spec.guardrails.min_healthy_targets)" in result.phases[0].detail
@@ -238,9 +222,7 @@ async def test_n_region_ungraceful_narrows_to_the_targets_that_pass(harness, clo
     world = outage(rb, "us-central1")
     world.unhealthy.add("asia-southeast1")
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1", strategy="ungraceful"))
-        result = await handle.result()
+    result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1", strategy="ungraceful"))
     assert result.status == "failed"
     assert world.dns == {"us-central1": 0, "europe-west4": 100, "asia-southeast1": 0}
     assert world.changes == [
@@ -257,9 +239,7 @@ async def test_n_region_ungraceful_that_the_guardrail_keeps_from_narrowing_reche
     world = outage(rb, "us-central1")
     world.unhealthy.add("asia-southeast1")
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1", strategy="ungraceful"))
-        result = await handle.result()
+    result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-central1", strategy="ungraceful"))
     assert result.status == "failed"
     assert world.dns == {"us-central1": 0, "europe-west4": 50, "asia-southeast1": 50}  # not the dark region
     assert "narrow-dns" not in phase_names(result)
@@ -297,9 +277,7 @@ async def test_approval_timeout_proceeds(harness):
     rb = runbook("llm-inference.yaml", spec__approvals__failover="always", spec__approvals__on_timeout="proceed")
     world = World.normal(rb)
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1"))
-        result = await handle.result()
+    result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1"))
     assert result.status == "completed"
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}
     approval = next(p for p in result.phases if p.name == "approval")
@@ -338,9 +316,7 @@ async def test_failover_restores_missing_workloads_with_velero_when_asked(harnes
     world = outage(rb, "us-east-1")
     world.replicas["us-west-2"] = {}
     h = harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1"))
-        result = await handle.result()
+    result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1"))
     assert result.status == "completed", result.messages
     assert len(world.restores) == 1 and next(iter(world.restores)).startswith("drpilot-failover-llm-inference-")
     assert world.replicas["us-west-2"]["ml-serving/inference-service"] == 6
@@ -350,8 +326,6 @@ async def test_failover_refuses_a_target_without_its_workloads(dev_harness, rout
     world = outage(route53_runbook, "us-east-1")
     world.replicas["us-west-2"] = {}  # and this runbook restores with Velero on failback only
     h = dev_harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
-        result = await handle.result()
+    result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
     assert result.status == "failed" and world.changes == []
     assert "not found" in result.phases[0].detail and "--to" in result.phases[0].detail

@@ -198,6 +198,9 @@ class HealthInput(Contract):
     runbook: Runbook
     region: str
     speed: float = 1.0
+    # None: the runbook's gate (health.consecutive passing rounds within health.timeout).
+    # N: a short check, N rounds at most, passing only if each of them passes.
+    rounds: int | None = None
 
 
 class CheckEvidence(Contract):

@@ -306,6 +306,7 @@ class ProbeActivities:
         started = time.monotonic()
         deadline = started + timeout
         rounds = consecutive = 0
+        needed = input.rounds or health.consecutive
         last_failure: dict[str, CheckEvidence] = {}
         while True:
             round_started = time.monotonic()
@@ -316,11 +317,11 @@ class ProbeActivities:
             details = {
                 "round": rounds,
                 "consecutive": consecutive,
-                "needed": health.consecutive,
+                "needed": needed,
                 "evidence": [e.model_dump() for e in evidence],
             }
             activity.heartbeat(details)
-            if consecutive >= health.consecutive:
+            if consecutive >= needed:
                 return HealthResult(
                     region=region,
                     passed=True,
@@ -330,10 +331,11 @@ class ProbeActivities:
                     evidence=evidence,
                 )
             next_round = round_started + interval
-            if next_round > deadline:
+            # A short check (input.rounds) gets no more rounds than it needs passing.
+            if next_round > deadline or (input.rounds is not None and rounds >= input.rounds):
                 failing = "; ".join(f"{e.check}: {e.observed}" for e in last_failure.values())
                 summary = (
-                    f"region {region} did not pass its health gate: {health.consecutive} consecutive "
+                    f"region {region} did not pass its health gate: {needed} consecutive "
                     f"passing rounds needed within {health.timeout.total_seconds():g}s"
                     f"{f' (÷{speed:g} = {timeout:.3g}s)' if speed != 1 else ''}, got {consecutive} "
                     f"after {rounds} rounds. Last failing evidence: {failing}. Fix the region "

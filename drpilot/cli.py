@@ -205,6 +205,12 @@ def _progress_table(progress) -> Table:
         table.add_row(phase.name, phase.outcome, seconds, phase.detail[:100])
     if progress.waiting_for == "approval":
         table.caption = f"waiting for approval: drpilot approve {progress.run_id}"
+    elif progress.drift is not None:
+        table.caption = (
+            f"held: DNS changed outside this run ({progress.drift.record}: expected "
+            f"{_weights(progress.drift.expected)}, found {_weights(progress.drift.found)}); "
+            f"drpilot resume {progress.run_id} accepts it, drpilot abort {progress.run_id} leaves it"
+        )
     elif progress.paused:
         table.caption = f"paused: drpilot resume {progress.run_id}"
     elif progress.messages:
@@ -234,13 +240,17 @@ def _start_and_report(request, wait: bool, as_json: bool) -> None:
 
     async def go():
         client = await connect(settings.temporal)
-        handle = await runs.start(client, settings, request)
+        started = await runs.start(client, settings, request)
+        handle = started.handle
+        verb = "attached to" if started.attached else "started"
         if not wait:
             if as_json:
-                typer.echo(json.dumps({"run_id": handle.id, "status": "running"}))
+                typer.echo(json.dumps({"run_id": handle.id, "status": "running", "attached": started.attached}))
             else:
-                out.print(f"started {handle.id}; follow it with: drpilot status {handle.id}", markup=False)
+                out.print(f"{verb} {handle.id}; follow it with: drpilot status {handle.id}", markup=False)
             return None
+        if not as_json:
+            err.print(f"{verb} {handle.id}", markup=False)
         if as_json:
             return await runs.result(handle)
         with Live(console=err, refresh_per_second=4, transient=False) as live:
@@ -319,32 +329,48 @@ def failback(
     _start_and_report(request, wait, as_json)
 
 
+OUTCOMES = ("completed", "failed", "rolled_back", "aborted", "terminated", "timed_out", "canceled")
+
+
 @app.command()
 def status(
     run_id: str = typer.Argument(None, help="A run id (e.g. failover:llm-inference); omit to list recent runs."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    runbook: str = typer.Option(None, "--runbook", help="List only this runbook's runs (its metadata.name)."),
+    outcome: str = typer.Option(None, "--outcome", help=f"List only runs that ended so: {', '.join(OUTCOMES[:4])}."),
+    limit: int = typer.Option(20, "--limit", min=1, help="How many runs to list, newest first."),
 ) -> None:
-    """Show a run's progress, or list recent runs."""
+    """Show a run's progress, or list recent runs with drpilot's own outcome."""
     from drpilot import runs
     from drpilot.temporal import connect
 
+    if outcome is not None and outcome not in OUTCOMES:
+        err.print(f"--outcome: expected one of {', '.join(OUTCOMES)}, got {outcome!r}", markup=False)
+        raise typer.Exit(2)
     settings = _settings()
 
     async def go():
         client = await connect(settings.temporal)
         if run_id is None:
-            return await runs.latest_runs(client)
+            return await runs.latest_runs(client, limit, runbook=runbook, outcome=outcome)
         return await runs.progress(client.get_workflow_handle(run_id))
 
     found = _run_async(go)
     if run_id is None:
         if as_json:
-            typer.echo(json.dumps([{"run_id": i, "status": s} for i, s in found]))
+            typer.echo(json.dumps([
+                {"run_id": r.run_id, "runbook": r.runbook, "state": r.state, "outcome": r.outcome,
+                 "started_at": r.started_at.isoformat() if r.started_at else None}
+                for r in found
+            ]))
         elif not found:
             out.print(f"no drpilot runs in namespace {settings.temporal.namespace} at {settings.temporal.address}", markup=False)
         else:
-            for identifier, state in found:
-                out.print(f"{identifier}  {state}", markup=False)
+            table = Table("run", "state", "outcome", "started", box=None)
+            for r in found:
+                started = r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
+                table.add_row(r.run_id, r.state, r.outcome or "-", started)
+            out.print(table)
         return
     if as_json:
         typer.echo(found.model_dump_json(indent=2))

@@ -1,7 +1,9 @@
-"""Starting, watching and steering runs from the front door (CLI today, webhook later).
+"""Starting, watching and steering runs from the front door (CLI, webhook, drills).
 
-One active run per (runbook, action): the workflow id comes from them and a second start
-attaches to the first (conflict policy USE_EXISTING) instead of starting another.
+Every start claims its runbook at admission first (workflows/admission.py): while any run
+of the runbook, or of another runbook moving the same DNS records, is active, a start is
+refused with one line saying which run holds it, who started it, since when and how to
+abort it. Asking again for the very same run attaches to it instead.
 """
 
 from __future__ import annotations
@@ -10,28 +12,65 @@ import asyncio
 import contextlib
 import getpass
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from drpilot.settings import Settings
+from workflows import admission
+from workflows.admission import AdmissionWorkflow
 from workflows.types import (
+    OUTCOME,
+    RUNBOOK,
     WORKFLOW_NAMES,
     AbortInput,
+    Admission,
+    AdmissionState,
     ApproveInput,
+    Claim,
     ControlResult,
     FailbackInput,
     FailoverInput,
     PauseInput,
     Progress,
     RunResult,
+    StaleInput,
     workflow_id,
 )
+
+# How long a front door waits for a worker to answer admission before saying there is none.
+ADMISSION_TIMEOUT = 30.0
 
 
 class RunError(RuntimeError):
     """An operator request the run refused, or a run that does not exist; one sentence."""
+
+
+class RunRefused(RunError):
+    """Admission refused the start: another run holds the runbook or its DNS records."""
+
+    def __init__(self, message: str, admission: Admission):
+        super().__init__(message)
+        self.admission = admission
+
+
+@dataclass(frozen=True)
+class Started:
+    handle: WorkflowHandle
+    attached: bool  # the same request was already running: this is that run
 
 
 def operator() -> str:
@@ -41,18 +80,116 @@ def operator() -> str:
         return "unknown"
 
 
-async def start(client: Client, settings: Settings, request: FailoverInput | FailbackInput) -> WorkflowHandle:
-    action = "failover" if isinstance(request, FailoverInput) else "failback"
-    return await client.start_workflow(
-        WORKFLOW_NAMES[action],
-        request,
-        id=workflow_id(action, request.runbook.name),
-        task_queue=settings.temporal.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        # A finished run's id may be used again: the next incident is a new run.
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        result_type=RunResult,
+def claim_for(request: FailoverInput | FailbackInput) -> Claim:
+    rb = request.runbook
+    dns = rb.spec.dns
+    records = [f"{dns.provider.value}/{dns.zone}/{r.name}" for r in dns.records]
+    if isinstance(request, FailoverInput):
+        action = "failover"
+        asked = {
+            "from": request.failed_region,
+            "to": ",".join(request.target_regions or []) or "default",
+            "strategy": request.strategy,
+        }
+    else:
+        action = "failback"
+        asked = {"to": request.original_region}
+    asked["speed"] = f"{request.speed:g}"
+    return Claim(
+        run_id=workflow_id(action, rb.name), action=action, runbook=rb.name, dns_records=records,
+        request=asked, trigger=request.trigger, requested_by=request.requested_by, reason=request.reason,
     )
+
+
+async def start(client: Client, settings: Settings, request: FailoverInput | FailbackInput) -> Started:
+    """Claim the runbook at admission, then start its run (or attach to the same one)."""
+    claim = claim_for(request)
+    for _ in range(3):  # a stale claim dropped is followed by one more try
+        answer = await _claim(client, settings, claim)
+        if answer.admitted:
+            handle = await client.start_workflow(
+                WORKFLOW_NAMES[claim.action],
+                request,
+                id=claim.run_id,
+                task_queue=settings.temporal.task_queue,
+                # A run of this id still open (its claim was dropped as stale) is this one.
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                # A finished run's id may be used again: the next incident is a new run.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=TypedSearchAttributes([SearchAttributePair(RUNBOOK, claim.runbook)]),
+                result_type=RunResult,
+            )
+            return Started(handle=handle, attached=False)
+        assert answer.holder is not None
+        if await _dropped_if_stale(client, settings, answer):
+            continue
+        if answer.attach:
+            return Started(handle=client.get_workflow_handle(claim.run_id, result_type=RunResult), attached=True)
+        raise RunRefused(refusal(claim, answer), answer)
+    raise RunError(f"admission for {claim.runbook} kept changing under three tries; try again")
+
+
+def refusal(claim: Claim, answer: Admission) -> str:
+    assert answer.holder is not None
+    held = answer.holder.claim
+    who = f"{held.trigger}{' ' + held.requested_by if held.requested_by else ''}"
+    since = answer.holder.since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    what = ", ".join(f"{k} {v}" for k, v in held.request.items())
+    if answer.differences:
+        return (
+            f"refused: {held.run_id} is already running with a different request "
+            f"({'; '.join(answer.differences)}), started by {who} at {since}; "
+            f"abort it first with `drpilot abort {held.run_id}`"
+        )
+    return (
+        f"refused: {claim.action} of {claim.runbook} cannot start while {held.run_id} ({what}) holds "
+        f"{answer.conflict}, started by {who} at {since}; abort it with `drpilot abort {held.run_id}` "
+        "or wait for it to end"
+    )
+
+
+async def _claim(client: Client, settings: Settings, claim: Claim) -> Admission:
+    queue = settings.temporal.task_queue
+    operation = WithStartWorkflowOperation(
+        AdmissionWorkflow.run,
+        AdmissionState(),
+        id=admission.workflow_id(queue),
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    try:
+        return await asyncio.wait_for(
+            client.execute_update_with_start_workflow(
+                AdmissionWorkflow.claim, claim, start_workflow_operation=operation, result_type=Admission
+            ),
+            ADMISSION_TIMEOUT,
+        )
+    except TimeoutError:
+        raise RunError(
+            f"no drpilot worker answered on task queue {queue} within {ADMISSION_TIMEOUT:g}s: "
+            "start one with `drpilot worker` (same DRPILOT_TEMPORAL_* and DRPILOT_TASK_QUEUE)"
+        ) from None
+    except RPCError as exc:
+        raise RunError(f"admission for {claim.runbook}: {exc.message}") from None
+
+
+async def _dropped_if_stale(client: Client, settings: Settings, answer: Admission) -> bool:
+    """The holder's run is over (terminated, or its start never happened): drop its claim."""
+    assert answer.holder is not None
+    holder = answer.holder
+    try:
+        description = await client.get_workflow_handle(holder.claim.run_id).describe()
+        over = description.status != WorkflowExecutionStatus.RUNNING
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise RunError(f"cannot check run {holder.claim.run_id}: {exc.message}") from None
+        over = datetime.now(UTC) - holder.since > admission.UNSTARTED_GRACE
+    if not over:
+        return False
+    handle = client.get_workflow_handle(admission.workflow_id(settings.temporal.task_queue))
+    stale = StaleInput(run_id=holder.claim.run_id, since=holder.since)
+    await handle.execute_update(AdmissionWorkflow.release_stale, stale)
+    return True
 
 
 async def progress(handle: WorkflowHandle) -> Progress:
@@ -98,10 +235,44 @@ async def control(client: Client, run_id: str, request: str) -> ControlResult:
         raise RunError(f"run {run_id} refused {request}: {getattr(cause, 'message', None) or exc}") from None
 
 
-async def latest_runs(client: Client, limit: int = 20) -> list[tuple[str, str]]:
-    """(workflow id, status) of recent drpilot runs, newest first."""
-    runs = []
-    query = " OR ".join(f"WorkflowType = '{name}'" for name in WORKFLOW_NAMES.values())
-    async for execution in client.list_workflows(query, limit=limit):
-        runs.append((execution.id, execution.status.name.lower() if execution.status else "unknown"))
-    return runs
+@dataclass(frozen=True)
+class Listed:
+    run_id: str
+    runbook: str
+    state: str  # running, or Temporal's close status: completed, failed, terminated, ...
+    outcome: str  # drpilot's own: completed, failed, rolled_back, aborted; "" while running
+    started_at: datetime | None
+
+
+async def latest_runs(
+    client: Client, limit: int = 20, *, runbook: str | None = None, outcome: str | None = None
+) -> list[Listed]:
+    """Recent drpilot runs, newest first, optionally only one runbook's or one outcome's."""
+    kinds = " OR ".join(f"WorkflowType = '{name}'" for name in WORKFLOW_NAMES.values())
+    query = f"({kinds})"
+    if runbook:
+        query += f" AND {RUNBOOK.name} = '{_quoted(runbook)}'"
+    if outcome:
+        query += f" AND {OUTCOME.name} = '{_quoted(outcome)}'"
+    found = []
+    try:
+        async for execution in client.list_workflows(query, limit=limit):
+            attributes = execution.typed_search_attributes
+            state = execution.status.name.lower() if execution.status else "unknown"
+            # A run ended by `temporal workflow terminate` never set its own outcome.
+            found.append(
+                Listed(
+                    run_id=execution.id,
+                    runbook=attributes.get(RUNBOOK) or "",
+                    state=state,
+                    outcome=attributes.get(OUTCOME) or ("" if state == "running" else state),
+                    started_at=execution.start_time,
+                )
+            )
+    except RPCError as exc:
+        raise RunError(f"cannot list runs: {exc.message}") from None
+    return found
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")

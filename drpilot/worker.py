@@ -15,6 +15,9 @@ from typing import Any
 
 import structlog
 from temporalio import activity
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -25,11 +28,13 @@ from temporalio.worker import (
 from activities.registry import build_activities
 from drpilot.logs import get_logger
 from drpilot.settings import Settings
-from drpilot.temporal import connect
+from drpilot.temporal import TemporalUnavailable, connect
+from workflows.admission import AdmissionWorkflow
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
+from workflows.types import SEARCH_ATTRIBUTES
 
-WORKFLOWS = [FailoverWorkflow, FailbackWorkflow]
+WORKFLOWS = [FailoverWorkflow, FailbackWorkflow, AdmissionWorkflow]
 # Long activities mostly wait on providers; threads are cheap, a starved pool delays heartbeats.
 ACTIVITY_THREADS = 32
 
@@ -73,9 +78,30 @@ def loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+async def check_search_attributes(client: Client, namespace: str, log: Any) -> None:
+    """Runs set drpilot's search attributes; in a namespace without them every run's last
+    workflow task would fail for good. Refuse to start rather than strand runs."""
+    try:
+        listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    except RPCError as exc:  # some hosted namespaces do not let workers list them
+        log.warning("cannot list search attributes; make sure they are registered", error=exc.message)
+        return
+    missing = [key.name for key in SEARCH_ATTRIBUTES if key.name not in listed.custom_attributes]
+    if missing:
+        commands = "; ".join(
+            f"temporal operator search-attribute create --namespace {namespace} --name {name} --type Keyword"
+            for name in missing
+        )
+        raise TemporalUnavailable(
+            f"namespace {namespace} lacks drpilot's search attribute(s) {', '.join(missing)}: register them "
+            f"({commands}), then start the worker again"
+        )
+
+
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     log = get_logger(task_queue=settings.temporal.task_queue, address=settings.temporal.address)
     client = await connect(settings.temporal)
+    await check_search_attributes(client, settings.temporal.namespace, log)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

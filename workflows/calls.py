@@ -171,13 +171,15 @@ async def warmup(runbook: Runbook, region: str) -> c.WarmupResult:
     )
 
 
-async def health_gate(runbook: Runbook, region: str, speed: float) -> c.HealthResult:
+async def health_gate(runbook: Runbook, region: str, speed: float, *, rounds: int | None = None) -> c.HealthResult:
+    """The region's health gate; `rounds=1` is one short round (a check right before a DNS
+    move, or of a rollback's destination) instead of the runbook's consecutive passes."""
     # A failing gate is a result (passed=False), not an error: only a probe that could not
     # run at all is retried, once.
     timeout = runbook.spec.health.timeout.total_seconds() / speed
     return await workflow.execute_activity(
         c.PROBES_HEALTH,
-        c.HealthInput(runbook=runbook, region=region, speed=speed),
+        c.HealthInput(runbook=runbook, region=region, speed=speed, rounds=rounds),
         result_type=c.HealthResult,
         start_to_close_timeout=timedelta(seconds=timeout + 60),
         heartbeat_timeout=HEARTBEAT,
@@ -186,10 +188,10 @@ async def health_gate(runbook: Runbook, region: str, speed: float) -> c.HealthRe
     )
 
 
-async def analyse(runbook: Runbook, region: str, window_seconds: float) -> c.AnalyseResult:
+async def analyse(runbook: Runbook, region: str, window_seconds: float, speed: float) -> c.AnalyseResult:
     return await workflow.execute_activity(
         c.PROBES_ANALYSE,
-        c.AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds),
+        c.AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds, speed=speed),
         result_type=c.AnalyseResult,
         start_to_close_timeout=timedelta(minutes=5),
         heartbeat_timeout=HEARTBEAT,

@@ -1,22 +1,26 @@
-"""What every run shares: its timeline, operator control and the safe way to move DNS.
+"""What every run shares: operator control, the gates' bookkeeping, execution and result.
 
-`Run` is the base of FailoverWorkflow and FailbackWorkflow. It owns:
-- the phase timeline (`phase()`), the progress query and the result;
-- operator control: `approve`, `abort`, `pause`, `resume` (updates with validators);
-- `move_dns()`: every DNS change goes through it, so the run always knows the last
-  weights that passed a gate (`last_good`) and whether a change batch is in flight;
-- compensation (`settle_dns()`), kept apart from the happy path: when a run is aborted or
-  fails after changing DNS, DNS goes back to `last_good`. Workloads are never scaled down
-  by compensation: during an outage spare capacity is cheap and missing capacity is not.
+`Run` is the base of FailoverWorkflow and FailbackWorkflow. It is composed of
+- `timeline` (workflows/timeline.py): phases, messages; read by the progress query and
+  the result;
+- `traffic` (workflows/traffic.py): the one owner of DNS; every weight goes through it;
+and owns itself:
+- operator control: `approve`, `abort`, `pause`, `resume` (updates with validators), and
+  the holds they end (approval, pause, drift);
+- `waited`: whether the run waited (approval, pause, drift) since its last health gate,
+  which makes the next DNS move check its destination again (`fresh_check`);
+- `execute()`: the steps, then compensation (shielded from cancellation) when they did not
+  complete, then the result, the outcome search attribute and the admission release.
+Workloads are never scaled down by compensation: during an outage spare capacity is cheap
+and missing capacity is not.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
@@ -24,22 +28,29 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.runbook import ApprovalPolicy, Runbook
-    from workflows import calls
-    from workflows.plan import PlanError, approval_required, check_weights, format_weights
+    from workflows import admission, calls
+    from workflows.plan import PlanError, approval_required, format_weights
+    from workflows.timeline import Timeline
+    from workflows.traffic import NoHealthyDestination, Traffic
     from workflows.types import (
+        OUTCOME,
         AbortInput,
         Action,
         ApproveInput,
         ControlResult,
         Outcome,
         PauseInput,
-        PhaseRecord,
         Progress,
+        ReleaseInput,
         RunResult,
         Status,
         Trigger,
+        WaitingFor,
         WorldState,
     )
+    from workflows.versions import SAFETY
+
+T = TypeVar("T")
 
 
 class PhaseFailed(Exception):
@@ -68,7 +79,7 @@ def explain(exc: BaseException) -> str:
         cause = exc.cause
         text = getattr(cause, "message", None) or str(cause or exc)
         return f"{exc.activity_type}: {text}"
-    if isinstance(exc, ApplicationError | PhaseFailed | PlanError | Aborted):
+    if isinstance(exc, ApplicationError | PhaseFailed | PlanError | Aborted | NoHealthyDestination):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -104,182 +115,87 @@ class Run:
         self.runbook = runbook
         self.speed = speed
         self.trigger = trigger
+        self.timeline = Timeline(self.refresh_details)
+        self.traffic = Traffic(self)
+        self.v2 = False  # the 0.2.0 behaviour (workflows/versions.py); read in execute()
+        self.waited = False  # a wait (approval, pause, drift) came after the last gate
         self._approval_policy = policy
         self._approval_required = approval_required(policy, trigger)
         self._approved_by: str | None = None
-        self._phases: list[PhaseRecord] = []
-        self._running: list[str] = []
-        self._messages: list[str] = []
         self._step: str | None = None
-        self._weights: dict[str, int] = {}  # last weights DNS is known to hold
-        self._target_weights: dict[str, int] = {}
-        self.last_good: dict[str, int] | None = None
-        self._changing_dns: Any = None  # the in-flight dns.apply, shielded from abort
-        self._recorded_dns: Any = None  # the last dns.apply whose result is recorded
-        self._applied: list[dict[str, int]] = []
         self._before: WorldState | None = None
         self._paused = False
-        self._waiting_for: str | None = None
+        self._hold: WaitingFor | None = None  # what a hold_for() waits on until `resume`
+        self._resumed_by = ""
+        self._waiting_for: WaitingFor | None = None
         self._abort: AbortInput | None = None
         self._steps: asyncio.Task | None = None
         self._finishing = False
         self._result: RunResult | None = None
         self.rto_seconds: float | None = None
 
-    # ------------------------------------------------------------------ timeline
+    explain = staticmethod(explain)
+
     @property
     def started_at(self) -> datetime:
         return workflow.info().workflow_start_time
 
-    def say(self, message: str) -> None:
-        self._messages.append(message)
-        workflow.logger.info(message)
+    # ------------------------------------------------------------------ timeline
+    def phase(self, name: str):
+        """The block as phase `name` of the timeline; how an exception ends it depends on
+        whether the run is being aborted."""
+        return self.timeline.phase(name, self._outcome_of)
 
-    @asynccontextmanager
-    async def phase(self, name: str) -> AsyncIterator[None]:
-        self._phases.append(PhaseRecord(name=name, started_at=workflow.now()))
-        self._running.append(name)
-        self._details()
-        workflow.logger.info("phase %s started", name)
-        try:
-            yield
-        except (Exception, asyncio.CancelledError) as exc:
-            outcome: Outcome = "aborted" if self._abort or is_cancelled_exception(exc) else "failed"
-            if isinstance(exc, PhaseFailed) and exc.status == "rolled_back":
-                outcome = "rolled_back"
-            if isinstance(exc, Aborted):
-                outcome = "aborted"
-            evidence = exc.evidence if isinstance(exc, PhaseFailed) else None
-            self._close(name, outcome, explain(exc) if outcome != "aborted" else self._abort_text(), evidence)
-            self._leave(name)
-            raise
-        else:
-            self._close(name, "ok")
-            self._leave(name)
-        # Not `finally`: on GeneratorExit (an evicted run being collected) no workflow API
-        # may be called.
+    def _outcome_of(self, exc: BaseException) -> tuple[Outcome, str, list]:
+        outcome: Outcome = "aborted" if self._abort or is_cancelled_exception(exc) else "failed"
+        if isinstance(exc, PhaseFailed) and exc.status == "rolled_back":
+            outcome = "rolled_back"
+        if isinstance(exc, Aborted):
+            outcome = "aborted"
+        evidence = exc.evidence if isinstance(exc, PhaseFailed | NoHealthyDestination) else []
+        return outcome, explain(exc) if outcome != "aborted" else self._abort_text(), evidence
 
-    def _leave(self, name: str) -> None:
-        self._running.remove(name)
-        self._details()
-
-    def note(
-        self,
-        name: str,
-        detail: str = "",
-        evidence: list[c.CheckEvidence] | None = None,
-        outcome: Outcome | None = None,
-    ) -> None:
-        """Attach detail / evidence (and an outcome other than ok) to the latest phase `name`."""
-        i = self._find(name)
-        update: dict[str, Any] = {"outcome": outcome} if outcome else {}
-        if detail:
-            update["detail"] = f"{self._phases[i].detail}; {detail}" if self._phases[i].detail else detail
-        if evidence:
-            update["evidence"] = [*self._phases[i].evidence, *evidence]
-        self._phases[i] = self._phases[i].model_copy(update=update)
-
-    def skip(self, name: str, why: str) -> None:
-        now = workflow.now()
-        self._phases.append(PhaseRecord(name=name, started_at=now, ended_at=now, outcome="skipped", detail=why))
-
-    def _close(self, name: str, outcome: Outcome, detail: str = "", evidence: list | None = None) -> None:
-        i = self._find(name)
-        record = self._phases[i]
-        if outcome == "ok" and record.outcome != "running":
-            outcome = record.outcome  # a phase may have set its own outcome (e.g. rolled_back)
-        self._phases[i] = record.model_copy(
-            update={
-                "ended_at": workflow.now(),
-                "outcome": outcome,
-                "detail": "; ".join(d for d in (record.detail, detail) if d),
-                "evidence": [*record.evidence, *(evidence or [])],
-            }
-        )
-        workflow.logger.info("phase %s %s %s", name, outcome, detail)
-
-    def _find(self, name: str) -> int:
-        for i in range(len(self._phases) - 1, -1, -1):
-            if self._phases[i].name == name:
-                return i
-        raise KeyError(name)
-
-    def _details(self) -> None:
+    def refresh_details(self) -> None:
         # Shown in the Temporal UI next to the run.
-        phase = ", ".join(self._running) or (self._phases[-1].name if self._phases else "starting")
-        workflow.set_current_details(
-            f"{self.action} {self.runbook.name}: {phase}; DNS {format_weights(self._weights)}"
-        )
-
-    # ------------------------------------------------------------------ DNS
-    async def move_dns(self, weights: dict[str, int], *, good: bool, phase: str) -> c.DnsApplyResult:
-        """Apply `weights` as one change batch, then wait the record TTL.
-
-        `good`: the regions receiving traffic have passed their gate (or, ungraceful, are
-        the only place traffic can go), so an abort may return here."""
-        check_weights(self.runbook, weights)
-        if good:
-            self.last_good = dict(weights)
-        self._target_weights = dict(weights)
-        change = calls.start_dns_apply(self.runbook, weights, self.speed)
-        self._changing_dns = change
-        # Shielded: an abort must not cancel a change batch half-way; settle_dns() waits
-        # for it and then decides.
-        result = await asyncio.shield(change)
-        self._record_dns(change, result)
-        self.note(phase, f"DNS {format_weights(result.weights)} ({result.status})")
-        ttl = max(r.ttl for r in self.runbook.spec.dns.records)
-        # Resolvers keep the old answer for up to one TTL after the provider applied it.
-        await workflow.sleep(ttl / self.speed, summary=f"DNS TTL {ttl}s")
-        return result
-
-    def _record_dns(self, change: Any, result: c.DnsApplyResult) -> None:
-        """Where a finished change left DNS: the weights now held, and the run's history."""
-        self._weights = dict(result.weights)
-        self._applied.append(dict(result.weights))
-        self._recorded_dns = change
-
-    async def finish_dns_change(self) -> None:
-        """Wait for the in-flight (shielded) DNS change, if its result is not recorded yet
-        (the awaiting branch was cancelled), and record it; its failure is raised."""
-        change = self._changing_dns
-        if change is None or change is self._recorded_dns:
-            return
-        self._record_dns(change, await change)
-
-    async def settle_dns(self) -> None:
-        """Compensation: DNS back to the last weights that passed a gate, if this run moved it."""
-        if self._changing_dns is None:
-            return  # this run never touched DNS
-        async with self.phase("compensation"):
-            if not self._changing_dns.done():
-                try:
-                    await self.finish_dns_change()
-                except Exception as exc:  # noqa: BLE001 - recorded; DNS is re-read below
-                    self.note("compensation", f"in-flight DNS change ended: {explain(exc)}")
-            current = (await calls.dns_read(self.runbook)).weights()
-            self._weights = current
-            if self.last_good is None or current == self.last_good:
-                self.note("compensation", f"DNS stays at {format_weights(current)}")
-                return
-            self._target_weights = dict(self.last_good)
-            change = calls.start_dns_apply(self.runbook, self.last_good, self.speed)
-            self._changing_dns = change
-            result = await change
-            self._record_dns(change, result)
-            self.note("compensation", f"DNS returned to {format_weights(result.weights)}")
+        phase = ", ".join(self.timeline.running) or self.timeline.current()
+        workflow.set_current_details(f"{self.action} {self.runbook.name}: {phase}; DNS {format_weights(self.traffic.held)}")
 
     # ------------------------------------------------------------------ gates
+    def gated(self) -> None:
+        """A gate just judged the regions: DNS may move without checking them again."""
+        self.waited = False
+
+    async def check_now(self, phase: str, regions: list[str]) -> list[c.HealthResult]:
+        """One short health round per region, in parallel, noted in `phase`."""
+        results = await together(*(calls.health_gate(self.runbook, r, self.speed, rounds=1) for r in regions))
+        for r in results:
+            verdict = "passes" if r.passed else "FAILS"
+            self.timeline.note(phase, f"{r.region} {verdict} a health check now", region_evidence(r.region, r.evidence))
+        return results
+
+    async def fresh_check(self, phase: str, regions: list[str]) -> None:
+        """Right before DNS moves after a wait: the destination must still be healthy."""
+        results = await self.check_now(phase, regions)
+        failing = [r for r in results if not r.passed]
+        if failing:
+            raise PhaseFailed(
+                f"{', '.join(r.region for r in failing)} failed a fresh health check right before the DNS "
+                "change (the run waited since its gate); DNS not changed",
+                evidence=[e for r in failing for e in region_evidence(r.region, r.evidence)],
+            )
+        self.gated()
+
     async def approval_gate(self) -> None:
         action = self.action
         if not self._approval_required:
-            self.skip("approval", f"approvals.{action} is {self._approval_policy.value} (trigger {self.trigger})")
+            self.timeline.skip("approval", f"approvals.{action} is {self._approval_policy.value} (trigger {self.trigger})")
             return
         approvals = self.runbook.spec.approvals
         timeout = approvals.timeout.total_seconds() / self.speed
         async with self.phase("approval"):
             if self._approved_by is None:
-                self.say(f"waiting up to {timeout:g}s for `drpilot approve {workflow.info().workflow_id}`")
+                self.timeline.say(f"waiting up to {timeout:g}s for `drpilot approve {workflow.info().workflow_id}`")
+                self.waited = True
             self._waiting_for = "approval"
             try:
                 await workflow.wait_condition(
@@ -287,28 +203,42 @@ class Run:
                 )
             except TimeoutError:
                 if approvals.on_timeout == "proceed":
-                    self.note("approval", f"no answer within {timeout:g}s: proceeding (approvals.on_timeout)")
-                    self.say("approval timed out; proceeding as the runbook says")
+                    self.timeline.note("approval", f"no answer within {timeout:g}s: proceeding (approvals.on_timeout)")
+                    self.timeline.say("approval timed out; proceeding as the runbook says")
                     return
                 self._abort = AbortInput(by="approval timeout", reason=f"no approval within {timeout:g}s")
                 raise Aborted(f"no approval within {timeout:g}s (approvals.on_timeout: abort)") from None
             finally:
                 self._waiting_for = None
-            self.note("approval", f"approved by {self._approved_by}")
+            self.timeline.note("approval", f"approved by {self._approved_by}")
 
     async def hold_if_paused(self) -> None:
         if not self._paused:
             return
         self._waiting_for = "resume"
-        self.say("paused; `drpilot resume` continues")
+        self.waited = True
+        self.timeline.say("paused; `drpilot resume` continues")
         try:
             await workflow.wait_condition(lambda: not self._paused)
         finally:
             self._waiting_for = None
 
+    async def hold_for(self, what: WaitingFor) -> str:
+        """Hold until an operator resumes (or aborts, which cancels the wait); who resumed."""
+        self._hold = what
+        self._waiting_for = what
+        self.waited = True
+        try:
+            await workflow.wait_condition(lambda: self._hold is None)
+        finally:
+            self._hold = None
+            self._waiting_for = None
+        return self._resumed_by
+
     # ------------------------------------------------------------------ the run
     async def execute(self, steps: Callable[[], Awaitable[None]]) -> RunResult:
         """Run the steps; on abort or failure compensate; then the result."""
+        self.v2 = workflow.patched(SAFETY)
         status: Status = "completed"
         if self._abort is None:
             self._steps = asyncio.create_task(steps())
@@ -319,27 +249,57 @@ class Run:
                     self._abort = AbortInput(by="temporal", reason="cancellation requested through Temporal")
                 if self._abort is not None or isinstance(exc, Aborted):
                     status = "aborted"
-                    self.say(f"aborted: {self._abort_text()}")
+                    self.timeline.say(f"aborted: {self._abort_text()}")
                 else:
                     status = exc.status if isinstance(exc, PhaseFailed) else "failed"
-                    self.say(f"{status}: {explain(exc)}")
+                    self.timeline.say(f"{status}: {explain(exc)}")
         else:
             status = "aborted"
         self._finishing = True
         if status != "completed":
             try:
-                await self.settle_dns()
+                await self._shielded(self.traffic.settle())
             except (Exception, asyncio.CancelledError) as exc:
                 status = "failed"
-                self.say(
-                    f"could NOT return DNS to {format_weights(self.last_good or {})}: {explain(exc)}; "
-                    "set the weights by hand"
-                )
-        final = await self.read_world()
+                if isinstance(exc, NoHealthyDestination):
+                    self.timeline.say(f"compensation: {exc}")
+                else:
+                    self.timeline.say(
+                        f"could NOT return DNS to {format_weights(self.traffic.last_good or {})}: {explain(exc)}; "
+                        "set the weights by hand"
+                    )
+        final = await self._shielded(self.read_world())
         self._result = self.result(status, final)
         workflow.set_current_details(f"{self.action} {self.runbook.name}: {status}")
+        if self.v2:
+            workflow.upsert_search_attributes([OUTCOME.value_set(status)])
+            await self._release(status)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result
+
+    async def _shielded(self, work: Awaitable[T]) -> T:
+        """Finish `work` even if Temporal cancels the run meanwhile (0.2.0): compensation
+        cut half-way would leave DNS mid-shift."""
+        task = asyncio.ensure_future(work)
+        if not self.v2:
+            return await task
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done():
+                    raise
+                self.timeline.say("cancellation requested while finishing: compensation goes on first")
+
+    async def _release(self, status: Status) -> None:
+        """Tell admission (workflows/admission.py) this run no longer holds its runbook."""
+        info = workflow.info()
+        try:
+            await workflow.get_external_workflow_handle(admission.workflow_id(info.task_queue)).signal(
+                admission.RELEASE, ReleaseInput(run_id=info.workflow_id, status=status, ended_at=workflow.now())
+            )
+        except Exception as exc:  # noqa: BLE001 - not started through admission (tests, drills' children)
+            workflow.logger.info("admission release not delivered: %s", exc)
 
     async def read_world(self) -> WorldState:
         """DNS and replicas as the providers report them; unreachable regions are listed."""
@@ -354,8 +314,8 @@ class Run:
         if isinstance(dns, c.DnsState):
             state["dns"] = dns.weights()
         else:
-            state["dns"] = dict(self._weights)
-            self.say(f"could not read DNS ({explain(dns)}); showing the last weights applied")
+            state["dns"] = dict(self.traffic.held)
+            self.timeline.say(f"could not read DNS ({explain(dns)}); showing the last weights applied")
         for region, read in zip(regions, replicas, strict=True):
             if isinstance(read, c.ReplicaState):
                 state["replicas"][region] = {f"{d.namespace}/{d.name}": d.replicas for d in read.deployments}
@@ -370,20 +330,20 @@ class Run:
         rto = self.rto_seconds if status == "completed" else None
         if rto is not None and self.action == "failback":
             # A failback is planned and paced by its bakes: the RTO objective is not its yardstick.
-            self.say(f"all traffic home after {rto:.1f}s")
+            self.timeline.say(f"all traffic home after {rto:.1f}s")
         elif rto is not None:
             # At rehearsal speed the objective is judged on the unscaled equivalent. It is an
             # upper bound: fixed costs (process start, polling) do not shrink with speed.
             verdict = "met" if rto * self.speed <= objective else "MISSED"
             unscaled = f" (at most {rto * self.speed:.0f}s at speed 1)" if self.speed != 1 else ""
-            self.say(f"RTO {rto:.1f}s{unscaled} vs objective {objective:.0f}s: {verdict}")
+            self.timeline.say(f"RTO {rto:.1f}s{unscaled} vs objective {objective:.0f}s: {verdict}")
         return RunResult(
             run_id=info.workflow_id,
             temporal_run_id=info.run_id,
             action=self.action,
             runbook=self.runbook.name,
             status=status,
-            phases=list(self._phases),
+            phases=list(self.timeline.phases),
             rto_seconds=rto,
             objective_rto_seconds=objective,
             rto_seconds_unscaled=None if rto is None else rto * self.speed,
@@ -392,8 +352,9 @@ class Run:
             speed=self.speed,
             started_at=self.started_at,
             ended_at=workflow.now(),
-            weights_applied=list(self._applied),
-            messages=list(self._messages),
+            weights_applied=list(self.traffic.applied),
+            dns_changes=list(self.traffic.changes),
+            messages=list(self.timeline.messages),
         )
 
     def set_step(self, step: str | None) -> None:
@@ -412,12 +373,7 @@ class Run:
     @workflow.query
     def progress(self) -> Progress:
         info = workflow.info()
-        if self._running:
-            phase = self._running[-1]
-        elif self._result is not None:
-            phase = "finished"
-        else:
-            phase = self._phases[-1].name if self._phases else "starting"
+        phase = "finished" if self._result is not None and not self.timeline.running else self.timeline.current()
         return Progress(
             run_id=info.workflow_id,
             action=self.action,
@@ -426,9 +382,10 @@ class Run:
             status=self._result.status if self._result else None,
             phase=phase,
             step=self._step,
-            weights=dict(self._weights),
-            target_weights=dict(self._target_weights),
-            waiting_for=self._waiting_for,  # type: ignore[arg-type]
+            weights=dict(self.traffic.held),
+            target_weights=dict(self.traffic.target),
+            waiting_for=self._waiting_for,
+            drift=self.traffic.drift,
             approval_required=self._approval_required,
             approved_by=self._approved_by,
             paused=self._paused,
@@ -436,8 +393,8 @@ class Run:
             started_at=self.started_at,
             elapsed_seconds=(workflow.now() - self.started_at).total_seconds(),
             speed=self.speed,
-            phases=list(self._phases),
-            messages=list(self._messages),
+            phases=list(self.timeline.phases),
+            messages=list(self.timeline.messages),
             result=self._result,
         )
 
@@ -453,8 +410,8 @@ class Run:
     def approve(self, request: ApproveInput) -> ControlResult:
         self._approved_by = request.by or "unknown"
         comment = f" ({request.comment})" if request.comment else ""
-        self.say(f"approved by {self._approved_by}{comment}")
-        return ControlResult(phase=self._phase_name(), message=f"approved by {self._approved_by}")
+        self.timeline.say(f"approved by {self._approved_by}{comment}")
+        return ControlResult(phase=self.timeline.current(), message=f"approved by {self._approved_by}")
 
     @approve.validator
     def _check_approve(self, request: ApproveInput) -> None:
@@ -470,7 +427,7 @@ class Run:
     @workflow.update
     async def abort(self, request: AbortInput) -> ControlResult:
         self._abort = request
-        self.say(self._abort_text())
+        self.timeline.say(self._abort_text())
         if self._steps is not None and not self._steps.done():
             self._steps.cancel()
         # Answer once compensation is done, so `drpilot abort` can say where DNS ended.
@@ -489,8 +446,8 @@ class Run:
     @workflow.update
     def pause(self, request: PauseInput) -> ControlResult:
         self._paused = True
-        self.say(f"pause requested by {request.by or 'unknown'}; holds at the next step boundary")
-        return ControlResult(phase=self._phase_name(), message="paused", weights=dict(self._weights))
+        self.timeline.say(f"pause requested by {request.by or 'unknown'}; holds at the next step boundary")
+        return ControlResult(phase=self.timeline.current(), message="paused", weights=dict(self.traffic.held))
 
     @pause.validator
     def _check_pause(self, request: PauseInput) -> None:
@@ -500,15 +457,19 @@ class Run:
 
     @workflow.update
     def resume(self, request: PauseInput) -> ControlResult:
+        by = request.by or "unknown"
+        if self._hold is not None:
+            message = f"resumed from the {self._hold} hold"
+            self._hold = None
+        else:
+            message = "resumed"
         self._paused = False
-        self.say(f"resumed by {request.by or 'unknown'}")
-        return ControlResult(phase=self._phase_name(), message="resumed", weights=dict(self._weights))
+        self._resumed_by = by
+        self.timeline.say(f"{message} by {by}")
+        return ControlResult(phase=self.timeline.current(), message=message, weights=dict(self.traffic.held))
 
     @resume.validator
     def _check_resume(self, request: PauseInput) -> None:
         self._refuse_when_over()
-        if not self._paused:
-            raise ValueError("not paused")
-
-    def _phase_name(self) -> str:
-        return self._running[-1] if self._running else (self._phases[-1].name if self._phases else "starting")
+        if not self._paused and self._hold is None:
+            raise ValueError("not paused and not holding")

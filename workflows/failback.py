@@ -49,7 +49,7 @@ class FailbackWorkflow(Run):
     async def procedure(self) -> None:
         request = self.input
         why = f": {request.reason}" if request.reason else ""
-        self.say(f"failback of {self.runbook.name} to {self.original} (trigger {request.trigger}){why}")
+        self.timeline.say(f"failback of {self.runbook.name} to {self.original} (trigger {request.trigger}){why}")
         start, home, dr = await self.preflight()
         await self.hold_if_paused()
         await together(self.restore_region(), self.sync_artifacts(dr))
@@ -58,11 +58,11 @@ class FailbackWorkflow(Run):
         await self.health_gate()
         await self.approval_gate()
         if start == home:
-            self.skip("shift", f"DNS already at {format_weights(home)}")
+            self.timeline.skip("shift", f"DNS already at {format_weights(home)}")
         else:
             await shift_traffic(self, Shift(start=start, home=home, region=self.original))
         # Every step passed its analysis: home is now the last good state.
-        self.last_good = dict(home)
+        self.traffic.confirm(home)
         self.mark_recovered()
         await self.scale_down(dr)
 
@@ -82,8 +82,7 @@ class FailbackWorkflow(Run):
                     f"original region {self.original}: cluster not reachable ({states[self.original]}); "
                     "failback needs it recovered first"
                 )
-            self._weights = dict(start)
-            self.last_good = dict(start)
+            self.traffic.found(start)
             reachable = {r: s for r, s in states.items() if isinstance(s, c.ReplicaState)}
             self._before = WorldState(
                 dns=start,
@@ -93,10 +92,10 @@ class FailbackWorkflow(Run):
             )
             dr = [r for r in serving(start) if r != self.original]
             home = failback_home(rb, self.original, start)
-            self._target_weights = dict(home)
+            self.traffic.heading(home)
             if not dr and start != home:
                 raise PhaseFailed(f"DNS sends no traffic outside {self.original} ({format_weights(start)}): nothing to fail back from")
-            self.note("preflight", f"DR region(s) {', '.join(dr) or 'none'}; DNS {format_weights(start)} -> {format_weights(home)}")
+            self.timeline.note("preflight", f"DR region(s) {', '.join(dr) or 'none'}; DNS {format_weights(start)} -> {format_weights(home)}")
             return start, home, dr
 
     async def restore_region(self) -> None:
@@ -104,7 +103,7 @@ class FailbackWorkflow(Run):
             if self._velero_restores():
                 name = restore_name("failback", self.runbook.name)
                 restored = await calls.velero_restore(self.runbook, self.original, name, self.speed)
-                self.note("restore", f"velero restore {restored.name} {restored.phase}")
+                self.timeline.note("restore", f"velero restore {restored.name} {restored.phase}")
                 if restored.phase != "Completed":
                     raise PhaseFailed(
                         f"velero restore {restored.name} in {self.original} ended {restored.phase} "
@@ -112,23 +111,23 @@ class FailbackWorkflow(Run):
                     )
             scaled = await calls.kube_scale(self.runbook, self.original, "active", self.speed)
             shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
-            self.note("restore", f"{self.original}: {shown} ready")
+            self.timeline.note("restore", f"{self.original}: {shown} ready")
 
     async def sync_artifacts(self, dr: list[str]) -> None:
         models = self.runbook.spec.models
         if not models:
-            self.skip("sync-artifacts", "the runbook lists no models")
+            self.timeline.skip("sync-artifacts", "the runbook lists no models")
             return
         async with self.phase("sync-artifacts"):
             if dr:
                 # The DR region carrying the most traffic has the artifacts that served it.
-                source = max(dr, key=lambda r: (self._weights.get(r, 0), r))
+                source = max(dr, key=lambda r: (self.traffic.held.get(r, 0), r))
                 synced = await together(
                     *(calls.artifacts_sync(self.runbook, m.name, m.version, source, self.original) for m in models)
                 )
                 verified = [s.verify for s in synced]
                 for m, s in zip(models, synced, strict=True):
-                    self.note("sync-artifacts", f"{m.name}: {len(s.copied)} copied from {source}, {s.unchanged} unchanged")
+                    self.timeline.note("sync-artifacts", f"{m.name}: {len(s.copied)} copied from {source}, {s.unchanged} unchanged")
             else:
                 verified = await together(
                     *(calls.artifacts_verify(self.runbook, self.original, m.name, m.version) for m in models)
@@ -143,31 +142,32 @@ class FailbackWorkflow(Run):
 
     async def warm_up(self) -> None:
         if not self.runbook.spec.warmup:
-            self.skip("warm-up", "the runbook has no warm-up requests")
+            self.timeline.skip("warm-up", "the runbook has no warm-up requests")
             return
         async with self.phase("warm-up"):
             r = await calls.warmup(self.runbook, self.original)
-            self.note("warm-up", f"{r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms")
+            self.timeline.note("warm-up", f"{r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms")
 
     async def health_gate(self) -> None:
         async with self.phase("health-gate"):
             result = await calls.health_gate(self.runbook, self.original, self.speed)
             verdict = "passed" if result.passed else "FAILED"
-            self.note("health-gate", f"{self.original} {verdict} after {result.rounds} round(s)",
+            self.timeline.note("health-gate", f"{self.original} {verdict} after {result.rounds} round(s)",
                       region_evidence(self.original, result.evidence))
+            self.gated()
             if not result.passed:
                 raise PhaseFailed(f"{self.original} failed the health gate; no traffic was moved")
 
     async def scale_down(self, dr: list[str]) -> None:
         standby = [r for r in dr if self.runbook.regions[r].role is Role.standby]
         if not standby:
-            self.skip("scale-down", "no standby region to return to standby replicas")
+            self.timeline.skip("scale-down", "no standby region to return to standby replicas")
             return
         async with self.phase("scale-down"):
             results = await together(*(calls.kube_scale(self.runbook, r, "standby", self.speed) for r in standby))
             for s in results:
                 shown = ", ".join(f"{d.namespace}/{d.name} {d.replicas}" for d in s.deployments)
-                self.note("scale-down", f"{s.region} back to standby: {shown}")
+                self.timeline.note("scale-down", f"{s.region} back to standby: {shown}")
 
     async def _read(self, region: str) -> c.ReplicaState | str:
         try:
@@ -177,7 +177,7 @@ class FailbackWorkflow(Run):
                 raise
             if region == self.original and error_type(exc) == "KubeNotFound" and self._velero_restores():
                 # The recovered cluster answers but lost its workloads: the restore brings them back.
-                self.note("preflight", f"{region}: {explain(exc)}; the Velero restore creates it")
+                self.timeline.note("preflight", f"{region}: {explain(exc)}; the Velero restore creates it")
                 return c.ReplicaState(region=region, deployments=[])
             return explain(exc)
 

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from drpilot.runbook import Action as RunbookAction
     from workflows import calls
     from workflows.control import (
+        NoHealthyDestination,
         PhaseFailed,
         Run,
         error_type,
@@ -61,7 +62,7 @@ class FailoverWorkflow(Run):
         request = self.input
         why = f": {request.reason}" if request.reason else ""
         who = f" by {request.requested_by}" if request.requested_by else ""
-        self.say(
+        self.timeline.say(
             f"{request.strategy} failover of {self.runbook.name} away from {request.failed_region}"
             f" (trigger {request.trigger}{who}){why}"
         )
@@ -71,10 +72,10 @@ class FailoverWorkflow(Run):
             try:
                 _, gate = await together(self.switch(weights), self.gate_after_switch())
             except Exception as exc:
-                if self._changing_dns is None or self._abort is not None or is_cancelled_exception(exc):
+                if not self.traffic.moved or self._abort is not None or is_cancelled_exception(exc):
                     raise  # DNS never started moving, or an abort: compensation decides
                 try:
-                    await self.finish_dns_change()  # the shielded switch may still be in flight
+                    await self.traffic.finish()  # the shielded switch may still be in flight
                 except Exception:  # noqa: BLE001 - the switch itself failed: compensation decides
                     raise exc from None
                 await self.recheck_failed_region(f"the targets could not be prepared ({explain(exc)})")
@@ -87,7 +88,7 @@ class FailoverWorkflow(Run):
             await self.health_gate("health-gate", self.targets)
             await self.approval_gate()
             await self.hold_if_paused()
-            await self.switch(weights)
+            await self.switch(weights, fresh=self.targets)
         await self.health_gate("post-switch-validation", self.targets)
         self.mark_recovered()
 
@@ -112,8 +113,7 @@ class FailoverWorkflow(Run):
             self.verified: list[c.VerifyResult] = reads[2 + len(self.targets) :]
 
             before = dns.weights()
-            self._weights = dict(before)
-            self.last_good = dict(before)
+            self.traffic.found(before)
             replicas = {s.region: {f"{d.namespace}/{d.name}": d.replicas for d in s.deployments} for s in kube}
             ready = {s.region: {f"{d.namespace}/{d.name}": d.ready for d in s.deployments} for s in kube}
             unreachable = []
@@ -122,7 +122,7 @@ class FailoverWorkflow(Run):
                 ready[failed] = {f"{d.namespace}/{d.name}": d.ready for d in failed_kube.deployments}
             else:
                 unreachable.append(failed)
-                self.note("preflight", f"{failed} cluster unreachable ({failed_kube}); expected in an outage")
+                self.timeline.note("preflight", f"{failed} cluster unreachable ({failed_kube}); expected in an outage")
             self._before = WorldState(dns=before, replicas=replicas, ready=ready, unreachable=unreachable)
 
             restoring = self._velero_restores()
@@ -147,8 +147,8 @@ class FailoverWorkflow(Run):
                         "and the runbook names no archive to restore from"
                     )
             weights = failover_weights(rb, failed, self.targets, before)
-            self._target_weights = dict(weights)
-            self.note(
+            self.traffic.heading(weights)
+            self.timeline.note(
                 "preflight",
                 f"targets {', '.join(self.targets)}; DNS {format_weights(before)} -> {format_weights(weights)}",
             )
@@ -162,12 +162,12 @@ class FailoverWorkflow(Run):
 
     async def warm_up(self) -> None:
         if not self.runbook.spec.warmup:
-            self.skip("warm-up", "the runbook has no warm-up requests")
+            self.timeline.skip("warm-up", "the runbook has no warm-up requests")
             return
         async with self.phase("warm-up"):
             results = await together(*(calls.warmup(self.runbook, t) for t in self.targets))
             for r in results:
-                self.note("warm-up", f"{r.region}: {r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms")
+                self.timeline.note("warm-up", f"{r.region}: {r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms")
 
     async def health_gate(self, name: str, regions: list[str]) -> None:
         async with self.phase(name):
@@ -176,13 +176,14 @@ class FailoverWorkflow(Run):
             if failing:
                 raise PhaseFailed(
                     f"{', '.join(failing)} failed the health gate"
-                    + ("; DNS not changed" if name == "health-gate" else f"; DNS left at {format_weights(self._weights)}")
+                    + ("; DNS not changed" if name == "health-gate" else f"; DNS left at {format_weights(self.traffic.held)}")
                 )
 
-    async def switch(self, weights: dict[str, int]) -> None:
+    async def switch(self, weights: dict[str, int], fresh: list[str] | None = None) -> None:
         async with self.phase("dns-switch"):
-            # Graceful: every target passed its gate. Ungraceful: see the module docstring.
-            await self.move_dns(weights, good=True, phase="dns-switch")
+            # Graceful: every target passed its gate (and, after a wait, a fresh check).
+            # Ungraceful: see the module docstring.
+            await self.traffic.move(weights, phase="dns-switch", good=True, fresh=fresh)
 
     async def gate_after_switch(self) -> list[c.HealthResult]:
         """Ungraceful: prepare, warm up and gate the targets while DNS propagates."""
@@ -191,7 +192,7 @@ class FailoverWorkflow(Run):
         async with self.phase("health-gate"):
             results = await self._gate("health-gate", self.targets)
             if any(not r.passed for r in results):
-                self.note("health-gate", outcome="failed")
+                self.timeline.note("health-gate", outcome="failed")
             return results
 
     async def narrow_or_fail(self, results: list[c.HealthResult]) -> None:
@@ -201,7 +202,9 @@ class FailoverWorkflow(Run):
         passing = [t for t in self.targets if t not in failing]
         failed_gate = f"{', '.join(sorted(failing))} failed the health gate"
         if not passing:
-            await self.recheck_failed_region(f"no target passed its health gate ({', '.join(sorted(failing))})")
+            await self.recheck_failed_region(
+                f"no target passed its health gate ({', '.join(sorted(failing))})", frozenset(failing)
+            )
         try:
             narrowed = failover_weights(
                 self.runbook,
@@ -211,29 +214,40 @@ class FailoverWorkflow(Run):
                 exclude=frozenset(failing),
             )
         except PlanError as exc:  # too few passing targets for the runbook's guardrail
-            await self.recheck_failed_region(f"{failed_gate} and traffic cannot be narrowed: {exc}")
+            await self.recheck_failed_region(f"{failed_gate} and traffic cannot be narrowed: {exc}", frozenset(failing))
         async with self.phase("narrow-dns"):
-            await self.move_dns(narrowed, good=True, phase="narrow-dns")
+            await self.traffic.move(narrowed, phase="narrow-dns", good=True)
         raise PhaseFailed(f"{failed_gate}; traffic narrowed to {format_weights(narrowed)}")
 
-    async def recheck_failed_region(self, problem: str) -> NoReturn:
+    async def recheck_failed_region(self, problem: str, failing: frozenset[str] = frozenset()) -> NoReturn:
         """Ungraceful, DNS already moved, and the targets could not be brought up or gated:
         traffic sits on regions that never passed a gate. If the region we left passes its own
         gate now (the outage was brief, or it was never as dark as the trigger said), DNS goes
-        back to the weights from before the run; otherwise it stays where it is, the least bad
-        place. Either way the run fails loudly."""
+        back to the weights from before the run, to those of its regions that pass a check
+        now and are not among the targets that just `failing` their gate; otherwise it stays
+        where it is, the least bad place. Either way the run fails loudly."""
         failed = self.input.failed_region
         async with self.phase("recheck-failed-region"):
             (result,) = await self._gate("recheck-failed-region", [failed])
             back = result.passed and self._before is not None
-            if back:
-                await self.move_dns(self._before.dns, good=True, phase="recheck-failed-region")
-            else:
-                self.note("recheck-failed-region", outcome="failed")
+            if back and self._before is not None:
+                destination = self._before.dns
+                if self.v2:
+                    try:
+                        destination = await self.traffic.guarded(
+                            self._before.dns, "recheck-failed-region", exclude=failing, passed=frozenset({failed})
+                        )
+                    except NoHealthyDestination as exc:
+                        self.timeline.note("recheck-failed-region", str(exc))
+                        back = False
+                if back:
+                    await self.traffic.move(destination, phase="recheck-failed-region", good=True)
+            if not back:
+                self.timeline.note("recheck-failed-region", outcome="failed")
         if back:
-            raise PhaseFailed(f"{problem}, but {failed} passed its own: DNS returned to {format_weights(self._weights)}")
+            raise PhaseFailed(f"{problem}, but {failed} passed its own: DNS returned to {format_weights(self.traffic.held)}")
         raise PhaseFailed(
-            f"{problem}, and {failed} failed its gate too: DNS left at {format_weights(self._weights)}; "
+            f"{problem}, and {failed} failed its gate too: DNS left at {format_weights(self.traffic.held)}; "
             "fix a region's health, then set the weights or run the failover again"
         )
 
@@ -242,7 +256,7 @@ class FailoverWorkflow(Run):
         if self._velero_restores():
             name = restore_name("failover", self.runbook.name)
             restored = await calls.velero_restore(self.runbook, region, name, self.speed)
-            self.note("prepare", f"{region}: velero restore {restored.name} {restored.phase}")
+            self.timeline.note("prepare", f"{region}: velero restore {restored.name} {restored.phase}")
             if restored.phase != "Completed":
                 raise PhaseFailed(
                     f"velero restore {restored.name} in {region} ended {restored.phase} "
@@ -250,7 +264,7 @@ class FailoverWorkflow(Run):
                 )
         scaled = await calls.kube_scale(self.runbook, region, "active", self.speed)
         shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
-        self.note("prepare", f"{region}: {shown} ready")
+        self.timeline.note("prepare", f"{region}: {shown} ready")
 
     async def _restore(self, verified: c.VerifyResult) -> None:
         elapsed = (workflow.now() - self.started_at).total_seconds() * self.speed
@@ -264,7 +278,7 @@ class FailoverWorkflow(Run):
                 f"{verified.region}: {verified.model} still has {len(restored.verify.problems)} problem(s) "
                 f"after the archive restore (e.g. {first.key} {first.problem})"
             )
-        self.note(
+        self.timeline.note(
             "prepare",
             f"{verified.region}: restored {len(restored.restored)} file(s) of {verified.model} ({restored.tier})",
         )
@@ -273,7 +287,8 @@ class FailoverWorkflow(Run):
         results = await together(*(calls.health_gate(self.runbook, r, self.speed) for r in regions))
         for r in results:
             verdict = "passed" if r.passed else "FAILED"
-            self.note(phase, f"{r.region} {verdict} after {r.rounds} round(s)", region_evidence(r.region, r.evidence))
+            self.timeline.note(phase, f"{r.region} {verdict} after {r.rounds} round(s)", region_evidence(r.region, r.evidence))
+        self.gated()
         return results
 
     def _velero_restores(self) -> bool:
@@ -288,7 +303,7 @@ class FailoverWorkflow(Run):
                 raise
             if error_type(exc) == "KubeNotFound" and self._velero_restores():
                 # The cluster answers; the workloads are what the Velero restore brings back.
-                self.note("preflight", f"{region}: {explain(exc)}; the Velero restore in prepare creates it")
+                self.timeline.note("preflight", f"{region}: {explain(exc)}; the Velero restore in prepare creates it")
                 return None
             raise PhaseFailed(
                 f"target region {region}: cluster not usable ({explain(exc)}); fix it or choose another target with --to"

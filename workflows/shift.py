@@ -2,12 +2,15 @@
 
 For each step (runbook traffic_shift.steps, default 10/25/50/75/100): set the weights
 that far from `start` to `home`, wait until the provider applied them and the TTL passed,
-bake, then analyse the region receiving the traffic. Degradation at any step returns all
-traffic to `start` (the state that was serving healthily before the shift), records the
-failing evidence and ends the run as rolled_back.
+bake, then analyse every region serving at that step: the one receiving the traffic and
+(0.2.0) the ones holding the rest, which can degrade too during a 75-minute shift.
+Degradation anywhere returns all traffic to the last good state (the one that served
+before the shift), but only to its regions that pass a health check now and did not just
+degrade (workflows/traffic.py): the run ends rolled_back with the failing evidence, or
+failed with "no healthy destination" and DNS left where it was.
 
-History stays small: one DNS change, two timers and one analysis per step; the bake is a
-single durable timer, never a per-second loop.
+History stays small: one DNS change, two timers and one analysis per region per step; the
+bake is a single durable timer, never a per-second loop.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from dataclasses import dataclass
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
     from workflows import calls
-    from workflows.control import PhaseFailed, Run, region_evidence
+    from workflows.control import PhaseFailed, Run, region_evidence, together
     from workflows.plan import format_weights, shift_weights
+    from workflows.traffic import NoHealthyDestination
 
 
 @dataclass(frozen=True)
@@ -39,27 +44,36 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
         name = f"shift {percent}%"
         run.set_step(f"{percent}%")
         async with run.phase(name):
-            # The TTL wait inside move_dns counts towards the bake (the runbook requires
+            # The TTL wait inside move counts towards the bake (the runbook requires
             # bake >= TTL): resolvers move to the new weights during it.
-            await run.move_dns(weights, good=False, phase=name)
+            await run.traffic.move(weights, phase=name, good=False, fresh=[shift.region])
             await workflow.sleep(max(bake - ttl, 0) / run.speed, summary=f"bake at {percent}%")
             # A pause holds the step here, before it is judged, for as long as needed.
             await run.hold_if_paused()
-            analysis = await calls.analyse(run.runbook, shift.region, bake / run.speed)
-            evidence = region_evidence(shift.region, analysis.evidence)
-            summary = (
-                f"{shift.region}: {analysis.requests} requests, error rate {analysis.error_rate:.2%}, "
-                f"p99 {analysis.p99_ms:.0f}ms"
+            judged = [shift.region]
+            if run.v2:
+                judged += [r for r, w in sorted(weights.items()) if w > 0 and r != shift.region]
+            analyses: list[c.AnalyseResult] = await together(
+                *(calls.analyse(run.runbook, r, bake / run.speed, run.speed) for r in judged)
             )
-            if analysis.healthy:
-                run.note(name, summary, evidence)
+            run.gated()
+            summary = "; ".join(
+                f"{a.region}: {a.requests} requests, error rate {a.error_rate:.2%}, p99 {a.p99_ms:.0f}ms"
+                for a in analyses
+            )
+            evidence = [e for a in analyses for e in region_evidence(a.region, a.evidence)]
+            degraded = [a.region for a in analyses if not a.healthy]
+            if not degraded:
+                run.timeline.note(name, summary, evidence)
                 continue
-            run.note(name, f"DEGRADED {summary}")
-            await run.move_dns(shift.start, good=True, phase=name)
+            # The failing numbers first in the phase's evidence, then the destination's checks.
+            run.timeline.note(name, f"DEGRADED {', '.join(degraded)}: {summary}", evidence)
+            try:
+                destination = await run.traffic.fall_back(name, exclude=frozenset(degraded))
+            except NoHealthyDestination as exc:
+                raise PhaseFailed(f"degradation at {percent}% ({summary}) and {exc}") from None
             raise PhaseFailed(
-                f"degradation at {percent}% ({summary}); all traffic returned to "
-                f"{format_weights(shift.start)}",
+                f"degradation at {percent}% ({summary}); all traffic returned to {format_weights(destination)}",
                 status="rolled_back",
-                evidence=evidence,
             )
     run.set_step(None)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio.common import SearchAttributeKey
 
 from activities.contracts import CheckEvidence
 from drpilot.runbook import Runbook
@@ -20,8 +21,17 @@ Trigger = Literal["cli", "alert", "drill"]
 Action = Literal["failover", "failback"]
 Status = Literal["completed", "failed", "rolled_back", "aborted"]
 Outcome = Literal["running", "ok", "failed", "skipped", "aborted", "rolled_back"]
+WaitingFor = Literal["approval", "resume", "drift"]
 
 WORKFLOW_NAMES: dict[str, str] = {"failover": "FailoverWorkflow", "failback": "FailbackWorkflow"}
+
+# Custom search attributes (Keyword) every namespace drpilot runs in must have registered
+# (the sandbox's dev server does; README "Production deployment" says how): the runbook,
+# set at start by the front door, and drpilot's own outcome, set by the run when it ends
+# (Temporal's execution status says "completed" for a rolled-back run too).
+RUNBOOK = SearchAttributeKey.for_keyword("DrpilotRunbook")
+OUTCOME = SearchAttributeKey.for_keyword("DrpilotOutcome")
+SEARCH_ATTRIBUTES = (RUNBOOK, OUTCOME)
 
 
 class Frozen(BaseModel):
@@ -29,7 +39,8 @@ class Frozen(BaseModel):
 
 
 def workflow_id(action: Action, runbook: str) -> str:
-    """One active run per (runbook, action): the id is derived from them, nothing else."""
+    """The run's id is derived from (action, runbook); drpilot/admission.py keeps a second
+    action (or another runbook on the same DNS records) from running at the same time."""
     return f"{action}:{runbook}"
 
 
@@ -59,6 +70,58 @@ class FailbackInput(Frozen):
     requested_by: str = ""
 
 
+# ---------------------------------------------------------------------------- admission
+class Claim(Frozen):
+    """A front door asking to run `action` on `runbook` (workflows/admission.py)."""
+
+    run_id: str  # the workflow id the run gets
+    action: str  # failover, failback (drill later)
+    runbook: str
+    dns_records: list[str]  # provider/zone/name of every record the run would move
+    # What makes two requests the same run: region, targets, strategy, speed.
+    request: dict[str, str]
+    trigger: Trigger = "cli"
+    requested_by: str = ""
+    reason: str = ""
+
+
+class Holder(Frozen):
+    claim: Claim
+    since: datetime
+
+
+class Admission(Frozen):
+    admitted: bool  # the claim now holds its runbook and records: start the run
+    attach: bool = False  # the same request already holds them: attach to its run
+    holder: Holder | None = None  # who holds them (when not admitted, or attached)
+    conflict: str = ""  # what is shared with the holder: the runbook, or a DNS record
+    differences: list[str] = Field(default_factory=list)  # same run id, different request
+
+
+class ReleaseInput(Frozen):
+    run_id: str
+    status: str = ""
+    ended_at: datetime | None = None
+
+
+class StaleInput(Frozen):
+    """A front door found the holder's run closed (terminated, or never started)."""
+
+    run_id: str
+    since: datetime  # the holder's `since`, so a newer claim of the same id is not dropped
+
+
+class Ended(Frozen):
+    run_id: str
+    status: str
+    ended_at: datetime | None = None
+
+
+class AdmissionState(Frozen):
+    holders: list[Holder] = Field(default_factory=list)
+    last_ended: dict[str, Ended] = Field(default_factory=dict)  # runbook -> its last run's end
+
+
 # ------------------------------------------------------------------------------- result
 class PhaseRecord(Frozen):
     name: str
@@ -73,6 +136,25 @@ class PhaseRecord(Frozen):
         if self.ended_at is None:
             return None
         return (self.ended_at - self.started_at).total_seconds()
+
+
+class DnsChange(Frozen):
+    """One DNS change batch this run made, as the provider reported it."""
+
+    phase: str  # the phase that made it, e.g. "dns-switch", "shift 50%", "compensation"
+    before: dict[str, int]  # weights DNS held just before
+    after: dict[str, int]  # weights the provider reported applied
+    status: str  # INSYNC, done, unchanged
+    at: datetime  # when the provider reported it applied
+
+
+class Drift(Frozen):
+    """Live DNS differs from what this run last applied: someone else changed it."""
+
+    expected: dict[str, int]
+    found: dict[str, int]
+    record: str = ""  # the first record that differs
+    since: datetime | None = None
 
 
 class WorldState(Frozen):
@@ -105,6 +187,7 @@ class RunResult(Frozen):
     before_state: WorldState | None = None
     weights_applied: list[dict[str, int]] = Field(default_factory=list)  # every DNS change, in order
     messages: list[str] = Field(default_factory=list)
+    dns_changes: list[DnsChange] = Field(default_factory=list)  # every DNS change, with its before
 
     @property
     def rto_met(self) -> bool | None:
@@ -124,7 +207,8 @@ class Progress(Frozen):
     step: str | None = None  # the shift step, e.g. "50%"
     weights: dict[str, int] = Field(default_factory=dict)  # last DNS weights known applied
     target_weights: dict[str, int] = Field(default_factory=dict)  # where the run is heading
-    waiting_for: Literal["approval", "resume"] | None = None
+    waiting_for: WaitingFor | None = None
+    drift: Drift | None = None  # set while the run holds because DNS changed under it
     approval_required: bool = False
     approved_by: str | None = None
     paused: bool = False

@@ -26,6 +26,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from workflows.types import SEARCH_ATTRIBUTES
+
 
 class ProcessError(RuntimeError):
     """A child did not start; the text names it and ends with the tail of its log."""
@@ -246,6 +248,8 @@ class TemporalDevServer(_Service):
             "--port", str(self.port),
             "--db-filename", str(self.state_dir / "temporal.db"),
             "--log-level", "warn",
+            # drpilot's own search attributes (workflows/types.py), as a production namespace has.
+            *(arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")),
         ]
         if ui:
             argv += ["--ui-ip", "127.0.0.1", "--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]

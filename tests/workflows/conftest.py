@@ -15,31 +15,43 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from drpilot import __version__
 from drpilot.loader import load_runbook
 from drpilot.runbook import Runbook
 from tests.workflows.world import World
+from workflows.admission import AdmissionWorkflow
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
-from workflows.types import Progress
+from workflows.types import SEARCH_ATTRIBUTES, Progress
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORIES = Path(__file__).parent / "histories"
 # DRPILOT_SAVE_HISTORIES=1 rewrites the committed histories the replay test reads.
 SAVE_HISTORIES = os.environ.get("DRPILOT_SAVE_HISTORIES") == "1"
-WORKFLOWS = [FailoverWorkflow, FailbackWorkflow]
+WORKFLOWS = [FailoverWorkflow, FailbackWorkflow, AdmissionWorkflow]
 
 
 async def start_env() -> WorkflowEnvironment:
     server = Path(sysconfig.get_path("scripts")) / "temporal-test-server"
-    return await WorkflowEnvironment.start_time_skipping(
+    environment = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(server), data_converter=pydantic_data_converter
     )
+    # As a production namespace has them registered (README "Production deployment").
+    await environment.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=environment.client.namespace,
+            search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES},
+        )
+    )
+    return environment
 
 
 @pytest.fixture
@@ -135,7 +147,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     server = Path(sysconfig.get_path("scripts")) / "temporal"
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(server), data_converter=pydantic_data_converter,
-        ip="127.0.0.1", ui=False,
+        ip="127.0.0.1", ui=False, search_attributes=SEARCH_ATTRIBUTES,
     )
     yield environment
     await environment.shutdown()
@@ -185,5 +197,5 @@ async def keep_history(handle: WorkflowHandle, name: str) -> None:
     """Write the run's history for the replay test when asked to regenerate them."""
     if SAVE_HISTORIES:
         history = await handle.fetch_history()
-        HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+        (HISTORIES / __version__).mkdir(parents=True, exist_ok=True)
+        (HISTORIES / __version__ / f"{name}.json").write_text(history.to_json())

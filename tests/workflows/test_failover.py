@@ -149,6 +149,7 @@ async def test_ungraceful_failover_whose_target_fails_while_dns_is_still_changin
     world = World.normal(rb)
     world.velero_phase = "PartiallyFailed"
     world.hold = (c.DNS_APPLY, 1)
+    world.velero_after_hold = True  # Velero fails while the change batch is in flight
     h = harness(world)
     async with h.worker():
         handle = await h.start(

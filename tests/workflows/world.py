@@ -32,6 +32,7 @@ class World:
     # region -> weight from which the analysis itself fails (e.g. Prometheus unreachable)
     analysis_fails_at: dict[str, int] = field(default_factory=dict)
     velero_phase: str = "Completed"
+    velero_after_hold: bool = False  # the Velero restore answers only once the hold is entered
     # (activity name, nth call) to hold in, heartbeating, until released: abort tests.
     hold: tuple[str, int] | None = None
     entered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -184,6 +185,8 @@ class World:
     @activity.defn(name=c.VELERO_RESTORE)
     async def velero_restore(self, input: c.VeleroRestoreInput) -> c.VeleroRestoreResult:
         await self._visit(c.VELERO_RESTORE, input.restore_name)
+        if self.velero_after_hold:
+            await self.entered.wait()
         self._reach(input.region)
         created = input.restore_name not in self.restores
         self.restores[input.restore_name] = input.region

@@ -1,0 +1,114 @@
+"""AdmissionWorkflow: one run per runbook, and per DNS record, whatever the action.
+
+Run ids are `action:runbook`, so Temporal alone would let a failover and a failback of one
+runbook (or two runbooks sharing a record) run at once and undo each other. Every front
+door (CLI, webhook, drills) therefore claims a run here first, with an update: updates of
+one workflow are applied one at a time, so two doors claiming in the same millisecond get
+one answer each and exactly one is admitted. One AdmissionWorkflow per task queue (a
+drpilot deployment), started on demand by update-with-start.
+
+A run releases its claim with a signal as it ends (workflows/control.py). A run that never
+does (terminated, or its start failed after the claim) is found by the front door, which
+sees the holder's run closed and drops the claim (`release_stale`).
+
+The table is small (one entry per active run); the history is kept short by continuing as
+new, carrying the table.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.types import (
+        Admission,
+        AdmissionState,
+        Claim,
+        Ended,
+        Holder,
+        ReleaseInput,
+        StaleInput,
+    )
+
+RELEASE = "release"
+# Continue as new well before Temporal's 10,240-event warning; each claim costs ~3 events.
+MAX_EVENTS = 2000
+
+
+def workflow_id(task_queue: str) -> str:
+    return f"drpilot-admission:{task_queue}"
+
+
+def conflict(held: Claim, wanted: Claim) -> str:
+    """What the two claims share, or "" when they may run side by side."""
+    if held.runbook == wanted.runbook:
+        return f"runbook {wanted.runbook}"
+    shared = sorted(set(held.dns_records) & set(wanted.dns_records))
+    return f"DNS record {shared[0]}" if shared else ""
+
+
+def differences(held: Claim, wanted: Claim) -> list[str]:
+    keys = sorted(set(held.request) | set(wanted.request))
+    return [
+        f"{k}: running {held.request.get(k, '-')}, asked {wanted.request.get(k, '-')}"
+        for k in keys
+        if held.request.get(k) != wanted.request.get(k)
+    ]
+
+
+@workflow.defn
+class AdmissionWorkflow:
+    @workflow.init
+    def __init__(self, state: AdmissionState) -> None:
+        self.holders: dict[str, Holder] = {h.claim.run_id: h for h in state.holders}
+        self.last_ended: dict[str, Ended] = dict(state.last_ended)
+
+    @workflow.run
+    async def run(self, state: AdmissionState) -> None:
+        await workflow.wait_condition(
+            lambda: workflow.info().get_current_history_length() > MAX_EVENTS
+            or workflow.info().is_continue_as_new_suggested()
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self.state())
+
+    @workflow.update
+    def claim(self, wanted: Claim) -> Admission:
+        for holder in self.holders.values():
+            shared = conflict(holder.claim, wanted)
+            if not shared:
+                continue
+            if holder.claim.run_id == wanted.run_id:
+                diff = differences(holder.claim, wanted)
+                return Admission(admitted=False, attach=not diff, holder=holder, conflict=shared, differences=diff)
+            return Admission(admitted=False, holder=holder, conflict=shared)
+        holder = Holder(claim=wanted, since=workflow.now())
+        self.holders[wanted.run_id] = holder
+        return Admission(admitted=True, holder=holder)
+
+    @workflow.signal(name=RELEASE)
+    def release(self, ended: ReleaseInput) -> None:
+        holder = self.holders.pop(ended.run_id, None)
+        if holder is not None:
+            self.last_ended[holder.claim.runbook] = Ended(
+                run_id=ended.run_id, status=ended.status, ended_at=ended.ended_at or workflow.now()
+            )
+
+    @workflow.update
+    def release_stale(self, stale: StaleInput) -> bool:
+        holder = self.holders.get(stale.run_id)
+        if holder is None or holder.since != stale.since:
+            return False
+        del self.holders[stale.run_id]
+        return True
+
+    @workflow.query
+    def state(self) -> AdmissionState:
+        return AdmissionState(holders=list(self.holders.values()), last_ended=dict(self.last_ended))
+
+
+# How long a claim may go without its run existing before a front door calls it stale: the
+# claiming door starts the run right after the claim, in well under this.
+UNSTARTED_GRACE = timedelta(seconds=60)

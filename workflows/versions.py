@@ -1,0 +1,23 @@
+"""How workflow code changes without breaking the runs in flight.
+
+A run that spans a worker upgrade (a paused failback, a 75-minute shift, an approval
+waiting overnight) is replayed by the new code from its history. Any change to the
+commands a run makes (activities, timers, signals, markers) is therefore guarded with
+`workflow.patched(ID)`: new runs record the patch and take the new path, runs started
+before it replay the old one. Chosen over worker versioning because drpilot is deployed
+by its users as one worker Deployment: patches need no second fleet kept alive until the
+last old run ends, and tests/workflows/test_replay.py proves both paths replay from the
+histories saved for each release (tests/workflows/histories/<version>/).
+
+One patch per release, read once at the start of the run (`Run.execute`), so a release's
+changes switch on together. A patch is removed only after no run older than it can still
+be open (deprecate_patch first, then delete, one release each).
+"""
+
+from __future__ import annotations
+
+# 0.2.0: one owner for DNS (drift check before every move, fresh gate after a wait,
+# guarded destinations for rollback / abort / compensation / re-gate), the failback shift
+# judging every serving region, artifacts before pods, RPO, the admission release signal
+# and the outcome search attribute.
+SAFETY = "drpilot-0.2.0-safety"

@@ -4,7 +4,8 @@ workflows import (DESIGN.md section 1). No provider SDK is imported here.
 One input and one named result per activity, frozen, so fields can be added compatibly.
 Every input carries the runbook (a few KB) rather than a reference to it, so an activity
 never reads configuration the workflow did not decide on. Waits inside an activity are
-divided by `speed` (the rehearsal speed; 1 in production).
+divided by `speed` (the rehearsal speed; 1 in production); what a request takes, and the
+limits it is judged by, never are.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ class AnalyseInput(Contract):
     runbook: Runbook
     region: str
     window_seconds: float  # the bake just finished, already divided by speed
-    # Rehearsal speed: latency limits are divided by it too (the twin's latencies are).
+    # Rehearsal speed: it shortens only the wait for a metrics sample; the runbook's error
+    # and latency limits judge at any speed (a rehearsal compresses waits, not requests).
     speed: float = 1.0
 
 

@@ -135,7 +135,7 @@ def up(
     state_dir: Path | None = typer.Option(
         None, "--state-dir", help="Where env, sandbox.json, kubeconfig, logs and Temporal state go [default: .sandbox/<runbook name>]."
     ),
-    speed: float = typer.Option(1.0, "--speed", help="Divide every simulated latency, and (via DIR/env) every wait the engine makes, by this."),
+    speed: float = typer.Option(1.0, "--speed", help="Divide every simulated wait (pod starts, PENDING, restores) and, via DIR/env, every wait the engine makes, by this; request latency is never scaled."),
     fault: list[str] = typer.Option([], "--fault", help="A fault at start-up: key=value (repeatable) or one JSON object. See `drpilot sandbox fault set --help`."),
     temporal: bool = typer.Option(True, "--temporal/--no-temporal", help="Start a Temporal dev server (UI included)."),
     observability: bool = typer.Option(True, "--observability/--no-observability", help="Start Prometheus and Alertmanager when installed."),

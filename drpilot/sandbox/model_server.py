@@ -42,8 +42,8 @@ Readiness = Callable[[], bool | tuple[bool, str]]
 # weight() answers the region's current DNS weight (0-100), or None when unknown.
 Weight = Callable[[], int | None]
 
-# Seconds; wide enough for the default 2 s p99 rollback limit and fine enough that latency
-# divided by a rehearsal speed of 60 still lands in distinct buckets.
+# Seconds; wide enough for the default 2 s p99 rollback limit and fine enough for loopback
+# answers of a few milliseconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 _MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?(/ready|/infer)?$")
@@ -156,7 +156,6 @@ class ModelServer:
         self,
         region: str,
         board: FaultBoard,
-        speed: float = 1.0,
         *,
         readiness: Readiness | None = None,
         weight: Weight | None = None,
@@ -165,11 +164,8 @@ class ModelServer:
         base_latency_seconds: float = 0.02,
         cache_seconds: float = 0.2,
     ):
-        if speed <= 0:
-            raise ValueError(f"speed must be > 0, got {speed}")
         self.region = region
         self.board = board
-        self.speed = speed
         self.models = list(models)
         self.base_latency_seconds = base_latency_seconds
         self._port = port
@@ -301,8 +297,10 @@ class ModelServer:
         if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
             return 400, {"error": 'expected a KServe v2 inference request: {"inputs": [...]}'}
         faults = self.board.now
+        # Not divided by the speed: a rehearsal compresses waits (bakes, TTLs, pod starts),
+        # never what a request takes, so the runbook's p99 limit judges it unchanged.
         delay = self.base_latency_seconds + faults.extra_latency_seconds.get(self.region, 0.0)
-        time.sleep(max(delay, 0.0) / self.speed)
+        time.sleep(max(delay, 0.0))
         ramp = faults.error_ramp.get(self.region)
         if ramp is not None:
             weight = self.weight()
@@ -455,7 +453,6 @@ class _Handler(BaseHTTPRequestHandler):
 def seed_model_servers(
     runbook: Runbook,
     board: FaultBoard,
-    speed: float = 1.0,
     *,
     readiness: Callable[[str], Readiness] | None = None,
     weight: Callable[[str], Weight] | None = None,
@@ -469,7 +466,6 @@ def seed_model_servers(
         region: ModelServer(
             region,
             board,
-            speed,
             readiness=readiness(region) if readiness else None,
             weight=weight(region) if weight else None,
             models=models,

@@ -341,7 +341,6 @@ class Twin:
             server = ModelServer(
                 region,
                 self.board,
-                self.speed,
                 readiness=lambda region=region: self.region_readiness(region),
                 weight=lambda region=region: self.weights().get(region),
                 models=models,
@@ -446,6 +445,8 @@ class Twin:
             "KUBECONFIG": str(self.kubeconfig),
             "DRPILOT_ENDPOINT_MAP": json.dumps(self.endpoint_map(), sort_keys=True),
             "DRPILOT_SPEED": f"{self.speed:g}",
+            # The mark that lets a speed above 1 through (drpilot/settings.py): this is a twin.
+            "DRPILOT_SANDBOX": "1",
             "DRPILOT_SANDBOX_CONTROL": self.control_url,
             "DRPILOT_SANDBOX_DIR": str(self.state_dir),
         }

@@ -227,3 +227,37 @@ def test_a_runbook_that_pins_its_hosted_zone_id_rehearses_unchanged(twin_factory
     eventually(lambda: twin.weights() == failover, what="the twin reads the change")  # 0.5 s cache
     twin.reset()
     eventually(lambda: twin.weights() == pinned.normal_weights(), what="reset through the pinned zone")
+
+
+@pytest.mark.parametrize("speed", [1.0, 60.0])
+def test_a_latency_fault_above_the_p99_limit_is_unhealthy_at_any_speed(twin_factory, speed):
+    # The twin does not divide request latency by its speed, and analysis judges the
+    # runbook's limit as written: 1.5 s answers against a 1 s p99 limit are a rollback
+    # at speed 60 as at speed 1, while the healthy region's loopback answers pass.
+    import yaml
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.contracts import AnalyseInput
+    from activities.probes import ProbeActivities
+    from drpilot.runbook import Runbook
+
+    data = yaml.safe_load(ROUTE53_RUNBOOK.read_text())
+    data["spec"]["traffic_shift"]["rollback"]["max_p99_latency"] = "1s"
+    runbook = Runbook.model_validate(data)
+    primary, standby = "us-east-1", "us-west-2"
+    twin = twin_factory(runbook, speed=speed, traffic_rate=40, faults=Faults(extra_latency_seconds={primary: 1.5}))
+    probes = ProbeActivities.from_settings(load_settings(twin.env()))
+    eventually(lambda: twin.traffic.stats()[primary].ok >= 20, timeout=15)
+    try:
+        # With the speed, and without it, as the workflows call analyse today.
+        for given in (AnalyseInput(runbook=runbook, region=primary, window_seconds=1.5, speed=speed),
+                      AnalyseInput(runbook=runbook, region=primary, window_seconds=1.5)):
+            slow = ActivityEnvironment().run(probes.analyse, given)
+            latency = next(e for e in slow.evidence if e.check == "p99 latency")
+            assert not slow.healthy and not latency.passed and slow.p99_ms >= 1000, slow.evidence
+        healthy = ActivityEnvironment().run(
+            probes.analyse, AnalyseInput(runbook=runbook, region=standby, window_seconds=1.5, speed=speed)
+        )
+        assert healthy.healthy, healthy.evidence
+    finally:
+        probes.http.close()

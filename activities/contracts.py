@@ -10,6 +10,7 @@ limits it is judged by, never are.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +33,7 @@ ARTIFACTS_VERIFY = "artifacts.verify"
 ARTIFACTS_RESTORE = "artifacts.restore_from_archive"
 ARTIFACTS_SYNC = "artifacts.sync"
 VELERO_RESTORE = "velero.restore"
+VELERO_BACKUP = "velero.backup_to_restore"
 PROBES_WARMUP = "probes.warmup"
 PROBES_HEALTH = "probes.health_gate"
 PROBES_ANALYSE = "probes.analyse"
@@ -179,6 +181,25 @@ class VeleroRestoreResult(Contract):
     errors: int = 0
     warnings: int = 0
     created: bool  # False when the Restore already existed (a retry)
+    # The Backup restored (a schedule's latest, as Velero chose it) and when it completed;
+    # empty / None in histories from before they were recorded.
+    backup: str = ""
+    backup_completed_at: datetime | None = None
+
+
+class VeleroBackupInput(Contract):
+    runbook: Runbook
+    region: str  # where the Restore would be created (the region being brought up)
+
+
+class VeleroBackupInfo(Contract):
+    """The Backup a restore of the runbook's `backups.velero.backup` would use now: that
+    Backup itself, or the Schedule's newest Completed one. For the RPO check."""
+
+    name: str
+    schedule: str | None = None  # the Schedule it came from, when the runbook names one
+    phase: str
+    completed_at: datetime | None  # status.completionTimestamp
 
 
 # --------------------------------------------------------------------------------- probes

@@ -588,7 +588,17 @@ class VeleroController:
                 "Either a backup or schedule must be specified as a source for the restore, but not both"
             ]
         if schedule:
-            return ["No backups found for schedule"]
+            # Velero restores "the most recent successful backup created from this schedule"
+            # and writes its name into spec.backupName (Restore API type, velero.io/docs/
+            # v1.19/api-types/restore/; `velero restore create --from-schedule`).
+            latest = latest_schedule_backup(self.store, restore["metadata"]["namespace"], schedule)
+            if latest is None:
+                return ["No backups found for schedule"]
+            stored = self.store.require(RESTORES, restore["metadata"]["namespace"], restore["metadata"]["name"])
+            stored["spec"]["backupName"] = latest["metadata"]["name"]
+            self.store.update(RESTORES, stored)
+            restore["spec"] = stored["spec"]
+            return []
         backup = self.store.get(BACKUPS, restore["metadata"]["namespace"], backup_name)
         if backup is None:
             return [f'Error retrieving backup: backups.velero.io "{backup_name}" not found']
@@ -696,6 +706,22 @@ class VeleroController:
             )
             self._runs.pop(uid, None)
         return None
+
+
+SCHEDULE_LABEL = "velero.io/schedule-name"
+
+
+def latest_schedule_backup(store: Store, namespace: str, schedule: str) -> Obj | None:
+    """The schedule's newest Completed Backup (by status.completionTimestamp), or None."""
+    done = [
+        b
+        for b in store.items(BACKUPS, namespace)
+        if (b["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule
+        and b.get("status", {}).get("phase") == "Completed"
+        and b.get("status", {}).get("completionTimestamp")
+    ]
+    # RFC 3339 UTC timestamps of one format order as strings do.
+    return max(done, key=lambda b: b["status"]["completionTimestamp"], default=None)
 
 
 def random_name_suffix() -> str:

@@ -29,6 +29,7 @@ DNS_READ = "dns.read"
 DNS_APPLY = "dns.apply"
 KUBE_READ = "kube.read"
 KUBE_SCALE = "kube.scale"
+KUBE_ROLLOUT_RESTART = "kube.rollout_restart"
 ARTIFACTS_VERIFY = "artifacts.verify"
 ARTIFACTS_RESTORE = "artifacts.restore_from_archive"
 ARTIFACTS_SYNC = "artifacts.sync"
@@ -104,6 +105,26 @@ class ScaleResult(Contract):
     region: str
     deployments: list[DeploymentState]
     changed: list[str]  # "namespace/name" of deployments that were patched
+
+
+class RolloutRestartInput(Contract):
+    """`kubectl rollout restart` of the runbook's workloads in a region, keyed by
+    `restarted_at` (written to the pod template's kubectl.kubernetes.io/restartedAt): a
+    deployment already carrying that value is not restarted again, so a retry is one
+    restart. Use a value the workflow decides, e.g. its id and the phase. It returns once
+    the new pods are all ready (within `timeout_seconds`, already divided by speed)."""
+
+    runbook: Runbook
+    region: str
+    restarted_at: str
+    timeout_seconds: float = 600.0
+    speed: float = 1.0
+
+
+class RolloutRestartResult(Contract):
+    region: str
+    deployments: list[DeploymentState]
+    restarted: list[str]  # "namespace/name" patched by this call (empty on a retry)
 
 
 # ------------------------------------------------------------------------------ artifacts

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 from temporalio import activity
@@ -64,6 +65,8 @@ GATE_REAL_SLACK_SECONDS = 30.0
 # Prometheus rate() needs two samples in its range: never ask for less than this.
 PROM_RANGE_MIN_SECONDS = 5
 HEARTBEAT_EVERY_SECONDS = 1.0
+# Per request of the model-version readiness check (the runbook's HTTP checks set their own).
+VERSION_CHECK_TIMEOUT_SECONDS = 5.0
 
 
 # ------------------------------------------------------------------ Prometheus text format
@@ -398,21 +401,17 @@ class ProbeActivities:
         deadline = time.monotonic() + left
         evidence = []
         for check in health.http:
-            name = f"GET {check.path}"
-            timeout = min(check.timeout.total_seconds(), max(deadline - time.monotonic(), 0.5))
-            try:
-                response = self.http.get(base + check.path, timeout=timeout)
-            except httpx.HTTPError as exc:
-                evidence.append(CheckEvidence(check=name, passed=False, observed=_error_text(exc)))
-                continue
             evidence.append(
-                CheckEvidence(
-                    check=name,
-                    passed=response.status_code == check.expect,
-                    observed=_describe(response)
-                    + ("" if response.status_code == check.expect else f" (expected {check.expect})"),
-                )
+                self._status_check(base + check.path, f"GET {check.path}", check.expect, check.timeout.total_seconds(), deadline)
             )
+        for model in runbook.spec.models:
+            if region not in model.artifacts:
+                continue
+            # KServe v2 model-version readiness: the version the runbook names is the one
+            # the pods loaded (pods that started before the artifacts were right serve
+            # without it). 200 is ready; 404 is "not loaded"; 503 "server not ready".
+            path = f"/v2/models/{quote(model.name, safe='')}/versions/{quote(model.version, safe='')}/ready"
+            evidence.append(self._status_check(base + path, f"GET {path}", 200, VERSION_CHECK_TIMEOUT_SECONDS, deadline))
         if health.prometheus:
             prom = self.prometheus(runbook, region)
             for check in health.prometheus:
@@ -421,6 +420,16 @@ class ProbeActivities:
                 except _PromError as exc:  # the gate keeps polling; the timeout decides
                     evidence.append(CheckEvidence(check=check.name, passed=False, observed=str(exc)))
         return evidence
+
+    def _status_check(self, url: str, name: str, expect: int, per_request: float, deadline: float) -> CheckEvidence:
+        # A probe never outlives the gate by more than a moment.
+        timeout = min(per_request, max(deadline - time.monotonic(), 0.5))
+        try:
+            response = self.http.get(url, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return CheckEvidence(check=name, passed=False, observed=_error_text(exc))
+        ok = response.status_code == expect
+        return CheckEvidence(check=name, passed=ok, observed=_describe(response) + ("" if ok else f" (expected {expect})"))
 
     # ------------------------------------------------------------------ Prometheus
     def _query(self, prom: str, query: str) -> list[tuple[dict[str, str], float]]:

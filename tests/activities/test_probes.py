@@ -195,7 +195,13 @@ def test_health_gate_passes_after_the_region_becomes_ready_mid_gate(world):
         flip.cancel()
     assert result.passed and result.consecutive == 3
     assert result.rounds >= 5  # some rounds failed before the flip
-    assert {e.check for e in result.evidence} == {"GET /v2/health/ready", "GET /v2/health/live"}
+    assert {e.check for e in result.evidence} == {
+        "GET /v2/health/ready",
+        "GET /v2/health/live",
+        # Each model's version, as the runbook names it (KServe v2 model-version ready).
+        "GET /v2/models/llm-7b/versions/2024-01-15/ready",
+        "GET /v2/models/embed-small/versions/2024-02-01/ready",
+    }
     assert all(e.passed for e in result.evidence)
     rounds = [h for h in world.heartbeats if h and "round" in h]
     assert not all(e["passed"] for e in rounds[0]["evidence"])
@@ -310,7 +316,8 @@ def test_health_gate_at_high_speed_gives_slow_requests_their_real_time(world):
         time.sleep(0.25)
         return True
 
-    with ModelServer(WEST, world.board, readiness=slow_ready, models=["llm-7b"], cache_seconds=0) as slow:
+    models = ["llm-7b", "embed-small"]
+    with ModelServer(WEST, world.board, readiness=slow_ready, models=models, cache_seconds=0) as slow:
         world.probes.endpoint_map[make_runbook().regions[WEST].endpoint.rstrip("/")] = slow.url
         result = world.env().run(
             world.probes.health_gate,

@@ -288,3 +288,21 @@ def test_traffic_keeps_the_last_weights_when_the_source_fails(two_servers):
 def test_traffic_refuses_anything_but_loopback():
     with pytest.raises(ValueError, match="only sent to loopback"):
         TrafficGenerator({"us-east-1": "https://inference.use1.example.com"}, dict, rate_per_second=1)
+
+
+def test_version_ready_answers_what_the_pods_loaded(board, http):
+    # KServe v2 GET /v2/models/{name}/versions/{version}/ready: 200 when loaded, 404 when
+    # that version is not (the twin says which pods loaded what), 503 while not ready.
+    loaded = {("llm-7b", "2024-01-15")}
+    state = {"ready": True}
+    with ModelServer(
+        REGION, board, readiness=lambda: state["ready"], models=["llm-7b"], cache_seconds=0,
+        version_ready=lambda m, v: ((m, v) in loaded, "pods started before its artifacts were complete"),
+    ) as ms:
+        ok = http.get(f"{ms.url}/v2/models/llm-7b/versions/2024-01-15/ready")
+        assert (ok.status_code, ok.json()) == (200, {"name": "llm-7b", "version": "2024-01-15", "ready": True})
+        stale = http.get(f"{ms.url}/v2/models/llm-7b/versions/2023-12-01/ready")
+        assert stale.status_code == 404 and "started before its artifacts" in stale.json()["error"]
+        assert http.get(f"{ms.url}/v2/models/nope/versions/1/ready").status_code == 404
+        state["ready"] = False
+        assert http.get(f"{ms.url}/v2/models/llm-7b/versions/2024-01-15/ready").status_code == 503

@@ -52,6 +52,11 @@ def test_cloud_dns_without_application_default_credentials_is_one_line(tmp_path)
 
 
 def test_s3_without_credentials_is_non_retryable_and_says_what_to_give(tmp_path, monkeypatch):
+    import boto3
+
+    # A worker process starts with no boto3 session; an earlier test's would hold the
+    # credentials it found, as a long-lived process keeps them.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     for name in list(os.environ):
         monkeypatch.delenv(name)
     for name, value in empty_env(tmp_path).items():

@@ -526,6 +526,11 @@ class ProbeActivities:
         )
 
     def _traffic_from_prometheus(self, prom: str, region: str, window: float) -> tuple[_Traffic, str]:
+        if window < PROM_RANGE_MIN_SECONDS:
+            # A rehearsal's compressed bake is shorter than the shortest range rate() can use:
+            # let the step run on until that range holds only this step's traffic, not the
+            # previous step's at its other weight.
+            _wait(PROM_RANGE_MIN_SECONDS - window, {"source": "prometheus", "waiting_for_range": True})
         span = f"{max(math.ceil(window), PROM_RANGE_MIN_SECONDS)}s"
         selector = f'region="{region}"'
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -120,6 +120,13 @@ def _s3(bucket: str, doing: str, permission: str) -> Iterator[None]:
         raise ApplicationError(
             f"S3 refused {doing}: {code or status} {message}",
             type=f"S3{code or status}",
+            non_retryable=True,
+        ) from None
+    except NoCredentialsError:
+        raise ApplicationError(
+            f"no AWS credentials for S3 while {doing}: give the worker an AWS role or AWS_* "
+            "credentials",
+            type="S3NoCredentials",
             non_retryable=True,
         ) from None
     except BotoCoreError as exc:

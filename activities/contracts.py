@@ -4,11 +4,13 @@ workflows import (DESIGN.md section 1). No provider SDK is imported here.
 One input and one named result per activity, frozen, so fields can be added compatibly.
 Every input carries the runbook (a few KB) rather than a reference to it, so an activity
 never reads configuration the workflow did not decide on. Waits inside an activity are
-divided by `speed` (the rehearsal speed; 1 in production).
+divided by `speed` (the rehearsal speed; 1 in production); what a request takes, and the
+limits it is judged by, never are.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,10 +29,12 @@ DNS_READ = "dns.read"
 DNS_APPLY = "dns.apply"
 KUBE_READ = "kube.read"
 KUBE_SCALE = "kube.scale"
+KUBE_ROLLOUT_RESTART = "kube.rollout_restart"
 ARTIFACTS_VERIFY = "artifacts.verify"
 ARTIFACTS_RESTORE = "artifacts.restore_from_archive"
 ARTIFACTS_SYNC = "artifacts.sync"
 VELERO_RESTORE = "velero.restore"
+VELERO_BACKUP = "velero.backup_to_restore"
 PROBES_WARMUP = "probes.warmup"
 PROBES_HEALTH = "probes.health_gate"
 PROBES_ANALYSE = "probes.analyse"
@@ -101,6 +105,26 @@ class ScaleResult(Contract):
     region: str
     deployments: list[DeploymentState]
     changed: list[str]  # "namespace/name" of deployments that were patched
+
+
+class RolloutRestartInput(Contract):
+    """`kubectl rollout restart` of the runbook's workloads in a region, keyed by
+    `restarted_at` (written to the pod template's kubectl.kubernetes.io/restartedAt): a
+    deployment already carrying that value is not restarted again, so a retry is one
+    restart. Use a value the workflow decides, e.g. its id and the phase. It returns once
+    the new pods are all ready (within `timeout_seconds`, already divided by speed)."""
+
+    runbook: Runbook
+    region: str
+    restarted_at: str
+    timeout_seconds: float = 600.0
+    speed: float = 1.0
+
+
+class RolloutRestartResult(Contract):
+    region: str
+    deployments: list[DeploymentState]
+    restarted: list[str]  # "namespace/name" patched by this call (empty on a retry)
 
 
 # ------------------------------------------------------------------------------ artifacts
@@ -178,6 +202,25 @@ class VeleroRestoreResult(Contract):
     errors: int = 0
     warnings: int = 0
     created: bool  # False when the Restore already existed (a retry)
+    # The Backup restored (a schedule's latest, as Velero chose it) and when it completed;
+    # empty / None in histories from before they were recorded.
+    backup: str = ""
+    backup_completed_at: datetime | None = None
+
+
+class VeleroBackupInput(Contract):
+    runbook: Runbook
+    region: str  # where the Restore would be created (the region being brought up)
+
+
+class VeleroBackupInfo(Contract):
+    """The Backup a restore of the runbook's `backups.velero.backup` would use now: that
+    Backup itself, or the Schedule's newest Completed one. For the RPO check."""
+
+    name: str
+    schedule: str | None = None  # the Schedule it came from, when the runbook names one
+    phase: str
+    completed_at: datetime | None  # status.completionTimestamp
 
 
 # --------------------------------------------------------------------------------- probes
@@ -225,7 +268,8 @@ class AnalyseInput(Contract):
     runbook: Runbook
     region: str
     window_seconds: float  # the bake just finished, already divided by speed
-    # Rehearsal speed: latency limits are divided by it too (the twin's latencies are).
+    # Rehearsal speed: it shortens only the wait for a metrics sample; the runbook's error
+    # and latency limits judge at any speed (a rehearsal compresses waits, not requests).
     speed: float = 1.0
 
 

@@ -40,6 +40,7 @@ import botocore.exceptions
 from botocore.config import Config
 from google.api_core import exceptions as google_errors
 from google.api_core.client_options import ClientOptions
+from google.auth import exceptions as google_auth_errors
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import dns
 from requests import exceptions as requests_errors
@@ -473,14 +474,24 @@ def managed_zone_name(runbook: Runbook) -> str:
 def clouddns_client(project: str, settings: Settings | None = None) -> dns.Client:
     """A Cloud DNS client; anonymous against a loopback endpoint (the sandbox's emulator)."""
     endpoint = settings.providers.clouddns_endpoint if settings else None
-    if not endpoint:
-        return dns.Client(project=project)
-    options = ClientOptions(api_endpoint=endpoint.rstrip("/"))
-    if urlparse(endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
+    if endpoint and urlparse(endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
         return dns.Client(
-            project=project, credentials=AnonymousCredentials(), client_options=options
+            project=project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=endpoint.rstrip("/")),
         )
-    return dns.Client(project=project, client_options=options)
+    options = ClientOptions(api_endpoint=endpoint.rstrip("/")) if endpoint else None
+    try:
+        # Finds Application Default Credentials now, not at the first request.
+        return dns.Client(project=project, client_options=options)
+    except google_auth_errors.DefaultCredentialsError:
+        raise ApplicationError(
+            f"no Google Application Default Credentials for Cloud DNS (project {project!r}): "
+            "give the worker a service account (GOOGLE_APPLICATION_CREDENTIALS, or workload "
+            "identity), or run `gcloud auth application-default login`",
+            type="CloudDnsNoCredentials",
+            non_retryable=True,
+        ) from None
 
 
 def wrr_rrset(runbook: Runbook, record: DnsRecord, weights: Mapping[str, int]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ differs, so running twice makes one change; the wait heartbeats ready counts and
 start time in the heartbeat details, so a retry after a crash or a 503 waits out the same
 deadline instead of a fresh one. Clients come per kubeconfig context, the runbook's
 region -> context mapping picks one, and every API error is classified for the caller.
+A rollout restart patches the pod template's restartedAt annotation (as `kubectl rollout
+restart` does) with a value the caller chooses, so a retry finds it set and restarts nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from activities.contracts import (
     DeploymentState,
     KubeReadInput,
     ReplicaState,
+    RolloutRestartInput,
+    RolloutRestartResult,
     ScaleInput,
     ScaleResult,
 )
@@ -38,6 +42,8 @@ from drpilot.settings import Settings
 # Simulated seconds between readiness polls (divided by the input's speed), and a floor
 # so a high rehearsal speed does not hammer the API.
 POLL_SECONDS = 2.0
+# The pod-template annotation `kubectl rollout restart` sets; changing it rolls new pods.
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 MIN_POLL_SECONDS = 0.02
 # (connect, read) seconds for each API call: a hung cluster must not hang the activity.
 REQUEST_TIMEOUT = (5.0, 30.0)
@@ -212,7 +218,7 @@ class KubeActivities:
         return cls(KubeconfigClients(os.environ.get("KUBECONFIG")))
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.read, self.scale]
+        return [self.read, self.scale, self.rollout_restart]
 
     # ------------------------------------------------------------------ read
     @activity.defn(name=contracts.KUBE_READ)
@@ -308,6 +314,70 @@ class KubeActivities:
                 states = self._ready_states(apps, input, context, targets)
         return ScaleResult(region=input.region, deployments=states, changed=changed)
 
+    # ------------------------------------------------------------------ rollout restart
+    @activity.defn(name=contracts.KUBE_ROLLOUT_RESTART)
+    def rollout_restart(self, input: RolloutRestartInput) -> RolloutRestartResult:
+        """What `kubectl rollout restart deployment/D` does: patch the pod template's
+        kubectl.kubernetes.io/restartedAt annotation, so the Deployment rolls new pods
+        (which load the model artifacts afresh); then wait until the rollout is complete:
+        every replica updated and ready, no old pod left."""
+        context, api = cluster_client(self.clients, input.runbook, input.region, "restart workloads")
+        apps = k8s.AppsV1Api(api)
+        started = float(resume_details().get("started_at") or time.time())
+        restarted: list[str] = list(resume_details().get("restarted") or [])
+        workloads = [(w.namespace, w.deployment) for w in input.runbook.workloads_in(input.region)]
+        for ns, name in workloads:
+            dep = self._call(
+                lambda ns=ns, name=name: apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT),
+                input, context, ns, name, "get",
+            )
+            template = dep.spec.template if dep.spec else None
+            annotations = (template.metadata.annotations if template and template.metadata else None) or {}
+            if annotations.get(RESTARTED_AT) != input.restarted_at:
+                self._call(
+                    lambda ns=ns, name=name: apps.patch_namespaced_deployment(
+                        name, ns,
+                        {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: input.restarted_at}}}}},
+                        _request_timeout=REQUEST_TIMEOUT,
+                    ),
+                    input, context, ns, name, "patch",
+                )
+                if f"{ns}/{name}" not in restarted:
+                    restarted.append(f"{ns}/{name}")
+            activity.heartbeat({"started_at": started, "restarted": restarted, "phase": "patched"})
+        states = self._rolled_states(apps, input, context, workloads)
+        deadline = started + input.timeout_seconds
+        poll = max(MIN_POLL_SECONDS, self.poll_seconds / input.speed)
+        while short := [s for s, done in states if not done]:
+            activity.heartbeat({"started_at": started, "restarted": restarted, "phase": "waiting"})
+            if time.time() >= deadline:
+                targets = [(s.namespace, s.name, s.replicas) for s, _ in states]
+                raise self._not_ready(api, apps, input, context, short, targets, started)
+            pause(min(poll, max(0.0, deadline - time.time())))
+            states = self._rolled_states(apps, input, context, workloads)
+        return RolloutRestartResult(region=input.region, deployments=[s for s, _ in states], restarted=restarted)
+
+    def _rolled_states(
+        self, apps: k8s.AppsV1Api, input: RolloutRestartInput, context: str, workloads: list[tuple[str, str]]
+    ) -> list[tuple[DeploymentState, bool]]:
+        """Each deployment's state and whether its rollout is complete (as `kubectl rollout
+        status` judges: observed the latest generation, all replicas updated and available,
+        none of the old ones left)."""
+        out = []
+        for ns, name in workloads:
+            dep = self._call(
+                lambda ns=ns, name=name: apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT),
+                input, context, ns, name, "get",
+            )
+            want = (dep.spec.replicas or 0) if dep.spec else 0
+            st = dep.status
+            ready = (st.ready_replicas or 0) if st else 0
+            done = bool(st) and (st.observed_generation or 0) >= (dep.metadata.generation or 0) and (
+                (st.updated_replicas or 0) >= want and (st.replicas or 0) <= want and (st.available_replicas or 0) >= want
+            )
+            out.append((DeploymentState(namespace=ns, name=name, replicas=want, ready=ready), done))
+        return out
+
     # ------------------------------------------------------------------ pieces
     @staticmethod
     def _targets(input: ScaleInput) -> list[tuple[str, str, int]]:
@@ -364,7 +434,7 @@ class KubeActivities:
     def _call(
         self,
         call: Callable[[], Any],
-        input: KubeReadInput | ScaleInput,
+        input: KubeReadInput | ScaleInput | RolloutRestartInput,
         context: str,
         ns: str,
         name: str,

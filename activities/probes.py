@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 from temporalio import activity
@@ -47,16 +48,25 @@ from drpilot.runbook import PromCheck, Runbook, Warmup
 from drpilot.settings import Settings
 
 # Analysis without Prometheus samples the region's /metrics over a short window after the
-# bake: at least this long (so a few requests land), at most this long (so a step does not
-# bake twice). Seconds, divided by the rehearsal speed.
+# bake: at least SAMPLE_MIN real seconds (traffic arrives at its real rate at any rehearsal
+# speed, so a few requests must land), at most SAMPLE_MAX simulated seconds (so a step does
+# not bake twice; divided by the speed, it is a wait).
 SAMPLE_MIN_SECONDS = 1.0
 SAMPLE_MAX_SECONDS = 30.0
-# Probe requests sent when the window had too little traffic to judge.
-PROBE_REQUESTS_MIN = 10
+# Probe requests sent when the window had too little traffic to judge: fewer than 100
+# cannot resolve the default 1% error limit or a p99 (of 20 requests, one slow or failed
+# answer is the p99 and 5% errors), and a rehearsal's compressed bake often sees too little.
+PROBE_REQUESTS_MIN = 100
 PROBE_CONCURRENCY = 4
+# A rehearsal's health gate counts requests at their real duration (see _RehearsalClock);
+# in real time it still ends this long after its scaled timeout at the latest, inside the
+# activity's start-to-close timeout (the scaled timeout + 60 s, workflows/calls.py).
+GATE_REAL_SLACK_SECONDS = 30.0
 # Prometheus rate() needs two samples in its range: never ask for less than this.
 PROM_RANGE_MIN_SECONDS = 5
 HEARTBEAT_EVERY_SECONDS = 1.0
+# Per request of the model-version readiness check (the runbook's HTTP checks set their own).
+VERSION_CHECK_TIMEOUT_SECONDS = 5.0
 
 
 # ------------------------------------------------------------------ Prometheus text format
@@ -171,6 +181,33 @@ class _Traffic:
 
     def p99(self) -> float:
         return histogram_quantile(0.99, self.buckets.items())
+
+
+class _RehearsalClock:
+    """Simulated seconds since it started. A rehearsal compresses only the waits (each
+    counts at its full simulated length, slept for length / speed); everything else —
+    requests, and a busy machine's scheduling delays — counts at its real duration. At
+    speed 1 it is the wall clock; at speed 300 a 60 s gate still gives each round's
+    requests the time they take instead of failing a healthy region slower than 0.2 s."""
+
+    def __init__(self, speed: float):
+        self.speed = speed
+        self.started = time.monotonic()
+        self._waited_real = 0.0
+        self._waited_simulated = 0.0
+
+    def real(self) -> float:
+        return time.monotonic() - self.started
+
+    def elapsed(self) -> float:
+        return self.real() - self._waited_real + self._waited_simulated
+
+    def wait(self, simulated: float, details: Any) -> None:
+        simulated = max(simulated, 0.0)
+        started = time.monotonic()
+        _wait(simulated / self.speed, details)
+        self._waited_real += time.monotonic() - started
+        self._waited_simulated += simulated
 
 
 # ------------------------------------------------------------------------------ results
@@ -301,16 +338,18 @@ class ProbeActivities:
     def health_gate(self, input: HealthInput) -> HealthResult:
         runbook, region, speed = input.runbook, input.region, input.speed
         health = runbook.spec.health
-        interval = health.interval.total_seconds() / speed
-        timeout = health.timeout.total_seconds() / speed
-        started = time.monotonic()
-        deadline = started + timeout
+        interval = health.interval.total_seconds()  # simulated seconds, as the timeout
+        timeout = health.timeout.total_seconds()
+        clock = _RehearsalClock(speed)
+        real_limit = timeout / speed + (GATE_REAL_SLACK_SECONDS if speed != 1 else 0.0)
         rounds = consecutive = 0
         needed = input.rounds or health.consecutive
         last_failure: dict[str, CheckEvidence] = {}
         while True:
-            round_started = time.monotonic()
-            evidence = self._health_round(runbook, region, deadline)
+            round_started = clock.elapsed()
+            # A probe never outlives the gate by more than a moment.
+            left = min(timeout - round_started, real_limit - clock.real())
+            evidence = self._health_round(runbook, region, left)
             rounds += 1
             consecutive = consecutive + 1 if all(e.passed for e in evidence) else 0
             last_failure.update({e.check: e for e in evidence if not e.passed})
@@ -327,17 +366,19 @@ class ProbeActivities:
                     passed=True,
                     rounds=rounds,
                     consecutive=consecutive,
-                    seconds=round(time.monotonic() - started, 3),
+                    seconds=round(clock.real(), 3),
                     evidence=evidence,
                 )
             next_round = round_started + interval
             # A short check (input.rounds) gets no more rounds than it needs passing.
-            if next_round > deadline or (input.rounds is not None and rounds >= input.rounds):
+            short = input.rounds is not None and rounds >= input.rounds
+            if short or next_round > timeout or clock.real() + interval / speed > real_limit:
                 failing = "; ".join(f"{e.check}: {e.observed}" for e in last_failure.values())
+                rehearsal = f" (rehearsal at speed {speed:g}: waits ÷{speed:g}, requests at their real time)"
                 summary = (
                     f"region {region} did not pass its health gate: {needed} consecutive "
-                    f"passing rounds needed within {health.timeout.total_seconds():g}s"
-                    f"{f' (÷{speed:g} = {timeout:.3g}s)' if speed != 1 else ''}, got {consecutive} "
+                    f"passing rounds needed within {timeout:g}s"
+                    f"{rehearsal if speed != 1 else ''}, got {consecutive} "
                     f"after {rounds} rounds. Last failing evidence: {failing}. Fix the region "
                     f"(pods, model artifacts) or raise spec.health.timeout if it is only slow."
                 )
@@ -349,33 +390,31 @@ class ProbeActivities:
                     passed=False,
                     rounds=rounds,
                     consecutive=consecutive,
-                    seconds=round(time.monotonic() - started, 3),
+                    seconds=round(clock.real(), 3),
                     evidence=evidence,
                     summary=summary,
                 )
-            _wait(next_round - time.monotonic(), details)
+            clock.wait(next_round - clock.elapsed(), details)
 
-    def _health_round(self, runbook: Runbook, region: str, deadline: float) -> list[CheckEvidence]:
+    def _health_round(self, runbook: Runbook, region: str, left: float) -> list[CheckEvidence]:
+        """One round of checks; `left` is the gate's time left, which requests spend at
+        their real duration."""
         base = self.endpoint(runbook, region)
         health = runbook.spec.health
+        deadline = time.monotonic() + left
         evidence = []
         for check in health.http:
-            name = f"GET {check.path}"
-            # A probe never outlives the gate by more than a moment.
-            timeout = min(check.timeout.total_seconds(), max(deadline - time.monotonic(), 0.5))
-            try:
-                response = self.http.get(base + check.path, timeout=timeout)
-            except httpx.HTTPError as exc:
-                evidence.append(CheckEvidence(check=name, passed=False, observed=_error_text(exc)))
-                continue
             evidence.append(
-                CheckEvidence(
-                    check=name,
-                    passed=response.status_code == check.expect,
-                    observed=_describe(response)
-                    + ("" if response.status_code == check.expect else f" (expected {check.expect})"),
-                )
+                self._status_check(base + check.path, f"GET {check.path}", check.expect, check.timeout.total_seconds(), deadline)
             )
+        for model in runbook.spec.models:
+            if region not in model.artifacts:
+                continue
+            # KServe v2 model-version readiness: the version the runbook names is the one
+            # the pods loaded (pods that started before the artifacts were right serve
+            # without it). 200 is ready; 404 is "not loaded"; 503 "server not ready".
+            path = f"/v2/models/{quote(model.name, safe='')}/versions/{quote(model.version, safe='')}/ready"
+            evidence.append(self._status_check(base + path, f"GET {path}", 200, VERSION_CHECK_TIMEOUT_SECONDS, deadline))
         if health.prometheus:
             prom = self.prometheus(runbook, region)
             for check in health.prometheus:
@@ -384,6 +423,16 @@ class ProbeActivities:
                 except _PromError as exc:  # the gate keeps polling; the timeout decides
                     evidence.append(CheckEvidence(check=check.name, passed=False, observed=str(exc)))
         return evidence
+
+    def _status_check(self, url: str, name: str, expect: int, per_request: float, deadline: float) -> CheckEvidence:
+        # A probe never outlives the gate by more than a moment.
+        timeout = min(per_request, max(deadline - time.monotonic(), 0.5))
+        try:
+            response = self.http.get(url, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return CheckEvidence(check=name, passed=False, observed=_error_text(exc))
+        ok = response.status_code == expect
+        return CheckEvidence(check=name, passed=ok, observed=_describe(response) + ("" if ok else f" (expected {expect})"))
 
     # ------------------------------------------------------------------ Prometheus
     def _query(self, prom: str, query: str) -> list[tuple[dict[str, str], float]]:
@@ -454,7 +503,9 @@ class ProbeActivities:
             requests = round(traffic.total)
             error_rate = traffic.errors / traffic.total
             p99 = traffic.p99()
-        limit = rollback.max_p99_latency.total_seconds() / speed
+        # The runbook's limit as written at any speed: a rehearsal compresses the bake, not
+        # what a request takes (the twin's latencies are not scaled either).
+        limit = rollback.max_p99_latency.total_seconds()
         evidence[:0] = [
             CheckEvidence(
                 check="error rate",
@@ -465,9 +516,7 @@ class ProbeActivities:
                 check="p99 latency",
                 passed=not math.isnan(p99) and p99 <= limit,
                 observed=("no answers" if math.isnan(p99) else f"{_ms(p99)} ms")
-                + f" (max {_ms(limit)} ms"
-                + (f" = {rollback.max_p99_latency.total_seconds():g}s ÷ speed {speed:g}" if speed != 1 else "")
-                + ")",
+                + f" (max {_ms(limit)} ms; {source})",
             ),
         ]
         return AnalyseResult(
@@ -480,6 +529,11 @@ class ProbeActivities:
         )
 
     def _traffic_from_prometheus(self, prom: str, region: str, window: float) -> tuple[_Traffic, str]:
+        if window < PROM_RANGE_MIN_SECONDS:
+            # A rehearsal's compressed bake is shorter than the shortest range rate() can use:
+            # let the step run on until that range holds only this step's traffic, not the
+            # previous step's at its other weight.
+            _wait(PROM_RANGE_MIN_SECONDS - window, {"source": "prometheus", "waiting_for_range": True})
         span = f"{max(math.ceil(window), PROM_RANGE_MIN_SECONDS)}s"
         selector = f'region="{region}"'
 
@@ -502,7 +556,7 @@ class ProbeActivities:
         self, runbook: Runbook, region: str, window: float, speed: float
     ) -> tuple[_Traffic | None, str]:
         url = self.endpoint(runbook, region) + "/metrics"
-        sample = max(min(window, SAMPLE_MAX_SECONDS / speed), SAMPLE_MIN_SECONDS / speed)
+        sample = max(min(window, SAMPLE_MAX_SECONDS / speed), SAMPLE_MIN_SECONDS)
         try:
             before = self._scrape(url, region)
             _wait(sample, {"source": "metrics", "url": url, "sample_seconds": sample})

@@ -172,6 +172,21 @@ def _settings():
         raise typer.Exit(2) from None
 
 
+def _speed(option: float | None) -> float:
+    """The run's rehearsal speed: --speed, else DRPILOT_SPEED; above 1 only in a sandbox."""
+    from drpilot.settings import SettingsError, check_speed
+
+    settings = _settings()
+    if option is None:
+        return settings.speed
+    try:
+        check_speed(option, settings.sandbox, f"--speed {option:g}")
+    except SettingsError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    return option
+
+
 def _run_async(coroutine_factory):
     """Run an async front-door action; Temporal and run errors become one line, exit 1."""
     import asyncio
@@ -298,7 +313,7 @@ def failover(
 
     request = FailoverInput(
         runbook=rb, failed_region=from_region, target_regions=to or None, strategy=strategy,
-        trigger="cli", reason=reason, speed=speed or _settings().speed, requested_by=operator(),
+        trigger="cli", reason=reason, speed=_speed(speed), requested_by=operator(),
     )
     _start_and_report(request, wait, as_json)
 
@@ -324,7 +339,7 @@ def failback(
     _confirm(yes, f"fail {rb.name} back to {to}")
     request = FailbackInput(
         runbook=rb, original_region=to, trigger="cli", reason=reason,
-        speed=speed or _settings().speed, requested_by=operator(),
+        speed=_speed(speed), requested_by=operator(),
     )
     _start_and_report(request, wait, as_json)
 

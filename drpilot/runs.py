@@ -19,6 +19,7 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
 )
 from temporalio.common import (
@@ -27,9 +28,11 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import CancelledError, TerminatedError, TimeoutError
 from temporalio.service import RPCError, RPCStatusCode
 
 from drpilot.settings import Settings
+from drpilot.temporal import rpc_problem
 from workflows import admission
 from workflows.admission import AdmissionWorkflow
 from workflows.types import (
@@ -170,7 +173,7 @@ async def _claim(client: Client, settings: Settings, claim: Claim) -> Admission:
             "start one with `drpilot worker` (same DRPILOT_TEMPORAL_* and DRPILOT_TASK_QUEUE)"
         ) from None
     except RPCError as exc:
-        raise RunError(f"admission for {claim.runbook}: {exc.message}") from None
+        raise RunError(f"admission for {claim.runbook}: {_rpc(exc)}") from None
 
 
 async def _dropped_if_stale(client: Client, settings: Settings, answer: Admission) -> bool:
@@ -182,7 +185,7 @@ async def _dropped_if_stale(client: Client, settings: Settings, answer: Admissio
         over = description.status != WorkflowExecutionStatus.RUNNING
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
-            raise RunError(f"cannot check run {holder.claim.run_id}: {exc.message}") from None
+            raise RunError(f"cannot check run {holder.claim.run_id}: {_rpc(exc)}") from None
         over = datetime.now(UTC) - holder.since > admission.UNSTARTED_GRACE
     if not over:
         return False
@@ -196,11 +199,41 @@ async def progress(handle: WorkflowHandle) -> Progress:
     try:
         return await handle.query("progress", result_type=Progress)
     except RPCError as exc:
-        raise RunError(f"run {handle.id}: {exc.message}") from None
+        raise RunError(f"run {handle.id}: {_rpc(exc)}") from None
+
+
+def _rpc(exc: RPCError) -> str:
+    # A workflow that does not exist, or a query no worker answered: Temporal's own words.
+    if exc.status.name in ("PERMISSION_DENIED", "UNAUTHENTICATED") or "amespace" in exc.message:
+        return rpc_problem(exc)
+    return exc.message
+
+
+def _ended(run_id: str, cause: BaseException | None) -> str:
+    """Why a run ended without a result of its own: drpilot's runs end with a RunResult
+    (completed, failed, rolled_back, aborted), so these came from outside the run."""
+    aftermath = (
+        "no compensation ran, so DNS and replicas are as the run left them: check them with "
+        "`drpilot runbook plan`, then start a new run"
+    )
+    if isinstance(cause, TerminatedError):
+        reason = "" if cause.message in ("", "Workflow terminated") else f" ({cause.message})"
+        return f"run {run_id} was terminated in Temporal{reason}; {aftermath}"
+    if isinstance(cause, CancelledError):
+        return f"run {run_id} was cancelled in Temporal; {aftermath}"
+    if isinstance(cause, TimeoutError):
+        return f"run {run_id} hit its Temporal execution timeout; {aftermath}"
+    message = getattr(cause, "message", None) or str(cause or "") or "no reason given"
+    return f"run {run_id} failed in Temporal: {message}; {aftermath}"
 
 
 async def result(handle: WorkflowHandle) -> RunResult:
-    raw = await handle.result()
+    try:
+        raw = await handle.result()
+    except WorkflowFailureError as exc:
+        raise RunError(_ended(handle.id, exc.cause)) from None
+    except RPCError as exc:
+        raise RunError(f"run {handle.id}: {_rpc(exc)}") from None
     # A handle from start_workflow(result_type=...) decodes it; one from an id gives a dict.
     return raw if isinstance(raw, RunResult) else RunResult.model_validate(raw)
 
@@ -229,7 +262,7 @@ async def control(client: Client, run_id: str, request: str) -> ControlResult:
     try:
         return await handle.execute_update(request, argument, result_type=ControlResult)
     except RPCError as exc:
-        raise RunError(f"run {run_id}: {exc.message}") from None
+        raise RunError(f"run {run_id}: {_rpc(exc)}") from None
     except Exception as exc:  # WorkflowUpdateFailedError: the validator's reason
         cause = getattr(exc, "cause", None)
         raise RunError(f"run {run_id} refused {request}: {getattr(cause, 'message', None) or exc}") from None
@@ -270,7 +303,7 @@ async def latest_runs(
                 )
             )
     except RPCError as exc:
-        raise RunError(f"cannot list runs: {exc.message}") from None
+        raise RunError(f"cannot list runs: {_rpc(exc)}") from None
     return found
 
 

@@ -52,6 +52,9 @@ class Settings:
     # Rehearsal speed: every wait the engine makes (bake, TTL, timeouts) is divided by it.
     # 1 in production; the sandbox sets e.g. 60 so a 75-minute failback rehearses in ~1 min.
     speed: float = 1.0
+    # True when the environment points at a sandbox twin (its DIR/env sets DRPILOT_SANDBOX=1):
+    # the only place a speed above 1 is allowed.
+    sandbox: bool = False
     # Where the Alertmanager webhook listens. Loopback by default; production sets it.
     webhook_listen: str = "127.0.0.1:8787"
     # Bearer token the webhook requires (Alertmanager http_config.authorization); None = none.
@@ -79,15 +82,33 @@ def _map(name: str, raw: str | None) -> dict[str, str]:
     return value
 
 
+SANDBOX_MARK = "DRPILOT_SANDBOX"
+
+
+def check_speed(speed: float, sandbox: bool, given_as: str) -> None:
+    """A speed above 1 shortens real bakes, TTL waits and gates: refuse it unless drpilot
+    points at a sandbox. `given_as` names where the speed came from, for the message."""
+    if speed > 1 and not sandbox:
+        unset = "unset DRPILOT_SPEED" if given_as.startswith("DRPILOT_SPEED") else "drop --speed"
+        raise SettingsError(
+            f"{given_as}: a speed above 1 shortens every bake, TTL wait and health gate, so it is "
+            f"only for a sandbox ({SANDBOX_MARK}=1, set by `source DIR/env` of `drpilot sandbox up`), "
+            f"and {SANDBOX_MARK} is not set; {unset} to run at real time"
+        )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     get = env.get
+    raw_speed = get("DRPILOT_SPEED", "1")
     try:
-        speed = float(get("DRPILOT_SPEED", "1"))
+        speed = float(raw_speed)
     except ValueError:
-        raise SettingsError(f"DRPILOT_SPEED={get('DRPILOT_SPEED')!r}: expected a number >= 1") from None
-    if speed < 1:
-        raise SettingsError(f"DRPILOT_SPEED={get('DRPILOT_SPEED')!r}: expected a number >= 1")
+        raise SettingsError(f"DRPILOT_SPEED={raw_speed!r}: expected a number >= 1") from None
+    if not speed >= 1:  # also NaN
+        raise SettingsError(f"DRPILOT_SPEED={raw_speed!r}: expected a number >= 1")
+    sandbox = _bool(SANDBOX_MARK, get(SANDBOX_MARK, ""))
+    check_speed(speed, sandbox, f"DRPILOT_SPEED={raw_speed!r}")
     api_key = get("DRPILOT_TEMPORAL_API_KEY") or None
     return Settings(
         temporal=TemporalSettings(
@@ -106,6 +127,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             prometheus_map=_map("DRPILOT_PROMETHEUS_MAP", get("DRPILOT_PROMETHEUS_MAP")),
         ),
         speed=speed,
+        sandbox=sandbox,
         webhook_listen=get("DRPILOT_WEBHOOK_LISTEN", Settings.webhook_listen),
         webhook_token=get("DRPILOT_WEBHOOK_TOKEN") or None,
     )

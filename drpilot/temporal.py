@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from drpilot.settings import TemporalSettings
 
@@ -29,7 +31,7 @@ def _tls(settings: TemporalSettings) -> TLSConfig | bool:
 
 async def connect(settings: TemporalSettings) -> Client:
     try:
-        return await Client.connect(
+        client = await Client.connect(
             settings.address,
             namespace=settings.namespace,
             tls=_tls(settings),
@@ -44,6 +46,36 @@ async def connect(settings: TemporalSettings) -> Client:
             f"{_reason(exc)}. Start one with `drpilot sandbox up --runbook FILE` "
             "(then `source DIR/env`) or `temporal server start-dev`, or set DRPILOT_TEMPORAL_ADDRESS."
         ) from None
+    # Connecting checks only the frontend; a missing namespace or a credential without
+    # rights on it would otherwise surface as a raw RPCError at the first real call.
+    try:
+        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=settings.namespace))
+    except RPCError as exc:
+        raise TemporalUnavailable(rpc_problem(exc, settings.address, settings.namespace)) from None
+    return client
+
+
+def rpc_problem(exc: RPCError, address: str | None = None, namespace: str | None = None) -> str:
+    """One sentence for a Temporal RPC refusal, with the fix for the common ones."""
+    where = f"Temporal at {address}" if address else "Temporal"
+    ns = f"namespace {namespace!r}" if namespace else "the namespace"
+    if exc.status == RPCStatusCode.NOT_FOUND and "amespace" in exc.message:
+        return (
+            f"{ns} not found at {where}: create it (`temporal operator namespace create "
+            f"--namespace {namespace or 'NAME'}`) or set DRPILOT_TEMPORAL_NAMESPACE to one that exists"
+        )
+    if exc.status == RPCStatusCode.PERMISSION_DENIED:
+        return (
+            f"permission denied by {where} for {ns}: {exc.message}. Give drpilot's API key "
+            "(DRPILOT_TEMPORAL_API_KEY) or client certificate (DRPILOT_TEMPORAL_TLS_CERT) "
+            "access to it"
+        )
+    if exc.status == RPCStatusCode.UNAUTHENTICATED:
+        return (
+            f"{where} did not accept drpilot's credentials: {exc.message}. Check "
+            "DRPILOT_TEMPORAL_API_KEY or DRPILOT_TEMPORAL_TLS_CERT / DRPILOT_TEMPORAL_TLS_KEY"
+        )
+    return f"{where} refused the request ({exc.status.name}): {exc.message}"
 
 
 def _reason(exc: Exception) -> str:

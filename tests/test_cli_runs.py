@@ -48,3 +48,16 @@ def test_unknown_region_and_strategy():
 def test_bad_speed_setting_is_named():
     result = drpilot("status", DRPILOT_SPEED="warp")
     assert (result.returncode, result.stderr.strip()) == (2, "error: DRPILOT_SPEED='warp': expected a number >= 1")
+
+
+def test_speed_above_1_outside_a_sandbox_is_refused_naming_what_to_unset():
+    env = {"DRPILOT_SANDBOX": "", "DRPILOT_TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    result = drpilot("status", DRPILOT_SPEED="60", **env)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: DRPILOT_SPEED='60': a speed above 1 shortens")
+    assert result.stderr.strip().endswith("unset DRPILOT_SPEED to run at real time")
+    result = drpilot("failback", RUNBOOK, "--to", "us-east-1", "--yes", "--speed", "60", DRPILOT_SPEED="1", **env)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: --speed 60: a speed above 1 shortens")
+    assert result.stderr.strip().endswith("drop --speed to run at real time")
+    assert len(result.stderr.strip().splitlines()) == 1

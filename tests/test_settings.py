@@ -25,6 +25,7 @@ def test_environment_overrides():
             "DRPILOT_TEMPORAL_NAMESPACE": "dr",
             "DRPILOT_TEMPORAL_API_KEY": "k",
             "DRPILOT_SPEED": "60",
+            "DRPILOT_SANDBOX": "1",
             "DRPILOT_ENDPOINT_MAP": '{"https://a.example.com": "http://127.0.0.1:9000"}',
         }
     )
@@ -41,6 +42,13 @@ def test_environment_overrides():
         ({"DRPILOT_SPEED": "fast"}, "DRPILOT_SPEED='fast': expected a number >= 1"),
         ({"DRPILOT_SPEED": "0.5"}, "DRPILOT_SPEED='0.5': expected a number >= 1"),
         ({"DRPILOT_TEMPORAL_TLS": "maybe"}, "DRPILOT_TEMPORAL_TLS='maybe': expected true or false"),
+        ({"DRPILOT_SPEED": "60", "DRPILOT_SANDBOX": "perhaps"}, "DRPILOT_SANDBOX='perhaps': expected true or false"),
+        (
+            {"DRPILOT_SPEED": "60"},
+            "DRPILOT_SPEED='60': a speed above 1 shortens every bake, TTL wait and health gate, so it is "
+            "only for a sandbox (DRPILOT_SANDBOX=1, set by `source DIR/env` of `drpilot sandbox up`), "
+            "and DRPILOT_SANDBOX is not set; unset DRPILOT_SPEED to run at real time",
+        ),
         ({"DRPILOT_ENDPOINT_MAP": "[1]"}, "DRPILOT_ENDPOINT_MAP: expected a JSON object of URL -> URL"),
     ],
 )
@@ -48,3 +56,11 @@ def test_bad_values_are_named(env, message):
     with pytest.raises(SettingsError) as caught:
         load_settings(env)
     assert str(caught.value) == message
+
+
+def test_speed_above_1_is_allowed_only_in_a_sandbox():
+    assert load_settings({"DRPILOT_SPEED": "60", "DRPILOT_SANDBOX": "1"}).speed == 60
+    assert load_settings({"DRPILOT_SPEED": "1"}).speed == 1  # real time needs no mark
+    assert load_settings({"DRPILOT_SANDBOX": "1"}).sandbox is True
+    with pytest.raises(SettingsError, match="^DRPILOT_SPEED='2': a speed above 1 .*unset DRPILOT_SPEED"):
+        load_settings({"DRPILOT_SPEED": "2", "DRPILOT_SANDBOX": "0"})

@@ -54,7 +54,7 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
             if run.v2:
                 judged += [r for r, w in sorted(weights.items()) if w > 0 and r != shift.region]
             analyses: list[c.AnalyseResult] = await together(
-                *(calls.analyse(run.runbook, r, bake / run.speed, run.speed) for r in judged)
+                *(calls.analyse(run.runbook, r, bake / run.speed) for r in judged)
             )
             run.gated()
             summary = "; ".join(

@@ -124,6 +124,22 @@ def _control(state_dir: Path, method: str, path: str, body: Any = None) -> Any:
 
 
 # ------------------------------------------------------------------------------------ up
+# Top-level modules the `sandbox` extra installs (pyproject.toml: moto[s3,route53,server],
+# cryptography) that the twin imports; a production install leaves them out.
+SANDBOX_EXTRA_MODULES = frozenset({"moto", "cryptography", "flask", "flask_cors", "werkzeug"})
+
+
+def _missing_extra(exc: ImportError) -> str | None:
+    """The fix when `exc` is a module of the sandbox extra missing; None for anything else."""
+    missing = (exc.name or "").partition(".")[0]
+    if missing not in SANDBOX_EXTRA_MODULES:
+        return None
+    return (
+        f"`drpilot sandbox up` needs the sandbox extra ({missing} is not installed): "
+        "pip install 'drpilot[sandbox]'"
+    )
+
+
 class _Stop(BaseException):
     """Raised from the signal handler so a SIGTERM during start-up unwinds through Twin.start,
     which stops whatever it had already started."""
@@ -135,7 +151,7 @@ def up(
     state_dir: Path | None = typer.Option(
         None, "--state-dir", help="Where env, sandbox.json, kubeconfig, logs and Temporal state go [default: .sandbox/<runbook name>]."
     ),
-    speed: float = typer.Option(1.0, "--speed", help="Divide every simulated latency, and (via DIR/env) every wait the engine makes, by this."),
+    speed: float = typer.Option(1.0, "--speed", help="Divide every simulated wait (pod starts, PENDING, restores) and, via DIR/env, every wait the engine makes, by this; request latency is never scaled."),
     fault: list[str] = typer.Option([], "--fault", help="A fault at start-up: key=value (repeatable) or one JSON object. See `drpilot sandbox fault set --help`."),
     temporal: bool = typer.Option(True, "--temporal/--no-temporal", help="Start a Temporal dev server (UI included)."),
     observability: bool = typer.Option(True, "--observability/--no-observability", help="Start Prometheus and Alertmanager when installed."),
@@ -146,7 +162,12 @@ def up(
 
     Writes DIR/env (`source` it), DIR/sandbox.json, DIR/kubeconfig and DIR/logs/. SIGINT,
     SIGTERM or `drpilot sandbox down` stop every part and child process it started."""
-    from drpilot.sandbox.twin import Twin  # the parts are heavy to import; only `up` needs them
+    try:
+        from drpilot.sandbox.twin import Twin  # the parts are heavy to import; only `up` needs them
+    except ImportError as exc:
+        if (fix := _missing_extra(exc)) is None:
+            raise
+        raise _fail(fix) from None
 
     if speed < 1:
         raise _fail(f"--speed {speed:g}: expected a number >= 1")
@@ -208,7 +229,8 @@ def up(
         err.print("interrupted while starting; stopping what had started", markup=False)
         code = 130
     except Exception as exc:
-        err.print(f"sandbox did not start: {exc}", markup=False)
+        fix = _missing_extra(exc) if isinstance(exc, ImportError) else None
+        err.print(fix or f"sandbox did not start: {exc}", markup=False)
         code = 1
     finally:
         # Further signals must not interrupt the clean-up itself.

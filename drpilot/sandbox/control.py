@@ -83,8 +83,9 @@ Faults as key=value (or one JSON object):
   velero_failed=R              Velero restores in R end Failed
   error_ramp.R=50:0.2          20% errors in R once its DNS weight >= 50
   extra_latency_seconds.R=0.5  +0.5 s per inference request in R
-An empty value clears a field (region_down=). Seconds are simulated:
-the twin divides them by its --speed."""
+An empty value clears a field (region_down=). Seconds of waits are
+simulated (the twin divides them by its --speed); extra latency is
+what each request takes, at any speed."""
 
 
 def _number(key: str, raw: str, kind: type) -> Any:

@@ -3,7 +3,8 @@
 The control API and `drpilot sandbox fault ...` write here; the Kubernetes emulator, the
 Route53 front, the S3 / Glacier seeding, the Cloud DNS emulator and the model servers read
 it on every request, so a fault takes effect at once and clearing it restores normal
-behaviour. Durations are in simulated seconds: parts divide them by the twin's speed.
+behaviour. Durations of waits are in simulated seconds: parts divide them by the twin's
+speed. Extra request latency is not a wait but what a request takes: never divided.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Faults:
     velero_failed: frozenset[str] = frozenset()
     # Per region: an error rate that starts when its DNS weight reaches a threshold.
     error_ramp: dict[str, ErrorRamp] = field(default_factory=dict)
-    # Per region: extra latency (seconds) added to every inference request.
+    # Per region: extra latency (seconds) added to every inference request, at any speed.
     extra_latency_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

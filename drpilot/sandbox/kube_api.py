@@ -33,9 +33,10 @@ from urllib.parse import parse_qs
 
 import yaml
 
-from drpilot.runbook import Role, Runbook
+from drpilot.runbook import Role, Runbook, Velero
 from drpilot.sandbox.faults import FaultBoard
 from drpilot.sandbox.kube_controllers import (
+    SCHEDULE_LABEL,
     DeploymentController,
     VeleroController,
     random_name_suffix,
@@ -46,6 +47,7 @@ from drpilot.sandbox.kube_objects import (
     NAMESPACES,
     RESOURCE_TYPES,
     RESTORES,
+    SCHEDULES,
     KubeError,
     Obj,
     ResourceType,
@@ -884,6 +886,60 @@ def seed_kube_from_runbook(cluster: KubeCluster, runbook: Runbook, region: str) 
                 "formatVersion": "1.1.0",
             }
             cluster.store.update(BACKUPS, backup)
+
+
+def seed_velero_schedule(
+    cluster: KubeCluster,
+    velero: Velero,
+    schedule: str,
+    backups: list[tuple[datetime, str]],
+) -> list[str]:
+    """A Velero Schedule and the Backups it made, as `velero schedule create` leaves them:
+    each (completed at, phase) becomes Backup SCHEDULE-YYYYMMDDhhmmss labelled
+    velero.io/schedule-name=SCHEDULE, holding the Deployments now in the cluster. Returns
+    the Backups' names, in the order given."""
+    cluster.create(
+        SCHEDULES,
+        {
+            "metadata": {"name": schedule, "namespace": velero.namespace},
+            "spec": {
+                "schedule": "0 7 * * *",
+                "template": {"includedNamespaces": list(velero.namespaces), "ttl": "720h0m0s"},
+            },
+            "status": {"phase": "Enabled"},
+        },
+    )
+    names = []
+    for completed, phase in backups:
+        name = f"{schedule}-{completed.strftime('%Y%m%d%H%M%S')}"
+        names.append(name)
+        cluster.create(
+            BACKUPS,
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": velero.namespace,
+                    "labels": {"velero.io/storage-location": "default", SCHEDULE_LABEL: schedule},
+                },
+                "spec": {"includedNamespaces": list(velero.namespaces), "storageLocation": "default"},
+            },
+        )
+        items = cluster.velero.capture(velero.namespace, name, list(velero.namespaces))
+        with cluster.store.lock:
+            backup = cluster.store.require(BACKUPS, velero.namespace, name)
+            backup["status"] = {
+                "phase": phase,
+                "startTimestamp": timestamp(completed - timedelta(minutes=5)),
+                "completionTimestamp": timestamp(completed),
+                "progress": {"totalItems": len(items), "itemsBackedUp": len(items)},
+            }
+            cluster.store.update(BACKUPS, backup)
+    if backups:
+        with cluster.store.lock:
+            stored = cluster.store.require(SCHEDULES, velero.namespace, schedule)
+            stored["status"] = {"phase": "Enabled", "lastBackup": timestamp(max(c for c, _ in backups))}
+            cluster.store.update(SCHEDULES, stored)
+    return names
 
 
 def start_kube_clusters(

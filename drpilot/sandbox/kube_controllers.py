@@ -14,6 +14,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,6 +75,12 @@ class DeploymentController:
         self._owner: dict[str, str] = {}  # pod uid -> deployment uid
         self._shown: dict[str, tuple[bool, bool]] = {}  # pod uid -> (ready, stalled) last written
         self._rollouts: dict[str, _Rollout] = {}  # deployment uid -> progress bookkeeping
+        # Called once per pod as its containers start (scheduled, clock running): the
+        # annotations it returns are stamped on the pod. The twin records there which model
+        # artifacts the pod found and loaded; a pod keeps them until it is replaced (e.g. by
+        # `kubectl rollout restart`, a template change).
+        self.on_pod_start: Callable[[Obj], dict[str, str]] | None = None
+        self._started: set[str] = set()  # pod uids on_pod_start has seen
 
     def start_delay(self) -> float:
         seconds = self.board.now.pod_start_seconds.get(self.region, self.pod_start_seconds)
@@ -103,6 +110,7 @@ class DeploymentController:
             for uid in [u for u in self._owner if u not in existing]:
                 for table in (self._owner, self._ready_at, self._shown):
                     table.pop(uid, None)
+                self._started.discard(uid)
         return wake
 
     # ------------------------------------------------------------------ one deployment
@@ -143,6 +151,9 @@ class DeploymentController:
                 self._ready_at[pod_uid] = ready_at = None
             elif ready_at is None or (instant and ready_at > now):
                 self._ready_at[pod_uid] = ready_at = now + delay
+            if ready_at is not None and pod_uid not in self._started and self.on_pod_start:
+                self._started.add(pod_uid)
+                self._annotate_pod(pod, self.on_pod_start(pod))
             if ready_at is not None and ready_at > now:
                 wake = ready_at if wake is None else min(wake, ready_at)
             shown = (self._is_ready(pod_uid, now), stalled)
@@ -223,6 +234,14 @@ class DeploymentController:
         self._ready_at.pop(uid, None)
         self._owner.pop(uid, None)
         self._shown.pop(uid, None)
+
+    def _annotate_pod(self, pod: Obj, annotations: dict[str, str]) -> None:
+        stored = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if stored is None or not annotations:
+            return
+        stored["metadata"].setdefault("annotations", {}).update(annotations)
+        self.store.update(PODS, stored)
+        pod["metadata"] = stored["metadata"]
 
     def _write_pod_status(self, pod: Obj, ready: bool, stalled: bool) -> None:
         stored = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
@@ -588,7 +607,17 @@ class VeleroController:
                 "Either a backup or schedule must be specified as a source for the restore, but not both"
             ]
         if schedule:
-            return ["No backups found for schedule"]
+            # Velero restores "the most recent successful backup created from this schedule"
+            # and writes its name into spec.backupName (Restore API type, velero.io/docs/
+            # v1.19/api-types/restore/; `velero restore create --from-schedule`).
+            latest = latest_schedule_backup(self.store, restore["metadata"]["namespace"], schedule)
+            if latest is None:
+                return ["No backups found for schedule"]
+            stored = self.store.require(RESTORES, restore["metadata"]["namespace"], restore["metadata"]["name"])
+            stored["spec"]["backupName"] = latest["metadata"]["name"]
+            self.store.update(RESTORES, stored)
+            restore["spec"] = stored["spec"]
+            return []
         backup = self.store.get(BACKUPS, restore["metadata"]["namespace"], backup_name)
         if backup is None:
             return [f'Error retrieving backup: backups.velero.io "{backup_name}" not found']
@@ -696,6 +725,22 @@ class VeleroController:
             )
             self._runs.pop(uid, None)
         return None
+
+
+SCHEDULE_LABEL = "velero.io/schedule-name"
+
+
+def latest_schedule_backup(store: Store, namespace: str, schedule: str) -> Obj | None:
+    """The schedule's newest Completed Backup (by status.completionTimestamp), or None."""
+    done = [
+        b
+        for b in store.items(BACKUPS, namespace)
+        if (b["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule
+        and b.get("status", {}).get("phase") == "Completed"
+        and b.get("status", {}).get("completionTimestamp")
+    ]
+    # RFC 3339 UTC timestamps of one format order as strings do.
+    return max(done, key=lambda b: b["status"]["completionTimestamp"], default=None)
 
 
 def random_name_suffix() -> str:

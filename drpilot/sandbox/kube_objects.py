@@ -143,7 +143,12 @@ BACKUPS = ResourceType(
 RESTORES = ResourceType(
     "velero.io", "v1", "restores", "restore", "Restore", True, subresources=("status",), custom=True
 )
-RESOURCE_TYPES = (NAMESPACES, PODS, DEPLOYMENTS, BACKUPS, RESTORES)
+# `velero schedule create` makes one; Velero's schedule controller creates a Backup from its
+# template at each cron tick, named SCHEDULE-TIMESTAMP and labelled velero.io/schedule-name.
+SCHEDULES = ResourceType(
+    "velero.io", "v1", "schedules", "schedule", "Schedule", True, subresources=("status",), custom=True
+)
+RESOURCE_TYPES = (NAMESPACES, PODS, DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES)
 
 
 def resource_type(group: str, version: str, plural: str) -> ResourceType | None:
@@ -281,7 +286,7 @@ class Store:
         meta.pop("resourceVersion", None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = timestamp()
-        if rt in (DEPLOYMENTS, BACKUPS, RESTORES):
+        if rt in (DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES):
             meta["generation"] = 1
         obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
         self._write(key, obj)
@@ -755,6 +760,15 @@ _TABLES: dict[str, tuple[list[Obj], Any]] = {
             o["metadata"]["name"],
             o.get("status", {}).get("phase", ""),
             age(o["metadata"].get("creationTimestamp")),
+        ],
+    ),
+    "schedules": (
+        [_column("Name", fmt="name"), _column("Status"), _column("Schedule"), _column("Last Backup")],
+        lambda o: [
+            o["metadata"]["name"],
+            o.get("status", {}).get("phase", ""),
+            o.get("spec", {}).get("schedule", ""),
+            o.get("status", {}).get("lastBackup", ""),
         ],
     ),
 }

@@ -7,6 +7,9 @@ the same HTTP paths they would against Triton / KServe in production:
     GET  /v2/health/live              200 unless the region is down
     GET  /v2/health/ready             200 when `readiness()` says so, else 503 {"reason"}
     GET  /v2/models/{name}/ready      the same, per served model (404 for an unknown one)
+    GET  /v2/models/{name}/versions/{version}/ready
+                                      200 when the region's ready pods loaded that version,
+                                      404 when they did not (see `version_ready` below)
     POST /v2/models/{name}/infer      a KServe v2 inference response after the simulated latency
     GET  /metrics                     Prometheus text: requests, latency histogram, DNS weight
 
@@ -41,12 +44,15 @@ from drpilot.sandbox.faults import FaultBoard
 Readiness = Callable[[], bool | tuple[bool, str]]
 # weight() answers the region's current DNS weight (0-100), or None when unknown.
 Weight = Callable[[], int | None]
+# version_ready(model, version) answers whether the serving pods loaded that model version,
+# and if not why (the twin reads what each pod loaded when it started).
+VersionReady = Callable[[str, str], tuple[bool, str]]
 
-# Seconds; wide enough for the default 2 s p99 rollback limit and fine enough that latency
-# divided by a rehearsal speed of 60 still lands in distinct buckets.
+# Seconds; wide enough for the default 2 s p99 rollback limit and fine enough for loopback
+# answers of a few milliseconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-_MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?(/ready|/infer)?$")
+_MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
 
 
 @dataclass(frozen=True)
@@ -156,20 +162,17 @@ class ModelServer:
         self,
         region: str,
         board: FaultBoard,
-        speed: float = 1.0,
         *,
         readiness: Readiness | None = None,
         weight: Weight | None = None,
+        version_ready: VersionReady | None = None,
         models: Iterable[str] = (),
         port: int = 0,
         base_latency_seconds: float = 0.02,
         cache_seconds: float = 0.2,
     ):
-        if speed <= 0:
-            raise ValueError(f"speed must be > 0, got {speed}")
         self.region = region
         self.board = board
-        self.speed = speed
         self.models = list(models)
         self.base_latency_seconds = base_latency_seconds
         self._port = port
@@ -182,6 +185,8 @@ class ModelServer:
             on_error=lambda exc: (False, f"readiness check failed: {type(exc).__name__}: {exc}"),
         )
         self._weight = _Cached(weight or (lambda: None), cache_seconds, None)
+        # Without a twin to say what pods loaded, a served model is ready at any version.
+        self._version_ready = version_ready or (lambda model, version: (True, ""))
         self._metrics = _Metrics(region)
         self._lock = threading.Lock()
         self._ramp_count = 0  # requests seen while the error ramp applied
@@ -261,6 +266,12 @@ class ModelServer:
     def weight(self) -> int | None:
         return self._weight.get()
 
+    def version_ready(self, model: str, version: str) -> tuple[bool, str]:
+        try:
+            return self._version_ready(model, version)
+        except Exception as exc:  # not knowing what the pods loaded is not "loaded"
+            return False, f"version check failed: {type(exc).__name__}: {exc}"
+
     # ------------------------------------------------------------------ behaviour
     def down(self) -> bool:
         return self.region in self.board.now.region_down
@@ -301,8 +312,10 @@ class ModelServer:
         if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
             return 400, {"error": 'expected a KServe v2 inference request: {"inputs": [...]}'}
         faults = self.board.now
+        # Not divided by the speed: a rehearsal compresses waits (bakes, TTLs, pod starts),
+        # never what a request takes, so the runbook's p99 limit judges it unchanged.
         delay = self.base_latency_seconds + faults.extra_latency_seconds.get(self.region, 0.0)
-        time.sleep(max(delay, 0.0) / self.speed)
+        time.sleep(max(delay, 0.0))
         ramp = faults.error_ramp.get(self.region)
         if ramp is not None:
             weight = self.weight()
@@ -421,11 +434,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "GET" and path == "/v2":
             self._json(200, {"name": f"drpilot-sandbox-{ms.region}", "version": "2", "extensions": []})
         elif match := _MODEL_PATH.match(path):
-            self._model(ms, method, match.group(1), match.group(2), body)
+            self._model(ms, method, match.group(1), match.group(3), body, version=match.group(2))
         else:
             self._json(404, {"error": f"no route for {method} {path}"})
 
-    def _model(self, ms: ModelServer, method: str, model: str, action: str | None, body: bytes) -> None:
+    def _model(
+        self, ms: ModelServer, method: str, model: str, action: str | None, body: bytes, version: str | None = None
+    ) -> None:
         if action == "/infer" and method == "POST":
             self._json(*ms.infer(model, body))
             return
@@ -436,7 +451,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"model {model!r} is not served in region {ms.region}"})
             return
         ready, reason = ms.ready()
-        if action == "/ready":
+        if action == "/ready" and version is not None and ready:
+            # KServe v2 model ready, version-specific: 200 {"name", "ready": true} when that
+            # version is loaded; a version the server does not hold is "model not found",
+            # 404 (https://kserve.github.io/website/docs/concepts/architecture/data-plane/
+            # v2-protocol: GET v2/models/<name>[/versions/<version>]/ready).
+            loaded, why = ms.version_ready(model, version)
+            if loaded:
+                self._json(200, {"name": model, "version": version, "ready": True})
+            else:
+                self._json(404, {"error": f"{model} {version} not loaded: {why}"})
+        elif action == "/ready":
             self._json(200 if ready else 503, {"name": model, "ready": ready, **({} if ready else {"reason": reason})})
         else:
             self._json(200, {"name": model, "platform": "drpilot-sandbox", "versions": [], "inputs": [], "outputs": []})
@@ -455,7 +480,6 @@ class _Handler(BaseHTTPRequestHandler):
 def seed_model_servers(
     runbook: Runbook,
     board: FaultBoard,
-    speed: float = 1.0,
     *,
     readiness: Callable[[str], Readiness] | None = None,
     weight: Callable[[str], Weight] | None = None,
@@ -469,7 +493,6 @@ def seed_model_servers(
         region: ModelServer(
             region,
             board,
-            speed,
             readiness=readiness(region) if readiness else None,
             weight=weight(region) if weight else None,
             models=models,

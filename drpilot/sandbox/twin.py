@@ -15,6 +15,12 @@ a Temporal dev server, Prometheus and Alertmanager (the last two when installed)
 A region's model server is ready when its Deployments have ready pods and its model
 artifacts are all there per their manifests; its weight is read back through the DNS
 endpoint, the same path drpilot changes it through, so a DNS switch moves the traffic.
+
+A pod loads the model artifacts present when it starts and serves them until it is
+replaced: each pod is stamped at start with the model versions whose artifacts were then
+complete (annotation LOADED_ANNOTATION), so a pod started before its region's artifacts
+were repaired keeps serving without them, and the version-ready endpoint says so until a
+rollout restart brings up pods that load again.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from drpilot.sandbox.processes import (
 )
 
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8787/alertmanager"
+# On each pod: JSON {model: version} of the artifacts it found complete when it started.
+LOADED_ANNOTATION = "sandbox.drpilot.io/loaded-models"
 DESCRIPTION_FILE = "sandbox.json"
 ENV_FILE = "env"
 KUBECONFIG_FILE = "kubeconfig"
@@ -136,6 +144,7 @@ class Twin:
         self.kubeconfig = self.state_dir / KUBECONFIG_FILE
         self._weights: _Cached | None = None
         self._artifacts: dict[str, _Cached] = {}
+        self._model_artifacts: dict[tuple[str, str], _Cached] = {}  # (region, model) -> complete?
         self._s3 = None  # boto3 S3 client straight to moto: the twin's own view of the buckets
         self._dns = None  # activities.dns provider reading the records the twin serves
         self._dns_runbook = runbook  # the runbook as the twin's own DNS calls see it
@@ -174,6 +183,7 @@ class Twin:
             futures = [pool.submit(self._start_dns), pool.submit(self._seed_artifacts), pool.submit(self._start_clusters)]
             for future in futures:
                 future.result()
+        self._track_loaded_models()
         self._start_model_servers()
         self._spawn_prometheus()
         self._start_traffic()
@@ -234,9 +244,10 @@ class Twin:
             finally:
                 api.close()
             cluster.settle()
-        for cached in (self._weights, *self._artifacts.values()):
+        for cached in (self._weights, *self._artifacts.values(), *self._model_artifacts.values()):
             if cached is not None:
                 cached.invalidate()
+        self._stamp_running_pods()  # the normal state: every pod serves the seeded artifacts
         if self.traffic:
             self.traffic.reset()
 
@@ -341,9 +352,9 @@ class Twin:
             server = ModelServer(
                 region,
                 self.board,
-                self.speed,
                 readiness=lambda region=region: self.region_readiness(region),
                 weight=lambda region=region: self.weights().get(region),
+                version_ready=lambda model, version, region=region: self.version_readiness(region, model, version),
                 models=models,
                 cache_seconds=0.2,
             )
@@ -358,6 +369,81 @@ class Twin:
         endpoints = {r: ms.url for r, ms in self.model_servers.items()}
         self.traffic = TrafficGenerator.for_runbook(self.runbook, endpoints, self.weights, self.traffic_rate)
         self.traffic.start()
+
+    # ------------------------------------------------------------------ what pods loaded
+    def _track_loaded_models(self) -> None:
+        """Stamp the pods already running (they started with the seeded artifacts), then
+        have every pod that starts from now on stamped with what it finds."""
+        from drpilot.sandbox.s3 import artifacts_present
+
+        for region in self.runbook.regions:
+            for model in self.runbook.spec.models:
+                if region not in model.artifacts:
+                    continue
+                one = self.runbook.model_copy(
+                    update={"spec": self.runbook.spec.model_copy(update={"models": [model]})}
+                )
+                self._model_artifacts[(region, model.name)] = _Cached(
+                    lambda one=one, region=region: artifacts_present(self._s3, one, region), 0.5, False
+                )
+        self._stamp_running_pods()
+        for region, cluster in self.clusters.items():
+            cluster.deployments.on_pod_start = lambda pod, region=region: {
+                LOADED_ANNOTATION: json.dumps(self._models_present(region), sort_keys=True)
+            }
+
+    def _models_present(self, region: str) -> dict[str, str]:
+        """Model -> version of each model whose artifacts in `region` are complete now."""
+        return {
+            m.name: m.version
+            for m in self.runbook.spec.models
+            if (cached := self._model_artifacts.get((region, m.name))) is not None and cached()
+        }
+
+    def _stamp_running_pods(self) -> None:
+        from drpilot.sandbox.kube_objects import PODS
+
+        for region, cluster in self.clusters.items():
+            loaded = json.dumps(self._models_present(region), sort_keys=True)
+            with cluster.store.lock:
+                for pod in cluster.store.items(PODS):
+                    pod["metadata"].setdefault("annotations", {})[LOADED_ANNOTATION] = loaded
+                    cluster.store.update(PODS, pod)
+
+    def serving_pods(self, region: str) -> list[dict[str, Any]]:
+        """The Ready pods of the runbook's workloads in `region` (from the cluster's store)."""
+        from drpilot.sandbox.kube_objects import PODS
+
+        cluster = self.clusters[region]
+        wanted = {(w.namespace, w.deployment) for w in self.runbook.workloads_in(region)}
+        pods = []
+        for pod in cluster.store.items(PODS):
+            owner = next(iter(pod["metadata"].get("ownerReferences") or []), {}).get("name", "")
+            deployment = owner.rsplit("-", 1)[0]  # the ReplicaSet is DEPLOYMENT-HASH
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in pod.get("status", {}).get("conditions", [])
+            )
+            if ready and (pod["metadata"]["namespace"], deployment) in wanted:
+                pods.append(pod)
+        return pods
+
+    def version_readiness(self, region: str, model: str, version: str) -> tuple[bool, str]:
+        """Whether every ready pod serving `region` loaded `model` at `version`."""
+        pods = self.serving_pods(region)
+        if not pods:
+            return False, "no ready pods"
+        stale = [
+            p["metadata"]["name"]
+            for p in pods
+            if json.loads((p["metadata"].get("annotations") or {}).get(LOADED_ANNOTATION, "{}")).get(model) != version
+        ]
+        if not stale:
+            return True, ""
+        return False, (
+            f"{len(stale)} of {len(pods)} ready pods started before its artifacts were complete; "
+            "a rollout restart loads it"
+        )
 
     # ------------------------------------------------------------------ live views
     def _read_weights(self) -> dict[str, int]:
@@ -446,6 +532,8 @@ class Twin:
             "KUBECONFIG": str(self.kubeconfig),
             "DRPILOT_ENDPOINT_MAP": json.dumps(self.endpoint_map(), sort_keys=True),
             "DRPILOT_SPEED": f"{self.speed:g}",
+            # The mark that lets a speed above 1 through (drpilot/settings.py): this is a twin.
+            "DRPILOT_SANDBOX": "1",
             "DRPILOT_SANDBOX_CONTROL": self.control_url,
             "DRPILOT_SANDBOX_DIR": str(self.state_dir),
         }

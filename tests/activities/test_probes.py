@@ -76,7 +76,6 @@ def start_world(prometheus_map: dict[str, str] | None = None) -> World:
         region: ModelServer(
             region,
             board,
-            speed=SPEED,
             readiness=lambda r=region: ready[r],
             weight=lambda r=region: weights[r],
             models=["llm-7b", "embed-small"],
@@ -144,7 +143,7 @@ def test_histogram_quantile_interpolates_like_prometheus():
 
 # ------------------------------------------------------------------------ warm-up
 def test_warmup_sends_every_request_and_reports_percentiles(world):
-    world.board.update(extra_latency_seconds={WEST: 1.0})  # 50 ms at speed 20
+    world.board.update(extra_latency_seconds={WEST: 0.05})
     result = world.env().run(world.probes.warmup, WarmupInput(runbook=make_runbook(), region=WEST))
     assert (result.region, result.requests, result.failures) == (WEST, 30, 0)
     assert 50 <= result.p50_ms <= result.p99_ms
@@ -196,7 +195,13 @@ def test_health_gate_passes_after_the_region_becomes_ready_mid_gate(world):
         flip.cancel()
     assert result.passed and result.consecutive == 3
     assert result.rounds >= 5  # some rounds failed before the flip
-    assert {e.check for e in result.evidence} == {"GET /v2/health/ready", "GET /v2/health/live"}
+    assert {e.check for e in result.evidence} == {
+        "GET /v2/health/ready",
+        "GET /v2/health/live",
+        # Each model's version, as the runbook names it (KServe v2 model-version ready).
+        "GET /v2/models/llm-7b/versions/2024-01-15/ready",
+        "GET /v2/models/embed-small/versions/2024-02-01/ready",
+    }
     assert all(e.passed for e in result.evidence)
     rounds = [h for h in world.heartbeats if h and "round" in h]
     assert not all(e["passed"] for e in rounds[0]["evidence"])
@@ -267,8 +272,8 @@ def test_analyse_probes_when_there_is_too_little_traffic(world):
         world.probes.analyse, AnalyseInput(runbook=runbook, region=WEST, window_seconds=0.2, speed=SPEED)
     )
     assert not result.healthy
-    assert result.requests == 10 and result.error_rate == pytest.approx(0.3)
-    assert "too little traffic (0 requests < 10), probed with 10 requests" in result.evidence[0].observed
+    assert result.requests == 100 and result.error_rate == pytest.approx(0.3)
+    assert "too little traffic (0 requests < 10), probed with 100 requests" in result.evidence[0].observed
 
 
 def test_analyse_a_down_region_is_unhealthy_not_an_error(world):
@@ -282,18 +287,43 @@ def test_analyse_a_down_region_is_unhealthy_not_an_error(world):
     assert result.evidence[1].observed.startswith("no answers")
 
 
-def test_analyse_flags_latency_above_the_scaled_p99_limit(world):
-    world.board.update(extra_latency_seconds={WEST: 3.0})  # 150 ms real; limit 2s / 20 = 100 ms
-    runbook = make_runbook(**ANALYSIS_RUNBOOK)
+@pytest.mark.parametrize("speed", [1.0, 60.0])
+def test_analyse_judges_latency_by_the_runbook_limit_at_any_speed(world, speed):
+    # 600 ms per request against a 500 ms limit: unhealthy at speed 60 as at speed 1 (the
+    # limit is not divided by the speed, nor the latency).
+    world.board.update(extra_latency_seconds={WEST: 0.6})
+    runbook = make_runbook(traffic_shift={"rollback": {"min_requests": 10, "max_p99_latency": "500ms"}})
     with world.traffic(rate=60) as traffic:
         wait_until(lambda: traffic.stats()[WEST].ok >= 5, what="traffic flowing")
         west = world.env().run(
-            world.probes.analyse, AnalyseInput(runbook=runbook, region=WEST, window_seconds=1.5, speed=SPEED)
+            world.probes.analyse, AnalyseInput(runbook=runbook, region=WEST, window_seconds=1.5, speed=speed)
+        )
+        east = world.env().run(
+            world.probes.analyse, AnalyseInput(runbook=runbook, region=EAST, window_seconds=1.5, speed=speed)
         )
     assert not west.healthy and west.error_rate == 0
     latency = next(e for e in west.evidence if e.check == "p99 latency")
-    assert not latency.passed and west.p99_ms >= 150
-    assert "2s ÷ speed 20" in latency.observed
+    assert not latency.passed and west.p99_ms >= 500
+    assert "(max 500.0 ms;" in latency.observed
+    # The healthy region's loopback answers (20 ms) pass the same unscaled limit.
+    assert east.healthy, east.evidence
+
+
+def test_health_gate_at_high_speed_gives_slow_requests_their_real_time(world):
+    # Readiness answers in ~0.25 s real; at speed 300 the 60 s timeout is 0.2 s of waits.
+    # Requests are not waits: a healthy region passes its 3 rounds, as it would at speed 1.
+    def slow_ready() -> bool:
+        time.sleep(0.25)
+        return True
+
+    models = ["llm-7b", "embed-small"]
+    with ModelServer(WEST, world.board, readiness=slow_ready, models=models, cache_seconds=0) as slow:
+        world.probes.endpoint_map[make_runbook().regions[WEST].endpoint.rstrip("/")] = slow.url
+        result = world.env().run(
+            world.probes.health_gate,
+            HealthInput(runbook=make_runbook(health={"http": [{"path": "/v2/health/ready"}]}), region=WEST, speed=300),
+        )
+    assert result.passed and result.consecutive == 3, result.summary
 
 
 # ------------------------------------------------------------------------ Prometheus

@@ -194,3 +194,61 @@ def test_a_runbook_without_velero_is_refused(twin):
     with pytest.raises(ApplicationError) as failure:
         run(twin.activities.restore, restore_input(runbook=runbook))
     assert failure.value.non_retryable and failure.value.type == "VeleroNotConfigured"
+
+
+# ------------------------------------------------------------------ a Schedule's latest backup
+def schedule_runbook(schedule: str = "ml-nightly"):
+    text = RUNBOOK_PATH.read_text().replace("backup: ml-backup-daily", f"backup: {schedule}")
+    return parse_runbook(text, str(RUNBOOK_PATH))
+
+
+def test_a_schedule_restores_its_newest_completed_backup(twin):
+    from datetime import UTC, datetime, timedelta
+
+    from activities.contracts import VeleroBackupInput
+    from drpilot.sandbox.kube_api import seed_velero_schedule
+
+    runbook = schedule_runbook()
+    now = datetime.now(UTC).replace(microsecond=0)
+    older, newest, failed = seed_velero_schedule(
+        twin.clusters[DR], runbook.spec.backups.velero, "ml-nightly",
+        # Listed out of time order; the newest by completion that is Completed wins, not a
+        # later Failed one nor the one listed last.
+        [(now - timedelta(days=2), "Completed"), (now - timedelta(hours=3), "Completed"),
+         (now - timedelta(hours=1), "Failed")],
+    )
+    info = run(twin.activities.backup_to_restore, VeleroBackupInput(runbook=runbook, region=DR))
+    assert (info.name, info.schedule, info.phase) == (newest, "ml-nightly", "Completed")
+    assert info.completed_at == now - timedelta(hours=3)
+
+    k8s.AppsV1Api(twin.clients["prod-usw2"]).delete_namespaced_deployment("inference-gateway", NS)
+    result = run(twin.activities.restore, restore_input(runbook=runbook))
+    assert (result.phase, result.created, result.backup) == ("Completed", True, newest)
+    assert result.backup_completed_at == now - timedelta(hours=3)
+    [restore] = restores(twin)
+    # What `velero restore create --from-schedule ml-nightly` submits; Velero fills backupName.
+    assert restore["spec"]["scheduleName"] == "ml-nightly" and restore["spec"]["backupName"] == newest
+    assert twin.clusters[DR].deployment(NS, "inference-gateway") is not None
+    # A retry finds the same Restore.
+    again = run(twin.activities.restore, restore_input(runbook=runbook))
+    assert (again.created, again.backup) == (False, newest) and len(restores(twin)) == 1
+    assert older != newest != failed
+
+
+def test_a_schedule_without_a_completed_backup_is_refused_before_creating_anything(twin):
+    from datetime import UTC, datetime
+
+    from activities.contracts import VeleroBackupInput
+    from drpilot.sandbox.kube_api import seed_velero_schedule
+
+    runbook = schedule_runbook()
+    seed_velero_schedule(twin.clusters[DR], runbook.spec.backups.velero, "ml-nightly",
+                         [(datetime.now(UTC), "PartiallyFailed")])
+    for fn, arg in ((twin.activities.restore, restore_input(runbook=runbook)),
+                    (twin.activities.backup_to_restore, VeleroBackupInput(runbook=runbook, region=DR))):
+        with pytest.raises(ApplicationError) as failure:
+            run(fn, arg)
+        assert failure.value.non_retryable and failure.value.type == "VeleroBackupNotFound"
+        assert "Schedule 'ml-nightly' has no Completed Backup yet" in failure.value.message
+        assert "velero backup get -l velero.io/schedule-name=ml-nightly" in failure.value.message
+    assert restores(twin) == []

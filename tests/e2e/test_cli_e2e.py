@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import boto3
 import pytest
@@ -22,6 +23,30 @@ def drpilot(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess
     return subprocess.run([str(DRPILOT), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def why(run: subprocess.CompletedProcess, worker_log: Path) -> str:
+    """Why a `--wait --json` run ended as it did: its status, each phase that did not end
+    ok with its detail and evidence, its last messages, then drpilot's and the worker's
+    stderr tails. An assertion message, so a failure under load says which it was."""
+    lines = [f"exit {run.returncode}"]
+    try:
+        result = json.loads(run.stdout)
+    except ValueError:
+        lines.append(f"stdout (not a result): {run.stdout[-2000:]!r}")
+    else:
+        lines.append(f"run {result.get('run_id')}: status {result.get('status')}")
+        for phase in result.get("phases", []):
+            if phase.get("outcome") not in ("ok", "skipped"):
+                lines.append(f"  phase {phase['name']}: {phase['outcome']}: {phase.get('detail', '')}")
+                lines += [f"    {e['check']}: {'pass' if e['passed'] else 'FAIL'}: {e['observed']}"
+                          for e in phase.get("evidence", [])]
+        lines += [f"  message: {m}" for m in result.get("messages", [])[-5:]]
+    lines.append(f"drpilot stderr: {run.stderr[-2000:]}")
+    tail = worker_log.read_text(errors="replace").splitlines()[-40:] if worker_log.exists() else []
+    lines.append("worker stderr (last 40 lines):")
+    lines += [f"  {line}" for line in tail]
+    return "\n".join(lines)
+
+
 def route53_weights(env: dict[str, str]) -> dict[str, int]:
     client = boto3.client(
         "route53", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
@@ -32,17 +57,20 @@ def route53_weights(env: dict[str, str]) -> dict[str, int]:
     return {r["SetIdentifier"]: r["Weight"] for r in records if r["Name"] == "inference.example.com."}
 
 
-def test_failover_then_failback_through_the_cli(sandbox_process):  # noqa: F811
+def test_failover_then_failback_through_the_cli(sandbox_process, tmp_path):  # noqa: F811
     sandbox = sandbox_process(ROUTE53_RUNBOOK, "--speed", SPEED)
     env = {**os.environ, **sandbox.env()}
-    worker = subprocess.Popen([str(DRPILOT), "worker"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    worker_log = tmp_path / "worker.stderr"
+    # A file, not a pipe: nobody reads a pipe while the runs go, and a full one stalls the worker.
+    with worker_log.open("w") as log:
+        worker = subprocess.Popen([str(DRPILOT), "worker"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=log, text=True, start_new_session=True)
     try:
         assert route53_weights(env) == {"us-east-1": 100, "us-west-2": 0}
         sandbox.cli("fault", "set", "region_down=us-east-1")
 
         failover = drpilot(env, "failover", str(ROUTE53_RUNBOOK), "--from", "us-east-1", "--yes", "--wait", "--json")
-        assert failover.returncode == 0, failover.stderr
+        assert failover.returncode == 0, why(failover, worker_log)
         result = json.loads(failover.stdout)
         assert {"run_id", "status", "phases", "rto_seconds", "objective_rto_seconds", "final_state", "speed"} <= set(result)
         assert result["status"] == "completed"
@@ -55,7 +83,7 @@ def test_failover_then_failback_through_the_cli(sandbox_process):  # noqa: F811
 
         sandbox.cli("fault", "clear")
         failback = drpilot(env, "failback", str(ROUTE53_RUNBOOK), "--to", "us-east-1", "--yes", "--wait", "--json")
-        assert failback.returncode == 0, failback.stderr
+        assert failback.returncode == 0, why(failback, worker_log)
         back = json.loads(failback.stdout)
         assert back["status"] == "completed"
         assert route53_weights(env) == {"us-east-1": 100, "us-west-2": 0}

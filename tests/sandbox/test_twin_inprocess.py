@@ -227,3 +227,103 @@ def test_a_runbook_that_pins_its_hosted_zone_id_rehearses_unchanged(twin_factory
     eventually(lambda: twin.weights() == failover, what="the twin reads the change")  # 0.5 s cache
     twin.reset()
     eventually(lambda: twin.weights() == pinned.normal_weights(), what="reset through the pinned zone")
+
+
+@pytest.mark.parametrize("speed", [1.0, 60.0])
+def test_a_latency_fault_above_the_p99_limit_is_unhealthy_at_any_speed(twin_factory, speed):
+    # The twin does not divide request latency by its speed, and analysis judges the
+    # runbook's limit as written: 1.5 s answers against a 1 s p99 limit are a rollback
+    # at speed 60 as at speed 1, while the healthy region's loopback answers pass.
+    import yaml
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.contracts import AnalyseInput
+    from activities.probes import ProbeActivities
+    from drpilot.runbook import Runbook
+
+    data = yaml.safe_load(ROUTE53_RUNBOOK.read_text())
+    data["spec"]["traffic_shift"]["rollback"]["max_p99_latency"] = "1s"
+    runbook = Runbook.model_validate(data)
+    primary, standby = "us-east-1", "us-west-2"
+    twin = twin_factory(runbook, speed=speed, traffic_rate=40, faults=Faults(extra_latency_seconds={primary: 1.5}))
+    probes = ProbeActivities.from_settings(load_settings(twin.env()))
+    eventually(lambda: twin.traffic.stats()[primary].ok >= 20, timeout=15)
+    try:
+        # With the speed, and without it, as the workflows call analyse today.
+        for given in (AnalyseInput(runbook=runbook, region=primary, window_seconds=1.5, speed=speed),
+                      AnalyseInput(runbook=runbook, region=primary, window_seconds=1.5)):
+            slow = ActivityEnvironment().run(probes.analyse, given)
+            latency = next(e for e in slow.evidence if e.check == "p99 latency")
+            assert not slow.healthy and not latency.passed and slow.p99_ms >= 1000, slow.evidence
+        healthy = ActivityEnvironment().run(
+            probes.analyse, AnalyseInput(runbook=runbook, region=standby, window_seconds=1.5, speed=speed)
+        )
+        assert healthy.healthy, healthy.evidence
+    finally:
+        probes.http.close()
+
+
+def test_pods_serve_what_they_loaded_until_a_rollout_restart(twin_factory):
+    # A pod loads the artifacts present when it starts: pods that restart while a model
+    # file is missing serve without it after the file is repaired, and the health gate's
+    # KServe v2 version check says so, until a rollout restart brings up pods that load it.
+    import boto3
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.contracts import HealthInput, RolloutRestartInput
+    from activities.kube import KubeActivities, KubeconfigClients
+    from activities.probes import ProbeActivities
+    from drpilot.sandbox.s3 import split_s3_uri
+
+    twin = twin_factory(ROUTE53_RUNBOOK, traffic=False)
+    runbook, region = twin.runbook, "us-west-2"
+    broken, fine = runbook.spec.models
+    env = twin.env()
+    s3 = boto3.client("s3", endpoint_url=twin.aws_url, region_name=env["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    kube = KubeActivities(KubeconfigClients(str(twin.kubeconfig)))
+    probes = ProbeActivities.from_settings(load_settings(env))
+    probes.http = httpx.Client(trust_env=False, timeout=10)
+
+    def restart(key: str):
+        return ActivityEnvironment().run(kube.rollout_restart, RolloutRestartInput(
+            runbook=runbook, region=region, restarted_at=key, timeout_seconds=30, speed=twin.speed))
+
+    def gate():
+        return ActivityEnvironment().run(probes.health_gate, HealthInput(runbook=runbook, region=region, speed=twin.speed))
+
+    version_check = f"GET /v2/models/{broken.name}/versions/{broken.version}/ready"
+    try:
+        assert gate().passed  # seeded: every pod loaded every model
+        bucket, prefix = split_s3_uri(broken.artifacts[region])
+        key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+                   if not o["Key"].endswith(broken.manifest))
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        s3.delete_object(Bucket=bucket, Key=key)
+        time.sleep(1.0)  # the twin's view of the buckets refreshes at most every second
+        before = restart("run-1/before-repair")
+        assert sorted(before.restarted) == ["ml-serving/inference-gateway", "ml-serving/inference-service"]
+        s3.put_object(Bucket=bucket, Key=key, Body=body)  # repaired, as artifacts.sync copies it
+        eventually(lambda: twin.model_servers[region].ready()[0], timeout=10, what="artifacts complete again")
+
+        stale = gate()
+        assert not stale.passed
+        evidence = {e.check: e for e in stale.evidence}
+        assert evidence["GET /v2/health/ready"].passed  # the files are all there now...
+        assert not evidence[version_check].passed  # ...but the running pods never loaded them
+        assert evidence[version_check].observed.startswith("404")
+        assert "started before its artifacts were complete" in evidence[version_check].observed
+        assert evidence[f"GET /v2/models/{fine.name}/versions/{fine.version}/ready"].passed
+
+        after = restart("run-1/after-repair")
+        assert sorted(after.restarted) == ["ml-serving/inference-gateway", "ml-serving/inference-service"]
+        assert all(d.ready == d.replicas for d in after.deployments)
+        healthy = gate()
+        assert healthy.passed, healthy.summary
+        assert next(e for e in healthy.evidence if e.check == version_check).observed.startswith("200")
+        # A retry of the same restart restarts nothing.
+        pods = {p["metadata"]["name"] for p in twin.serving_pods(region)}
+        assert restart("run-1/after-repair").restarted == []
+        assert {p["metadata"]["name"] for p in twin.serving_pods(region)} == pods
+    finally:
+        probes.http.close()

@@ -30,6 +30,7 @@ async def test_wait_exits_1_when_a_failback_rolls_back(dev_harness, dev_env, rou
         **os.environ,
         "DRPILOT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "DRPILOT_TASK_QUEUE": h.task_queue,
+        "DRPILOT_SANDBOX": "1",  # a rehearsal against a simulated world: --speed 1000 is allowed
     }
     async with h.worker():
         code, out, err = await drpilot(

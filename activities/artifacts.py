@@ -27,6 +27,7 @@ import contextvars
 import hashlib
 import math
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -51,7 +52,7 @@ from activities.contracts import (
     SyncResult,
     VerifyResult,
 )
-from activities.manifest import Manifest, ManifestEntry, confirm
+from activities.manifest import Manifest, ManifestEntry, confirm, entry_from_s3, stored_checksums
 from drpilot.runbook import Model, Runbook
 from drpilot.settings import Settings
 
@@ -527,6 +528,62 @@ class ArtifactActivities:
             return ArtifactProblem(key=key, problem="corrupt", detail=detail), True
         return None, True
 
+    def manifest_of(self, where: Location, name: str) -> tuple[Manifest, int]:
+        """The manifest an existing prefix deserves, from what S3 knows of each object, and
+        how many bodies had to be read for it (objects S3 keeps no checksum of)."""
+        listed = {p: o for p, o in self._list(where).items() if p != name and not p.endswith("/")}
+        entries: dict[str, ManifestEntry] = {}
+        hashed = 0
+
+        def describe(path: str) -> tuple[ManifestEntry, bool]:
+            head = self._head(where, path)
+            if head is None:
+                raise ApplicationError(f"{where.uri(path)} vanished while being described", type="S3Changed")
+            parts = None
+            stored = stored_checksums(head)
+            if any("-" in v for v in stored.values()) or head.get("ChecksumType") == "COMPOSITE":
+                parts = self._object_parts(where, path)
+            entry, found = entry_from_s3(path, head, parts)
+            if found:
+                return entry, False
+            sha256, _ = self._hash(where, path, _Beat())
+            return entry.model_copy(update={"sha256": sha256}), True
+
+        def done(path: str, result: tuple[ManifestEntry, bool]) -> None:
+            nonlocal hashed
+            entries[path], read = result
+            hashed += read
+
+        _parallel(self._workers, sorted(listed), describe, done)
+        return Manifest(files=[entries[p] for p in sorted(entries)]), hashed
+
+    def put_manifest(self, where: Location, name: str, body: bytes) -> None:
+        with _s3(where.bucket, f"writing {where.uri(name)}", "s3:PutObject"):
+            self._s3.put_object(
+                Bucket=where.bucket, Key=where.key(name), Body=body, ChecksumAlgorithm="SHA256",
+                ContentType="application/json",
+            )
+
+    def _object_parts(self, where: Location, path: str) -> list[dict[str, Any]] | None:
+        """Each part's size and checksum (GetObjectAttributes ObjectParts); None when S3 does
+        not return them."""
+        parts: list[dict[str, Any]] = []
+        marker = 0
+        with _s3(where.bucket, f"reading the parts of {where.uri(path)}", "s3:GetObjectAttributes"):
+            while True:
+                reply = self._s3.get_object_attributes(
+                    Bucket=where.bucket,
+                    Key=where.key(path),
+                    ObjectAttributes=["ObjectParts"],
+                    MaxParts=1000,
+                    PartNumberMarker=marker,
+                )
+                page = reply.get("ObjectParts") or {}
+                parts += page.get("Parts", [])
+                if not page.get("IsTruncated"):
+                    return parts or None
+                marker = int(page["NextPartNumberMarker"])
+
     # ---------------------------------------------------------------- restore
     @activity.defn(name=ARTIFACTS_RESTORE)
     def restore_from_archive(self, input: RestoreInput) -> RestoreResult:
@@ -691,7 +748,7 @@ class ArtifactActivities:
             beat()
             waiting = [progress.tiers.get(p, progress.tier) for p in plan if p in progress.requested]
             fastest = min((POLL_SECONDS[t] for t in waiting), default=POLL_SECONDS[progress.tier])
-            self._wait(max(fastest / speed, MIN_POLL_SECONDS))
+            self._wait(max(fastest / speed, MIN_POLL_SECONDS), beat)
 
     def _request(self, archive: Location, path: str, progress: RestoreProgress) -> None:
         tier = progress.tiers.get(path, progress.tier)
@@ -888,10 +945,15 @@ class ArtifactActivities:
             # The next run's _abort_others finds it again.
             activity.logger.warning("could not abort upload %s of %s", upload.upload_id, target.uri(path))
 
-    def _wait(self, seconds: float) -> None:
-        activity.wait_for_cancelled_sync(seconds)
-        if activity.is_cancelled():
-            raise CancelledError("restore cancelled while waiting for Glacier")
+    def _wait(self, seconds: float, beat: _Beat) -> None:
+        """Sleep between polls of Glacier, heartbeating at least every 30 s: a Standard poll
+        interval (5 min) is longer than the heartbeat timeout."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            activity.wait_for_cancelled_sync(min(left, 30.0))
+            if activity.is_cancelled():
+                raise CancelledError("restore cancelled while waiting for Glacier")
+            beat()
 
     # ---------------------------------------------------------------- sync
     @activity.defn(name=ARTIFACTS_SYNC)

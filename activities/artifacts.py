@@ -540,9 +540,12 @@ class ArtifactActivities:
             if head is None:
                 raise ApplicationError(f"{where.uri(path)} vanished while being described", type="S3Changed")
             parts = None
-            stored = stored_checksums(head)
-            if any("-" in v for v in stored.values()) or head.get("ChecksumType") == "COMPOSITE":
-                parts = self._object_parts(where, path)
+            if "-" in str(head.get("ETag", "")) and stored_checksums(head):
+                # A multipart upload: whether its checksum is FULL_OBJECT or COMPOSITE, and
+                # the parts, come from GetObjectAttributes (moto's HEAD leaves out the
+                # x-amz-checksum-type and "-N" that S3's HEAD reports).
+                kind, parts = self._object_parts(where, path)
+                head = {**head, "ChecksumType": kind or head.get("ChecksumType")}
             entry, found = entry_from_s3(path, head, parts)
             if found:
                 return entry, False
@@ -564,24 +567,25 @@ class ArtifactActivities:
                 ContentType="application/json",
             )
 
-    def _object_parts(self, where: Location, path: str) -> list[dict[str, Any]] | None:
-        """Each part's size and checksum (GetObjectAttributes ObjectParts); None when S3 does
-        not return them."""
+    def _object_parts(self, where: Location, path: str) -> tuple[str | None, list[dict[str, Any]] | None]:
+        """(ChecksumType, each part's size and checksum) from GetObjectAttributes; parts
+        None when S3 does not return them."""
         parts: list[dict[str, Any]] = []
-        marker = 0
+        marker, kind = 0, None
         with _s3(where.bucket, f"reading the parts of {where.uri(path)}", "s3:GetObjectAttributes"):
             while True:
                 reply = self._s3.get_object_attributes(
                     Bucket=where.bucket,
                     Key=where.key(path),
-                    ObjectAttributes=["ObjectParts"],
+                    ObjectAttributes=["Checksum", "ObjectParts"],
                     MaxParts=1000,
                     PartNumberMarker=marker,
                 )
+                kind = (reply.get("Checksum") or {}).get("ChecksumType", kind)
                 page = reply.get("ObjectParts") or {}
                 parts += page.get("Parts", [])
                 if not page.get("IsTruncated"):
-                    return parts or None
+                    return kind, parts or None
                 marker = int(page["NextPartNumberMarker"])
 
     # ---------------------------------------------------------------- restore

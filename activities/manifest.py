@@ -109,15 +109,17 @@ def confirm(entry: ManifestEntry, head: dict[str, Any]) -> tuple[bool, str] | No
     contradicts it, None when S3 holds nothing the manifest records (only a read can tell)."""
     for algorithm, stored in stored_checksums(head).items():
         value, _, count = stored.partition("-")
-        full = entry.full_object(algorithm)
+        # A COMPOSITE checksum is never a full-object one, whatever its value looks like.
+        composite_kind = bool(count) or head.get("ChecksumType") == "COMPOSITE"
+        full = None if composite_kind else entry.full_object(algorithm)
         parts = entry.parts if entry.parts and entry.parts.algorithm == algorithm else None
         # HEAD reports a COMPOSITE checksum as "value-N" (S3 user guide, "Checking object
         # integrity", multipart uploads); N must be the manifest's part count too.
         composite = parts.composite() if parts and (not count or int(count) == len(parts.checksums)) else None
-        wanted = [v for v in (None if count else full, composite) if v]
+        wanted = [v for v in (full, composite) if v]
         if value in wanted:
             return True, algorithm
-        if full and not count:
+        if full:
             return False, f"{algorithm.lower()} {_shown(algorithm, stored)}, manifest says {_shown(algorithm, full)}"
         if parts is not None:
             expected = f"{parts.composite()}-{len(parts.checksums)}"

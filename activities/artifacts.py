@@ -810,9 +810,9 @@ class ArtifactActivities:
         size = entry.size if entry else 0
         algorithm = entry.full_object_algorithm if entry else None
         parts = entry.parts if entry else None
-        # A composite checksum follows from the part layout: only a copy with the same
-        # layout confirms against the manifest's parts without a read.
-        keep_layout = parts is not None and algorithm is None and (entry.sha256 is None or size > self._threshold)
+        # A composite checksum follows from the part layout: a copy with the same layout
+        # confirms against the manifest's parts without a read, in S3 and the twin alike.
+        keep_layout = parts is not None and algorithm is None
         with _s3(target.bucket, doing, "s3:GetObject on the source and s3:PutObject"):
             try:
                 if size > self._threshold or keep_layout:
@@ -854,7 +854,11 @@ class ArtifactActivities:
             have = self._parts_done(target, key, upload.upload_id)
             if have is None:  # completed or aborted since the heartbeat
                 upload = None
-                del uploads[path]
+                with beat.lock:
+                    del uploads[path]
+                head = self._head(target, path)
+                if head is not None and head["ContentLength"] == entry.size and (confirm(entry, head) or (False,))[0]:
+                    return  # it was completed: the copy is there
             else:
                 upload.parts = have
         # Uploads of this key nobody resumes (a run whose heartbeat was lost) would be billed

@@ -98,6 +98,10 @@ def stored_checksums(head: dict[str, Any]) -> dict[str, str]:
     return {a: str(head[f"Checksum{a}"]) for a in ALGORITHMS if head.get(f"Checksum{a}")}
 
 
+def _multipart(head: dict[str, Any]) -> bool:
+    return "-" in str(head.get("ETag", ""))
+
+
 def _shown(algorithm: str, value: str) -> str:
     if algorithm == "SHA256" and "-" not in value:
         return base64.b64decode(value).hex()  # the manifest's sha256 is hex
@@ -109,8 +113,10 @@ def confirm(entry: ManifestEntry, head: dict[str, Any]) -> tuple[bool, str] | No
     contradicts it, None when S3 holds nothing the manifest records (only a read can tell)."""
     for algorithm, stored in stored_checksums(head).items():
         value, _, count = stored.partition("-")
-        # A COMPOSITE checksum is never a full-object one, whatever its value looks like.
-        composite_kind = bool(count) or head.get("ChecksumType") == "COMPOSITE"
+        # A COMPOSITE checksum is never a full-object one, whatever its value looks like; and
+        # only a multipart upload (ETag "...-N") has one (moto keeps a copied object's old
+        # ChecksumType when CopyObject recomputes its checksum in full).
+        composite_kind = bool(count) or (head.get("ChecksumType") == "COMPOSITE" and _multipart(head))
         full = None if composite_kind else entry.full_object(algorithm)
         parts = entry.parts if entry.parts and entry.parts.algorithm == algorithm else None
         # HEAD reports a COMPOSITE checksum as "value-N" (S3 user guide, "Checking object
@@ -138,7 +144,7 @@ def entry_from_s3(path: str, head: dict[str, Any], parts: list[dict[str, Any]] |
     found = False
     for algorithm, stored in stored_checksums(head).items():
         value, _, count = stored.partition("-")
-        composite = count or head.get("ChecksumType") == "COMPOSITE"
+        composite = count or (head.get("ChecksumType") == "COMPOSITE" and _multipart(head))
         if not composite:
             if algorithm == "SHA256":
                 fields["sha256"] = base64.b64decode(value).hex()

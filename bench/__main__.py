@@ -4,7 +4,8 @@ Measured here, never asserted in tests:
 1. runbook loading (YAML + validation) per example runbook;
 2. `drpilot sandbox up` to its "sandbox ready" line, per example runbook (issue target: < 10 s);
 3. a failover and a failback through the CLI against the twin at rehearsal speed, with the
-   achieved RTO the run reports and its unscaled equivalent.
+   achieved RTO the run reports and its unscaled equivalent;
+4. artifacts at checkpoint scale: verify with S3's checksums vs. hashing, sync (bench/artifacts.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.artifacts import bench_artifacts
 from drpilot.loader import load_runbook
 from drpilot.sandbox.twin import parse_env
 
@@ -129,7 +131,7 @@ def bench_runs(tmp: Path, speed: str = "300") -> list[str]:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="drpilot-bench-") as tmp:
-        rows = [*bench_loading(), *bench_sandbox(Path(tmp)), *bench_runs(Path(tmp))]
+        rows = [*bench_loading(), *bench_sandbox(Path(tmp)), *bench_runs(Path(tmp)), *bench_artifacts()]
     text = "\n".join([
         "# Benchmarks",
         "",

@@ -860,3 +860,30 @@ def test_artifacts_manifest_command_describes_a_prefix_from_s3_metadata(front, s
 
     bad = CliRunner().invoke(app, ["artifacts", "manifest", "models-usw2/x"])
     assert bad.exit_code == 2 and "s3://" in bad.output
+
+
+def test_a_composite_upload_copied_in_one_piece_verifies_by_its_full_sha256(artifacts, s3, runbook):
+    """CopyObject gives the copy a full-object checksum, so a single-part object's checksum
+    is never taken for a composite one (moto keeps the source's ChecksumType)."""
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    key = WEST[1] + "model-00002.safetensors"
+    s3.copy_object(Bucket=WEST[0], Key=key + ".tmp", CopySource={"Bucket": WEST[0], "Key": key})
+    s3.copy_object(Bucket=WEST[0], Key=key, CopySource={"Bucket": WEST[0], "Key": key + ".tmp"}, ChecksumAlgorithm="SHA256")
+    s3.delete_object(Bucket=WEST[0], Key=key + ".tmp")
+    assert "-" not in s3.head_object(Bucket=WEST[0], Key=key)["ETag"]  # one part now
+    gets = _calls(s3, "GetObject")
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert result.ok, result.problems
+    assert _bodies_read(gets) == []
+
+
+def test_sync_keeps_a_composite_files_part_layout_below_the_threshold(artifacts, s3, runbook):
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    part_copies = _calls(s3, "UploadPartCopy")
+    result = ActivityEnvironment().run(artifacts.sync, _sync_input(runbook))  # 5 GiB threshold
+    assert result.verify.ok and result.verify.hashed == 0
+    assert [k.rsplit("/", 1)[-1] for k in part_copies] == ["model-00002.safetensors"] * 3
+    head = s3.head_object(Bucket=EAST[0], Key=EAST[1] + "model-00002.safetensors")
+    assert head["ETag"].strip('"').endswith("-3")

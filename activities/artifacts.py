@@ -983,20 +983,22 @@ class ArtifactActivities:
         listed = self._list(target)
         unchanged = 0
         for entry in manifest.files:
-            if entry.path in progress.copied:
-                continue
+            # Files an earlier attempt copied are checked too (a HEAD): one broken since is
+            # copied again rather than trusted from the heartbeat forever.
             if entry.path not in progress.uploads and self._check(target, entry, listed.get(entry.path))[0] is None:
-                unchanged += 1
+                unchanged += entry.path not in progress.copied
                 continue
             self._copy(source, target, entry.path, entry, progress.uploads, beat)
             with beat.lock:
-                progress.copied.append(entry.path)
+                if entry.path not in progress.copied:
+                    progress.copied.append(entry.path)
             beat()
         source_manifest = self._read(source, model.manifest)
         target_manifest = self._read(target, model.manifest) if model.manifest in listed else None
         if source_manifest != target_manifest:
             self._copy(source, target, model.manifest, None, progress.uploads, beat)
-            progress.copied.append(model.manifest)
+            if model.manifest not in progress.copied:
+                progress.copied.append(model.manifest)
         elif model.manifest not in progress.copied:
             unchanged += 1
         after, _ = self._verify(model, target, input.target_region, beat=beat)

@@ -887,3 +887,15 @@ def test_sync_keeps_a_composite_files_part_layout_below_the_threshold(artifacts,
     assert [k.rsplit("/", 1)[-1] for k in part_copies] == ["model-00002.safetensors"] * 3
     head = s3.head_object(Bucket=EAST[0], Key=EAST[1] + "model-00002.safetensors")
     assert head["ETag"].strip('"').endswith("-3")
+
+
+def test_a_resumed_sync_copies_again_what_broke_since_its_heartbeat(artifacts, s3, runbook):
+    seeded = _seed(s3, runbook)
+    config = seeded.find("us-east-1", MODEL, "config.json")
+    corrupt_object(s3, config.bucket, config.key)
+    retry = ActivityEnvironment()
+    # The last attempt said it had copied config.json; it has been overwritten since.
+    retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=[{"copied": ["config.json"]}])
+    result = retry.run(artifacts.sync, _sync_input(runbook))
+    assert result.verify.ok and result.copied == [_uri(EAST, "config.json")]
+    assert result.unchanged == len(ALL_PATHS) - 1

@@ -148,6 +148,11 @@ class VerifyResult(Contract):
     files: int
     bytes: int
     problems: list[ArtifactProblem]
+    # When the manifest was written (its S3 LastModified): how old the verified copy is.
+    manifest_created_at: datetime | None = None
+    # Files whose body was read and hashed (S3 held no checksum the manifest records, or
+    # the model asks for `verify: deep`); 0 when S3's metadata confirmed every file.
+    hashed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -167,9 +172,10 @@ class RestoreInput(Contract):
 class RestoreResult(Contract):
     region: str
     model: str
-    tier: Literal["Expedited", "Standard", "none"]
+    tier: Literal["Expedited", "Standard", "Bulk", "none"]  # the slowest tier requested
     restored: list[str]  # keys copied into the region's bucket
     verify: VerifyResult
+    tiers: dict[str, str] = Field(default_factory=dict)  # path -> Glacier tier requested
 
 
 class SyncInput(Contract):

@@ -4,7 +4,8 @@ Measured here, never asserted in tests:
 1. runbook loading (YAML + validation) per example runbook;
 2. `drpilot sandbox up` to its "sandbox ready" line, per example runbook (issue target: < 10 s);
 3. a failover and a failback through the CLI against the twin at rehearsal speed, with the
-   achieved RTO the run reports and its unscaled equivalent.
+   achieved RTO the run reports and its unscaled equivalent;
+4. artifacts at checkpoint scale: verify with S3's checksums vs. hashing, sync (bench/artifacts.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.artifacts import ARTIFACTS_HEADER, ARTIFACTS_NOTE, bench_artifacts
 from drpilot.loader import load_runbook
 from drpilot.sandbox.twin import parse_env
 
@@ -130,6 +132,7 @@ def bench_runs(tmp: Path, speed: str = "300") -> list[str]:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="drpilot-bench-") as tmp:
         rows = [*bench_loading(), *bench_sandbox(Path(tmp)), *bench_runs(Path(tmp))]
+    artifacts = bench_artifacts()
     text = "\n".join([
         "# Benchmarks",
         "",
@@ -149,6 +152,11 @@ def main() -> int:
         "overstates the real-time RTO; compare rehearsals at the same speed, and for the real",
         "figure rehearse at speed 1. The failback row is dominated by its five bakes",
         "(5 x 15m / speed) and is not judged against the RTO objective.",
+        "",
+        *ARTIFACTS_HEADER,
+        *artifacts,
+        "",
+        *ARTIFACTS_NOTE,
         "",
     ])
     (ROOT / "BENCHMARKS.md").write_text(text)

@@ -13,6 +13,7 @@ from rich.table import Table
 from temporalio.exceptions import ApplicationError
 
 from drpilot import __version__
+from drpilot.artifacts_cli import app as artifacts_app
 from drpilot.durations import format_duration
 from drpilot.loader import RunbookError, load_runbook
 from drpilot.process_exit import run_and_exit
@@ -30,6 +31,7 @@ app = typer.Typer(
 runbook_app = typer.Typer(help="Validate, inspect and export runbooks.", no_args_is_help=True)
 app.add_typer(runbook_app, name="runbook")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(artifacts_app, name="artifacts")
 
 out = Console(soft_wrap=True)
 

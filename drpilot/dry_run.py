@@ -8,11 +8,12 @@ the same planning functions the workflows use (`workflows.plan`). It changes not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import ArtifactActivities
-from activities.contracts import ArtifactInput, DnsReadInput, KubeReadInput
+from activities.contracts import ArtifactInput, DnsReadInput, KubeReadInput, RestoreInput
 from activities.dns import DnsActivities
 from activities.kube import KubeActivities
 from drpilot.durations import format_duration
@@ -67,6 +68,27 @@ def _artifact_changes(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactA
             plan.changes.append(f"{fix} {model.name} {model.version} in {region}: {len(result.problems)} file(s) ({keys})")
 
 
+def _restore_timing(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactActivities) -> None:
+    """Which archived files an emergency restore would request, in which Glacier tier, and
+    how long Glacier takes for each (the full RTO as budget: nothing has run yet)."""
+    budget = rb.spec.objectives.rto.total_seconds()
+    for model in rb.spec.models:
+        if model.archive is None:
+            continue
+        try:
+            files = artifacts.restore_plan(
+                RestoreInput(runbook=rb, region=region, model=model.name, version=model.version, budget_seconds=budget)
+            )
+        except ApplicationError as exc:
+            plan.notes.append(f"{region}: cannot plan the restore of {model.name} now ({exc.message})")
+            continue
+        for f in files:
+            fastest, worst = (format_duration(timedelta(seconds=s)) for s in f.seconds)
+            plan.notes.append(
+                f"{region}: {model.name} {f.path} ({f.size} bytes) from Glacier {f.tier}: {fastest} to {worst}"
+            )
+
+
 def plan_failover(rb: Runbook, failed: str, to: list[str] | None, settings: Settings) -> Plan:
     plan = Plan("failover")
     dns = DnsActivities.from_settings(settings)
@@ -78,6 +100,7 @@ def plan_failover(rb: Runbook, failed: str, to: list[str] | None, settings: Sett
     for region in targets:
         _scale_changes(plan, rb, region, _replicas(kube, rb, region), "active")
         _artifact_changes(plan, rb, region, artifacts, "restore from the Glacier archive")
+        _restore_timing(plan, rb, region, artifacts)
     velero = rb.spec.backups.velero
     if velero and Action.failover in velero.restore_on:
         plan.changes.append(f"velero restore from backup {velero.backup} in {', '.join(targets)}")

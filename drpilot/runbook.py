@@ -192,6 +192,11 @@ class Model(Frozen):
     artifacts: dict[RegionName, S3Uri] = Field(description="Per region: the S3 prefix holding this version.")
     archive: S3Uri | None = Field(None, description="Glacier archive prefix for emergency restore.")
     manifest: Text = Field("manifest.json", description="Checksum manifest file under each prefix.")
+    verify: Literal["fast", "deep"] = Field(
+        "fast",
+        description="fast: confirm each file by size and the checksum S3 already holds (reads a body only "
+        "where S3 has none); deep: also read and hash every file.",
+    )
 
 
 class Action(StrEnum):

@@ -99,12 +99,34 @@ async def kube_scale(
     )
 
 
-async def artifacts_verify(runbook: Runbook, region: str, model: str, version: str) -> c.VerifyResult:
+# Bytes per second an artifacts activity is sure to manage reading a body (deep verify) or
+# having S3 copy one (UploadPartCopy runs server-side): conservative, so a timeout that
+# follows from a model's size is never the reason a large model fails.
+TRANSFER_BYTES_PER_SECOND = 50 * 1024**2
+
+
+def _transfer_seconds(nbytes: int | None, unknown: float) -> float:
+    """Seconds for moving `nbytes` (from a previous activity's result), or `unknown` when the
+    caller has no size yet. Heartbeats (per file, chunk and part) catch a lost worker."""
+    return unknown if nbytes is None else 600 + nbytes / TRANSFER_BYTES_PER_SECOND
+
+
+def _verify_mode(runbook: Runbook, model: str, version: str) -> str:
+    return next((m.verify for m in runbook.spec.models if m.name == model and m.version == version), "fast")
+
+
+async def artifacts_verify(
+    runbook: Runbook, region: str, model: str, version: str, nbytes: int | None = None
+) -> c.VerifyResult:
+    # fast reads only S3's metadata (and the odd body S3 has no checksum for); deep hashes
+    # every body, which for a model of unknown size may take hours.
+    deep = _verify_mode(runbook, model, version) == "deep"
+    timeout = _transfer_seconds(nbytes if deep else None, 6 * 3600 if deep else 1800)
     return await workflow.execute_activity(
         c.ARTIFACTS_VERIFY,
         c.ArtifactInput(runbook=runbook, region=region, model=model, version=version),
         result_type=c.VerifyResult,
-        start_to_close_timeout=timedelta(minutes=10),
+        start_to_close_timeout=timedelta(seconds=timeout),
         heartbeat_timeout=HEARTBEAT,
         retry_policy=_retry(5),
         summary=f"verify {model} {version} in {region}",
@@ -112,8 +134,17 @@ async def artifacts_verify(runbook: Runbook, region: str, model: str, version: s
 
 
 async def artifacts_restore(
-    runbook: Runbook, region: str, model: str, version: str, budget_seconds: float, speed: float
+    runbook: Runbook,
+    region: str,
+    model: str,
+    version: str,
+    budget_seconds: float,
+    speed: float,
+    nbytes: int | None = None,
 ) -> c.RestoreResult:
+    # A Standard-tier Glacier retrieval takes hours (Bulk up to 12); heartbeats carry per-file
+    # progress so a retry after a lost worker resumes instead of restoring again.
+    glacier = _scaled(12 * 3600, speed, 120)
     return await workflow.execute_activity(
         c.ARTIFACTS_RESTORE,
         c.RestoreInput(
@@ -121,9 +152,7 @@ async def artifacts_restore(
             budget_seconds=budget_seconds, speed=speed,
         ),
         result_type=c.RestoreResult,
-        # A Standard-tier Glacier retrieval takes hours; heartbeats carry per-file progress
-        # so a retry after a lost worker resumes instead of restoring again.
-        start_to_close_timeout=timedelta(seconds=_scaled(6 * 3600, speed, 120)),
+        start_to_close_timeout=timedelta(seconds=glacier + _transfer_seconds(nbytes, 3600)),
         heartbeat_timeout=timedelta(seconds=120),
         retry_policy=_retry(10, 60),
         summary=f"restore {model} {version} into {region} from the archive",
@@ -131,13 +160,13 @@ async def artifacts_restore(
 
 
 async def artifacts_sync(
-    runbook: Runbook, model: str, version: str, source: str, target: str
+    runbook: Runbook, model: str, version: str, source: str, target: str, nbytes: int | None = None
 ) -> c.SyncResult:
     return await workflow.execute_activity(
         c.ARTIFACTS_SYNC,
         c.SyncInput(runbook=runbook, model=model, version=version, source_region=source, target_region=target),
         result_type=c.SyncResult,
-        start_to_close_timeout=timedelta(hours=1),
+        start_to_close_timeout=timedelta(seconds=_transfer_seconds(nbytes, 6 * 3600)),
         heartbeat_timeout=timedelta(seconds=120),
         retry_policy=_retry(10, 60),
         summary=f"sync {model} {version} {source} -> {target}",

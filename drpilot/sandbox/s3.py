@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from activities.manifest import part_checksums
 from drpilot.runbook import Model, Runbook
 
 # The files of one model version: name -> size in bytes. Small, so seeding stays fast; the
@@ -237,3 +238,65 @@ def artifacts_present(s3_client: Any, runbook: Runbook, region: str) -> bool:
         if any(sizes.get(e.get("path")) != e.get("size") for e in entries):
             return False
     return True
+
+
+def put_file(
+    s3_client: Any,
+    bucket: str,
+    key: str,
+    body: bytes,
+    *,
+    part_size: int | None = None,
+    algorithm: str = "SHA256",
+    full_object: bool = False,
+    storage_class: str = "STANDARD",
+) -> None:
+    """Upload `body` as a real checkpoint shard is: one PUT, or (`part_size`) a multipart
+    upload whose checksum is FULL_OBJECT (CRC algorithms) or COMPOSITE, as the AWS CLI and
+    SDKs do above their multipart threshold."""
+    extra = {"StorageClass": storage_class} if storage_class != "STANDARD" else {}
+    if part_size is None:
+        s3_client.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm=algorithm, **extra)
+        return
+    kind = {"ChecksumType": "FULL_OBJECT" if full_object else "COMPOSITE"}
+    upload = s3_client.create_multipart_upload(
+        Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm, **kind, **extra
+    )["UploadId"]
+    parts = []
+    for number, start in enumerate(range(0, len(body), part_size), start=1):
+        reply = s3_client.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload,
+            PartNumber=number,
+            Body=body[start : start + part_size],
+            ChecksumAlgorithm=algorithm,
+        )
+        checksum = f"Checksum{algorithm}"
+        parts.append({"PartNumber": number, "ETag": reply["ETag"], checksum: reply[checksum]})
+    s3_client.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+
+
+def file_entry(
+    path: str, body: bytes, *, part_size: int | None = None, algorithm: str = "SHA256", full_object: bool = False
+) -> dict[str, Any]:
+    """The manifest entry for a file `put_file` uploads with the same arguments: what S3
+    will confirm without reading it (activities/manifest.py), and its sha256."""
+    entry: dict[str, Any] = {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    if part_size is None or full_object:
+        if algorithm != "SHA256":
+            entry[algorithm.lower()] = part_checksums(body, len(body) or 1, algorithm)[0]
+    else:
+        entry["parts"] = {
+            "size": part_size,
+            "algorithm": algorithm,
+            "checksums": part_checksums(body, part_size, algorithm),
+        }
+    return entry
+
+
+def stream(seed: str, size: int) -> bytes:
+    """Deterministic bytes, e.g. for a large model file a test uploads with `put_file`."""
+    return _stream(seed, size)

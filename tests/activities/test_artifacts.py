@@ -7,6 +7,7 @@ copies by object versions in a versioned region bucket (every copy is a new vers
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 
 import boto3
@@ -19,9 +20,11 @@ from temporalio.testing import ActivityEnvironment
 from activities.artifacts import (
     EXPEDITED_MAX_BYTES,
     STANDARD_SECONDS,
+    TIER_SECONDS,
     ArtifactActivities,
     RestoreProgress,
     choose_tier,
+    choose_tiers,
 )
 from activities.contracts import ArtifactInput, RestoreInput, SyncInput
 from drpilot.loader import load_runbook
@@ -29,7 +32,7 @@ from drpilot.sandbox.aws_front import AwsFront
 from drpilot.sandbox.faults import FaultBoard
 from drpilot.sandbox.loopback import LoopbackServer
 from drpilot.sandbox.moto_server import AWS_ENV
-from drpilot.sandbox.s3 import MODEL_FILES, corrupt_object, seed_s3
+from drpilot.sandbox.s3 import MODEL_FILES, corrupt_object, file_entry, put_file, seed_s3, stream
 
 SPEED = 100.0  # the front's and the activities': 60 simulated seconds of Glacier = 0.6 s
 MODEL = "llm-7b"
@@ -258,7 +261,7 @@ def test_restore_waits_for_glacier_heartbeating_per_file_progress(
     board.update(glacier_delay_seconds=60)  # 0.6 s at SPEED
     env = ActivityEnvironment()
     beats: list[dict] = []
-    env.on_heartbeat = lambda *details: beats.append(_through_temporal(details[0]))
+    env.on_heartbeat = lambda *details: details and beats.append(_through_temporal(details[0]))
     result = env.run(artifacts.restore_from_archive, _restore_input(runbook))
     assert result.verify.ok
     assert sorted(result.restored) == [_uri(WEST, "config.json"), _uri(WEST, "model.safetensors")]
@@ -284,6 +287,8 @@ def test_a_killed_restore_resumes_from_its_heartbeat_details(artifacts, s3, fron
     last: list[dict] = []
 
     def die_after_first_copy(*details):
+        if not details:  # a heartbeat while verifying, before the restore is planned
+            return
         last[:] = [_through_temporal(details[0])]
         if last[0]["copied"]:
             raise WorkerLost()
@@ -303,7 +308,7 @@ def test_a_killed_restore_resumes_from_its_heartbeat_details(artifacts, s3, fron
     retry = ActivityEnvironment()
     retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=[last[0]])
     beats: list[dict] = []
-    retry.on_heartbeat = lambda *details: beats.append(_through_temporal(details[0]))
+    retry.on_heartbeat = lambda *details: details and beats.append(_through_temporal(details[0]))
     result = retry.run(
         artifacts.restore_from_archive,
         _restore_input(runbook, budget_seconds=2 * STANDARD_SECONDS),
@@ -325,7 +330,7 @@ def test_a_new_run_finds_restores_already_in_progress(artifacts, s3, front, boar
     lost = ActivityEnvironment()
 
     def die_once_requested(*details):
-        if details[0]["requested"]:
+        if details and details[0]["requested"]:
             raise WorkerLost()
 
     lost.on_heartbeat = die_once_requested
@@ -376,7 +381,7 @@ def test_cancel_while_waiting_for_glacier(artifacts, s3, front, board, runbook):
             outcome.append(exc)
 
     requested = threading.Event()
-    env.on_heartbeat = lambda *d: requested.set() if d[0]["requested"] else None
+    env.on_heartbeat = lambda *d: requested.set() if d and d[0]["requested"] else None
     worker = threading.Thread(target=run)
     worker.start()
     assert requested.wait(10)
@@ -585,3 +590,312 @@ def _through_temporal(details: dict) -> dict:
     """Heartbeat details as a retry receives them: through Temporal's JSON payload converter."""
     converter = DataConverter.default.payload_converter
     return converter.from_payloads(converter.to_payloads([details]))[0]
+
+
+# ------------------------------------------------------------------- checkpoints at scale
+MiB = 1024 * 1024
+PART = 5 * MiB  # S3's smallest part (except the last), which moto enforces too
+# A checkpoint as the AWS CLI / SDKs upload it: shards in parts, one with a FULL_OBJECT CRC,
+# one with a COMPOSITE SHA-256 (checksum of the part checksums), and a small single PUT.
+SHARDS = {
+    "model-00001.safetensors": {"size": 11 * MiB, "part_size": PART, "algorithm": "CRC32", "full_object": True},
+    "model-00002.safetensors": {"size": 11 * MiB, "part_size": PART, "algorithm": "SHA256"},
+    "config.json": {"size": 700, "algorithm": "SHA256"},
+}
+
+
+def _shard(path: str, size: int, flip: int | None = None) -> bytes:
+    body = stream(f"{MODEL}/{path}", size)
+    if flip is None:
+        return body
+    return body[:flip] + bytes([body[flip] ^ 0xFF]) + body[flip + 1 :]
+
+
+def _upload_checkpoint(s3, where=WEST, versioned=False) -> dict[str, bytes]:
+    """Replace the region's copy of llm-7b with SHARDS (and their manifest)."""
+    bucket, prefix = where
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    bodies, entries = {}, []
+    for path, spec in SHARDS.items():
+        args = {k: v for k, v in spec.items() if k != "size"}
+        bodies[path] = _shard(path, spec["size"])
+        put_file(s3, bucket, prefix + path, bodies[path], **args)
+        entries.append(file_entry(path, bodies[path], **args))
+    manifest = {"model": MODEL, "version": VERSION, "files": entries}
+    s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=json.dumps(manifest).encode())
+    return bodies
+
+
+def _calls(s3, operation: str) -> list[str]:
+    """The key of every `operation` request `s3` sends from now on (botocore's own event)."""
+    keys: list[str] = []
+    s3.meta.events.register(f"before-call.s3.{operation}", lambda params, **_: keys.append(params["url_path"]))
+    return keys
+
+
+def _bodies_read(gets: list[str]) -> list[str]:
+    return [k for k in gets if not k.endswith("/manifest.json")]
+
+
+def test_a_multipart_checkpoint_verifies_without_reading_a_body(artifacts, s3, runbook):
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    head = s3.head_object(Bucket=WEST[0], Key=WEST[1] + "model-00002.safetensors", ChecksumMode="ENABLED")
+    assert head["ETag"].strip('"').endswith("-3")  # really a 3-part upload
+    gets = _calls(s3, "GetObject")
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert result.ok, result.problems
+    assert (result.files, result.hashed) == (len(SHARDS), 0)
+    assert _bodies_read(gets) == []  # only the manifest was read
+    assert result.manifest_created_at is not None
+
+
+@pytest.mark.parametrize("path", ["model-00001.safetensors", "model-00002.safetensors"], ids=["full-object-crc32", "composite-sha256"])
+def test_a_corrupted_part_is_caught_from_s3_metadata(artifacts, s3, runbook, path):
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    spec = SHARDS[path]
+    args = {k: v for k, v in spec.items() if k != "size"}
+    # Same size and layout, one byte changed in the second part.
+    put_file(s3, WEST[0], WEST[1] + path, _shard(path, spec["size"], flip=PART + 17), **args)
+    gets = _calls(s3, "GetObject")
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert [(p.key, p.problem) for p in result.problems] == [(_uri(WEST, path), "corrupt")]
+    assert spec["algorithm"].lower() in result.problems[0].detail
+    assert _bodies_read(gets) == []
+
+
+def test_deep_verify_reads_every_body_and_heartbeats_per_chunk(artifacts, s3, runbook):
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    deep = _with_model(runbook, verify="deep")
+    gets = _calls(s3, "GetObject")
+    env = ActivityEnvironment()
+    beats: list[dict] = []
+    env.on_heartbeat = lambda *details: beats.append(_through_temporal(details[0]))
+    result = env.run(artifacts.verify, _verify_input(deep))
+    assert result.ok and result.hashed == len(SHARDS)
+    assert len(_bodies_read(gets)) == len(SHARDS)
+    # 22 MiB read in 8 MiB chunks: more heartbeats than files.
+    assert len(beats) > len(SHARDS) and sorted(beats[-1]["checked"]) == sorted(SHARDS)
+
+
+def test_a_file_s3_has_no_checksum_for_is_hashed(artifacts, s3, runbook):
+    _seed(s3, runbook)
+    bodies = _upload_checkpoint(s3)
+    # Re-uploaded with a checksum the manifest does not record (CRC32, single PUT).
+    s3.put_object(Bucket=WEST[0], Key=WEST[1] + "config.json", Body=bodies["config.json"], ChecksumAlgorithm="CRC32")
+    gets = _calls(s3, "GetObject")
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert result.ok and result.hashed == 1
+    assert [k.rsplit("/", 1)[-1] for k in _bodies_read(gets)] == ["config.json"]
+
+
+def test_a_killed_verify_resumes_from_the_files_done(artifacts, s3, runbook):
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    deep = _with_model(runbook, verify="deep")
+    first = ActivityEnvironment()
+    last: list[dict] = []
+
+    def die_after_first_file(*details):
+        last[:] = [_through_temporal(details[0])]
+        if last[0]["checked"]:
+            raise WorkerLost()
+
+    first.on_heartbeat = die_after_first_file
+    with pytest.raises(WorkerLost):
+        first.run(artifacts.verify, _verify_input(deep))
+    done = last[0]["checked"]
+    assert 1 <= len(done) < len(SHARDS)
+
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=[last[0]])
+    gets = _calls(s3, "GetObject")
+    result = retry.run(artifacts.verify, _verify_input(deep))
+    assert result.ok and result.files == len(SHARDS)
+    read = {k.rsplit("/", 1)[-1] for k in _bodies_read(gets)}
+    assert read == set(SHARDS) - set(done)  # the files judged before are not read again
+
+
+def _with_model(runbook, **changes):
+    models = [m.model_copy(update=changes) if m.name == MODEL else m for m in runbook.spec.models]
+    return runbook.model_copy(update={"spec": runbook.spec.model_copy(update={"models": models})})
+
+
+@pytest.fixture
+def multipart(s3):
+    """Activities that copy anything above 6 MiB part by part, in 5 MiB parts."""
+    return ArtifactActivities(s3, multipart_threshold=6 * MiB, part_bytes=PART, workers=2)
+
+
+def _uploads_left(s3, bucket: str) -> list[str]:
+    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+def test_sync_copies_large_files_part_by_part_and_they_verify_without_a_read(multipart, s3, runbook):
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    part_copies, copies = _calls(s3, "UploadPartCopy"), _calls(s3, "CopyObject")
+    result = ActivityEnvironment().run(multipart.sync, _sync_input(runbook))
+    assert sorted(result.copied) == [_uri(EAST, p) for p in ALL_PATHS_OF_CHECKPOINT]
+    assert result.verify.ok and result.verify.hashed == 0
+    assert len(part_copies) == 3 + 3  # two 11 MiB shards in 5 MiB parts
+    assert len(copies) == 2  # config.json and the manifest
+    assert _uploads_left(s3, EAST[0]) == []
+    head = s3.head_object(Bucket=EAST[0], Key=EAST[1] + "model-00002.safetensors", ChecksumMode="ENABLED")
+    assert head["ETag"].strip('"').endswith("-3")  # the composite layout was kept
+    part_copies.clear(), copies.clear()
+    again = ActivityEnvironment().run(multipart.sync, _sync_input(runbook))
+    assert again.copied == [] and again.unchanged == len(ALL_PATHS_OF_CHECKPOINT)
+    assert part_copies == [] and copies == []
+
+
+ALL_PATHS_OF_CHECKPOINT = sorted([*SHARDS, "manifest.json"])
+
+
+def test_a_killed_sync_resumes_its_multipart_copy(multipart, s3, runbook):
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    part_copies, created = _calls(s3, "UploadPartCopy"), _calls(s3, "CreateMultipartUpload")
+    first = ActivityEnvironment()
+    last: list[dict] = []
+
+    def die_after_first_part(*details):
+        if not details:
+            return
+        last[:] = [_through_temporal(details[0])]
+        if any(u["parts"] for u in last[0]["uploads"].values()):
+            raise WorkerLost()
+
+    first.on_heartbeat = die_after_first_part
+    with pytest.raises(WorkerLost):
+        first.run(multipart.sync, _sync_input(runbook))
+    (path, upload), = last[0]["uploads"].items()
+    assert upload["parts"] and _uploads_left(s3, EAST[0]) == [EAST[1] + path]
+    copied_before, created_before = len(part_copies), len(created)
+
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=[last[0]])
+    result = retry.run(multipart.sync, _sync_input(runbook))
+    assert result.verify.ok and result.verify.hashed == 0
+    assert sorted(result.copied) == [_uri(EAST, p) for p in ALL_PATHS_OF_CHECKPOINT]
+    # Every part of every shard copied exactly once over both attempts; the upload the
+    # heartbeat named was resumed (one upload per shard in all), none left behind.
+    assert len(part_copies) == 6 and copied_before < 6
+    assert len(created) == 2 and created_before == 1
+    assert _uploads_left(s3, EAST[0]) == []
+
+
+def test_an_abandoned_upload_is_aborted_not_leaked(multipart, s3, runbook):
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    # A run whose worker died before its heartbeat named this upload.
+    s3.create_multipart_upload(Bucket=EAST[0], Key=EAST[1] + "model-00001.safetensors")
+    result = ActivityEnvironment().run(multipart.sync, _sync_input(runbook))
+    assert result.verify.ok
+    assert _uploads_left(s3, EAST[0]) == []
+
+
+def test_restore_copies_a_large_archived_file_part_by_part(multipart, s3, runbook):
+    _seed(s3, runbook)
+    bodies = _upload_checkpoint(s3)
+    path, spec = "model-00001.safetensors", SHARDS["model-00001.safetensors"]
+    args = {k: v for k, v in spec.items() if k != "size"}
+    put_file(s3, ARCHIVE[0], ARCHIVE[1] + path, bodies[path], storage_class="GLACIER", **args)
+    s3.delete_object(Bucket=WEST[0], Key=WEST[1] + path)
+    part_copies = _calls(s3, "UploadPartCopy")
+    result = ActivityEnvironment().run(multipart.restore_from_archive, _restore_input(runbook))
+    assert result.restored == [_uri(WEST, path)] and result.verify.ok
+    assert result.tiers == {path: "Expedited"}
+    assert len(part_copies) == 3 and _uploads_left(s3, WEST[0]) == []
+
+
+def test_choose_tiers_per_object():
+    small, big = 10 * MiB, EXPEDITED_MAX_BYTES + 1
+    assert choose_tiers(300, {"a": small, "b": small}) == {"a": "Expedited", "b": "Expedited"}
+    # A file too large for Expedited takes Standard's hours: the small ones need not hurry.
+    assert choose_tiers(300, {"a": small, "big": big}) == {"a": "Standard", "big": "Standard"}
+    assert choose_tiers(12 * 3600, {"a": small}) == {"a": "Bulk"}
+    assert choose_tiers(6 * 3600, {"a": small, "big": big}) == {"a": "Standard", "big": "Standard"}
+
+
+def test_restore_plan_says_which_files_take_how_long(artifacts, s3, runbook):
+    _seed(s3, runbook, missing={"us-west-2": ["llm-7b/model.safetensors", "llm-7b/tokenizer.json"]})
+    plan = artifacts.restore_plan(_restore_input(runbook))
+    assert sorted((f.path, f.tier, f.seconds) for f in plan) == [
+        ("model.safetensors", "Expedited", TIER_SECONDS["Expedited"]),
+        ("tokenizer.json", "Expedited", TIER_SECONDS["Expedited"]),
+    ]
+    long = artifacts.restore_plan(_restore_input(runbook, budget_seconds=STANDARD_SECONDS))
+    assert {f.tier for f in long} == {"Standard"}
+
+
+def test_artifacts_manifest_command_describes_a_prefix_from_s3_metadata(front, s3, runbook, monkeypatch):
+    from typer.testing import CliRunner
+
+    from drpilot.cli import app
+
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    s3.delete_object(Bucket=WEST[0], Key=WEST[1] + "manifest.json")
+    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": front.url}.items():
+        monkeypatch.setenv(name, value)
+    printed = CliRunner().invoke(app, ["artifacts", "manifest", _uri(WEST, ""), "--model", MODEL])
+    assert printed.exit_code == 0, printed.output
+    files = {f["path"]: f for f in json.loads(printed.stdout)["files"]}
+    assert sorted(files) == sorted(SHARDS)
+    assert "crc32" in files["model-00001.safetensors"] and "sha256" in files["config.json"]
+    assert "manifest.json" not in s3.list_objects_v2(Bucket=WEST[0], Prefix=WEST[1] + "manifest")
+
+    written = CliRunner().invoke(app, ["artifacts", "manifest", _uri(WEST, ""), "--write"])
+    assert written.exit_code == 0, written.output
+    gets = _calls(s3, "GetObject")
+    result = ActivityEnvironment().run(ArtifactActivities(s3).verify, _verify_input(runbook))
+    assert result.ok and result.files == len(SHARDS), result.problems
+    # moto's GetObjectAttributes returns no ObjectParts, so the composite shard was hashed
+    # into the manifest and is hashed again to verify; with real S3 its parts are recorded.
+    assert {k.rsplit("/", 1)[-1] for k in _bodies_read(gets)} <= {"model-00002.safetensors"}
+
+    bad = CliRunner().invoke(app, ["artifacts", "manifest", "models-usw2/x"])
+    assert bad.exit_code == 2 and "s3://" in bad.output
+
+
+def test_a_composite_upload_copied_in_one_piece_verifies_by_its_full_sha256(artifacts, s3, runbook):
+    """CopyObject gives the copy a full-object checksum, so a single-part object's checksum
+    is never taken for a composite one (moto keeps the source's ChecksumType)."""
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    key = WEST[1] + "model-00002.safetensors"
+    s3.copy_object(Bucket=WEST[0], Key=key + ".tmp", CopySource={"Bucket": WEST[0], "Key": key})
+    s3.copy_object(Bucket=WEST[0], Key=key, CopySource={"Bucket": WEST[0], "Key": key + ".tmp"}, ChecksumAlgorithm="SHA256")
+    s3.delete_object(Bucket=WEST[0], Key=key + ".tmp")
+    assert "-" not in s3.head_object(Bucket=WEST[0], Key=key)["ETag"]  # one part now
+    gets = _calls(s3, "GetObject")
+    result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
+    assert result.ok, result.problems
+    assert _bodies_read(gets) == []
+
+
+def test_sync_keeps_a_composite_files_part_layout_below_the_threshold(artifacts, s3, runbook):
+    _seed(s3, runbook)
+    _upload_checkpoint(s3)
+    part_copies = _calls(s3, "UploadPartCopy")
+    result = ActivityEnvironment().run(artifacts.sync, _sync_input(runbook))  # 5 GiB threshold
+    assert result.verify.ok and result.verify.hashed == 0
+    assert [k.rsplit("/", 1)[-1] for k in part_copies] == ["model-00002.safetensors"] * 3
+    head = s3.head_object(Bucket=EAST[0], Key=EAST[1] + "model-00002.safetensors")
+    assert head["ETag"].strip('"').endswith("-3")
+
+
+def test_a_resumed_sync_copies_again_what_broke_since_its_heartbeat(artifacts, s3, runbook):
+    seeded = _seed(s3, runbook)
+    config = seeded.find("us-east-1", MODEL, "config.json")
+    corrupt_object(s3, config.bucket, config.key)
+    retry = ActivityEnvironment()
+    # The last attempt said it had copied config.json; it has been overwritten since.
+    retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=[{"copied": ["config.json"]}])
+    result = retry.run(artifacts.sync, _sync_input(runbook))
+    assert result.verify.ok and result.copied == [_uri(EAST, "config.json")]
+    assert result.unchanged == len(ALL_PATHS) - 1

@@ -10,16 +10,20 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from activities.manifest import ManifestEntry
 from drpilot.loader import load_runbook
 from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
 from drpilot.sandbox.s3 import (
     MODEL_FILES,
     artifacts_present,
     corrupt_object,
+    file_entry,
     manifest_for,
     model_files,
+    put_file,
     seed_s3,
     split_s3_uri,
+    stream,
 )
 
 FILES = sorted([*MODEL_FILES, "manifest.json"])
@@ -182,3 +186,27 @@ def test_three_region_runbook_seeds_every_region(s3, runbook_paths):
             assert artifacts_present(s3, runbook, region)
     names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert set(seeded.buckets) == names
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "full_object"),
+    [("CRC32", True), ("SHA256", False), ("CRC32", False)],
+    ids=["full-object-crc32", "composite-sha256", "composite-crc32"],
+)
+def test_put_file_in_parts_gets_the_checksums_file_entry_records(s3, algorithm, full_object):
+    """What the manifest helper computes is what S3 (moto) reports for the same upload, so a
+    checkpoint the tests build verifies from metadata exactly as a real one would."""
+    s3.create_bucket(Bucket="shards")
+    part = 5 * 1024 * 1024
+    body = stream("shard", 2 * part + 1234)
+    put_file(s3, "shards", "m.safetensors", body, part_size=part, algorithm=algorithm, full_object=full_object)
+    entry = file_entry("m.safetensors", body, part_size=part, algorithm=algorithm, full_object=full_object)
+    head = s3.head_object(Bucket="shards", Key="m.safetensors", ChecksumMode="ENABLED")
+    assert head["ETag"].strip('"').endswith("-3") and head["ContentLength"] == entry["size"]
+    stored = head[f"Checksum{algorithm}"]
+    if full_object:
+        assert head["ChecksumType"] == "FULL_OBJECT" and stored == entry[algorithm.lower()]
+    else:
+        assert head["ChecksumType"] == "COMPOSITE" and len(entry["parts"]["checksums"]) == 3
+        assert stored.split("-")[0] == ManifestEntry.model_validate(entry).parts.composite()
+    assert entry["sha256"] == hashlib.sha256(s3.get_object(Bucket="shards", Key="m.safetensors")["Body"].read()).hexdigest()

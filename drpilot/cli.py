@@ -394,6 +394,7 @@ def worker() -> None:
     """Run a worker: executes failover / failback runs from the task queue until SIGTERM."""
     import asyncio
 
+    from drpilot.health import ListenError
     from drpilot.logs import configure
     from drpilot.temporal import TemporalUnavailable
     from drpilot.worker import run_worker
@@ -401,6 +402,6 @@ def worker() -> None:
     configure()
     try:
         asyncio.run(run_worker(_settings()))
-    except TemporalUnavailable as exc:
+    except (TemporalUnavailable, ListenError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None

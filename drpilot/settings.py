@@ -56,6 +56,9 @@ class Settings:
     webhook_listen: str = "127.0.0.1:8787"
     # Bearer token the webhook requires (Alertmanager http_config.authorization); None = none.
     webhook_token: str | None = field(default=None, repr=False)
+    # Where the worker serves /healthz, /readyz and /metrics. Loopback by default; in a pod
+    # it must be 0.0.0.0:PORT for the kubelet's probes and Prometheus to reach it.
+    health_listen: str = "127.0.0.1:8788"
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -79,6 +82,14 @@ def _map(name: str, raw: str | None) -> dict[str, str]:
     return value
 
 
+def split_listen(name: str, value: str) -> tuple[str, int]:
+    """HOST:PORT of a listen setting ([v6]:port allowed), or a SettingsError naming it."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise SettingsError(f"{name}={value!r}: expected HOST:PORT, e.g. 127.0.0.1:8788")
+    return host.strip("[]"), int(port)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     get = env.get
@@ -89,6 +100,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if speed < 1:
         raise SettingsError(f"DRPILOT_SPEED={get('DRPILOT_SPEED')!r}: expected a number >= 1")
     api_key = get("DRPILOT_TEMPORAL_API_KEY") or None
+    health_listen = get("DRPILOT_HEALTH_LISTEN", Settings.health_listen)
+    split_listen("DRPILOT_HEALTH_LISTEN", health_listen)
     return Settings(
         temporal=TemporalSettings(
             address=get("DRPILOT_TEMPORAL_ADDRESS", TemporalSettings.address),
@@ -108,4 +121,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         speed=speed,
         webhook_listen=get("DRPILOT_WEBHOOK_LISTEN", Settings.webhook_listen),
         webhook_token=get("DRPILOT_WEBHOOK_TOKEN") or None,
+        health_listen=health_listen,
     )

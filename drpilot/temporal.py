@@ -6,6 +6,7 @@ from pathlib import Path
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from drpilot.settings import TemporalSettings
 
@@ -27,10 +28,12 @@ def _tls(settings: TemporalSettings) -> TLSConfig | bool:
     return True
 
 
-async def connect(settings: TemporalSettings) -> Client:
+async def connect(settings: TemporalSettings, *, runtime: Runtime | None = None) -> Client:
+    """`runtime`: the worker's, whose telemetry exports metrics; None is the SDK default."""
     try:
         return await Client.connect(
             settings.address,
+            runtime=runtime,
             namespace=settings.namespace,
             tls=_tls(settings),
             api_key=settings.api_key,

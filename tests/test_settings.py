@@ -16,6 +16,7 @@ def test_defaults_are_a_local_dev_server_at_real_time():
     assert settings.speed == 1.0
     assert settings.providers.endpoint_map == {}
     assert settings.webhook_listen == "127.0.0.1:8787"
+    assert settings.health_listen == "127.0.0.1:8788"
 
 
 def test_environment_overrides():
@@ -48,3 +49,10 @@ def test_bad_values_are_named(env, message):
     with pytest.raises(SettingsError) as caught:
         load_settings(env)
     assert str(caught.value) == message
+
+
+def test_health_listen_must_be_host_port():
+    assert load_settings({"DRPILOT_HEALTH_LISTEN": "0.0.0.0:8788"}).health_listen == "0.0.0.0:8788"
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"DRPILOT_HEALTH_LISTEN": "8788"})
+    assert str(caught.value) == "DRPILOT_HEALTH_LISTEN='8788': expected HOST:PORT, e.g. 127.0.0.1:8788"

@@ -56,9 +56,10 @@ class Settings:
     webhook_listen: str = "127.0.0.1:8787"
     # Bearer token the webhook requires (Alertmanager http_config.authorization); None = none.
     webhook_token: str | None = field(default=None, repr=False)
-    # Where the worker serves /healthz, /readyz and /metrics. Loopback by default; in a pod
-    # it must be 0.0.0.0:PORT for the kubelet's probes and Prometheus to reach it.
-    health_listen: str = "127.0.0.1:8788"
+    # Where the worker serves /healthz, /readyz and /metrics. Loopback on a free port by
+    # default (several local workers, as the sandbox and tests start, never collide; the
+    # worker logs the port); a pod sets 0.0.0.0:8788 for the kubelet's probes and Prometheus.
+    health_listen: str = "127.0.0.1:0"
 
 
 def _bool(name: str, raw: str) -> bool:

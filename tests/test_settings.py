@@ -16,7 +16,7 @@ def test_defaults_are_a_local_dev_server_at_real_time():
     assert settings.speed == 1.0
     assert settings.providers.endpoint_map == {}
     assert settings.webhook_listen == "127.0.0.1:8787"
-    assert settings.health_listen == "127.0.0.1:8788"
+    assert settings.health_listen == "127.0.0.1:0"
 
 
 def test_environment_overrides():

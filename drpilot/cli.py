@@ -159,6 +159,8 @@ def plan(
         out.print(f"  {number}. {change}", markup=False)
     for note in result.notes:
         out.print(f"  note: {note}", markup=False)
+    for warning in result.warnings:
+        out.print(f"  warning: {warning}", markup=False)
 
 
 # ------------------------------------------------------------------------ runs (Temporal)

@@ -127,13 +127,16 @@ def a_result(status: str) -> RunResult:
     )
 
 
+# Unsandboxed only because this test module imports what a sandbox refuses (httpx, the
+# worker); the real workflows import workflows.metrics inside the sandbox.
 @workflow.defn(sandboxed=False)
 class RecordsAResult:
     @workflow.run
     async def run(self, status: str) -> None:
-        # A timer first: the result is recorded after the workflow has resumed once.
-        await workflow.sleep(0.01)
         record_result(a_result(status))
+        # A timer after: the worker below keeps no workflow cached, so the next task replays
+        # the history from the start, record_result included; replay must record nothing.
+        await workflow.sleep(0.01)
 
 
 def series(text: str, name: str, **labels: str) -> float | None:
@@ -155,12 +158,14 @@ async def test_record_result_is_scraped_from_the_worker_metrics_endpoint(dev_ser
         address(dev_server), runtime=metrics.runtime, data_converter=pydantic_data_converter
     )
     queue = f"metrics-{uuid.uuid4()}"
-    async with Worker(client, task_queue=queue, workflows=[RecordsAResult]) as worker:
+    async with Worker(client, task_queue=queue, workflows=[RecordsAResult], max_cached_workflows=0) as worker:
         await client.execute_workflow(RecordsAResult.run, "rolled_back", id=f"m-{queue}", task_queue=queue)
         health = WorkerHealth(client, lambda: worker.is_running, metrics.address)
         async with serving(health, "127.0.0.1:0") as listening:
             text = (await get_until(f"http://{listening}/metrics", 200)).text
     run = {"runbook": "llm-inference", "action": "failover"}
+    # Once, though the workflow code ran twice (first execution, then the replay).
+    assert series(text, "temporal_workflow_task_replay_latency_count", workflow_type="RecordsAResult") is not None
     assert series(text, "drpilot_runs_total", status="rolled_back", **run) == 1
     assert series(text, "drpilot_dns_changes_total", **run) == 2
     assert series(text, "drpilot_health_gates_total", phase="health-gate", outcome="failed", **run) == 1

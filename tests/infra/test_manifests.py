@@ -139,6 +139,15 @@ def test_prometheus_rules_check():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_alerts_fire_on_the_exported_series():
+    # Unit tests in promtool's own format: series named as the worker exports them.
+    out = subprocess.run(
+        [tool("promtool"), "test", "rules", "rules_test.yaml"],
+        capture_output=True, text=True, cwd=ROOT / "infra/prometheus",
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_alertmanager_config_checks_and_routes_triggers_to_drpilot():
     config = str(ROOT / "infra/alertmanager/alertmanager.yml")
     amtool = tool("amtool")

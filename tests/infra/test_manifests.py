@@ -102,9 +102,10 @@ def test_control_plane_is_highly_available_and_locked_down(overlay):
             # Every file a setting points at lies under a mounted volume.
             mounted = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
             assert set(mounted.values()) <= mounts
-            for env in c["env"]:
-                if env.get("value", "").startswith("/etc/"):
-                    assert any(env["value"].startswith(p + "/") for p in mounted), f"{name}: {env['name']}={env['value']} is not mounted"
+            files = [(e["name"], e.get("value", "")) for e in c["env"]] + [("args", a) for a in c.get("args", [])]
+            for setting, value in files:
+                if value.startswith("/etc/"):
+                    assert any(value.startswith(p + "/") for p in mounted), f"{name}: {setting} {value} is not mounted"
     worker = deployments["drpilot-worker"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in worker["env"]}
     assert env["DRPILOT_HEALTH_LISTEN"].endswith(":" + str(worker["ports"][0]["containerPort"]))

@@ -4,6 +4,7 @@ Temporal dev server, and drpilot's run metrics scraped from that same endpoint."
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sysconfig
 import uuid
@@ -178,3 +179,21 @@ async def test_record_result_is_scraped_from_the_worker_metrics_endpoint(dev_ser
     assert series(text, "drpilot_rto_seconds", **run) == 420
     assert series(text, "drpilot_rto_objective_seconds", **run) == 300
     assert series(text, "drpilot_rto_missed_total", **run) == 1
+
+
+async def test_worker_cli_names_a_health_port_it_cannot_listen_on(dev_server):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = {**os.environ, "DRPILOT_TEMPORAL_ADDRESS": address(dev_server), "DRPILOT_HEALTH_LISTEN": listen}
+        worker = await asyncio.create_subprocess_exec(
+            str(Path(sysconfig.get_path("scripts")) / "drpilot"), "worker", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(worker.communicate(), 60)
+    assert worker.returncode == 1
+    assert "Traceback" not in stderr.decode()
+    assert stderr.decode().strip().splitlines()[-1] == (
+        f"error: DRPILOT_HEALTH_LISTEN={listen!r}: cannot listen there (Address already in use)"
+    )

@@ -21,11 +21,8 @@ RTO_SECONDS = "drpilot_rto_seconds"
 RTO_OBJECTIVE_SECONDS = "drpilot_rto_objective_seconds"
 RTO_MISSED = "drpilot_rto_missed"
 
-GATE_PHASES = ("health-gate", "recheck-failed-region")
-
-
-def _is_gate(phase: str) -> bool:
-    return phase in GATE_PHASES or "gate" in phase
+# The phases whose outcome is a health gate's verdict (workflows/failover.py, failback.py).
+GATE_PHASES = frozenset({"health-gate", "post-switch-validation", "recheck-failed-region"})
 
 
 def record_result(result: RunResult) -> None:
@@ -42,7 +39,7 @@ def record_result(result: RunResult) -> None:
     for phase in result.phases:
         if phase.seconds is not None:
             phases.record(phase.seconds * result.speed, {"phase": phase.name, "outcome": phase.outcome})
-        if _is_gate(phase.name) and phase.outcome != "running":
+        if phase.name in GATE_PHASES and phase.outcome != "running":
             gates.add(1, {"phase": phase.name, "outcome": phase.outcome})
     meter.create_counter(DNS_CHANGES, "DNS weight changes applied").add(len(result.weights_applied))
     meter.create_gauge_float(

@@ -51,9 +51,8 @@ def dns_control_plane_warning(rb: Runbook, failed: str) -> str | None:
         return None
     return (
         f"this failover leaves {failed}, where the {provider} control plane is served from: in an "
-        f"outage of {failed} the DNS change may be the step that cannot be made. Rehearse it, keep "
-        "the standby's records pre-provisioned at weight 0 (drpilot only changes weights), and keep a "
-        "second path (a runbook on Cloud DNS, or records served by another provider); see README, "
+        f"outage of {failed} the DNS change may be the step that cannot be made. Rehearse it and keep "
+        "a second path (a runbook on Cloud DNS, or the names served by another provider); see README, "
         "Production deployment"
     )
 

@@ -25,10 +25,9 @@ def test_plan_warns_when_failing_over_away_from_the_route53_control_plane(twin_f
     warnings = [line for line in away.stdout.splitlines() if line.startswith("  warning: ")]
     assert warnings == [
         "  warning: this failover leaves us-east-1, where the route53 control plane is served from: "
-        "in an outage of us-east-1 the DNS change may be the step that cannot be made. Rehearse it, "
-        "keep the standby's records pre-provisioned at weight 0 (drpilot only changes weights), and "
-        "keep a second path (a runbook on Cloud DNS, or records served by another provider); see "
-        "README, Production deployment"
+        "in an outage of us-east-1 the DNS change may be the step that cannot be made. Rehearse it "
+        "and keep a second path (a runbook on Cloud DNS, or the names served by another provider); "
+        "see README, Production deployment"
     ]
     toward = plan(twin, "--from", "us-west-2")
     assert toward.returncode == 0, toward.stderr

@@ -68,8 +68,10 @@ class Calls:
 
 
 def aws_needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
-    if operation in {"ListHostedZonesByName", "GetChange"}:
+    if operation == "ListHostedZonesByName":  # IAM has no resource for it
         return [(f"route53:{operation}", "*")]
+    if operation == "GetChange":
+        return [(f"route53:{operation}", f"arn:aws:route53:::change/{params['Id'].rsplit('/', 1)[-1]}")]
     if operation in {"ListResourceRecordSets", "ChangeResourceRecordSets"}:
         zone = params["HostedZoneId"].rsplit("/", 1)[-1]
         return [(f"route53:{operation}", f"arn:aws:route53:::hostedzone/{zone}")]

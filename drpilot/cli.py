@@ -161,6 +161,8 @@ def plan(
         out.print(f"  {number}. {change}", markup=False)
     for note in result.notes:
         out.print(f"  note: {note}", markup=False)
+    for warning in result.warnings:
+        out.print(f"  warning: {warning}", markup=False)
 
 
 # ------------------------------------------------------------------------ runs (Temporal)
@@ -437,6 +439,7 @@ def worker() -> None:
     """Run a worker: executes failover / failback runs from the task queue until SIGTERM."""
     import asyncio
 
+    from drpilot.health import ListenError
     from drpilot.logs import configure
     from drpilot.temporal import TemporalUnavailable
     from drpilot.worker import run_worker
@@ -444,6 +447,6 @@ def worker() -> None:
     configure()
     try:
         asyncio.run(run_worker(_settings()))
-    except TemporalUnavailable as exc:
+    except (TemporalUnavailable, ListenError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None

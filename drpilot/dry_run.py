@@ -34,6 +34,28 @@ class Plan:
     action: str
     changes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# Where each DNS provider's control plane (the API that changes records) is served from.
+# Route53's data plane (answering queries) is global, but record changes go through an API
+# served from us-east-1 only; Cloud DNS's API is global, with no region of its own.
+DNS_CONTROL_PLANE_REGION = {"route53": "us-east-1"}
+
+
+def dns_control_plane_warning(rb: Runbook, failed: str) -> str | None:
+    """A warning when the failed region hosts the control plane the failover's DNS change
+    needs: in that region's outage the one change a failover makes may be impossible."""
+    provider = str(rb.spec.dns.provider)
+    home = DNS_CONTROL_PLANE_REGION.get(provider)
+    if home is None or failed != home:
+        return None
+    return (
+        f"this failover leaves {failed}, where the {provider} control plane is served from: in an "
+        f"outage of {failed} the DNS change may be the step that cannot be made. Rehearse it and keep "
+        "a second path (a runbook on Cloud DNS, or the names served by another provider); see README, "
+        "Production deployment"
+    )
 
 
 def _replicas(kube: KubeActivities, rb: Runbook, region: str) -> dict[str, int] | str:
@@ -96,6 +118,9 @@ def plan_failover(rb: Runbook, failed: str, to: list[str] | None, settings: Sett
     artifacts = ArtifactActivities.from_settings(settings)
     before = dns.read(DnsReadInput(runbook=rb)).weights()
     targets = failover_targets(rb, failed, to)
+    warning = dns_control_plane_warning(rb, failed)
+    if warning:
+        plan.warnings.append(warning)
     after = failover_weights(rb, failed, targets, before)
     for region in targets:
         _scale_changes(plan, rb, region, _replicas(kube, rb, region), "active")

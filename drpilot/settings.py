@@ -59,6 +59,10 @@ class Settings:
     webhook_listen: str = "127.0.0.1:8787"
     # Bearer token the webhook requires (Alertmanager http_config.authorization); None = none.
     webhook_token: str | None = field(default=None, repr=False)
+    # Where the worker serves /healthz, /readyz and /metrics. Loopback on a free port by
+    # default (several local workers, as the sandbox and tests start, never collide; the
+    # worker logs the port); a pod sets 0.0.0.0:8788 for the kubelet's probes and Prometheus.
+    health_listen: str = "127.0.0.1:0"
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -96,6 +100,13 @@ def check_speed(speed: float, sandbox: bool, given_as: str) -> None:
             f"and {SANDBOX_MARK} is not set; {unset} to run at real time"
         )
 
+def split_listen(name: str, value: str) -> tuple[str, int]:
+    """HOST:PORT of a listen setting ([v6]:port allowed), or a SettingsError naming it."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise SettingsError(f"{name}={value!r}: expected HOST:PORT, e.g. 127.0.0.1:8788")
+    return host.strip("[]"), int(port)
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
@@ -110,6 +121,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     sandbox = _bool(SANDBOX_MARK, get(SANDBOX_MARK, ""))
     check_speed(speed, sandbox, f"DRPILOT_SPEED={raw_speed!r}")
     api_key = get("DRPILOT_TEMPORAL_API_KEY") or None
+    health_listen = get("DRPILOT_HEALTH_LISTEN", Settings.health_listen)
+    split_listen("DRPILOT_HEALTH_LISTEN", health_listen)
     return Settings(
         temporal=TemporalSettings(
             address=get("DRPILOT_TEMPORAL_ADDRESS", TemporalSettings.address),
@@ -130,4 +143,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sandbox=sandbox,
         webhook_listen=get("DRPILOT_WEBHOOK_LISTEN", Settings.webhook_listen),
         webhook_token=get("DRPILOT_WEBHOOK_TOKEN") or None,
+        health_listen=health_listen,
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from drpilot.settings import TemporalSettings
@@ -16,9 +17,17 @@ class TemporalUnavailable(RuntimeError):
     """Temporal cannot be reached; the message says where we looked and how to start one."""
 
 
-def _tls(settings: TemporalSettings) -> TLSConfig | bool:
-    if not settings.tls:
+def tls_config(settings: TemporalSettings) -> TLSConfig | bool:
+    """The client's TLS: False (plaintext dev server), True (system roots: Temporal Cloud
+    with an API key), or a TLSConfig from PEM files (mTLS, or a private CA). A certificate
+    or CA file means TLS even without DRPILOT_TEMPORAL_TLS, rather than dropping it."""
+    if not (settings.tls or settings.tls_cert or settings.tls_ca):
         return False
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise TemporalUnavailable(
+            "mTLS needs both DRPILOT_TEMPORAL_TLS_CERT and DRPILOT_TEMPORAL_TLS_KEY (a client "
+            "certificate and its private key); set both, or neither"
+        )
     read = lambda path: Path(path).read_bytes() if path else None  # noqa: E731
     if settings.tls_cert or settings.tls_ca:
         return TLSConfig(
@@ -29,15 +38,19 @@ def _tls(settings: TemporalSettings) -> TLSConfig | bool:
     return True
 
 
-async def connect(settings: TemporalSettings) -> Client:
+async def connect(settings: TemporalSettings, *, runtime: Runtime | None = None) -> Client:
+    """`runtime`: the worker's, whose telemetry exports metrics; None is the SDK default."""
     try:
         client = await Client.connect(
             settings.address,
+            runtime=runtime,
             namespace=settings.namespace,
-            tls=_tls(settings),
+            tls=tls_config(settings),
             api_key=settings.api_key,
             data_converter=pydantic_data_converter,
         )
+    except TemporalUnavailable:
+        raise
     except OSError as exc:  # unreadable TLS files
         raise TemporalUnavailable(f"cannot read a Temporal TLS file: {exc}") from None
     except RuntimeError as exc:

@@ -26,6 +26,7 @@ from temporalio.worker import (
 )
 
 from activities.registry import build_activities
+from drpilot.health import WorkerHealth, metrics_runtime, serving
 from drpilot.logs import get_logger
 from drpilot.settings import Settings
 from drpilot.temporal import TemporalUnavailable, connect
@@ -100,7 +101,9 @@ async def check_search_attributes(client: Client, namespace: str, log: Any) -> N
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     log = get_logger(task_queue=settings.temporal.task_queue, address=settings.temporal.address)
-    client = await connect(settings.temporal)
+    # The metrics runtime carries the SDK's metrics and drpilot's own (workflows/metrics.py).
+    metrics = metrics_runtime()
+    client = await connect(settings.temporal, runtime=metrics.runtime)
     await check_search_attributes(client, settings.temporal.namespace, log)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -117,8 +120,10 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             graceful_shutdown_timeout=timedelta(seconds=30),
             interceptors=[RunLogContext()],
         )
-        async with worker:
-            log.info("worker started", workflows=[w.__name__ for w in WORKFLOWS])
+        health = WorkerHealth(client, lambda: worker.is_running, metrics.address)
+        # Health outlives the worker inside it: /healthz answers through the graceful shutdown.
+        async with serving(health, settings.health_listen) as listening, worker:
+            log.info("worker started", workflows=[w.__name__ for w in WORKFLOWS], health=listening)
             await stop.wait()
             log.info("worker stopping")
     log.info("worker stopped")

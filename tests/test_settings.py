@@ -16,6 +16,7 @@ def test_defaults_are_a_local_dev_server_at_real_time():
     assert settings.speed == 1.0
     assert settings.providers.endpoint_map == {}
     assert settings.webhook_listen == "127.0.0.1:8787"
+    assert settings.health_listen == "127.0.0.1:0"
 
 
 def test_environment_overrides():
@@ -64,3 +65,9 @@ def test_speed_above_1_is_allowed_only_in_a_sandbox():
     assert load_settings({"DRPILOT_SANDBOX": "1"}).sandbox is True
     with pytest.raises(SettingsError, match="^DRPILOT_SPEED='2': a speed above 1 .*unset DRPILOT_SPEED"):
         load_settings({"DRPILOT_SPEED": "2", "DRPILOT_SANDBOX": "0"})
+
+def test_health_listen_must_be_host_port():
+    assert load_settings({"DRPILOT_HEALTH_LISTEN": "0.0.0.0:8788"}).health_listen == "0.0.0.0:8788"
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"DRPILOT_HEALTH_LISTEN": "8788"})
+    assert str(caught.value) == "DRPILOT_HEALTH_LISTEN='8788': expected HOST:PORT, e.g. 127.0.0.1:8788"

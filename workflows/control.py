@@ -28,7 +28,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.runbook import ApprovalPolicy, Runbook
-    from workflows import admission, calls
+    from workflows import admission, calls, metrics
     from workflows.plan import PlanError, approval_required, format_weights
     from workflows.timeline import Timeline
     from workflows.traffic import NoHealthyDestination, Traffic
@@ -270,6 +270,7 @@ class Run:
                     )
         final = await self._shielded(self.read_world())
         self._result = self.result(status, final)
+        metrics.record_result(self._result)  # no command: safe for every release's histories
         workflow.set_current_details(f"{self.action} {self.runbook.name}: {status}")
         if self.v2:
             workflow.upsert_search_attributes([OUTCOME.value_set(status)])

@@ -214,6 +214,11 @@ class KubeCluster:
         self._users[token] = User(name, frozenset(verbs))
         return token
 
+    def revoke(self, token: str) -> None:
+        """The token stops working, as a deleted ServiceAccount token Secret or an expired
+        token does: the API server answers 401 Unauthorized to every request carrying it."""
+        self._users.pop(token, None)
+
     def ready_replicas(self, namespace: str, name: str) -> int:
         """Ready pods of a Deployment right now (0 when it does not exist)."""
         dep = self.store.get(DEPLOYMENTS, namespace, name)

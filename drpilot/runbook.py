@@ -119,6 +119,10 @@ class Metadata(Frozen):
 class Objectives(Frozen):
     rto: Duration = Field(description="Recovery time objective: trigger to healthy serving in the target region.")
     rpo: Duration = Field(description="Recovery point objective: how old the restored state may be.")
+    rpo_policy: Literal["fail", "warn"] = Field(
+        "fail",
+        description="When preflight finds the DR side older than the RPO: fail (change nothing) or warn and go on.",
+    )
 
 
 class Role(StrEnum):

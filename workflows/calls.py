@@ -116,7 +116,7 @@ def _verify_mode(runbook: Runbook, model: str, version: str) -> str:
 
 
 async def artifacts_verify(
-    runbook: Runbook, region: str, model: str, version: str, nbytes: int | None = None
+    runbook: Runbook, region: str, model: str, version: str, nbytes: int | None = None, *, attempts: int = 5
 ) -> c.VerifyResult:
     # fast reads only S3's metadata (and the odd body S3 has no checksum for); deep hashes
     # every body, which for a model of unknown size may take hours.
@@ -128,7 +128,7 @@ async def artifacts_verify(
         result_type=c.VerifyResult,
         start_to_close_timeout=timedelta(seconds=timeout),
         heartbeat_timeout=HEARTBEAT,
-        retry_policy=_retry(5),
+        retry_policy=_retry(attempts),
         summary=f"verify {model} {version} in {region}",
     )
 
@@ -228,4 +228,31 @@ async def analyse(runbook: Runbook, region: str, window_seconds: float) -> c.Ana
         heartbeat_timeout=HEARTBEAT,
         retry_policy=_retry(3),
         summary=f"analyse traffic in {region}",
+    )
+
+
+async def rollout_restart(runbook: Runbook, region: str, key: str, speed: float) -> c.RolloutRestartResult:
+    """Pods that started before the region's artifacts were repaired serve what they loaded:
+    replace them. `key` makes a retry (or a replay) one restart, not two."""
+    timeout = _scaled(600, speed)
+    return await workflow.execute_activity(
+        c.KUBE_ROLLOUT_RESTART,
+        c.RolloutRestartInput(runbook=runbook, region=region, restarted_at=key, timeout_seconds=timeout, speed=speed),
+        result_type=c.RolloutRestartResult,
+        start_to_close_timeout=timedelta(seconds=timeout + 60),
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=_retry(5),
+        summary=f"rollout restart in {region}",
+    )
+
+
+async def velero_backup(runbook: Runbook, region: str) -> c.VeleroBackupInfo:
+    """The Backup a Velero restore into `region` would use now, and when it completed (RPO)."""
+    return await workflow.execute_activity(
+        c.VELERO_BACKUP,
+        c.VeleroBackupInput(runbook=runbook, region=region),
+        result_type=c.VeleroBackupInfo,
+        start_to_close_timeout=timedelta(seconds=60),
+        retry_policy=_retry(5),
+        summary=f"velero backup for {region}",
     )

@@ -185,6 +185,26 @@ class Run:
             )
         self.gated()
 
+    def check_rpo(self, phase: str, problems: list[str]) -> None:
+        """The DR side older than objectives.rpo: fail before any change, or warn (rpo_policy)."""
+        if not problems:
+            return
+        objectives = self.runbook.spec.objectives
+        text = f"older than the RPO {objectives.rpo.total_seconds():g}s: {'; '.join(problems)}"
+        if objectives.rpo_policy == "warn":
+            self.timeline.note(phase, f"WARNING {text} (objectives.rpo_policy: warn)")
+            self.timeline.say(f"warning: {text}")
+            return
+        raise PhaseFailed(f"{text}; nothing was changed (set objectives.rpo_policy: warn to go on regardless)")
+
+    async def restart_pods(self, phase: str, region: str) -> None:
+        info = workflow.info()
+        restarted = await calls.rollout_restart(
+            self.runbook, region, f"{info.workflow_id}/{info.run_id}/artifacts", self.speed
+        )
+        shown = ", ".join(restarted.restarted) or "already restarted"
+        self.timeline.note(phase, f"{region}: rollout restart after the artifacts were repaired ({shown})")
+
     async def approval_gate(self) -> None:
         action = self.action
         if not self._approval_required:

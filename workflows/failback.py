@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
         restore_name,
         together,
     )
-    from workflows.plan import check_region, failback_home, format_weights, serving
+    from workflows.plan import backup_ages, check_region, failback_home, format_weights, serving
     from workflows.shift import Shift, shift_traffic
     from workflows.types import FailbackInput, RunResult, WorldState
 
@@ -52,7 +52,11 @@ class FailbackWorkflow(Run):
         self.timeline.say(f"failback of {self.runbook.name} to {self.original} (trigger {request.trigger}){why}")
         start, home, dr = await self.preflight()
         await self.hold_if_paused()
-        await together(self.restore_region(), self.sync_artifacts(dr))
+        _, copied = await together(self.restore_region(), self.sync_artifacts(dr))
+        if self.v2 and copied:
+            # The pods came up while the artifacts were being copied in: replace them.
+            async with self.phase("restart-pods"):
+                await self.restart_pods("restart-pods", self.original)
         await self.hold_if_paused()
         await self.warm_up()
         await self.health_gate()
@@ -90,6 +94,9 @@ class FailbackWorkflow(Run):
                 ready={r: {f"{d.namespace}/{d.name}": d.ready for d in s.deployments} for r, s in reachable.items()},
                 unreachable=[r for r in regions if r not in reachable],
             )
+            if self.v2 and self._velero_restores():
+                backup = await calls.velero_backup(rb, self.original)
+                self.check_rpo("preflight", backup_ages(rb, [backup], workflow.now()))
             dr = [r for r in serving(start) if r != self.original]
             home = failback_home(rb, self.original, start)
             self.traffic.heading(home)
@@ -113,11 +120,13 @@ class FailbackWorkflow(Run):
             shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
             self.timeline.note("restore", f"{self.original}: {shown} ready")
 
-    async def sync_artifacts(self, dr: list[str]) -> None:
+    async def sync_artifacts(self, dr: list[str]) -> int:
+        """Copy DR's artifacts back; how many files were copied."""
         models = self.runbook.spec.models
         if not models:
             self.timeline.skip("sync-artifacts", "the runbook lists no models")
-            return
+            return 0
+        copied = 0
         async with self.phase("sync-artifacts"):
             if dr:
                 # The DR region carrying the most traffic has the artifacts that served it.
@@ -126,6 +135,7 @@ class FailbackWorkflow(Run):
                     *(calls.artifacts_sync(self.runbook, m.name, m.version, source, self.original) for m in models)
                 )
                 verified = [s.verify for s in synced]
+                copied = sum(len(s.copied) for s in synced)
                 for m, s in zip(models, synced, strict=True):
                     self.timeline.note("sync-artifacts", f"{m.name}: {len(s.copied)} copied from {source}, {s.unchanged} unchanged")
             else:
@@ -139,6 +149,7 @@ class FailbackWorkflow(Run):
                     f"{self.original}: {bad[0].model} {bad[0].version} has {len(bad[0].problems)} problem(s) "
                     f"after sync (e.g. {first.key} {first.problem})"
                 )
+        return copied
 
     async def warm_up(self) -> None:
         if not self.runbook.spec.warmup:

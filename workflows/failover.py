@@ -40,7 +40,14 @@ with workflow.unsafe.imports_passed_through():
         restore_name,
         together,
     )
-    from workflows.plan import PlanError, failover_targets, failover_weights, format_weights
+    from workflows.plan import (
+        PlanError,
+        backup_ages,
+        failover_targets,
+        failover_weights,
+        format_weights,
+        rpo_lags,
+    )
     from workflows.types import FailoverInput, RunResult, WorldState
 
 
@@ -100,17 +107,26 @@ class FailoverWorkflow(Run):
         async with self.phase("preflight"):
             self.targets = failover_targets(rb, failed, self.input.target_regions)
             models = [(t, m) for t in self.targets for m in rb.spec.models]
+            # 0.2.0: the failed region's copies (one try: it may be dark) and the Velero backup
+            # a restore would use, for the RPO check.
+            sources = rb.spec.models if self.v2 else []
+            backups = self.targets if self.v2 and self._velero_restores() else []
             reads = await together(
                 calls.dns_read(rb),
                 *(self._target_read(t) for t in self.targets),
                 # The failed region may well be unreachable: one try, and that is fine.
                 self._tolerant(calls.kube_read(rb, failed, attempts=1)),
                 *(calls.artifacts_verify(rb, t, m.name, m.version) for t, m in models),
+                *(self._tolerant(calls.artifacts_verify(rb, failed, m.name, m.version, attempts=1)) for m in sources),
+                *(calls.velero_backup(rb, t) for t in backups),
             )
             dns: c.DnsState = reads[0]
             kube: list[c.ReplicaState] = [k for k in reads[1 : 1 + len(self.targets)] if k is not None]
             failed_kube = reads[1 + len(self.targets)]
-            self.verified: list[c.VerifyResult] = reads[2 + len(self.targets) :]
+            rest = reads[2 + len(self.targets) :]
+            self.verified: list[c.VerifyResult] = rest[: len(models)]
+            source_copies = rest[len(models) : len(models) + len(sources)]
+            backup_infos: list[c.VeleroBackupInfo] = rest[len(models) + len(sources) :]
 
             before = dns.weights()
             self.traffic.found(before)
@@ -146,6 +162,12 @@ class FailoverWorkflow(Run):
                         f"{result.version} (e.g. {result.problems[0].key} {result.problems[0].problem}) "
                         "and the runbook names no archive to restore from"
                     )
+            if self.v2:
+                self.check_rpo(
+                    "preflight",
+                    rpo_lags(rb, self.verified, [v for v in source_copies if isinstance(v, c.VerifyResult)])
+                    + backup_ages(rb, backup_infos, workflow.now()),
+                )
             weights = failover_weights(rb, failed, self.targets, before)
             self.traffic.heading(weights)
             self.timeline.note(
@@ -156,9 +178,20 @@ class FailoverWorkflow(Run):
 
     async def prepare(self) -> None:
         async with self.phase("prepare"):
+            if self.v2:
+                await together(*(self._prepare_region(t) for t in self.targets))
+                return
             branches = [self._bring_up(t) for t in self.targets]
             branches += [self._restore(v) for v in self.verified if v.problems]
             await together(*branches)
+
+    async def _prepare_region(self, region: str) -> None:
+        """Scale up while the region's artifacts are repaired; pods that started before the
+        repair serve what they loaded, so the repair is followed by a rollout restart."""
+        repairs = [v for v in self.verified if v.problems and v.region == region]
+        await together(self._bring_up(region), *(self._restore(v) for v in repairs))
+        if repairs:
+            await self.restart_pods("prepare", region)
 
     async def warm_up(self) -> None:
         if not self.runbook.spec.warmup:
@@ -270,7 +303,7 @@ class FailoverWorkflow(Run):
         elapsed = (workflow.now() - self.started_at).total_seconds() * self.speed
         budget = max(self.runbook.spec.objectives.rto.total_seconds() - elapsed, 0.0)
         restored = await calls.artifacts_restore(
-            self.runbook, verified.region, verified.model, verified.version, budget, self.speed
+            self.runbook, verified.region, verified.model, verified.version, budget, self.speed, nbytes=verified.bytes
         )
         if not restored.verify.ok:
             first = restored.verify.problems[0]

@@ -6,6 +6,8 @@ run against live state), so what the plan prints is exactly what a run would do.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from drpilot.runbook import ApprovalPolicy, Role, Runbook, split_weights
 
 
@@ -112,3 +114,31 @@ def serving(weights: dict[str, int]) -> list[str]:
 
 def format_weights(weights: dict[str, int]) -> str:
     return ", ".join(f"{n} {w}" for n, w in sorted(weights.items())) or "none"
+
+
+def rpo_lags(runbook: Runbook, targets: list, sources: list) -> list[str]:
+    """Each target copy of a model whose manifest is older than the source's by more than
+    the RPO (activities' VerifyResult; a copy without a manifest time is not judged)."""
+    rpo = runbook.spec.objectives.rpo
+    newest = {(s.model, s.version): s.manifest_created_at for s in sources if s.manifest_created_at}
+    problems = []
+    for t in targets:
+        source = newest.get((t.model, t.version))
+        if source is None or t.manifest_created_at is None:
+            continue
+        lag = source - t.manifest_created_at
+        if lag > rpo:
+            problems.append(f"{t.region} {t.model} {t.version} manifest is {lag.total_seconds():.0f}s behind the source's")
+    return problems
+
+
+def backup_ages(runbook: Runbook, backups: list, now: datetime) -> list[str]:
+    """Velero backups (VeleroBackupInfo) that completed longer ago than the RPO."""
+    rpo = runbook.spec.objectives.rpo
+    problems = []
+    for b in backups:
+        if b.completed_at is None:
+            problems.append(f"velero backup {b.name} has no completion time")
+        elif now - b.completed_at > rpo:
+            problems.append(f"velero backup {b.name} completed {(now - b.completed_at).total_seconds():.0f}s ago")
+    return problems

@@ -330,3 +330,20 @@ async def test_failover_refuses_a_target_without_its_workloads(dev_harness, rout
     result, handle = await h.run(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
     assert result.status == "failed" and world.changes == []
     assert "not found" in result.phases[0].detail and "--to" in result.phases[0].detail
+
+
+async def test_repaired_artifacts_are_followed_by_a_rollout_restart_before_the_gate(harness, route53_runbook):
+    """The standby lost a model file: it is restored from the archive while the pods scale
+    up; those pods loaded without it, so they are restarted, and the version gate passes."""
+    world = outage(route53_runbook, "us-east-1")
+    world.missing["us-west-2"] = {route53_runbook.spec.models[0].name}
+    result, _ = await harness(world).run(
+        FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1")
+    )
+    assert result.status == "completed", result.messages
+    order = [name for name, _ in world.calls if name in (c.ARTIFACTS_RESTORE, c.KUBE_SCALE, c.KUBE_ROLLOUT_RESTART)]
+    assert order[-1] == c.KUBE_ROLLOUT_RESTART  # after both the repair and the scale-up
+    assert world.restarts == [("us-west-2", f"{result.run_id}/{result.temporal_run_id}/artifacts")]
+    assert not world.stale and world.dns == {"us-east-1": 0, "us-west-2": 100}
+    prepare = next(p for p in result.phases if p.name == "prepare")
+    assert "rollout restart after the artifacts were repaired" in prepare.detail

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -32,6 +33,11 @@ class World:
     # region -> weight from which the analysis itself fails (e.g. Prometheus unreachable)
     analysis_fails_at: dict[str, int] = field(default_factory=dict)
     velero_phase: str = "Completed"
+    velero_backup_age: timedelta = timedelta(minutes=5)  # how long ago the backup to restore completed
+    # Regions whose pods started while a model's artifacts were missing: they serve without
+    # it (the version gate fails) until a rollout restart with the artifacts complete.
+    stale: set[str] = field(default_factory=set)
+    restarts: list[tuple[str, str]] = field(default_factory=list)  # (region, restartedAt key)
     velero_after_hold: bool = False  # the Velero restore answers only once the hold is entered
     # (activity name, nth call) to hold in, heartbeating, until released: abort tests.
     hold: tuple[str, int] | None = None
@@ -59,7 +65,7 @@ class World:
 
     # ------------------------------------------------------------------ the world's truth
     def healthy(self, region: str) -> bool:
-        if region in self.dark or region in self.unhealthy or self.missing.get(region):
+        if region in self.dark or region in self.unhealthy or self.missing.get(region) or region in self.stale:
             return False
         want = {f"{w.namespace}/{w.deployment}": w.replicas.active for w in self.runbook.workloads_in(region)}
         return all(self.replicas.get(region, {}).get(k, 0) >= n for k, n in want.items())
@@ -69,9 +75,9 @@ class World:
 
     def activities(self) -> list[Callable]:
         return [
-            self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.artifacts_verify,
-            self.artifacts_restore, self.artifacts_sync, self.velero_restore, self.warmup,
-            self.health_gate, self.analyse,
+            self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.kube_rollout_restart,
+            self.artifacts_verify, self.artifacts_restore, self.artifacts_sync, self.velero_restore,
+            self.velero_backup, self.warmup, self.health_gate, self.analyse,
         ]
 
     async def _visit(self, name: str, detail: str = "") -> None:
@@ -148,10 +154,24 @@ class World:
         for w in self.runbook.workloads_in(input.region):
             key = f"{w.namespace}/{w.deployment}"
             want = getattr(w.replicas, input.to)
+            if self.replicas.setdefault(input.region, {}).get(key, 0) < want and self.missing.get(input.region):
+                self.stale.add(input.region)  # new pods load what is there now
             if self.replicas.setdefault(input.region, {}).get(key) != want:
                 changed.append(key)
             self.replicas[input.region][key] = want
         return c.ScaleResult(region=input.region, deployments=self._state(input.region).deployments, changed=changed)
+
+    @activity.defn(name=c.KUBE_ROLLOUT_RESTART)
+    async def kube_rollout_restart(self, input: c.RolloutRestartInput) -> c.RolloutRestartResult:
+        await self._visit(c.KUBE_ROLLOUT_RESTART, input.region)
+        self._reach(input.region)
+        done = (input.region, input.restarted_at) in self.restarts
+        if not done:
+            self.restarts.append((input.region, input.restarted_at))
+            if not self.missing.get(input.region):
+                self.stale.discard(input.region)
+        restarted = [] if done else sorted(self.replicas.get(input.region, {}))
+        return c.RolloutRestartResult(region=input.region, deployments=self._state(input.region).deployments, restarted=restarted)
 
     # ------------------------------------------------------------------ artifacts
     def _verify(self, region: str, model: str, version: str) -> c.VerifyResult:
@@ -168,6 +188,7 @@ class World:
     @activity.defn(name=c.ARTIFACTS_RESTORE)
     async def artifacts_restore(self, input: c.RestoreInput) -> c.RestoreResult:
         await self._visit(c.ARTIFACTS_RESTORE, f"{input.region} {input.model}")
+        await asyncio.sleep(0.2)  # a Glacier restore outlasts the scale-up it runs beside
         self.missing.get(input.region, set()).discard(input.model)
         return c.RestoreResult(
             region=input.region, model=input.model, tier="Expedited",
@@ -197,6 +218,15 @@ class World:
         errors = 0 if self.velero_phase == "Completed" else 2
         return c.VeleroRestoreResult(name=input.restore_name, phase=self.velero_phase, errors=errors, created=created)
 
+    @activity.defn(name=c.VELERO_BACKUP)
+    async def velero_backup(self, input: c.VeleroBackupInput) -> c.VeleroBackupInfo:
+        await self._visit(c.VELERO_BACKUP, input.region)
+        velero = self.runbook.spec.backups.velero
+        assert velero is not None
+        # The server's clock (the test server skips time ahead), not this machine's.
+        completed = activity.info().current_attempt_scheduled_time - self.velero_backup_age
+        return c.VeleroBackupInfo(name=velero.backup, phase="Completed", completed_at=completed)
+
     # ------------------------------------------------------------------ probes
     @activity.defn(name=c.PROBES_WARMUP)
     async def warmup(self, input: c.WarmupInput) -> c.WarmupResult:
@@ -213,6 +243,11 @@ class World:
             c.CheckEvidence(check=f"GET {h.path}", passed=ok, observed=str(h.expect) if ok else "503")
             for h in self.runbook.spec.health.http
         ]
+        if input.region in self.stale:
+            evidence += [
+                c.CheckEvidence(check=f"GET /v2/models/{m.name}/versions/{m.version}/ready", passed=False, observed="404")
+                for m in self.runbook.spec.models
+            ]
         consecutive = self.runbook.spec.health.consecutive
         return c.HealthResult(
             region=input.region, passed=ok, rounds=consecutive if ok else 12,

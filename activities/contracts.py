@@ -1,5 +1,5 @@
 """Activity names and their input / result types: the only part of `activities` that
-workflows import (DESIGN.md section 1). No provider SDK is imported here.
+workflows import (docs/architecture.md, "Layers"). No provider SDK is imported here.
 
 One input and one named result per activity, frozen, so fields can be added compatibly.
 Every input carries the runbook (a few KB) rather than a reference to it, so an activity

@@ -1,4 +1,4 @@
-"""FailoverWorkflow: move serving away from a failed region (DESIGN.md section 4).
+"""FailoverWorkflow: move serving away from a failed region (docs/architecture.md, "Procedures").
 
 graceful:   preflight -> prepare -> warm-up -> health gate -> approval -> DNS switch
             -> post-switch validation

@@ -1,8 +1,8 @@
 """What goes into and comes out of a run: inputs, the result, progress and operator requests.
 
-Single frozen models so fields can be added compatibly (DESIGN.md section 2). These cross
-the Temporal boundary through the pydantic data converter; the CLI, the webhook and the
-report read them, so their top-level names are part of drpilot's interface.
+Single frozen models so fields can be added compatibly (docs/architecture.md, "A run, end
+to end"). These cross the Temporal boundary through the pydantic data converter; the CLI,
+the webhook and the report read them, so their top-level names are part of drpilot's interface.
 """
 
 from __future__ import annotations

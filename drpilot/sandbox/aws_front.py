@@ -2,7 +2,7 @@
 
 boto3 reaches it through `AWS_ENDPOINT_URL` (one endpoint for S3 and Route53). Every
 request goes to moto unchanged except where real AWS behaves differently in ways drpilot
-must handle (FACTS.md):
+must handle (docs/architecture.md, "The sandbox twin"):
 
 * Route53 ChangeResourceRecordSets: moto answers INSYNC at once with one constant change
   id. Here every change gets its own id and stays PENDING for

@@ -1,7 +1,8 @@
 """A Google Cloud DNS v1 emulator on 127.0.0.1, for runbooks whose provider is clouddns.
 
-No emulator exists on PyPI or Debian (FACTS.md), so this one speaks the REST paths and JSON
-of https://cloud.google.com/dns/docs/reference/v1 that drpilot and google-cloud-dns use:
+No emulator exists on PyPI or Debian (docs/architecture.md, "The sandbox twin"), so this
+one speaks the REST paths and JSON of https://cloud.google.com/dns/docs/reference/v1 that
+drpilot and google-cloud-dns use:
 
   GET/POST /dns/v1/projects/{p}/managedZones            list (dnsName filter) / create
   GET/DELETE /dns/v1/projects/{p}/managedZones/{z}      z is the zone's name or numeric id

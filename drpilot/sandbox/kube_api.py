@@ -1,7 +1,8 @@
 """One Kubernetes API emulator per region: what the `kubernetes` client and kubectl talk to.
 
-No kube-apiserver can be installed on the machines drpilot is rehearsed on (FACTS.md), so
-each region's cluster is this HTTP server on 127.0.0.1, reached through a generated
+No kube-apiserver can be installed on the machines drpilot is rehearsed on
+(docs/architecture.md, "The sandbox twin"), so each region's cluster is this HTTP server
+on 127.0.0.1, reached through a generated
 kubeconfig whose context names are the runbook's. It speaks the parts of the API drpilot
 and an on-call engineer use: discovery, namespaces, apps/v1 Deployments (with the `scale`
 and `status` subresources and all three patch types), read-only Pods, and Velero's

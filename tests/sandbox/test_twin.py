@@ -135,8 +135,8 @@ class Clients:
         return {by_target[item["rrdatas"][0]]: int(item["weight"]) for item in rrset["routingPolicy"]["wrr"]["items"]}
 
     def wrr_rrset(self, name: str) -> dict[str, Any]:
-        # google-cloud-dns has no model of routingPolicy (FACTS.md): its own connection
-        # sends the documented Cloud DNS v1 JSON.
+        # google-cloud-dns has no model of routingPolicy (docs/architecture.md, "Activities"):
+        # its own connection sends the documented Cloud DNS v1 JSON.
         client = self.clouddns()
         path = f"/projects/{client.project}/managedZones/{self.runbook.spec.dns.managed_zone}/rrsets"
         rrsets = client._connection.api_request(method="GET", path=path)["rrsets"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 
 from temporalio.client import WorkflowUpdateStage
 
@@ -153,3 +154,28 @@ async def test_temporal_cancel_during_compensation_still_ends_healthy(own_harnes
     compensation = next(p for p in result.phases if p.name == "compensation")
     assert compensation.outcome == "ok" and "returned to" in compensation.detail
     assert [ch.phase for ch in result.dns_changes] == ["shift 10%", "compensation"]
+
+
+async def test_a_velero_backup_older_than_the_rpo_stops_the_failover_before_any_change(harness):
+    rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover"])
+    world = World.normal(rb)
+    world.dark.add(HOME)
+    world.velero_backup_age = timedelta(hours=2)  # the schedule stopped running; RPO is 15m
+    result, _ = await harness(world).run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region=HOME))
+    assert result.status == "failed"
+    assert world.changes == [] and world.restores == {} and world.scale_calls == []
+    preflight = result.phases[0]
+    assert preflight.outcome == "failed" and "older than the RPO 900s" in preflight.detail
+    assert "completed 7200s ago" in preflight.detail and "rpo_policy: warn" in preflight.detail
+
+
+async def test_rpo_policy_warn_goes_on_and_says_so(harness):
+    rb = runbook(
+        "llm-inference.yaml", spec__backups__velero__restore_on=["failover"], spec__objectives__rpo_policy="warn"
+    )
+    world = World.normal(rb)
+    world.dark.add(HOME)
+    world.velero_backup_age = timedelta(hours=2)
+    result, _ = await harness(world).run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region=HOME))
+    assert result.status == "completed"
+    assert any(m.startswith("warning: older than the RPO") for m in result.messages)

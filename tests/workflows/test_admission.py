@@ -12,6 +12,7 @@ from drpilot import runs
 from drpilot.runbook import Runbook
 from drpilot.settings import Settings, TemporalSettings
 from tests.workflows.conftest import runbook
+from tests.workflows.test_failback import after_failover
 from tests.workflows.test_failover import wait_for
 from tests.workflows.world import World
 from workflows import admission
@@ -162,3 +163,24 @@ async def test_simultaneous_starts_admit_exactly_one(dev_harness):
         await started[0].handle.cancel()
         await started[0].handle.result()
     assert world.changes == []
+
+
+async def test_status_lists_drpilot_outcome_and_filters_by_it(dev_harness):
+    """Temporal calls a rolled-back run "completed"; `drpilot status` shows rolled_back, from
+    the outcome search attribute the run sets as it ends (real dev server: visibility)."""
+    rb = runbook("llm-inference.yaml")
+    world = after_failover(rb, "us-east-1", {"us-west-2": 100})
+    world.degrade_at["us-east-1"] = 50
+    h = dev_harness(world)
+    settings = settings_for(h)
+    async with h.worker():
+        started = await runs.start(h.client, settings, FailbackInput(runbook=rb, original_region="us-east-1", speed=1000))
+        assert (await started.handle.result()).status == "rolled_back"
+        async with asyncio.timeout(20):  # visibility is eventually consistent
+            while not (listed := await runs.latest_runs(h.client, outcome="rolled_back")):
+                await asyncio.sleep(0.1)
+    assert [(r.run_id, r.runbook, r.state, r.outcome) for r in listed] == [
+        ("failback:llm-inference", "llm-inference", "completed", "rolled_back")
+    ]
+    assert await runs.latest_runs(h.client, outcome="completed") == []
+    assert [r.run_id for r in await runs.latest_runs(h.client, runbook="llm-inference")] == ["failback:llm-inference"]

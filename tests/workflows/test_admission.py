@@ -30,6 +30,12 @@ def settings_for(h) -> Settings:
     return Settings(temporal=TemporalSettings(task_queue=h.task_queue))
 
 
+async def failover_waiting_for_approval(h, rb: Runbook) -> runs.Started:
+    first = await runs.start(h.client, settings_for(h), FailoverInput(runbook=rb, failed_region="us-east-1"))
+    await wait_for(first.handle, lambda p: p.waiting_for == "approval")
+    return first
+
+
 async def test_second_start_of_the_same_request_attaches(harness):
     """A second start of the same request while the first runs attaches to it (the reason
     may differ); once the first has finished the next incident is a new run."""
@@ -91,8 +97,7 @@ async def test_a_different_request_of_the_running_action_is_refused_naming_the_d
     h = harness(World.normal(rb))
     settings = settings_for(h)
     async with h.worker():
-        first = await runs.start(h.client, settings, FailoverInput(runbook=rb, failed_region="us-east-1"))
-        await wait_for(first.handle, lambda p: p.waiting_for == "approval")
+        first = await failover_waiting_for_approval(h, rb)
         with pytest.raises(runs.RunRefused) as refused:
             await runs.start(
                 h.client, settings,
@@ -113,8 +118,7 @@ async def test_two_runbooks_moving_the_same_dns_record_never_run_at_once(harness
     h = harness(World.normal(rb))
     settings = settings_for(h)
     async with h.worker():
-        first = await runs.start(h.client, settings, FailoverInput(runbook=rb, failed_region="us-east-1"))
-        await wait_for(first.handle, lambda p: p.waiting_for == "approval")
+        first = await failover_waiting_for_approval(h, rb)
         with pytest.raises(runs.RunRefused) as refused:
             await runs.start(h.client, settings, FailoverInput(runbook=twin, failed_region="us-east-1"))
         record = rb.spec.dns.records[0].name
@@ -130,8 +134,7 @@ async def test_a_terminated_run_does_not_keep_its_runbook(harness):
     h = harness(World.normal(rb))
     settings = settings_for(h)
     async with h.worker():
-        first = await runs.start(h.client, settings, FailoverInput(runbook=rb, failed_region="us-east-1"))
-        await wait_for(first.handle, lambda p: p.waiting_for == "approval")
+        first = await failover_waiting_for_approval(h, rb)
         await first.handle.terminate(reason="test")
         again = await runs.start(h.client, settings, FailbackInput(runbook=rb, original_region="us-east-1"))
         assert not again.attached and again.handle.id == "failback:llm-inference"

@@ -15,7 +15,11 @@ from typing import Any
 
 import structlog
 from temporalio import activity
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import (
@@ -81,22 +85,36 @@ def loop_time() -> float:
 
 async def check_search_attributes(client: Client, namespace: str, log: Any) -> None:
     """Runs set drpilot's search attributes; in a namespace without them every run's last
-    workflow task would fail for good. Refuse to start rather than strand runs."""
+    workflow task would fail for good. Register the missing ones where the namespace lets
+    the worker (a dev server, a self-hosted cluster with operator rights); otherwise refuse
+    to start rather than strand runs, naming the commands."""
     try:
         listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
     except RPCError as exc:  # some hosted namespaces do not let workers list them
         log.warning("cannot list search attributes; make sure they are registered", error=exc.message)
         return
     missing = [key.name for key in SEARCH_ATTRIBUTES if key.name not in listed.custom_attributes]
-    if missing:
-        commands = "; ".join(
-            f"temporal operator search-attribute create --namespace {namespace} --name {name} --type Keyword"
-            for name in missing
+    if not missing:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing},
+            )
         )
-        raise TemporalUnavailable(
-            f"namespace {namespace} lacks drpilot's search attribute(s) {', '.join(missing)}: register them "
-            f"({commands}), then start the worker again"
-        )
+        log.info("registered drpilot's search attributes", namespace=namespace, names=missing)
+        return
+    except RPCError as exc:
+        refused = exc.message
+    commands = "; ".join(
+        f"temporal operator search-attribute create --namespace {namespace} --name {name} --type Keyword"
+        for name in missing
+    )
+    raise TemporalUnavailable(
+        f"namespace {namespace} lacks drpilot's search attribute(s) {', '.join(missing)} and the worker may "
+        f"not register them ({refused}): register them ({commands}), then start the worker again"
+    )
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

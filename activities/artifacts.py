@@ -52,6 +52,7 @@ from activities.contracts import (
     SyncResult,
     VerifyResult,
 )
+from activities.credentials import Rotating
 from activities.manifest import Manifest, ManifestEntry, confirm, entry_from_s3, stored_checksums
 from drpilot.runbook import Model, Runbook
 from drpilot.settings import Settings
@@ -363,7 +364,9 @@ class ArtifactActivities:
             read_timeout=60,
             max_pool_connections=WORKERS + 2,  # one per parallel file / part, and spare
         )
-        return cls(boto3.client("s3", config=config))
+        # Rebuilt when the shared credentials / config files change (a rotated key), from a
+        # new session: boto3's default session would keep the credentials it read first.
+        return cls(Rotating(lambda: boto3.session.Session().client("s3", config=config)))
 
     def all(self) -> list[Callable]:
         return [self.verify, self.restore_from_archive, self.sync]

@@ -36,6 +36,7 @@ from activities.contracts import (
     ScaleInput,
     ScaleResult,
 )
+from activities.credentials import Signature, files_signature
 from drpilot.runbook import Runbook
 from drpilot.settings import Settings
 
@@ -61,7 +62,7 @@ class KubeconfigClients(Mapping[str, k8s.ApiClient]):
     def __init__(self, config_file: str | None = None):
         self.config_file = config_file or os.path.expanduser("~/.kube/config")
         self._clients: dict[str, k8s.ApiClient] = {}
-        self._signature: tuple[tuple[int, int, int], ...] = ()
+        self._signature: Signature = ()
         self._lock = threading.Lock()
 
     def _contexts(self) -> list[str]:
@@ -71,23 +72,11 @@ class KubeconfigClients(Mapping[str, k8s.ApiClient]):
             return []
         return [c["name"] for c in contexts or []]
 
-    def _files_signature(self) -> tuple[tuple[int, int, int], ...]:
-        """Identity of the kubeconfig files as they are now: (inode, mtime, size) each."""
-        signature = []
-        for path in self.config_file.split(os.pathsep):
-            try:
-                st = os.stat(path)
-            except OSError:
-                signature.append((0, 0, 0))
-                continue
-            signature.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        return tuple(signature)
-
     def __getitem__(self, context: str) -> k8s.ApiClient:
         with self._lock:
             # A rotated kubeconfig (a new token or certificate; a Secret volume swaps the file
             # in place) replaces every client built from the old one, without a restart.
-            signature = self._files_signature()
+            signature = files_signature(self.config_file.split(os.pathsep))
             if signature != self._signature:
                 self._clients.clear()
                 self._signature = signature

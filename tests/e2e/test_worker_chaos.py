@@ -56,8 +56,9 @@ def test_sigkill_worker_mid_failover(twin_factory, monkeypatch):  # noqa: F811
     async def scenario():
         nonlocal second
         client = await connect(settings.temporal)
-        handle = await start(client, settings, FailoverInput(
+        started = await start(client, settings, FailoverInput(
             runbook=runbook, failed_region="us-east-1", speed=settings.speed, reason="chaos"))
+        handle = started.handle
         await wait_for_phase(handle, "prepare")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()

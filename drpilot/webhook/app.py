@@ -136,6 +136,7 @@ class Webhook:
         kill_switch: KillSwitch | None = None,
         clock=utc_now,
         max_body: int = MAX_BODY,
+        body_seconds: float = BODY_SECONDS,
     ):
         self.routing = routing
         self.settings = settings
@@ -145,6 +146,7 @@ class Webhook:
         self.kill_switch = kill_switch or KillSwitch()
         self.clock = clock
         self.max_body = max_body
+        self.body_seconds = body_seconds
         self.metrics = Metrics()
         self._guardrails: Guardrails | None = None
         self._connecting = asyncio.Lock()
@@ -191,13 +193,13 @@ class Webhook:
             return _problem(413, f"body over {self.max_body} bytes")
         body = bytearray()
         try:
-            async with asyncio.timeout(BODY_SECONDS):
+            async with asyncio.timeout(self.body_seconds):
                 async for chunk in request.stream():
                     body += chunk
                     if len(body) > self.max_body:
                         return _problem(413, f"body over {self.max_body} bytes")
         except TimeoutError:
-            return _problem(408, f"body not received within {BODY_SECONDS:g}s")
+            return _problem(408, f"body not received within {self.body_seconds:g}s")
         except ClientDisconnect:
             return _problem(400, "client disconnected before sending the whole body")
         return bytes(body)

@@ -37,13 +37,16 @@ async def _no_temporal():
     raise NoTemporal("a refused request reached Temporal")
 
 
-def make_webhook(token: TokenSource | None = None, max_body: int = 4096) -> Webhook:
+def make_webhook(token: TokenSource | None = None, max_body: int = 4096, body_seconds: float = 10.0) -> Webhook:
     rb = runbook("llm-inference.yaml")
 
     async def no_dns(_rb):
         raise NoTemporal("a refused request read DNS")
 
-    return Webhook(routing((rule(), rb)), Settings(), token or TokenSource(TOKEN), _no_temporal, no_dns, max_body=max_body)
+    return Webhook(
+        routing((rule(), rb)), Settings(), token or TokenSource(TOKEN), _no_temporal, no_dns,
+        max_body=max_body, body_seconds=body_seconds,
+    )
 
 
 @pytest.fixture
@@ -182,3 +185,20 @@ def test_random_bodies_and_headers_get_a_4xx_and_the_server_stays_up(served_url)
         assert client.get("/healthz").status_code == 200
 
     check()
+
+
+def test_a_client_that_never_sends_its_body_gets_408_and_stalls_nobody_else():
+    import socket
+
+    with uvicorn_on_loopback(make_webhook(body_seconds=0.5).app()) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as slow:
+            slow.sendall(
+                f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+            )
+            assert httpx.get(f"{url}/healthz").status_code == 200  # while that one hangs
+            slow.settimeout(10)
+            answer = slow.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert "body not received within 0.5s" in answer

@@ -145,3 +145,55 @@ def test_serve_without_a_token_refuses_to_start():
     )
     assert served.returncode == 2
     assert "needs a bearer token: set DRPILOT_WEBHOOK_TOKEN or pass --token-file" in served.stderr
+
+
+def test_serve_answers_on_loopback_and_says_503_while_temporal_is_away(tmp_path: Path):
+    """The real command: uvicorn on 127.0.0.1, the token from a file, Temporal not there."""
+    import os
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    from tests.webhook.conftest import alert, notification
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = s.getsockname()[1]  # closed again: nothing answers there
+    token = tmp_path / "token"
+    token.write_text("file-token\n")
+    env = {**os.environ, "DRPILOT_TEMPORAL_ADDRESS": f"127.0.0.1:{nowhere}"}
+    env.pop("DRPILOT_WEBHOOK_TOKEN", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "drpilot", "webhook", "serve", "--rules", str(SHIPPED), "--host", "127.0.0.1",
+         "--port", str(port), "--token-file", str(token)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "webhook did not start"
+                time.sleep(0.1)
+        body = notification(alert("us-east-1"))
+        assert httpx.post(f"{url}/v1/alertmanager", json=body).status_code == 401
+        away = httpx.post(f"{url}/v1/alertmanager", json=body, headers={"Authorization": "Bearer file-token"}, timeout=30)
+        assert away.status_code == 503
+        assert f"cannot reach Temporal at 127.0.0.1:{nowhere}" in away.json()["error"]
+        assert httpx.get(f"{url}/readyz", timeout=30).status_code == 503
+        assert 'drpilot_webhook_requests_total{code="503"} 1.0' in httpx.get(f"{url}/metrics").text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert process.returncode in (0, -signal.SIGTERM), stderr
+    assert "file-token" not in stderr

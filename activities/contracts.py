@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drpilot.runbook import Runbook
+from drpilot.runbook import Notifier, Runbook, RunEventName
 
 
 class Contract(BaseModel):
@@ -38,6 +38,7 @@ VELERO_BACKUP = "velero.backup_to_restore"
 PROBES_WARMUP = "probes.warmup"
 PROBES_HEALTH = "probes.health_gate"
 PROBES_ANALYSE = "probes.analyse"
+NOTIFY_SEND = "notify.send"
 
 
 # ------------------------------------------------------------------------------------ DNS
@@ -286,3 +287,29 @@ class AnalyseResult(Contract):
     error_rate: float
     p99_ms: float
     evidence: list[CheckEvidence]
+
+
+class RunEvent(Contract):
+    """One thing a run wants people to hear about (spec.notifications)."""
+
+    event: RunEventName
+    run_id: str
+    runbook: str
+    action: str
+    at: datetime
+    # One line a person acts on: who started it, the approve command, the RTO verdict.
+    text: str
+    trigger: str = ""
+    requested_by: str = ""
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class NotifyInput(Contract):
+    notifier: Notifier
+    event: RunEvent
+
+
+class NotifyResult(Contract):
+    delivered: bool
+    status: int | None = None
+    target: str = ""  # scheme://host of the receiver: never the path, which may hold a secret

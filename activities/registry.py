@@ -12,11 +12,14 @@ from typing import Any
 from activities.artifacts import ArtifactActivities
 from activities.dns import DnsActivities
 from activities.kube import KubeActivities
+from activities.notify import NotifyActivities
 from activities.probes import ProbeActivities
 from activities.velero import VeleroActivities
 from drpilot.settings import Settings
 
-ACTIVITY_CLASSES = (DnsActivities, KubeActivities, VeleroActivities, ArtifactActivities, ProbeActivities)
+ACTIVITY_CLASSES = (
+    DnsActivities, KubeActivities, VeleroActivities, ArtifactActivities, ProbeActivities, NotifyActivities,
+)
 
 
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:

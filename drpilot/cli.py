@@ -15,11 +15,12 @@ from temporalio.exceptions import ApplicationError
 from drpilot import __version__
 from drpilot.artifacts_cli import app as artifacts_app
 from drpilot.durations import format_duration
-from drpilot.loader import RunbookError, load_runbook
+from drpilot.loader import load_runbook
 from drpilot.process_exit import run_and_exit
 from drpilot.runbook import Runbook
 from drpilot.sandbox.cli import app as sandbox_app
-from drpilot.terminal import err, load_or_exit
+from drpilot.terminal import err, load_or_exit, validate_files
+from drpilot.webhook.cli import app as webhook_app
 
 app = typer.Typer(
     name="drpilot",
@@ -32,6 +33,7 @@ runbook_app = typer.Typer(help="Validate, inspect and export runbooks.", no_args
 app.add_typer(runbook_app, name="runbook")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(webhook_app, name="webhook")
 
 out = Console(soft_wrap=True)
 
@@ -58,19 +60,7 @@ def run(prog_name: str | None = None) -> NoReturn:
 @runbook_app.command("validate")
 def validate(files: list[Path] = typer.Argument(..., help="Runbook YAML files.", metavar="FILE...")) -> None:
     """Check runbooks; print every problem as FILE:LINE:COL: field: message. Exit 1 if any."""
-    failed = 0
-    for path in files:
-        try:
-            load_runbook(path)
-        except RunbookError as exc:
-            failed += 1
-            for problem in exc.problems:
-                err.print(str(problem), markup=False)
-            continue
-        out.print(f"{path}: ok", markup=False)
-    if failed:
-        err.print(f"{failed} of {len(files)} runbook(s) invalid", markup=False)
-        raise typer.Exit(1)
+    validate_files(files, load_runbook, "runbook")
 
 
 @runbook_app.command("schema")

@@ -35,36 +35,55 @@ class Problem:
         return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
 
 
-class RunbookError(Exception):
-    """A runbook that cannot be used; `problems` says every reason, each with its place."""
+class DocumentError(Exception):
+    """A YAML document that cannot be used; `problems` says every reason, each with its place."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def load_runbook(path: str | Path) -> Runbook:
-    path = Path(path)
+class RunbookError(DocumentError):
+    """A runbook that cannot be used."""
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def read_document(path: Path, error: type[DocumentError]) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise RunbookError([Problem(str(path), 1, 1, "", f"cannot read the file: {reason}")]) from None
-    return parse_runbook(text, str(path))
+        raise error([Problem(str(path), 1, 1, "", f"cannot read the file: {reason}")]) from None
 
 
-def parse_runbook(text: str, filename: str = "<runbook>") -> Runbook:
+def parse_document(
+    text: str, filename: str, model: type[M], *, error: type[DocumentError], top: str, context: Any = None
+) -> M:
+    """YAML text -> `model`, every problem as FILE:LINE:COL raised as `error`. `top` names
+    the mapping's fields for an empty or non-mapping document; `context` reaches the
+    model's validators (e.g. the directory relative paths start from)."""
     document = _Document(filename)
     data = document.parse(text)
     if document.problems:
-        raise RunbookError(document.problems)
+        raise error(document.problems)
     if not isinstance(data, dict):
         found = "an empty document" if data is None else _describe(data)
-        raise RunbookError([Problem(filename, 1, 1, "", f"expected a mapping (apiVersion, kind, metadata, spec), got {found}")])
+        raise error([Problem(filename, 1, 1, "", f"expected a mapping ({top}), got {found}")])
     try:
-        return Runbook.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
-        raise RunbookError(sorted(_problems(exc, document), key=lambda p: (p.line, p.column))) from None
+        raise error(sorted(_problems(exc, document, model), key=lambda p: (p.line, p.column))) from None
+
+
+def load_runbook(path: str | Path) -> Runbook:
+    path = Path(path)
+    return parse_runbook(read_document(path, RunbookError), str(path))
+
+
+def parse_runbook(text: str, filename: str = "<runbook>") -> Runbook:
+    return parse_document(text, filename, Runbook, error=RunbookError, top="apiVersion, kind, metadata, spec")
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,7 +221,7 @@ def _clean(loc: tuple[Any, ...]) -> Loc:
     return tuple(p for p in loc if not (isinstance(p, str) and (p == "[key]" or "[" in p and p.endswith("]"))))
 
 
-def _problems(exc: ValidationError, doc: _Document):
+def _problems(exc: ValidationError, doc: _Document, model: type[BaseModel]):
     for error in exc.errors():
         loc = _clean(error["loc"])
         kind = error["type"]
@@ -218,7 +237,7 @@ def _problems(exc: ValidationError, doc: _Document):
         if kind == "extra_forbidden":
             line, col = doc.position(loc, key=True)
             field = str(loc[-1])
-            allowed = _fields_at(Runbook, loc[:-1])
+            allowed = _fields_at(model, loc[:-1])
             hint = difflib.get_close_matches(field, allowed, n=1, cutoff=0.6)
             suffix = f' (did you mean "{hint[0]}"?)' if hint else f" (known fields: {', '.join(allowed)})"
             yield Problem(doc.filename, line, col, format_loc(loc), f'unknown field "{field}"{suffix}')
@@ -257,7 +276,7 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
             annotation = args[-1] if args else Any
     annotation = _unwrap(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
+        return [field.alias or name for name, field in annotation.model_fields.items()]
     return []
 
 

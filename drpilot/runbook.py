@@ -11,6 +11,7 @@ so workflows can import it without YAML.
 from __future__ import annotations
 
 import re
+import typing
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -292,6 +293,22 @@ class Guardrails(Frozen):
     blocking_alerts: list[Text] = Field(default_factory=list, description="Alert names that stop a drill from starting.")
 
 
+RunEventName = Literal["started", "approval_needed", "held", "rolled_back", "failed", "completed"]
+RUN_EVENTS: tuple[str, ...] = typing.get_args(RunEventName)
+EnvName = Annotated[str, BeforeValidator(_pattern(r"[A-Z_][A-Z0-9_]*", "an environment variable name like SLACK_WEBHOOK_URL"))]
+
+
+class Notifier(Frozen):
+    kind: Literal["json", "slack"] = Field(
+        "json", description="json: the event as a JSON object; slack: a Slack-compatible incoming webhook ({\"text\": ...})."
+    )
+    url: HttpUrl | None = Field(None, description="Where events are POSTed. Prefer url_env for URLs that carry a secret.")
+    url_env: EnvName | None = Field(None, description="Worker environment variable holding the URL (e.g. a Slack webhook URL).")
+    events: list[RunEventName] = Field(
+        default_factory=lambda: list(RUN_EVENTS), description="Which run events go here; all when omitted."
+    )
+
+
 class Spec(Frozen):
     objectives: Objectives
     regions: dict[RegionName, Region] = Field(min_length=2)
@@ -304,6 +321,9 @@ class Spec(Frozen):
     traffic_shift: TrafficShift = Field(default_factory=TrafficShift)
     approvals: Approvals = Field(default_factory=Approvals)
     guardrails: Guardrails = Field(default_factory=Guardrails)
+    notifications: list[Notifier] = Field(
+        default_factory=list, description="Where run events go (started, approval needed, held, rolled back, failed, completed)."
+    )
 
 
 Loc = tuple[str | int, ...]
@@ -385,6 +405,9 @@ def _cross_field_problems(rb: Runbook):
             for missing in sorted(regions - set(mapping)):
                 yield loc, f"no {what} for region {missing!r}; every region needs one to fail over to it"
 
+    for i, notifier in enumerate(spec.notifications):
+        if (notifier.url is None) == (notifier.url_env is None):
+            yield ("spec", "notifications", i), "give exactly one of url and url_env"
     dns = spec.dns
     if dns.provider is DnsProvider.clouddns and not dns.project:
         yield ("spec", "dns", "project"), "the clouddns provider needs the Google Cloud project"

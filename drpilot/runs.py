@@ -21,6 +21,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -167,7 +168,8 @@ async def _claim(client: Client, settings: Settings, claim: Claim) -> Admission:
             ),
             ADMISSION_TIMEOUT,
         )
-    except TimeoutError:
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # wait_for's cancellation can surface as the SDK's own error for a cancelled update.
         raise RunError(
             f"no drpilot worker answered on task queue {queue} within {ADMISSION_TIMEOUT:g}s: "
             "start one with `drpilot worker` (same DRPILOT_TEMPORAL_* and DRPILOT_TASK_QUEUE)"

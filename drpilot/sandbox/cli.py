@@ -155,7 +155,7 @@ def up(
     fault: list[str] = typer.Option([], "--fault", help="A fault at start-up: key=value (repeatable) or one JSON object. See `drpilot sandbox fault set --help`."),
     temporal: bool = typer.Option(True, "--temporal/--no-temporal", help="Start a Temporal dev server (UI included)."),
     observability: bool = typer.Option(True, "--observability/--no-observability", help="Start Prometheus and Alertmanager when installed."),
-    webhook_url: str = typer.Option("http://127.0.0.1:8787/alertmanager", "--webhook-url", help="Where Alertmanager sends alerts (drpilot's webhook)."),
+    webhook_url: str = typer.Option("http://127.0.0.1:8787/v1/alertmanager", "--webhook-url", help="Where Alertmanager sends alerts (drpilot's webhook)."),
     prometheus_rules: list[Path] = typer.Option([], "--prometheus-rules", help="Alerting rule file for Prometheus (repeatable), e.g. infra/prometheus/rules.yaml."),
 ) -> None:
     """Start the twin of a runbook's world on 127.0.0.1; stays in the foreground until Ctrl-C.

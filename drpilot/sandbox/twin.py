@@ -50,7 +50,7 @@ from drpilot.sandbox.processes import (
     temporal_binary,
 )
 
-DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8787/alertmanager"
+DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8787/v1/alertmanager"  # drpilot webhook serve's path
 # On each pod: JSON {model: version} of the artifacts it found complete when it started.
 LOADED_ANNOTATION = "sandbox.drpilot.io/loaded-models"
 DESCRIPTION_FILE = "sandbox.json"

@@ -1,0 +1,332 @@
+"""What the webhook does with one alert, and why: the guardrails between an alert and a run.
+
+In order, each a decision with its reason:
+  resolved                 -> never starts anything; recorded
+  no rule matches          -> unmatched
+  region label missing or not one of the runbook's regions -> refused
+  fired for less than the rule's `for` -> held (Alertmanager's next notification decides again)
+  guardrails.auto_failover false -> notify-only
+  kill switch engaged      -> notify-only
+  a run of the runbook active -> runs.start attaches (same request) or refuses (another one)
+  otherwise: cooldown after the runbook's last run ended, circuit breaker, never the only
+  region serving -> notify-only / refused; then runs.start.
+
+A notify-only decision starts nothing: Alertmanager's route keeps paging people
+(`continue: true` in infra/alertmanager/alertmanager.yml), who can start the run by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from drpilot import runs
+from drpilot.durations import format_duration
+from drpilot.runbook import ApprovalPolicy, Runbook
+from drpilot.settings import Settings
+from drpilot.webhook.payload import Alert
+from drpilot.webhook.rules import Route, Routing
+from workflows import admission
+from workflows.types import AdmissionState, FailoverInput, workflow_id
+
+KILL_SWITCH_ENV = "DRPILOT_WEBHOOK_KILL_SWITCH"
+# How long the admission state may take to answer before the worker counts as unreachable.
+ADMISSION_QUERY_SECONDS = 10.0
+
+DnsWeights = Callable[[Runbook], Awaitable[dict[str, int]]]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # started, attached, refused, notify-only, held, resolved, unmatched
+    reason: str = ""
+    rule: str | None = None
+    runbook: str | None = None
+    region: str | None = None
+    run_id: str | None = None
+    # Why it started nothing, in one word for metrics: cooldown, circuit_breaker, ...
+    code: str = ""
+
+    def line(self) -> str:
+        if self.outcome in ("started", "attached"):
+            return f"{self.outcome} {self.run_id}"
+        return f"{self.outcome}: {self.reason}"
+
+
+class Unavailable(RuntimeError):
+    """Temporal or the worker did not answer: the webhook answers 503 so Alertmanager retries."""
+
+
+class KillSwitch:
+    """Engaged by DRPILOT_WEBHOOK_KILL_SWITCH=1 or by a file existing: every alert that
+    would start a run is notify-only. Read at every alert, so engaging it needs no restart."""
+
+    def __init__(self, file: Path | None = None, env: dict[str, str] | None = None):
+        self.file = file
+        self.env = os.environ if env is None else env
+
+    def engaged(self) -> str | None:
+        if self.env.get(KILL_SWITCH_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"kill switch engaged ({KILL_SWITCH_ENV}={self.env[KILL_SWITCH_ENV]}); unset it to let alerts start runs"
+        if self.file is not None and self.file.exists():
+            return f"kill switch engaged (file {self.file} exists); remove it to let alerts start runs"
+        return None
+
+
+class CircuitBreaker:
+    """At most `max_runs` runs auto-started, across runbooks, in any sliding `window`. In
+    process: each webhook replica counts its own (a restart forgets; the cooldown and
+    admission still hold). Open while full; it closes by itself as starts age out."""
+
+    def __init__(self, max_runs: int, window: timedelta, clock: Clock = utc_now):
+        self.max_runs = max_runs
+        self.window = window
+        self.clock = clock
+        self.starts: collections.deque[datetime] = collections.deque()
+
+    def _trim(self, now: datetime) -> None:
+        while self.starts and self.starts[0] <= now - self.window:
+            self.starts.popleft()
+
+    def open_reason(self) -> str | None:
+        now = self.clock()
+        self._trim(now)
+        if len(self.starts) < self.max_runs:
+            return None
+        closes = (self.starts[0] + self.window).strftime("%H:%M:%SZ")
+        return (
+            f"circuit breaker open: {len(self.starts)} run(s) auto-started in the last "
+            f"{format_duration(self.window)} (at most {self.max_runs}); it closes at {closes}"
+        )
+
+    def reserve(self) -> datetime | None:
+        """Take a slot (no await between the check and the taking: one asyncio loop)."""
+        if self.open_reason() is not None:
+            return None
+        slot = self.clock()
+        self.starts.append(slot)
+        return slot
+
+    def release(self, slot: datetime) -> None:
+        """A reserved start that did not happen (attached, refused) gives its slot back."""
+        with contextlib.suppress(ValueError):
+            self.starts.remove(slot)
+
+
+class Guardrails:
+    def __init__(
+        self,
+        routing: Routing,
+        client: Client,
+        settings: Settings,
+        dns_weights: DnsWeights,
+        *,
+        kill_switch: KillSwitch | None = None,
+        clock: Clock = utc_now,
+    ):
+        self.routing = routing
+        self.client = client
+        self.settings = settings
+        self.dns_weights = dns_weights
+        self.kill_switch = kill_switch or KillSwitch()
+        self.clock = clock
+        self.breaker = CircuitBreaker(routing.breaker.max_runs, routing.breaker.window, clock)
+        # One decision at a time per runbook: a storm's duplicates then find the first
+        # one's run held at admission and attach, instead of racing the breaker.
+        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._next: dict[tuple[str, ...], asyncio.Future[Decision]] = {}
+
+    async def decide(self, alert: Alert, receiver: str) -> Decision:
+        route = self.routing.route(alert.labels)
+        if alert.status == "resolved":
+            return self._resolved(alert, route)
+        if route is None:
+            return Decision("unmatched", f"no rule matches alert {alert.name or '(no alertname)'}", code="unmatched")
+        rule, rb = route.rule, route.runbook
+        base = {"rule": rule.name, "runbook": rb.name}
+        region = alert.labels.get(rule.region_label, "")
+        if region not in rb.regions:
+            has = ", ".join(rb.regions)
+            reason = (
+                f"label {rule.region_label}={region!r} names no region of runbook {rb.name} (it has {has})" if region
+                else f"the alert has no label {rule.region_label}, which rule {rule.name} reads the failed region "
+                f"from (runbook {rb.name} has {has})"
+            )
+            return Decision("refused", reason, code="unknown_region", **base)
+        base["region"] = region
+        fired = self.clock() - alert.startsAt
+        if fired < rule.for_:
+            return Decision(
+                "held",
+                f"firing for {format_duration(max(fired, timedelta(0)))}, rule {rule.name} needs {format_duration(rule.for_)} "
+                "before it starts a run; the next notification decides again",
+                code="firing_too_short", **base,
+            )
+        if not rb.spec.guardrails.auto_failover:
+            return Decision(
+                "notify-only",
+                f"runbook {rb.name} sets guardrails.auto_failover: false; a person starts it with "
+                f"`drpilot failover RUNBOOK --from {region}`",
+                code="auto_failover_off", **base,
+            )
+        killed = self.kill_switch.engaged()
+        if killed:
+            return Decision("notify-only", killed, code="kill_switch", **base)
+        return await self._once((rb.name, region, rule.name, receiver), lambda: self._start(alert, receiver, route, region, base))
+
+    async def _once(self, key: tuple[str, ...], decide: Callable[[], Awaitable[Decision]]) -> Decision:
+        """Alerts asking for the same run while a decision about it is being made wait for
+        the next one and share it: a storm of duplicates costs two admission round trips,
+        not one each. The shared decision starts after every sharer arrived, so it is as
+        fresh as one of their own; a sharer of a start is a duplicate, so it attached."""
+        batch = self._next.get(key)
+        if batch is not None:
+            decision = await asyncio.shield(batch)
+            return replace(decision, outcome="attached") if decision.outcome == "started" else decision
+        batch = asyncio.get_running_loop().create_future()
+        batch.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
+        self._next[key] = batch
+        try:
+            async with self._locks[key[0]]:
+                del self._next[key]  # arrivals from now on wait for the decision after this one
+                decision = await decide()
+        except BaseException as exc:
+            if not batch.done():
+                batch.set_exception(exc if isinstance(exc, Exception) else Unavailable("decision cancelled"))
+            raise
+        batch.set_result(decision)
+        return decision
+
+    def _resolved(self, alert: Alert, route: Route | None) -> Decision:
+        if route is None:
+            return Decision("resolved", f"recorded; no rule matches alert {alert.name or '(no alertname)'}")
+        rb = route.runbook
+        ends = alert.endsAt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if alert.endsAt else "now"
+        return Decision(
+            "resolved", f"recorded (ended {ends}); a resolved alert never starts or stops a run",
+            rule=route.rule.name, runbook=rb.name, region=alert.labels.get(route.rule.region_label) or None,
+            run_id=workflow_id("failover", rb.name),
+        )
+
+    async def _start(self, alert: Alert, receiver: str, route: Route, region: str, base: dict) -> Decision:
+        rb = route.runbook
+        state = await self._admission_state()
+        slot = None
+        if not any(h.claim.runbook == rb.name for h in state.holders):
+            # No run of this runbook is active: a start would begin a new one.
+            cooling = self._cooldown(rb, state)
+            if cooling:
+                return Decision("notify-only", cooling, code="cooldown", **base)
+            tripped = self.breaker.open_reason()
+            if tripped:
+                return Decision("notify-only", tripped, code="circuit_breaker", **base)
+            only = await self._only_serving(rb, region)
+            if only:
+                return Decision("refused", only[1], code=only[0], **base)
+            slot = self.breaker.reserve()
+            if slot is None:
+                return Decision("notify-only", self.breaker.open_reason() or "circuit breaker open", code="circuit_breaker", **base)
+        try:
+            started = await runs.start(self.client, self.settings, self._request(alert, receiver, route, region))
+        except runs.RunRefused as exc:
+            self._give_back(slot)
+            return Decision("refused", str(exc).removeprefix("refused: "), code="admission", **base)
+        except runs.RunError as exc:
+            self._give_back(slot)
+            raise Unavailable(str(exc)) from None
+        if started.attached:
+            self._give_back(slot)
+        elif slot is None:
+            self.breaker.starts.append(self.clock())  # admitted past a stale holder: still a start
+        return Decision("attached" if started.attached else "started", run_id=started.handle.id, **base)
+
+    def _give_back(self, slot: datetime | None) -> None:
+        if slot is not None:
+            self.breaker.release(slot)
+
+    def _request(self, alert: Alert, receiver: str, route: Route, region: str) -> FailoverInput:
+        rb = route.runbook
+        if route.rule.mode == "approval":
+            # The rule asks for a person in the loop whatever the runbook's own policy says.
+            approvals = rb.spec.approvals.model_copy(update={"failover": ApprovalPolicy.always})
+            rb = rb.model_copy(update={"spec": rb.spec.model_copy(update={"approvals": approvals})})
+        summary = alert.annotations.get("summary", "")
+        return FailoverInput(
+            runbook=rb,
+            failed_region=region,
+            strategy=route.rule.strategy,
+            trigger="alert",
+            reason=f"alert {alert.name} ({alert.fingerprint or 'no fingerprint'}), rule {route.rule.name}"
+            + (f": {summary}" if summary else ""),
+            speed=self.settings.speed,
+            requested_by=f"alertmanager receiver {receiver}",
+        )
+
+    async def _admission_state(self) -> AdmissionState:
+        handle = self.client.get_workflow_handle(admission.workflow_id(self.settings.temporal.task_queue))
+        try:
+            return await asyncio.wait_for(handle.query("state", result_type=AdmissionState), ADMISSION_QUERY_SECONDS)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return AdmissionState()  # nothing was ever started on this task queue
+            raise Unavailable(f"cannot read admission on task queue {self.settings.temporal.task_queue}: {exc.message}") from None
+        except TimeoutError:
+            raise Unavailable(
+                f"no drpilot worker answered on task queue {self.settings.temporal.task_queue} "
+                f"within {ADMISSION_QUERY_SECONDS:g}s"
+            ) from None
+
+    def _cooldown(self, rb: Runbook, state: AdmissionState) -> str | None:
+        ended = state.last_ended.get(rb.name)
+        cooldown = rb.spec.guardrails.cooldown
+        if ended is None or ended.ended_at is None:
+            return None
+        until = ended.ended_at + cooldown
+        if self.clock() >= until:
+            return None
+        return (
+            f"cooldown: {ended.run_id} ended ({ended.status}) at {ended.ended_at.astimezone(UTC):%H:%M:%SZ}; "
+            f"guardrails.cooldown {format_duration(cooldown)} keeps alerts from starting {rb.name} "
+            f"until {until.astimezone(UTC):%H:%M:%SZ}"
+        )
+
+    async def _only_serving(self, rb: Runbook, region: str) -> tuple[str, str] | None:
+        """The failed region is the only one serving, and not by the runbook's normal layout:
+        traffic already left the others (an earlier failover), so moving it away from here
+        would send it to a region that was itself failed."""
+        try:
+            weights = await self.dns_weights(rb)
+        except Exception as exc:  # any provider error: without live DNS nothing is known
+            return "dns_unreadable", f"cannot read live DNS of {rb.name} to check that other regions can serve ({exc}); not starting"
+        serving = [r for r, w in weights.items() if w > 0]
+        if serving != [region] or rb.normal_weights().get(region, 0) >= 100:
+            return None
+        return "only_serving", (
+            f"{region} is the only region serving {rb.name} (live DNS {region} {weights[region]}%, normally "
+            f"{rb.normal_weights().get(region, 0)}%): traffic already left the others, so an automatic failover "
+            f"away from it could leave nothing serving; a person decides with `drpilot failover RUNBOOK --from {region}`"
+        )
+
+
+def provider_weights(settings: Settings) -> DnsWeights:
+    """Live DNS weights read through the DNS activity's own provider code, off the loop."""
+    from activities.dns import current_weights
+
+    async def read(runbook: Runbook) -> dict[str, int]:
+        return await asyncio.to_thread(current_weights, runbook, settings)
+
+    return read

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         OUTCOME,
         AbortInput,
         Action,
+        AlertResolved,
         ApproveInput,
         ControlResult,
         Outcome,
@@ -426,6 +427,12 @@ class Run:
             raise ValueError(f"the run is being aborted ({self._abort_text()})")
         if self._finishing:
             raise ValueError("the run is finishing")
+
+    @workflow.signal
+    def alert_resolved(self, alert: AlertResolved) -> None:
+        """Recorded in the timeline; a resolved alert never starts or stops anything."""
+        ended = alert.ends_at.strftime("%H:%M:%SZ") if alert.ends_at else "now"
+        self.timeline.say(f"alert {alert.name} resolved at {ended} ({alert.fingerprint or 'no fingerprint'}, via {alert.receiver or 'webhook'})")
 
     @workflow.update
     def approve(self, request: ApproveInput) -> ControlResult:

@@ -98,6 +98,15 @@ class Admission(Frozen):
     differences: list[str] = Field(default_factory=list)  # same run id, different request
 
 
+class AlertResolved(Frozen):
+    """An alert the run's trigger belongs with has resolved (the webhook signals it)."""
+
+    name: str
+    fingerprint: str = ""
+    ends_at: datetime | None = None
+    receiver: str = ""
+
+
 class ReleaseInput(Frozen):
     run_id: str
     status: str = ""

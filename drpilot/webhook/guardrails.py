@@ -36,7 +36,7 @@ from drpilot.settings import Settings
 from drpilot.webhook.payload import Alert
 from drpilot.webhook.rules import Route, Routing
 from workflows import admission
-from workflows.types import AdmissionState, FailoverInput, workflow_id
+from workflows.types import AdmissionState, AlertResolved, FailoverInput
 
 KILL_SWITCH_ENV = "DRPILOT_WEBHOOK_KILL_SWITCH"
 # How long the admission state may take to answer before the worker counts as unreachable.
@@ -153,7 +153,7 @@ class Guardrails:
     async def decide(self, alert: Alert, receiver: str) -> Decision:
         route = self.routing.route(alert.labels)
         if alert.status == "resolved":
-            return self._resolved(alert, route)
+            return await self._resolved(alert, receiver, route)
         if route is None:
             return Decision("unmatched", f"no rule matches alert {alert.name or '(no alertname)'}", code="unmatched")
         rule, rb = route.rule, route.runbook
@@ -211,16 +211,26 @@ class Guardrails:
         batch.set_result(decision)
         return decision
 
-    def _resolved(self, alert: Alert, route: Route | None) -> Decision:
+    async def _resolved(self, alert: Alert, receiver: str, route: Route | None) -> Decision:
         if route is None:
             return Decision("resolved", f"recorded; no rule matches alert {alert.name or '(no alertname)'}")
         rb = route.runbook
         ends = alert.endsAt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if alert.endsAt else "now"
-        return Decision(
-            "resolved", f"recorded (ended {ends}); a resolved alert never starts or stops a run",
-            rule=route.rule.name, runbook=rb.name, region=alert.labels.get(route.rule.region_label) or None,
-            run_id=workflow_id("failover", rb.name),
-        )
+        base = {"rule": route.rule.name, "runbook": rb.name, "region": alert.labels.get(route.rule.region_label) or None}
+        never = "a resolved alert never starts or stops a run"
+        try:
+            holders = [h for h in (await self._admission_state()).holders if h.claim.runbook == rb.name]
+        except Unavailable as exc:
+            return Decision("resolved", f"recorded here only (ended {ends}; {exc}); {never}", **base)
+        if not holders:
+            return Decision("resolved", f"recorded (ended {ends}); no run of {rb.name} is active; {never}", **base)
+        run_id = holders[0].claim.run_id
+        resolved = AlertResolved(name=alert.name, fingerprint=alert.fingerprint, ends_at=alert.endsAt, receiver=receiver)
+        try:
+            await self.client.get_workflow_handle(run_id).signal("alert_resolved", resolved)
+        except RPCError as exc:  # the run ended between the read and the signal
+            return Decision("resolved", f"recorded here only (ended {ends}; {run_id}: {exc.message}); {never}", **base)
+        return Decision("resolved", f"recorded in {run_id} (ended {ends}); {never}", run_id=run_id, **base)
 
     async def _start(self, alert: Alert, receiver: str, route: Route, region: str, base: dict) -> Decision:
         rb = route.runbook

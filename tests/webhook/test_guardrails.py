@@ -58,10 +58,26 @@ async def test_resolved_alerts_never_start_a_run_and_are_recorded(serve):
     async with serve(World.normal(rb), routing((rule(), rb))) as served:
         [decision] = await served.decisions(alert("us-east-1", status="resolved"))
         assert decision["outcome"] == "resolved"
-        assert decision["run_id"] == "failover:llm-inference"
-        assert decision["decision"].startswith("resolved: recorded (ended 2026-01-01 00:10:00Z)")
+        assert decision["run_id"] is None
+        assert decision["decision"].startswith("resolved: recorded (ended 2026-01-01 00:10:00Z); no run of llm-inference")
         assert served.world.calls == []  # nothing ran
         assert served.metric("drpilot_webhook_alerts_resolved_total", runbook="llm-inference") == 1
+
+
+async def test_a_resolved_alert_is_recorded_in_the_run_it_belongs_to(serve):
+    rb = waiting_runbook()
+    async with serve(World.normal(rb), routing((rule(), rb))) as served:
+        [started] = await served.decisions(alert("us-east-1"))
+        assert started["outcome"] == "started"
+        [resolved] = await served.decisions(alert("us-east-1", status="resolved"))
+        assert resolved["run_id"] == "failover:llm-inference"
+        assert resolved["decision"].startswith("resolved: recorded in failover:llm-inference (ended 2026-01-01 00:10:00Z)")
+        handle = served.harness.client.get_workflow_handle("failover:llm-inference")
+        progress = await handle.query("progress", result_type=Progress)
+        assert any(m.startswith("alert RegionDown resolved at 00:10:00Z (a1b2c3") for m in progress.messages)
+        assert progress.state == "running"  # a resolution stops nothing
+        await approve(served, "failover:llm-inference")
+        assert (await run_result(served, "failover:llm-inference")).status == "completed"
 
 
 async def test_an_alert_no_rule_matches_is_unmatched(serve):

@@ -256,3 +256,16 @@ async def velero_backup(runbook: Runbook, region: str) -> c.VeleroBackupInfo:
         retry_policy=_retry(5),
         summary=f"velero backup for {region}",
     )
+
+
+def start_notify(notifier, event: c.RunEvent):
+    """Started, not awaited on the procedure's path: a notification never holds a run up;
+    the run collects the outcome before it ends and records one that was not delivered."""
+    return workflow.start_activity(
+        c.NOTIFY_SEND,
+        c.NotifyInput(notifier=notifier, event=event),
+        result_type=c.NotifyResult,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=_retry(3, 10),
+        summary=f"notify {event.event}",
+    )

@@ -112,10 +112,16 @@ def region_evidence(region: str, evidence: list[c.CheckEvidence]) -> list[c.Chec
 class Run:
     action: Action
 
-    def setup(self, runbook: Runbook, speed: float, trigger: Trigger, policy: ApprovalPolicy) -> None:
+    def setup(
+        self, runbook: Runbook, speed: float, trigger: Trigger, policy: ApprovalPolicy, *, by: str = "", reason: str = ""
+    ) -> None:
         self.runbook = runbook
         self.speed = speed
         self.trigger = trigger
+        self.requested_by = by
+        self.reason = reason
+        self._deliveries: list[asyncio.Future] = []  # notifications in flight (spec.notifications)
+        self._undelivered: list[str] = []
         self.timeline = Timeline(self.refresh_details)
         self.traffic = Traffic(self)
         self.v2 = False  # the 0.2.0 behaviour (workflows/versions.py); read in execute()
@@ -160,6 +166,33 @@ class Run:
         # Shown in the Temporal UI next to the run.
         phase = ", ".join(self.timeline.running) or self.timeline.current()
         workflow.set_current_details(f"{self.action} {self.runbook.name}: {phase}; DNS {format_weights(self.traffic.held)}")
+
+    # ------------------------------------------------------------------ notifications
+    def notify(self, event: str, text: str) -> None:
+        """Tell the runbook's notifiers (0.2.0); delivered beside the procedure, never in its way."""
+        notifiers = [n for n in self.runbook.spec.notifications if event in n.events] if self.v2 else []
+        if not notifiers:
+            return
+        payload = c.RunEvent(
+            event=event, run_id=workflow.info().workflow_id, runbook=self.runbook.name, action=self.action,
+            at=workflow.now(), text=text, trigger=self.trigger, requested_by=self.requested_by,
+        )
+        self._deliveries += [asyncio.ensure_future(self._deliver(n, payload)) for n in notifiers]
+
+    async def _deliver(self, notifier: Any, event: c.RunEvent) -> None:
+        try:
+            await calls.start_notify(notifier, event)
+        except Exception as exc:  # noqa: BLE001 - recorded in the run, never fatal
+            self._undelivered.append(f"{event.event}: {explain(exc)}")
+
+    async def _collect_notifications(self) -> None:
+        if not self._deliveries:
+            return
+        await asyncio.gather(*self._deliveries)
+        for line in self._undelivered:
+            self.timeline.say(f"notification not delivered ({line})")
+        assert self._result is not None
+        self._result = self._result.model_copy(update={"messages": list(self.timeline.messages)})
 
     # ------------------------------------------------------------------ gates
     def gated(self) -> None:
@@ -217,6 +250,11 @@ class Run:
             if self._approved_by is None:
                 self.timeline.say(f"waiting up to {timeout:g}s for `drpilot approve {workflow.info().workflow_id}`")
                 self.waited = True
+                self.notify(
+                    "approval_needed",
+                    f"{self.action} of {self.runbook.name} waits for approval (up to {timeout:g}s): "
+                    f"drpilot approve {workflow.info().workflow_id}",
+                )
             self._waiting_for = "approval"
             try:
                 await workflow.wait_condition(
@@ -260,6 +298,9 @@ class Run:
     async def execute(self, steps: Callable[[], Awaitable[None]]) -> RunResult:
         """Run the steps; on abort or failure compensate; then the result."""
         self.v2 = workflow.patched(SAFETY)
+        who = f" {self.requested_by}" if self.requested_by else ""
+        why = f": {self.reason}" if self.reason else ""
+        self.notify("started", f"{self.action} of {self.runbook.name} started by {self.trigger}{who}{why}")
         status: Status = "completed"
         if self._abort is None:
             self._steps = asyncio.create_task(steps())
@@ -291,6 +332,11 @@ class Run:
                     )
         final = await self._shielded(self.read_world())
         self._result = self.result(status, final)
+        # Aborted is told as failed: the run did not do what it was started for.
+        event = {"completed": "completed", "rolled_back": "rolled_back"}.get(status, "failed")
+        last = self.timeline.messages[-1] if self.timeline.messages else ""
+        self.notify(event, f"{self.action} of {self.runbook.name} {status}: {last}")
+        await self._shielded(self._collect_notifications())
         metrics.record_result(self._result)  # no command: safe for every release's histories
         workflow.set_current_details(f"{self.action} {self.runbook.name}: {status}")
         if self.v2:

@@ -39,7 +39,10 @@ class FailbackWorkflow(Run):
     @workflow.init
     def __init__(self, input: FailbackInput) -> None:
         self.input = input
-        self.setup(input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failback)
+        self.setup(
+            input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failback,
+            by=input.requested_by, reason=input.reason,
+        )
         self.original = input.original_region
 
     @workflow.run

@@ -58,7 +58,10 @@ class FailoverWorkflow(Run):
     @workflow.init
     def __init__(self, input: FailoverInput) -> None:
         self.input = input
-        self.setup(input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failover)
+        self.setup(
+            input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failover,
+            by=input.requested_by, reason=input.reason,
+        )
         self.targets: list[str] = []
 
     @workflow.run

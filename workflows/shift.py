@@ -15,6 +15,7 @@ bake is a single durable timer, never a per-second loop.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from temporalio import workflow
@@ -22,7 +23,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from workflows import calls
-    from workflows.control import PhaseFailed, Run, region_evidence, together
+    from workflows.control import PhaseFailed, Run, region_evidence
     from workflows.plan import format_weights, shift_weights
     from workflows.traffic import NoHealthyDestination
 
@@ -53,9 +54,15 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
             judged = [shift.region]
             if run.v2:
                 judged += [r for r, w in sorted(weights.items()) if w > 0 and r != shift.region]
-            analyses: list[c.AnalyseResult] = await together(
-                *(calls.analyse(run.runbook, r, bake / run.speed) for r in judged)
+            # Every analysis runs to its end (short, read-only): a failing one does not cancel
+            # the others, so no verdict is cut off half-way; the first error is then raised.
+            outcomes = await asyncio.gather(
+                *(calls.analyse(run.runbook, r, bake / run.speed) for r in judged), return_exceptions=True
             )
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:
+                raise errors[0]
+            analyses: list[c.AnalyseResult] = list(outcomes)
             run.gated()
             summary = "; ".join(
                 f"{a.region}: {a.requests} requests, error rate {a.error_rate:.2%}, p99 {a.p99_ms:.0f}ms"

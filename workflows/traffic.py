@@ -253,6 +253,7 @@ class Traffic:
         )
         run.timeline.note(phase, message)
         run.timeline.say(message)
+        run.notify("held", f"{run.action} of {run.runbook.name} holds: {message}")
         try:
             by = await run.hold_for("drift")
         finally:

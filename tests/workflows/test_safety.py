@@ -179,3 +179,38 @@ async def test_rpo_policy_warn_goes_on_and_says_so(harness):
     result, _ = await harness(world).run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region=HOME))
     assert result.status == "completed"
     assert any(m.startswith("warning: older than the RPO") for m in result.messages)
+
+
+HOOK = {"kind": "json", "url": "http://127.0.0.1:9/drpilot"}
+
+
+async def test_notifications_tell_start_approval_and_the_verdict_without_holding_the_run(harness):
+    rb = runbook("llm-inference.yaml", spec__approvals__failover="always", spec__notifications=[HOOK])
+    world = World.normal(rb)
+    world.dark.add(HOME)
+    h = harness(world)
+    async with h.worker():
+        handle = await h.start(
+            FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region=HOME, requested_by="alice", reason="RegionDown")
+        )
+        await wait_for(handle, lambda p: p.waiting_for == "approval")
+        await handle.execute_update(FailoverWorkflow.approve, ApproveInput(by="oncall"))
+        result = await handle.result()
+    assert result.status == "completed"
+    assert [e.event for e in world.notified] == ["started", "approval_needed", "completed"]
+    started, approval, completed = world.notified
+    assert started.text == "failover of llm-inference started by cli alice: RegionDown"
+    assert approval.text.endswith(f"drpilot approve {result.run_id}")
+    assert "RTO" in completed.text and "objective" in completed.text
+
+
+async def test_a_notification_that_cannot_be_delivered_is_recorded_not_fatal(harness, route53_runbook):
+    rb = runbook("llm-inference.yaml", spec__notifications=[{"kind": "slack", "url_env": "BROKEN_HOOK"}])
+    world = after_failover(rb, HOME, {DR: 100})
+    world.degrade_at[HOME] = 50
+    result, _ = await harness(world).run(FailbackWorkflow.run, FailbackInput(runbook=rb, original_region=HOME))
+    assert result.status == "rolled_back"
+    assert world.dns == {HOME: 0, DR: 100}
+    undelivered = [m for m in result.messages if m.startswith("notification not delivered")]
+    assert len(undelivered) == 2 and "NotifyRefused" not in undelivered[0]
+    assert "started" in undelivered[0] and "rolled_back" in undelivered[1]

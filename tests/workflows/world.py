@@ -38,6 +38,7 @@ class World:
     # it (the version gate fails) until a rollout restart with the artifacts complete.
     stale: set[str] = field(default_factory=set)
     restarts: list[tuple[str, str]] = field(default_factory=list)  # (region, restartedAt key)
+    notified: list[c.RunEvent] = field(default_factory=list)  # notifications delivered
     velero_after_hold: bool = False  # the Velero restore answers only once the hold is entered
     # (activity name, nth call) to hold in, heartbeating, until released: abort tests.
     hold: tuple[str, int] | None = None
@@ -77,7 +78,7 @@ class World:
         return [
             self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.kube_rollout_restart,
             self.artifacts_verify, self.artifacts_restore, self.artifacts_sync, self.velero_restore,
-            self.velero_backup, self.warmup, self.health_gate, self.analyse,
+            self.velero_backup, self.warmup, self.health_gate, self.analyse, self.notify,
         ]
 
     async def _visit(self, name: str, detail: str = "") -> None:
@@ -226,6 +227,15 @@ class World:
         # The server's clock (the test server skips time ahead), not this machine's.
         completed = activity.info().current_attempt_scheduled_time - self.velero_backup_age
         return c.VeleroBackupInfo(name=velero.backup, phase="Completed", completed_at=completed)
+
+    # ------------------------------------------------------------------ notifications
+    @activity.defn(name=c.NOTIFY_SEND)
+    async def notify(self, input: c.NotifyInput) -> c.NotifyResult:
+        await self._visit(c.NOTIFY_SEND, input.event.event)
+        if input.notifier.url_env == "BROKEN_HOOK":  # a receiver that refuses everything
+            raise ApplicationError("notification refused (403 forbidden)", type="NotifyRefused", non_retryable=True)
+        self.notified.append(input.event)
+        return c.NotifyResult(delivered=True, status=200, target="http://127.0.0.1")
 
     # ------------------------------------------------------------------ probes
     @activity.defn(name=c.PROBES_WARMUP)

@@ -199,17 +199,21 @@ class Run:
         """A gate just judged the regions: DNS may move without checking them again."""
         self.waited = False
 
-    async def check_now(self, phase: str, regions: list[str]) -> list[c.HealthResult]:
-        """One short health round per region, in parallel, noted in `phase`."""
-        results = await together(*(calls.health_gate(self.runbook, r, self.speed, rounds=1) for r in regions))
+    async def gate(self, phase: str, regions: list[str], *, rounds: int | None = None) -> list[c.HealthResult]:
+        """Health-gate `regions` in parallel, each verdict noted in `phase`. `rounds=1` is one
+        short check (right before a DNS move, or of a rollback's destination); the full gate
+        (the runbook's consecutive passes) is what lets DNS move without checking again."""
+        results = await together(*(calls.health_gate(self.runbook, r, self.speed, rounds=rounds) for r in regions))
         for r in results:
-            verdict = "passes" if r.passed else "FAILS"
-            self.timeline.note(phase, f"{r.region} {verdict} a health check now", region_evidence(r.region, r.evidence))
+            verdict = "passed" if r.passed else "FAILED"
+            self.timeline.note(phase, f"{r.region} {verdict} after {r.rounds} round(s)", region_evidence(r.region, r.evidence))
+        if rounds is None:
+            self.gated()
         return results
 
     async def fresh_check(self, phase: str, regions: list[str]) -> None:
         """Right before DNS moves after a wait: the destination must still be healthy."""
-        results = await self.check_now(phase, regions)
+        results = await self.gate(phase, regions, rounds=1)
         failing = [r for r in results if not r.passed]
         if failing:
             raise PhaseFailed(

@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
         Run,
         error_type,
         explain,
-        region_evidence,
         restore_name,
         together,
     )
@@ -164,11 +163,7 @@ class FailbackWorkflow(Run):
 
     async def health_gate(self) -> None:
         async with self.phase("health-gate"):
-            result = await calls.health_gate(self.runbook, self.original, self.speed)
-            verdict = "passed" if result.passed else "FAILED"
-            self.timeline.note("health-gate", f"{self.original} {verdict} after {result.rounds} round(s)",
-                      region_evidence(self.original, result.evidence))
-            self.gated()
+            (result,) = await self.gate("health-gate", [self.original])
             if not result.passed:
                 raise PhaseFailed(f"{self.original} failed the health gate; no traffic was moved")
 

@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         Run,
         error_type,
         explain,
-        region_evidence,
         restore_name,
         together,
     )
@@ -207,7 +206,7 @@ class FailoverWorkflow(Run):
 
     async def health_gate(self, name: str, regions: list[str]) -> None:
         async with self.phase(name):
-            results = await self._gate(name, regions)
+            results = await self.gate(name, regions)
             failing = [r.region for r in results if not r.passed]
             if failing:
                 raise PhaseFailed(
@@ -226,7 +225,7 @@ class FailoverWorkflow(Run):
         await self.prepare()
         await self.warm_up()
         async with self.phase("health-gate"):
-            results = await self._gate("health-gate", self.targets)
+            results = await self.gate("health-gate", self.targets)
             if any(not r.passed for r in results):
                 self.timeline.note("health-gate", outcome="failed")
             return results
@@ -264,7 +263,7 @@ class FailoverWorkflow(Run):
         where it is, the least bad place. Either way the run fails loudly."""
         failed = self.input.failed_region
         async with self.phase("recheck-failed-region"):
-            (result,) = await self._gate("recheck-failed-region", [failed])
+            (result,) = await self.gate("recheck-failed-region", [failed])
             back = result.passed and self._before is not None
             if back and self._before is not None:
                 destination = self._before.dns
@@ -318,14 +317,6 @@ class FailoverWorkflow(Run):
             "prepare",
             f"{verified.region}: restored {len(restored.restored)} file(s) of {verified.model} ({restored.tier})",
         )
-
-    async def _gate(self, phase: str, regions: list[str]) -> list[c.HealthResult]:
-        results = await together(*(calls.health_gate(self.runbook, r, self.speed) for r in regions))
-        for r in results:
-            verdict = "passed" if r.passed else "FAILED"
-            self.timeline.note(phase, f"{r.region} {verdict} after {r.rounds} round(s)", region_evidence(r.region, r.evidence))
-        self.gated()
-        return results
 
     def _velero_restores(self) -> bool:
         velero = self.runbook.spec.backups.velero

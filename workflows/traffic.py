@@ -124,7 +124,7 @@ class Traffic:
         run = self.run
         intended = [r for r, w in sorted(weights.items()) if w > 0]
         checked = [r for r in intended if r not in exclude and r not in passed]
-        results = await run.check_now(phase, checked) if checked else []
+        results = await run.gate(phase, checked, rounds=1) if checked else []
         passing = sorted({r for r in intended if r in passed} | {r.region for r in results if r.passed})
         evidence = [e for r in results for e in r.evidence]
         if passing == intended:

@@ -3,7 +3,8 @@
 Scaling patches the `scale` subresource (as `kubectl scale` does) only where the count
 differs, so running twice makes one change; the wait heartbeats ready counts and keeps its
 start time in the heartbeat details, so a retry after a crash or a 503 waits out the same
-deadline instead of a fresh one. Clients come per kubeconfig context, the runbook's
+deadline instead of a fresh one (the clock runs from the last patch: a retry that still had to
+patch a deployment gives its new pods the whole budget). Clients come per kubeconfig context, the runbook's
 region -> context mapping picks one, and every API error is classified for the caller.
 A rollout restart patches the pod template's restartedAt annotation (as `kubectl rollout
 restart` does) with a value the caller chooses, so a retry finds it set and restarts nothing.
@@ -295,6 +296,11 @@ class KubeActivities:
                     name,
                     "patch",
                 )
+                # The wait's clock runs from the last patch: pods cannot start before they
+                # are asked for. A retry that had to patch (its predecessor died between two
+                # deployments) gets the whole budget from here; one that finds every count
+                # in place keeps the inherited deadline.
+                started = time.time()
                 if key not in changed:
                     changed.append(key)
             activity.heartbeat({"started_at": started, "changed": changed, "phase": "patched"})
@@ -351,6 +357,7 @@ class KubeActivities:
                     ),
                     input, context, ns, name, "patch",
                 )
+                started = time.time()  # the clock runs from the last patch, as in scale
                 if f"{ns}/{name}" not in restarted:
                     restarted.append(f"{ns}/{name}")
             activity.heartbeat({"started_at": started, "restarted": restarted, "phase": "patched"})

@@ -181,6 +181,20 @@ def test_a_retry_resumes_from_the_heartbeat_deadline_and_changes(twin):
     assert [d.ready for d in result.deployments] == [6, 3]
 
 
+def test_a_retry_that_still_has_to_patch_gives_those_pods_the_whole_budget(twin):
+    # The first attempt patched inference-service, heartbeated, and died before patching
+    # inference-gateway; its retry comes a heartbeat timeout later, past the inherited
+    # deadline. The gateway's pods are only asked for now: the retry waits for them (0.5 s
+    # at this speed) instead of failing them on the first look (the CI failure of
+    # tests/e2e/test_worker_chaos.py, a worker SIGKILLed between the two patches).
+    apps = k8s.AppsV1Api(twin.clients["prod-usw2"])
+    apps.patch_namespaced_deployment_scale("inference-service", NS, {"spec": {"replicas": 6}})
+    resume = {"started_at": time.time() - 60, "changed": [f"{NS}/inference-service"], "phase": "patched"}
+    result = run(twin.activities.scale, scale_input(timeout_seconds=5.0), resume=resume)
+    assert result.changed == [f"{NS}/inference-service", f"{NS}/inference-gateway"]
+    assert [d.ready for d in result.deployments] == [6, 3]
+
+
 # ------------------------------------------------------------------------------- errors
 def test_a_missing_deployment_is_non_retryable_and_names_it(twin):
     api = twin.clients["prod-usw2"]

@@ -39,6 +39,8 @@ PROBES_WARMUP = "probes.warmup"
 PROBES_HEALTH = "probes.health_gate"
 PROBES_ANALYSE = "probes.analyse"
 NOTIFY_SEND = "notify.send"
+DRILL_ALERTS = "drill.firing_alerts"
+DRILL_EVIDENCE = "drill.write_evidence"
 
 
 # ------------------------------------------------------------------------------------ DNS
@@ -313,3 +315,24 @@ class NotifyResult(Contract):
     delivered: bool
     status: int | None = None
     target: str = ""  # scheme://host of the receiver: never the path, which may hold a secret
+
+
+# --------------------------------------------------------------------------------- drills
+class FiringAlertsInput(Contract):
+    runbook: Runbook  # its guardrails.blocking_alerts and spec.drills.alertmanager
+
+
+class FiringAlerts(Contract):
+    firing: list[str]  # blocking alert names firing now (active, not silenced or inhibited)
+    source: str  # the Alertmanager asked, or "" when the runbook names no blocking alerts
+    sandbox: bool  # the worker points at a sandbox twin (DRPILOT_SANDBOX=1): rehearsals need one
+
+
+class EvidenceInput(Contract):
+    runbook: Runbook  # its spec.drills.evidence prefix
+    name: str  # file name under the prefix, e.g. llm-inference/20261205T100000Z-drill.json
+    body: str  # the drill's result as JSON
+
+
+class EvidenceResult(Contract):
+    uri: str  # s3://bucket/key written

@@ -11,6 +11,7 @@ from typing import Any
 
 from activities.artifacts import ArtifactActivities
 from activities.dns import DnsActivities
+from activities.drills import DrillActivities
 from activities.kube import KubeActivities
 from activities.notify import NotifyActivities
 from activities.probes import ProbeActivities
@@ -19,6 +20,7 @@ from drpilot.settings import Settings
 
 ACTIVITY_CLASSES = (
     DnsActivities, KubeActivities, VeleroActivities, ArtifactActivities, ProbeActivities, NotifyActivities,
+    DrillActivities,
 )
 
 

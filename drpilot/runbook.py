@@ -309,6 +309,21 @@ class Notifier(Frozen):
     )
 
 
+class Drills(Frozen):
+    evidence: S3Uri = Field(
+        description="S3 prefix every drill writes its evidence pack to (one JSON per drill); `drpilot drill history` reads it."
+    )
+    alertmanager: HttpUrl | None = Field(
+        None, description="Alertmanager whose firing alerts named in guardrails.blocking_alerts keep a drill from starting."
+    )
+    soak: Duration = Field(
+        timedelta(minutes=10), description="How long a drill serves from the standby before failing back."
+    )
+    soak_interval: Duration = Field(
+        timedelta(minutes=1), description="How often the soak checks the standby's health and the blocking alerts."
+    )
+
+
 class Spec(Frozen):
     objectives: Objectives
     regions: dict[RegionName, Region] = Field(min_length=2)
@@ -324,6 +339,7 @@ class Spec(Frozen):
     notifications: list[Notifier] = Field(
         default_factory=list, description="Where run events go (started, approval needed, held, rolled back, failed, completed)."
     )
+    drills: Drills | None = Field(None, description="Game-day drills: where their evidence goes, what blocks them, how long they soak.")
 
 
 Loc = tuple[str | int, ...]
@@ -467,6 +483,10 @@ def _cross_field_problems(rb: Runbook):
         yield ("spec", "regions"), "Prometheus checks are configured: every region needs its prometheus URL"
     if spec.objectives.rto.total_seconds() <= 0:
         yield ("spec", "objectives", "rto"), "expected a duration greater than 0"
+    if spec.drills is not None and spec.guardrails.blocking_alerts and spec.drills.alertmanager is None:
+        yield ("spec", "drills"), (
+            "guardrails.blocking_alerts are declared: add alertmanager (its URL) so a drill can check them before it starts"
+        )
     serving = [n for n, r in spec.regions.items() if r.role is not Role.standby]
     if len(serving) < spec.guardrails.min_healthy_targets:
         yield ("spec", "guardrails", "min_healthy_targets"), (

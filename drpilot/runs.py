@@ -108,28 +108,37 @@ def claim_for(request: FailoverInput | FailbackInput) -> Claim:
 async def start(client: Client, settings: Settings, request: FailoverInput | FailbackInput) -> Started:
     """Claim the runbook at admission, then start its run (or attach to the same one)."""
     claim = claim_for(request)
+    answer = await admit(client, settings, claim)
+    if answer.admitted:
+        handle = await client.start_workflow(
+            WORKFLOW_NAMES[claim.action],
+            request,
+            id=claim.run_id,
+            task_queue=settings.temporal.task_queue,
+            # A run of this id still open (its claim was dropped as stale) is this one.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A finished run's id may be used again: the next incident is a new run.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(RUNBOOK, claim.runbook)]),
+            result_type=RunResult,
+        )
+        return Started(handle=handle, attached=False)
+    if answer.attach:
+        return Started(handle=client.get_workflow_handle(claim.run_id, result_type=RunResult), attached=True)
+    raise RunRefused(refusal(claim, answer), answer)
+
+
+async def admit(client: Client, settings: Settings, claim: Claim) -> Admission:
+    """Claim at admission; a holder whose run is over is dropped and the claim tried again.
+    The answer: admitted, attach (the same request holds it), or refused with the holder."""
     for _ in range(3):  # a stale claim dropped is followed by one more try
         answer = await _claim(client, settings, claim)
         if answer.admitted:
-            handle = await client.start_workflow(
-                WORKFLOW_NAMES[claim.action],
-                request,
-                id=claim.run_id,
-                task_queue=settings.temporal.task_queue,
-                # A run of this id still open (its claim was dropped as stale) is this one.
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # A finished run's id may be used again: the next incident is a new run.
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                search_attributes=TypedSearchAttributes([SearchAttributePair(RUNBOOK, claim.runbook)]),
-                result_type=RunResult,
-            )
-            return Started(handle=handle, attached=False)
+            return answer
         assert answer.holder is not None
         if await _dropped_if_stale(client, settings, answer):
             continue
-        if answer.attach:
-            return Started(handle=client.get_workflow_handle(claim.run_id, result_type=RunResult), attached=True)
-        raise RunRefused(refusal(claim, answer), answer)
+        return answer
     raise RunError(f"admission for {claim.runbook} kept changing under three tries; try again")
 
 

@@ -43,6 +43,9 @@ class ProviderSettings:
     endpoint_map: Mapping[str, str] = field(default_factory=dict)
     # Prometheus URL rewrites, same idea as endpoint_map.
     prometheus_map: Mapping[str, str] = field(default_factory=dict)
+    # Alertmanager drills read blocking alerts from, instead of the runbook's
+    # spec.drills.alertmanager; the sandbox sets its own.
+    alertmanager_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             clouddns_endpoint=get("DRPILOT_CLOUDDNS_ENDPOINT") or None,
             endpoint_map=_map("DRPILOT_ENDPOINT_MAP", get("DRPILOT_ENDPOINT_MAP")),
             prometheus_map=_map("DRPILOT_PROMETHEUS_MAP", get("DRPILOT_PROMETHEUS_MAP")),
+            alertmanager_url=get("DRPILOT_ALERTMANAGER_URL") or None,
         ),
         speed=speed,
         sandbox=sandbox,

@@ -30,16 +30,18 @@ from temporalio.worker import (
 )
 
 from activities.registry import build_activities
+from drpilot.drills import DrillAdmission
 from drpilot.health import WorkerHealth, metrics_runtime, serving
 from drpilot.logs import get_logger
 from drpilot.settings import Settings
 from drpilot.temporal import TemporalUnavailable, connect
 from workflows.admission import AdmissionWorkflow
+from workflows.drill import DrillWorkflow
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.types import SEARCH_ATTRIBUTES
 
-WORKFLOWS = [FailoverWorkflow, FailbackWorkflow, AdmissionWorkflow]
+WORKFLOWS = [FailoverWorkflow, FailbackWorkflow, AdmissionWorkflow, DrillWorkflow]
 # Long activities mostly wait on providers; threads are cheap, a starved pool delays heartbeats.
 ACTIVITY_THREADS = 32
 
@@ -132,7 +134,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             client,
             task_queue=settings.temporal.task_queue,
             workflows=WORKFLOWS,
-            activities=build_activities(settings),
+            # A drill's claim at admission needs this worker's own client (drpilot/drills.py).
+            activities=[*build_activities(settings), *DrillAdmission(client, settings).all()],
             activity_executor=pool,
             max_concurrent_activities=ACTIVITY_THREADS,
             graceful_shutdown_timeout=timedelta(seconds=30),

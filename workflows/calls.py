@@ -269,3 +269,15 @@ def start_notify(notifier, event: c.RunEvent):
         retry_policy=_retry(3, 10),
         summary=f"notify {event.event}",
     )
+
+
+async def firing_alerts(runbook: Runbook) -> c.FiringAlerts:
+    """The runbook's blocking alerts firing now (a drill's preflight and soak); read-only."""
+    return await workflow.execute_activity(
+        c.DRILL_ALERTS,
+        c.FiringAlertsInput(runbook=runbook),
+        result_type=c.FiringAlerts,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=_retry(3, 5),
+        summary="read firing blocking alerts",
+    )

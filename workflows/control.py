@@ -113,7 +113,8 @@ class Run:
     action: Action
 
     def setup(
-        self, runbook: Runbook, speed: float, trigger: Trigger, policy: ApprovalPolicy, *, by: str = "", reason: str = ""
+        self, runbook: Runbook, speed: float, trigger: Trigger, policy: ApprovalPolicy, *, by: str = "", reason: str = "",
+        rehearsal: bool = False,
     ) -> None:
         self.runbook = runbook
         self.speed = speed
@@ -127,7 +128,8 @@ class Run:
         self.v2 = False  # the 0.2.0 behaviour (workflows/versions.py); read in execute()
         self.waited = False  # a wait (approval, pause, drift) came after the last gate
         self._approval_policy = policy
-        self._approval_required = approval_required(policy, trigger)
+        self.rehearsal = rehearsal  # a rehearsal drill against the sandbox: nobody to approve
+        self._approval_required = approval_required(policy, trigger) and not rehearsal
         self._approved_by: str | None = None
         self._step: str | None = None
         self._before: WorldState | None = None
@@ -246,7 +248,10 @@ class Run:
     async def approval_gate(self) -> None:
         action = self.action
         if not self._approval_required:
-            self.timeline.skip("approval", f"approvals.{action} is {self._approval_policy.value} (trigger {self.trigger})")
+            why = f"approvals.{action} is {self._approval_policy.value} (trigger {self.trigger})"
+            if self.rehearsal:
+                why = "a rehearsal drill against the sandbox needs no approval"
+            self.timeline.skip("approval", why)
             return
         approvals = self.runbook.spec.approvals
         timeout = approvals.timeout.total_seconds() / self.speed

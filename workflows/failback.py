@@ -40,7 +40,7 @@ class FailbackWorkflow(Run):
         self.input = input
         self.setup(
             input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failback,
-            by=input.requested_by, reason=input.reason,
+            by=input.requested_by, reason=input.reason, rehearsal=input.rehearsal,
         )
         self.original = input.original_region
 

@@ -59,7 +59,7 @@ class FailoverWorkflow(Run):
         self.input = input
         self.setup(
             input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failover,
-            by=input.requested_by, reason=input.reason,
+            by=input.requested_by, reason=input.reason, rehearsal=input.rehearsal,
         )
         self.targets: list[str] = []
 

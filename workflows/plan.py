@@ -105,7 +105,8 @@ def approval_required(policy: ApprovalPolicy, trigger: str) -> bool:
         return True
     if policy is ApprovalPolicy.never:
         return False
-    return trigger == "alert"
+    # Alerts and drills start runs nobody at a terminal asked for.
+    return trigger in ("alert", "drill")
 
 
 def serving(weights: dict[str, int]) -> list[str]:

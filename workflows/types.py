@@ -59,6 +59,8 @@ class FailoverInput(Frozen):
     # Rehearsal speed: every wait the run makes is divided by it (1 in production).
     speed: float = Field(1.0, ge=1.0)
     requested_by: str = ""
+    # Set by a rehearsal drill (workflows/drill.py) against the sandbox: no approval wait.
+    rehearsal: bool = False
 
 
 class FailbackInput(Frozen):
@@ -68,6 +70,7 @@ class FailbackInput(Frozen):
     reason: str = ""
     speed: float = Field(1.0, ge=1.0)
     requested_by: str = ""
+    rehearsal: bool = False
 
 
 # ---------------------------------------------------------------------------- admission
@@ -75,7 +78,7 @@ class Claim(Frozen):
     """A front door asking to run `action` on `runbook` (workflows/admission.py)."""
 
     run_id: str  # the workflow id the run gets
-    action: str  # failover, failback (drill later)
+    action: str  # failover, failback, drill
     runbook: str
     dns_records: list[str]  # provider/zone/name of every record the run would move
     # What makes two requests the same run: region, targets, strategy, speed.
@@ -249,3 +252,49 @@ class ControlResult(Frozen):
     phase: str
     message: str
     weights: dict[str, int] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------- drills
+DrillMode = Literal["rehearsal", "live"]
+DrillStatus = Literal["completed", "failed", "aborted", "blocked"]
+
+
+class DrillInput(Frozen):
+    """A game-day drill (workflows/drill.py): fail over away from `from_region`, soak, fail back."""
+
+    runbook: Runbook
+    from_region: str  # the region the drill takes traffic away from (the primary by default)
+    # rehearsal: against the sandbox twin (the worker must point at one), no approvals;
+    # live: against the real environment, approvals as the runbook says.
+    mode: DrillMode = "rehearsal"
+    speed: float = Field(1.0, ge=1.0)
+    requested_by: str = ""
+    scheduled_by: str = ""  # the Temporal Schedule that started it; "" for `drpilot drill run`
+
+
+class DrillResult(Frozen):
+    """What a drill did: also its evidence pack, written as JSON to spec.drills.evidence."""
+
+    drill_id: str
+    runbook: str
+    mode: DrillMode
+    from_region: str
+    status: DrillStatus
+    reason: str = ""  # why it was blocked, failed or aborted
+    phases: list[PhaseRecord] = Field(default_factory=list)  # admission, preflight, failover, soak, failback, cleanup
+    failover: RunResult | None = None  # the child runs' own results: gates with their numbers, DNS changes
+    failback: RunResult | None = None
+    rto_seconds: float | None = None  # the failover's, as measured (divide by nothing: see speed)
+    rto_seconds_unscaled: float | None = None
+    objective_rto_seconds: float
+    rto_met: bool | None = None
+    firing_alerts: list[str] = Field(default_factory=list)  # blocking alerts found firing
+    approvals: list[str] = Field(default_factory=list)  # "failover approved by alice", from the children
+    changes: list[str] = Field(default_factory=list)  # every change made, in order, one line each
+    requested_by: str = ""
+    scheduled_by: str = ""
+    speed: float = 1.0
+    started_at: datetime
+    ended_at: datetime | None = None
+    evidence_uri: str = ""  # where this pack was written; "" if it could not be
+    messages: list[str] = Field(default_factory=list)

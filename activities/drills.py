@@ -1,0 +1,109 @@
+"""What a drill reads and writes beside the failover and failback it runs: the blocking
+alerts firing in Alertmanager before it starts and while it soaks, and its evidence pack
+in S3, which outlives Temporal's retention (`drpilot drill history` reads it back).
+
+Reading alerts is read-only and retried; an Alertmanager that cannot be read is an error,
+never "nothing is firing": a drill that cannot see its blocking alerts does not start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Self
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import (
+    DRILL_ALERTS,
+    DRILL_EVIDENCE,
+    EvidenceInput,
+    EvidenceResult,
+    FiringAlerts,
+    FiringAlertsInput,
+)
+from activities.credentials import Rotating
+from drpilot.settings import Settings
+
+TIMEOUT_SECONDS = 10.0
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """s3://bucket/a/b/ -> ("bucket", "a/b/"); the prefix ends in "/" unless empty."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, (prefix.rstrip("/") + "/" if prefix.strip("/") else "")
+
+
+def firing_names(alerts: list[dict[str, Any]], wanted: list[str]) -> list[str]:
+    """Names in `wanted` among Alertmanager's alerts that fire (not silenced or inhibited)."""
+    found = set()
+    for alert in alerts:
+        # "unprocessed": just received, not yet matched against silences; firing until told otherwise.
+        state = (alert.get("status") or {}).get("state", "active")
+        name = (alert.get("labels") or {}).get("alertname", "")
+        if state != "suppressed" and name in wanted:
+            found.add(name)
+    return sorted(found)
+
+
+class DrillActivities:
+    def __init__(self, s3: Any, settings: Settings, http: httpx.Client | None = None):
+        self._s3 = s3
+        self._settings = settings
+        self._http = http or httpx.Client(timeout=TIMEOUT_SECONDS)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        import boto3
+
+        # AWS_ENDPOINT_URL(_S3) and credentials come from the environment, as boto3 reads them.
+        return cls(Rotating(lambda: boto3.session.Session().client("s3")), settings)
+
+    def all(self) -> list[Callable]:
+        return [self.firing_alerts, self.write_evidence]
+
+    @activity.defn(name=DRILL_ALERTS)
+    def firing_alerts(self, input: FiringAlertsInput) -> FiringAlerts:
+        rb = input.runbook
+        wanted = list(rb.spec.guardrails.blocking_alerts)
+        sandbox = self._settings.sandbox
+        drills = rb.spec.drills
+        url = self._settings.providers.alertmanager_url or (drills.alertmanager if drills else None)
+        if not wanted:
+            return FiringAlerts(firing=[], source="", sandbox=sandbox)
+        if not url:
+            raise ApplicationError(
+                f"{rb.name}: guardrails.blocking_alerts are declared but no Alertmanager is named: set "
+                "spec.drills.alertmanager (or DRPILOT_ALERTMANAGER_URL on the worker)",
+                type="DrillUnconfigured", non_retryable=True,
+            )
+        endpoint = f"{url.rstrip('/')}/api/v2/alerts"
+        params: Mapping[str, str] = {"active": "true", "silenced": "false", "inhibited": "false", "unprocessed": "true"}
+        try:
+            response = self._http.get(endpoint, params=params)
+        except httpx.HTTPError as exc:
+            raise ApplicationError(f"cannot read alerts from {endpoint}: {type(exc).__name__}: {exc}", type="AlertsUnreachable") from None
+        if response.status_code != 200:
+            raise ApplicationError(f"{endpoint} answered {response.status_code}: {response.text[:200]}", type="AlertsUnreachable")
+        return FiringAlerts(firing=firing_names(response.json(), wanted), source=url, sandbox=sandbox)
+
+    @activity.defn(name=DRILL_EVIDENCE)
+    def write_evidence(self, input: EvidenceInput) -> EvidenceResult:
+        drills = input.runbook.spec.drills
+        if drills is None:
+            raise ApplicationError(
+                f"{input.runbook.name}: no spec.drills.evidence to write the drill's evidence to",
+                type="DrillUnconfigured", non_retryable=True,
+            )
+        bucket, prefix = split_s3_uri(drills.evidence)
+        key = f"{prefix}{input.name}"
+        try:
+            self._s3.put_object(Bucket=bucket, Key=key, Body=input.body.encode(), ContentType="application/json")
+        except Exception as exc:  # botocore's errors: the text names the bucket and why
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            permanent = code in ("NoSuchBucket", "AccessDenied", "InvalidBucketName")
+            raise ApplicationError(
+                f"cannot write evidence to s3://{bucket}/{key}: {exc}", type="EvidenceUnwritable", non_retryable=permanent
+            ) from None
+        return EvidenceResult(uri=f"s3://{bucket}/{key}")

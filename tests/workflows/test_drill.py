@@ -1,0 +1,271 @@
+"""DrillWorkflow (workflows/drill.py) on the time-skipping server: the real failover and
+failback as its children on the simulated world, the real admission (claimed through the
+drill's own activity), the blocking alerts read from a real Alertmanager (Debian
+prometheus-alertmanager) and the evidence pack written to moto's S3 over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from activities import contracts as c
+from activities.drills import DrillActivities
+from drpilot import runs
+from drpilot.drills import DrillAdmission, drill_progress, drill_result
+from drpilot.runbook import Runbook
+from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
+from drpilot.sandbox.processes import Alertmanager, alertmanager_binary
+from drpilot.settings import Settings, TemporalSettings
+from tests.workflows.conftest import WORKFLOWS, runbook
+from tests.workflows.world import World
+from workflows import admission
+from workflows.admission import AdmissionWorkflow
+from workflows.drill import DrillWorkflow
+from workflows.types import AdmissionState, DrillInput, DrillResult, FailoverInput
+
+pytestmark = pytest.mark.skipif(alertmanager_binary() is None, reason="prometheus-alertmanager not installed")
+
+BUCKET = "dr-evidence"
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory) -> Iterator[Alertmanager]:
+    am = Alertmanager(tmp_path_factory.mktemp("am"), "http://127.0.0.1:9/unused")
+    am.start()
+    yield am
+    am.stop()
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[object]:
+    server = MotoServer()
+    server.start()
+    client = boto3.client(
+        "s3", endpoint_url=server.url, aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"], region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+    )
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    server.stop()
+
+
+def fire(am: Alertmanager, name: str, minutes: float = 30) -> None:
+    now = datetime.now(UTC)
+    body = [{"labels": {"alertname": name, "region": "us-east-1"},
+             "startsAt": (now - timedelta(minutes=1)).isoformat(), "endsAt": (now + timedelta(minutes=minutes)).isoformat()}]
+    httpx.post(f"{am.url}/api/v2/alerts", json=body).raise_for_status()
+
+
+def resolve(am: Alertmanager, name: str) -> None:
+    fire(am, name, minutes=-0.5)  # endsAt in the past: resolved
+
+
+def drill_runbook(am: Alertmanager, **changes) -> Runbook:
+    return runbook(
+        "llm-inference.yaml", spec__drills__alertmanager=am.url, spec__drills__evidence=f"s3://{BUCKET}/drills/",
+        spec__drills__soak="10m", spec__drills__soak_interval="1m", **changes,
+    )
+
+
+class Drills:
+    def __init__(self, client: Client, world: World, s3, *, sandbox: bool = True):
+        self.client = client
+        self.world = world
+        self.task_queue = f"drill-{uuid.uuid4()}"
+        self.settings = Settings(temporal=TemporalSettings(task_queue=self.task_queue), sandbox=sandbox)
+        self.s3 = s3
+
+    @asynccontextmanager
+    async def worker(self) -> AsyncIterator[Worker]:
+        activities = [
+            *self.world.activities(),
+            *DrillActivities(self.s3, self.settings).all(),
+            *DrillAdmission(self.client, self.settings).all(),
+        ]
+        with ThreadPoolExecutor(8) as pool:
+            async with Worker(
+                self.client, task_queue=self.task_queue, workflows=[*WORKFLOWS, DrillWorkflow], activities=activities,
+                activity_executor=pool, max_heartbeat_throttle_interval=timedelta(milliseconds=50),
+                default_heartbeat_throttle_interval=timedelta(milliseconds=50),
+            ) as worker:
+                try:
+                    yield worker
+                finally:
+                    self.world.release.set()
+
+    async def start(self, rb: Runbook, **kw) -> WorkflowHandle:
+        request = DrillInput(runbook=rb, from_region="us-east-1", requested_by="tester", **kw)
+        return await self.client.start_workflow(
+            DrillWorkflow.run, request, id=f"drill:{rb.name}-{uuid.uuid4()}", task_queue=self.task_queue
+        )
+
+    async def admission(self) -> AdmissionState:
+        handle = self.client.get_workflow_handle(admission.workflow_id(self.task_queue))
+        return await handle.query(AdmissionWorkflow.state, result_type=AdmissionState)
+
+    def evidence(self, result: DrillResult) -> DrillResult:
+        assert result.evidence_uri.startswith(f"s3://{BUCKET}/drills/{result.runbook}/"), result.evidence_uri
+        key = result.evidence_uri.removeprefix(f"s3://{BUCKET}/")
+        return DrillResult.model_validate(json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+
+
+def phase_names(result: DrillResult) -> list[str]:
+    return [p.name for p in result.phases]
+
+
+async def test_rehearsal_drill_fails_over_soaks_fails_back_and_keeps_evidence(env, alertmanager, s3):
+    # approvals.failover always: a rehearsal against the sandbox still waits for nobody.
+    rb = drill_runbook(alertmanager, spec__approvals__failover="always")
+    world = World.normal(rb)
+    d = Drills(env.client, world, s3)
+    async with d.worker():
+        handle = await d.start(rb)
+        result = await drill_result(handle)
+        state = await d.admission()
+    assert result.status == "completed", result.reason
+    assert phase_names(result) == ["admission", "preflight", "failover", "soak", "failback", "evidence"]
+    assert all(p.outcome == "ok" for p in result.phases), result.phases
+    # Over to the standby and back home, through the real procedures.
+    assert world.changes[0] == {"us-east-1": 0, "us-west-2": 100}
+    assert world.dns == rb.normal_weights()
+    assert world.replicas["us-west-2"] == {f"{w.namespace}/{w.deployment}": w.replicas.standby for w in rb.workloads_in("us-west-2")}
+    assert result.failover is not None and result.failover.status == "completed"
+    assert result.failover.run_id == f"{handle.id}/failover"
+    assert result.failback is not None and result.failback.status == "completed"
+    assert result.rto_seconds is not None and result.rto_met is True
+    assert "soak" in [p.name for p in result.phases] and "10 check(s) passed" in result.phases[3].detail
+    assert any("dns-switch" in ch for ch in result.changes)
+    # Every health check the soak made really ran: 10 of them on the standby.
+    soak_checks = [d for name, d in world.calls if name == c.PROBES_HEALTH and d == "us-west-2"]
+    assert len(soak_checks) >= 10
+    # The evidence pack is the result, readable after Temporal forgets the run.
+    kept = d.evidence(result)
+    assert kept.drill_id == handle.id and kept.status == "completed"
+    assert [p.name for p in kept.phases][:5] == phase_names(result)[:5]
+    assert kept.failover is not None and kept.failover.phases  # the gates, with their evidence
+    # The drill held the runbook, and released it as it ended.
+    assert state.holders == []
+    assert state.last_ended["llm-inference"].run_id == handle.id
+
+
+async def test_a_blocking_alert_keeps_the_drill_from_starting(env, alertmanager, s3):
+    rb = drill_runbook(alertmanager)
+    world = World.normal(rb)
+    d = Drills(env.client, world, s3)
+    fire(alertmanager, "ModelRegistryUnavailable")
+    try:
+        async with d.worker():
+            result = await drill_result(await d.start(rb))
+            state = await d.admission()
+    finally:
+        resolve(alertmanager, "ModelRegistryUnavailable")
+    assert result.status == "blocked"
+    assert result.firing_alerts == ["ModelRegistryUnavailable"]
+    assert "ModelRegistryUnavailable" in result.reason
+    assert phase_names(result) == ["admission", "preflight", "evidence"]
+    assert world.changes == [] and world.scale_calls == []
+    assert result.failover is None
+    assert d.evidence(result).status == "blocked"  # a skipped drill is on record too
+    assert state.holders == []
+
+
+async def test_a_rehearsal_is_refused_on_a_worker_not_pointed_at_a_sandbox(env, alertmanager, s3):
+    rb = drill_runbook(alertmanager)
+    world = World.normal(rb)
+    d = Drills(env.client, world, s3, sandbox=False)
+    async with d.worker():
+        result = await drill_result(await d.start(rb))
+    assert result.status == "blocked"
+    assert "DRPILOT_SANDBOX" in result.reason
+    assert world.changes == [] and world.scale_calls == []
+
+
+async def test_the_drill_holds_the_runbook_while_its_children_run(env, alertmanager, s3):
+    """A failover asked for while the drill's failover runs is refused, naming the drill."""
+    rb = drill_runbook(alertmanager)
+    world = World.normal(rb)
+    world.hold = (c.DNS_APPLY, 1)
+    d = Drills(env.client, world, s3)
+    async with d.worker():
+        handle = await d.start(rb)
+        await asyncio.wait_for(world.entered.wait(), 30)
+        with pytest.raises(runs.RunRefused) as refused:
+            await runs.start(env.client, d.settings, FailoverInput(runbook=rb, failed_region="us-east-1"))
+        world.release.set()
+        result = await drill_result(handle)
+    assert handle.id in str(refused.value)
+    assert "abort" in str(refused.value)
+    assert result.status == "completed", result.reason
+
+
+async def test_outcome_condition_during_the_soak_stops_it_and_restores(env, alertmanager, s3):
+    rb = drill_runbook(alertmanager)
+    world = World.normal(rb)
+    # Health checks on the standby: the failover's gate, its post-switch validation, then the
+    # soak's first check, held while the standby goes bad.
+    world.hold = (c.PROBES_HEALTH, 3)
+    d = Drills(env.client, world, s3)
+    async with d.worker():
+        handle = await d.start(rb)
+        # Awaiting the result is what lets the time-skipping server skip the timers meanwhile.
+        ending = asyncio.ensure_future(drill_result(handle))
+        await asyncio.wait_for(world.entered.wait(), 30)
+        progress = await drill_progress(handle)
+        assert progress.phases[-1].name == "soak" and progress.ended_at is None
+        world.unhealthy.add("us-west-2")
+        world.release.set()
+        result = await ending
+    assert result.status == "failed"
+    assert "outcome condition" in result.reason
+    soak = next(p for p in result.phases if p.name == "soak")
+    assert soak.outcome == "failed"
+    # Restored: the failback brought traffic home although the standby went bad.
+    assert phase_names(result)[-2:] == ["failback", "evidence"]
+    assert world.dns == rb.normal_weights()
+    assert d.evidence(result).status == "failed"
+
+
+async def test_abort_during_the_soak_fails_back(env, alertmanager, s3):
+    rb = drill_runbook(alertmanager)
+    world = World.normal(rb)
+    world.hold = (c.PROBES_HEALTH, 3)
+    d = Drills(env.client, world, s3)
+    async with d.worker():
+        handle = await d.start(rb)
+        ending = asyncio.ensure_future(drill_result(handle))
+        await asyncio.wait_for(world.entered.wait(), 30)
+        answer = await runs.control(env.client, handle.id, "abort")
+        world.release.set()
+        result = await ending
+    assert "aborting" in answer.message
+    assert result.status == "aborted"
+    assert world.dns == rb.normal_weights()
+    assert result.failback is not None and result.failback.status == "completed"
+
+
+async def test_a_failed_failover_is_cleaned_up_to_standby(env, alertmanager, s3):
+    """The standby fails its gate: DNS never moves, and the replicas the failover added to the
+    standby (compensation never scales down) go back to standby."""
+    rb = drill_runbook(alertmanager)
+    world = World.normal(rb)
+    world.unhealthy.add("us-west-2")
+    d = Drills(env.client, world, s3)
+    async with d.worker():
+        result = await drill_result(await d.start(rb))
+    assert result.status == "failed"
+    assert "failover failed" in result.reason
+    assert phase_names(result) == ["admission", "preflight", "failover", "cleanup", "evidence"]
+    assert world.changes == []
+    assert world.scale_calls[-1] == ("us-west-2", "standby")
+    assert world.replicas["us-west-2"] == {f"{w.namespace}/{w.deployment}": w.replicas.standby for w in rb.workloads_in("us-west-2")}

@@ -189,3 +189,16 @@ def test_control_characters_are_a_positioned_error():
     assert problems(VALID.replace("name: llm", "name: l\x07lm")) == [
         "rb.yaml:4:10: YAML cannot contain the control character #x0007; remove it"
     ]
+
+
+def test_drills_with_blocking_alerts_need_an_alertmanager():
+    text = VALID + "  guardrails:\n    blocking_alerts: [RegionDown]\n  drills:\n    evidence: s3://dr-evidence/drills/\n"
+    assert problems(text) == [
+        "rb.yaml:28:3: spec.drills: guardrails.blocking_alerts are declared: add alertmanager (its URL) so a "
+        "drill can check them before it starts"
+    ]
+
+
+def test_drill_evidence_must_be_an_s3_prefix():
+    text = VALID + "  drills:\n    evidence: /var/evidence\n"
+    assert problems(text) == ['rb.yaml:27:15: spec.drills.evidence: expected an s3://bucket/prefix/ URI, got "/var/evidence"']

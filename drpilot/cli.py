@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from drpilot import __version__
 from drpilot.artifacts_cli import app as artifacts_app
+from drpilot.drill_cli import app as drill_app
 from drpilot.durations import format_duration
 from drpilot.loader import load_runbook
 from drpilot.process_exit import run_and_exit
@@ -34,6 +35,7 @@ app.add_typer(runbook_app, name="runbook")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(drill_app, name="drill")
 
 out = Console(soft_wrap=True)
 

@@ -85,8 +85,10 @@ def claim_of(input: DrillInput, run_id: str) -> Claim:
 
 
 def evidence_name(result: DrillResult, temporal_run_id: str) -> str:
-    """One object per drill, sorting by time: RUNBOOK/20261205T100000Z-rehearsal-1a2b3c4d.json."""
-    return f"{result.runbook}/{result.started_at:%Y%m%dT%H%M%SZ}-{result.mode}-{temporal_run_id[:8]}.json"
+    """One object per drill, sorting by time: RUNBOOK/20261205T100000Z-rehearsal-RUNID.json. The
+    whole run id: UUIDv7 run ids begin with their time, so a prefix of two drills started in the
+    same second would collide."""
+    return f"{result.runbook}/{result.started_at:%Y%m%dT%H%M%SZ}-{result.mode}-{temporal_run_id}.json"
 
 
 async def settled(work: Awaitable[T]) -> T:

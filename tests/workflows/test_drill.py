@@ -72,10 +72,10 @@ def resolve(am: Alertmanager, name: str) -> None:
 
 
 def drill_runbook(am: Alertmanager, **changes) -> Runbook:
-    return runbook(
-        "llm-inference.yaml", spec__drills__alertmanager=am.url, spec__drills__evidence=f"s3://{BUCKET}/drills/",
-        spec__drills__soak="10m", spec__drills__soak_interval="1m", **changes,
-    )
+    return runbook("llm-inference.yaml", **{
+        "spec__drills__alertmanager": am.url, "spec__drills__evidence": f"s3://{BUCKET}/drills/",
+        "spec__drills__soak": "10m", "spec__drills__soak_interval": "1m", **changes,
+    })
 
 
 class Drills:

@@ -1,0 +1,111 @@
+"""`drpilot drill ...` at the front door: mistakes are one sentence and no traceback, and
+`drill history` reads evidence packs from S3 (moto over HTTP) into a table and a trend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+
+from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
+from tests.conftest import ROOT, RUNBOOKS
+from workflows.types import DrillResult, PhaseRecord
+
+RUNBOOK = str(RUNBOOKS / "llm-inference.yaml")
+NO_DRILLS = str(RUNBOOKS / "llm-inference-clouddns.yaml")
+
+
+def drpilot(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "drpilot", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **env}, stdin=subprocess.DEVNULL, timeout=60)
+
+
+def test_a_rehearsal_outside_a_sandbox_is_refused_saying_how():
+    env = {"DRPILOT_SANDBOX": ""}
+    for args in (("drill", "run", RUNBOOK, "--yes"), ("drill", "schedule", RUNBOOK, "--cron", "0 10 * * TUE")):
+        result = drpilot(*args, **env)
+        assert (result.returncode, result.stderr.strip()) == (2, (
+            "a rehearsal drill runs against a sandbox twin, and DRPILOT_SANDBOX is not set: `source DIR/env` of "
+            "`drpilot sandbox up` first, or pass --mode live for the real environment"
+        ))
+
+
+def test_a_runbook_without_drills_and_bad_options_are_named():
+    result = drpilot("drill", "run", NO_DRILLS, "--mode", "live", "--yes")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"{NO_DRILLS}: spec.drills is missing: add drills.evidence")
+    result = drpilot("drill", "run", RUNBOOK, "--mode", "game", "--yes")
+    assert (result.returncode, result.stderr.strip()) == (2, "--mode: expected rehearsal or live, got 'game'")
+    result = drpilot("drill", "run", RUNBOOK, "--mode", "live", "--from", "mars-1", "--yes")
+    assert (result.returncode, result.stderr.strip()) == (2, "unknown region 'mars-1'; llm-inference has us-east-1, us-west-2")
+    result = drpilot("drill", "schedule", RUNBOOK, "--mode", "live", "--cron", "0 10 * * TUE", "--blackout", "12-32..01-05")
+    assert (result.returncode, result.stderr.strip()) == (2, "error: --blackout '12-32..01-05': 12-32 is not a date")
+    result = drpilot("drill", "run", RUNBOOK, "--mode", "live")
+    assert result.returncode == 2
+    assert "without confirmation: pass --yes" in result.stderr
+
+
+def test_unreachable_temporal_is_one_sentence():
+    for args in (("drill", "run", RUNBOOK, "--mode", "live", "--yes"), ("drill", "list"), ("drill", "pause", "llm-inference")):
+        result = drpilot(*args, DRPILOT_TEMPORAL_ADDRESS="127.0.0.1:1")
+        assert result.returncode == 1
+        assert result.stderr.strip().startswith("error: cannot reach Temporal at 127.0.0.1:1"), result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def pack(started: datetime, rto_unscaled: float | None, status: str = "completed") -> DrillResult:
+    phases = []
+    at = started
+    for name, seconds in (("admission", 0.1), ("preflight", 0.4), ("failover", 95.0), ("soak", 600.0), ("failback", 4500.0)):
+        phases.append(PhaseRecord(name=name, started_at=at, ended_at=at + timedelta(seconds=seconds), outcome="ok"))
+        at += timedelta(seconds=seconds)
+    return DrillResult(
+        drill_id=f"drill:llm-inference-{started:%Y-%m-%dT%H:%M:%SZ}", runbook="llm-inference", mode="live",
+        from_region="us-east-1", status=status, phases=phases, rto_seconds=rto_unscaled,
+        rto_seconds_unscaled=rto_unscaled, objective_rto_seconds=900, rto_met=None if rto_unscaled is None else rto_unscaled <= 900,
+        started_at=started, ended_at=at,
+    )
+
+
+def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto):
+    env = {**AWS_ENV, "AWS_ENDPOINT_URL": moto.url}
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+    missing = drpilot("drill", "history", RUNBOOK, **env)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("error: cannot read s3://dr-evidence/drills/llm-inference/: ")
+    assert "NoSuchBucket" in missing.stderr and "Traceback" not in missing.stderr
+
+    s3.create_bucket(Bucket="dr-evidence")
+    first = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
+    for week, rto in enumerate([600.0, 640.0, 960.0]):
+        started = first + timedelta(weeks=week)
+        s3.put_object(Bucket="dr-evidence", Key=f"drills/llm-inference/{started:%Y%m%dT%H%M%SZ}-live-{week}.json",
+                      Body=pack(started, rto).model_dump_json())
+    s3.put_object(Bucket="dr-evidence", Key="drills/other-runbook/x.json", Body=b"{}")  # another runbook's: not read
+    result = drpilot("drill", "history", RUNBOOK, **env, COLUMNS="200")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.strip().startswith("2026-")]
+    assert len(rows) == 3
+    assert rows[0].split()[:9] == ["2026-11-03", "10:00", "live", "completed", "0.4", "95.0", "600.0", "4500.0", "-"]
+    assert rows[2].split()[-2:] == ["900", "MISSED"]
+    assert result.stdout.strip().splitlines()[-1] == (
+        "RTO last 960s vs objective 900s (107% of it); 1 of 3 missed; worse than the mean 620s of the 2 before"
+    )
+
+    s3.put_object(Bucket="dr-evidence", Key="drills/llm-inference/zzz-broken.json", Body=b'{"drill_id": 1}')
+    broken = drpilot("drill", "history", RUNBOOK, **env)
+    assert broken.returncode == 1
+    assert broken.stderr.strip().startswith("error: s3://dr-evidence/drills/llm-inference/zzz-broken.json is not a drill evidence pack")

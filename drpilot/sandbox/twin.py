@@ -548,6 +548,8 @@ class Twin:
             # drpilot's webhook must listen where this Alertmanager delivers.
             where = urlsplit(self.webhook_url)
             env["DRPILOT_WEBHOOK_LISTEN"] = f"{where.hostname}:{where.port or 80}"
+            # Drills read their blocking alerts here, not at the runbook's production Alertmanager.
+            env["DRPILOT_ALERTMANAGER_URL"] = self.alertmanager.url
         return env
 
     def description(self) -> dict[str, Any]:

@@ -269,3 +269,41 @@ async def test_a_failed_failover_is_cleaned_up_to_standby(env, alertmanager, s3)
     assert world.changes == []
     assert world.scale_calls[-1] == ("us-west-2", "standby")
     assert world.replicas["us-west-2"] == {f"{w.namespace}/{w.deployment}": w.replicas.standby for w in rb.workloads_in("us-west-2")}
+
+
+async def test_an_alertmanager_that_cannot_be_read_blocks_the_drill(env, alertmanager, s3):
+    """Not knowing whether a blocking alert fires is not "none fires"."""
+    rb = drill_runbook(alertmanager, spec__drills__alertmanager="http://127.0.0.1:9")
+    world = World.normal(rb)
+    d = Drills(env.client, world, s3)
+    async with d.worker():
+        result = await drill_result(await d.start(rb))
+    assert result.status == "blocked"
+    assert "cannot tell whether a blocking alert fires" in result.reason
+    assert world.changes == [] and world.scale_calls == []
+
+
+async def test_a_live_drill_waits_for_the_runbooks_approval_and_records_who_gave_it(env, alertmanager, s3):
+    """approvals.failover when-auto-triggered: a drill is not a person at a terminal, so its
+    failover waits for `drpilot approve DRILL_ID/failover`; the evidence names the approver."""
+    rb = drill_runbook(alertmanager, spec__approvals__failover="when-auto-triggered")
+    world = World.normal(rb)
+    d = Drills(env.client, world, s3)
+    async with d.worker():
+        handle = await d.start(rb, mode="live")
+        # Not awaiting the result yet: the time-skipping server would skip the approval timeout.
+        child = env.client.get_workflow_handle(f"{handle.id}/failover")
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    if (await runs.progress(child)).waiting_for == "approval":
+                        break
+                except runs.RunError:
+                    pass  # not started yet
+                await asyncio.sleep(0.05)
+        assert world.changes == []
+        await runs.control(env.client, child.id, "approve")
+        result = await drill_result(handle)
+    assert result.status == "completed", result.reason
+    assert len(result.approvals) == 1 and result.approvals[0].startswith("failover approved by ")
+    assert d.evidence(result).approvals == result.approvals

@@ -18,6 +18,7 @@ from drpilot.drill_cli import app as drill_app
 from drpilot.durations import format_duration
 from drpilot.loader import load_runbook
 from drpilot.process_exit import run_and_exit
+from drpilot.readiness_cli import readiness
 from drpilot.runbook import Runbook
 from drpilot.sandbox.cli import app as sandbox_app
 from drpilot.terminal import err, load_or_exit, validate_files
@@ -36,6 +37,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(drill_app, name="drill")
+app.command("readiness")(readiness)
 
 out = Console(soft_wrap=True)
 

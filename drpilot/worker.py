@@ -39,9 +39,10 @@ from workflows.admission import AdmissionWorkflow
 from workflows.drill import DrillWorkflow
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
+from workflows.readiness import ReadinessWorkflow
 from workflows.types import SEARCH_ATTRIBUTES
 
-WORKFLOWS = [FailoverWorkflow, FailbackWorkflow, AdmissionWorkflow, DrillWorkflow]
+WORKFLOWS = [FailoverWorkflow, FailbackWorkflow, AdmissionWorkflow, DrillWorkflow, ReadinessWorkflow]
 # Long activities mostly wait on providers; threads are cheap, a starved pool delays heartbeats.
 ACTIVITY_THREADS = 32
 

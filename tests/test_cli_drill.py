@@ -109,3 +109,15 @@ def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto):
     broken = drpilot("drill", "history", RUNBOOK, **env)
     assert broken.returncode == 1
     assert broken.stderr.strip().startswith("error: s3://dr-evidence/drills/llm-inference/zzz-broken.json is not a drill evidence pack")
+
+
+def test_readiness_usage_mistakes_are_one_line():
+    result = drpilot("readiness", "schedule", RUNBOOK, "--every", "10s")
+    assert (result.returncode, result.stderr.strip()) == (2, "--every 10s: at least 1m (each check reads every region and artifact)")
+    result = drpilot("readiness", "schedule", RUNBOOK, "--every", "soon")
+    assert (result.returncode, result.stderr.strip()) == (2, "--every: not a duration: 'soon' (use e.g. 90s, 5m, 1h30m)")
+    result = drpilot("readiness", "a.yaml", "b.yaml")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "readiness: expected FILE, `schedule FILE --every 30m`, `last NAME` or `delete NAME`"
+    result = drpilot("readiness", RUNBOOK, DRPILOT_TEMPORAL_ADDRESS="127.0.0.1:1")
+    assert result.returncode == 1 and result.stderr.startswith("error: cannot reach Temporal at 127.0.0.1:1")

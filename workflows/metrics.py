@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.types import RunResult
+from workflows.types import ReadinessResult, RunResult
 
 RUNS = "drpilot_runs"
 PHASE_SECONDS = "drpilot_phase_duration_seconds"
@@ -20,6 +20,7 @@ GATES = "drpilot_health_gates"
 RTO_SECONDS = "drpilot_rto_seconds"
 RTO_OBJECTIVE_SECONDS = "drpilot_rto_objective_seconds"
 RTO_MISSED = "drpilot_rto_missed"
+READY = "drpilot_ready"
 
 # The phases whose outcome is a health gate's verdict (workflows/failover.py, failback.py).
 GATE_PHASES = frozenset({"health-gate", "post-switch-validation", "recheck-failed-region"})
@@ -52,3 +53,12 @@ def record_result(result: RunResult) -> None:
         meter.create_gauge_float(RTO_SECONDS, "RTO the last run achieved (unscaled)", "s").set(rto)
     missed = meter.create_counter(RTO_MISSED, "Failovers that missed the RTO objective")
     missed.add(1 if result.rto_met is False else 0)
+
+
+def record_readiness(result: ReadinessResult) -> None:
+    """The latest readiness verdict per runbook and check: 1 ready, 0 not (alert on 0)."""
+    meter = workflow.metric_meter().with_additional_attributes({"runbook": result.runbook})
+    gauge = meter.create_gauge(READY, "1 when the last readiness check found this ready, else 0")
+    gauge.set(1 if result.ready else 0, {"check": "all"})
+    for check in result.checks:
+        gauge.set(1 if check.ready else 0, {"check": check.name})

@@ -298,3 +298,23 @@ class DrillResult(Frozen):
     ended_at: datetime | None = None
     evidence_uri: str = ""  # where this pack was written; "" if it could not be
     messages: list[str] = Field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ readiness
+class ReadinessInput(Frozen):
+    runbook: Runbook
+
+
+class ReadinessCheck(Frozen):
+    name: str  # e.g. "us-west-2: cluster", "us-west-2: llm-7b 2024-01-15 artifacts"
+    ready: bool
+    detail: str = ""
+
+
+class ReadinessResult(Frozen):
+    """Whether a failover (primary -> standby) and a failback (back) would work, right now."""
+
+    runbook: str
+    ready: bool
+    checks: list[ReadinessCheck]
+    checked_at: datetime

@@ -1,0 +1,97 @@
+"""Readiness from the front door: run the read-only checks now, or every N minutes on a
+Temporal Schedule (`readiness:NAME`, a firing skipped while the last still runs)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from drpilot.runbook import Runbook
+from drpilot.runs import RunError
+from drpilot.settings import Settings
+from workflows.readiness import ReadinessWorkflow
+from workflows.types import RUNBOOK, ReadinessInput, ReadinessResult
+
+PREFIX = "readiness:"
+
+
+def schedule_id(runbook: str) -> str:
+    return f"{PREFIX}{runbook}"
+
+
+async def check_now(client: Client, settings: Settings, rb: Runbook) -> ReadinessResult:
+    try:
+        return await client.execute_workflow(
+            ReadinessWorkflow.run, ReadinessInput(runbook=rb), id=f"{PREFIX}{rb.name}-{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ}",
+            task_queue=settings.temporal.task_queue, result_type=ReadinessResult,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(RUNBOOK, rb.name)]),
+            execution_timeout=timedelta(hours=1),
+        )
+    except RPCError as exc:
+        raise RunError(f"cannot check readiness of {rb.name}: {exc.message}") from None
+
+
+async def schedule(client: Client, settings: Settings, rb: Runbook, every: timedelta) -> str:
+    """Create or update the runbook's readiness schedule; "created" or "updated"."""
+    plan = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReadinessWorkflow.run, ReadinessInput(runbook=rb), id=schedule_id(rb.name),
+            task_queue=settings.temporal.task_queue, execution_timeout=timedelta(hours=1),
+            typed_search_attributes=TypedSearchAttributes([SearchAttributePair(RUNBOOK, rb.name)]),
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=1)),
+    )
+    sid = schedule_id(rb.name)
+    try:
+        await client.create_schedule(sid, plan)
+        return "created"
+    except ScheduleAlreadyRunningError:
+        pass
+    except RPCError as exc:
+        raise RunError(f"cannot create schedule {sid}: {exc.message}") from None
+
+    def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(schedule=plan)
+
+    await client.get_schedule_handle(sid).update(replace)
+    return "updated"
+
+
+async def latest(client: Client, name: str) -> ReadinessResult | None:
+    """The result of the schedule's last finished firing, or None."""
+    handle = client.get_schedule_handle(schedule_id(name))
+    try:
+        recent = (await handle.describe()).info.recent_actions
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise RunError(f"no readiness schedule {schedule_id(name)}") from None
+        raise RunError(f"schedule {schedule_id(name)}: {exc.message}") from None
+    for action in reversed(recent):
+        run = client.get_workflow_handle(action.action.workflow_id, run_id=action.action.first_execution_run_id)
+        if (await run.describe()).close_time is None:
+            continue  # still running
+        raw = await run.result()
+        return raw if isinstance(raw, ReadinessResult) else ReadinessResult.model_validate(raw)
+    return None
+
+
+async def delete(client: Client, name: str) -> None:
+    try:
+        await client.get_schedule_handle(schedule_id(name)).delete()
+    except RPCError as exc:
+        raise RunError(f"schedule {schedule_id(name)}: {exc.message}") from None

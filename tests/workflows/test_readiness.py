@@ -1,0 +1,95 @@
+"""ReadinessWorkflow (workflows/readiness.py): the read-only preflight of failover and
+failback judged check by check, on the time-skipping server against the simulated world,
+and on a Temporal Schedule on the dev server: not ready within one firing after a standby
+artifact goes missing, ready again after it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from drpilot import readiness as front
+from drpilot.settings import Settings, TemporalSettings
+from tests.workflows.conftest import WORKFLOWS, dev_env, runbook  # noqa: F401  (fixture)
+from tests.workflows.world import World
+from workflows.readiness import ReadinessWorkflow
+from workflows.types import ReadinessInput, ReadinessResult
+
+
+async def check(client: Client, world: World) -> ReadinessResult:
+    queue = f"ready-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, ReadinessWorkflow], activities=world.activities()):
+        return await client.execute_workflow(
+            ReadinessWorkflow.run, ReadinessInput(runbook=world.runbook), id=f"readiness-{uuid.uuid4()}",
+            task_queue=queue, result_type=ReadinessResult,
+        )
+
+
+def verdicts(result: ReadinessResult) -> dict[str, bool]:
+    return {ch.name: ch.ready for ch in result.checks}
+
+
+async def test_a_normal_world_is_ready_and_changes_nothing(env):
+    rb = runbook("llm-inference.yaml")
+    world = World.normal(rb)
+    result = await check(env.client, world)
+    assert result.ready, result.checks
+    names = list(verdicts(result))
+    assert names[0] == "dns" and "us-west-2: cluster and workloads" in names
+    assert "us-west-2: llm-7b 2024-01-15" in names and "rpo: artifacts" in names
+    assert world.changes == [] and world.scale_calls == [] and world.restarts == []
+
+
+async def test_each_problem_is_its_own_not_ready_check(env):
+    rb = runbook("llm-inference.yaml")
+    world = World.normal(rb)
+    world.missing["us-west-2"] = {"llm-7b"}  # a standby copy gone: a failover would restore it
+    world.dark.add("us-east-1")
+    world.dns = {"us-east-1": 50, "us-west-2": 50}
+    result = await check(env.client, world)
+    assert not result.ready
+    bad = {name for name, ok in verdicts(result).items() if not ok}
+    assert bad == {"dns", "us-east-1: cluster and workloads", "us-west-2: llm-7b 2024-01-15"}
+    artifact = next(ch for ch in result.checks if ch.name == "us-west-2: llm-7b 2024-01-15")
+    assert "restore from s3://model-archive/llm-7b/2024-01-15/" in artifact.detail
+    dns = next(ch for ch in result.checks if ch.name == "dns")
+    assert "normal is us-east-1 100, us-west-2 0" in dns.detail
+    assert world.changes == [] and world.scale_calls == []
+
+
+@pytest.mark.e2e
+async def test_a_readiness_schedule_turns_not_ready_and_back(dev_env):  # noqa: F811
+    rb = runbook("llm-inference.yaml")
+    world = World.normal(rb)
+    queue = f"ready-{uuid.uuid4()}"
+    settings = Settings(temporal=TemporalSettings(task_queue=queue))
+    client = dev_env.client
+    handle = client.get_schedule_handle(front.schedule_id(rb.name))
+
+    async def fire(seen: int) -> ReadinessResult:
+        await handle.trigger()
+        async with asyncio.timeout(30):
+            while len((await handle.describe()).info.recent_actions) <= seen:
+                await asyncio.sleep(0.1)
+            action = (await handle.describe()).info.recent_actions[-1].action
+            await client.get_workflow_handle(action.workflow_id, run_id=action.first_execution_run_id).result()
+            # What `drpilot readiness last NAME` shows: the newest finished firing, this one.
+            result = await front.latest(client, rb.name)
+            assert result is not None
+            return result
+
+    async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, ReadinessWorkflow], activities=world.activities()):
+        assert await front.schedule(client, settings, rb, timedelta(minutes=30)) == "created"
+        assert (await fire(0)).ready
+        world.missing["us-west-2"] = {"embed-small"}  # deleted from the standby region
+        gone = await fire(1)
+        assert not gone.ready
+        assert [ch.name for ch in gone.checks if not ch.ready] == ["us-west-2: embed-small 2024-02-01"]
+        world.missing["us-west-2"] = set()  # restored
+        assert (await fire(2)).ready
+        await front.delete(client, rb.name)

@@ -1,0 +1,116 @@
+"""ReadinessWorkflow: the read-only preflight of failover and of failback, on a quiet day.
+
+A failover that would fail should be known on a Tuesday afternoon, not at 3 a.m. This runs
+the reads a failover's and a failback's preflight make (DNS, every region's cluster and
+workloads, each model's artifacts in every region, the RPO, the Velero backup) and judges
+each as its own check, changing nothing, so it needs no claim at admission and may run
+beside any run. A failing read is a not-ready check, never a failed workflow: the verdict
+per check is the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
+    from drpilot.runbook import Action as RunbookAction
+    from drpilot.runbook import Role
+    from workflows import calls, metrics
+    from workflows.control import explain, together
+    from workflows.plan import backup_ages, format_weights, rpo_lags
+    from workflows.types import ReadinessCheck, ReadinessInput, ReadinessResult
+
+
+async def attempt(call: Any) -> Any:
+    """The activity's result, or its failure as one line (read on: one bad read is one check)."""
+    try:
+        return await call
+    except ActivityError as exc:
+        return explain(exc)
+
+
+@workflow.defn
+class ReadinessWorkflow:
+    @workflow.run
+    async def run(self, input: ReadinessInput) -> ReadinessResult:
+        rb = input.runbook
+        regions = list(rb.regions)
+        models = [(r, m) for r in regions for m in rb.spec.models]
+        velero = rb.spec.backups.velero
+        # The regions a restore would bring up: the primary on failback, the standbys on failover.
+        restore_on = velero.restore_on if velero is not None else []
+        backups = [
+            r for r, spec in rb.regions.items()
+            if (RunbookAction.failback in restore_on and r == rb.primary)
+            or (RunbookAction.failover in restore_on and spec.role is Role.standby)
+        ]
+        reads = await together(
+            attempt(calls.dns_read(rb)),
+            *(attempt(calls.kube_read(rb, r, attempts=2)) for r in regions),
+            *(attempt(calls.artifacts_verify(rb, r, m.name, m.version, attempts=2)) for r, m in models),
+            *(attempt(calls.velero_backup(rb, r)) for r in backups),
+        )
+        dns, kube = reads[0], reads[1 : 1 + len(regions)]
+        verified = reads[1 + len(regions) : 1 + len(regions) + len(models)]
+        backed = reads[1 + len(regions) + len(models) :]
+        checks: list[ReadinessCheck] = []
+
+        normal = rb.normal_weights()
+        if isinstance(dns, c.DnsState):
+            weights = dns.weights()
+            as_expected = weights == normal
+            checks.append(ReadinessCheck(
+                name="dns", ready=as_expected,
+                detail=f"{format_weights(weights)}" + ("" if as_expected else f"; normal is {format_weights(normal)}"),
+            ))
+        else:
+            checks.append(ReadinessCheck(name="dns", ready=False, detail=dns))
+
+        for region, state in zip(regions, kube, strict=True):
+            if isinstance(state, c.ReplicaState):
+                shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in state.deployments)
+                checks.append(ReadinessCheck(name=f"{region}: cluster and workloads", ready=True, detail=shown))
+            else:
+                checks.append(ReadinessCheck(name=f"{region}: cluster and workloads", ready=False, detail=state))
+
+        for (region, model), v in zip(models, verified, strict=True):
+            name = f"{region}: {model.name} {model.version}"
+            if not isinstance(v, c.VerifyResult):
+                checks.append(ReadinessCheck(name=name, ready=False, detail=v))
+            elif not v.problems:
+                checks.append(ReadinessCheck(name=name, ready=True, detail=f"{v.files} files verified"))
+            elif model.archive:
+                # A failover would restore from the archive (a Glacier retrieval: minutes to
+                # hours of the RTO): not ready, though it would not fail outright.
+                checks.append(ReadinessCheck(
+                    name=name, ready=False,
+                    detail=f"{len(v.problems)} problem(s) (e.g. {v.problems[0].key} {v.problems[0].problem}); "
+                    f"a failover would restore from {model.archive} and spend RTO on it: repair the copy now",
+                ))
+            else:
+                checks.append(ReadinessCheck(
+                    name=name, ready=False,
+                    detail=f"{len(v.problems)} problem(s) (e.g. {v.problems[0].key} {v.problems[0].problem}) "
+                    "and no archive to restore from",
+                ))
+
+        copies = [v for v in verified if isinstance(v, c.VerifyResult)]
+        lags = rpo_lags(rb, copies, copies)
+        checks.append(ReadinessCheck(name="rpo: artifacts", ready=not lags, detail="; ".join(lags) or "every copy within the RPO"))
+        if backups:
+            infos = [b for b in backed if isinstance(b, c.VeleroBackupInfo)]
+            problems = [b for b in backed if not isinstance(b, c.VeleroBackupInfo)]
+            problems += backup_ages(rb, infos, workflow.now())
+            checks.append(ReadinessCheck(
+                name="rpo: velero backup", ready=not problems,
+                detail="; ".join(problems) or f"{infos[0].name} within the RPO in {', '.join(backups)}",
+            ))
+        result = ReadinessResult(
+            runbook=rb.name, ready=all(ch.ready for ch in checks), checks=checks, checked_at=workflow.now(),
+        )
+        metrics.record_readiness(result)  # the worker's /metrics: drpilot_ready{runbook,check}
+        return result

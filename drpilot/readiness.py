@@ -9,19 +9,17 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from drpilot.runbook import Runbook
 from drpilot.runs import RunError
+from drpilot.schedules import put_schedule
 from drpilot.settings import Settings
 from workflows.readiness import ReadinessWorkflow
 from workflows.types import RUNBOOK, ReadinessInput, ReadinessResult
@@ -56,20 +54,7 @@ async def schedule(client: Client, settings: Settings, rb: Runbook, every: timed
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=1)),
     )
-    sid = schedule_id(rb.name)
-    try:
-        await client.create_schedule(sid, plan)
-        return "created"
-    except ScheduleAlreadyRunningError:
-        pass
-    except RPCError as exc:
-        raise RunError(f"cannot create schedule {sid}: {exc.message}") from None
-
-    def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-        return ScheduleUpdate(schedule=plan)
-
-    await client.get_schedule_handle(sid).update(replace)
-    return "updated"
+    return await put_schedule(client, schedule_id(rb.name), plan)
 
 
 async def latest(client: Client, name: str) -> ReadinessResult | None:

@@ -106,7 +106,11 @@ async def create_or_update(
 ) -> str:
     """Create the runbook's drill schedule, or update it in place; "created" or "updated"."""
     schedule = drill_schedule(settings, request, cron, blackouts, time_zone)
-    sid = schedule_id(request.runbook.name)
+    return await put_schedule(client, schedule_id(request.runbook.name), schedule)
+
+
+async def put_schedule(client: Client, sid: str, schedule: Schedule) -> str:
+    """Create schedule `sid`, or replace what it does in place; "created" or "updated"."""
     try:
         await client.create_schedule(sid, schedule)
         return "created"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import pytest
@@ -79,23 +81,28 @@ def pack(started: datetime, rto_unscaled: float | None, status: str = "completed
     )
 
 
-def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto):
+def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto, tmp_path):
+    # A bucket of its own: moto's servers in one process share their state.
+    bucket = f"dr-evidence-{uuid.uuid4().hex[:12]}"
+    runbook = tmp_path / "llm-inference.yaml"
+    runbook.write_text(Path(RUNBOOK).read_text().replace("s3://dr-evidence/drills/", f"s3://{bucket}/drills/"))
+    copy = str(runbook)
     env = {**AWS_ENV, "AWS_ENDPOINT_URL": moto.url}
     s3 = boto3.client("s3", endpoint_url=moto.url, region_name=AWS_ENV["AWS_DEFAULT_REGION"],
                       aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"])
-    missing = drpilot("drill", "history", RUNBOOK, **env)
+    missing = drpilot("drill", "history", copy, **env)
     assert missing.returncode == 1
-    assert missing.stderr.strip().startswith("error: cannot read s3://dr-evidence/drills/llm-inference/: ")
+    assert missing.stderr.strip().startswith(f"error: cannot read s3://{bucket}/drills/llm-inference/: ")
     assert "NoSuchBucket" in missing.stderr and "Traceback" not in missing.stderr
 
-    s3.create_bucket(Bucket="dr-evidence")
+    s3.create_bucket(Bucket=bucket)
     first = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
     for week, rto in enumerate([600.0, 640.0, 960.0]):
         started = first + timedelta(weeks=week)
-        s3.put_object(Bucket="dr-evidence", Key=f"drills/llm-inference/{started:%Y%m%dT%H%M%SZ}-live-{week}.json",
+        s3.put_object(Bucket=bucket, Key=f"drills/llm-inference/{started:%Y%m%dT%H%M%SZ}-live-{week}.json",
                       Body=pack(started, rto).model_dump_json())
-    s3.put_object(Bucket="dr-evidence", Key="drills/other-runbook/x.json", Body=b"{}")  # another runbook's: not read
-    result = drpilot("drill", "history", RUNBOOK, **env, COLUMNS="200")
+    s3.put_object(Bucket=bucket, Key="drills/other-runbook/x.json", Body=b"{}")  # another runbook's: not read
+    result = drpilot("drill", "history", copy, **env, COLUMNS="200")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.strip().startswith("2026-")]
     assert len(rows) == 3
@@ -105,10 +112,10 @@ def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto):
         "RTO last 960s vs objective 900s (107% of it); 1 of 3 missed; worse than the mean 620s of the 2 before"
     )
 
-    s3.put_object(Bucket="dr-evidence", Key="drills/llm-inference/zzz-broken.json", Body=b'{"drill_id": 1}')
-    broken = drpilot("drill", "history", RUNBOOK, **env)
+    s3.put_object(Bucket=bucket, Key="drills/llm-inference/zzz-broken.json", Body=b'{"drill_id": 1}')
+    broken = drpilot("drill", "history", copy, **env)
     assert broken.returncode == 1
-    assert broken.stderr.strip().startswith("error: s3://dr-evidence/drills/llm-inference/zzz-broken.json is not a drill evidence pack")
+    assert broken.stderr.strip().startswith(f"error: s3://{bucket}/drills/llm-inference/zzz-broken.json is not a drill evidence pack")
 
 
 def test_readiness_usage_mistakes_are_one_line():

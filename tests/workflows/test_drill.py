@@ -209,18 +209,28 @@ async def test_the_drill_holds_the_runbook_while_its_children_run(env, alertmana
     assert result.status == "completed", result.reason
 
 
+def held_in_the_soak(world: World) -> None:
+    # Health checks on the standby: the failover's gate, its post-switch validation, then the
+    # soak's first check, held.
+    world.hold = (c.PROBES_HEALTH, 3)
+
+
+async def soaking(d: Drills, rb: Runbook) -> tuple[WorkflowHandle, asyncio.Future]:
+    """Start the drill and wait until its soak's first check is held; the result to come."""
+    handle = await d.start(rb)
+    # Awaiting the result is what lets the time-skipping server skip the timers meanwhile.
+    ending = asyncio.ensure_future(drill_result(handle))
+    await asyncio.wait_for(d.world.entered.wait(), 30)
+    return handle, ending
+
+
 async def test_outcome_condition_during_the_soak_stops_it_and_restores(env, alertmanager, s3):
     rb = drill_runbook(alertmanager)
     world = World.normal(rb)
-    # Health checks on the standby: the failover's gate, its post-switch validation, then the
-    # soak's first check, held while the standby goes bad.
-    world.hold = (c.PROBES_HEALTH, 3)
+    held_in_the_soak(world)  # while the standby goes bad
     d = Drills(env.client, world, s3)
     async with d.worker():
-        handle = await d.start(rb)
-        # Awaiting the result is what lets the time-skipping server skip the timers meanwhile.
-        ending = asyncio.ensure_future(drill_result(handle))
-        await asyncio.wait_for(world.entered.wait(), 30)
+        handle, ending = await soaking(d, rb)
         progress = await drill_progress(handle)
         assert progress.phases[-1].name == "soak" and progress.ended_at is None
         world.unhealthy.add("us-west-2")
@@ -239,12 +249,10 @@ async def test_outcome_condition_during_the_soak_stops_it_and_restores(env, aler
 async def test_abort_during_the_soak_fails_back(env, alertmanager, s3):
     rb = drill_runbook(alertmanager)
     world = World.normal(rb)
-    world.hold = (c.PROBES_HEALTH, 3)
+    held_in_the_soak(world)
     d = Drills(env.client, world, s3)
     async with d.worker():
-        handle = await d.start(rb)
-        ending = asyncio.ensure_future(drill_result(handle))
-        await asyncio.wait_for(world.entered.wait(), 30)
+        handle, ending = await soaking(d, rb)
         answer = await runs.control(env.client, handle.id, "abort")
         world.release.set()
         result = await ending

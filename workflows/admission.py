@@ -91,7 +91,9 @@ class AdmissionWorkflow:
     @workflow.signal(name=RELEASE)
     def release(self, ended: ReleaseInput) -> None:
         holder = self.holders.pop(ended.run_id, None)
-        if holder is not None:
+        # A drill that was blocked changed nothing: it must not start the runbook's cooldown
+        # (the webhook would then only notify about the very alert that blocked it).
+        if holder is not None and ended.status != "blocked":
             self.last_ended[holder.claim.runbook] = Ended(
                 run_id=ended.run_id, status=ended.status, ended_at=ended.ended_at or workflow.now()
             )

@@ -395,7 +395,7 @@ class DrillWorkflow:
     @workflow.query
     def drill(self) -> DrillResult:
         """The drill so far (ended_at None while it runs), or its result."""
-        return self.result or self.drill_result("completed").model_copy(update={"ended_at": None})
+        return self.result or self.drill_result("running").model_copy(update={"ended_at": None})
 
     @workflow.update
     async def abort(self, request: AbortInput) -> ControlResult:

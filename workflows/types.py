@@ -256,7 +256,7 @@ class ControlResult(Frozen):
 
 # --------------------------------------------------------------------------------- drills
 DrillMode = Literal["rehearsal", "live"]
-DrillStatus = Literal["completed", "failed", "aborted", "blocked"]
+DrillStatus = Literal["running", "completed", "failed", "aborted", "blocked"]  # running: the query only
 
 
 class DrillInput(Frozen):

@@ -178,6 +178,8 @@ async def test_a_blocking_alert_keeps_the_drill_from_starting(env, alertmanager,
     assert result.failover is None
     assert d.evidence(result).status == "blocked"  # a skipped drill is on record too
     assert state.holders == []
+    # Nothing changed, so no cooldown starts: an alert may still start a real failover.
+    assert "llm-inference" not in state.last_ended
 
 
 async def test_a_rehearsal_is_refused_on_a_worker_not_pointed_at_a_sandbox(env, alertmanager, s3):
@@ -232,7 +234,7 @@ async def test_outcome_condition_during_the_soak_stops_it_and_restores(env, aler
     async with d.worker():
         handle, ending = await soaking(d, rb)
         progress = await drill_progress(handle)
-        assert progress.phases[-1].name == "soak" and progress.ended_at is None
+        assert progress.phases[-1].name == "soak" and progress.ended_at is None and progress.status == "running"
         world.unhealthy.add("us-west-2")
         world.release.set()
         result = await ending

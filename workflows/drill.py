@@ -202,6 +202,9 @@ class DrillWorkflow:
     async def exercise(self) -> DrillStatus:
         """Failover, soak, then cleanup whatever happened; the drill's status."""
         status: DrillStatus = "completed"
+        if self.abort_request is not None:  # aborted before the failover started: nothing to undo
+            self.failure = f"aborted by {self.abort_request.by or 'unknown'} before the failover"
+            return "aborted"
         try:
             self.failover = await self.child_run("failover", FailoverWorkflow.run, FailoverInput(
                 runbook=self.input.runbook, failed_region=self.input.from_region, trigger="drill",
@@ -223,6 +226,8 @@ class DrillWorkflow:
             self.say(self.failure)
         # Cleanup always runs, and is not cut short by a second cancel.
         restored = await settled(self.restore())
+        if self.abort_request is not None:
+            return "aborted"  # also when the abort came during the restore
         if not restored and status == "completed":
             status = "failed"
         return status

@@ -27,7 +27,7 @@ from drpilot.runbook import Runbook
 from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
 from drpilot.sandbox.processes import Alertmanager, alertmanager_binary
 from drpilot.settings import Settings, TemporalSettings
-from tests.workflows.conftest import WORKFLOWS, runbook
+from tests.workflows.conftest import WORKFLOWS, only_held_activity_pending, runbook
 from tests.workflows.world import World
 from workflows import admission
 from workflows.admission import AdmissionWorkflow
@@ -317,3 +317,27 @@ async def test_a_live_drill_waits_for_the_runbooks_approval_and_records_who_gave
     assert result.status == "completed", result.reason
     assert len(result.approvals) == 1 and result.approvals[0].startswith("failover approved by ")
     assert d.evidence(result).approvals == result.approvals
+
+
+async def test_abort_during_the_failover_compensates_and_cleans_up(env, alertmanager, s3):
+    """Aborted while the failover's DNS change is in flight: the change completes (never cut
+    half-way) and the aborted failover leaves DNS on the standby it passed the gate of, as an
+    aborted failover does; the drill then fails back, and the standby is back at standby."""
+    rb = drill_runbook(alertmanager)
+    world = World.normal(rb)
+    world.hold = (c.DNS_APPLY, 1)
+    d = Drills(env.client, world, s3)
+    async with d.worker():
+        handle = await d.start(rb)
+        await asyncio.wait_for(world.entered.wait(), 30)
+        await only_held_activity_pending(env.client.get_workflow_handle(f"{handle.id}/failover"), world)
+        answer = await runs.control(env.client, handle.id, "abort")
+        world.release.set()
+        result = await drill_result(handle)
+    assert "aborting" in answer.message
+    assert result.status == "aborted"
+    assert result.failover is not None and result.failover.status == "aborted"
+    assert world.dns == rb.normal_weights()
+    assert phase_names(result)[-2:] == ["failback", "evidence"]
+    assert result.failback is not None and result.failback.status == "completed"
+    assert world.replicas["us-west-2"] == {f"{w.namespace}/{w.deployment}": w.replicas.standby for w in rb.workloads_in("us-west-2")}

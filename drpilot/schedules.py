@@ -86,6 +86,8 @@ def blackout_calendars(window: str) -> list[ScheduleCalendarSpec]:
 
 def drill_schedule(settings: Settings, request: DrillInput, cron: str, blackouts: list[str], time_zone: str) -> Schedule:
     name = request.runbook.name
+    # requested_by stays who created the schedule; the evidence says which schedule fired.
+    request = request.model_copy(update={"scheduled_by": schedule_id(name)})
     return Schedule(
         action=ScheduleActionStartWorkflow(
             DrillWorkflow.run, request, id=schedule_id(name), task_queue=settings.temporal.task_queue,

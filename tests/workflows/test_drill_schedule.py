@@ -52,6 +52,7 @@ async def test_a_drill_schedule_fires_blocks_pauses_and_keeps_history(dev_env, a
         ran = await fire_and_wait(d.client, sid, 0)
         assert ran.status == "completed", ran.reason
         assert ran.drill_id.startswith(f"{sid}-")
+        assert (ran.scheduled_by, ran.requested_by) == (sid, "tester")
         assert world.dns == rb.normal_weights()
         changes = len(world.changes)
 

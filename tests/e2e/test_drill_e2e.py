@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -55,6 +56,8 @@ def test_scheduled_drills_and_readiness_against_the_twin(twin_factory, tmp_path)
     text = ROUTE53_RUNBOOK.read_text()
     text = text.replace("steps: [10, 25, 50, 75, 100]", "steps: [50, 100]").replace("bake: 15m", "bake: 1m")
     text = text.replace("    soak: 10m\n", "    soak: 1m\n").replace("    soak_interval: 1m\n", "    soak_interval: 20s\n")
+    # An evidence bucket of its own: moto servers in one process (other tests') share state.
+    text = text.replace("s3://dr-evidence/drills/", f"s3://dr-evidence-{uuid.uuid4().hex[:12]}/drills/")
     file = tmp_path / "llm-inference.yaml"
     file.write_text(text)
     twin = twin_factory(load_runbook(file), temporal=True, alertmanager=True)

@@ -182,15 +182,20 @@ async def test_a_blocking_alert_keeps_the_drill_from_starting(env, alertmanager,
     assert "llm-inference" not in state.last_ended
 
 
-async def test_a_rehearsal_is_refused_on_a_worker_not_pointed_at_a_sandbox(env, alertmanager, s3):
-    rb = drill_runbook(alertmanager)
+async def blocked(env, s3, rb: Runbook, *, sandbox: bool = True) -> DrillResult:
+    """Run a drill that must end blocked, with nothing in the world changed."""
     world = World.normal(rb)
-    d = Drills(env.client, world, s3, sandbox=False)
+    d = Drills(env.client, world, s3, sandbox=sandbox)
     async with d.worker():
         result = await drill_result(await d.start(rb))
-    assert result.status == "blocked"
-    assert "DRPILOT_SANDBOX" in result.reason
+    assert result.status == "blocked", result.reason
     assert world.changes == [] and world.scale_calls == []
+    return result
+
+
+async def test_a_rehearsal_is_refused_on_a_worker_not_pointed_at_a_sandbox(env, alertmanager, s3):
+    result = await blocked(env, s3, drill_runbook(alertmanager), sandbox=False)
+    assert "DRPILOT_SANDBOX" in result.reason
 
 
 async def test_the_drill_holds_the_runbook_while_its_children_run(env, alertmanager, s3):
@@ -283,14 +288,8 @@ async def test_a_failed_failover_is_cleaned_up_to_standby(env, alertmanager, s3)
 
 async def test_an_alertmanager_that_cannot_be_read_blocks_the_drill(env, alertmanager, s3):
     """Not knowing whether a blocking alert fires is not "none fires"."""
-    rb = drill_runbook(alertmanager, spec__drills__alertmanager="http://127.0.0.1:9")
-    world = World.normal(rb)
-    d = Drills(env.client, world, s3)
-    async with d.worker():
-        result = await drill_result(await d.start(rb))
-    assert result.status == "blocked"
+    result = await blocked(env, s3, drill_runbook(alertmanager, spec__drills__alertmanager="http://127.0.0.1:9"))
     assert "cannot tell whether a blocking alert fires" in result.reason
-    assert world.changes == [] and world.scale_calls == []
 
 
 async def test_a_live_drill_waits_for_the_runbooks_approval_and_records_who_gave_it(env, alertmanager, s3):

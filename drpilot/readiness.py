@@ -1,10 +1,14 @@
 """Readiness from the front door: run the read-only checks now, or every N minutes on a
-Temporal Schedule (`readiness:NAME`, a firing skipped while the last still runs)."""
+Temporal Schedule (`readiness:NAME`, a firing skipped while the last still runs); and the
+`readiness.previous` activity a scheduled check asks for the schedule's previous verdict
+(it needs a Temporal client, which only the front door and the worker have)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from temporalio import activity
 from temporalio.client import (
     Client,
     Schedule,
@@ -21,8 +25,14 @@ from drpilot.runbook import Runbook
 from drpilot.runs import RunError
 from drpilot.schedules import put_schedule
 from drpilot.settings import Settings
-from workflows.readiness import ReadinessWorkflow
-from workflows.types import RUNBOOK, ReadinessInput, ReadinessResult
+from workflows.readiness import PREVIOUS, ReadinessWorkflow
+from workflows.types import (
+    RUNBOOK,
+    PreviousVerdict,
+    PreviousVerdictInput,
+    ReadinessInput,
+    ReadinessResult,
+)
 
 PREFIX = "readiness:"
 
@@ -47,7 +57,7 @@ async def schedule(client: Client, settings: Settings, rb: Runbook, every: timed
     """Create or update the runbook's readiness schedule; "created" or "updated"."""
     plan = Schedule(
         action=ScheduleActionStartWorkflow(
-            ReadinessWorkflow.run, ReadinessInput(runbook=rb), id=schedule_id(rb.name),
+            ReadinessWorkflow.run, ReadinessInput(runbook=rb, notify_changes=True), id=schedule_id(rb.name),
             task_queue=settings.temporal.task_queue, execution_timeout=timedelta(hours=1),
             typed_search_attributes=TypedSearchAttributes([SearchAttributePair(RUNBOOK, rb.name)]),
         ),
@@ -57,8 +67,8 @@ async def schedule(client: Client, settings: Settings, rb: Runbook, every: timed
     return await put_schedule(client, schedule_id(rb.name), plan)
 
 
-async def latest(client: Client, name: str) -> ReadinessResult | None:
-    """The result of the schedule's last finished firing, or None."""
+async def latest(client: Client, name: str, *, before: str = "") -> ReadinessResult | None:
+    """The result of the schedule's last finished firing (other than the run id `before`), or None."""
     handle = client.get_schedule_handle(schedule_id(name))
     try:
         recent = (await handle.describe()).info.recent_actions
@@ -67,6 +77,8 @@ async def latest(client: Client, name: str) -> ReadinessResult | None:
             raise RunError(f"no readiness schedule {schedule_id(name)}") from None
         raise RunError(f"schedule {schedule_id(name)}: {exc.message}") from None
     for action in reversed(recent):
+        if action.action.first_execution_run_id == before:
+            continue
         run = client.get_workflow_handle(action.action.workflow_id, run_id=action.action.first_execution_run_id)
         if (await run.describe()).close_time is None:
             continue  # still running
@@ -80,3 +92,22 @@ async def delete(client: Client, name: str) -> None:
         await client.get_schedule_handle(schedule_id(name)).delete()
     except RPCError as exc:
         raise RunError(f"schedule {schedule_id(name)}: {exc.message}") from None
+
+
+class ReadinessHistory:
+    """The `readiness.previous` activity: the verdict a scheduled check compares itself with."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    @activity.defn(name=PREVIOUS)
+    async def previous(self, input: PreviousVerdictInput) -> PreviousVerdict:
+        try:
+            return PreviousVerdict(result=await latest(self.client, input.runbook, before=input.run_id))
+        except RunError as exc:
+            if str(exc).startswith("no readiness schedule"):
+                return PreviousVerdict()  # deleted between firing and asking: nothing to compare
+            raise
+
+    def all(self) -> list[Callable]:
+        return [self.previous]

@@ -293,7 +293,7 @@ class Guardrails(Frozen):
     blocking_alerts: list[Text] = Field(default_factory=list, description="Alert names that stop a drill from starting.")
 
 
-RunEventName = Literal["started", "approval_needed", "held", "rolled_back", "failed", "completed"]
+RunEventName = Literal["started", "approval_needed", "held", "rolled_back", "failed", "completed", "readiness_changed"]
 RUN_EVENTS: tuple[str, ...] = typing.get_args(RunEventName)
 EnvName = Annotated[str, BeforeValidator(_pattern(r"[A-Z_][A-Z0-9_]*", "an environment variable name like SLACK_WEBHOOK_URL"))]
 
@@ -337,7 +337,7 @@ class Spec(Frozen):
     approvals: Approvals = Field(default_factory=Approvals)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     notifications: list[Notifier] = Field(
-        default_factory=list, description="Where run events go (started, approval needed, held, rolled back, failed, completed)."
+        default_factory=list, description="Where run events go (started, approval needed, held, rolled back, failed, completed; a scheduled readiness check that changed its verdict)."
     )
     drills: Drills | None = Field(None, description="Game-day drills: where their evidence goes, what blocks them, how long they soak.")
 

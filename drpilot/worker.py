@@ -33,6 +33,7 @@ from activities.registry import build_activities
 from drpilot.drills import DrillAdmission
 from drpilot.health import WorkerHealth, metrics_runtime, serving
 from drpilot.logs import get_logger
+from drpilot.readiness import ReadinessHistory
 from drpilot.settings import Settings
 from drpilot.temporal import TemporalUnavailable, connect
 from workflows.admission import AdmissionWorkflow
@@ -135,8 +136,11 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             client,
             task_queue=settings.temporal.task_queue,
             workflows=WORKFLOWS,
-            # A drill's claim at admission needs this worker's own client (drpilot/drills.py).
-            activities=[*build_activities(settings), *DrillAdmission(client, settings).all()],
+            # A drill's claim at admission and a scheduled readiness check's previous verdict
+            # need this worker's own client (drpilot/drills.py, drpilot/readiness.py).
+            activities=[
+                *build_activities(settings), *DrillAdmission(client, settings).all(), *ReadinessHistory(client).all()
+            ],
             activity_executor=pool,
             max_concurrent_activities=ACTIVITY_THREADS,
             graceful_shutdown_timeout=timedelta(seconds=30),

@@ -6,13 +6,21 @@ workloads, each model's artifacts in every region, the RPO, the Velero backup) a
 each as its own check, changing nothing, so it needs no claim at admission and may run
 beside any run. A failing read is a not-ready check, never a failed workflow: the verdict
 per check is the result.
+
+Run by its schedule (`notify_changes`), it compares its verdict with the schedule's previous
+one and tells the runbook's notifiers (event `readiness_changed`) when it turned, in either
+direction, or when the very first verdict is not ready: nobody watches a dashboard of green.
+The previous verdict comes from the front door (drpilot/readiness.py, it needs a Temporal
+client); a failure to read it or to deliver is recorded in the result, never fatal.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -22,7 +30,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows import calls, metrics
     from workflows.control import explain, together
     from workflows.plan import backup_ages, format_weights, rpo_lags
-    from workflows.types import ReadinessCheck, ReadinessInput, ReadinessResult
+    from workflows.types import (
+        PreviousVerdict,
+        PreviousVerdictInput,
+        ReadinessCheck,
+        ReadinessInput,
+        ReadinessResult,
+    )
+
+# The previous verdict is read at the front door (drpilot/readiness.py): it needs a Temporal client.
+PREVIOUS = "readiness.previous"
+CHANGED = "readiness_changed"
 
 
 async def attempt(call: Any) -> Any:
@@ -113,4 +131,35 @@ class ReadinessWorkflow:
             runbook=rb.name, ready=all(ch.ready for ch in checks), checks=checks, checked_at=workflow.now(),
         )
         metrics.record_readiness(result)  # the worker's /metrics: drpilot_ready{runbook,check}
+        if input.notify_changes:
+            result = await self.tell_if_changed(rb, result)
         return result
+
+    async def tell_if_changed(self, rb: Any, result: ReadinessResult) -> ReadinessResult:
+        notifiers = [n for n in rb.spec.notifications if CHANGED in n.events]
+        if not notifiers:
+            return result
+        previous = await attempt(workflow.execute_activity(
+            PREVIOUS, PreviousVerdictInput(runbook=rb.name, run_id=workflow.info().run_id),
+            result_type=PreviousVerdict, start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=3), summary=f"previous readiness of {rb.name}",
+        ))
+        if not isinstance(previous, PreviousVerdict):
+            return result.model_copy(update={"notes": [f"previous verdict unknown, nobody told: {previous}"]})
+        before = previous.result
+        if (before.ready if before else True) == result.ready:
+            return result
+        failing = [f"{ch.name} ({ch.detail})" for ch in result.checks if not ch.ready]
+        text = (
+            f"{rb.name} is NOT READY for failover/failback: " + "; ".join(failing)
+            if not result.ready
+            else f"{rb.name} is ready again: every check passes"
+        )
+        event = c.RunEvent(
+            event=CHANGED, run_id=workflow.info().workflow_id, runbook=rb.name, action="readiness",
+            at=workflow.now(), text=text, trigger="schedule",
+        )
+        sent = await together(*(attempt(calls.start_notify(n, event)) for n in notifiers))
+        notes = [f"{'not ready' if not result.ready else 'ready again'}: told {len(notifiers)} notifier(s)"]
+        notes += [f"notification not delivered ({s})" for s in sent if not isinstance(s, c.NotifyResult)]
+        return result.model_copy(update={"notes": notes})

@@ -303,6 +303,9 @@ class DrillResult(Frozen):
 # ------------------------------------------------------------------------------ readiness
 class ReadinessInput(Frozen):
     runbook: Runbook
+    # Set by the readiness schedule: compare with the schedule's previous verdict and tell
+    # the runbook's notifiers when it changed. A check run by hand notifies nobody.
+    notify_changes: bool = False
 
 
 class ReadinessCheck(Frozen):
@@ -318,3 +321,13 @@ class ReadinessResult(Frozen):
     ready: bool
     checks: list[ReadinessCheck]
     checked_at: datetime
+    notes: list[str] = Field(default_factory=list)  # who was told of a change, or why nobody was
+
+
+class PreviousVerdictInput(Frozen):
+    runbook: str
+    run_id: str  # the asking run, never its own previous (scheduled ids can repeat within a second)
+
+
+class PreviousVerdict(Frozen):
+    result: ReadinessResult | None = None  # None: no earlier finished firing

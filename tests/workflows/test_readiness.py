@@ -1,7 +1,8 @@
 """ReadinessWorkflow (workflows/readiness.py): the read-only preflight of failover and
 failback judged check by check, on the time-skipping server against the simulated world,
 and on a Temporal Schedule on the dev server: not ready within one firing after a standby
-artifact goes missing, ready again after it is back."""
+artifact goes missing, ready again after it is back, each turn told to the runbook's
+notifiers."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ async def test_each_problem_is_its_own_not_ready_check(env):
 
 @pytest.mark.e2e
 async def test_a_readiness_schedule_turns_not_ready_and_back(dev_env):  # noqa: F811
-    rb = runbook("llm-inference.yaml")
+    rb = runbook("llm-inference.yaml", spec__notifications=[{"kind": "json", "url": "http://127.0.0.1:9/hook"}])
     world = World.normal(rb)
     queue = f"ready-{uuid.uuid4()}"
     settings = Settings(temporal=TemporalSettings(task_queue=queue))
@@ -83,13 +84,20 @@ async def test_a_readiness_schedule_turns_not_ready_and_back(dev_env):  # noqa: 
             assert result is not None
             return result
 
-    async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, ReadinessWorkflow], activities=world.activities()):
+    activities = [*world.activities(), *front.ReadinessHistory(client).all()]
+    async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, ReadinessWorkflow], activities=activities):
         assert await front.schedule(client, settings, rb, timedelta(minutes=30)) == "created"
         assert (await fire(0)).ready
+        assert world.notified == []  # ready from the start: nothing to tell
         world.missing["us-west-2"] = {"embed-small"}  # deleted from the standby region
         gone = await fire(1)
         assert not gone.ready
         assert [ch.name for ch in gone.checks if not ch.ready] == ["us-west-2: embed-small 2024-02-01"]
+        assert [e.event for e in world.notified] == ["readiness_changed"]
+        assert "NOT READY" in world.notified[0].text and "us-west-2: embed-small 2024-02-01" in world.notified[0].text
+        assert (await fire(2)).notes == []  # still not ready: told once, not at every firing
+        assert len(world.notified) == 1
         world.missing["us-west-2"] = set()  # restored
-        assert (await fire(2)).ready
+        assert (await fire(3)).ready
+        assert [e.text for e in world.notified[1:]] == [f"{rb.name} is ready again: every check passes"]
         await front.delete(client, rb.name)

@@ -360,6 +360,15 @@ def status(
     if outcome is not None and outcome not in OUTCOMES:
         err.print(f"--outcome: expected one of {', '.join(OUTCOMES)}, got {outcome!r}", markup=False)
         raise typer.Exit(2)
+    from drpilot.drills import DRILL_ID_PREFIX
+
+    if run_id is not None and run_id.startswith(DRILL_ID_PREFIX) and "/" not in run_id:
+        # A drill answers its own query (phases, children); its children (ID/failover,
+        # ID/failback) are ordinary runs and are shown below.
+        from drpilot.drill_cli import status as drill_status
+
+        drill_status(run_id, as_json)
+        return
     settings = _settings()
 
     async def go():

@@ -292,7 +292,8 @@ async def latest_runs(
     client: Client, limit: int = 20, *, runbook: str | None = None, outcome: str | None = None
 ) -> list[Listed]:
     """Recent drpilot runs, newest first, optionally only one runbook's or one outcome's."""
-    kinds = " OR ".join(f"WorkflowType = '{name}'" for name in WORKFLOW_NAMES.values())
+    # Drills too: they set the same runbook and outcome attributes (workflows/drill.py).
+    kinds = " OR ".join(f"WorkflowType = '{name}'" for name in [*WORKFLOW_NAMES.values(), "DrillWorkflow"])
     query = f"({kinds})"
     if runbook:
         query += f" AND {RUNBOOK.name} = '{_quoted(runbook)}'"

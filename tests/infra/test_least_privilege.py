@@ -1,5 +1,5 @@
-"""Least privilege, checked: every provider call the activities make in a failover and a
-failback against the twin is recorded where it leaves the SDK (botocore `before-parameter-build`
+"""Least privilege, checked: every provider call the activities make in a failover, a
+failback and a drill's evidence write against the twin is recorded where it leaves the SDK (botocore `before-parameter-build`
 events, the kubernetes REST client's requests, the Cloud DNS connection's paths) and held
 against infra/aws/iam-policy.json, the DR-cluster Roles and infra/gcp/dns-role.yaml: no
 call a policy denies, no permission that no call needs."""
@@ -27,6 +27,7 @@ from activities.contracts import (
     ArtifactInput,
     DnsApplyInput,
     DnsReadInput,
+    EvidenceInput,
     KubeReadInput,
     RestoreInput,
     ScaleInput,
@@ -34,6 +35,7 @@ from activities.contracts import (
     VeleroRestoreInput,
 )
 from activities.dns import DnsActivities
+from activities.drills import DrillActivities
 from activities.kube import KubeActivities
 from activities.velero import VeleroActivities
 from drpilot.sandbox.faults import Faults
@@ -238,6 +240,9 @@ def exercise(twin, monkeypatch) -> None:
         run(env, artifacts.verify, ArtifactInput(runbook=rb, region=standby, model=model.name, version=model.version))
         run(env, artifacts.restore_from_archive, RestoreInput(runbook=rb, region=standby, model=model.name, version=model.version, speed=twin.speed))
         run(env, artifacts.sync, SyncInput(runbook=rb, model=model.name, version=model.version, source_region=standby, target_region=serving))
+    # A drill's evidence pack (the drill's failover and failback are the calls above).
+    drills = DrillActivities.from_settings(settings)
+    run(env, drills.write_evidence, EvidenceInput(runbook=rb, name=f"{rb.name}/lp-drill.json", body="{}"))
 
 
 @pytest.fixture

@@ -47,12 +47,19 @@ async def test_drill_run_wait_json_then_status_and_history(dev_env, alertmanager
         assert ran.returncode == 0, ran.stderr
         result = DrillResult.model_validate(json.loads(ran.stdout))
         status = await asyncio.to_thread(drpilot, "drill", "status", result.drill_id, env=env)
+        # The front door everybody knows shows drills too: by id, and in the listing.
+        by_id = await asyncio.to_thread(drpilot, "status", result.drill_id, env=env)
+        listed = await asyncio.to_thread(drpilot, "status", "--json", "--runbook", rb.name, env=env)
     assert result.status == "completed" and result.mode == "rehearsal" and result.speed == 60
     assert result.from_region == "us-east-1"  # --from defaults to the primary
     assert result.evidence_uri.startswith(f"s3://{BUCKET}/drills/llm-inference/")
     assert world.dns == rb.normal_weights() and world.changes[0] == {"us-east-1": 0, "us-west-2": 100}
     assert status.returncode == 0, status.stderr
     assert "failback" in status.stdout and "completed" in status.stdout
+    assert by_id.returncode == 0 and by_id.stdout == status.stdout, by_id.stderr
+    assert listed.returncode == 0, listed.stderr
+    outcomes = {r["run_id"]: r["outcome"] for r in json.loads(listed.stdout)}
+    assert outcomes[result.drill_id] == "completed"
     history = await asyncio.to_thread(drpilot, "drill", "history", str(file), env=env)
     assert history.returncode == 0, history.stderr
     assert f"{result.started_at:%Y-%m-%d %H:%M}" in history.stdout

@@ -99,6 +99,21 @@ async def together(*branches: Awaitable[Any]) -> list[Any]:
         raise
 
 
+async def settled(work: Awaitable[T], on_cancel: Callable[[], None] | None = None) -> T:
+    """Finish `work` even if Temporal cancels the workflow meanwhile: a compensation, a
+    restore or an evidence write cut half-way would leave DNS mid-shift, the runbook moved,
+    or a drill unrecorded. `on_cancel` says so in the timeline; the cancel is then ignored."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            if on_cancel is not None:
+                on_cancel()
+
+
 def restore_name(action: str, runbook: str) -> str:
     """Velero Restore name: one per run, stable across retries and worker restarts."""
     run = workflow.info().run_id.split("-")[0]
@@ -357,16 +372,11 @@ class Run:
     async def _shielded(self, work: Awaitable[T]) -> T:
         """Finish `work` even if Temporal cancels the run meanwhile (0.2.0): compensation
         cut half-way would leave DNS mid-shift."""
-        task = asyncio.ensure_future(work)
         if not self.v2:
-            return await task
-        while True:
-            try:
-                return await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if task.done():
-                    raise
-                self.timeline.say("cancellation requested while finishing: compensation goes on first")
+            return await asyncio.ensure_future(work)  # as 0.1.0 did: its histories replay so
+        return await settled(
+            work, lambda: self.timeline.say("cancellation requested while finishing: compensation goes on first")
+        )
 
     async def _release(self, status: Status) -> None:
         """Tell admission (workflows/admission.py) this run no longer holds its runbook."""

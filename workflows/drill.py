@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -46,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.runbook import Role
     from workflows import admission, calls
-    from workflows.control import explain, together
+    from workflows.control import explain, settled, together
     from workflows.failback import FailbackWorkflow
     from workflows.failover import FailoverWorkflow
     from workflows.plan import failback_home, format_weights, serving
@@ -89,18 +88,6 @@ def evidence_name(result: DrillResult, temporal_run_id: str) -> str:
     whole run id: UUIDv7 run ids begin with their time, so a prefix of two drills started in the
     same second would collide."""
     return f"{result.runbook}/{result.started_at:%Y%m%dT%H%M%SZ}-{result.mode}-{temporal_run_id}.json"
-
-
-async def settled(work: Awaitable[T]) -> T:
-    """Finish `work` even if Temporal cancels the drill meanwhile: a restore or an evidence
-    write cut half-way would leave the runbook moved, or the drill unrecorded."""
-    task = asyncio.ensure_future(work)
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                raise
 
 
 class Blocked(Exception):

@@ -27,7 +27,7 @@ from drpilot.runbook import Runbook
 from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
 from drpilot.sandbox.processes import Alertmanager, alertmanager_binary
 from drpilot.settings import Settings, TemporalSettings
-from tests.workflows.conftest import WORKFLOWS, only_held_activity_pending, runbook
+from tests.workflows.conftest import WORKFLOWS, keep_history, only_held_activity_pending, runbook
 from tests.workflows.world import World
 from workflows import admission
 from workflows.admission import AdmissionWorkflow
@@ -133,6 +133,7 @@ async def test_rehearsal_drill_fails_over_soaks_fails_back_and_keeps_evidence(en
         handle = await d.start(rb)
         result = await drill_result(handle)
         state = await d.admission()
+        await keep_history(handle, "drill_completed")
     assert result.status == "completed", result.reason
     assert phase_names(result) == ["admission", "preflight", "failover", "soak", "failback", "evidence"]
     assert all(p.outcome == "ok" for p in result.phases), result.phases
@@ -263,6 +264,7 @@ async def test_abort_during_the_soak_fails_back(env, alertmanager, s3):
         answer = await runs.control(env.client, handle.id, "abort")
         world.release.set()
         result = await ending
+        await keep_history(handle, "drill_aborted_in_soak")
     assert "aborting" in answer.message
     assert result.status == "aborted"
     assert world.dns == rb.normal_weights()
@@ -277,7 +279,9 @@ async def test_a_failed_failover_is_cleaned_up_to_standby(env, alertmanager, s3)
     world.unhealthy.add("us-west-2")
     d = Drills(env.client, world, s3)
     async with d.worker():
-        result = await drill_result(await d.start(rb))
+        handle = await d.start(rb)
+        result = await drill_result(handle)
+        await keep_history(handle, "drill_failover_failed")
     assert result.status == "failed"
     assert "failover failed" in result.reason
     assert phase_names(result) == ["admission", "preflight", "failover", "cleanup", "evidence"]

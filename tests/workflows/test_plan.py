@@ -101,4 +101,5 @@ def test_approval_policies():
     assert not approval_required(ApprovalPolicy.never, "alert")
     assert approval_required(ApprovalPolicy.when_auto_triggered, "alert")
     assert not approval_required(ApprovalPolicy.when_auto_triggered, "cli")
-    assert not approval_required(ApprovalPolicy.when_auto_triggered, "drill")
+    # A drill starts unattended (a schedule fires it): a live one waits like an alert's run.
+    assert approval_required(ApprovalPolicy.when_auto_triggered, "drill")

@@ -16,19 +16,23 @@ from temporalio.worker import Worker
 
 from drpilot import readiness as front
 from drpilot.settings import Settings, TemporalSettings
-from tests.workflows.conftest import WORKFLOWS, dev_env, runbook  # noqa: F401  (fixture)
+from tests.workflows.conftest import WORKFLOWS, dev_env, keep_history, runbook  # noqa: F401  (fixture)
 from tests.workflows.world import World
 from workflows.readiness import ReadinessWorkflow
 from workflows.types import ReadinessInput, ReadinessResult
 
 
-async def check(client: Client, world: World) -> ReadinessResult:
+async def check(client: Client, world: World, keep: str = "") -> ReadinessResult:
     queue = f"ready-{uuid.uuid4()}"
     async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, ReadinessWorkflow], activities=world.activities()):
-        return await client.execute_workflow(
+        handle = await client.start_workflow(
             ReadinessWorkflow.run, ReadinessInput(runbook=world.runbook), id=f"readiness-{uuid.uuid4()}",
             task_queue=queue, result_type=ReadinessResult,
         )
+        result = await handle.result()
+        if keep:
+            await keep_history(handle, keep)
+        return result
 
 
 def verdicts(result: ReadinessResult) -> dict[str, bool]:
@@ -52,7 +56,7 @@ async def test_each_problem_is_its_own_not_ready_check(env):
     world.missing["us-west-2"] = {"llm-7b"}  # a standby copy gone: a failover would restore it
     world.dark.add("us-east-1")
     world.dns = {"us-east-1": 50, "us-west-2": 50}
-    result = await check(env.client, world)
+    result = await check(env.client, world, keep="readiness_not_ready")
     assert not result.ready
     bad = {name for name, ok in verdicts(result).items() if not ok}
     assert bad == {"dns", "us-east-1: cluster and workloads", "us-west-2: llm-7b 2024-01-15"}
@@ -78,7 +82,10 @@ async def test_a_readiness_schedule_turns_not_ready_and_back(dev_env):  # noqa: 
             while len((await handle.describe()).info.recent_actions) <= seen:
                 await asyncio.sleep(0.1)
             action = (await handle.describe()).info.recent_actions[-1].action
-            await client.get_workflow_handle(action.workflow_id, run_id=action.first_execution_run_id).result()
+            run = client.get_workflow_handle(action.workflow_id, run_id=action.first_execution_run_id)
+            await run.result()
+            if seen == 1:  # the firing that turned not ready and told the notifiers
+                await keep_history(run, "readiness_turned_not_ready")
             # What `drpilot readiness last NAME` shows: the newest finished firing, this one.
             result = await front.latest(client, rb.name)
             assert result is not None

@@ -28,7 +28,7 @@ test: setup lint
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/python -m drpilot.demo
+	$(BIN)/drpilot demo
 
 bench: setup
 	$(BIN)/python -m bench

@@ -518,6 +518,21 @@ def resume(run_id: str = typer.Argument(..., help="The paused run.")) -> None:
 
 
 @app.command()
+def demo(
+    speed: float = typer.Option(None, min=1.0, help="Rehearsal speed (default 180, or DRPILOT_DEMO_SPEED)."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the sandbox up to explore afterwards, until Ctrl-C."),
+    runbook: Path = typer.Option(None, "--runbook", help="Rehearse this runbook the same way (default runbooks/llm-inference.yaml)."),
+    state_dir: Path = typer.Option(None, "--state-dir", help="Where the twin, the logs and the reports go (default .sandbox/demo-RUNBOOK)."),
+) -> None:
+    """The story on a simulated twin: region down, alert, approved failover, a failback that rolls back, one that completes."""
+    from drpilot import demo as story
+
+    args = [*(["--speed", f"{speed:g}"] if speed else []), *(["--keep"] if keep else []),
+            *(["--runbook", str(runbook)] if runbook else []), *(["--state-dir", str(state_dir)] if state_dir else [])]
+    raise typer.Exit(story.main(args))
+
+
+@app.command()
 def worker() -> None:
     """Run a worker: executes failover / failback runs from the task queue until SIGTERM."""
     import asyncio

@@ -20,7 +20,6 @@ from drpilot import report
 from tests.workflows.conftest import env, harness, runbook  # noqa: F401  (fixtures)
 from tests.workflows.test_failback import after_failover
 from tests.workflows.test_failover import outage, wait_for
-from tests.workflows.world import World
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.types import ApproveInput, FailbackInput, FailoverInput

@@ -257,8 +257,8 @@ class Story:
             nonlocal approved
             if progress.waiting_for == "approval" and not approved:
                 approved = True
+                # At once: the runbook's approval timeout (10m) is divided by the speed too.
                 note("the run waits for a person; on-call approves it:")
-                await asyncio.sleep(1)
                 await asyncio.to_thread(self.drpilot, "approve", failover_id)
 
         failover = await self.follow(failover_id, approve_when_asked)

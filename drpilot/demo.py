@@ -237,6 +237,16 @@ class Story:
         for message in result.messages[-2:]:
             note(message)
 
+    async def failback(self, reason: str, expect: str) -> RunResult:
+        """`drpilot failback` started as on-call types it, followed to its end."""
+        self.started_after = datetime.now(UTC)
+        self.drpilot("failback", str(self.runbook_path), "--to", self.rb.primary, "--yes", "--reason", reason)
+        result = await self.follow(workflow_id("failback", self.rb.name))
+        self.explain(result)
+        if result.status != expect:
+            raise DemoFailed(f"the failback ({reason}) ended {result.status}, not {expect}")
+        return result
+
     # ------------------------------------------------------------------ the story
     async def tell(self) -> None:
         rb, primary = self.rb, self.rb.primary
@@ -270,24 +280,13 @@ class Story:
         say(f"{primary} comes back, but fails under load: errors start once it takes 50% of the traffic")
         self.fault("clear")
         self.fault("set", f"error_ramp.{primary}=50:0.2")
-        failback_id = workflow_id("failback", rb.name)
-        self.started_after = datetime.now(UTC)
-        self.drpilot("failback", str(self.runbook_path), "--to", primary, "--yes", "--reason", "demo: region recovered")
-        rolled_back = await self.follow(failback_id)
-        self.explain(rolled_back)
-        if rolled_back.status != "rolled_back":
-            raise DemoFailed(f"the degraded failback ended {rolled_back.status}, not rolled_back")
+        rolled_back = await self.failback("demo: region recovered", expect="rolled_back")
         note("drpilot returned all traffic to the healthy region by itself; the evidence is in the report.")
         rollback_reports = self.report(rolled_back)
 
         say(f"The degradation is fixed (fault cleared); failback again: {' -> '.join(f'{s}%' for s in rb.spec.traffic_shift.steps)}")
         self.fault("clear")
-        self.started_after = datetime.now(UTC)
-        self.drpilot("failback", str(self.runbook_path), "--to", primary, "--yes", "--reason", "demo: degradation fixed")
-        home = await self.follow(failback_id)
-        self.explain(home)
-        if home.status != "completed":
-            raise DemoFailed(f"the second failback ended {home.status}")
+        home = await self.failback("demo: degradation fixed", expect="completed")
         home_reports = self.report(home)
 
         (self.reports / "runs.json").write_text(json.dumps([r.model_dump(mode="json") for r in self.results], indent=2))

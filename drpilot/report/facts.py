@@ -233,6 +233,11 @@ def read(history: WorkflowHistory) -> RunFacts:
     return facts
 
 
+# Phases that run beside another one from the same instant (failback's restore and
+# sync-artifacts): the activities each of them runs, so a step is put under its own.
+PHASE_OF = {c.ARTIFACTS_SYNC: "sync-artifacts"}
+
+
 def _assign_phases(facts: RunFacts) -> None:
     """Each step belongs to the innermost phase open when it began: the latest-started phase
     whose span holds the step's start (phases nest: the shift's steps inside failback)."""
@@ -242,5 +247,6 @@ def _assign_phases(facts: RunFacts) -> None:
             p for p in phases
             if p.started_at <= step.started and (p.ended_at is None or step.started <= p.ended_at)
         ]
-        if holding:
-            step.phase = max(holding, key=lambda p: p.started_at).name
+        own = [p for p in holding if p.name == PHASE_OF.get(step.name)]
+        if own or holding:
+            step.phase = max(own or holding, key=lambda p: p.started_at).name

@@ -49,13 +49,18 @@ def _verdict(passed: bool) -> str:
     return '<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>'
 
 
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    """Cells are HTML already (escaped by the caller where they hold text)."""
+    header = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{header}</tr>{body}</table>"
+
+
 def _phase_table(report: Report) -> str:
-    rows = "".join(
-        f"<tr><td>{escape(b.label)}</td><td>{seconds_text(b.start)}</td><td>{seconds_text(b.seconds)}</td>"
-        f"<td>{escape(b.outcome)}</td><td>{escape(b.detail)}</td></tr>"
+    return _table(["phase", "at", "took", "outcome", "detail"], [
+        [escape(b.label), seconds_text(b.start), seconds_text(b.seconds), escape(b.outcome), escape(b.detail)]
         for b in report.bars if b.depth == 0
-    )
-    return f"<table><tr><th>phase</th><th>at</th><th>took</th><th>outcome</th><th>detail</th></tr>{rows}</table>"
+    ])
 
 
 def _shift_table(report: Report) -> str:
@@ -67,30 +72,24 @@ def _shift_table(report: Report) -> str:
             f"{escape(a.region)}: {a.requests} requests, error rate {a.error_rate:.2%}, p99 {a.p99_ms:.0f}ms "
             + _verdict(a.healthy) for a in step.analyses
         ) or "not analysed"
-        rows.append(f"<tr><td>{escape(step.name)}</td><td>{seconds_text(step.at)}</td><td>{escape(weights_text(step.weights))}</td>"
-                    f"<td>{numbers}</td><td>{escape(step.outcome)}</td></tr>")
-    return ("<table><tr><th>step</th><th>judged at</th><th>weights</th><th>analysis</th><th>outcome</th></tr>"
-            + "".join(rows) + "</table>")
+        rows.append([escape(step.name), seconds_text(step.at), escape(weights_text(step.weights)), numbers, escape(step.outcome)])
+    return _table(["step", "judged at", "weights", "analysis", "outcome"], rows)
 
 
 def _gates(report: Report) -> str:
     if not report.gates:
         return '<p class="note">No gate ran.</p>'
-    rows = []
-    for gate in report.gates:
-        evidence = "<br>".join(f"{escape(e.check)}: {_verdict(e.passed)} {escape(e.observed)}" for e in gate.evidence)
-        rows.append(f"<tr><td>{escape(gate.phase)}</td><td>{escape(gate.kind)}</td><td>{escape(gate.region)}</td>"
-                    f"<td>{_verdict(gate.passed)} {escape(gate.summary)}</td><td>{evidence}</td></tr>")
-    return ("<table><tr><th>phase</th><th>check</th><th>region</th><th>verdict</th><th>evidence</th></tr>"
-            + "".join(rows) + "</table>")
+    return _table(["phase", "check", "region", "verdict", "evidence"], [
+        [escape(gate.phase), escape(gate.kind), escape(gate.region), f"{_verdict(gate.passed)} {escape(gate.summary)}",
+         "<br>".join(f"{escape(e.check)}: {_verdict(e.passed)} {escape(e.observed)}" for e in gate.evidence)]
+        for gate in report.gates
+    ])
 
 
 def _changes(report: Report) -> str:
     if not report.changes:
         return '<p class="note">Nothing was changed.</p>'
-    rows = "".join(
-        f"<tr><td>{escape(ch.what)}</td><td>{escape(ch.where)}</td><td>{escape(ch.before)}</td><td>{escape(ch.after)}</td>"
-        f"<td>{ch.at.strftime('%H:%M:%S') if ch.at else ''}</td></tr>"
+    return _table(["what", "where", "before", "after", "at (UTC)"], [
+        [escape(ch.what), escape(ch.where), escape(ch.before), escape(ch.after), ch.at.strftime("%H:%M:%S") if ch.at else ""]
         for ch in report.changes
-    )
-    return f"<table><tr><th>what</th><th>where</th><th>before</th><th>after</th><th>at (UTC)</th></tr>{rows}</table>"
+    ])

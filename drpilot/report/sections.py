@@ -331,7 +331,8 @@ def _changes(facts: RunFacts) -> list[Change]:
                                   ", ".join(step.answer.restarted), step.ended))
     for step in facts.activities("velero.restore"):
         a = step.answer
-        changes.append(Change("Velero restore", f"{step.region} ({step.phase})", a.backup or "backup",
+        backup = a.backup or (step.request.runbook.spec.backups.velero.backup if step.request and step.request.runbook.spec.backups.velero else "")
+        changes.append(Change("Velero restore", f"{step.region} ({step.phase})", f"backup {backup}".strip(),
                               f"{a.name}: {a.phase}, {a.errors} error(s), {a.warnings} warning(s)", step.ended))
     for step in facts.activities("artifacts.restore_from_archive"):
         a = step.answer

@@ -68,6 +68,10 @@ async def test_rolled_back_failback_report_shows_the_shift_the_degradation_and_t
     for phase in ("preflight", "restore", "health-gate", "shift 10%", "shift 25%", "shift 50%", "compensation"):
         assert phase in labels
     assert "shift 75%" not in labels
+    # Steps sit under their own phase, also when two phases begin together (restore, sync).
+    rows = [(b.depth, b.label) for b in report.build(report.read(history)).bars]
+    at = rows.index((0, "sync-artifacts"))
+    assert rows[at + 1: at + 3] == [(1, "artifacts.sync us-east-1")] * 2
     assert "bake at 50%" in labels and "probes.analyse us-east-1" in labels  # the steps inside the phases
     # The rolled-back step is drawn in the rolled-back colour.
     bars = {g.find(f"{SVG}text").text: g.find(f"{SVG}rect").get("fill") for g in timeline.iter(f"{SVG}g")}

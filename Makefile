@@ -3,8 +3,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.drpilot-installed
-# Debian packages the end-to-end tests and the sandbox use (real Alertmanager / Prometheus).
-DEBIAN_PACKAGES := prometheus-alertmanager prometheus
+# Debian packages the end-to-end tests and the sandbox use (real Alertmanager / Prometheus),
+# and chromium, which renders the run reports headless (tests/report, the README picture).
+DEBIAN_PACKAGES := prometheus-alertmanager prometheus chromium
 
 .PHONY: setup system-deps lint test demo bench constraints clean
 
@@ -27,7 +28,7 @@ test: setup lint
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/python -m drpilot.demo
+	$(BIN)/drpilot demo
 
 bench: setup
 	$(BIN)/python -m bench

@@ -243,13 +243,60 @@ def _confirm(yes: bool, what: str) -> None:
         raise typer.Exit(1)
 
 
-def _start_and_report(request, wait: bool, as_json: bool) -> None:
+REPORT_FORMATS = ("html", "md")
+
+
+def _report_dir(directory: Path | None, wait: bool) -> Path | None:
+    """Check --report DIR before the run starts: a report that cannot be written is known
+    before anything changes, not after the failover."""
+    import os
+
+    if directory is None:
+        return None
+    if not wait:
+        err.print("--report DIR writes the report when the run ends: add --wait", markup=False)
+        raise typer.Exit(2)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        err.print(f"error: --report {directory}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(2) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        err.print(f"error: --report {directory}: not writable", markup=False)
+        raise typer.Exit(2)
+    return directory
+
+
+def _write_report(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        err.print(f"error: cannot write {path}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
+async def _write_reports(client, run_id: str, temporal_run_id: str, directory: Path) -> list[Path]:
+    """The finished run's report in every format, named after the run (drpilot.report.file_name)."""
+    from drpilot import report, runs
+
+    history = await runs.history(client, run_id, temporal_run_id or None)
+    facts = report.read(history)
+    written = []
+    for format in REPORT_FORMATS:
+        path = directory / report.file_name(facts, format)
+        _write_report(path, report.FORMATS[format](report.build(facts)))
+        written.append(path)
+    return written
+
+
+def _start_and_report(request, wait: bool, as_json: bool, report_dir: Path | None = None) -> None:
     from rich.live import Live
 
     from drpilot import runs
     from drpilot.temporal import connect
 
     settings = _settings()
+    reports: list[Path] = []
 
     async def go():
         client = await connect(settings.temporal)
@@ -265,13 +312,19 @@ def _start_and_report(request, wait: bool, as_json: bool) -> None:
         if not as_json:
             err.print(f"{verb} {handle.id}", markup=False)
         if as_json:
-            return await runs.result(handle)
-        with Live(console=err, refresh_per_second=4, transient=False) as live:
-            return await runs.watch(handle, lambda p: live.update(_progress_table(p)))
+            result = await runs.result(handle)
+        else:
+            with Live(console=err, refresh_per_second=4, transient=False) as live:
+                result = await runs.watch(handle, lambda p: live.update(_progress_table(p)))
+        if report_dir is not None:
+            reports.extend(await _write_reports(client, handle.id, result.temporal_run_id, report_dir))
+        return result
 
     result = _run_async(go)
     if result is None:
         return
+    for path in reports:
+        err.print(f"report: {path}", markup=False)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     else:
@@ -294,6 +347,7 @@ def failover(
     wait: bool = typer.Option(False, "--wait", help="Follow live progress; exit 0 only when the run completes."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     speed: float = typer.Option(None, min=1.0, help="Rehearsal speed >= 1 (default DRPILOT_SPEED, else 1)."),
+    report_dir: Path = typer.Option(None, "--report", help="With --wait: write the run's report (HTML and Markdown) into this directory when it ends."),
 ) -> None:
     """Move serving away from a failed region."""
     from workflows.types import FailoverInput
@@ -306,6 +360,7 @@ def failover(
         if region not in rb.regions:
             err.print(f"unknown region {region!r}; {rb.name} has {', '.join(rb.regions)}", markup=False)
             raise typer.Exit(2)
+    report_dir = _report_dir(report_dir, wait)
     _confirm(yes, f"fail over {rb.name} away from {from_region}")
     from drpilot.runs import operator
 
@@ -313,7 +368,7 @@ def failover(
         runbook=rb, failed_region=from_region, target_regions=to or None, strategy=strategy,
         trigger="cli", reason=reason, speed=_speed(speed), requested_by=operator(),
     )
-    _start_and_report(request, wait, as_json)
+    _start_and_report(request, wait, as_json, report_dir)
 
 
 @app.command()
@@ -325,6 +380,7 @@ def failback(
     wait: bool = typer.Option(False, "--wait", help="Follow live progress; exit 0 only when the run completes."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     speed: float = typer.Option(None, min=1.0, help="Rehearsal speed >= 1 (default DRPILOT_SPEED, else 1)."),
+    report_dir: Path = typer.Option(None, "--report", help="With --wait: write the run's report (HTML and Markdown) into this directory when it ends."),
 ) -> None:
     """Bring traffic back to a recovered region gradually, rolling back on degradation."""
     from drpilot.runs import operator
@@ -334,12 +390,49 @@ def failback(
     if to not in rb.regions:
         err.print(f"unknown region {to!r}; {rb.name} has {', '.join(rb.regions)}", markup=False)
         raise typer.Exit(2)
+    report_dir = _report_dir(report_dir, wait)
     _confirm(yes, f"fail {rb.name} back to {to}")
     request = FailbackInput(
         runbook=rb, original_region=to, trigger="cli", reason=reason,
         speed=_speed(speed), requested_by=operator(),
     )
-    _start_and_report(request, wait, as_json)
+    _start_and_report(request, wait, as_json, report_dir)
+
+
+@app.command()
+def report(
+    run_id: str = typer.Argument(..., help="The run, e.g. failback:llm-inference (its latest execution)."),
+    format: str = typer.Option("html", "--format", help="html (one self-contained file) or md (Markdown)."),
+    output: Path = typer.Option(None, "-o", "--output", help="File to write; stdout when omitted."),
+    temporal_run_id: str = typer.Option(None, "--temporal-run-id", help="One execution of RUN_ID (as in its result), when it ran more than once."),
+) -> None:
+    """Write a run's report: timeline, RTO vs objective, weights, gates' evidence, changes, who triggered and approved."""
+    from drpilot import report as reports
+    from drpilot import runs
+    from drpilot.temporal import connect
+
+    if format not in REPORT_FORMATS:
+        err.print(f"--format: expected html or md, got {format!r}", markup=False)
+        raise typer.Exit(2)
+    if output is not None and output.is_dir():
+        err.print(f"error: -o {output} is a directory; name a file", markup=False)
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def go():
+        return await runs.history(await connect(settings.temporal), run_id, temporal_run_id)
+
+    history = _run_async(go)
+    try:
+        text = reports.render(history, format)
+    except reports.NotARun as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    _write_report(output, text)
+    err.print(f"report: {output}", markup=False)
 
 
 OUTCOMES = ("completed", "failed", "rolled_back", "aborted", "terminated", "timed_out", "canceled")
@@ -435,6 +528,21 @@ def pause(run_id: str = typer.Argument(..., help="The run whose traffic shift ho
 def resume(run_id: str = typer.Argument(..., help="The paused run.")) -> None:
     """Resume a paused traffic shift."""
     _control(run_id, "resume")
+
+
+@app.command()
+def demo(
+    speed: float = typer.Option(None, min=1.0, help="Rehearsal speed (default 180, or DRPILOT_DEMO_SPEED)."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the sandbox up to explore afterwards, until Ctrl-C."),
+    runbook: Path = typer.Option(None, "--runbook", help="Rehearse this runbook the same way (default runbooks/llm-inference.yaml)."),
+    state_dir: Path = typer.Option(None, "--state-dir", help="Where the twin, the logs and the reports go (default .sandbox/demo-RUNBOOK)."),
+) -> None:
+    """The story on a simulated twin: region down, alert, approved failover, a failback that rolls back, one that completes."""
+    from drpilot import demo as story
+
+    args = [*(["--speed", f"{speed:g}"] if speed else []), *(["--keep"] if keep else []),
+            *(["--runbook", str(runbook)] if runbook else []), *(["--state-dir", str(state_dir)] if state_dir else [])]
+    raise typer.Exit(story.main(args))
 
 
 @app.command()

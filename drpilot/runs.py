@@ -21,6 +21,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowHistory,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
@@ -247,6 +248,20 @@ async def result(handle: WorkflowHandle) -> RunResult:
         raise RunError(f"run {handle.id}: {_rpc(exc)}") from None
     # A handle from start_workflow(result_type=...) decodes it; one from an id gives a dict.
     return raw if isinstance(raw, RunResult) else RunResult.model_validate(raw)
+
+
+async def history(client: Client, run_id: str, temporal_run_id: str | None = None) -> WorkflowHistory:
+    """The run's Temporal history (its latest execution unless `temporal_run_id` names one):
+    what a report is read from."""
+    try:
+        return await client.get_workflow_handle(run_id, run_id=temporal_run_id).fetch_history()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            which = f" (Temporal run {temporal_run_id})" if temporal_run_id else ""
+            raise RunError(
+                f"no run {run_id}{which} in namespace {client.namespace}: see `drpilot status` for the runs there"
+            ) from None
+        raise RunError(f"run {run_id}: {_rpc(exc)}") from None
 
 
 async def watch(handle: WorkflowHandle, on_progress: Callable[[Progress], None], every: float = 0.5) -> RunResult:

@@ -61,3 +61,13 @@ def test_speed_above_1_outside_a_sandbox_is_refused_naming_what_to_unset():
     assert result.stderr.strip().startswith("error: --speed 60: a speed above 1 shortens")
     assert result.stderr.strip().endswith("drop --speed to run at real time")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_report_dir_is_checked_before_the_run_starts(tmp_path):
+    env = {"DRPILOT_TEMPORAL_ADDRESS": "127.0.0.1:1"}  # never reached: the check comes first
+    result = drpilot("failback", RUNBOOK, "--to", "us-east-1", "--yes", "--report", str(tmp_path), **env)
+    assert (result.returncode, result.stderr.strip()) == (2, "--report DIR writes the report when the run ends: add --wait")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = drpilot("failover", RUNBOOK, "--from", "us-east-1", "--yes", "--wait", "--report", str(blocker / "reports"), **env)
+    assert (result.returncode, result.stderr.strip()) == (2, f"error: --report {blocker / 'reports'}: Not a directory")

@@ -442,6 +442,9 @@ class Run:
             weights_applied=list(self.traffic.applied),
             dns_changes=list(self.traffic.changes),
             messages=list(self.timeline.messages),
+            trigger=self.trigger,
+            requested_by=self.requested_by,
+            approved_by=self._approved_by,
         )
 
     def set_step(self, step: str | None) -> None:

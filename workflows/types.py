@@ -200,6 +200,11 @@ class RunResult(Frozen):
     weights_applied: list[dict[str, int]] = Field(default_factory=list)  # every DNS change, in order
     messages: list[str] = Field(default_factory=list)
     dns_changes: list[DnsChange] = Field(default_factory=list)  # every DNS change, with its before
+    # Who or what started it and who approved it (None: no approval given, or a result from
+    # before these were recorded; the report then reads them from the run's history).
+    trigger: Trigger | None = None
+    requested_by: str = ""
+    approved_by: str | None = None
 
     @property
     def rto_met(self) -> bool | None:

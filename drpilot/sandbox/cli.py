@@ -157,6 +157,7 @@ def up(
     observability: bool = typer.Option(True, "--observability/--no-observability", help="Start Prometheus and Alertmanager when installed."),
     webhook_url: str = typer.Option("http://127.0.0.1:8787/v1/alertmanager", "--webhook-url", help="Where Alertmanager sends alerts (drpilot's webhook)."),
     prometheus_rules: list[Path] = typer.Option([], "--prometheus-rules", help="Alerting rule file for Prometheus (repeatable), e.g. infra/prometheus/rules.yaml."),
+    webhook_token_file: Path = typer.Option(None, "--webhook-token-file", help="File holding the bearer token Alertmanager sends the webhook (drpilot webhook serve --token-file)."),
 ) -> None:
     """Start the twin of a runbook's world on 127.0.0.1; stays in the foreground until Ctrl-C.
 
@@ -173,6 +174,10 @@ def up(
         raise _fail(f"--speed {speed:g}: expected a number >= 1")
     rb = load_or_exit(runbook)
     state_dir = state_dir or SANDBOX_ROOT / rb.name
+    try:
+        webhook_token = webhook_token_file.read_text().strip() if webhook_token_file else None
+    except OSError as exc:
+        raise _fail(f"--webhook-token-file {webhook_token_file}: {exc.strerror or exc}") from None
     try:
         faults = faults_from_json(parse_fault_args(fault)) if fault else Faults()
         check_regions(faults, rb.regions)
@@ -209,6 +214,7 @@ def up(
             prometheus=None if observability else False,
             alertmanager=None if observability else False,
             webhook_url=webhook_url,
+            webhook_token=webhook_token,
             runbook_path=runbook,
             prometheus_rules=prometheus_rules,
         )

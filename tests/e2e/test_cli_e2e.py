@@ -69,7 +69,9 @@ def test_failover_then_failback_through_the_cli(sandbox_process, tmp_path):  # n
         assert route53_weights(env) == {"us-east-1": 100, "us-west-2": 0}
         sandbox.cli("fault", "set", "region_down=us-east-1")
 
-        failover = drpilot(env, "failover", str(ROUTE53_RUNBOOK), "--from", "us-east-1", "--yes", "--wait", "--json")
+        reports = tmp_path / "reports"
+        failover = drpilot(env, "failover", str(ROUTE53_RUNBOOK), "--from", "us-east-1", "--yes", "--wait", "--json",
+                           "--report", str(reports))
         assert failover.returncode == 0, why(failover, worker_log)
         result = json.loads(failover.stdout)
         assert {"run_id", "status", "phases", "rto_seconds", "objective_rto_seconds", "final_state", "speed"} <= set(result)
@@ -80,6 +82,11 @@ def test_failover_then_failback_through_the_cli(sandbox_process, tmp_path):  # n
         assert route53_weights(env) == {"us-east-1": 0, "us-west-2": 100}
         assert result["final_state"]["replicas"]["us-west-2"] == {
             "ml-serving/inference-service": 6, "ml-serving/inference-gateway": 3}
+        # --report wrote the run's report in both formats, named after this execution.
+        written = reports / f"failover-llm-inference-{result['temporal_run_id'][:8]}"
+        assert f"report: {written}.html" in failover.stderr
+        assert "failover of llm-inference: completed" in written.with_suffix(".md").read_text()
+        assert '<svg xmlns="http://www.w3.org/2000/svg" class="timeline"' in written.with_suffix(".html").read_text()
 
         sandbox.cli("fault", "clear")
         failback = drpilot(env, "failback", str(ROUTE53_RUNBOOK), "--to", "us-east-1", "--yes", "--wait", "--json")

@@ -25,6 +25,7 @@ import re
 import signal
 import statistics
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import time
@@ -162,7 +163,10 @@ def batch(count: int, tmp: Path) -> dict:
 
 def bench_evacuation() -> list[str]:
     with tempfile.TemporaryDirectory(prefix="drpilot-evacuation-") as tmp:
-        results = [batch(n, Path(tmp)) for n in SIZES]
+        results = []
+        for n in SIZES:
+            results.append(batch(n, Path(tmp)))
+            print(f"evacuation: {n} runbooks done in {results[-1]['wall']:.1f} s", file=sys.stderr)
     one = results[0]["wall"]
     rows = []
     for r in results:

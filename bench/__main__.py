@@ -5,7 +5,12 @@ Measured here, never asserted in tests:
 2. `drpilot sandbox up` to its "sandbox ready" line, per example runbook (issue target: < 10 s);
 3. a failover and a failback through the CLI against the twin at rehearsal speed, with the
    achieved RTO the run reports and its unscaled equivalent;
-4. artifacts at checkpoint scale: verify with S3's checksums vs. hashing, sync (bench/artifacts.py).
+4. artifacts at checkpoint scale: verify with S3's checksums vs. hashing, sync (bench/artifacts.py);
+5. evacuation: 1, 10, 50 runbooks failing over at once through one worker (bench/evacuation.py);
+6. alert intake: webhook POST to a started run, sustained duplicates, a storm (bench/intake.py);
+7. chaos: worker SIGKILLs and a Temporal restart over a failover + failback (bench/chaos.py).
+
+Each module runs alone too (`python -m bench.chaos`); its settings are BENCH_* variables.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import time
 from pathlib import Path
 
 from bench.artifacts import ARTIFACTS_HEADER, ARTIFACTS_NOTE, bench_artifacts
+from bench.chaos import CHAOS_HEADER, CHAOS_NOTE, bench_chaos
+from bench.evacuation import EVACUATION_HEADER, EVACUATION_NOTE, bench_evacuation
+from bench.intake import INTAKE_HEADER, INTAKE_NOTE, bench_intake
 from drpilot.loader import load_runbook
 from drpilot.sandbox.twin import parse_env
 
@@ -130,9 +138,14 @@ def bench_runs(tmp: Path, speed: str = "300") -> list[str]:
 
 
 def main() -> int:
+    began, load = time.monotonic(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="drpilot-bench-") as tmp:
         rows = [*bench_loading(), *bench_sandbox(Path(tmp)), *bench_runs(Path(tmp))]
     artifacts = bench_artifacts()
+    evacuation = bench_evacuation()
+    intake = bench_intake()
+    chaos = bench_chaos()
+    minutes = (time.monotonic() - began) / 60
     text = "\n".join([
         "# Benchmarks",
         "",
@@ -141,7 +154,10 @@ def main() -> int:
         "they are measurements, not test assertions.",
         "",
         f"Machine: {machine()}",
-        f"Measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"Measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, in {minutes:.1f} minutes; load average "
+        f"at the start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min: above 0 means other work shared the cores)",
+        f"Command: `{' '.join(['python', '-m', 'bench', *sys.argv[1:]])}`"
+        + "".join(f" {k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")),
         "",
         "| what | result |",
         "| --- | --- |",
@@ -157,6 +173,27 @@ def main() -> int:
         *artifacts,
         "",
         *ARTIFACTS_NOTE,
+        "",
+        *EVACUATION_HEADER,
+        *evacuation,
+        "",
+        *EVACUATION_NOTE,
+        "",
+        *INTAKE_HEADER,
+        *intake,
+        "",
+        *INTAKE_NOTE,
+        "",
+        *CHAOS_HEADER,
+        *chaos,
+        "",
+        *CHAOS_NOTE,
+        "",
+        "## Not measured yet",
+        "",
+        "Engine overhead (issue 13, 3.1: drpilot vs a plain script making the same provider calls,",
+        "per-activity scheduling p50), RTO efficiency (3.2: achieved vs the critical-path bound and",
+        "vs the sequential procedure) and bad input (3.7, hypothesis) have no module yet.",
         "",
     ])
     (ROOT / "BENCHMARKS.md").write_text(text)

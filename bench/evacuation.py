@@ -1,0 +1,209 @@
+"""Evacuation (issue 13, 3.4): 1, 10 and 50 runbooks failing over at once through ONE worker.
+
+The world: one twin (drpilot.sandbox.twin) for runbooks/llm-inference.yaml, and N copies of
+that runbook, each with its own name and its own weighted DNS record in the twin's one hosted
+zone (admission refuses two runs moving one record), seeded with the twin's own code. A twin
+per runbook would measure 50 Temporal dev servers and 200 HTTP emulators on two cores, not the
+engine; one twin whose zone holds every record is what a real evacuation looks like (one
+account, many services). The copies share the regions' model servers, model artifacts and, by
+default, the base runbook's Deployments (every run still makes its scale calls; they find the
+count already asked for): the Kubernetes API emulator reconciles every Deployment against every
+pod, deep-copying them, on each pass (kube_objects.Store.items under
+DeploymentController._reconcile_one, py-spy), so 100 more Deployments make the twin, not the
+engine, the bottleneck; BENCH_EVACUATION_OWN_DEPLOYMENTS=1 gives each copy its own.
+
+Each batch size gets a fresh twin and a fresh `drpilot worker` (so its peak RSS is the
+batch's), region_down=us-east-1 set, and N failovers started together through the same
+front door as the CLI (drpilot.runs.start: admission, then the workflow). Measured: the
+batch's wall time vs the one-runbook batch's, each run's RTO, the worker's idle and peak RSS,
+the CPU seconds the worker and the Temporal dev server spent, and history events per run.
+
+`python -m bench.evacuation` prints the rows; `make bench` puts them in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+
+from drpilot.loader import load_runbook
+from drpilot.runbook import Runbook
+from drpilot.runs import result, start
+from drpilot.sandbox.kube_api import seed_kube_from_runbook
+from drpilot.sandbox.moto_server import AWS_ENV
+from drpilot.sandbox.route53 import seed_route53
+from drpilot.sandbox.twin import Twin
+from drpilot.settings import load_settings
+from drpilot.temporal import connect
+from workflows.types import FailoverInput
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ROOT / "runbooks" / "llm-inference.yaml"
+DRPILOT = str(Path(sysconfig.get_path("scripts")) / "drpilot")
+SIZES = [int(n) for n in os.environ.get("BENCH_EVACUATION_SIZES", "1,10,50").split(",")]
+SPEED = float(os.environ.get("BENCH_EVACUATION_SPEED", "300"))
+OWN_DEPLOYMENTS = os.environ.get("BENCH_EVACUATION_OWN_DEPLOYMENTS", "") == "1"
+RUN_TIMEOUT = 600.0  # a batch that has not finished by then is reported as such
+
+EVACUATION_HEADER = [
+    "## Evacuation: many runbooks failing over at once through one worker",
+    "",
+    "`python -m bench.evacuation` (also part of `make bench`; `BENCH_EVACUATION_SIZES`,",
+    "`BENCH_EVACUATION_SPEED`, `BENCH_EVACUATION_OWN_DEPLOYMENTS`): copies of",
+    "`runbooks/llm-inference.yaml`, each with its own name and DNS record, hosted by ONE twin (one",
+    "hosted zone holding every record; model servers, artifacts and"
+    + (" Deployments" if not OWN_DEPLOYMENTS else "") + " shared"
+    + ("; each copy its own Deployments" if OWN_DEPLOYMENTS else "") + "), failed",
+    f"over together (region_down=us-east-1) at speed {SPEED:g} through one `drpilot worker`",
+    "(32 activity threads), fresh twin and worker per batch.",
+    "",
+    "| runbooks at once | result |",
+    "| --- | --- |",
+]
+EVACUATION_NOTE = [
+    "Where it stops growing sub-linearly: admission. Every start is an Update-with-Start on the",
+    "task queue's one AdmissionWorkflow, and Temporal allows 10 in-flight updates per workflow",
+    "execution: beyond 10 runbooks at once the front door gets ResourceExhausted (\"limit on number",
+    "of concurrent in-flight updates has been reached (10)\"), the client backs off and retries,",
+    "and admitting 50 takes seconds instead of a tenth of one. After admission the runs overlap",
+    "well (waits dominate at any speed), but both the worker and the dev server spend CPU per",
+    "workflow task, in proportion to the runs; on two shared cores that is the second limit.",
+    "What would fix the first: admit a batch in one update (an evacuation claim naming every",
+    "runbook), or shard admission by DNS zone; the second needs more worker processes / cores.",
+]
+
+
+def copy_of(index: int) -> str:
+    """The base runbook's YAML with its own name and DNS record (and Deployments, if asked)."""
+    text = BASE.read_text()
+    tag = f"{index:02d}"
+    text = re.sub(r"^  name: llm-inference$", f"  name: llm-inference-{tag}", text, flags=re.M)
+    text = text.replace("- name: inference.example.com.", f"- name: inference-{tag}.example.com.")
+    if not OWN_DEPLOYMENTS:
+        return text
+    text = text.replace("deployment: inference-service", f"deployment: inference-service-{tag}")
+    return text.replace("deployment: inference-gateway", f"deployment: inference-gateway-{tag}")
+
+
+def runbooks(count: int, where: Path) -> list[Runbook]:
+    where.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(count):
+        path = where / f"llm-inference-{i:02d}.yaml"
+        path.write_text(copy_of(i))
+        out.append(load_runbook(path))
+    return out
+
+
+def host(twin: Twin, copies: list[Runbook]) -> None:
+    """Put every copy's record in the twin's zone and its Deployments in its clusters."""
+    route53 = boto3.client(
+        "route53", endpoint_url=twin.moto.url, aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"], region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+    )
+    for rb in copies:
+        seed_route53(route53, rb)
+        if OWN_DEPLOYMENTS:
+            for region, cluster in twin.clusters.items():
+                seed_kube_from_runbook(cluster, rb, region)
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (peak) of a process, in KiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has spent (children not included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _evacuate(settings, copies: list[Runbook]) -> tuple[float, float, list, list[int]]:
+    client = await connect(settings.temporal)
+    begin = time.perf_counter()
+    started = await asyncio.gather(*(
+        start(client, settings, FailoverInput(runbook=rb, failed_region="us-east-1", speed=SPEED,
+                                              reason="bench: evacuation", requested_by="bench"))
+        for rb in copies
+    ))
+    admitted = time.perf_counter() - begin
+    outcomes = await asyncio.wait_for(asyncio.gather(*(result(s.handle) for s in started)), RUN_TIMEOUT)
+    wall = time.perf_counter() - begin
+    events = []
+    for s in started:
+        history = await client.get_workflow_handle(s.handle.id).fetch_history()
+        events.append(len(history.events))
+    return wall, admitted, outcomes, events
+
+
+def batch(count: int, tmp: Path) -> dict:
+    copies = runbooks(count, tmp / f"runbooks-{count}")
+    with Twin(load_runbook(BASE), tmp / f"twin-{count}", speed=SPEED, prometheus=False, alertmanager=False) as twin:
+        host(twin, copies)
+        env = {**os.environ, **twin.env()}
+        settings = load_settings(env)
+        worker = subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            time.sleep(2.0)  # the worker connects and polls; its idle RSS is read after
+            idle = memory_kib(worker.pid)["VmRSS"]
+            twin.board.update(region_down=frozenset({"us-east-1"}))
+            worker_cpu, temporal_cpu = cpu_seconds(worker.pid), cpu_seconds(twin.temporal.pid)
+            wall, admitted, outcomes, events = asyncio.run(_evacuate(settings, copies))
+            worker_cpu = cpu_seconds(worker.pid) - worker_cpu
+            temporal_cpu = cpu_seconds(twin.temporal.pid) - temporal_cpu
+            peak = memory_kib(worker.pid)["VmHWM"]
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=60)
+    return {
+        "count": count, "wall": wall, "admitted": admitted, "idle_kib": idle, "peak_kib": peak, "events": events,
+        "worker_cpu": worker_cpu, "temporal_cpu": temporal_cpu,
+        "completed": sum(o.status == "completed" for o in outcomes),
+        "moved": sum(o.final_state.dns == {"us-east-1": 0, "us-west-2": 100} for o in outcomes),
+        "rto": [o.rto_seconds for o in outcomes if o.rto_seconds is not None],
+    }
+
+
+def bench_evacuation() -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="drpilot-evacuation-") as tmp:
+        results = []
+        for n in SIZES:
+            results.append(batch(n, Path(tmp)))
+            print(f"evacuation: {n} runbooks done in {results[-1]['wall']:.1f} s", file=sys.stderr)
+    one = results[0]["wall"]
+    rows = []
+    for r in results:
+        n = r["count"]
+        rto = r["rto"] or [float("nan")]
+        rows.append(
+            f"| {n} | {r['completed']}/{n} completed, {r['moved']}/{n} with all traffic in us-west-2; "
+            f"all admitted and started in {r['admitted']:.2f} s, all done in {r['wall']:.1f} s "
+            f"({r['wall'] / one:.2f}x the {SIZES[0]}-runbook batch, {r['wall'] / one / n * SIZES[0]:.2f}x per runbook); "
+            f"RTO median {statistics.median(rto):.1f} s, max {max(rto):.1f} s; "
+            f"worker RSS {r['idle_kib'] / 1024:.0f} MiB idle, peak {r['peak_kib'] / 1024:.0f} MiB; "
+            f"CPU worker {r['worker_cpu']:.1f} s, Temporal dev server {r['temporal_cpu']:.1f} s; "
+            f"history events per run median {statistics.median(r['events']):.0f} (max {max(r['events'])}) |"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    print("\n".join([*EVACUATION_HEADER, *bench_evacuation()]))

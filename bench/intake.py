@@ -1,0 +1,224 @@
+"""Alert intake (issue 13, 3.5): Alertmanager's webhook POST to a started workflow, on loopback.
+
+The real front door: `drpilot webhook serve` (its own process, uvicorn, bearer token) with a
+rules file routing one alert per runbook copy (bench/evacuation.py's copies, hosted by one
+twin), a `drpilot worker` answering admission, and the twin's Temporal dev server. Runs
+started by an alert wait for approval (the runbook's approvals.failover: when-auto-triggered),
+so the runs started here stay active and cheap while the next alerts arrive.
+
+Measured:
+1. latency: one firing alert per copy, one at a time, POST sent to the webhook's answer naming
+   the started run (the answer comes after Temporal accepted the start): p50 / p99;
+2. sustained requests/s: the same alert again and again (its run is active, so each is a
+   duplicate that attaches) from a few keep-alive connections, bounded in count and time;
+3. a storm: STORM single-alert POSTs of one new alert, all at once (bounded concurrency),
+   then the runs Temporal holds for that runbook, counted (the goal: 1).
+
+`python -m bench.intake` prints the rows; `make bench` puts them in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import yaml
+
+from bench.evacuation import BASE, DRPILOT, host, runbooks
+from drpilot.loader import load_runbook
+from drpilot.runbook import Runbook
+from drpilot.runs import latest_runs
+from drpilot.sandbox.twin import Twin
+from drpilot.settings import load_settings
+from drpilot.temporal import connect
+
+PATH = "/v1/alertmanager"
+TOKEN = "bench-intake-token"
+RUNS = int(os.environ.get("BENCH_INTAKE_RUNS", "40"))  # latency samples: one runbook copy each
+SUSTAINED = int(os.environ.get("BENCH_INTAKE_SUSTAINED", "1000"))  # duplicate POSTs
+STORM = int(os.environ.get("BENCH_INTAKE_STORM", "10000"))  # duplicate alerts, one POST each
+CONNECTIONS = int(os.environ.get("BENCH_INTAKE_CONNECTIONS", "8"))
+PHASE_SECONDS = 240.0  # each phase stops sending after this long, and says how many it sent
+SPEED = 1.0  # approvals wait their real 10 minutes: the started runs stay active
+
+INTAKE_HEADER = [
+    "## Alert intake: webhook POST to a started workflow",
+    "",
+    "`python -m bench.intake` (also part of `make bench`; `BENCH_INTAKE_RUNS`, `BENCH_INTAKE_SUSTAINED`,",
+    "`BENCH_INTAKE_STORM`, `BENCH_INTAKE_CONNECTIONS`): `drpilot webhook serve` in its own process on",
+    "127.0.0.1 (uvicorn, bearer token, one rule per runbook copy), one `drpilot worker`, the twin's",
+    "Temporal dev server; httpx from this process.",
+    "",
+    "| what | result |",
+    "| --- | --- |",
+]
+INTAKE_NOTE = [
+    "A POST's answer comes after admission (an Update-with-Start on the AdmissionWorkflow, served",
+    "by the worker) and the run's start: two Temporal round trips and a workflow task on the worker",
+    "are the latency. Duplicates of one alert share one decision while it is being made",
+    "(Guardrails._once), so a storm costs a few admission round trips, not one per alert; the",
+    "rest is uvicorn + JSON parsing in one Python process, which bounds requests/s.",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rules_file(copies: list[Runbook], where: Path) -> Path:
+    """One rule per copy; a breaker wide enough that it never decides for the benchmark."""
+    rules = {
+        "apiVersion": "drpilot/v1",
+        "kind": "WebhookRules",
+        "circuit_breaker": {"max_runs": len(copies) + 10, "window": "1h"},
+        "rules": [
+            {
+                "name": f"{rb.name}-region-down",
+                "match": ['alertname="RegionDown"', f'drpilot_runbook="{rb.name}"'],
+                "runbook": str(where / f"{rb.name}.yaml"),
+                "region_label": "region",
+                "action": "failover",
+                "strategy": "ungraceful",
+                "mode": "auto",
+                "for": "0s",
+            }
+            for rb in copies
+        ],
+    }
+    path = where / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules, sort_keys=False))
+    return path
+
+
+def notification(runbook: str, *, fingerprint: str = "bench") -> dict:
+    starts = (datetime.now(UTC) - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "RegionDown", "drpilot_runbook": runbook, "region": "us-east-1"},
+        "annotations": {"summary": "us-east-1 is dark"},
+        "startsAt": starts, "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus.local/graph", "fingerprint": fingerprint,
+    }
+    return {
+        "version": "4", "groupKey": f'{{}}:{{drpilot_runbook="{runbook}"}}', "truncatedAlerts": 0,
+        "status": "firing", "receiver": "drpilot", "groupLabels": {"drpilot_runbook": runbook},
+        "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager.local",
+        "alerts": [alert],
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def _serve_ready(url: str, webhook: subprocess.Popen) -> None:
+    async with httpx.AsyncClient(timeout=2) as http:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if webhook.poll() is not None:
+                raise SystemExit("drpilot webhook serve exited")
+            try:
+                if (await http.get(f"{url}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit("drpilot webhook serve was not ready in 60 s")
+
+
+async def _send(http: httpx.AsyncClient, url: str, body: dict) -> tuple[float, dict]:
+    begin = time.perf_counter()
+    response = await http.post(url + PATH, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    return time.perf_counter() - begin, response.json() if response.status_code == 200 else {"status": response.status_code}
+
+
+async def _flood(http: httpx.AsyncClient, url: str, body: dict, count: int) -> tuple[int, float, dict[str, int]]:
+    """`count` POSTs of `body` from CONNECTIONS senders, stopped at PHASE_SECONDS: sent, seconds, outcomes."""
+    sent = 0
+    outcomes: dict[str, int] = {}
+    deadline = time.monotonic() + PHASE_SECONDS
+
+    async def sender() -> None:
+        nonlocal sent
+        while sent < count and time.monotonic() < deadline:
+            sent += 1
+            _, answer = await _send(http, url, body)
+            for a in answer.get("alerts", [{"outcome": f"HTTP {answer.get('status')}"}]):
+                outcomes[a.get("outcome", "?")] = outcomes.get(a.get("outcome", "?"), 0) + 1
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(CONNECTIONS)))
+    return sent, time.perf_counter() - begin, outcomes
+
+
+async def _measure(url: str, settings, copies: list[Runbook], webhook: subprocess.Popen) -> list[str]:
+    await _serve_ready(url, webhook)
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    rows = []
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        latencies, started = [], 0
+        for rb in copies[:-1]:
+            seconds, answer = await _send(http, url, notification(rb.name))
+            latencies.append(seconds * 1000)
+            started += sum(a.get("outcome") == "started" for a in answer.get("alerts", []))
+        rows.append(
+            f"| firing alert POST -> run started (one new runbook each, one at a time) | p50 {percentile(latencies, 50):.1f} ms, "
+            f"p99 {percentile(latencies, 99):.1f} ms (min {min(latencies):.1f}, max {max(latencies):.1f}, n={len(latencies)}); "
+            f"{started} runs started |"
+        )
+        sent, seconds, outcomes = await _flood(http, url, notification(copies[0].name), SUSTAINED)
+        rows.append(
+            f"| sustained: the same alert again while its run is active, {CONNECTIONS} keep-alive connections | "
+            f"{sent / seconds:.0f} requests/s ({sent} POSTs in {seconds:.1f} s; "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))}) |"
+        )
+        storm_runbook = copies[-1].name
+        sent, seconds, outcomes = await _flood(http, url, notification(storm_runbook, fingerprint="storm"), STORM)
+    client = await connect(settings.temporal)
+    await asyncio.sleep(1.0)  # visibility (the runs list) lags the start by a little
+    runs = await latest_runs(client, 100, runbook=storm_runbook)
+    rows.append(
+        f"| storm: {STORM} duplicate alerts of a new incident, one POST each, {CONNECTIONS} connections | "
+        f"**{len(runs)} run(s) started** ({sent} POSTs in {seconds:.1f} s, {sent / seconds:.0f}/s; "
+        f"{', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))}) |"
+    )
+    return rows
+
+
+def bench_intake() -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="drpilot-intake-") as tmp:
+        where = Path(tmp) / "runbooks"
+        copies = runbooks(RUNS + 1, where)  # the last one is the storm's
+        rules = rules_file(copies, where)
+        with Twin(load_runbook(BASE), Path(tmp) / "twin", speed=SPEED, prometheus=False, alertmanager=False) as twin:
+            host(twin, copies)
+            twin.board.update(region_down=frozenset({"us-east-1"}))
+            port = free_port()
+            env = {**os.environ, **twin.env(), "DRPILOT_WEBHOOK_TOKEN": TOKEN}
+            worker = subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+            webhook = subprocess.Popen(
+                [DRPILOT, "webhook", "serve", "--rules", str(rules), "--host", "127.0.0.1", "--port", str(port)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+            try:
+                return asyncio.run(_measure(f"http://127.0.0.1:{port}", load_settings(env), copies, webhook))
+            finally:
+                for child in (webhook, worker):
+                    os.killpg(child.pid, signal.SIGTERM)
+                    child.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    print("\n".join([*INTAKE_HEADER, *bench_intake()]))

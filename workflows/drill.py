@@ -114,11 +114,11 @@ class DrillWorkflow:
         self.messages.append(text)
         workflow.logger.info(text)
 
-    def open(self, name: str) -> int:
+    def begin(self, name: str) -> int:
         self.phases.append(PhaseRecord(name=name, started_at=workflow.now()))
         return len(self.phases) - 1
 
-    def close(self, i: int, outcome: str, detail: str = "") -> None:
+    def end(self, i: int, outcome: str, detail: str = "") -> None:
         self.phases[i] = self.phases[i].model_copy(update={"ended_at": workflow.now(), "outcome": outcome, "detail": detail})
 
     # ------------------------------------------------------------------ the drill
@@ -146,7 +146,7 @@ class DrillWorkflow:
         return result
 
     async def claim(self) -> bool:
-        i = self.open("admission")
+        i = self.begin("admission")
         info = workflow.info()
         try:
             answer: Admission = await workflow.execute_activity(
@@ -155,36 +155,36 @@ class DrillWorkflow:
                 summary=f"claim {self.input.runbook.name}",
             )
         except ActivityError as exc:
-            self.close(i, "failed", explain(exc))
+            self.end(i, "failed", explain(exc))
             raise Blocked(f"could not claim {self.input.runbook.name} at admission: {explain(exc)}") from None
         if not (answer.admitted or answer.attach) or answer.holder is None:
             held = answer.holder.claim if answer.holder else None
             who = f"{held.run_id} ({held.trigger} {held.requested_by})".strip() if held else "another run"
-            self.close(i, "failed", f"held by {who}")
+            self.end(i, "failed", f"held by {who}")
             raise Blocked(f"{answer.conflict or 'the runbook'} is held by {who}")
-        self.close(i, "ok", f"{self.input.runbook.name} held by this drill until it ends")
+        self.end(i, "ok", f"{self.input.runbook.name} held by this drill until it ends")
         return True
 
     async def preflight(self) -> None:
         """Read-only: the blocking alerts, and (rehearsal) that the worker points at a sandbox."""
-        i = self.open("preflight")
+        i = self.begin("preflight")
         try:
             alerts = await calls.firing_alerts(self.input.runbook)
         except ActivityError as exc:
-            self.close(i, "failed", explain(exc))
+            self.end(i, "failed", explain(exc))
             raise Blocked(f"cannot tell whether a blocking alert fires ({explain(exc)})") from None
         if self.input.mode == "rehearsal" and not alerts.sandbox:
-            self.close(i, "failed", "the worker does not point at a sandbox")
+            self.end(i, "failed", "the worker does not point at a sandbox")
             raise Blocked(
                 "a rehearsal drill runs only on a worker pointed at a sandbox twin (DRPILOT_SANDBOX=1); "
                 "use --mode live for the real environment"
             )
         if alerts.firing:
             self.firing = alerts.firing
-            self.close(i, "failed", f"firing: {', '.join(alerts.firing)}")
+            self.end(i, "failed", f"firing: {', '.join(alerts.firing)}")
             raise Blocked(f"blocking alert(s) firing: {', '.join(alerts.firing)} (guardrails.blocking_alerts)")
         where = f"no blocking alert firing in {alerts.source}" if alerts.source else "the runbook names no blocking alerts"
-        self.close(i, "ok", where)
+        self.end(i, "ok", where)
 
     async def exercise(self) -> DrillStatus:
         """Failover, soak, then cleanup whatever happened; the drill's status."""
@@ -220,7 +220,7 @@ class DrillWorkflow:
         return status
 
     async def child_run(self, name: str, run: Any, arg: Any) -> RunResult:
-        i = self.open(name)
+        i = self.begin(name)
         info = workflow.info()
         handle = await workflow.start_child_workflow(
             run, arg, id=f"{info.workflow_id}/{name}", task_queue=info.task_queue,
@@ -238,7 +238,7 @@ class DrillWorkflow:
         result = raw if isinstance(raw, RunResult) else RunResult.model_validate(raw)
         outcome = "ok" if result.status == "completed" else ("aborted" if result.status == "aborted" else "failed")
         rto = f"; RTO {result.rto_seconds:.1f}s" if result.rto_seconds is not None and name == "failover" else ""
-        self.close(i, outcome, f"{handle.id} {result.status}; DNS {format_weights(result.final_state.dns)}{rto}")
+        self.end(i, outcome, f"{handle.id} {result.status}; DNS {format_weights(result.final_state.dns)}{rto}")
         return result
 
     async def soak(self) -> str:
@@ -250,7 +250,7 @@ class DrillWorkflow:
         speed = self.input.speed
         assert self.failover is not None
         targets = serving(self.failover.final_state.dns)
-        i = self.open("soak")
+        i = self.begin("soak")
         end = workflow.now() + soak / speed
         checks = 0
         while workflow.now() < end:
@@ -258,15 +258,15 @@ class DrillWorkflow:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self.abort_request is not None, timeout=wait, timeout_summary="soak")
             if self.abort_request is not None:
-                self.close(i, "aborted", f"aborted after {checks} check(s)")
+                self.end(i, "aborted", f"aborted after {checks} check(s)")
                 return ""
             checks += 1
             problem = await self.outcome_condition(targets)
             if problem:
                 self.say(f"soak stopped at check {checks}: {problem}; restoring")
-                self.close(i, "failed", problem)
+                self.end(i, "failed", problem)
                 return problem
-        self.close(i, "ok", f"{', '.join(targets)} served for {soak.total_seconds() / speed:g}s; {checks} check(s) passed")
+        self.end(i, "ok", f"{', '.join(targets)} served for {soak.total_seconds() / speed:g}s; {checks} check(s) passed")
         return ""
 
     async def outcome_condition(self, targets: list[str]) -> str:
@@ -313,14 +313,14 @@ class DrillWorkflow:
         scaled the standby up, which compensation never undoes."""
         rb = self.input.runbook
         standby = [n for n, r in rb.regions.items() if r.role is Role.standby]
-        i = self.open("cleanup")
+        i = self.begin("cleanup")
         try:
             done = await together(*(calls.kube_scale(rb, r, "standby", self.input.speed) for r in standby))
         except ActivityError as exc:
-            self.close(i, "failed", explain(exc))
+            self.end(i, "failed", explain(exc))
             self.failure = "; ".join(x for x in (self.failure, f"cleanup: {explain(exc)}") if x)
             return False
-        self.close(i, "ok", "; ".join(f"{s.region} back to standby ({len(s.changed)} changed)" for s in done) or "no standby region")
+        self.end(i, "ok", "; ".join(f"{s.region} back to standby ({len(s.changed)} changed)" for s in done) or "no standby region")
         return True
 
     # ------------------------------------------------------------------ the end
@@ -350,10 +350,10 @@ class DrillWorkflow:
     async def finish(self, status: DrillStatus, admitted: bool) -> DrillResult:
         """Evidence, outcome, release: whatever happened before."""
         result = self.drill_result(status)
-        i = self.open("evidence")
+        i = self.begin("evidence")
         uri = ""
         if self.input.runbook.spec.drills is None:
-            self.close(i, "skipped", "the runbook has no spec.drills.evidence")
+            self.end(i, "skipped", "the runbook has no spec.drills.evidence")
         else:
             try:
                 written: c.EvidenceResult = await workflow.execute_activity(
@@ -366,9 +366,9 @@ class DrillWorkflow:
                     retry_policy=EVIDENCE_RETRY, summary="write the evidence pack",
                 )
                 uri = written.uri
-                self.close(i, "ok", uri)
+                self.end(i, "ok", uri)
             except ActivityError as exc:
-                self.close(i, "failed", explain(exc))
+                self.end(i, "failed", explain(exc))
                 self.say(f"evidence NOT written: {explain(exc)}")
         self.result = self.drill_result(status).model_copy(update={"evidence_uri": uri})
         workflow.upsert_search_attributes([OUTCOME.value_set(status)])

@@ -48,12 +48,14 @@ from activities.contracts import (
     ArtifactProblem,
     RestoreInput,
     RestoreResult,
+    ScaledWait,
     SyncInput,
     SyncResult,
     VerifyResult,
 )
 from activities.credentials import Rotating
 from activities.manifest import Manifest, ManifestEntry, confirm, entry_from_s3, stored_checksums
+from activities.waits import PolledWait
 from drpilot.runbook import Model, Runbook
 from drpilot.settings import Settings
 
@@ -623,7 +625,7 @@ class ArtifactActivities:
             progress = RestoreProgress(tier=_slowest(tiers.values()), tiers=tiers)
         # A file an earlier attempt copied that is broken again must be copied again.
         progress.copied = [p for p in progress.copied if p not in wanted]
-        self._bring_back(archive, region, wanted, progress, entries, model.manifest, input.speed)
+        waits = self._bring_back(archive, region, wanted, progress, entries, model.manifest, input.speed)
         after, _ = self._verify(model, region, input.region, beat=_Beat(progress))
         if not after.ok:
             raise ApplicationError(
@@ -641,6 +643,7 @@ class ArtifactActivities:
             restored=[region.uri(p) for p in progress.copied],
             verify=after,
             tiers=dict(progress.tiers),
+            waits=waits,
         )
 
     def _archive_of(self, model: Model, region_name: str, region: Location, before: VerifyResult) -> Location:
@@ -704,12 +707,15 @@ class ArtifactActivities:
         entries: dict[str, ManifestEntry],
         manifest_name: str,
         speed: float,
-    ) -> None:
-        """Request, await and copy every path of `plan`, resuming from `progress`.
+    ) -> list[ScaledWait]:
+        """Request, await and copy every path of `plan`, resuming from `progress`; how long
+        Glacier kept us waiting (a rehearsal's RTO projection).
 
         `region` None only makes the archive's copies readable (no copy).
         """
         beat = _Beat(progress)
+        started = time.monotonic()
+        wait: PolledWait | None = None
         absent = []
         for path in plan:
             if path in progress.requested or path in progress.restored:
@@ -758,10 +764,12 @@ class ArtifactActivities:
                 beat()
             done = progress.restored if region is None else progress.copied
             if all(p in done for p in plan):
-                return
+                return wait.done() if wait else []
             beat()
             waiting = [progress.tiers.get(p, progress.tier) for p in plan if p in progress.requested]
             fastest = min((POLL_SECONDS[t] for t in waiting), default=POLL_SECONDS[progress.tier])
+            wait = wait or PolledWait("glacier", speed, fastest, started)
+            wait.pending()
             self._wait(max(fastest / speed, MIN_POLL_SECONDS), beat)
 
     def _request(self, archive: Location, path: str, progress: RestoreProgress) -> None:

@@ -43,6 +43,21 @@ DRILL_ALERTS = "drill.firing_alerts"
 DRILL_EVIDENCE = "drill.write_evidence"
 
 
+# ---------------------------------------------------------------------- rehearsal waits
+class ScaledWait(Contract):
+    """A wait a rehearsal shortened by its speed (pods starting, DNS PENDING, a Glacier or
+    Velero restore, the pause between health rounds, a DNS TTL, a bake): how long it took in
+    this run and how long it stands for at speed 1. A run's RTO projection
+    (workflows/projection.py) counts it at `unscaled_seconds`. Empty at speed 1."""
+
+    kind: str  # pods, dns-pending, glacier, velero, health-interval, analysis, ttl, bake
+    seconds: float  # wall seconds it took here
+    unscaled_seconds: float  # what it stands for at speed 1
+    # Half the polling interval, at speed 1's scale: when a poll saw it done, it had been
+    # done for up to one interval.
+    uncertainty_seconds: float = 0.0
+
+
 # ------------------------------------------------------------------------------------ DNS
 class DnsReadInput(Contract):
     runbook: Runbook
@@ -72,6 +87,7 @@ class DnsApplyResult(Contract):
     status: Literal["INSYNC", "done", "unchanged"]
     weights: dict[str, int]
     seconds_to_apply: float = 0.0
+    waits: list[ScaledWait] = Field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- Kubernetes
@@ -108,6 +124,7 @@ class ScaleResult(Contract):
     region: str
     deployments: list[DeploymentState]
     changed: list[str]  # "namespace/name" of deployments that were patched
+    waits: list[ScaledWait] = Field(default_factory=list)
 
 
 class RolloutRestartInput(Contract):
@@ -128,6 +145,7 @@ class RolloutRestartResult(Contract):
     region: str
     deployments: list[DeploymentState]
     restarted: list[str]  # "namespace/name" patched by this call (empty on a retry)
+    waits: list[ScaledWait] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ artifacts
@@ -179,6 +197,7 @@ class RestoreResult(Contract):
     restored: list[str]  # keys copied into the region's bucket
     verify: VerifyResult
     tiers: dict[str, str] = Field(default_factory=dict)  # path -> Glacier tier requested
+    waits: list[ScaledWait] = Field(default_factory=list)
 
 
 class SyncInput(Contract):
@@ -215,6 +234,7 @@ class VeleroRestoreResult(Contract):
     # empty / None in histories from before they were recorded.
     backup: str = ""
     backup_completed_at: datetime | None = None
+    waits: list[ScaledWait] = Field(default_factory=list)
 
 
 class VeleroBackupInput(Contract):
@@ -271,6 +291,7 @@ class HealthResult(Contract):
     # When the gate failed: one sentence naming the region and each check's last failing
     # evidence, for the run report and the operator.
     summary: str = ""
+    waits: list[ScaledWait] = Field(default_factory=list)
 
 
 class AnalyseInput(Contract):
@@ -282,6 +303,12 @@ class AnalyseInput(Contract):
     speed: float = 1.0
 
 
+# The longest an analysis samples a region's own /metrics (simulated seconds; at speed S it
+# samples this / S): shared with the RTO projection, which counts it at this length.
+ANALYSIS_SAMPLE_MAX_SECONDS = 30.0
+ANALYSIS_SAMPLE_MIN_SECONDS = 1.0
+
+
 class AnalyseResult(Contract):
     region: str
     healthy: bool
@@ -289,6 +316,7 @@ class AnalyseResult(Contract):
     error_rate: float
     p99_ms: float
     evidence: list[CheckEvidence]
+    sample_seconds: float = 0.0  # how long it sampled /metrics (0: it asked Prometheus)
 
 
 class RunEvent(Contract):

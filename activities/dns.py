@@ -55,7 +55,9 @@ from activities.contracts import (
     DnsReadInput,
     DnsState,
     RecordWeights,
+    ScaledWait,
 )
+from activities.waits import PolledWait
 from drpilot.runbook import DnsRecord, Runbook
 from drpilot.settings import Settings
 
@@ -184,15 +186,18 @@ class DnsProvider(ABC):
         heartbeat: Heartbeat,
         speed: float = 1.0,
         timeout: float = WAIT_TIMEOUT_SECONDS,
-    ) -> ChangeHandle:
-        """Poll until the change is applied, heartbeating each status; retryable on timeout."""
+    ) -> tuple[ChangeHandle, list[ScaledWait]]:
+        """Poll until the change is applied, heartbeating each status; retryable on timeout.
+        Also how long it was pending, for a rehearsal's RTO projection."""
         interval = max(self.min_poll_seconds, POLL_SECONDS / speed)
         deadline = time.monotonic() + timeout / speed
+        wait = PolledWait("dns-pending", speed, POLL_SECONDS, time.monotonic() - (time.time() - handle.submitted))
         while True:
             handle = self.refresh(handle)
             heartbeat(handle)
             if handle.status == self.applied_status:
-                return handle
+                return handle, wait.done()
+            wait.pending()
             if time.monotonic() >= deadline:
                 raise ApplicationError(
                     f"{self.name} change {', '.join(handle.change_ids)} in zone {handle.zone} "
@@ -759,12 +764,14 @@ def check_weights(runbook: Runbook, weights: Mapping[str, int]) -> None:
         )
 
 
-def _applied(handle: ChangeHandle, weights: dict[str, int]) -> DnsApplyResult:
+def _applied(waited: tuple[ChangeHandle, list[ScaledWait]], weights: dict[str, int]) -> DnsApplyResult:
+    handle, waits = waited
     return DnsApplyResult(
         change_id=",".join(handle.change_ids),
         status=handle.status,  # type: ignore[arg-type]
         weights=weights,
         seconds_to_apply=round(time.time() - handle.submitted, 3),
+        waits=waits,
     )
 
 

@@ -34,12 +34,20 @@ from activities.contracts import (
     ReplicaState,
     RolloutRestartInput,
     RolloutRestartResult,
+    ScaledWait,
     ScaleInput,
     ScaleResult,
 )
 from activities.credentials import Signature, files_signature
+from activities.waits import PolledWait
 from drpilot.runbook import Runbook
 from drpilot.settings import Settings
+
+
+def _monotonic(wall: float) -> float:
+    """`wall` (time.time(), as kept in heartbeat details) on the monotonic clock."""
+    return time.monotonic() - (time.time() - wall)
+
 
 # Simulated seconds between readiness polls (divided by the input's speed), and a floor
 # so a high rehearsal speed does not hammer the API.
@@ -306,9 +314,11 @@ class KubeActivities:
             activity.heartbeat({"started_at": started, "changed": changed, "phase": "patched"})
 
         states = self._ready_states(apps, input, context, targets)
+        waits: list[ScaledWait] = []
         if input.wait_ready:
             deadline = started + input.timeout_seconds
             poll = max(MIN_POLL_SECONDS, self.poll_seconds / input.speed)
+            wait = PolledWait("pods", input.speed, self.poll_seconds, _monotonic(started))
             while True:
                 ready = {f"{s.namespace}/{s.name}": s.ready for s in states}
                 activity.heartbeat(
@@ -322,12 +332,14 @@ class KubeActivities:
                 )
                 short = [s for s, (_, _, n) in zip(states, targets, strict=True) if s.ready < n]
                 if not short:
+                    waits = wait.done()
                     break
+                wait.pending()
                 if time.time() >= deadline:
                     raise self._not_ready(api, apps, input, context, short, targets, started)
                 pause(min(poll, max(0.0, deadline - time.time())))
                 states = self._ready_states(apps, input, context, targets)
-        return ScaleResult(region=input.region, deployments=states, changed=changed)
+        return ScaleResult(region=input.region, deployments=states, changed=changed, waits=waits)
 
     # ------------------------------------------------------------------ rollout restart
     @activity.defn(name=contracts.KUBE_ROLLOUT_RESTART)
@@ -364,14 +376,18 @@ class KubeActivities:
         states = self._rolled_states(apps, input, context, workloads)
         deadline = started + input.timeout_seconds
         poll = max(MIN_POLL_SECONDS, self.poll_seconds / input.speed)
+        wait = PolledWait("pods", input.speed, self.poll_seconds, _monotonic(started))
         while short := [s for s, done in states if not done]:
+            wait.pending()
             activity.heartbeat({"started_at": started, "restarted": restarted, "phase": "waiting"})
             if time.time() >= deadline:
                 targets = [(s.namespace, s.name, s.replicas) for s, _ in states]
                 raise self._not_ready(api, apps, input, context, short, targets, started)
             pause(min(poll, max(0.0, deadline - time.time())))
             states = self._rolled_states(apps, input, context, workloads)
-        return RolloutRestartResult(region=input.region, deployments=[s for s, _ in states], restarted=restarted)
+        return RolloutRestartResult(
+            region=input.region, deployments=[s for s, _ in states], restarted=restarted, waits=wait.done()
+        )
 
     def _rolled_states(
         self, apps: k8s.AppsV1Api, input: RolloutRestartInput, context: str, workloads: list[tuple[str, str]]

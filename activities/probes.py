@@ -33,6 +33,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
+    ANALYSIS_SAMPLE_MAX_SECONDS,
+    ANALYSIS_SAMPLE_MIN_SECONDS,
     PROBES_ANALYSE,
     PROBES_HEALTH,
     PROBES_WARMUP,
@@ -41,9 +43,11 @@ from activities.contracts import (
     CheckEvidence,
     HealthInput,
     HealthResult,
+    ScaledWait,
     WarmupInput,
     WarmupResult,
 )
+from activities.waits import slept
 from drpilot.runbook import PromCheck, Runbook, Warmup
 from drpilot.settings import Settings
 
@@ -51,8 +55,8 @@ from drpilot.settings import Settings
 # bake: at least SAMPLE_MIN real seconds (traffic arrives at its real rate at any rehearsal
 # speed, so a few requests must land), at most SAMPLE_MAX simulated seconds (so a step does
 # not bake twice; divided by the speed, it is a wait).
-SAMPLE_MIN_SECONDS = 1.0
-SAMPLE_MAX_SECONDS = 30.0
+SAMPLE_MIN_SECONDS = ANALYSIS_SAMPLE_MIN_SECONDS
+SAMPLE_MAX_SECONDS = ANALYSIS_SAMPLE_MAX_SECONDS
 # Probe requests sent when the window had too little traffic to judge: fewer than 100
 # cannot resolve the default 1% error limit or a p99 (of 20 requests, one slow or failed
 # answer is the p99 and 5% errors), and a rehearsal's compressed bake often sees too little.
@@ -208,6 +212,10 @@ class _RehearsalClock:
         _wait(simulated / self.speed, details)
         self._waited_real += time.monotonic() - started
         self._waited_simulated += simulated
+
+    def waits(self) -> list[ScaledWait]:
+        """The pauses between rounds, for a rehearsal's RTO projection."""
+        return slept("health-interval", self.speed, self._waited_real, self._waited_simulated)
 
 
 # ------------------------------------------------------------------------------ results
@@ -368,6 +376,7 @@ class ProbeActivities:
                     consecutive=consecutive,
                     seconds=round(clock.real(), 3),
                     evidence=evidence,
+                    waits=clock.waits(),
                 )
             next_round = round_started + interval
             # A short check (input.rounds) gets no more rounds than it needs passing.
@@ -393,6 +402,7 @@ class ProbeActivities:
                     seconds=round(clock.real(), 3),
                     evidence=evidence,
                     summary=summary,
+                    waits=clock.waits(),
                 )
             clock.wait(next_round - clock.elapsed(), details)
 
@@ -482,12 +492,14 @@ class ProbeActivities:
         rollback = shift.rollback
         prom = self.prometheus(runbook, region)
         evidence: list[CheckEvidence] = []
+        sampled = 0.0  # seconds spent sampling /metrics (Prometheus answers at once)
         try:
             if prom is not None:
                 traffic, source = self._traffic_from_prometheus(prom, region, input.window_seconds)
                 evidence += [self._prom_check(prom, check, region) for check in shift.analysis]
             else:
-                traffic, source = self._traffic_from_metrics(runbook, region, input.window_seconds, speed)
+                sampled = max(min(input.window_seconds, SAMPLE_MAX_SECONDS / speed), SAMPLE_MIN_SECONDS)
+                traffic, source = self._traffic_from_metrics(runbook, region, sampled)
         except _PromError as exc:
             # Not knowing is not the same as unhealthy: retry, and let the workflow's retry
             # policy decide when not knowing has lasted too long.
@@ -526,6 +538,7 @@ class ProbeActivities:
             error_rate=round(error_rate, 6),
             p99_ms=_ms(p99) if not math.isnan(p99) else 0.0,
             evidence=evidence,
+            sample_seconds=sampled,
         )
 
     def _traffic_from_prometheus(self, prom: str, region: str, window: float) -> tuple[_Traffic, str]:
@@ -552,11 +565,8 @@ class ProbeActivities:
         activity.heartbeat({"source": "prometheus", "requests": requests})
         return _Traffic(requests, errors, buckets), f"Prometheus over {span}"
 
-    def _traffic_from_metrics(
-        self, runbook: Runbook, region: str, window: float, speed: float
-    ) -> tuple[_Traffic | None, str]:
+    def _traffic_from_metrics(self, runbook: Runbook, region: str, sample: float) -> tuple[_Traffic | None, str]:
         url = self.endpoint(runbook, region) + "/metrics"
-        sample = max(min(window, SAMPLE_MAX_SECONDS / speed), SAMPLE_MIN_SECONDS)
         try:
             before = self._scrape(url, region)
             _wait(sample, {"source": "metrics", "url": url, "sample_seconds": sample})

@@ -44,6 +44,7 @@ from activities.kube import (
     cluster_client,
     pause,
 )
+from activities.waits import PolledWait
 from drpilot.runbook import Runbook, Velero
 from drpilot.settings import Settings
 
@@ -164,6 +165,7 @@ class VeleroActivities:
         # after a timeout simply waits on the same object again (the retry policy bounds it).
         deadline = time.time() + input.timeout_seconds
         poll = max(MIN_POLL_SECONDS, self.poll_seconds / input.speed)
+        wait = PolledWait("velero", input.speed, self.poll_seconds)
         while True:
             status = restore.get("status") or {}
             phase = status.get("phase") or "New"
@@ -192,9 +194,11 @@ class VeleroActivities:
                     created=created,
                     backup=restored,
                     backup_completed_at=_parse_time(((backup or {}).get("status") or {}).get("completionTimestamp")),
+                    waits=wait.done(),
                 )
             if phase in FAILED_PHASES or phase.endswith("PartiallyFailed"):
                 raise _failed(name, ns, context, input.region, phase, status)
+            wait.pending()
             if time.time() >= deadline:
                 raise ApplicationError(
                     f"Velero Restore {ns}/{name} in kube context {context} (region {input.region}) is still "

@@ -69,7 +69,7 @@ def _report(result) -> None:
     out.print(_phases_table(result))
     out.print(f"{result.drill_id}: {result.status}" + (f" ({result.reason})" if result.reason else ""), markup=False)
     if result.rto_seconds is not None:
-        unscaled = f" (at most {result.rto_seconds_unscaled:.0f}s at speed 1)" if result.speed != 1 else ""
+        unscaled = f" (projected at speed 1: {result.rto_seconds_unscaled:.0f}s)" if result.speed != 1 else ""
         verdict = "met" if result.rto_met else "MISSED"
         out.print(f"  RTO {result.rto_seconds:.1f}s{unscaled} vs objective {result.objective_rto_seconds:.0f}s: {verdict}", markup=False)
     for line in result.approvals:

@@ -4,6 +4,7 @@ Activities are called by name (activities/contracts.py), so tests replace them b
 registering other functions under the same names. Each call sets start_to_close; the
 long ones (waits for pods, DNS propagation, Glacier, Velero, health gates) heartbeat and
 set heartbeat_timeout so a lost worker is noticed in a minute, not at the end of the wait.
+The waits a rehearsal scaled, as they report them, go to the run's RTO projection.
 Timeouts that bound a simulated wait are divided by the rehearsal speed, with a floor so
 a fast rehearsal still leaves real HTTP calls room.
 """
@@ -18,6 +19,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.runbook import Runbook
+    from workflows import projection
 
 # Errors no retry can fix: a bug or a runbook the provider rejects. Activities mark their
 # own permanent failures ApplicationError(non_retryable=True); these are the rest.
@@ -86,7 +88,7 @@ async def kube_scale(
     wait_seconds: float = 600.0,
 ) -> c.ScaleResult:
     timeout = _scaled(wait_seconds, speed)
-    return await workflow.execute_activity(
+    result = await workflow.execute_activity(
         c.KUBE_SCALE,
         c.ScaleInput(
             runbook=runbook, region=region, to=to, wait_ready=wait_ready, timeout_seconds=timeout, speed=speed
@@ -97,6 +99,8 @@ async def kube_scale(
         retry_policy=_retry(5),
         summary=f"scale {region} to {to}",
     )
+    projection.record(result.waits)
+    return result
 
 
 # Bytes per second an artifacts activity is sure to manage reading a body (deep verify) or
@@ -145,7 +149,7 @@ async def artifacts_restore(
     # A Standard-tier Glacier retrieval takes hours (Bulk up to 12); heartbeats carry per-file
     # progress so a retry after a lost worker resumes instead of restoring again.
     glacier = _scaled(12 * 3600, speed, 120)
-    return await workflow.execute_activity(
+    result = await workflow.execute_activity(
         c.ARTIFACTS_RESTORE,
         c.RestoreInput(
             runbook=runbook, region=region, model=model, version=version,
@@ -157,6 +161,8 @@ async def artifacts_restore(
         retry_policy=_retry(10, 60),
         summary=f"restore {model} {version} into {region} from the archive",
     )
+    projection.record(result.waits)
+    return result
 
 
 async def artifacts_sync(
@@ -175,7 +181,7 @@ async def artifacts_sync(
 
 async def velero_restore(runbook: Runbook, region: str, name: str, speed: float) -> c.VeleroRestoreResult:
     timeout = _scaled(1800, speed, 60)
-    return await workflow.execute_activity(
+    result = await workflow.execute_activity(
         c.VELERO_RESTORE,
         c.VeleroRestoreInput(
             runbook=runbook, region=region, restore_name=name, timeout_seconds=timeout, speed=speed
@@ -186,6 +192,8 @@ async def velero_restore(runbook: Runbook, region: str, name: str, speed: float)
         retry_policy=_retry(5),
         summary=f"velero restore {name} in {region}",
     )
+    projection.record(result.waits)
+    return result
 
 
 async def warmup(runbook: Runbook, region: str) -> c.WarmupResult:
@@ -206,7 +214,7 @@ async def health_gate(runbook: Runbook, region: str, speed: float, *, rounds: in
     # A failing gate is a result (passed=False), not an error: only a probe that could not
     # run at all is retried, once.
     timeout = runbook.spec.health.timeout.total_seconds() / speed
-    return await workflow.execute_activity(
+    result = await workflow.execute_activity(
         c.PROBES_HEALTH,
         c.HealthInput(runbook=runbook, region=region, speed=speed, rounds=rounds),
         result_type=c.HealthResult,
@@ -215,6 +223,8 @@ async def health_gate(runbook: Runbook, region: str, speed: float, *, rounds: in
         retry_policy=_retry(2),
         summary=f"health gate {region}",
     )
+    projection.record(result.waits)
+    return result
 
 
 async def analyse(runbook: Runbook, region: str, window_seconds: float) -> c.AnalyseResult:
@@ -235,7 +245,7 @@ async def rollout_restart(runbook: Runbook, region: str, key: str, speed: float)
     """Pods that started before the region's artifacts were repaired serve what they loaded:
     replace them. `key` makes a retry (or a replay) one restart, not two."""
     timeout = _scaled(600, speed)
-    return await workflow.execute_activity(
+    result = await workflow.execute_activity(
         c.KUBE_ROLLOUT_RESTART,
         c.RolloutRestartInput(runbook=runbook, region=region, restarted_at=key, timeout_seconds=timeout, speed=speed),
         result_type=c.RolloutRestartResult,
@@ -244,6 +254,8 @@ async def rollout_restart(runbook: Runbook, region: str, key: str, speed: float)
         retry_policy=_retry(5),
         summary=f"rollout restart in {region}",
     )
+    projection.record(result.waits)
+    return result
 
 
 async def velero_backup(runbook: Runbook, region: str) -> c.VeleroBackupInfo:

@@ -22,7 +22,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from workflows import calls
+    from workflows import calls, projection
     from workflows.control import PhaseFailed, Run, region_evidence
     from workflows.plan import format_weights, shift_weights
     from workflows.traffic import NoHealthyDestination
@@ -49,6 +49,7 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
             # bake >= TTL): resolvers move to the new weights during it.
             await run.traffic.move(weights, phase=name, good=False, fresh=[shift.region])
             await workflow.sleep(max(bake - ttl, 0) / run.speed, summary=f"bake at {percent}%")
+            projection.timer("bake", max(bake - ttl, 0) / run.speed, max(bake - ttl, 0))
             # A pause holds the step here, before it is judged, for as long as needed.
             await run.hold_if_paused()
             judged = [shift.region]
@@ -63,6 +64,12 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
             if errors:
                 raise errors[0]
             analyses: list[c.AnalyseResult] = list(outcomes)
+            if run.speed != 1:  # each sampled the region's /metrics for the bake / speed, at most
+                sample = max(min(bake, c.ANALYSIS_SAMPLE_MAX_SECONDS), c.ANALYSIS_SAMPLE_MIN_SECONDS)
+                projection.parallel(
+                    [c.ScaledWait(kind="analysis", seconds=a.sample_seconds, unscaled_seconds=sample)
+                     for a in analyses if a.sample_seconds > 0]
+                )
             run.gated()
             summary = "; ".join(
                 f"{a.region}: {a.requests} requests, error rate {a.error_rate:.2%}, p99 {a.p99_ms:.0f}ms"

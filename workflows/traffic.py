@@ -31,7 +31,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.runbook import split_weights
-    from workflows import calls
+    from workflows import calls, projection
     from workflows.plan import PlanError, check_weights, format_weights
     from workflows.types import DnsChange, Drift
 
@@ -98,6 +98,7 @@ class Traffic:
         ttl = max(r.ttl for r in run.runbook.spec.dns.records)
         # Resolvers keep the old answer for up to one TTL after the provider applied it.
         await workflow.sleep(ttl / run.speed, summary=f"DNS TTL {ttl}s")
+        projection.timer("ttl", ttl / run.speed, ttl)
         return result
 
     async def fall_back(self, phase: str, *, exclude: frozenset[str] = frozenset()) -> dict[str, int]:
@@ -212,6 +213,7 @@ class Traffic:
                 self._record(change, change.result(), phase, before, good)
             raise
         self._record(change, result, phase, before, good)
+        projection.record(result.waits)
         return result
 
     def _record(

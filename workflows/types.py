@@ -178,6 +178,20 @@ class WorldState(Frozen):
     unreachable: list[str] = Field(default_factory=list)  # regions whose cluster did not answer
 
 
+class RtoProjection(Frozen):
+    """What a rehearsal's RTO stands for at speed 1 (workflows/projection.py): the measured
+    RTO with each scaled wait on the critical path counted at its unscaled length."""
+
+    speed: float
+    measured_seconds: float  # the RTO on this run's clock
+    projected_seconds: float  # the same run at speed 1
+    waits: dict[str, float]  # kind (pods, dns-pending, ttl, ...) -> unscaled seconds on the path
+    waits_measured: dict[str, float]  # the same waits as they took here
+    # Everything counted at its measured length: Temporal, requests, approvals.
+    other_seconds: float
+    uncertainty_seconds: float = 0.0  # +/- from polling granularity
+
+
 class RunResult(Frozen):
     run_id: str  # the workflow id: what `drpilot status/approve/abort RUN_ID` take
     status: Status
@@ -187,10 +201,11 @@ class RunResult(Frozen):
     rto_seconds: float | None
     objective_rto_seconds: float
     final_state: WorldState
-    # Rehearsal speed the run used; at speed > 1 every wait was divided by it, so the
-    # unscaled equivalent of the achieved RTO is rto_seconds * speed.
+    # Rehearsal speed the run used; at speed > 1 every wait was divided by it.
     speed: float
+    # The RTO at speed 1: the projection's (0.2.0), else rto_seconds * speed, an upper bound.
     rto_seconds_unscaled: float | None = None
+    projection: RtoProjection | None = None
     action: Action
     runbook: str
     temporal_run_id: str = ""
@@ -210,7 +225,8 @@ class RunResult(Frozen):
     def rto_met(self) -> bool | None:
         if self.rto_seconds is None or self.action == "failback":
             return None
-        return self.rto_seconds * self.speed <= self.objective_rto_seconds
+        unscaled = self.rto_seconds_unscaled if self.rto_seconds_unscaled is not None else self.rto_seconds * self.speed
+        return unscaled <= self.objective_rto_seconds
 
 
 # ----------------------------------------------------------------------------- progress

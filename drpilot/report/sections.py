@@ -144,23 +144,42 @@ def _rto(facts: RunFacts) -> list[tuple[str, str]]:
         return [("RTO", f"not reached (the run ended {result.status})"), ("objective", seconds_text(objective))]
     if result.action == "failback":
         return [("all traffic home after", seconds_text(result.rto_seconds)),
-                ("objective", f"{seconds_text(objective)} (a failback is paced by its bakes: not judged against it)")]
+                ("objective", f"{seconds_text(objective)} (a failback is paced by its bakes: not judged against it)"),
+                *_projection(result)]
     rows = [("RTO measured", seconds_text(result.rto_seconds)), ("objective", seconds_text(objective))]
-    if result.speed != 1:
-        unscaled = result.rto_seconds_unscaled if result.rto_seconds_unscaled is not None else result.rto_seconds * result.speed
-        rows.append(("at speed 1", f"at most {seconds_text(unscaled)} (every second measured times {result.speed:g}: "
-                                   "an upper bound, fixed costs do not shrink with speed)"))
-    # Fields a newer result may carry about its RTO (e.g. a projection's parts), shown as they are.
+    rows += _projection(result)
+    # Fields a newer result may carry about its RTO, shown as they are.
     known = {"rto_seconds", "rto_seconds_unscaled"}
     for name, value in result.model_dump().items():
         if name.startswith("rto_") and name not in known and value not in (None, {}, []):
             rows.append((name.removeprefix("rto_").replace("_", " "), _plain(value)))
-    verdict = result.rto_met
-    rows.append(("verdict", "met" if verdict else "MISSED"))
+    verdict = "met" if result.rto_met else "MISSED"
+    rows.append(("verdict", f"{verdict} (on the projection to speed 1)" if result.speed != 1 else verdict))
     said = [m for m in result.messages if m.startswith("RTO ")]
     if said:
         rows.append(("the run said", said[-1]))
     return rows
+
+
+def _projection(result) -> list[tuple[str, str]]:
+    """At rehearsal speed: what the RTO stands for at speed 1, and what it is made of."""
+    if result.speed == 1:
+        return []
+    p = result.projection
+    if p is None:  # a result from before projections
+        unscaled = result.rto_seconds_unscaled if result.rto_seconds_unscaled is not None else result.rto_seconds * result.speed
+        return [("at speed 1", f"at most {seconds_text(unscaled)} (every second measured times {result.speed:g}: "
+                               "an upper bound, fixed costs do not shrink with speed)")]
+    parts = ", ".join(
+        f"{kind} {seconds_text(seconds)} (here {seconds_text(p.waits_measured.get(kind, 0.0))})"
+        for kind, seconds in sorted(p.waits.items(), key=lambda kv: -kv[1])
+    )
+    return [
+        ("projected at speed 1", f"{seconds_text(p.projected_seconds)} ± {seconds_text(p.uncertainty_seconds)} "
+                                 "(a projection, not a measurement)"),
+        ("scaled waits, unscaled", parts or "none on the critical path"),
+        ("everything else, as measured", f"{seconds_text(p.other_seconds)} (Temporal, requests, approvals)"),
+    ]
 
 
 def _plain(value: object) -> str:

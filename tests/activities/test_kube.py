@@ -22,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.contracts import KubeReadInput, ScaleInput
 from activities.kube import KubeActivities, KubeconfigClients
 from drpilot.loader import load_runbook
-from drpilot.sandbox.kube_api import write_kubeconfig
+from drpilot.sandbox.kube_api import DEFAULT_POD_START_SECONDS, write_kubeconfig
 from drpilot.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +98,18 @@ def test_scale_to_active_waits_for_ready_pods_and_heartbeats_the_counts(twin):
     assert waiting[0]["ready"][f"{NS}/inference-service"] < 6  # it really waited
     assert waiting[-1]["ready"] == {f"{NS}/inference-service": 6, f"{NS}/inference-gateway": 3}
     assert waiting[-1]["desired"] == {f"{NS}/inference-service": 6, f"{NS}/inference-gateway": 3}
+
+
+def test_scale_reports_the_pod_start_it_waited_for_at_its_unscaled_length(twin):
+    # The twin starts pods DEFAULT_POD_START_SECONDS after a scale-up, divided by its speed;
+    # the rehearsal RTO projection counts that wait at its length at speed 1.
+    result = run(twin.activities.scale, scale_input())
+    (wait,) = result.waits
+    assert wait.kind == "pods"
+    assert wait.seconds == pytest.approx(DEFAULT_POD_START_SECONDS / SPEED, abs=0.3)
+    assert abs(wait.unscaled_seconds - DEFAULT_POD_START_SECONDS) <= wait.uncertainty_seconds + 3.0, wait
+    # Already scaled: nothing waited for, nothing to project.
+    assert run(twin.activities.scale, scale_input()).waits == []
 
 
 def test_scaling_twice_is_one_change(twin):

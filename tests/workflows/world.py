@@ -52,6 +52,8 @@ class World:
     # Health of a region at each DNS weight it was served at: checks "never traffic to a
     # region that failed its gate".
     health_log: list[tuple[str, bool]] = field(default_factory=list)
+    # (activity name, region) -> the scaled waits it reports, as a rehearsal's would.
+    waits: dict[tuple[str, str], list[c.ScaledWait]] = field(default_factory=dict)
 
     @classmethod
     def normal(cls, runbook: Runbook) -> World:
@@ -93,6 +95,12 @@ class World:
             except asyncio.CancelledError:
                 self.cancelled.append(name)
                 raise
+
+    async def _waited(self, name: str, region: str) -> list[c.ScaledWait]:
+        """The scaled waits the activity reports, taken for real as a rehearsal takes them."""
+        waits = self.waits.get((name, region), [])
+        await asyncio.sleep(sum(w.seconds for w in waits))
+        return waits
 
     def _reach(self, region: str) -> None:
         if region in self.dark:
@@ -160,7 +168,10 @@ class World:
             if self.replicas.setdefault(input.region, {}).get(key) != want:
                 changed.append(key)
             self.replicas[input.region][key] = want
-        return c.ScaleResult(region=input.region, deployments=self._state(input.region).deployments, changed=changed)
+        return c.ScaleResult(
+            region=input.region, deployments=self._state(input.region).deployments, changed=changed,
+            waits=await self._waited(c.KUBE_SCALE, input.region),
+        )
 
     @activity.defn(name=c.KUBE_ROLLOUT_RESTART)
     async def kube_rollout_restart(self, input: c.RolloutRestartInput) -> c.RolloutRestartResult:
@@ -262,6 +273,7 @@ class World:
         return c.HealthResult(
             region=input.region, passed=ok, rounds=consecutive if ok else 12,
             consecutive=consecutive if ok else 0, seconds=10.0, evidence=evidence,
+            waits=await self._waited(c.PROBES_HEALTH, input.region),
         )
 
     @activity.defn(name=c.PROBES_ANALYSE)

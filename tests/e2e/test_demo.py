@@ -61,6 +61,13 @@ def test_the_demo_tells_the_whole_story(tmp_path):
     assert approval.outcome == "ok" and failover.approved_by
     assert failover.final_state.dns == {"us-east-1": 0, "us-west-2": 100}
     assert failover.rto_seconds is not None and failover.objective_rto_seconds == 300
+    # Judged on the projection to speed 1, not on every measured second times the speed
+    # (which said MISSED for a run that meets its objective at speed 1).
+    projection = failover.projection
+    assert projection is not None and projection.speed == float(SPEED)
+    assert {"pods", "ttl", "health-interval"} <= set(projection.waits), projection
+    assert failover.rto_seconds_unscaled == projection.projected_seconds < failover.rto_seconds * float(SPEED)
+    assert failover.rto_met, failover.messages
 
     # The degraded failback went to 50 % and came back by itself, with the failing evidence.
     assert [c.after["us-east-1"] for c in rolled_back.dns_changes] == [10, 25, 50, 0]

@@ -58,9 +58,7 @@ def _request(file: Path, from_region: str | None, mode: str, speed: float | None
 
 
 def _report(result) -> None:
-    from drpilot.live import drill_snapshot, show
-
-    show(out, drill_snapshot(result))
+    """The verdict under the drill's live progress, which already showed every phase."""
     out.print(f"{result.drill_id}: {result.status}" + (f" ({result.reason})" if result.reason else ""), markup=False)
     if result.rto_seconds is not None:
         unscaled = f" (at most {result.rto_seconds_unscaled:.0f}s at speed 1)" if result.speed != 1 else ""

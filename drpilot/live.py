@@ -150,6 +150,10 @@ def _line(text: str, style: str = "") -> Text:
     return Text(_clean(text), style=style, no_wrap=True, overflow="ellipsis")
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def render(s: Snapshot, width: int) -> RenderableType:
     """The view for a terminal `width` columns wide; no line is longer than `width`."""
     facts = [("run", _run(s)), ("phase", where(s)), ("DNS", dns(s)), ("elapsed", f"{s.elapsed:.1f}s")]
@@ -170,8 +174,9 @@ def render(s: Snapshot, width: int) -> RenderableType:
             table.add_row(*row)
         lines.append(table)
     else:
-        name = max((len(p.name) for p in s.phases), default=0)
-        lines += [_line(f"  {p.outcome:<11} {p.name:<{name}} {_seconds(p):>7}  {p.detail}") for p in s.phases]
+        # Names up to 18 columns (post-switch-validation is 22): the detail keeps some room.
+        name = min(max((len(p.name) for p in s.phases), default=0), 18)
+        lines += [_line(f"  {p.outcome:<11} {_cut(p.name, name):<{name}} {_seconds(p):>7}  {p.detail}") for p in s.phases]
     return Group(*lines)
 
 
@@ -197,7 +202,9 @@ class LogLines:
                 yield f"{p.name}: {p.outcome} in {_seconds(p)}" + (f": {p.detail}" if p.detail else "")
         # A phase that began and ended between two polls was just told with its outcome.
         over = bool(s.phases) and s.phases[-1].name == s.phase and s.phases[-1].outcome != "running"
-        for key, text in (("phase", "" if over else f"phase {where(s)}"), ("dns", f"DNS {dns(s)}"), ("hold", s.hold)):
+        # No weights is not news (a drill between its child runs knows none): the last stand.
+        weights = f"DNS {dns(s)}" if s.weights or s.target else self.shown.get("dns", "")
+        for key, text in (("phase", "" if over else f"phase {where(s)}"), ("dns", weights), ("hold", s.hold)):
             if self.shown.get(key) != text:
                 self.shown[key] = text
                 if text:  # a hold that ends says nothing: the next phase or step does

@@ -242,3 +242,20 @@ def test_a_phase_that_began_and_ended_between_polls_is_told_once_with_its_outcom
     said = [line.split("s  ", 1)[1] for line in log.getvalue().splitlines()]
     assert said[-2:] == ["shift 100%: ok in 7.0s: INSYNC", "scale-down: ok in 1.5s: us-west-2 back to standby"]
     assert "phase shift 100%" in said  # the step is in the phase's name: not said twice
+
+
+def test_a_drill_between_its_child_runs_does_not_log_unknown_weights():
+    from drpilot.live import LogLines, drill_snapshot
+    from workflows.types import DrillResult
+
+    def drill(*phases: PhaseRecord) -> DrillResult:
+        return DrillResult(drill_id="drill:x", runbook="llm-inference", mode="rehearsal", from_region="us-east-1",
+                           status="running", objective_rto_seconds=900, started_at=T0, phases=list(phases), speed=300)
+
+    log = io.StringIO()
+    view = LogLines(log, clock=lambda: T0)
+    view.update(drill_snapshot(drill(phase("failover", 1)), SNAPSHOTS[5], now=T0))
+    view.update(drill_snapshot(drill(phase("failover", 1, 3, "ok"), phase("soak", 3)), None, now=T0))
+    said = [line.split("s  ", 1)[1] for line in log.getvalue().splitlines()]
+    assert said == ["drill:x running (speed 300x)", "phase failover: dns-switch, step 100%",
+                    "DNS us-east-1 50% -> 0%, us-west-2 50% -> 100%", "failover: ok in 2.0s", "phase soak"]

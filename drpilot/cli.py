@@ -203,32 +203,9 @@ def _run_async(coroutine_factory):
 
 
 def _weights(weights: dict[str, int]) -> str:
-    return ", ".join(f"{region} {weight}%" for region, weight in weights.items()) or "-"
+    from drpilot.live import weights_text
 
-
-def _progress_table(progress) -> Table:
-    table = Table("phase", "outcome", "seconds", "detail", title=(
-        f"{progress.run_id}  {progress.state}{' (' + progress.status + ')' if progress.status else ''}  "
-        f"phase: {progress.phase}{' step ' + progress.step if progress.step else ''}  "
-        f"DNS: {_weights(progress.weights)}  {progress.elapsed_seconds:.1f}s"
-        + (f"  speed {progress.speed:g}x" if progress.speed != 1 else "")
-    ))
-    for phase in progress.phases:
-        seconds = f"{phase.seconds:.1f}" if phase.seconds is not None else "..."
-        table.add_row(phase.name, phase.outcome, seconds, phase.detail[:100])
-    if progress.waiting_for == "approval":
-        table.caption = f"waiting for approval: drpilot approve {progress.run_id}"
-    elif progress.drift is not None:
-        table.caption = (
-            f"held: DNS changed outside this run ({progress.drift.record}: expected "
-            f"{_weights(progress.drift.expected)}, found {_weights(progress.drift.found)}); "
-            f"drpilot resume {progress.run_id} accepts it, drpilot abort {progress.run_id} leaves it"
-        )
-    elif progress.paused:
-        table.caption = f"paused: drpilot resume {progress.run_id}"
-    elif progress.messages:
-        table.caption = progress.messages[-1]
-    return table
+    return weights_text(weights)
 
 
 def _confirm(yes: bool, what: str) -> None:
@@ -290,9 +267,8 @@ async def _write_reports(client, run_id: str, temporal_run_id: str, directory: P
 
 
 def _start_and_report(request, wait: bool, as_json: bool, report_dir: Path | None = None) -> None:
-    from rich.live import Live
-
     from drpilot import runs
+    from drpilot.live import follow, snapshot
     from drpilot.temporal import connect
 
     settings = _settings()
@@ -314,8 +290,8 @@ def _start_and_report(request, wait: bool, as_json: bool, report_dir: Path | Non
         if as_json:
             result = await runs.result(handle)
         else:
-            with Live(console=err, refresh_per_second=4, transient=False) as live:
-                result = await runs.watch(handle, lambda p: live.update(_progress_table(p)))
+            with follow(err) as view:
+                result = await runs.watch(handle, lambda p: view.update(snapshot(p)))
         if report_dir is not None:
             reports.extend(await _write_reports(client, handle.id, result.temporal_run_id, report_dir))
         return result
@@ -490,7 +466,9 @@ def status(
     if as_json:
         typer.echo(found.model_dump_json(indent=2))
     else:
-        out.print(_progress_table(found))
+        from drpilot.live import show, snapshot
+
+        show(out, snapshot(found))
 
 
 def _control(run_id: str, request: str) -> None:

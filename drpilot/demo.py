@@ -36,10 +36,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from rich.console import Console
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
+from drpilot.live import follow, snapshot
 from drpilot.loader import load_runbook
 from drpilot.runbook import Runbook
 from drpilot.sandbox.twin import parse_env
@@ -131,6 +133,8 @@ class Story:
         self.ui = ""
         self.results: list[RunResult] = []
         self.client: Client | None = None
+        # Where runs are followed: stdout, like the rest of the story (print: same stream, in order).
+        self.console = Console(highlight=False)
         self.started_after = datetime.now(UTC)  # runs of the same id from before are not this story's
 
     # ------------------------------------------------------------------ plumbing
@@ -196,29 +200,24 @@ class Story:
             return None  # not started yet, or no worker has picked it up
 
     async def follow(self, run_id: str, on_progress=None, appear_within: float = 120) -> RunResult:
-        """One line each time the phase, step, DNS weights or wait change (reads well in a
-        terminal and in a log), until the run ends; its result."""
-        last = None
+        """The run's live progress, as `drpilot failover --wait` shows it (drpilot/live.py: a
+        view in a terminal, one line per change in a log), until the run ends; its result."""
         deadline = time.monotonic() + appear_within
-        while True:
-            progress = await self.progress(run_id)
-            if progress is None:
-                if time.monotonic() > deadline:
-                    raise DemoFailed(f"{run_id} did not start within {appear_within:g}s")
+        with follow(self.console, prefix="    ") as view:
+            while True:
+                progress = await self.progress(run_id)
+                if progress is None:
+                    if time.monotonic() > deadline:
+                        raise DemoFailed(f"{run_id} did not start within {appear_within:g}s")
+                    await asyncio.sleep(0.5)
+                    continue
+                view.update(snapshot(progress))
+                if on_progress is not None:
+                    await on_progress(progress)
+                if progress.result is not None:
+                    self.results.append(progress.result)
+                    return progress.result
                 await asyncio.sleep(0.5)
-                continue
-            shown = (progress.phase, progress.step, tuple(progress.weights.items()), progress.waiting_for, progress.status)
-            if shown != last:
-                last = shown
-                waiting = f"  waiting for {progress.waiting_for}" if progress.waiting_for else ""
-                weights = ", ".join(f"{r} {w}%" for r, w in progress.weights.items())
-                print(f"    {progress.elapsed_seconds:6.1f}s  {progress.phase:<24}  DNS {weights}{waiting}", flush=True)
-            if on_progress is not None:
-                await on_progress(progress)
-            if progress.result is not None:
-                self.results.append(progress.result)
-                return progress.result
-            await asyncio.sleep(0.5)
 
     def report(self, result: RunResult) -> list[Path]:
         written = []

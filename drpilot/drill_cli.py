@@ -57,16 +57,8 @@ def _request(file: Path, from_region: str | None, mode: str, speed: float | None
     )
 
 
-def _phases_table(result) -> Table:
-    state = "running" if result.ended_at is None else result.status
-    table = Table("phase", "outcome", "seconds", "detail", title=f"{result.drill_id}  {state}  {result.mode} from {result.from_region}")
-    for p in result.phases:
-        table.add_row(p.name, p.outcome, f"{p.seconds:.1f}" if p.seconds is not None else "...", p.detail[:110])
-    return table
-
-
 def _report(result) -> None:
-    out.print(_phases_table(result))
+    """The verdict under the drill's live progress, which already showed every phase."""
     out.print(f"{result.drill_id}: {result.status}" + (f" ({result.reason})" if result.reason else ""), markup=False)
     if result.rto_seconds is not None:
         unscaled = f" (projected at speed 1: {result.rto_seconds_unscaled:.0f}s)" if result.speed != 1 else ""
@@ -75,6 +67,35 @@ def _report(result) -> None:
     for line in result.approvals:
         out.print(f"  {line}", markup=False)
     out.print(f"  evidence: {result.evidence_uri or 'NOT written (see the evidence phase)'}", markup=False)
+
+
+async def _follow(client, handle):
+    """The drill's live progress (drpilot/live.py) until it ends; its result. While a child
+    run is in flight its step and weights are shown too: the drill's own phases lack them."""
+    import asyncio
+
+    from drpilot import runs
+    from drpilot.drills import drill_progress, drill_result
+    from drpilot.live import drill_snapshot, follow
+
+    done = asyncio.ensure_future(drill_result(handle))
+    try:
+        with follow(err) as view:
+            while not done.done():
+                with contextlib.suppress(runs.RunError):  # no worker has picked it up yet
+                    drill = await drill_progress(handle)
+                    running = [p.name for p in drill.phases if p.outcome == "running"]
+                    child = None
+                    if running and running[-1] in ("failover", "failback"):
+                        with contextlib.suppress(runs.RunError):  # not started yet
+                            child = await runs.progress(client.get_workflow_handle(f"{handle.id}/{running[-1]}"))
+                    view.update(drill_snapshot(drill, child))
+                await asyncio.wait([done], timeout=1.0)
+            with contextlib.suppress(runs.RunError):
+                view.update(drill_snapshot(await drill_progress(handle)))
+        return done.result()
+    finally:
+        done.cancel()
 
 
 @app.command("run")
@@ -88,11 +109,9 @@ def run(
     speed: float = typer.Option(None, min=1.0, help="Rehearsal speed >= 1 (default DRPILOT_SPEED); live drills run at 1."),
 ) -> None:
     """Run a drill now: fail over, soak, fail back, write the evidence pack."""
-    import asyncio
 
     from drpilot.cli import _confirm, _run_async
-    from drpilot.drills import drill_progress, drill_result, start_drill
-    from drpilot.runs import RunError
+    from drpilot.drills import drill_result, start_drill
     from drpilot.temporal import connect
 
     settings, request = _request(file, from_region, mode, speed)
@@ -105,15 +124,7 @@ def run(
             return handle.id
         if not as_json:
             err.print(f"started {handle.id}", markup=False)
-            from rich.live import Live
-
-            done = asyncio.ensure_future(drill_result(handle))
-            with Live(console=err, refresh_per_second=2, transient=True) as live:
-                while not done.done():
-                    with contextlib.suppress(RunError):  # no worker has picked it up yet
-                        live.update(_phases_table(await drill_progress(handle)))
-                    await asyncio.wait([done], timeout=1.0)
-            return done.result()
+            return await _follow(client, handle)
         return await drill_result(handle)
 
     result = _run_async(go)
@@ -151,9 +162,9 @@ def status(
     if as_json:
         typer.echo(found.model_dump_json(indent=2))
     else:
-        out.print(_phases_table(found))
-        for message in found.messages[-5:]:
-            out.print(f"  {message}", markup=False)
+        from drpilot.live import drill_snapshot, show
+
+        show(out, drill_snapshot(found))
 
 
 @app.command("schedule")

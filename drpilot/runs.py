@@ -265,14 +265,21 @@ async def history(client: Client, run_id: str, temporal_run_id: str | None = Non
 
 
 async def watch(handle: WorkflowHandle, on_progress: Callable[[Progress], None], every: float = 0.5) -> RunResult:
-    """Call on_progress with each new progress until the run ends; return its result."""
+    """Call on_progress with each new progress until the run ends, and once more with the
+    finished run's (its last phases and messages, which the last poll may have missed);
+    return its result."""
     done = asyncio.ensure_future(result(handle))
     try:
         while not done.done():
             with contextlib.suppress(RunError):  # no worker has picked the run up yet
                 on_progress(await progress(handle))
             await asyncio.wait([done], timeout=every)
-        return done.result()
+        ended = done.result()
+        # A closed run's query needs a worker to replay it: shown if one answers soon, else
+        # skipped. Only a display: no failure of it may stand between the caller and the result.
+        with contextlib.suppress(Exception):
+            on_progress(await asyncio.wait_for(progress(handle), 5 * every))
+        return ended
     finally:
         done.cancel()
 

@@ -8,7 +8,11 @@ Measured here, never asserted in tests:
 4. artifacts at checkpoint scale: verify with S3's checksums vs. hashing, sync (bench/artifacts.py);
 5. evacuation: 1, 10, 50 runbooks failing over at once through one worker (bench/evacuation.py);
 6. alert intake: webhook POST to a started run, sustained duplicates, a storm (bench/intake.py);
-7. chaos: worker SIGKILLs and a Temporal restart over a failover + failback (bench/chaos.py).
+7. chaos: worker SIGKILLs and a Temporal restart over a failover + failback (bench/chaos.py);
+8. engine overhead: drpilot vs a plain script making the same provider calls, and per-activity
+   scheduling latency from the runs' histories (bench/overhead.py);
+9. bad input: hypothesis-generated malformed runbooks, rules files and webhook bodies, counted
+   as clean errors or crashes (bench/bad_input.py).
 
 Each module runs alone too (`python -m bench.chaos`); its settings are BENCH_* variables.
 """
@@ -28,9 +32,11 @@ import time
 from pathlib import Path
 
 from bench.artifacts import ARTIFACTS_HEADER, ARTIFACTS_NOTE, bench_artifacts
+from bench.bad_input import BAD_INPUT_HEADER, BAD_INPUT_NOTE, bench_bad_input
 from bench.chaos import CHAOS_HEADER, CHAOS_NOTE, bench_chaos
 from bench.evacuation import EVACUATION_HEADER, EVACUATION_NOTE, bench_evacuation
 from bench.intake import INTAKE_HEADER, INTAKE_NOTE, bench_intake
+from bench.overhead import OVERHEAD_HEADER, OVERHEAD_NOTE, bench_overhead
 from drpilot.loader import load_runbook
 from drpilot.sandbox.twin import parse_env
 
@@ -145,6 +151,8 @@ def main() -> int:
     evacuation = bench_evacuation()
     intake = bench_intake()
     chaos = bench_chaos()
+    overhead = bench_overhead()
+    bad_input = bench_bad_input()
     minutes = (time.monotonic() - began) / 60
     text = "\n".join([
         "# Benchmarks",
@@ -189,11 +197,20 @@ def main() -> int:
         "",
         *CHAOS_NOTE,
         "",
+        *OVERHEAD_HEADER,
+        *overhead,
+        "",
+        *OVERHEAD_NOTE,
+        "",
+        *BAD_INPUT_HEADER,
+        *bad_input,
+        "",
+        *BAD_INPUT_NOTE,
+        "",
         "## Not measured yet",
         "",
-        "Engine overhead (issue 13, 3.1: drpilot vs a plain script making the same provider calls,",
-        "per-activity scheduling p50), RTO efficiency (3.2: achieved vs the critical-path bound and",
-        "vs the sequential procedure) and bad input (3.7, hypothesis) have no module yet.",
+        "RTO efficiency (issue 13, 3.2: achieved vs the critical-path bound and vs the sequential",
+        "procedure) has no module yet.",
         "",
     ])
     (ROOT / "BENCHMARKS.md").write_text(text)

@@ -10,7 +10,11 @@ Measured here, never asserted in tests:
 6. alert intake: webhook POST to a started run, sustained duplicates, a storm (bench/intake.py);
 7. chaos: worker SIGKILLs and a Temporal restart over a failover + failback (bench/chaos.py);
 8. RTO efficiency against the critical-path bound and the sequential procedure, and the
-   rehearsal projection against a speed-1 run (bench/rto.py).
+   rehearsal projection against a speed-1 run (bench/rto.py);
+9. engine overhead: drpilot vs a plain script making the same provider calls, and per-activity
+   scheduling latency from the runs' histories (bench/overhead.py);
+10. bad input: hypothesis-generated malformed runbooks, rules files and webhook bodies, counted
+   as clean errors or crashes (bench/bad_input.py).
 
 Each module runs alone too (`python -m bench.chaos`); its settings are BENCH_* variables.
 """
@@ -30,9 +34,11 @@ import time
 from pathlib import Path
 
 from bench.artifacts import ARTIFACTS_HEADER, ARTIFACTS_NOTE, bench_artifacts
+from bench.bad_input import BAD_INPUT_HEADER, BAD_INPUT_NOTE, bench_bad_input
 from bench.chaos import CHAOS_HEADER, CHAOS_NOTE, bench_chaos
 from bench.evacuation import EVACUATION_HEADER, EVACUATION_NOTE, bench_evacuation
 from bench.intake import INTAKE_HEADER, INTAKE_NOTE, bench_intake
+from bench.overhead import OVERHEAD_HEADER, OVERHEAD_NOTE, bench_overhead
 from bench.rto import RTO_HEADER, RTO_NOTE, bench_rto
 from drpilot.loader import load_runbook
 from drpilot.sandbox.twin import parse_env
@@ -149,6 +155,8 @@ def main() -> int:
     intake = bench_intake()
     chaos = bench_chaos()
     rto, rto_notes = bench_rto()
+    overhead = bench_overhead()
+    bad_input = bench_bad_input()
     minutes = (time.monotonic() - began) / 60
     text = "\n".join([
         "# Benchmarks",
@@ -192,6 +200,16 @@ def main() -> int:
         "",
         *CHAOS_NOTE,
         "",
+        *OVERHEAD_HEADER,
+        *overhead,
+        "",
+        *OVERHEAD_NOTE,
+        "",
+        *BAD_INPUT_HEADER,
+        *bad_input,
+        "",
+        *BAD_INPUT_NOTE,
+        "",
         *RTO_HEADER,
         *rto,
         "",
@@ -199,10 +217,6 @@ def main() -> int:
         "",
         *RTO_NOTE,
         "",
-        "## Not measured yet",
-        "",
-        "Engine overhead (issue 13, 3.1: drpilot vs a plain script making the same provider calls,",
-        "per-activity scheduling p50) and bad input (3.7, hypothesis) have no module yet.",
         "",
     ])
     (ROOT / "BENCHMARKS.md").write_text(text)

@@ -29,7 +29,17 @@ def parse_duration(text: str) -> timedelta:
         pos = match.end()
     if not cleaned or pos != len(cleaned):
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 5m, 1h30m)")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # beyond timedelta's 999999999 days (or infinite: 1e400s)
+        raise DurationTooLong(f"duration too long: {text!r} (at most {MAX_DAYS} days)") from None
+
+
+MAX_DAYS = timedelta.max.days
+
+
+class DurationTooLong(ValueError):
+    """A well-formed duration beyond what a timedelta holds."""
 
 
 def format_duration(value: timedelta) -> str:
@@ -60,6 +70,10 @@ def _coerce(value: object) -> timedelta:
     if isinstance(value, str):
         try:
             return parse_duration(value)
+        except DurationTooLong:
+            raise PydanticCustomError(
+                "duration", "expected a duration of at most {max_days} days such as 90s, 5m or 1h30m", {"max_days": MAX_DAYS}
+            ) from None
         except ValueError:
             pass
     raise PydanticCustomError("duration", "expected a duration such as 90s, 5m or 1h30m")

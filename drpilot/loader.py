@@ -21,6 +21,14 @@ from drpilot.runbook import Runbook
 
 Loc = tuple[str | int, ...]
 
+# Deeper than any runbook or rules file needs (a warm-up body is the deepest: a few levels);
+# deeper nesting is refused with its place instead of exhausting Python's recursion limit.
+MAX_DEPTH = 64
+# More values than any runbook or rules file holds (a few hundred). YAML aliases repeat what
+# an anchor names, so a few lines can stand for millions of values ("billion laughs"):
+# beyond this the document is refused instead of being expanded for minutes.
+MAX_VALUES = 100_000
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -32,7 +40,10 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
-        return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
+        text = f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
+        # One problem, one line: a key or value holding a line break or a control character
+        # (YAML allows them quoted) is shown escaped, as Python writes it.
+        return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class DocumentError(Exception):
@@ -98,6 +109,7 @@ class _Document:
         self.keys: dict[Loc, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self._loader: yaml.SafeLoader | None = None
+        self._built = 0
 
     def parse(self, text: str) -> Any:
         try:
@@ -119,6 +131,12 @@ class _Document:
         except yaml.YAMLError as exc:  # e.g. a document with several "---" parts
             self.problems.append(Problem(self.filename, 1, 1, "", f"YAML error: {exc}"))
             return None
+        except RecursionError:
+            # PyYAML composes nested collections recursively: where it gave up is the place.
+            mark = self._loader.get_mark() if self._loader is not None else None
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            self.problems.append(Problem(self.filename, line, col, "", _too_deep()))
+            return None
         finally:
             if self._loader is not None:
                 self._loader.dispose()
@@ -127,9 +145,29 @@ class _Document:
         return self._build(node, ())
 
     def _build(self, node: yaml.Node, loc: Loc) -> Any:
+        self._built += 1
+        if self._built > MAX_VALUES:
+            if self._built == MAX_VALUES + 1:
+                self._problem(
+                    (node.start_mark.line + 1, node.start_mark.column + 1), loc,
+                    f"the document holds more than {MAX_VALUES} values (YAML aliases, *name, repeat "
+                    "what &name anchors); write the values out, or fewer",
+                )
+            return None
         self.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if len(loc) >= MAX_DEPTH and isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            self.problems.append(Problem(self.filename, *self.values[loc], _short_loc(loc), _too_deep()))
+            return None
         if isinstance(node, yaml.MappingNode):
-            self._loader.flatten_mapping(node)  # resolve "<<" merge keys
+            try:
+                self._loader.flatten_mapping(node)  # resolve "<<" merge keys
+            except yaml.MarkedYAMLError as exc:  # "<<: 1": only mappings can be merged
+                mark = exc.problem_mark or node.start_mark
+                self._problem(
+                    (mark.line + 1, mark.column + 1), loc,
+                    f"invalid merge key (<<): {exc.problem}; merge a mapping or a list of mappings (<<: *anchor)",
+                )
+                return None
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
@@ -147,13 +185,21 @@ class _Document:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self._build(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
+        return self._scalar(node, loc)
 
-    def _scalar(self, node: yaml.Node) -> Any:
+    def _scalar(self, node: yaml.Node, loc: Loc = ()) -> Any:
         try:
             return self._loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             self._problem((node.start_mark.line + 1, node.start_mark.column + 1), (), f"invalid value: {exc}")
+            return None
+        except (ValueError, OverflowError) as exc:  # an integer over 4300 digits, a date of month 13
+            if node.tag == "tag:yaml.org,2002:int":
+                message = f"expected a number Python can read (at most 4300 digits), got one of {len(str(node.value))} characters"
+            else:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                message = f"invalid value {_describe(node.value)} ({reason}); quote it if it is text"
+            self._problem((node.start_mark.line + 1, node.start_mark.column + 1), loc, message)
             return None
 
     def _problem(self, where: tuple[int, int], loc: Loc, message: str) -> None:
@@ -168,6 +214,15 @@ class _Document:
                 return self.values[loc]
             loc = loc[:-1]
         return self.values.get((), (1, 1))
+
+
+def _too_deep() -> str:
+    return f"nested more than {MAX_DEPTH} levels deep; no field needs that many: remove the extra nesting"
+
+
+def _short_loc(loc: Loc) -> str:
+    """A field path, its middle left out when it is long (a deeply nested value)."""
+    return format_loc(loc) if len(loc) <= 8 else f"{format_loc(loc[:4])}...{format_loc(loc[-2:])}"
 
 
 def _line_col(text: str, position: int) -> tuple[int, int]:
@@ -212,7 +267,10 @@ def _describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing (null)"
-    text = json.dumps(value, default=str)
+    try:
+        text = json.dumps(value, default=str)
+    except ValueError:  # an int of more than 4300 digits (e.g. written in hex) does not print
+        return f"a number of about {int(value.bit_length() * 0.30103)} digits" if isinstance(value, int) else "a value"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

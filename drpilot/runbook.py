@@ -10,6 +10,7 @@ so workflows can import it without YAML.
 
 from __future__ import annotations
 
+import math
 import re
 import typing
 from datetime import timedelta
@@ -65,7 +66,13 @@ def _fraction(value: object) -> float:
 
 def _positive_number(value: object) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond 1.8e308
+            number = math.inf
+        if math.isfinite(number):
+            return number
+        raise PydanticCustomError("positive_number", "expected a finite number greater than 0 (at most 1.8e308)")
     raise PydanticCustomError("positive_number", "expected a number greater than 0")
 
 

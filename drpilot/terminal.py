@@ -14,7 +14,8 @@ from drpilot.loader import DocumentError, load_runbook
 
 T = TypeVar("T")
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: rich would print "FILE:100:3" as "FILE💯3" (":100:" is an emoji code).
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def load_or_exit(path: Path, load: Callable[[Path], T] = load_runbook) -> T:

@@ -73,3 +73,14 @@ def test_readme_field_reference_is_current():
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index(BEGIN) : readme.index(END) + len(END)]
     assert section == render(), "run: python -m drpilot.reference"
+
+
+def test_a_problem_on_line_100_prints_its_line_number(tmp_path):
+    # rich's emoji codes turned "FILE:100:10" into "FILE💯10" (found by bench/bad_input.py).
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("#\n" * 88 + (RUNBOOKS / "llm-inference.yaml").read_text().replace("rto: 5m", "rto: fast"))
+    result = drpilot("runbook", "validate", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == (
+        f'{bad}:100:10: spec.objectives.rto: expected a duration such as 90s, 5m or 1h30m, got "fast"'
+    )

@@ -3,6 +3,7 @@ file, line, column, field path, what was expected and what was found."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from datetime import timedelta
 
@@ -202,3 +203,84 @@ def test_drills_with_blocking_alerts_need_an_alertmanager():
 def test_drill_evidence_must_be_an_s3_prefix():
     text = VALID + "  drills:\n    evidence: /var/evidence\n"
     assert problems(text) == ['rb.yaml:27:15: spec.drills.evidence: expected an s3://bucket/prefix/ URI, got "/var/evidence"']
+
+
+# Inputs bench/bad_input.py (issue 13, 3.7) found crashing the loader with a traceback
+# instead of a problem; each is now a positioned, one-line problem.
+
+
+def test_nesting_deeper_than_python_recurses_is_a_positioned_error():
+    # PyYAML composes recursively: 3000 levels used to raise RecursionError.
+    # The column is where PyYAML ran out of stack, which depends on the caller's depth.
+    deep = VALID.replace("  objectives: {rto: 5m, rpo: 15m}", "  objectives: " + "[" * 3000 + "]" * 3000)
+    (problem,) = problems(deep)
+    assert re.fullmatch(
+        r"rb\.yaml:6:\d+: nested more than 64 levels deep; no field needs that many: remove the extra nesting", problem
+    ), problem
+
+
+def test_nesting_deeper_than_the_limit_names_the_field():
+    deep = VALID.replace("  objectives: {rto: 5m, rpo: 15m}", "  objectives: " + "[" * 100 + "]" * 100)
+    assert problems(deep) == [
+        "rb.yaml:6:77: spec.objectives[0][0]...[0][0]: nested more than 64 levels deep; no field needs that many: "
+        "remove the extra nesting"
+    ]
+
+
+def test_an_integer_python_cannot_read_is_a_positioned_error():
+    # int() refuses more than 4300 digits (ValueError).
+    assert problems(VALID.replace("ttl: 60", "ttl: " + "9" * 5000)) == [
+        "rb.yaml:21:14: spec.dns.records[0].ttl: expected a number Python can read (at most 4300 digits), got one of 5000 characters"
+    ]
+
+
+def test_a_number_too_large_for_a_float_is_a_positioned_error():
+    # float() of it raised OverflowError, and printing it (json.dumps) ValueError.
+    text = VALID.replace("kube: {context: east}", "kube: {context: east}\n      capacity: 0x" + "f" * 5000)
+    assert problems(text) == [
+        "rb.yaml:12:17: spec.regions.east.capacity: expected a finite number greater than 0 (at most 1.8e308), "
+        "got a number of about 6020 digits"
+    ]
+    assert problems(VALID.replace("kube: {context: east}", "kube: {context: east}\n      capacity: .inf")) == [
+        "rb.yaml:12:17: spec.regions.east.capacity: expected a finite number greater than 0 (at most 1.8e308), got Infinity"
+    ]
+
+
+def test_an_impossible_date_is_a_positioned_error():
+    # YAML reads 2024-13-45 as a date; datetime.date raised ValueError.
+    assert problems(VALID.replace("rto: 5m", "rto: 2024-13-45")) == [
+        'rb.yaml:6:21: spec.objectives.rto: invalid value "2024-13-45" (month must be in 1..12); quote it if it is text'
+    ]
+
+
+def test_a_merge_key_of_a_scalar_is_a_positioned_error():
+    # flatten_mapping raised ConstructorError outside the parser's error handling.
+    assert problems(VALID.replace("  objectives: {rto: 5m, rpo: 15m}", "  objectives: {<<: 1, rto: 5m}")) == [
+        "rb.yaml:6:20: spec.objectives: invalid merge key (<<): expected a mapping or list of mappings for merging, "
+        "but found scalar; merge a mapping or a list of mappings (<<: *anchor)"
+    ]
+
+
+def test_a_duration_beyond_a_timedelta_is_a_positioned_error():
+    # timedelta(seconds=...) raised OverflowError.
+    assert problems(VALID.replace("bake: 15m", "bake: 99999999999999999999h")) == [
+        "rb.yaml:25:11: spec.traffic_shift.bake: expected a duration of at most 999999999 days such as 90s, 5m or 1h30m, "
+        'got "99999999999999999999h"'
+    ]
+
+
+def test_an_alias_bomb_is_refused_at_once():
+    # Nine aliases per level, seven levels: 4.8 million values, which took seconds (and more
+    # levels minutes and gigabytes) to expand.
+    bomb = "".join(f"b{n}: &b{n} [{', '.join([f'*b{n - 1}' if n else '1'] * 9)}]\n" for n in range(7))
+    assert problems(bomb + VALID) == [
+        "rb.yaml:1:13: b5[0][3][3][7][2][1]: the document holds more than 100000 values (YAML aliases, *name, "
+        "repeat what &name anchors); write the values out, or fewer"
+    ]
+
+
+def test_a_key_with_a_line_break_stays_on_one_line():
+    text = VALID.replace("  name: llm\n", '  name: llm\n  "own\\ner\\x85": x\n')
+    assert problems(text) == [
+        'rb.yaml:5:3: metadata.own\\ner\\x85: unknown field "own\\ner\\x85" (did you mean \"owner\"?)'
+    ]

@@ -41,6 +41,7 @@ PROBES_ANALYSE = "probes.analyse"
 NOTIFY_SEND = "notify.send"
 DRILL_ALERTS = "drill.firing_alerts"
 DRILL_EVIDENCE = "drill.write_evidence"
+REHEARSAL_WAIT = "rehearsal.wait"
 
 
 # ---------------------------------------------------------------------- rehearsal waits

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.artifacts import ArtifactActivities
+from activities.clock import ClockActivities
 from activities.dns import DnsActivities
 from activities.drills import DrillActivities
 from activities.kube import KubeActivities
@@ -20,7 +21,7 @@ from drpilot.settings import Settings
 
 ACTIVITY_CLASSES = (
     DnsActivities, KubeActivities, VeleroActivities, ArtifactActivities, ProbeActivities, NotifyActivities,
-    DrillActivities,
+    DrillActivities, ClockActivities,
 )
 
 

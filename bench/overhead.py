@@ -22,7 +22,10 @@ Per-activity scheduling overhead comes from the drpilot runs' Temporal histories
 (`fetch_history`), every activity of every round:
 - ActivityTaskScheduled -> ActivityTaskStarted (the activity waiting for a worker slot);
 - ActivityTaskCompleted -> the next WorkflowTaskCompleted (the workflow reacting to it);
-- TimerStarted -> TimerFired minus the timer's own duration (how late a timer fires);
+- TimerStarted -> TimerFired minus the timer's own duration (how late a timer fires; at
+  this speed there are none: every wait is under 2 s and slept by the worker);
+- a rehearsal wait slept by the worker (activities/clock.py): its local activity's schedule
+  -> completion, which includes the milliseconds it sleeps;
 - WorkflowTaskScheduled -> WorkflowTaskCompleted (one workflow task, queue + worker).
 
 `python -m bench.overhead` prints the rows; `make bench` puts them in BENCHMARKS.md.
@@ -58,6 +61,7 @@ from temporalio.api.enums.v1 import EventType
 from activities.velero import GROUP, VERSION, restore_manifest
 from bench.evacuation import BASE, DRPILOT
 from drpilot.loader import load_runbook
+from drpilot.report import facts
 from drpilot.runbook import Role, Runbook
 from drpilot.runs import result, start
 from drpilot.sandbox import loopback, model_server
@@ -97,20 +101,20 @@ OVERHEAD_NOTE = [
     "is an activity waiting for the worker to pick it up; *completed -> next workflow task completed* is",
     "the workflow noticing a result and sending its next commands (a workflow task on the worker and",
     "round trips to the dev server); *timer fired after its due time* is TimerStarted -> TimerFired",
-    "minus the timer's own duration. The goal (a failover adds < 1 s) is missed, and the histories say",
-    "where: every `workflow.sleep` fired about 1 s late whatever its length (measured above), so at",
-    "speed 10000, where each wait is a timer of milliseconds, each one costs ~1 s that the plain script",
-    "(sleeping 6 ms) does not pay. The failover has one timer (the DNS TTL after the switch), the",
-    "failback two per shift step (TTL and bake), 10 in all: that is nearly all of both differences.",
-    "The rest of the failover's difference (~0.3 s) is admission (an Update-with-Start), the workflow",
-    "start and its ~10 sequential steps of activity dispatch at the ~15 ms above. py-spy (200 Hz) on",
-    "the worker over one round: its CPU went to the activities' HTTP clients (httpx / httpcore ~35%",
-    "of samples, botocore + kubernetes ~10%) and, in the first round, to imports (~11%: provider SDKs",
-    "imported on first use); workflow code, its sandbox and the payload converter ~2%, pydantic ~4%.",
-    "So the engine is not CPU-bound here; its cost is the timer granularity. At speed 1 (a TTL of 60 s,",
-    "a bake of 15 min) 1 s per timer is within the waits' own slack, but a rehearsal's RTO at high",
-    "speed is inflated by it. Requests: both sides send the same provider calls; a few Kubernetes",
-    "reads differ by how many readiness polls a wait needed.",
+    "minus the timer's own duration. Until 0.3.0 the goal (a failover adds < 1 s) was missed by",
+    "+1.20 s (failback +10.2 s), and these histories said where: every `workflow.sleep` fired about",
+    "1 s late whatever its length (p50 985 ms), so at speed 10000, where each wait is a timer of",
+    "milliseconds, each cost ~1 s that the plain script (sleeping 6 ms) does not pay; the failover",
+    "has one (the DNS TTL), the failback ten (TTL and bake per shift step). Since 0.3.0 a rehearsal",
+    "wait under 2 s is slept by the worker as a local activity (activities/clock.py; production,",
+    "at speed 1, keeps durable timers), the row above. What remains of the failover's difference",
+    "is admission (an Update-with-Start), the workflow start and its ~10 sequential steps of",
+    "activity dispatch at the ~15 ms above. py-spy (200 Hz) on the worker over one round: its CPU",
+    "went to the activities' HTTP clients (httpx / httpcore ~35% of samples, botocore + kubernetes",
+    "~10%) and, in the first round, to imports (~11%: provider SDKs imported on first use); workflow",
+    "code, its sandbox and the payload converter ~2%, pydantic ~4%: the engine is not CPU-bound.",
+    "Requests: both sides send the same provider calls; a few Kubernetes reads differ by how many",
+    "readiness polls a wait needed.",
 ]
 
 
@@ -355,7 +359,9 @@ def _seconds(a, b) -> float:
 
 def scheduling(events) -> dict[str, list[float]]:
     """Per-activity and per-timer latencies (ms) in one run's history; see the module docstring."""
-    out: dict[str, list[float]] = {"schedule_to_start": [], "completed_to_next_task": [], "timer_late": [], "workflow_task": []}
+    out: dict[str, list[float]] = {
+        "schedule_to_start": [], "completed_to_next_task": [], "timer_late": [], "slept": [], "workflow_task": [],
+    }
     by_id = {e.event_id: e for e in events}
     for i, e in enumerate(events):
         t = e.event_type
@@ -370,6 +376,8 @@ def scheduling(events) -> dict[str, list[float]]:
             started = by_id[e.timer_fired_event_attributes.started_event_id]
             due = started.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
             out["timer_late"].append((_seconds(started.event_time, e.event_time) - due) * 1000)
+        elif t == EventType.EVENT_TYPE_MARKER_RECORDED and (wait := facts.rehearsal_wait(e, by_id)):
+            out["slept"].append((wait.ended - wait.started).total_seconds() * 1000)
         elif t == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             scheduled = by_id[e.workflow_task_completed_event_attributes.scheduled_event_id]
             out["workflow_task"].append(_seconds(scheduled.event_time, e.event_time) * 1000)
@@ -484,10 +492,14 @@ def bench_overhead() -> list[str]:
         "schedule_to_start": "activity scheduled -> started",
         "completed_to_next_task": "activity completed -> next workflow task completed",
         "timer_late": "timer fired after its due time",
+        "slept": "rehearsal wait slept by the worker, scheduled -> completed",
         "workflow_task": "workflow task scheduled -> completed",
     }
     for key, what in names.items():
-        v = lat.get(key) or [float("nan")]
+        v = lat.get(key)
+        if not v:
+            rows.append(f"| {what}, all runs | none in these runs |")
+            continue
         rows.append(f"| {what}, all runs | p50 {pct(v, 50):.1f} ms, p99 {pct(v, 99):.1f} ms (max {max(v):.1f}, n={len(v)}) |")
     return rows
 

@@ -1,3 +1,3 @@
 """drpilot: disaster-recovery orchestration for ML / LLM inference platforms."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -37,6 +37,21 @@ def _retry(attempts: int, max_interval: float = 30.0) -> RetryPolicy:
     )
 
 
+# A rehearsal wait shorter than this is slept by a local activity, not a server timer, which
+# fires about a second late whatever its length (activities/clock.py).
+SHORT_WAIT_SECONDS = 2.0
+
+
+async def rehearsal_wait(seconds: float, summary: str) -> None:
+    await workflow.execute_local_activity(
+        c.REHEARSAL_WAIT,
+        seconds,
+        start_to_close_timeout=timedelta(seconds=SHORT_WAIT_SECONDS + 10),
+        retry_policy=_retry(3),
+        summary=summary,
+    )
+
+
 def _scaled(seconds: float, speed: float, floor: float = 30.0) -> float:
     return max(seconds / speed, floor)
 

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         WaitingFor,
         WorldState,
     )
-    from workflows.versions import SAFETY
+    from workflows.versions import REHEARSAL_WAITS, SAFETY
 
 T = TypeVar("T")
 
@@ -149,6 +149,7 @@ class Run:
         self.timeline = Timeline(self.refresh_details)
         self.traffic = Traffic(self)
         self.v2 = False  # the 0.2.0 behaviour (workflows/versions.py); read in execute()
+        self.v3 = False  # the 0.3.0 behaviour, likewise
         self.waited = False  # a wait (approval, pause, drift) came after the last gate
         self._approval_policy = policy
         self.rehearsal = rehearsal  # a rehearsal drill against the sandbox: nobody to approve
@@ -305,6 +306,16 @@ class Run:
                 self._waiting_for = None
             self.timeline.note("approval", f"approved by {self._approved_by}")
 
+    async def sleep(self, seconds: float, *, kind: str, unscaled: float, summary: str) -> None:
+        """A wait of the procedure (a DNS TTL, a bake) of `unscaled` seconds at speed 1 and
+        `seconds` at this run's speed; counted at its speed-1 length by the projection."""
+        if self.v3 and self.speed != 1 and seconds < calls.SHORT_WAIT_SECONDS:
+            if seconds > 0:
+                await calls.rehearsal_wait(seconds, summary)
+        else:
+            await workflow.sleep(seconds, summary=summary)
+        projection.timer(kind, seconds, unscaled)
+
     async def hold_if_paused(self) -> None:
         if not self._paused:
             return
@@ -332,6 +343,7 @@ class Run:
     async def execute(self, steps: Callable[[], Awaitable[None]]) -> RunResult:
         """Run the steps; on abort or failure compensate; then the result."""
         self.v2 = workflow.patched(SAFETY)
+        self.v3 = workflow.patched(REHEARSAL_WAITS)
         who = f" {self.requested_by}" if self.requested_by else ""
         why = f": {self.reason}" if self.reason else ""
         self.notify("started", f"{self.action} of {self.runbook.name} started by {self.trigger}{who}{why}")

@@ -48,8 +48,8 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
             # The TTL wait inside move counts towards the bake (the runbook requires
             # bake >= TTL): resolvers move to the new weights during it.
             await run.traffic.move(weights, phase=name, good=False, fresh=[shift.region])
-            await workflow.sleep(max(bake - ttl, 0) / run.speed, summary=f"bake at {percent}%")
-            projection.timer("bake", max(bake - ttl, 0) / run.speed, max(bake - ttl, 0))
+            rest = max(bake - ttl, 0)
+            await run.sleep(rest / run.speed, kind="bake", unscaled=rest, summary=f"bake at {percent}%")
             # A pause holds the step here, before it is judged, for as long as needed.
             await run.hold_if_paused()
             judged = [shift.region]

@@ -97,8 +97,7 @@ class Traffic:
         result = await self._apply(weights, phase, good=good and run.v2)
         ttl = max(r.ttl for r in run.runbook.spec.dns.records)
         # Resolvers keep the old answer for up to one TTL after the provider applied it.
-        await workflow.sleep(ttl / run.speed, summary=f"DNS TTL {ttl}s")
-        projection.timer("ttl", ttl / run.speed, ttl)
+        await run.sleep(ttl / run.speed, kind="ttl", unscaled=ttl, summary=f"DNS TTL {ttl}s")
         return result
 
     async def fall_back(self, phase: str, *, exclude: frozenset[str] = frozenset()) -> dict[str, int]:

@@ -21,3 +21,7 @@ from __future__ import annotations
 # judging every serving region, artifacts before pods, RPO, the admission release signal
 # and the outcome search attribute.
 SAFETY = "drpilot-0.2.0-safety"
+
+# 0.3.0: a rehearsal's waits shorter than calls.SHORT_WAIT_SECONDS (a DNS TTL or a bake
+# divided by the speed) are slept by a local activity instead of a timer (activities/clock.py).
+REHEARSAL_WAITS = "drpilot-0.3.0-rehearsal-waits"

@@ -61,7 +61,8 @@ class NotARun(ValueError):
 
 @dataclass
 class Step:
-    """One activity (all its attempts) or one durable timer of the run."""
+    """One activity (all its attempts) or one wait of the run: a durable timer, or a
+    rehearsal's short wait slept by the worker (shown as the timer it stands for)."""
 
     name: str  # activity name (dns.apply) or the timer's summary (bake at 50%)
     kind: str  # activity | timer
@@ -148,6 +149,31 @@ def _text(payload: Payload) -> str:
     return value if isinstance(value, str) else ""
 
 
+def rehearsal_wait(event: HistoryEvent, by_id: dict[int, HistoryEvent]) -> Step | None:
+    """A rehearsal's short wait (activities/clock.py), recorded as a local-activity marker:
+    shown as the timer it stands for. It ran inside the workflow task before the marker, so
+    it is placed from that task's start to the marker, both in the server's time (the SDK's
+    own timestamps in the marker mix the worker's clock with the server's)."""
+    marker = event.marker_recorded_event_attributes
+    data = marker.details.get("data")
+    if marker.marker_name != "core_local_activity" or data is None or not data.payloads:
+        return None
+    try:  # the SDK's own record of the local activity (JSON)
+        record = pydantic_data_converter.payload_converter.from_payload(data.payloads[0], dict)
+    except (ValueError, TypeError, RuntimeError):
+        return None
+    if not isinstance(record, dict) or record.get("activity_type") != c.REHEARSAL_WAIT:
+        return None
+    started = _at(event)
+    for earlier in range(event.event_id - 1, 0, -1):  # the workflow task it ran in
+        task = by_id.get(earlier)
+        if task is not None and task.HasField("workflow_task_started_event_attributes"):
+            started = _at(task)
+            break
+    summary = _text(event.user_metadata.summary) if event.HasField("user_metadata") else ""
+    return Step(name=summary or "wait", kind="timer", started=started, ended=_at(event), outcome="ok")
+
+
 def read(history: WorkflowHistory) -> RunFacts:
     """The facts of one run from its history; NotARun for any other workflow's history."""
     events = list(history.events)
@@ -166,6 +192,7 @@ def read(history: WorkflowHistory) -> RunFacts:
     )
     activities: dict[int, Step] = {}
     timers: dict[int, Step] = {}
+    by_id = {event.event_id: event for event in events}
     for event in events:
         which = event.WhichOneof("attributes")
         if which == "activity_task_scheduled_event_attributes":
@@ -202,6 +229,9 @@ def read(history: WorkflowHistory) -> RunFacts:
             step = Step(name=summary or "timer", kind="timer", started=_at(event))
             timers[event.event_id] = step
             facts.steps.append(step)
+        elif which == "marker_recorded_event_attributes":
+            if step := rehearsal_wait(event, by_id):
+                facts.steps.append(step)
         elif which == "timer_fired_event_attributes":
             if step := timers.get(event.timer_fired_event_attributes.started_event_id):
                 step.ended, step.outcome = _at(event), "ok"

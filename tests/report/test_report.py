@@ -185,3 +185,22 @@ async def test_the_html_report_opens_in_headless_chromium_with_its_charts(harnes
     png = await asyncio.to_thread(chromium, page, tmp_path, f"--screenshot={shot}", "--window-size=1100,1400")
     assert png.returncode == 0, png.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("release", ["0.2.0", "0.3.0"])
+def test_a_rehearsals_waits_are_on_the_timeline_whether_timers_or_slept_by_the_worker(release):
+    # The same failback at speed 100, recorded by 0.2.0 (every wait a timer) and 0.3.0 (the
+    # 0.6 s TTLs slept by the worker as local activities, activities/clock.py).
+    from temporalio.client import WorkflowHistory
+
+    from drpilot.report import facts
+
+    path = ROOT / f"tests/workflows/histories/{release}/failback_rehearsed.json"
+    run = facts.read(WorkflowHistory.from_json("failback:llm-inference", path.read_text()))
+    waits = [s for s in run.steps if s.kind == "timer"]
+    ttls = [s for s in waits if s.name.startswith("DNS TTL")]
+    assert [s.name for s in ttls] == ["DNS TTL 60s"] * 5
+    assert all((s.ended - s.started).total_seconds() >= 0.6 for s in ttls)  # 60 s / 100, as long as it took
+    assert len([s for s in waits if s.name.startswith("bake at")]) == 5
+    assert all(s.outcome == "ok" and s.ended is not None and s.ended >= s.started for s in waits)
+    assert all(s.phase.startswith("shift ") for s in waits)

@@ -31,6 +31,7 @@ SINCE = {
         "drill_completed", "drill_aborted_in_soak", "drill_failover_failed",
         "readiness_not_ready", "readiness_turned_not_ready",
     },
+    "0.3.0": {"failback_rehearsed"},  # a rehearsal's short waits slept by the worker
 }
 
 

@@ -348,12 +348,14 @@ class NotifyResult(Contract):
 
 # --------------------------------------------------------------------------------- drills
 class FiringAlertsInput(Contract):
-    runbook: Runbook  # its guardrails.blocking_alerts and spec.drills.alertmanager
+    runbook: Runbook  # its guardrails.blocking_alerts / blocking_queries, spec.drills.alertmanager / prometheus
 
 
 class FiringAlerts(Contract):
-    firing: list[str]  # blocking alert names firing now (active, not silenced or inhibited)
-    source: str  # the Alertmanager asked, or "" when the runbook names no blocking alerts
+    # Blocking conditions true now: alert names firing (active, not silenced or inhibited), then
+    # "query EXPR (N series)" for each blocking query returning a series.
+    firing: list[str]
+    source: str  # the Alertmanager and / or Prometheus asked, or "" when the runbook names no condition
     sandbox: bool  # the worker points at a sandbox twin (DRPILOT_SANDBOX=1): rehearsals need one
 
 

@@ -1,9 +1,12 @@
-"""What a drill reads and writes beside the failover and failback it runs: the blocking
-alerts firing in Alertmanager before it starts and while it soaks, and its evidence pack
-in S3, which outlives Temporal's retention (`drpilot drill history` reads it back).
+"""What a drill reads and writes beside the failover and failback it runs: its blocking
+conditions before it starts and while it soaks (the alerts named in
+`guardrails.blocking_alerts` firing in Alertmanager, the PromQL of
+`guardrails.blocking_queries` returning a series in Prometheus), and its evidence pack in S3,
+which outlives Temporal's retention (`drpilot drill history` reads it back).
 
-Reading alerts is read-only and retried; an Alertmanager that cannot be read is an error,
-never "nothing is firing": a drill that cannot see its blocking alerts does not start.
+Reading them is read-only and retried; an Alertmanager or Prometheus that cannot be read, or
+a query it refuses, is an error, never "nothing is firing": a drill that cannot see its
+blocking conditions does not start.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from activities.contracts import (
     FiringAlertsInput,
 )
 from activities.credentials import Rotating
+from drpilot.runbook import Runbook
 from drpilot.settings import Settings
 
 TIMEOUT_SECONDS = 10.0
@@ -47,6 +51,14 @@ def firing_names(alerts: list[dict[str, Any]], wanted: list[str]) -> list[str]:
     return sorted(found)
 
 
+def _json(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 class DrillActivities:
     def __init__(self, s3: Any, settings: Settings, http: httpx.Client | None = None):
         self._s3 = s3
@@ -66,12 +78,61 @@ class DrillActivities:
     @activity.defn(name=DRILL_ALERTS)
     def firing_alerts(self, input: FiringAlertsInput) -> FiringAlerts:
         rb = input.runbook
+        firing: list[str] = []
+        sources: list[str] = []
+        if rb.spec.guardrails.blocking_alerts:
+            source, names = self._alerts(rb)
+            firing += names
+            sources.append(source)
+        if rb.spec.guardrails.blocking_queries:
+            source, matched = self._queries(rb)
+            firing += matched
+            sources.append(source)
+        return FiringAlerts(firing=firing, source=" and ".join(sources), sandbox=self._settings.sandbox)
+
+    def _queries(self, rb: Runbook) -> tuple[str, list[str]]:
+        """Each blocking query that returns a series now, described with how many."""
+        drills = rb.spec.drills
+        url = drills.prometheus if drills else None
+        if not url:
+            raise ApplicationError(
+                f"{rb.name}: guardrails.blocking_queries are declared but no Prometheus is named: set spec.drills.prometheus",
+                type="DrillUnconfigured", non_retryable=True,
+            )
+        url = url.rstrip("/")
+        dialled = self._settings.providers.prometheus_map.get(url, url)  # the sandbox's own Prometheus
+        endpoint = f"{dialled}/api/v1/query"
+        matched = []
+        for expr in rb.spec.guardrails.blocking_queries:
+            try:
+                response = self._http.get(endpoint, params={"query": expr})
+            except httpx.HTTPError as exc:
+                raise ApplicationError(f"cannot query {endpoint}: {type(exc).__name__}: {exc}", type="AlertsUnreachable") from None
+            body = _json(response)
+            if response.status_code == 400 or (body or {}).get("errorType") == "bad_data":
+                # Prometheus refused the expression itself: no retry will change that.
+                raise ApplicationError(
+                    f"{rb.name}: guardrails.blocking_queries: {expr!r}: Prometheus refused it: {(body or {}).get('error', response.text[:200])}",
+                    type="DrillUnconfigured", non_retryable=True,
+                )
+            if response.status_code != 200 or body is None or body.get("status") != "success":
+                raise ApplicationError(f"{endpoint} answered {response.status_code}: {response.text[:200]}", type="AlertsUnreachable")
+            data = body.get("data") or {}
+            if data.get("resultType") not in ("vector", "matrix"):
+                raise ApplicationError(
+                    f"{rb.name}: guardrails.blocking_queries: {expr!r} returns a {data.get('resultType')}, not series: "
+                    "write it like an alert rule's expr (e.g. `up{job=\"inference\"} == 0`)",
+                    type="DrillUnconfigured", non_retryable=True,
+                )
+            if series := data.get("result") or []:
+                matched.append(f"query {expr} ({len(series)} series)")
+        return url, matched
+
+    def _alerts(self, rb: Runbook) -> tuple[str, list[str]]:
+        """The blocking alerts firing now."""
         wanted = list(rb.spec.guardrails.blocking_alerts)
-        sandbox = self._settings.sandbox
         drills = rb.spec.drills
         url = self._settings.providers.alertmanager_url or (drills.alertmanager if drills else None)
-        if not wanted:
-            return FiringAlerts(firing=[], source="", sandbox=sandbox)
         if not url:
             raise ApplicationError(
                 f"{rb.name}: guardrails.blocking_alerts are declared but no Alertmanager is named: set "
@@ -86,7 +147,7 @@ class DrillActivities:
             raise ApplicationError(f"cannot read alerts from {endpoint}: {type(exc).__name__}: {exc}", type="AlertsUnreachable") from None
         if response.status_code != 200:
             raise ApplicationError(f"{endpoint} answered {response.status_code}: {response.text[:200]}", type="AlertsUnreachable")
-        return FiringAlerts(firing=firing_names(response.json(), wanted), source=url, sandbox=sandbox)
+        return url, firing_names(response.json(), wanted)
 
     @activity.defn(name=DRILL_EVIDENCE)
     def write_evidence(self, input: EvidenceInput) -> EvidenceResult:

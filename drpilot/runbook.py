@@ -298,6 +298,11 @@ class Guardrails(Frozen):
         timedelta(minutes=30), description="After a run of an action ends, alerts cannot start it again for this long."
     )
     blocking_alerts: list[Text] = Field(default_factory=list, description="Alert names that stop a drill from starting.")
+    blocking_queries: list[Text] = Field(
+        default_factory=list,
+        description="PromQL expressions, written like an alert rule's expr, that stop a drill from starting (and end its soak) "
+        "while any of them returns a series; read from spec.drills.prometheus.",
+    )
 
 
 RunEventName = Literal["started", "approval_needed", "held", "rolled_back", "failed", "completed", "readiness_changed"]
@@ -322,6 +327,9 @@ class Drills(Frozen):
     )
     alertmanager: HttpUrl | None = Field(
         None, description="Alertmanager whose firing alerts named in guardrails.blocking_alerts keep a drill from starting."
+    )
+    prometheus: HttpUrl | None = Field(
+        None, description="Prometheus that evaluates guardrails.blocking_queries (its /api/v1/query)."
     )
     soak: Duration = Field(
         timedelta(minutes=10), description="How long a drill serves from the standby before failing back."
@@ -493,6 +501,10 @@ def _cross_field_problems(rb: Runbook):
     if spec.drills is not None and spec.guardrails.blocking_alerts and spec.drills.alertmanager is None:
         yield ("spec", "drills"), (
             "guardrails.blocking_alerts are declared: add alertmanager (its URL) so a drill can check them before it starts"
+        )
+    if spec.drills is not None and spec.guardrails.blocking_queries and spec.drills.prometheus is None:
+        yield ("spec", "drills"), (
+            "guardrails.blocking_queries are declared: add prometheus (its URL) so a drill can evaluate them before it starts"
         )
     serving = [n for n, r in spec.regions.items() if r.role is not Role.standby]
     if len(serving) < spec.guardrails.min_healthy_targets:

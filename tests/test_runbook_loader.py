@@ -200,6 +200,19 @@ def test_drills_with_blocking_alerts_need_an_alertmanager():
     ]
 
 
+def test_drills_with_blocking_queries_need_a_prometheus():
+    text = VALID + (
+        "  guardrails:\n    blocking_queries: ['up{job=\"inference\"} == 0']\n"
+        "  drills:\n    evidence: s3://dr-evidence/drills/\n"
+    )
+    assert problems(text) == [
+        "rb.yaml:28:3: spec.drills: guardrails.blocking_queries are declared: add prometheus (its URL) so a "
+        "drill can evaluate them before it starts"
+    ]
+    rb = parse_runbook(text + "    prometheus: http://prometheus.monitoring:9090\n", "rb.yaml")
+    assert rb.spec.drills is not None and rb.spec.drills.prometheus == "http://prometheus.monitoring:9090"
+
+
 def test_drill_evidence_must_be_an_s3_prefix():
     text = VALID + "  drills:\n    evidence: /var/evidence\n"
     assert problems(text) == ['rb.yaml:27:15: spec.drills.evidence: expected an s3://bucket/prefix/ URI, got "/var/evidence"']

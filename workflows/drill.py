@@ -1,7 +1,7 @@
 """DrillWorkflow: a game-day drill. Fail over away from a region, soak, fail back, keep the
 evidence (docs/architecture.md, "Drills").
 
-    admission -> preflight (blocking alerts, rehearsal on a sandbox worker) -> failover
+    admission -> preflight (blocking alerts and queries, rehearsal on a sandbox worker) -> failover
     -> soak (outcome condition) -> failback | cleanup -> evidence
 
 The failover and the failback are CHILD runs of the real FailoverWorkflow and
@@ -20,8 +20,8 @@ between; a CLI start goes the same way so both behave alike. The drill releases 
 it ends, whatever the outcome; a drill terminated in Temporal is found stale by the next
 front door, like any run.
 
-Outcomes: `blocked` (nothing was touched: the runbook was held, a blocking alert fired, or
-Alertmanager could not be read), `completed`, `failed` (a child did not complete, or the
+Outcomes: `blocked` (nothing was touched: the runbook was held, a blocking alert fired or
+blocking query returned a series, or Alertmanager / Prometheus could not be read), `completed`, `failed` (a child did not complete, or the
 outcome condition fired during the soak), `aborted` (an operator, or Temporal's cancel).
 Whatever happened after the failover started, cleanup runs: DNS not home -> a failback
 child; DNS home -> standby regions back to standby replicas. A failed or aborted drill ends
@@ -166,13 +166,13 @@ class DrillWorkflow:
         return True
 
     async def preflight(self) -> None:
-        """Read-only: the blocking alerts, and (rehearsal) that the worker points at a sandbox."""
+        """Read-only: the blocking conditions, and (rehearsal) that the worker points at a sandbox."""
         i = self.begin("preflight")
         try:
             alerts = await calls.firing_alerts(self.input.runbook)
         except ActivityError as exc:
             self.end(i, "failed", explain(exc))
-            raise Blocked(f"cannot tell whether a blocking alert fires ({explain(exc)})") from None
+            raise Blocked(f"cannot tell whether a blocking alert fires or query holds ({explain(exc)})") from None
         if self.input.mode == "rehearsal" and not alerts.sandbox:
             self.end(i, "failed", "the worker does not point at a sandbox")
             raise Blocked(
@@ -182,8 +182,8 @@ class DrillWorkflow:
         if alerts.firing:
             self.firing = alerts.firing
             self.end(i, "failed", f"firing: {', '.join(alerts.firing)}")
-            raise Blocked(f"blocking alert(s) firing: {', '.join(alerts.firing)} (guardrails.blocking_alerts)")
-        where = f"no blocking alert firing in {alerts.source}" if alerts.source else "the runbook names no blocking alerts"
+            raise Blocked(f"blocking condition(s): {', '.join(alerts.firing)} (guardrails.blocking_alerts / blocking_queries)")
+        where = f"no blocking condition in {alerts.source}" if alerts.source else "the runbook names no blocking condition"
         self.end(i, "ok", where)
 
     async def exercise(self) -> DrillStatus:
@@ -243,7 +243,7 @@ class DrillWorkflow:
 
     async def soak(self) -> str:
         """Serve from the DR side for spec.drills.soak, checking every soak_interval that the
-        regions now serving stay healthy and no blocking alert fires; the first problem."""
+        regions now serving stay healthy and no blocking condition holds; the first problem."""
         drills = self.input.runbook.spec.drills
         soak = drills.soak if drills else timedelta(minutes=10)
         every = drills.soak_interval if drills else timedelta(minutes=1)
@@ -270,7 +270,7 @@ class DrillWorkflow:
         return ""
 
     async def outcome_condition(self, targets: list[str]) -> str:
-        """What ends a soak early: a serving region failing a health round, or a blocking alert."""
+        """What ends a soak early: a serving region failing a health round, or a blocking condition."""
         rb = self.input.runbook
         results = await together(calls.firing_alerts(rb), *(calls.health_gate(rb, t, self.input.speed, rounds=1) for t in targets))
         alerts: c.FiringAlerts = results[0]
@@ -280,7 +280,7 @@ class DrillWorkflow:
             return "; ".join(h.summary or f"{h.region} failed its health check" for h in failing)
         if alerts.firing:
             self.firing = alerts.firing
-            return f"blocking alert(s) firing: {', '.join(alerts.firing)}"
+            return f"blocking condition(s): {', '.join(alerts.firing)}"
         return ""
 
     async def restore(self) -> bool:

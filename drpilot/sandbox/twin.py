@@ -512,11 +512,11 @@ class Twin:
     def prometheus_map(self) -> dict[str, str]:
         if not self.prometheus:
             return {}
-        return {
-            region.prometheus.rstrip("/"): self.prometheus.url
-            for region in self.runbook.regions.values()
-            if region.prometheus
-        }
+        urls = [region.prometheus for region in self.runbook.regions.values() if region.prometheus]
+        drills = self.runbook.spec.drills
+        if drills is not None and drills.prometheus:  # where a drill's blocking queries are evaluated
+            urls.append(drills.prometheus)
+        return {url.rstrip("/"): self.prometheus.url for url in urls}
 
     def children(self) -> dict[str, int]:
         """Name -> pid of every child process running now."""

@@ -174,3 +174,25 @@ def test_every_trigger_alert_is_routable_and_every_self_alert_uses_exported_metr
     exported = {metrics.RUNS + "_total", metrics.RTO_MISSED + "_total"}
     used = " ".join(r["expr"] for r in groups["drpilot-self"])
     assert all(name in used for name in exported)
+
+
+def test_the_worker_may_reach_every_endpoint_the_example_runbooks_name():
+    # Egress is limited by port: each URL a runbook gives the worker (probes, Prometheus,
+    # the drills' Alertmanager and Prometheus, notifiers) must be on an allowed port.
+    from urllib.parse import urlsplit
+
+    from drpilot.loader import load_runbook
+
+    rendered = render(OVERLAYS[0])
+    egress = [p for p in by_kind(rendered, "NetworkPolicy").values() if "Egress" in p["spec"]["policyTypes"]]
+    allowed = {port["port"] for p in egress for rule in p["spec"]["egress"] for port in rule.get("ports", [])}
+    for path in sorted((ROOT / "runbooks").glob("*.yaml")):
+        spec = load_runbook(path).spec
+        urls = [r.endpoint for r in spec.regions.values()] + [r.prometheus for r in spec.regions.values()]
+        if spec.drills is not None:
+            urls += [spec.drills.alertmanager, spec.drills.prometheus]
+        urls += [n.url for n in spec.notifications]
+        for url in filter(None, urls):
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            assert port in allowed, f"{path.name}: {url}: port {port} is not in the worker's egress NetworkPolicy"

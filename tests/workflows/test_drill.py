@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ import boto3
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities import contracts as c
@@ -25,8 +27,14 @@ from drpilot import runs
 from drpilot.drills import DrillAdmission, drill_progress, drill_result
 from drpilot.runbook import Runbook
 from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
-from drpilot.sandbox.processes import Alertmanager, alertmanager_binary
-from drpilot.settings import Settings, TemporalSettings
+from drpilot.sandbox.processes import (
+    Alertmanager,
+    Prometheus,
+    alertmanager_binary,
+    free_port,
+    prometheus_binary,
+)
+from drpilot.settings import ProviderSettings, Settings, TemporalSettings
 from tests.workflows.conftest import WORKFLOWS, keep_history, only_held_activity_pending, runbook
 from tests.workflows.world import World
 from workflows import admission
@@ -294,6 +302,59 @@ async def test_an_alertmanager_that_cannot_be_read_blocks_the_drill(env, alertma
     """Not knowing whether a blocking alert fires is not "none fires"."""
     result = await blocked(env, s3, drill_runbook(alertmanager, spec__drills__alertmanager="http://127.0.0.1:9"))
     assert "cannot tell whether a blocking alert fires" in result.reason
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory) -> Iterator[Prometheus]:
+    """A real Prometheus (Debian) scraping itself as region us-west-2 (up 1) and a closed
+    port as us-east-1 (up 0), once a second."""
+    if prometheus_binary() is None:
+        pytest.skip("prometheus not installed")
+    prom = Prometheus(tmp_path_factory.mktemp("prom"), {})
+    prom.targets = {"us-west-2": prom.url, "us-east-1": f"http://127.0.0.1:{free_port()}"}
+    prom.start()
+    try:
+        for _ in range(300):  # both targets scraped once
+            got = httpx.get(f"{prom.url}/api/v1/query", params={"query": 'count(up{job="inference"})'}).json()
+            if got["data"]["result"] and got["data"]["result"][0]["value"][1] == "2":
+                break
+            time.sleep(0.1)
+        yield prom
+    finally:
+        prom.stop()
+
+
+DOWN = 'up{job="inference"} == 0'
+
+
+async def test_a_blocking_query_that_returns_a_series_blocks_the_drill(env, alertmanager, s3, prometheus):
+    rb = drill_runbook(alertmanager, spec__guardrails__blocking_queries=[DOWN], spec__drills__prometheus=prometheus.url)
+    result = await blocked(env, s3, rb)
+    assert f"query {DOWN} (1 series)" in result.reason, result.reason
+
+
+def test_blocking_queries_are_evaluated_by_prometheus_and_a_bad_one_is_a_clear_error(alertmanager, prometheus):
+    def firing(*queries: str, url: str = "http://prometheus.monitoring:9090", **settings) -> c.FiringAlerts:
+        rb = drill_runbook(
+            alertmanager, spec__guardrails__blocking_alerts=[], spec__guardrails__blocking_queries=list(queries),
+            spec__drills__prometheus=url,
+        )
+        # The runbook names production's Prometheus; the worker's map dials the real one (as the sandbox does).
+        providers = ProviderSettings(prometheus_map={"http://prometheus.monitoring:9090": prometheus.url}, **settings)
+        return DrillActivities(None, Settings(providers=providers)).firing_alerts(c.FiringAlertsInput(runbook=rb))
+
+    got = firing(DOWN, 'up{job="inference", region="us-west-2"} == 0')
+    assert got.firing == [f"query {DOWN} (1 series)"] and got.source == "http://prometheus.monitoring:9090"
+    assert firing('up{region="us-west-2"} == 0').firing == []
+    with pytest.raises(ApplicationError) as refused:
+        firing("up{")
+    assert refused.value.non_retryable and "'up{': Prometheus refused it" in str(refused.value)
+    with pytest.raises(ApplicationError) as scalar:
+        firing("time()")
+    assert scalar.value.non_retryable and "returns a scalar, not series" in str(scalar.value)
+    with pytest.raises(ApplicationError) as unreachable:  # retried, and in the end: blocked
+        firing(DOWN, url="http://127.0.0.1:9")
+    assert not unreachable.value.non_retryable and "cannot query http://127.0.0.1:9/api/v1/query" in str(unreachable.value)
 
 
 async def test_a_live_drill_waits_for_the_runbooks_approval_and_records_who_gave_it(env, alertmanager, s3):

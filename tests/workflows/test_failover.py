@@ -127,6 +127,9 @@ async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_
     rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover"])
     world = World.normal(rb)
     world.velero_phase = "PartiallyFailed"
+    # Ordered, not raced: a restore that failed before the switch started leaves DNS alone
+    # (and this test's two changes would be none; CI once ran it that way).
+    world.velero_after_dns = True
     h = dev_harness(world)
     result, handle = await h.run(
         FailoverWorkflow.run,

@@ -41,6 +41,10 @@ class World:
     restarts: list[tuple[str, str]] = field(default_factory=list)  # (region, restartedAt key)
     notified: list[c.RunEvent] = field(default_factory=list)  # notifications delivered
     velero_after_hold: bool = False  # the Velero restore answers only once the hold is entered
+    # The Velero restore answers only once a DNS change has applied: an ungraceful failover
+    # whose DNS moved before its target's restore failed, in that order on any machine.
+    velero_after_dns: bool = False
+    dns_moved: asyncio.Event = field(default_factory=asyncio.Event)
     # (activity name, nth call) to hold in, heartbeating, until released: abort tests.
     hold: tuple[str, int] | None = None
     entered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -124,6 +128,7 @@ class World:
             return c.DnsApplyResult(change_id=None, status="unchanged", weights=dict(self.dns))
         self.dns = dict(input.weights)
         self.changes.append(dict(input.weights))
+        self.dns_moved.set()
         for region, weight in input.weights.items():
             if weight > 0:
                 self.health_log.append((region, self.healthy(region)))
@@ -222,6 +227,8 @@ class World:
         await self._visit(c.VELERO_RESTORE, input.restore_name)
         if self.velero_after_hold:
             await self.entered.wait()
+        if self.velero_after_dns:
+            await self.dns_moved.wait()
         self._reach(input.region)
         created = input.restore_name not in self.restores
         self.restores[input.restore_name] = input.region

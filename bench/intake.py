@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ import yaml
 
 from bench.evacuation import BASE, DRPILOT, host, runbooks
 from drpilot.loader import load_runbook
+from drpilot.ports import free_loopback_port
 from drpilot.runbook import Runbook
 from drpilot.runs import latest_runs
 from drpilot.sandbox.twin import Twin
@@ -67,12 +67,6 @@ INTAKE_NOTE = [
     "(Guardrails._once), so a storm costs a few admission round trips, not one per alert; the",
     "rest is uvicorn + JSON parsing in one Python process, which bounds requests/s.",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rules_file(copies: list[Runbook], where: Path) -> Path:
@@ -204,7 +198,7 @@ def bench_intake() -> list[str]:
         with Twin(load_runbook(BASE), Path(tmp) / "twin", speed=SPEED, prometheus=False, alertmanager=False) as twin:
             host(twin, copies)
             twin.board.update(region_down=frozenset({"us-east-1"}))
-            port = free_port()
+            port = free_loopback_port()
             env = {**os.environ, **twin.env(), "DRPILOT_WEBHOOK_TOKEN": TOKEN}
             worker = subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True)

@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -43,6 +42,7 @@ from temporalio.service import RPCError
 
 from drpilot.live import follow, snapshot
 from drpilot.loader import load_runbook
+from drpilot.ports import free_loopback_port
 from drpilot.runbook import Runbook
 from drpilot.sandbox.twin import parse_env
 from workflows.types import Progress, RunResult, workflow_id
@@ -66,12 +66,6 @@ def say(text: str) -> None:
 
 def note(text: str) -> None:
     print(f"    {text}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def alert_rules(rb: Runbook) -> dict:
@@ -158,7 +152,7 @@ class Story:
         token.chmod(0o600)
         (self.state / "alert-rules.yaml").write_text(yaml.safe_dump(alert_rules(self.rb)))
         (self.state / "webhook-rules.yaml").write_text(yaml.safe_dump(webhook_rules(self.rb, self.runbook_path), sort_keys=False))
-        port = free_port()
+        port = free_loopback_port()
         sandbox = self.processes.start(
             "sandbox",
             [DRPILOT, "sandbox", "up", "--runbook", str(self.runbook_path), "--state-dir", str(self.state),

@@ -30,6 +30,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from drpilot.ports import free_loopback_port
 from drpilot.settings import SettingsError, split_listen
 
 # A readiness check that takes longer than this counts as Temporal not answering: the
@@ -43,12 +44,6 @@ class ListenError(SettingsError):
     """The health endpoint cannot listen where DRPILOT_HEALTH_LISTEN says; the text says why."""
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass(frozen=True)
 class MetricsRuntime:
     """A Temporal Runtime whose Prometheus exporter listens on `address` (loopback)."""
@@ -59,7 +54,7 @@ class MetricsRuntime:
 
 def metrics_runtime() -> MetricsRuntime:
     # The SDK's exporter cannot report the port it bound, so drpilot picks a free one.
-    address = f"127.0.0.1:{_free_loopback_port()}"
+    address = f"127.0.0.1:{free_loopback_port()}"
     telemetry = TelemetryConfig(
         metrics=PrometheusConfig(
             bind_address=address,

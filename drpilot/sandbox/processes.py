@@ -15,7 +15,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sysconfig
 import threading
@@ -26,19 +25,12 @@ from pathlib import Path
 import httpx
 import yaml
 
+from drpilot.ports import free_loopback_port
 from workflows.types import SEARCH_ATTRIBUTES
 
 
 class ProcessError(RuntimeError):
     """A child did not start; the text names it and ends with the tail of its log."""
-
-
-def free_port() -> int:
-    """A port nobody listens on now. The child binds it a moment later; on loopback with
-    ephemeral ports the race is theoretical, and a lost race shows as a start failure."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _die_with_parent() -> None:
@@ -237,8 +229,8 @@ class TemporalDevServer(_Service):
 
     def __init__(self, state_dir: Path, port: int = 0, ui_port: int = 0, ui: bool = True):
         self.state_dir = Path(state_dir)
-        self.port = port or free_port()
-        self.ui_port = (ui_port or free_port()) if ui else None
+        self.port = port or free_loopback_port()
+        self.ui_port = (ui_port or free_loopback_port()) if ui else None
         self.address = f"127.0.0.1:{self.port}"
         self.ui_url = f"http://127.0.0.1:{self.ui_port}" if ui else None
         binary = temporal_binary()
@@ -296,7 +288,7 @@ class Prometheus(_ConfiguredService):
         scrape_interval: str = "1s",
     ):
         self.state_dir = Path(state_dir)
-        self.port = port or free_port()
+        self.port = port or free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.targets = dict(targets)
         self.rule_files = [Path(p).resolve() for p in rule_files or []]
@@ -367,7 +359,7 @@ class Alertmanager(_ConfiguredService):
         repeat_interval: str = "1h",
     ):
         self.state_dir = Path(state_dir)
-        self.port = port or free_port()
+        self.port = port or free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.webhook_url = webhook_url
         self.token = token

@@ -21,6 +21,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import AnalyseInput, HealthInput, WarmupInput
 from activities.probes import ProbeActivities, histogram_quantile, parse_metrics, percentile
+from drpilot.ports import free_loopback_port
 from drpilot.runbook import Runbook
 from drpilot.sandbox.faults import ErrorRamp, FaultBoard
 from drpilot.sandbox.model_server import ModelServer
@@ -347,20 +348,12 @@ def prom_runbook(**health) -> Runbook:
     )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prom_world(tmp_path_factory):
     if PROMETHEUS is None:
         pytest.skip("Debian's `prometheus` is not installed (apt-get install prometheus); Prometheus query path untested")
     tmp: Path = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
+    port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
     world = start_world(prometheus_map=dict.fromkeys(PROM_URLS.values(), url))
     config = {
@@ -442,7 +435,7 @@ def test_prometheus_health_gate_checks_the_query_per_region(prom_world):
 
 
 def test_unreachable_prometheus_makes_analysis_retryable(world):
-    world.probes.prometheus_map = dict.fromkeys(PROM_URLS.values(), f"http://127.0.0.1:{free_port()}")
+    world.probes.prometheus_map = dict.fromkeys(PROM_URLS.values(), f"http://127.0.0.1:{free_loopback_port()}")
     with pytest.raises(ApplicationError, match="cannot analyse region us-east-1: Prometheus .* unreachable") as caught:
         world.env().run(world.probes.analyse, AnalyseInput(runbook=prom_runbook(), region=EAST, window_seconds=5))
     assert not caught.value.non_retryable

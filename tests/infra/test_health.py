@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from drpilot.health import WorkerHealth, metrics_runtime, serving
+from drpilot.ports import free_loopback_port
 from drpilot.settings import Settings, TemporalSettings
 from drpilot.worker import run_worker
 
@@ -40,12 +41,6 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def get_until(url: str, status: int, seconds: float = 20.0) -> httpx.Response:
@@ -68,7 +63,7 @@ def address(env: WorkflowEnvironment) -> str:
 
 
 async def test_worker_serves_health_readiness_and_sdk_metrics(dev_server):
-    listen = f"127.0.0.1:{free_port()}"
+    listen = f"127.0.0.1:{free_loopback_port()}"
     settings = Settings(
         temporal=TemporalSettings(address=address(dev_server), task_queue=f"health-{uuid.uuid4()}"),
         health_listen=listen,
@@ -91,7 +86,7 @@ async def test_worker_serves_health_readiness_and_sdk_metrics(dev_server):
 
 async def test_readyz_is_503_when_temporal_does_not_answer_or_pollers_stopped():
     # A client that has never reached a server: a port nobody listens on.
-    unreachable = await Client.connect(f"127.0.0.1:{free_port()}", lazy=True)
+    unreachable = await Client.connect(f"127.0.0.1:{free_loopback_port()}", lazy=True)
     metrics = metrics_runtime()
     async with serving(WorkerHealth(unreachable, lambda: True, metrics.address), "127.0.0.1:0") as listening:
         down = await get_until(f"http://{listening}/readyz", 503, seconds=1)

@@ -25,13 +25,13 @@ from activities import contracts as c
 from activities.drills import DrillActivities
 from drpilot import runs
 from drpilot.drills import DrillAdmission, drill_progress, drill_result
+from drpilot.ports import free_loopback_port
 from drpilot.runbook import Runbook
 from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
 from drpilot.sandbox.processes import (
     Alertmanager,
     Prometheus,
     alertmanager_binary,
-    free_port,
     prometheus_binary,
 )
 from drpilot.settings import ProviderSettings, Settings, TemporalSettings
@@ -311,7 +311,7 @@ def prometheus(tmp_path_factory) -> Iterator[Prometheus]:
     if prometheus_binary() is None:
         pytest.skip("prometheus not installed")
     prom = Prometheus(tmp_path_factory.mktemp("prom"), {})
-    prom.targets = {"us-west-2": prom.url, "us-east-1": f"http://127.0.0.1:{free_port()}"}
+    prom.targets = {"us-west-2": prom.url, "us-east-1": f"http://127.0.0.1:{free_loopback_port()}"}
     prom.start()
     try:
         for _ in range(300):  # both targets scraped once

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import random
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -164,28 +166,71 @@ def refusal(claim: Claim, answer: Admission) -> str:
 
 async def _claim(client: Client, settings: Settings, claim: Claim) -> Admission:
     queue = settings.temporal.task_queue
-    operation = WithStartWorkflowOperation(
-        AdmissionWorkflow.run,
-        AdmissionState(),
-        id=admission.workflow_id(queue),
-        task_queue=queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
+    turned_away: list[RPCError] = []
+
+    async def in_turn() -> Admission:
+        delay = 0.05
+        while True:
+            operation = WithStartWorkflowOperation(  # one per call: the SDK refuses a reused one
+                AdmissionWorkflow.run,
+                AdmissionState(),
+                id=admission.workflow_id(queue),
+                task_queue=queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+            try:
+                async with _in_flight():
+                    return await client.execute_update_with_start_workflow(
+                        AdmissionWorkflow.claim, claim, start_workflow_operation=operation, result_type=Admission
+                    )
+            except RPCError as exc:
+                if not _not_applied(exc):
+                    raise
+                turned_away.append(exc)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, 1.0)
+
     try:
-        return await asyncio.wait_for(
-            client.execute_update_with_start_workflow(
-                AdmissionWorkflow.claim, claim, start_workflow_operation=operation, result_type=Admission
-            ),
-            ADMISSION_TIMEOUT,
-        )
+        return await asyncio.wait_for(in_turn(), ADMISSION_TIMEOUT)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         # wait_for's cancellation can surface as the SDK's own error for a cancelled update.
+        if turned_away:
+            raise RunError(
+                f"admission for {claim.runbook}: Temporal kept turning the claim away for "
+                f"{ADMISSION_TIMEOUT:g}s ({_rpc(turned_away[-1])}); try again"
+            ) from None
         raise RunError(
             f"no drpilot worker answered on task queue {queue} within {ADMISSION_TIMEOUT:g}s: "
             "start one with `drpilot worker` (same DRPILOT_TEMPORAL_* and DRPILOT_TASK_QUEUE)"
         ) from None
     except RPCError as exc:
         raise RunError(f"admission for {claim.runbook}: {_rpc(exc)}") from None
+
+
+# Claims this process has in flight at once: below Temporal's 10 in-flight updates per
+# workflow, so one process's own claims (the webhook's alert storm, an evacuation) queue here
+# instead of being turned away and sent again, which starves the workflow's own tasks.
+CLAIMS_IN_FLIGHT = 8
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _in_flight() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(CLAIMS_IN_FLIGHT)
+    return gate
+
+
+def _not_applied(exc: RPCError) -> bool:
+    """A claim Temporal turned away before the AdmissionWorkflow saw it, to be sent again: the
+    server allows 10 in-flight updates per workflow execution and answers the rest
+    ResourceExhausted, and aborts the updates still waiting when the workflow continues as new
+    (Unavailable, "workflow update was aborted"). Many runbooks failing over at once (a region
+    loss pages every runbook homed there) meet both; the SDK's own retries give up after a few."""
+    if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        return True
+    return exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in exc.message
 
 
 async def _dropped_if_stale(client: Client, settings: Settings, answer: Admission) -> bool:

@@ -187,3 +187,22 @@ async def test_status_lists_drpilot_outcome_and_filters_by_it(dev_harness):
     ]
     assert await runs.latest_runs(h.client, outcome="completed") == []
     assert [r.run_id for r in await runs.latest_runs(h.client, runbook="llm-inference")] == ["failback:llm-inference"]
+
+
+async def test_an_evacuation_of_many_runbooks_at_once_admits_every_one(dev_harness):
+    """A region loss pages every runbook homed there at once. Temporal allows 10 in-flight
+    updates per workflow execution and answers the rest ResourceExhausted; admission must
+    wait its turn, not fail (the 50-runbook evacuation benchmark lost runs that way; 200 at
+    once here lost 114 of them before admission sent a turned-away claim again)."""
+    rb = waiting_runbook()
+    h = dev_harness(World.normal(rb))
+    claims = [
+        runs.claim_for(FailoverInput(runbook=rb, failed_region="us-east-1")).model_copy(
+            update={"run_id": f"failover:rb-{i}", "runbook": f"rb-{i}", "dns_records": [f"route53/example.com/rb-{i}"]}
+        )
+        for i in range(200)
+    ]
+    async with h.worker():
+        answers = await asyncio.gather(*(runs.admit(h.client, settings_for(h), c) for c in claims), return_exceptions=True)
+    problems = [a for a in answers if not isinstance(a, admission.Admission) or not a.admitted]
+    assert problems == []

@@ -142,6 +142,31 @@ async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_
     assert "DNS returned to us-east-1 100, us-west-2 0" in messages
 
 
+async def test_ungraceful_failover_whose_target_fails_before_dns_moves_changes_nothing(dev_harness, route53_runbook):
+    """The other order of the race above: the restore fails while the switch is still reading
+    DNS for drift, before any change was sent. Nothing moved, so nothing is moved back: the
+    switch is cancelled and the run fails with the restore's evidence, DNS as it was."""
+    rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover"])
+    world = World.normal(rb)
+    world.velero_phase = "PartiallyFailed"
+    world.hold = (c.DNS_READ, 2)  # the switch's read (the first is preflight's)
+    world.velero_after_hold = True
+    h = dev_harness(world)
+    result, _ = await h.run(
+        FailoverWorkflow.run,
+        FailoverInput(runbook=rb, failed_region="us-east-1", strategy="ungraceful", speed=100),
+    )
+    assert result.status == "failed"
+    assert world.changes == []
+    assert world.dns == rb.normal_weights()
+    assert world.cancelled == [c.DNS_READ]
+    # Nothing to compensate and no region to re-gate: DNS never left it.
+    assert [(p.name, p.outcome) for p in result.phases] == [
+        ("preflight", "ok"), ("approval", "skipped"), ("dns-switch", "aborted"), ("prepare", "failed")
+    ]
+    assert "velero restore describe" in " ".join(result.messages)
+
+
 async def test_ungraceful_failover_whose_target_fails_while_dns_is_still_changing_waits_then_rechecks(
     harness, route53_runbook
 ):

@@ -7,6 +7,7 @@ import asyncio
 from temporalio.client import WorkflowUpdateStage
 
 from activities import contracts as c
+from drpilot.runbook import Runbook
 from tests.workflows.conftest import keep_history, runbook
 from tests.workflows.world import World
 from workflows.failover import FailoverWorkflow
@@ -118,15 +119,22 @@ async def test_ungraceful_failover_whose_targets_fail_returns_to_a_region_that_p
     await keep_history(handle, "failover_ungraceful_rechecked")
 
 
+def restore_will_fail() -> tuple[Runbook, World]:
+    """A failover that restores the standby's workloads with Velero, whose restore ends
+    PartiallyFailed: the target cannot be prepared."""
+    rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover"])
+    world = World.normal(rb)
+    world.velero_phase = "PartiallyFailed"
+    return rb, world
+
+
 async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_region_that_passes(
     dev_harness, route53_runbook
 ):
     """DNS moved first, then the target's Velero restore failed: the target never passed a
     gate, the region left behind does, so traffic goes back to it. (Dev server: the failure
     cancels the parallel branch, see dev_env.)"""
-    rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover"])
-    world = World.normal(rb)
-    world.velero_phase = "PartiallyFailed"
+    rb, world = restore_will_fail()
     # Ordered, not raced: a restore that failed before the switch started leaves DNS alone
     # (and this test's two changes would be none; CI once ran it that way).
     world.velero_after_dns = True
@@ -146,9 +154,7 @@ async def test_ungraceful_failover_whose_target_fails_before_dns_moves_changes_n
     """The other order of the race above: the restore fails while the switch is still reading
     DNS for drift, before any change was sent. Nothing moved, so nothing is moved back: the
     switch is cancelled and the run fails with the restore's evidence, DNS as it was."""
-    rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover"])
-    world = World.normal(rb)
-    world.velero_phase = "PartiallyFailed"
+    rb, world = restore_will_fail()
     world.hold = (c.DNS_READ, 2)  # the switch's read (the first is preflight's)
     world.velero_after_hold = True
     h = dev_harness(world)
@@ -173,9 +179,7 @@ async def test_ungraceful_failover_whose_target_fails_while_dns_is_still_changin
     """Velero fails while the DNS change batch is still PENDING: the switch is let finish
     (never cut half-way), then the region left behind is gated and, passing, gets its
     traffic back."""
-    rb = runbook("llm-inference.yaml", spec__backups__velero__restore_on=["failover"])
-    world = World.normal(rb)
-    world.velero_phase = "PartiallyFailed"
+    rb, world = restore_will_fail()
     world.hold = (c.DNS_APPLY, 1)
     world.velero_after_hold = True  # Velero fails while the change batch is in flight
     h = harness(world)

@@ -225,9 +225,11 @@ def _in_flight() -> asyncio.Semaphore:
 def _not_applied(exc: RPCError) -> bool:
     """A claim Temporal turned away before the AdmissionWorkflow saw it, to be sent again: the
     server allows 10 in-flight updates per workflow execution and answers the rest
-    ResourceExhausted, and aborts the updates still waiting when the workflow continues as new
-    (Unavailable, "workflow update was aborted"). Many runbooks failing over at once (a region
-    loss pages every runbook homed there) meet both; the SDK's own retries give up after a few."""
+    ResourceExhausted, and aborts updates it admitted but never delivered to the workflow
+    (Unavailable, "workflow update was aborted": on continue-as-new, and seen under a burst
+    of claims). `claim` is a synchronous handler, so a delivered update is also completed: an
+    aborted one changed nothing. Many runbooks failing over at once (a region loss pages every
+    runbook homed there) meet both; the SDK's own retries give up after a few."""
     if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
         return True
     return exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in exc.message

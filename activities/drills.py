@@ -27,6 +27,7 @@ from activities.contracts import (
     FiringAlertsInput,
 )
 from activities.credentials import Rotating
+from activities.probes import PromError, instant_query
 from drpilot.runbook import Runbook
 from drpilot.settings import Settings
 
@@ -49,14 +50,6 @@ def firing_names(alerts: list[dict[str, Any]], wanted: list[str]) -> list[str]:
         if state != "suppressed" and name in wanted:
             found.add(name)
     return sorted(found)
-
-
-def _json(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 class DrillActivities:
@@ -101,30 +94,24 @@ class DrillActivities:
             )
         url = url.rstrip("/")
         dialled = self._settings.providers.prometheus_map.get(url, url)  # the sandbox's own Prometheus
-        endpoint = f"{dialled}/api/v1/query"
         matched = []
         for expr in rb.spec.guardrails.blocking_queries:
             try:
-                response = self._http.get(endpoint, params={"query": expr})
-            except httpx.HTTPError as exc:
-                raise ApplicationError(f"cannot query {endpoint}: {type(exc).__name__}: {exc}", type="AlertsUnreachable") from None
-            body = _json(response)
-            if response.status_code == 400 or (body or {}).get("errorType") == "bad_data":
-                # Prometheus refused the expression itself: no retry will change that.
-                raise ApplicationError(
-                    f"{rb.name}: guardrails.blocking_queries: {expr!r}: Prometheus refused it: {(body or {}).get('error', response.text[:200])}",
+                kind, series = instant_query(self._http, dialled, expr)
+            except PromError as exc:
+                if exc.unreachable:
+                    raise ApplicationError(f"cannot query {dialled}/api/v1/query: {exc}", type="AlertsUnreachable") from None
+                raise ApplicationError(  # Prometheus refused the expression: no retry changes that
+                    f"{rb.name}: guardrails.blocking_queries: {expr!r}: Prometheus refused it: {exc}",
                     type="DrillUnconfigured", non_retryable=True,
-                )
-            if response.status_code != 200 or body is None or body.get("status") != "success":
-                raise ApplicationError(f"{endpoint} answered {response.status_code}: {response.text[:200]}", type="AlertsUnreachable")
-            data = body.get("data") or {}
-            if data.get("resultType") not in ("vector", "matrix"):
+                ) from None
+            if kind not in ("vector", "matrix"):
                 raise ApplicationError(
-                    f"{rb.name}: guardrails.blocking_queries: {expr!r} returns a {data.get('resultType')}, not series: "
+                    f"{rb.name}: guardrails.blocking_queries: {expr!r} returns a {kind}, not series: "
                     "write it like an alert rule's expr (e.g. `up{job=\"inference\"} == 0`)",
                     type="DrillUnconfigured", non_retryable=True,
                 )
-            if series := data.get("result") or []:
+            if series:
                 matched.append(f"query {expr} ({len(series)} series)")
         return url, matched
 

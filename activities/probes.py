@@ -235,6 +235,36 @@ def _error_text(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+class PromError(Exception):
+    """Prometheus gave no answer to a query: `unreachable` when it could not answer (worth a
+    retry), else it rejected the query (no retry changes that)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def instant_query(http: httpx.Client, prom: str, query: str) -> tuple[str, Any]:
+    """One instant query (`GET /api/v1/query`): its resultType and result, as Prometheus
+    sent them. The health gate, the shift analysis and a drill's blocking queries all ask
+    Prometheus this way."""
+    try:
+        response = http.get(f"{prom}/api/v1/query", params={"query": query}, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise PromError(f"Prometheus {prom} unreachable: {_error_text(exc)}", unreachable=True) from None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise PromError(f"Prometheus {prom} answered {_describe(response)}", unreachable=True)
+    try:
+        body = response.json()
+    except ValueError:
+        raise PromError(f"Prometheus {prom} answered {_describe(response)}", unreachable=True) from None
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body if isinstance(body, dict) else {}
+        raise PromError(f"Prometheus rejected {query!r}: {error.get('errorType', '')} {error.get('error', '')}".strip())
+    data = body.get("data", {})
+    return data.get("resultType"), data.get("result")
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
@@ -430,7 +460,7 @@ class ProbeActivities:
             for check in health.prometheus:
                 try:
                     evidence.append(self._prom_check(prom, check, region))
-                except _PromError as exc:  # the gate keeps polling; the timeout decides
+                except PromError as exc:  # the gate keeps polling; the timeout decides
                     evidence.append(CheckEvidence(check=check.name, passed=False, observed=str(exc)))
         return evidence
 
@@ -446,29 +476,13 @@ class ProbeActivities:
 
     # ------------------------------------------------------------------ Prometheus
     def _query(self, prom: str, query: str) -> list[tuple[dict[str, str], float]]:
-        """(labels, value) per series of an instant query. Raises _PromError: `unreachable`
-        when Prometheus could not answer (worth a retry), else it rejected the query."""
-        try:
-            response = self.http.get(f"{prom}/api/v1/query", params={"query": query}, timeout=10.0)
-        except httpx.HTTPError as exc:
-            raise _PromError(f"Prometheus {prom} unreachable: {_error_text(exc)}", unreachable=True) from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise _PromError(f"Prometheus {prom} answered {_describe(response)}", unreachable=True)
-        try:
-            body = response.json()
-        except ValueError:
-            raise _PromError(f"Prometheus {prom} answered {_describe(response)}", unreachable=True) from None
-        if body.get("status") != "success":
-            raise _PromError(
-                f"Prometheus rejected {query!r}: {body.get('errorType', '')} {body.get('error', '')}".strip()
-            )
-        data = body.get("data", {})
-        kind, result = data.get("resultType"), data.get("result")
+        """(labels, value) per series of an instant query (PromError as instant_query's)."""
+        kind, result = instant_query(self.http, prom, query)
         if kind == "scalar":
             return [({}, float(result[1]))]
         if kind == "vector":
             return [(series.get("metric", {}), float(series["value"][1])) for series in result]
-        raise _PromError(f"Prometheus query {query!r} returned a {kind}, expected an instant vector")
+        raise PromError(f"Prometheus query {query!r} returned a {kind}, expected an instant vector")
 
     def _prom_check(self, prom: str | None, check: PromCheck, region: str) -> CheckEvidence:
         """One Prometheus check as evidence; only an unreachable Prometheus raises."""
@@ -478,7 +492,7 @@ class ProbeActivities:
         query = check.query.replace("{region}", region)
         try:
             values = [value for _, value in self._query(prom, query)]
-        except _PromError as exc:
+        except PromError as exc:
             if exc.unreachable:
                 raise
             return CheckEvidence(check=check.name, passed=False, observed=str(exc))
@@ -500,7 +514,7 @@ class ProbeActivities:
             else:
                 sampled = max(min(input.window_seconds, SAMPLE_MAX_SECONDS / speed), SAMPLE_MIN_SECONDS)
                 traffic, source = self._traffic_from_metrics(runbook, region, sampled)
-        except _PromError as exc:
+        except PromError as exc:
             # Not knowing is not the same as unhealthy: retry, and let the workflow's retry
             # policy decide when not knowing has lasted too long.
             raise ApplicationError(
@@ -602,12 +616,6 @@ class ProbeActivities:
         latencies = [o.seconds for o in outcomes if o.ok]
         p99 = percentile(latencies, 99) if latencies else math.nan
         return len(outcomes), failed / len(outcomes), p99
-
-
-class _PromError(Exception):
-    def __init__(self, message: str, *, unreachable: bool = False):
-        super().__init__(message)
-        self.unreachable = unreachable
 
 
 class _ScrapeError(Exception):

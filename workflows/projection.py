@@ -102,16 +102,13 @@ async def along(path: Path, work: Awaitable[T]) -> T:
     assert branch is not None  # fork() gave paths: the run is projecting
     branch.set(path)  # this task's own copy of the context: its siblings are untouched
     try:
-        result = await work
-    except GeneratorExit:
-        # Closed with its run evicted from the worker's cache (outside the workflow's event
-        # loop, so no workflow clock to read): the run resumes by replay, nothing to record.
-        raise
-    except BaseException:
-        path.ended = workflow.now()
-        raise
-    path.ended = workflow.now()
-    return result
+        return await work
+    finally:
+        # Not when the branch is closed with its run evicted from the worker's cache: that
+        # happens outside the workflow's event loop (no clock to read), and the run resumes
+        # by replay, so there is nothing to record.
+        if workflow.in_workflow():
+            path.ended = workflow.now()
 
 
 def join(paths: list[Path], started: datetime) -> None:

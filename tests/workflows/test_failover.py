@@ -128,21 +128,25 @@ def restore_will_fail() -> tuple[Runbook, World]:
     return rb, world
 
 
+async def ungraceful_on_dev_server(dev_harness, rb: Runbook, world: World):
+    """(Dev server: the failure cancels the parallel branch, see dev_env.)"""
+    h = dev_harness(world)
+    return await h.run(
+        FailoverWorkflow.run,
+        FailoverInput(runbook=rb, failed_region="us-east-1", strategy="ungraceful", speed=100),
+    )
+
+
 async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_region_that_passes(
     dev_harness, route53_runbook
 ):
     """DNS moved first, then the target's Velero restore failed: the target never passed a
-    gate, the region left behind does, so traffic goes back to it. (Dev server: the failure
-    cancels the parallel branch, see dev_env.)"""
+    gate, the region left behind does, so traffic goes back to it."""
     rb, world = restore_will_fail()
     # Ordered, not raced: a restore that failed before the switch started leaves DNS alone
     # (and this test's two changes would be none; CI once ran it that way).
     world.velero_after_dns = True
-    h = dev_harness(world)
-    result, handle = await h.run(
-        FailoverWorkflow.run,
-        FailoverInput(runbook=rb, failed_region="us-east-1", strategy="ungraceful", speed=100),
-    )
+    result, _ = await ungraceful_on_dev_server(dev_harness, rb, world)
     assert result.status == "failed"
     assert world.changes == [{"us-east-1": 0, "us-west-2": 100}, {"us-east-1": 100, "us-west-2": 0}]
     messages = " ".join(result.messages)
@@ -157,11 +161,7 @@ async def test_ungraceful_failover_whose_target_fails_before_dns_moves_changes_n
     rb, world = restore_will_fail()
     world.hold = (c.DNS_READ, 2)  # the switch's read (the first is preflight's)
     world.velero_after_hold = True
-    h = dev_harness(world)
-    result, _ = await h.run(
-        FailoverWorkflow.run,
-        FailoverInput(runbook=rb, failed_region="us-east-1", strategy="ungraceful", speed=100),
-    )
+    result, _ = await ungraceful_on_dev_server(dev_harness, rb, world)
     assert result.status == "failed"
     assert world.changes == []
     assert world.dns == rb.normal_weights()

@@ -145,7 +145,7 @@ async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_
     rb, world = restore_will_fail()
     # Ordered, not raced: a restore that failed before the switch started leaves DNS alone
     # (and this test's two changes would be none; CI once ran it that way).
-    world.velero_after_dns = True
+    world.velero_after = world.dns_moved
     result, _ = await ungraceful_on_dev_server(dev_harness, rb, world)
     assert result.status == "failed"
     assert world.changes == [{"us-east-1": 0, "us-west-2": 100}, {"us-east-1": 100, "us-west-2": 0}]
@@ -160,7 +160,7 @@ async def test_ungraceful_failover_whose_target_fails_before_dns_moves_changes_n
     switch is cancelled and the run fails with the restore's evidence, DNS as it was."""
     rb, world = restore_will_fail()
     world.hold = (c.DNS_READ, 2)  # the switch's read (the first is preflight's)
-    world.velero_after_hold = True
+    world.velero_after = world.entered
     result, _ = await ungraceful_on_dev_server(dev_harness, rb, world)
     assert result.status == "failed"
     assert world.changes == []
@@ -181,7 +181,7 @@ async def test_ungraceful_failover_whose_target_fails_while_dns_is_still_changin
     traffic back."""
     rb, world = restore_will_fail()
     world.hold = (c.DNS_APPLY, 1)
-    world.velero_after_hold = True  # Velero fails while the change batch is in flight
+    world.velero_after = world.entered  # Velero fails while the change batch is in flight
     h = harness(world)
     async with h.worker():
         handle = await h.start(

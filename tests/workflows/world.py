@@ -40,10 +40,9 @@ class World:
     stale: set[str] = field(default_factory=set)
     restarts: list[tuple[str, str]] = field(default_factory=list)  # (region, restartedAt key)
     notified: list[c.RunEvent] = field(default_factory=list)  # notifications delivered
-    velero_after_hold: bool = False  # the Velero restore answers only once the hold is entered
-    # The Velero restore answers only once a DNS change has applied: an ungraceful failover
-    # whose DNS moved before its target's restore failed, in that order on any machine.
-    velero_after_dns: bool = False
+    # The Velero restore answers only once this is set, to order it against the rest of the
+    # run on any machine: `entered` (the hold is entered) or `dns_moved` (a DNS change applied).
+    velero_after: asyncio.Event | None = None
     dns_moved: asyncio.Event = field(default_factory=asyncio.Event)
     # (activity name, nth call) to hold in, heartbeating, until released: abort tests.
     hold: tuple[str, int] | None = None
@@ -225,10 +224,8 @@ class World:
     @activity.defn(name=c.VELERO_RESTORE)
     async def velero_restore(self, input: c.VeleroRestoreInput) -> c.VeleroRestoreResult:
         await self._visit(c.VELERO_RESTORE, input.restore_name)
-        if self.velero_after_hold:
-            await self.entered.wait()
-        if self.velero_after_dns:
-            await self.dns_moved.wait()
+        if self.velero_after is not None:
+            await self.velero_after.wait()
         self._reach(input.region)
         created = input.restore_name not in self.restores
         self.restores[input.restore_name] = input.region

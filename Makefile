@@ -9,10 +9,10 @@ DEBIAN_PACKAGES := prometheus-alertmanager prometheus chromium
 
 .PHONY: setup system-deps lint test demo bench constraints clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml twin/pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[sandbox,dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' -e ./twin
 	touch $@
 
 setup: $(STAMP) system-deps

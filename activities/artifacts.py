@@ -46,6 +46,7 @@ from activities.contracts import (
     ARTIFACTS_VERIFY,
     ArtifactInput,
     ArtifactProblem,
+    ErrorType,
     RestoreInput,
     RestoreResult,
     ScaledWait,
@@ -56,8 +57,8 @@ from activities.contracts import (
 from activities.credentials import Rotating
 from activities.manifest import Manifest, ManifestEntry, confirm, entry_from_s3, stored_checksums
 from activities.waits import PolledWait
-from drpilot.runbook import Model, Runbook
-from drpilot.settings import Settings
+from drpilot.domain.runbook import Model, Runbook
+from drpilot.domain.settings import Settings
 
 Tier = Literal["Expedited", "Standard", "Bulk"]
 # Retrieval times from S3 Glacier Flexible Retrieval (AWS S3 docs, "Understanding archive
@@ -133,7 +134,7 @@ def _s3(bucket: str, doing: str, permission: str) -> Iterator[None]:
             raise ApplicationError(
                 f"S3 bucket {bucket!r} does not exist ({doing}). Fix: create it, or correct the "
                 f"runbook's artifacts / archive URI for this model.",
-                type="NoSuchBucket",
+                type=ErrorType.NO_SUCH_BUCKET,
                 non_retryable=True,
             ) from None
         if code in _ACCESS_CODES or (status == 403 and code not in _RETRYABLE_CODES):
@@ -141,7 +142,7 @@ def _s3(bucket: str, doing: str, permission: str) -> Iterator[None]:
                 f"access denied to S3 bucket {bucket!r} ({doing}): {code} {message}. Fix: grant "
                 f"the worker's IAM role {permission} on arn:aws:s3:::{bucket} and its objects "
                 "(see infra/ for the policy), or check its credentials.",
-                type="AccessDenied",
+                type=ErrorType.ACCESS_DENIED,
                 non_retryable=True,
             ) from None
         if code in _RETRYABLE_CODES or status >= 500 or status == 429:
@@ -286,7 +287,7 @@ def _model(runbook: Runbook, name: str, version: str) -> Model:
     known = ", ".join(f"{m.name} {m.version}" for m in runbook.spec.models) or "none"
     raise ApplicationError(
         f"model {name} {version} is not in runbook {runbook.name}'s spec.models (it has: {known})",
-        type="UnknownModel",
+        type=ErrorType.UNKNOWN_MODEL,
         non_retryable=True,
     )
 
@@ -297,7 +298,7 @@ def _region_location(runbook: Runbook, model: Model, region: str) -> Location:
         raise ApplicationError(
             f"model {model.name} has no artifacts location for region {region!r} in runbook "
             f"{runbook.name}; add spec.models[].artifacts.{region}",
-            type="UnknownRegion",
+            type=ErrorType.UNKNOWN_REGION,
             non_retryable=True,
         )
     return Location.parse(uri)
@@ -633,7 +634,7 @@ class ArtifactActivities:
                 f"but it still has {_summary(after)}: {_keys(after)}. The archive's copy does not "
                 f"match the manifest. Fix: sync the model from a healthy region ({ARTIFACTS_SYNC}) "
                 "and re-upload the archive.",
-                type="ArtifactsStillInvalid",
+                type=ErrorType.ARTIFACTS_STILL_INVALID,
                 non_retryable=True,
             )
         return RestoreResult(
@@ -652,7 +653,7 @@ class ArtifactActivities:
                 f"model {model.name} {model.version} in region {region_name} has "
                 f"{_summary(before)} and the runbook names no archive to restore from. Fix: "
                 f"sync it from a healthy region ({ARTIFACTS_SYNC}) or upload it to {region.uri()}",
-                type="ArtifactsNotRestorable",
+                type=ErrorType.ARTIFACTS_NOT_RESTORABLE,
                 non_retryable=True,
             )
         return Location.parse(model.archive)
@@ -693,7 +694,7 @@ class ArtifactActivities:
                 f"the region's manifest is missing and the archive's is unusable: {where} "
                 f"({problem.detail if problem else 'unreadable'}). Fix: upload the manifest "
                 f"for {model.name} {model.version} to {archive.uri()}.",
-                type="ArtifactsNotRestorable",
+                type=ErrorType.ARTIFACTS_NOT_RESTORABLE,
                 non_retryable=True,
             )
         return manifest
@@ -734,7 +735,7 @@ class ArtifactActivities:
                 f"not in the archive either ({', '.join(archive.uri(p) for p in absent)}). Fix: sync "
                 f"the model from a healthy region ({ARTIFACTS_SYNC}), or upload the files to "
                 f"{archive.uri()}.",
-                type="ArtifactsNotRestorable",
+                type=ErrorType.ARTIFACTS_NOT_RESTORABLE,
                 non_retryable=True,
             )
         for path in plan:
@@ -995,7 +996,7 @@ class ArtifactActivities:
                 f"cannot sync {model.name} {model.version} from {input.source_region}: its copy at "
                 f"{source.uri()} has {_summary(checked)}: {_keys(checked)}. Fix: restore the source "
                 f"region first ({ARTIFACTS_RESTORE}) or sync from another region.",
-                type="SourceNotHealthy",
+                type=ErrorType.SOURCE_NOT_HEALTHY,
                 non_retryable=True,
             )
         listed = self._list(target)
@@ -1024,7 +1025,7 @@ class ArtifactActivities:
             raise ApplicationError(
                 f"synced {model.name} {model.version} to {target.uri()} but it still has "
                 f"{_summary(after)}: {_keys(after)}; will retry",
-                type="SyncIncomplete",
+                type=ErrorType.SYNC_INCOMPLETE,
             )
         return SyncResult(copied=[target.uri(p) for p in progress.copied], unchanged=unchanged, verify=after)
 

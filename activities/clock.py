@@ -23,7 +23,7 @@ from typing import Any, Self
 from temporalio import activity
 
 from activities.contracts import REHEARSAL_WAIT
-from drpilot.settings import Settings
+from drpilot.domain.settings import Settings
 
 
 class ClockActivities:

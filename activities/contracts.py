@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from drpilot.runbook import Notifier, Runbook, RunEventName
+from drpilot.domain.runbook import Notifier, Runbook, RunEventName
 
 
 class Contract(BaseModel):
@@ -367,3 +367,65 @@ class EvidenceInput(Contract):
 
 class EvidenceResult(Contract):
     uri: str  # s3://bucket/key written
+
+
+class ErrorType:
+    """The type of every ApplicationError an activity (or a drill) raises, named for what
+    happened; workflows and the front door match on these constants, never on literals.
+    The values are what Temporal records in histories: never change one."""
+
+    ACCESS_DENIED = "AccessDenied"
+    ADMISSION_UNAVAILABLE = "AdmissionUnavailable"
+    ALERTS_UNREACHABLE = "AlertsUnreachable"
+    ANALYSIS_UNAVAILABLE = "AnalysisUnavailable"
+    ARTIFACTS_NOT_RESTORABLE = "ArtifactsNotRestorable"
+    ARTIFACTS_STILL_INVALID = "ArtifactsStillInvalid"
+    CLOUD_DNS_ACCESS_DENIED = "CloudDnsAccessDenied"
+    CLOUD_DNS_INVALID_CHANGE = "CloudDnsInvalidChange"
+    CLOUD_DNS_NO_CREDENTIALS = "CloudDnsNoCredentials"
+    DNS_CHANGE_NOT_FOUND = "DnsChangeNotFound"
+    DNS_CHANGE_PENDING = "DnsChangePending"
+    DNS_CONCURRENT_CHANGE = "DnsConcurrentChange"
+    DNS_GUARDRAIL = "DnsGuardrail"
+    DNS_PROVIDER_BUSY = "DnsProviderBusy"
+    DNS_PROVIDER_UNREACHABLE = "DnsProviderUnreachable"
+    DNS_WEIGHTS_INVALID = "DnsWeightsInvalid"
+    DNS_ZONE_AMBIGUOUS = "DnsZoneAmbiguous"
+    DNS_ZONE_NOT_FOUND = "DnsZoneNotFound"
+    DRILL_FAILED = "DrillFailed"
+    DRILL_UNCONFIGURED = "DrillUnconfigured"
+    EVIDENCE_UNWRITABLE = "EvidenceUnwritable"
+    INVALID_INPUT = "InvalidInput"
+    KUBE_CONFIG_INVALID = "KubeConfigInvalid"
+    KUBE_CONFLICT = "KubeConflict"
+    KUBE_CONTEXT_MISSING = "KubeContextMissing"
+    KUBE_FORBIDDEN = "KubeForbidden"
+    KUBE_INVALID = "KubeInvalid"
+    KUBE_NOT_FOUND = "KubeNotFound"
+    KUBE_THROTTLED = "KubeThrottled"
+    KUBE_TLS = "KubeTLS"
+    KUBE_UNAUTHORIZED = "KubeUnauthorized"
+    KUBE_UNAVAILABLE = "KubeUnavailable"
+    KUBE_UNREACHABLE = "KubeUnreachable"
+    NOTIFY_REFUSED = "NotifyRefused"
+    NOTIFY_RETRY = "NotifyRetry"
+    NOTIFY_UNCONFIGURED = "NotifyUnconfigured"
+    NOTIFY_UNREACHABLE = "NotifyUnreachable"
+    NO_SUCH_BUCKET = "NoSuchBucket"
+    PODS_NOT_READY = "PodsNotReady"
+    SOURCE_NOT_HEALTHY = "SourceNotHealthy"
+    SYNC_INCOMPLETE = "SyncIncomplete"
+    UNKNOWN_MODEL = "UnknownModel"
+    UNKNOWN_REGION = "UnknownRegion"
+    VELERO_BACKUP_NOT_FOUND = "VeleroBackupNotFound"
+    VELERO_NOT_CONFIGURED = "VeleroNotConfigured"
+    VELERO_RESTORE_DELETED = "VeleroRestoreDeleted"
+    VELERO_RESTORE_NAME_TAKEN = "VeleroRestoreNameTaken"
+    VELERO_RESTORE_TIMEOUT = "VeleroRestoreTimeout"
+    VELERO_RESTORE_VANISHED = "VeleroRestoreVanished"
+    WARMUP_FAILED = "WarmupFailed"
+
+    @staticmethod
+    def velero_restore_ended(phase: str) -> str:
+        """A Velero Restore that ended in `phase` (Failed, PartiallyFailed, ...)."""
+        return f"VeleroRestore{phase}"

@@ -54,12 +54,13 @@ from activities.contracts import (
     DnsApplyResult,
     DnsReadInput,
     DnsState,
+    ErrorType,
     RecordWeights,
     ScaledWait,
 )
 from activities.waits import PolledWait
-from drpilot.runbook import DnsRecord, Runbook
-from drpilot.settings import Settings
+from drpilot.domain.runbook import DnsRecord, Runbook
+from drpilot.domain.settings import Settings
 
 # Route53 accepts at most 1,000 records per ChangeResourceRecordSets; drpilot keeps its
 # batches at 100 changes so a batch stays well inside the 32,000-character limit too.
@@ -203,7 +204,7 @@ class DnsProvider(ABC):
                     f"{self.name} change {', '.join(handle.change_ids)} in zone {handle.zone} "
                     f"is still {handle.status} after {timeout / speed:.0f}s; the retry keeps "
                     "waiting on the same change",
-                    type="DnsChangePending",
+                    type=ErrorType.DNS_CHANGE_PENDING,
                 )
             time.sleep(interval)
 
@@ -286,7 +287,7 @@ class Route53Provider(DnsProvider):
                 f"Route53 has no hosted zone named {dns_spec.zone} (runbook {runbook.name}, "
                 f"records {_records_text(runbook)}): create the zone, or set spec.dns.zone_id "
                 "to the hosted zone that holds these records",
-                type="DnsZoneNotFound",
+                type=ErrorType.DNS_ZONE_NOT_FOUND,
                 non_retryable=True,
             )
         if len(matching) > 1:
@@ -294,7 +295,7 @@ class Route53Provider(DnsProvider):
             raise ApplicationError(
                 f"Route53 has several hosted zones named {dns_spec.zone} ({ids}): set "
                 "spec.dns.zone_id in the runbook to the one drpilot should change",
-                type="DnsZoneAmbiguous",
+                type=ErrorType.DNS_ZONE_AMBIGUOUS,
                 non_retryable=True,
             )
         zone_id = matching[0]["Id"].rsplit("/", 1)[-1]
@@ -426,7 +427,7 @@ class Route53Provider(DnsProvider):
                 raise ApplicationError(
                     f"Route53 is busy ({code}: {message}) while trying to {doing} in {where}; "
                     "retrying with backoff",
-                    type="DnsProviderBusy",
+                    type=ErrorType.DNS_PROVIDER_BUSY,
                 ) from exc
             if code in ("AccessDenied", "AccessDeniedException"):
                 fix = (
@@ -444,7 +445,7 @@ class Route53Provider(DnsProvider):
                 fix = "see the provider's message"
             raise ApplicationError(
                 f"Route53 refused to {doing} in {where}{records}: {code}: {message}. Fix: {fix}",
-                type="DnsChangeNotFound" if code == "NoSuchChange" else f"Route53{code}",
+                type=ErrorType.DNS_CHANGE_NOT_FOUND if code == "NoSuchChange" else f"Route53{code}",
                 non_retryable=True,
             ) from exc
         except (
@@ -455,7 +456,7 @@ class Route53Provider(DnsProvider):
         ) as exc:
             raise ApplicationError(
                 f"Route53 unreachable while trying to {doing} in {where}: {exc}",
-                type="DnsProviderUnreachable",
+                type=ErrorType.DNS_PROVIDER_UNREACHABLE,
             ) from exc
         except botocore.exceptions.NoCredentialsError as exc:
             raise ApplicationError(
@@ -494,7 +495,7 @@ def clouddns_client(project: str, settings: Settings | None = None) -> dns.Clien
             f"no Google Application Default Credentials for Cloud DNS (project {project!r}): "
             "give the worker a service account (GOOGLE_APPLICATION_CREDENTIALS, or workload "
             "identity), or run `gcloud auth application-default login`",
-            type="CloudDnsNoCredentials",
+            type=ErrorType.CLOUD_DNS_NO_CREDENTIALS,
             non_retryable=True,
         ) from None
 
@@ -561,14 +562,14 @@ class CloudDnsProvider(DnsProvider):
             raise ApplicationError(
                 f"Cloud DNS is busy ({exc.code}: {exc.message}) while trying to {doing} in "
                 f"{where}; retrying with backoff",
-                type="DnsProviderBusy",
+                type=ErrorType.DNS_PROVIDER_BUSY,
             ) from exc
         except (google_errors.PreconditionFailed, google_errors.Conflict) as exc:
             # The records changed between our read and our change: a retry reads again.
             raise ApplicationError(
                 f"Cloud DNS {where}{records} changed while drpilot tried to {doing} "
                 f"({exc.code}: {exc.message}); the retry reads the records again",
-                type="DnsConcurrentChange",
+                type=ErrorType.DNS_CONCURRENT_CHANGE,
             ) from exc
         except (google_errors.Forbidden, google_errors.Unauthorized) as exc:
             raise ApplicationError(
@@ -576,32 +577,32 @@ class CloudDnsProvider(DnsProvider):
                 "Fix: grant the worker's service account roles/dns.admin (or dns.changes.create, "
                 "dns.changes.get, dns.resourceRecordSets.list, dns.managedZones.get) on the "
                 "project",
-                type="CloudDnsAccessDenied",
+                type=ErrorType.CLOUD_DNS_ACCESS_DENIED,
                 non_retryable=True,
             ) from exc
         except google_errors.NotFound as exc:
             if missing:
                 raise ApplicationError(
-                    missing, type="DnsChangeNotFound", non_retryable=True
+                    missing, type=ErrorType.DNS_CHANGE_NOT_FOUND, non_retryable=True
                 ) from exc
             raise ApplicationError(
                 f"Cloud DNS has no {where} ({exc.message}) for runbook records"
                 f"{records}: fix spec.dns.project / spec.dns.managed_zone in the runbook or "
                 "create the zone",
-                type="DnsZoneNotFound",
+                type=ErrorType.DNS_ZONE_NOT_FOUND,
                 non_retryable=True,
             ) from exc
         except google_errors.GoogleAPICallError as exc:
             raise ApplicationError(
                 f"Cloud DNS refused to {doing} in {where}{records}: {exc.code}: {exc.message}. "
                 "Fix: check the records' names, types, TTLs and targets in spec.dns.records",
-                type="CloudDnsInvalidChange",
+                type=ErrorType.CLOUD_DNS_INVALID_CHANGE,
                 non_retryable=True,
             ) from exc
         except requests_errors.RequestException as exc:
             raise ApplicationError(
                 f"Cloud DNS unreachable while trying to {doing} in {where}: {exc}",
-                type="DnsProviderUnreachable",
+                type=ErrorType.DNS_PROVIDER_UNREACHABLE,
             ) from exc
 
     def _rrsets(self, runbook: Runbook, record: DnsRecord) -> list[dict]:
@@ -735,21 +736,21 @@ def check_weights(runbook: Runbook, weights: Mapping[str, int]) -> None:
         raise ApplicationError(
             f"DNS weights for runbook {runbook.name} name unknown region(s) "
             f"{', '.join(unknown)}; regions are {', '.join(runbook.regions)}",
-            type="DnsWeightsInvalid",
+            type=ErrorType.DNS_WEIGHTS_INVALID,
             non_retryable=True,
         )
     bad = {r: w for r, w in weights.items() if not isinstance(w, int) or not 0 <= w <= 100}
     if bad:
         raise ApplicationError(
             f"DNS weights for runbook {runbook.name} must be integers 0..100, got {bad}",
-            type="DnsWeightsInvalid",
+            type=ErrorType.DNS_WEIGHTS_INVALID,
             non_retryable=True,
         )
     total = sum(weights.values())
     if total != 100:
         raise ApplicationError(
             f"DNS weights for runbook {runbook.name} sum to {total}, not 100: {dict(weights)}",
-            type="DnsWeightsInvalid",
+            type=ErrorType.DNS_WEIGHTS_INVALID,
             non_retryable=True,
         )
     serving = sorted(r for r, w in weights.items() if w > 0)
@@ -759,7 +760,7 @@ def check_weights(runbook: Runbook, weights: Mapping[str, int]) -> None:
             f"refusing DNS weights {dict(weights)} for {_records_text(runbook)}: "
             f"{len(serving)} region(s) would serve but spec.guardrails.min_healthy_targets "
             f"is {needed}; DNS must never be left with fewer healthy targets",
-            type="DnsGuardrail",
+            type=ErrorType.DNS_GUARDRAIL,
             non_retryable=True,
         )
 
@@ -829,7 +830,7 @@ class DnsActivities:
             try:
                 return _applied(provider.wait_applied(resumed, beat, speed=input.speed), desired)
             except ApplicationError as error:
-                if error.type != "DnsChangeNotFound":
+                if error.type != ErrorType.DNS_CHANGE_NOT_FOUND:
                     raise
                 # The provider forgot that change (or never had it): start from a fresh read.
                 activity.logger.warning("%s; reading the records again", error.message)

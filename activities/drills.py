@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import (
     DRILL_ALERTS,
     DRILL_EVIDENCE,
+    ErrorType,
     EvidenceInput,
     EvidenceResult,
     FiringAlerts,
@@ -28,8 +29,8 @@ from activities.contracts import (
 )
 from activities.credentials import Rotating
 from activities.probes import PromError, instant_query
-from drpilot.runbook import Runbook
-from drpilot.settings import Settings
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import Settings
 
 TIMEOUT_SECONDS = 10.0
 
@@ -90,7 +91,7 @@ class DrillActivities:
         if not url:
             raise ApplicationError(
                 f"{rb.name}: guardrails.blocking_queries are declared but no Prometheus is named: set spec.drills.prometheus",
-                type="DrillUnconfigured", non_retryable=True,
+                type=ErrorType.DRILL_UNCONFIGURED, non_retryable=True,
             )
         url = url.rstrip("/")
         dialled = self._settings.providers.prometheus_map.get(url, url)  # the sandbox's own Prometheus
@@ -100,16 +101,16 @@ class DrillActivities:
                 kind, series = instant_query(self._http, dialled, expr)
             except PromError as exc:
                 if exc.unreachable:
-                    raise ApplicationError(f"cannot query {dialled}/api/v1/query: {exc}", type="AlertsUnreachable") from None
+                    raise ApplicationError(f"cannot query {dialled}/api/v1/query: {exc}", type=ErrorType.ALERTS_UNREACHABLE) from None
                 raise ApplicationError(  # Prometheus refused the expression: no retry changes that
                     f"{rb.name}: guardrails.blocking_queries: {expr!r}: Prometheus refused it: {exc}",
-                    type="DrillUnconfigured", non_retryable=True,
+                    type=ErrorType.DRILL_UNCONFIGURED, non_retryable=True,
                 ) from None
             if kind not in ("vector", "matrix"):
                 raise ApplicationError(
                     f"{rb.name}: guardrails.blocking_queries: {expr!r} returns a {kind}, not series: "
                     "write it like an alert rule's expr (e.g. `up{job=\"inference\"} == 0`)",
-                    type="DrillUnconfigured", non_retryable=True,
+                    type=ErrorType.DRILL_UNCONFIGURED, non_retryable=True,
                 )
             if series:
                 matched.append(f"query {expr} ({len(series)} series)")
@@ -124,16 +125,16 @@ class DrillActivities:
             raise ApplicationError(
                 f"{rb.name}: guardrails.blocking_alerts are declared but no Alertmanager is named: set "
                 "spec.drills.alertmanager (or DRPILOT_ALERTMANAGER_URL on the worker)",
-                type="DrillUnconfigured", non_retryable=True,
+                type=ErrorType.DRILL_UNCONFIGURED, non_retryable=True,
             )
         endpoint = f"{url.rstrip('/')}/api/v2/alerts"
         params: Mapping[str, str] = {"active": "true", "silenced": "false", "inhibited": "false", "unprocessed": "true"}
         try:
             response = self._http.get(endpoint, params=params)
         except httpx.HTTPError as exc:
-            raise ApplicationError(f"cannot read alerts from {endpoint}: {type(exc).__name__}: {exc}", type="AlertsUnreachable") from None
+            raise ApplicationError(f"cannot read alerts from {endpoint}: {type(exc).__name__}: {exc}", type=ErrorType.ALERTS_UNREACHABLE) from None
         if response.status_code != 200:
-            raise ApplicationError(f"{endpoint} answered {response.status_code}: {response.text[:200]}", type="AlertsUnreachable")
+            raise ApplicationError(f"{endpoint} answered {response.status_code}: {response.text[:200]}", type=ErrorType.ALERTS_UNREACHABLE)
         return url, firing_names(response.json(), wanted)
 
     @activity.defn(name=DRILL_EVIDENCE)
@@ -142,7 +143,7 @@ class DrillActivities:
         if drills is None:
             raise ApplicationError(
                 f"{input.runbook.name}: no spec.drills.evidence to write the drill's evidence to",
-                type="DrillUnconfigured", non_retryable=True,
+                type=ErrorType.DRILL_UNCONFIGURED, non_retryable=True,
             )
         bucket, prefix = split_s3_uri(drills.evidence)
         key = f"{prefix}{input.name}"
@@ -152,6 +153,6 @@ class DrillActivities:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
             permanent = code in ("NoSuchBucket", "AccessDenied", "InvalidBucketName")
             raise ApplicationError(
-                f"cannot write evidence to s3://{bucket}/{key}: {exc}", type="EvidenceUnwritable", non_retryable=permanent
+                f"cannot write evidence to s3://{bucket}/{key}: {exc}", type=ErrorType.EVIDENCE_UNWRITABLE, non_retryable=permanent
             ) from None
         return EvidenceResult(uri=f"s3://{bucket}/{key}")

@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from activities import contracts
 from activities.contracts import (
     DeploymentState,
+    ErrorType,
     KubeReadInput,
     ReplicaState,
     RolloutRestartInput,
@@ -40,8 +41,8 @@ from activities.contracts import (
 )
 from activities.credentials import Signature, files_signature
 from activities.waits import PolledWait
-from drpilot.runbook import Runbook
-from drpilot.settings import Settings
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import Settings
 
 
 def _monotonic(wall: float) -> float:
@@ -112,7 +113,7 @@ def cluster_client(
     if spec is None:
         raise ApplicationError(
             f"region {region!r} is not in runbook {runbook.name} (regions: {', '.join(runbook.regions)})",
-            type="UnknownRegion",
+            type=ErrorType.UNKNOWN_REGION,
             non_retryable=True,
         )
     context = spec.kube.context
@@ -123,13 +124,13 @@ def cluster_client(
         raise ApplicationError(
             f"kube context {context!r} (region {region}, needed to {where}) is not in the kubeconfig "
             f"({source}); add that context or fix spec.regions.{region}.kube.context in runbook {runbook.name}",
-            type="KubeContextMissing",
+            type=ErrorType.KUBE_CONTEXT_MISSING,
             non_retryable=True,
         ) from None
     except (ConfigException, OSError) as exc:
         raise ApplicationError(
             f"kube context {context!r} (region {region}) cannot be loaded from the kubeconfig: {exc}",
-            type="KubeConfigInvalid",
+            type=ErrorType.KUBE_CONFIG_INVALID,
             non_retryable=True,
         ) from None
 
@@ -155,39 +156,39 @@ def classify(
         if status == 404:
             return ApplicationError(
                 f"{resource} not found in {where}: {not_found_fix}",
-                type="KubeNotFound",
+                type=ErrorType.KUBE_NOT_FOUND,
                 non_retryable=True,
             )
         if status == 401:
             return ApplicationError(
                 f"{where} rejected drpilot's credentials (401 Unauthorized) on {resource}; refresh the "
                 f"kubeconfig user of context {context} (token, client certificate or exec plugin) and retry",
-                type="KubeUnauthorized",
+                type=ErrorType.KUBE_UNAUTHORIZED,
                 non_retryable=True,
             )
         if status == 403:
             return ApplicationError(
                 f"{where}: {text}; grant drpilot's identity {rbac}",
-                type="KubeForbidden",
+                type=ErrorType.KUBE_FORBIDDEN,
                 non_retryable=True,
             )
         if status in (400, 415, 422):
             return ApplicationError(
                 f"{where} refused the request on {resource} ({status}): {text}",
-                type="KubeInvalid",
+                type=ErrorType.KUBE_INVALID,
                 non_retryable=True,
             )
         if status == 409:
             return ApplicationError(
                 f"{where}: conflict on {resource}, will re-read and retry: {text}",
-                type="KubeConflict",
+                type=ErrorType.KUBE_CONFLICT,
             )
         if status == 429:
             return ApplicationError(
-                f"{where} is throttling requests on {resource}: {text}", type="KubeThrottled"
+                f"{where} is throttling requests on {resource}: {text}", type=ErrorType.KUBE_THROTTLED
             )
         return ApplicationError(
-            f"{where} answered {status} on {resource}: {text}", type="KubeUnavailable"
+            f"{where} answered {status} on {resource}: {text}", type=ErrorType.KUBE_UNAVAILABLE
         )
     reason = getattr(exc, "reason", None)
     if isinstance(exc, urllib3.exceptions.SSLError) or isinstance(
@@ -196,12 +197,12 @@ def classify(
         return ApplicationError(
             f"{where}: TLS verification failed on {resource}: {reason or exc}; check the cluster's "
             f"certificate-authority-data / server URL for context {context}",
-            type="KubeTLS",
+            type=ErrorType.KUBE_TLS,
             non_retryable=True,
         )
     return ApplicationError(
         f"{where} is unreachable ({type(exc).__name__}: {exc}) on {resource}",
-        type="KubeUnreachable",
+        type=ErrorType.KUBE_UNREACHABLE,
     )
 
 
@@ -420,7 +421,7 @@ class KubeActivities:
                 if not sep or not ns or not name or n < 0:
                     raise ApplicationError(
                         f"scale counts key {key!r} -> {n}: expected 'namespace/deployment' -> a count >= 0",
-                        type="InvalidInput",
+                        type=ErrorType.INVALID_INPUT,
                         non_retryable=True,
                     )
                 targets.append((ns, name, n))
@@ -521,7 +522,7 @@ class KubeActivities:
             + f". Inspect with `kubectl --context {context} -n {short[0].namespace} describe deployment "
             f"{short[0].name}` and its pods' events",
             {"region": input.region, "context": context, "short": findings},
-            type="PodsNotReady",
+            type=ErrorType.PODS_NOT_READY,
             non_retryable=True,
         )
 

@@ -19,8 +19,8 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import NOTIFY_SEND, NotifyInput, NotifyResult, RunEvent
-from drpilot.settings import Settings
+from activities.contracts import NOTIFY_SEND, ErrorType, NotifyInput, NotifyResult, RunEvent
+from drpilot.domain.settings import Settings
 
 TIMEOUT_SECONDS = 10.0
 
@@ -53,7 +53,7 @@ class NotifyActivities:
             raise ApplicationError(
                 f"notification {input.event.event} of {input.event.run_id}: {notifier.url_env} {said} in the "
                 "worker's environment; set it where the worker runs",
-                type="NotifyUnconfigured", non_retryable=True,
+                type=ErrorType.NOTIFY_UNCONFIGURED, non_retryable=True,
             )
         return url
 
@@ -69,13 +69,13 @@ class NotifyActivities:
         try:
             response = self.client.post(url, json=body, headers={"Idempotency-Key": key})
         except httpx.HTTPError as exc:  # refused, reset, timed out: the receiver may come back
-            raise ApplicationError(f"{what}: {type(exc).__name__}: {exc}", type="NotifyUnreachable") from None
+            raise ApplicationError(f"{what}: {type(exc).__name__}: {exc}", type=ErrorType.NOTIFY_UNREACHABLE) from None
         if response.status_code == 429 or response.status_code >= 500:
-            raise ApplicationError(f"{what}: receiver answered {response.status_code}", type="NotifyRetry")
+            raise ApplicationError(f"{what}: receiver answered {response.status_code}", type=ErrorType.NOTIFY_RETRY)
         if response.status_code >= 300:
             raise ApplicationError(
                 f"{what}: receiver refused it ({response.status_code} {response.text[:200]})",
-                type="NotifyRefused", non_retryable=True,
+                type=ErrorType.NOTIFY_REFUSED, non_retryable=True,
             )
         return NotifyResult(delivered=True, status=response.status_code, target=target)
 

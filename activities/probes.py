@@ -41,6 +41,7 @@ from activities.contracts import (
     AnalyseInput,
     AnalyseResult,
     CheckEvidence,
+    ErrorType,
     HealthInput,
     HealthResult,
     ScaledWait,
@@ -48,8 +49,8 @@ from activities.contracts import (
     WarmupResult,
 )
 from activities.waits import slept
-from drpilot.runbook import PromCheck, Runbook, Warmup
-from drpilot.settings import Settings
+from drpilot.domain.runbook import PromCheck, Runbook, Warmup
+from drpilot.domain.settings import Settings
 
 # Analysis without Prometheus samples the region's /metrics over a short window after the
 # bake: at least SAMPLE_MIN real seconds (traffic arrives at its real rate at any rehearsal
@@ -322,7 +323,7 @@ class ProbeActivities:
                     f"warm-up of region {region} failed: {len(failed)} of {len(outcomes)} "
                     f"{warm.method} {warm.path} requests to {base} failed "
                     f"(last: {failed[-1].observed}); retrying, the model may still be loading",
-                    type="WarmupFailed",
+                    type=ErrorType.WARMUP_FAILED,
                 )
             done[key] = {
                 "requests": len(outcomes),
@@ -518,7 +519,7 @@ class ProbeActivities:
             # Not knowing is not the same as unhealthy: retry, and let the workflow's retry
             # policy decide when not knowing has lasted too long.
             raise ApplicationError(
-                f"cannot analyse region {region}: {exc}", type="AnalysisUnavailable"
+                f"cannot analyse region {region}: {exc}", type=ErrorType.ANALYSIS_UNAVAILABLE
             ) from None
         enough = max(rollback.min_requests, 1)
         if traffic is None or traffic.total < enough:
@@ -650,7 +651,7 @@ def _region(runbook: Runbook, region: str):
         raise ApplicationError(
             f"region {region!r} is not in runbook {runbook.name}; its regions are "
             f"{', '.join(sorted(runbook.spec.regions))}",
-            type="UnknownRegion",
+            type=ErrorType.UNKNOWN_REGION,
             non_retryable=True,
         ) from None
 

@@ -17,7 +17,7 @@ from activities.kube import KubeActivities
 from activities.notify import NotifyActivities
 from activities.probes import ProbeActivities
 from activities.velero import VeleroActivities
-from drpilot.settings import Settings
+from drpilot.domain.settings import Settings
 
 ACTIVITY_CLASSES = (
     DnsActivities, KubeActivities, VeleroActivities, ArtifactActivities, ProbeActivities, NotifyActivities,

@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import contracts
 from activities.contracts import (
+    ErrorType,
     VeleroBackupInfo,
     VeleroBackupInput,
     VeleroRestoreInput,
@@ -45,8 +46,8 @@ from activities.kube import (
     pause,
 )
 from activities.waits import PolledWait
-from drpilot.runbook import Runbook, Velero
-from drpilot.settings import Settings
+from drpilot.domain.runbook import Runbook, Velero
+from drpilot.domain.settings import Settings
 
 GROUP, VERSION = "velero.io", "v1"
 POLL_SECONDS = 5.0  # simulated seconds between phase polls (divided by speed)
@@ -146,7 +147,7 @@ class VeleroActivities:
         if restore is None:
             raise ApplicationError(
                 f"Restore {ns}/{name} vanished right after it was created; retrying",
-                type="VeleroRestoreVanished",
+                type=ErrorType.VELERO_RESTORE_VANISHED,
             )
         wanted = velero.backup
         spec = restore.get("spec") or {}
@@ -157,7 +158,7 @@ class VeleroActivities:
                 f"Restore {ns}/{name} in kube context {context} already exists but restores backup "
                 f"{source!r}, not {wanted!r}; delete it "
                 f"(`velero restore delete {name}`) or start the run under a new workflow id",
-                type="VeleroRestoreNameTaken",
+                type=ErrorType.VELERO_RESTORE_NAME_TAKEN,
                 non_retryable=True,
             )
 
@@ -206,7 +207,7 @@ class VeleroActivities:
                     f"{progress.get('totalItems', '?')} items); it keeps running in the cluster and a retry "
                     f"waits on the same Restore",
                     {"name": name, "phase": phase},
-                    type="VeleroRestoreTimeout",
+                    type=ErrorType.VELERO_RESTORE_TIMEOUT,
                 )
             pause(min(poll, max(0.0, deadline - time.time())))
             restore = call(lambda: get("restores", name), f"Restore {ns}/{name}", "get")
@@ -214,7 +215,7 @@ class VeleroActivities:
                 raise ApplicationError(
                     f"Velero Restore {ns}/{name} was deleted while drpilot waited on it (kube context "
                     f"{context}); the run must decide whether to restore again",
-                    type="VeleroRestoreDeleted",
+                    type=ErrorType.VELERO_RESTORE_DELETED,
                     non_retryable=True,
                 )
 
@@ -229,7 +230,7 @@ class _VeleroApi:
             raise ApplicationError(
                 f"runbook {runbook.name} has no spec.backups.velero; add the backup to restore from "
                 f"or leave the Velero step out",
-                type="VeleroNotConfigured",
+                type=ErrorType.VELERO_NOT_CONFIGURED,
                 non_retryable=True,
             )
         self.runbook, self.region, self.velero, self.ns = runbook, region, velero, velero.namespace
@@ -304,7 +305,7 @@ class _VeleroApi:
             f"{what} in namespace {self.ns} of kube context {self.context} (region {self.region}); "
             f"check `{check}` there (it may have expired) and fix spec.backups.velero.backup in "
             f"runbook {self.runbook.name}",
-            type="VeleroBackupNotFound",
+            type=ErrorType.VELERO_BACKUP_NOT_FOUND,
             non_retryable=True,
         )
 
@@ -347,6 +348,6 @@ def _failed(
             "validationErrors": list(status.get("validationErrors") or []),
             "failureReason": status.get("failureReason", ""),
         },
-        type=f"VeleroRestore{phase}",
+        type=ErrorType.velero_restore_ended(phase),
         non_retryable=True,
     )

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from drpilot_twin.twin import parse_env
+
 from bench.artifacts import ARTIFACTS_HEADER, ARTIFACTS_NOTE, bench_artifacts
 from bench.bad_input import BAD_INPUT_HEADER, BAD_INPUT_NOTE, bench_bad_input
 from bench.chaos import CHAOS_HEADER, CHAOS_NOTE, bench_chaos
@@ -40,8 +42,7 @@ from bench.evacuation import EVACUATION_HEADER, EVACUATION_NOTE, bench_evacuatio
 from bench.intake import INTAKE_HEADER, INTAKE_NOTE, bench_intake
 from bench.overhead import OVERHEAD_HEADER, OVERHEAD_NOTE, bench_overhead
 from bench.rto import RTO_HEADER, RTO_NOTE, bench_rto
-from drpilot.loader import load_runbook
-from drpilot.sandbox.twin import parse_env
+from drpilot.domain.loader import load_runbook
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = sorted((ROOT / "runbooks").glob("*.yaml"))

@@ -20,15 +20,15 @@ from collections import Counter
 from pathlib import Path
 
 import boto3
+from drpilot_twin.aws.front import AwsFront
+from drpilot_twin.aws.moto_server import AWS_ENV
+from drpilot_twin.aws.s3 import file_entry, put_file, seed_s3, split_s3_uri, stream
+from drpilot_twin.faults import FaultBoard
 
 from activities.artifacts import ArtifactActivities
 from activities.contracts import ArtifactInput, SyncInput
-from drpilot.loader import load_runbook
-from drpilot.runbook import Runbook
-from drpilot.sandbox.aws_front import AwsFront
-from drpilot.sandbox.faults import FaultBoard
-from drpilot.sandbox.moto_server import AWS_ENV
-from drpilot.sandbox.s3 import file_entry, put_file, seed_s3, split_s3_uri, stream
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.runbook import Runbook
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))

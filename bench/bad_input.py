@@ -6,7 +6,7 @@ Three front doors:
    type, a field removed, an unknown field added, characters edited, garbage, deep nesting,
    huge values, YAML's own features: anchors and alias bombs, tags, merge keys, several
    documents), written to a file and given to the CLI's `drpilot runbook validate FILE`
-   function (drpilot.terminal.validate_files with drpilot.loader.load_runbook, in process);
+   function (drpilot.cli.terminal.validate_files with drpilot.domain.loader.load_runbook, in process);
 2. rules files: infra/alertmanager/drpilot-rules.yaml mutated the same ways, its runbook paths
    resolved next to the real runbooks, given to `drpilot webhook rules validate FILE`
    (validate_files with drpilot.webhook.rules.load_rules);
@@ -50,10 +50,10 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from drpilot.loader import load_runbook
-from drpilot.settings import Settings
-from drpilot.temporal import TemporalUnavailable
-from drpilot.terminal import validate_files
+from drpilot.cli.terminal import validate_files
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.settings import Settings
+from drpilot.frontdoor.temporal import TemporalUnavailable
 from drpilot.webhook.app import PATH, TokenSource, Webhook
 from drpilot.webhook.rules import load_rules
 
@@ -83,12 +83,12 @@ BAD_INPUT_HEADER = [
 ]
 BAD_INPUT_NOTE = [
     "The first runs of this module found crashes, all in the YAML loader runbooks and rules files",
-    "share (drpilot/loader.py), each printing a traceback instead of a problem: nesting beyond",
+    "share (drpilot/domain/loader.py), each printing a traceback instead of a problem: nesting beyond",
     "Python's recursion limit (RecursionError in PyYAML's composer or the loader's walk; now refused",
     "beyond 64 levels, with the place), an integer of more than 4300 digits (ValueError from int()),",
     "a date such as 2024-13-45 (ValueError), a merge key `<<: 1` (ConstructorError), a duration",
-    "beyond 999999999 days (OverflowError: drpilot/durations.py), a capacity written as a 5000-digit",
-    "hex number (OverflowError in float(), then again printing it: drpilot/runbook.py); an alias bomb",
+    "beyond 999999999 days (OverflowError: drpilot/domain/durations.py), a capacity written as a 5000-digit",
+    "hex number (OverflowError in float(), then again printing it: drpilot/domain/runbook.py); an alias bomb",
     "(7 lines, 4.8 million values) took 11 s to refuse, more levels minutes and gigabytes (now refused",
     "beyond 100000 values at once); a key holding a line break printed a problem over two lines (now",
     "escaped), and every problem on line 100 printed as `FILE💯COL` (rich's emoji codes; the stderr",

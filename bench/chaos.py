@@ -32,15 +32,15 @@ import time
 from pathlib import Path
 
 import boto3
+from drpilot_twin.aws.moto_server import AWS_ENV
+from drpilot_twin.kube.objects import DEPLOYMENTS, RESTORES
+from drpilot_twin.twin import Twin
 
 from bench.evacuation import BASE, DRPILOT
-from drpilot.loader import load_runbook
-from drpilot.runs import RunError, result, start
-from drpilot.sandbox.kube_objects import DEPLOYMENTS, RESTORES
-from drpilot.sandbox.moto_server import AWS_ENV
-from drpilot.sandbox.twin import Twin
-from drpilot.settings import load_settings
-from drpilot.temporal import connect
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.settings import load_settings
+from drpilot.frontdoor.runs import RunError, result, start
+from drpilot.frontdoor.temporal import connect
 from workflows.types import FailbackInput, FailoverInput
 
 KILLS = int(os.environ.get("BENCH_CHAOS_KILLS", "10"))  # the issue asks 20; 10 keeps make bench under 15 min

@@ -1,6 +1,6 @@
 """Evacuation (issue 13, 3.4): 1, 10 and 50 runbooks failing over at once through ONE worker.
 
-The world: one twin (drpilot.sandbox.twin) for runbooks/llm-inference.yaml, and N copies of
+The world: one twin (drpilot_twin.twin) for runbooks/llm-inference.yaml, and N copies of
 that runbook, each with its own name and its own weighted DNS record in the twin's one hosted
 zone (admission refuses two runs moving one record), seeded with the twin's own code. A twin
 per runbook would measure 50 Temporal dev servers and 200 HTTP emulators on two cores, not the
@@ -14,7 +14,7 @@ engine, the bottleneck; BENCH_EVACUATION_OWN_DEPLOYMENTS=1 gives each copy its o
 
 Each batch size gets a fresh twin and a fresh `drpilot worker` (so its peak RSS is the
 batch's), region_down=us-east-1 set, and N failovers started together through the same
-front door as the CLI (drpilot.runs.start: admission, then the workflow). Measured: the
+front door as the CLI (drpilot.frontdoor.runs.start: admission, then the workflow). Measured: the
 batch's wall time vs the one-runbook batch's, each run's RTO, the worker's idle and peak RSS,
 the CPU seconds the worker and the Temporal dev server spent, and history events per run.
 
@@ -36,16 +36,16 @@ import time
 from pathlib import Path
 
 import boto3
+from drpilot_twin.aws.moto_server import AWS_ENV
+from drpilot_twin.aws.route53 import seed_route53
+from drpilot_twin.kube.api import seed_kube_from_runbook
+from drpilot_twin.twin import Twin
 
-from drpilot.loader import load_runbook
-from drpilot.runbook import Runbook
-from drpilot.runs import result, start
-from drpilot.sandbox.kube_api import seed_kube_from_runbook
-from drpilot.sandbox.moto_server import AWS_ENV
-from drpilot.sandbox.route53 import seed_route53
-from drpilot.sandbox.twin import Twin
-from drpilot.settings import load_settings
-from drpilot.temporal import connect
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import load_settings
+from drpilot.frontdoor.runs import result, start
+from drpilot.frontdoor.temporal import connect
 from workflows.types import FailoverInput
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ EVACUATION_NOTE = [
     "task queue's one AdmissionWorkflow, and Temporal allows 10 in-flight updates per workflow",
     "execution: beyond 10 runbooks at once the front door gets ResourceExhausted (\"limit on number",
     "of concurrent in-flight updates has been reached (10)\"), so a process queues its own claims",
-    "beyond 8 and sends one turned away again after a backoff (drpilot/runs.py; before, the SDK's",
+    "beyond 8 and sends one turned away again after a backoff (drpilot/frontdoor/runs.py; before, the SDK's",
     "own retries gave up under this load and runs were lost). Admission is serial: one claim per",
     "update, a few per workflow task.",
     "After admission the runs overlap well (waits dominate at any speed), but both the worker",

@@ -30,15 +30,15 @@ from pathlib import Path
 
 import httpx
 import yaml
+from drpilot_twin.twin import Twin
 
 from bench.evacuation import BASE, DRPILOT, host, runbooks
-from drpilot.loader import load_runbook
-from drpilot.ports import free_loopback_port
-from drpilot.runbook import Runbook
-from drpilot.runs import latest_runs
-from drpilot.sandbox.twin import Twin
-from drpilot.settings import load_settings
-from drpilot.temporal import connect
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import load_settings
+from drpilot.frontdoor.ports import free_loopback_port
+from drpilot.frontdoor.runs import latest_runs
+from drpilot.frontdoor.temporal import connect
 
 PATH = "/v1/alertmanager"
 TOKEN = "bench-intake-token"

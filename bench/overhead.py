@@ -8,7 +8,7 @@ makes (DNS TTL, bakes, poll intervals, health-gate intervals) is divided by it a
 
 Each round, on the same twin and from the same starting state:
 1. drpilot: a graceful failover (region_down=us-east-1) and then a failback (fault cleared)
-   through the same front door as the CLI (drpilot.runs.start: admission, then the
+   through the same front door as the CLI (drpilot.frontdoor.runs.start: admission, then the
    workflow) and one `drpilot worker`; the time is start() called to result() returned;
 2. plain: `failover()` and `failback()` below, one Python process, no Temporal: the same
    provider calls in the same order (boto3 Route53 and S3, the kubernetes client, httpx to
@@ -53,6 +53,9 @@ from typing import Any
 
 import boto3
 import httpx
+from drpilot_twin import loopback, model_server
+from drpilot_twin.aws.moto_server import AWS_ENV
+from drpilot_twin.twin import Twin
 from kubernetes import client as k8s
 from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
@@ -60,15 +63,12 @@ from temporalio.api.enums.v1 import EventType
 
 from activities.velero import GROUP, VERSION, restore_manifest
 from bench.evacuation import BASE, DRPILOT
-from drpilot.loader import load_runbook
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.runbook import Role, Runbook
+from drpilot.domain.settings import load_settings
+from drpilot.frontdoor.runs import result, start
+from drpilot.frontdoor.temporal import connect
 from drpilot.report import facts
-from drpilot.runbook import Role, Runbook
-from drpilot.runs import result, start
-from drpilot.sandbox import loopback, model_server
-from drpilot.sandbox.moto_server import AWS_ENV
-from drpilot.sandbox.twin import Twin
-from drpilot.settings import load_settings
-from drpilot.temporal import connect
 from workflows.types import FailbackInput, FailoverInput
 
 ROUNDS = int(os.environ.get("BENCH_OVERHEAD_ROUNDS", "3"))
@@ -88,7 +88,7 @@ OVERHEAD_HEADER = [
     f"one twin of `runbooks/llm-inference.yaml` at speed {SPEED:g} with every provider latency at zero",
     "(pods ready at once, Route53 INSYNC at once, Velero restores done at once, model servers 0 ms, no",
     "background traffic). drpilot: failover (graceful, us-east-1 down) then failback, through",
-    "`drpilot.runs.start` (admission + workflow) and one `drpilot worker`, timed from start to result.",
+    "`drpilot.frontdoor.runs.start` (admission + workflow) and one `drpilot worker`, timed from start to result.",
     "Plain: one Python process, no Temporal, the same provider calls in the same order (boto3, the",
     "kubernetes client, httpx), parallel where drpilot is, with the same waits. Requests are what the",
     "twin's parts received, per run.",

@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from drpilot_twin.twin import Twin
+
 from bench.evacuation import BASE, DRPILOT
-from drpilot.loader import load_runbook
-from drpilot.sandbox.twin import Twin
+from drpilot.domain.loader import load_runbook
 
 SPEED = float(os.environ.get("BENCH_RTO_SPEED", "20"))
 CHECK = os.environ.get("BENCH_RTO_CHECK", "ungraceful")  # "" skips the speed-1 run

@@ -1,3 +1,3 @@
-from drpilot.cli import run
+from drpilot.cli.main import run
 
 run(prog_name="drpilot")

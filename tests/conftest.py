@@ -17,7 +17,7 @@ def runbook_paths() -> list[Path]:
 
 # The test process holds Temporal clients and test servers; interpreter finalization can
 # then abort (temporalio/sdk-python#300), turning a green run into exit -6 after the
-# summary is printed. End the way the drpilot CLI does (drpilot/process_exit.py), with
+# summary is printed. End the way the drpilot CLI does (drpilot/cli/process_exit.py), with
 # pytest's own exit status, after every other plugin has finished.
 _EXIT_STATUS = pytest.StashKey[int]()
 
@@ -29,6 +29,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _EXIT_STATUS in config.stash:
-        from drpilot.process_exit import end_process
+        from drpilot.cli.process_exit import end_process
 
         end_process(config.stash[_EXIT_STATUS])

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from drpilot_twin.aws.moto_server import AWS_ENV, MotoServer
 
-from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
 from tests.conftest import ROOT, RUNBOOKS
 from workflows.types import DrillResult, PhaseRecord
 

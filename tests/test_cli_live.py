@@ -17,7 +17,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from drpilot import cli, runs
+from drpilot.cli import main as cli
+from drpilot.frontdoor import runs
 from tests.conftest import RUNBOOKS
 from workflows.types import PhaseRecord, Progress, RunResult, WorldState
 
@@ -82,7 +83,7 @@ def wait_for_failover(monkeypatch):
             await asyncio.sleep(0.3)  # a terminal view redraws between polls (4 times a second)
         return RESULT
 
-    monkeypatch.setattr("drpilot.temporal.connect", connect)
+    monkeypatch.setattr("drpilot.frontdoor.temporal.connect", connect)
     monkeypatch.setattr(runs, "start", start)
     monkeypatch.setattr(runs, "watch", watch)
     for name in ("DRPILOT_SPEED", "DRPILOT_SANDBOX"):
@@ -172,7 +173,7 @@ def test_a_narrow_terminal_stacks_the_facts_and_cuts_instead_of_wrapping(wait_fo
 
 def test_the_demo_follows_a_run_with_the_same_lines(monkeypatch, capsys, tmp_path):
     """The demo's story is told through the same renderer: in a log, one stamped line per change."""
-    from drpilot.demo import RUNBOOK, Story
+    from drpilot_twin.demo import RUNBOOK, Story
 
     story = Story(RUNBOOK, 300, tmp_path, keep=False)
     polls = iter([None, *SNAPSHOTS[:-1], SNAPSHOTS[-1].model_copy(update={"result": RESULT})])
@@ -184,7 +185,7 @@ def test_the_demo_follows_a_run_with_the_same_lines(monkeypatch, capsys, tmp_pat
         return None
 
     monkeypatch.setattr(story, "progress", poll)
-    monkeypatch.setattr("drpilot.demo.asyncio", SimpleNamespace(sleep=no_wait))
+    monkeypatch.setattr("drpilot_twin.demo.asyncio", SimpleNamespace(sleep=no_wait))
     assert asyncio.run(story.follow(RUN_ID)) == RESULT
     out = capsys.readouterr().out
     assert "\r" not in out and "\x1b" not in out and out.endswith("\n")
@@ -198,7 +199,7 @@ def test_the_demo_follows_a_run_with_the_same_lines(monkeypatch, capsys, tmp_pat
 def test_a_wide_terminal_gets_a_table_that_fits_and_a_hostile_detail_stays_text():
     """From 100 columns the phases are a table; a detail quoting a provider's error (newlines,
     escape sequences) is cut and cleaned, in a terminal and in a log alike."""
-    from drpilot.live import LogLines, render, snapshot
+    from drpilot.frontdoor.live import LogLines, render, snapshot
 
     hostile = SNAPSHOTS[4].model_copy(update={"phases": [phase("preflight", 0, 1.5, "failed", "boto: \x1b[31mdenied\x1b[0m\nretry " + LONG)]})
     console = Console(file=io.StringIO(), width=120, force_terminal=True, color_system=None)
@@ -215,7 +216,7 @@ def test_a_wide_terminal_gets_a_table_that_fits_and_a_hostile_detail_stays_text(
 
 
 def test_a_drill_shows_the_step_and_weights_of_its_child_run():
-    from drpilot.live import drill_snapshot, render
+    from drpilot.frontdoor.live import drill_snapshot, render
     from workflows.types import DrillResult
 
     drill = DrillResult(drill_id="drill:llm-inference-2026-12-05T10:00:00Z", runbook="llm-inference", mode="rehearsal",
@@ -230,7 +231,7 @@ def test_a_drill_shows_the_step_and_weights_of_its_child_run():
 
 
 def test_a_phase_that_began_and_ended_between_polls_is_told_once_with_its_outcome():
-    from drpilot.live import LogLines, snapshot
+    from drpilot.frontdoor.live import LogLines, snapshot
 
     shift = phase("shift 100%", 30, 37, "ok", "INSYNC")
     before = progress(31, "shift 100%", WEST, WEST, [shift.model_copy(update={"ended_at": None, "outcome": "running"})], [], step="100%")
@@ -245,7 +246,7 @@ def test_a_phase_that_began_and_ended_between_polls_is_told_once_with_its_outcom
 
 
 def test_a_drill_between_its_child_runs_does_not_log_unknown_weights():
-    from drpilot.live import LogLines, drill_snapshot
+    from drpilot.frontdoor.live import LogLines, drill_snapshot
     from workflows.types import DrillResult
 
     def drill(*phases: PhaseRecord) -> DrillResult:

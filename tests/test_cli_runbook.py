@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from drpilot import __version__
-from drpilot.cli import runbook_schema
+from drpilot.cli.runbook import runbook_schema
 from tests.conftest import ROOT, RUNBOOKS
 
 
@@ -68,11 +68,11 @@ def test_version_and_help():
 
 
 def test_readme_field_reference_is_current():
-    from drpilot.reference import BEGIN, END, render
+    from drpilot.domain.reference import BEGIN, END, render
 
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index(BEGIN) : readme.index(END) + len(END)]
-    assert section == render(), "run: python -m drpilot.reference"
+    assert section == render(), "run: python -m drpilot.domain.reference"
 
 
 def test_a_problem_on_line_100_prints_its_line_number(tmp_path):

@@ -15,8 +15,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.artifacts import ArtifactActivities
 from activities.contracts import ArtifactInput
-from drpilot.loader import load_runbook
-from drpilot.settings import load_settings
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.settings import load_settings
 from tests.conftest import ROOT, RUNBOOKS
 
 CLOSED = "127.0.0.1:1"  # nothing listens: a lookup that slips through fails on loopback
@@ -83,7 +83,7 @@ def test_sandbox_up_without_the_sandbox_extra_says_how_to_install_it(tmp_path):
         "        if name == 'moto' or name.startswith('moto.'):\n"
         "            raise ModuleNotFoundError(f\"No module named {name!r}\", name=name)\n"
         "sys.meta_path.insert(0, Missing())\n"
-        "from drpilot.cli import run\n"
+        "from drpilot.cli.main import run\n"
         "run('drpilot')\n"
     )
     result = subprocess.run(

@@ -1,8 +1,8 @@
-"""drpilot.ports: a port chosen for a child that binds it a moment later."""
+"""drpilot.frontdoor.ports: a port chosen for a child that binds it a moment later."""
 
 import socket
 
-from drpilot import ports
+from drpilot.frontdoor import ports
 
 
 def test_a_chosen_port_is_below_the_ephemeral_range_and_free():

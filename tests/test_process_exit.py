@@ -1,4 +1,4 @@
-"""How drpilot processes end (drpilot/process_exit.py): the exit code and output survive an
+"""How drpilot processes end (drpilot/cli/process_exit.py): the exit code and output survive an
 exit that skips interpreter finalization, which temporalio's client threads can crash."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 def _run(body: str) -> subprocess.CompletedProcess:
     script = textwrap.dedent("""
         import atexit, sys
-        from drpilot.process_exit import run_and_exit
+        from drpilot.cli.process_exit import run_and_exit
         atexit.register(lambda: print("atexit ran", file=sys.stderr))
         def main():
             print("partial line without newline", end="")
@@ -48,4 +48,4 @@ def test_the_exit_code_output_and_atexit_handlers_survive(body: str, code: int) 
 
 def test_the_console_script_ends_through_run_and_exit() -> None:
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "drpilot"]
-    assert script.value == "drpilot.cli:run"
+    assert script.value == "drpilot.cli.main:run"

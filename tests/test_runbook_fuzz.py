@@ -7,8 +7,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drpilot.loader import RunbookError, parse_runbook
-from drpilot.runbook import Runbook
+from drpilot.domain.loader import RunbookError, parse_runbook
+from drpilot.domain.runbook import Runbook
 from tests.conftest import RUNBOOKS
 
 EXAMPLES = [p.read_text() for p in sorted(RUNBOOKS.glob("*.yaml"))]

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from drpilot.loader import RunbookError, load_runbook, parse_runbook
-from drpilot.runbook import Role
+from drpilot.domain.loader import RunbookError, load_runbook, parse_runbook
+from drpilot.domain.runbook import Role
 
 VALID = textwrap.dedent(
     """\
@@ -179,7 +179,7 @@ def test_example_runbooks_are_valid(runbook_paths):
 
 def test_runbook_round_trips_through_json():
     # Workflows receive the runbook through the JSON payload converter: nothing may change.
-    from drpilot.runbook import Runbook
+    from drpilot.domain.runbook import Runbook
 
     rb = parse_runbook(VALID, "rb.yaml")
     assert Runbook.model_validate_json(rb.model_dump_json()) == rb

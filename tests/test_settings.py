@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drpilot.settings import Settings, SettingsError, TemporalSettings, load_settings
+from drpilot.domain.settings import Settings, SettingsError, TemporalSettings, load_settings
 
 
 def test_defaults_are_a_local_dev_server_at_real_time():

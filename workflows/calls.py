@@ -18,7 +18,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.runbook import Runbook
+    from drpilot.domain.runbook import Runbook
     from workflows import projection
 
 # Errors no retry can fix: a bug or a runbook the provider rejects. Activities mark their

@@ -27,7 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.runbook import ApprovalPolicy, Runbook
+    from drpilot.domain.runbook import ApprovalPolicy, Runbook
     from workflows import admission, calls, metrics, projection
     from workflows.plan import PlanError, approval_required, format_weights
     from workflows.timeline import Timeline

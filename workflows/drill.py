@@ -14,7 +14,7 @@ run under that claim and claim nothing (their release signal at the end names a 
 admission does not hold, which it ignores). So from the first step to the last nothing else
 (CLI, webhook, another drill) can start a run on the runbook or its DNS records in
 between the failover and the failback, and a refusal names the drill and how to abort it
-(`drpilot abort DRILL_ID`). The drill claims through an activity (drpilot/drills.py) rather
+(`drpilot abort DRILL_ID`). The drill claims through an activity (drpilot/frontdoor/drills.py) rather
 than at the front door, because a Temporal Schedule starts it with no front door in
 between; a CLI start goes the same way so both behave alike. The drill releases the claim as
 it ends, whatever the outcome; a drill terminated in Temporal is found stale by the next
@@ -43,7 +43,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.runbook import Role
+    from drpilot.domain.runbook import Role
     from workflows import admission, calls
     from workflows.control import explain, settled, together
     from workflows.failback import FailbackWorkflow
@@ -66,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
         RunResult,
     )
 
-# The claim activity lives at the front door (drpilot/drills.py): it needs a Temporal client.
+# The claim activity lives at the front door (drpilot/frontdoor/drills.py): it needs a Temporal client.
 CLAIM = "drill.claim"
 T = TypeVar("T")
 EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10)
@@ -141,7 +141,7 @@ class DrillWorkflow:
             # A Temporal failure, so a schedule created with pause-on-failure pauses; the result
             # rides along (the CLI reads it) and is in the evidence pack.
             raise ApplicationError(
-                f"drill {status}: {self.failure}", result, type="DrillFailed", non_retryable=True
+                f"drill {status}: {self.failure}", result, type=c.ErrorType.DRILL_FAILED, non_retryable=True
             )
         return result
 

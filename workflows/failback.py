@@ -15,8 +15,8 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.runbook import Action as RunbookAction
-    from drpilot.runbook import Role
+    from drpilot.domain.runbook import Action as RunbookAction
+    from drpilot.domain.runbook import Role
     from workflows import calls
     from workflows.control import (
         PhaseFailed,
@@ -184,7 +184,7 @@ class FailbackWorkflow(Run):
         except ActivityError as exc:
             if is_cancelled_exception(exc):
                 raise
-            if region == self.original and error_type(exc) == "KubeNotFound" and self._velero_restores():
+            if region == self.original and error_type(exc) == c.ErrorType.KUBE_NOT_FOUND and self._velero_restores():
                 # The recovered cluster answers but lost its workloads: the restore brings them back.
                 self.timeline.note("preflight", f"{region}: {explain(exc)}; the Velero restore creates it")
                 return c.ReplicaState(region=region, deployments=[])

@@ -28,7 +28,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.runbook import Action as RunbookAction
+    from drpilot.domain.runbook import Action as RunbookAction
     from workflows import calls
     from workflows.control import (
         NoHealthyDestination,
@@ -328,7 +328,7 @@ class FailoverWorkflow(Run):
         except ActivityError as exc:
             if is_cancelled_exception(exc):
                 raise
-            if error_type(exc) == "KubeNotFound" and self._velero_restores():
+            if error_type(exc) == c.ErrorType.KUBE_NOT_FOUND and self._velero_restores():
                 # The cluster answers; the workloads are what the Velero restore brings back.
                 self.timeline.note("preflight", f"{region}: {explain(exc)}; the Velero restore in prepare creates it")
                 return None

@@ -2,7 +2,7 @@
 
 Recorded through the workflow metric meter: it records nothing while a workflow replays and
 adds no command to the history, so calling it changes no run's command sequence. The
-worker's Temporal runtime exports these with the SDK's own metrics (drpilot/health.py), as
+worker's Temporal runtime exports these with the SDK's own metrics (drpilot/frontdoor/health.py), as
 Prometheus names with the `_total` / `_seconds` conventions (infra/prometheus uses them).
 Runbook, action and outcome are labels; phase names and statuses are a small fixed set.
 """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from drpilot.runbook import ApprovalPolicy, Role, Runbook, split_weights
+from drpilot.domain.runbook import ApprovalPolicy, Role, Runbook, split_weights
 
 
 class PlanError(ValueError):

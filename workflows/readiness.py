@@ -10,7 +10,7 @@ per check is the result.
 Run by its schedule (`notify_changes`), it compares its verdict with the schedule's previous
 one and tells the runbook's notifiers (event `readiness_changed`) when it turned, in either
 direction, or when the very first verdict is not ready: nobody watches a dashboard of green.
-The previous verdict comes from the front door (drpilot/readiness.py, it needs a Temporal
+The previous verdict comes from the front door (drpilot/frontdoor/readiness.py, it needs a Temporal
 client); a failure to read it or to deliver is recorded in the result, never fatal.
 """
 
@@ -25,8 +25,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.runbook import Action as RunbookAction
-    from drpilot.runbook import Role
+    from drpilot.domain.runbook import Action as RunbookAction
+    from drpilot.domain.runbook import Role
     from workflows import calls, metrics
     from workflows.control import explain, together
     from workflows.plan import backup_ages, format_weights, rpo_lags
@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ReadinessResult,
     )
 
-# The previous verdict is read at the front door (drpilot/readiness.py): it needs a Temporal client.
+# The previous verdict is read at the front door (drpilot/frontdoor/readiness.py): it needs a Temporal client.
 PREVIOUS = "readiness.previous"
 CHANGED = "readiness_changed"
 

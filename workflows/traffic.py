@@ -30,7 +30,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.runbook import split_weights
+    from drpilot.domain.runbook import split_weights
     from workflows import calls, projection
     from workflows.plan import PlanError, check_weights, format_weights
     from workflows.types import DnsChange, Drift

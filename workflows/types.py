@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import SearchAttributeKey
 
 from activities.contracts import CheckEvidence
-from drpilot.runbook import Runbook
+from drpilot.domain.runbook import Runbook
 
 Strategy = Literal["graceful", "ungraceful"]
 Trigger = Literal["cli", "alert", "drill"]

@@ -29,9 +29,9 @@ from starlette.routing import Route
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from drpilot.logs import get_logger
-from drpilot.settings import Settings
-from drpilot.temporal import TemporalUnavailable
+from drpilot.domain.settings import Settings
+from drpilot.frontdoor.logs import get_logger
+from drpilot.frontdoor.temporal import TemporalUnavailable
 from drpilot.webhook.guardrails import (
     Decision,
     DnsWeights,

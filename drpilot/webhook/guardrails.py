@@ -29,10 +29,10 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from drpilot import runs
-from drpilot.durations import format_duration
-from drpilot.runbook import ApprovalPolicy, Runbook
-from drpilot.settings import Settings
+from drpilot.domain.durations import format_duration
+from drpilot.domain.runbook import ApprovalPolicy, Runbook
+from drpilot.domain.settings import Settings
+from drpilot.frontdoor import runs
 from drpilot.webhook.payload import Alert
 from drpilot.webhook.rules import Route, Routing
 from workflows import admission

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from drpilot.loader import format_loc
+from drpilot.domain.loader import format_loc
 
 
 class _Payload(BaseModel):

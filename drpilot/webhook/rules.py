@@ -30,9 +30,15 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from drpilot.durations import Duration
-from drpilot.loader import DocumentError, RunbookError, load_runbook, parse_document, read_document
-from drpilot.runbook import Frozen, PositiveInt, Runbook, Text
+from drpilot.domain.durations import Duration
+from drpilot.domain.loader import (
+    DocumentError,
+    RunbookError,
+    load_runbook,
+    parse_document,
+    read_document,
+)
+from drpilot.domain.runbook import Frozen, PositiveInt, Runbook, Text
 
 _MATCHER = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*")
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t"}

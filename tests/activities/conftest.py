@@ -7,11 +7,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from drpilot_twin.faults import FaultBoard
+from drpilot_twin.kube.api import start_kube_clusters, write_kubeconfig
 
 from activities.kube import KubeconfigClients
-from drpilot.loader import load_runbook
-from drpilot.sandbox.faults import FaultBoard
-from drpilot.sandbox.kube_api import start_kube_clusters, write_kubeconfig
+from drpilot.domain.loader import load_runbook
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = load_runbook(ROOT / "runbooks" / "llm-inference.yaml")

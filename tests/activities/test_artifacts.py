@@ -13,6 +13,11 @@ import threading
 import boto3
 import pytest
 from botocore.config import Config
+from drpilot_twin.aws.front import AwsFront
+from drpilot_twin.aws.moto_server import AWS_ENV
+from drpilot_twin.aws.s3 import MODEL_FILES, corrupt_object, file_entry, put_file, seed_s3, stream
+from drpilot_twin.faults import FaultBoard
+from drpilot_twin.loopback import LoopbackServer
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -27,12 +32,7 @@ from activities.artifacts import (
     choose_tiers,
 )
 from activities.contracts import ArtifactInput, RestoreInput, SyncInput
-from drpilot.loader import load_runbook
-from drpilot.sandbox.aws_front import AwsFront
-from drpilot.sandbox.faults import FaultBoard
-from drpilot.sandbox.loopback import LoopbackServer
-from drpilot.sandbox.moto_server import AWS_ENV
-from drpilot.sandbox.s3 import MODEL_FILES, corrupt_object, file_entry, put_file, seed_s3, stream
+from drpilot.domain.loader import load_runbook
 
 SPEED = 100.0  # the front's and the activities': 60 simulated seconds of Glacier = 0.6 s
 MODEL = "llm-7b"
@@ -579,7 +579,7 @@ def test_from_settings_reads_the_endpoint_from_the_environment(front, s3, runboo
     _seed(s3, runbook)
     for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": front.url}.items():
         monkeypatch.setenv(name, value)
-    from drpilot.settings import load_settings
+    from drpilot.domain.settings import load_settings
 
     activities = ArtifactActivities.from_settings(load_settings())
     assert [a.__name__ for a in activities.all()] == ["verify", "restore_from_archive", "sync"]
@@ -835,7 +835,7 @@ def test_restore_plan_says_which_files_take_how_long(artifacts, s3, runbook):
 def test_artifacts_manifest_command_describes_a_prefix_from_s3_metadata(front, s3, runbook, monkeypatch):
     from typer.testing import CliRunner
 
-    from drpilot.cli import app
+    from drpilot.cli.main import app
 
     _seed(s3, runbook)
     _upload_checkpoint(s3)

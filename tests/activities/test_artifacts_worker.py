@@ -8,6 +8,7 @@ import math
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from drpilot_twin.aws.s3 import MODEL_FILES, seed_s3
 from temporalio import activity
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -18,7 +19,6 @@ from temporalio.worker import (
 
 from activities import contracts as c
 from activities.artifacts import CHUNK_BYTES, ArtifactActivities
-from drpilot.sandbox.s3 import MODEL_FILES, seed_s3
 from tests.activities.test_artifacts import (  # noqa: F401
     SHARDS,
     _upload_checkpoint,

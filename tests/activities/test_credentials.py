@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from activities.artifacts import ArtifactActivities
-from drpilot.settings import Settings
+from drpilot.domain.settings import Settings
 
 
 def write_key(path, key_id: str) -> None:

@@ -16,6 +16,11 @@ import boto3
 import botocore.exceptions
 import pytest
 from botocore.config import Config
+from drpilot_twin.aws.front import AwsFront
+from drpilot_twin.aws.moto_server import AWS_ENV
+from drpilot_twin.aws.route53 import seed_route53
+from drpilot_twin.clouddns import CloudDnsEmulator, seed_clouddns
+from drpilot_twin.faults import FaultBoard
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -29,14 +34,9 @@ from activities.dns import (
     current_weights,
     managed_zone_name,
 )
-from drpilot.loader import load_runbook
-from drpilot.runbook import Runbook
-from drpilot.sandbox.aws_front import AwsFront
-from drpilot.sandbox.clouddns import CloudDnsEmulator, seed_clouddns
-from drpilot.sandbox.faults import FaultBoard
-from drpilot.sandbox.moto_server import AWS_ENV
-from drpilot.sandbox.route53 import seed_route53
-from drpilot.settings import ProviderSettings, Settings
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import ProviderSettings, Settings
 
 SPEED = 100.0  # the twin's and the activity's: 30 simulated seconds of PENDING = 0.3 s
 

@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 import yaml
+from drpilot_twin.kube.api import DEFAULT_POD_START_SECONDS, write_kubeconfig
 from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import KubeReadInput, ScaleInput
 from activities.kube import KubeActivities, KubeconfigClients
-from drpilot.loader import load_runbook
-from drpilot.sandbox.kube_api import DEFAULT_POD_START_SECONDS, write_kubeconfig
-from drpilot.settings import load_settings
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = load_runbook(ROOT / "runbooks" / "llm-inference.yaml")

@@ -17,7 +17,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import NotifyInput, RunEvent
 from activities.notify import NotifyActivities
-from drpilot.runbook import Notifier
+from drpilot.domain.runbook import Notifier
 from tests.webhook.conftest import uvicorn_on_loopback
 from tests.workflows.conftest import runbook
 

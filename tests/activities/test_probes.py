@@ -16,17 +16,17 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from drpilot_twin.faults import ErrorRamp, FaultBoard
+from drpilot_twin.model_server import ModelServer
+from drpilot_twin.users import TrafficGenerator
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import AnalyseInput, HealthInput, WarmupInput
 from activities.probes import ProbeActivities, histogram_quantile, parse_metrics, percentile
-from drpilot.ports import free_loopback_port
-from drpilot.runbook import Runbook
-from drpilot.sandbox.faults import ErrorRamp, FaultBoard
-from drpilot.sandbox.model_server import ModelServer
-from drpilot.sandbox.traffic import TrafficGenerator
-from drpilot.settings import ProviderSettings, Settings
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import ProviderSettings, Settings
+from drpilot.frontdoor.ports import free_loopback_port
 from tests.conftest import RUNBOOKS
 
 SPEED = 20.0

@@ -6,7 +6,7 @@ from temporalio.activity import _Definition
 
 from activities import contracts
 from activities.registry import build_activities
-from drpilot.settings import load_settings
+from drpilot.domain.settings import load_settings
 
 NAMES = {value for key, value in vars(contracts).items() if key.isupper() and isinstance(value, str)}
 

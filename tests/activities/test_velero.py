@@ -7,6 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from drpilot_twin.faults import FaultBoard
+from drpilot_twin.kube.api import start_kube_clusters, write_kubeconfig
 from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -14,9 +16,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.contracts import VeleroRestoreInput
 from activities.kube import KubeconfigClients
 from activities.velero import VeleroActivities
-from drpilot.loader import load_runbook, parse_runbook
-from drpilot.sandbox.faults import FaultBoard
-from drpilot.sandbox.kube_api import start_kube_clusters, write_kubeconfig
+from drpilot.domain.loader import load_runbook, parse_runbook
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK_PATH = ROOT / "runbooks" / "llm-inference.yaml"
@@ -205,8 +205,9 @@ def schedule_runbook(schedule: str = "ml-nightly"):
 def test_a_schedule_restores_its_newest_completed_backup(twin):
     from datetime import UTC, datetime, timedelta
 
+    from drpilot_twin.kube.api import seed_velero_schedule
+
     from activities.contracts import VeleroBackupInput
-    from drpilot.sandbox.kube_api import seed_velero_schedule
 
     runbook = schedule_runbook()
     now = datetime.now(UTC).replace(microsecond=0)
@@ -238,8 +239,9 @@ def test_a_schedule_restores_its_newest_completed_backup(twin):
 def test_a_schedule_without_a_completed_backup_is_refused_before_creating_anything(twin):
     from datetime import UTC, datetime
 
+    from drpilot_twin.kube.api import seed_velero_schedule
+
     from activities.contracts import VeleroBackupInput
-    from drpilot.sandbox.kube_api import seed_velero_schedule
 
     runbook = schedule_runbook()
     seed_velero_schedule(twin.clusters[DR], runbook.spec.backups.velero, "ml-nightly",

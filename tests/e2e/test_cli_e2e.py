@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.sandbox.conftest import DRPILOT, ROUTE53_RUNBOOK, sandbox_process  # noqa: F401
+from tests.twin.conftest import DRPILOT, ROUTE53_RUNBOOK, sandbox_process  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 SPEED = "300"  # 15-minute bakes take 3 s; the twin's pods and restores scale alike

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from drpilot_twin.processes import alertmanager_binary, prometheus_binary
 
-from drpilot.sandbox.processes import alertmanager_binary, prometheus_binary
 from tests.report.test_report import CHROMIUM, chromium
-from tests.sandbox.conftest import DRPILOT, ROOT
+from tests.twin.conftest import DRPILOT, ROOT
 from workflows.types import RunResult
 
 pytestmark = [

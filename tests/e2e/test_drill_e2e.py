@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from drpilot_twin.processes import alertmanager_binary
 
-from drpilot.loader import load_runbook
-from drpilot.sandbox.processes import alertmanager_binary
-from drpilot.settings import load_settings
-from drpilot.temporal import connect
-from tests.sandbox.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.settings import load_settings
+from drpilot.frontdoor.temporal import connect
+from tests.twin.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
 
 pytestmark = [
     pytest.mark.e2e,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from drpilot.sandbox.faults import Faults
-from tests.sandbox.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from drpilot_twin.faults import Faults
+
+from tests.twin.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
 
 
 def plan(env, *args):

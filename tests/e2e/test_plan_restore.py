@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 
-from drpilot.sandbox.faults import Faults
+from drpilot_twin.faults import Faults
+
 from tests.e2e.test_plan import plan
-from tests.sandbox.conftest import ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from tests.twin.conftest import ROUTE53_RUNBOOK, twin_factory  # noqa: F401
 
 
 def test_plan_says_which_files_glacier_restores_and_how_long(twin_factory):  # noqa: F811

@@ -11,14 +11,14 @@ import subprocess
 import time
 
 import pytest
+from drpilot_twin.faults import Faults
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from drpilot.runs import progress, result, start
-from drpilot.sandbox.faults import Faults
-from drpilot.settings import load_settings
-from drpilot.temporal import connect
-from tests.sandbox.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from drpilot.domain.settings import load_settings
+from drpilot.frontdoor.runs import progress, result, start
+from drpilot.frontdoor.temporal import connect
+from tests.twin.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
 from workflows.types import FailoverInput
 
 pytestmark = pytest.mark.e2e

@@ -6,14 +6,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from drpilot_twin.faults import FaultBoard
+from drpilot_twin.kube.api import ALL_VERBS, start_kube_clusters, write_kubeconfig
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import KubeReadInput, VeleroRestoreInput
 from activities.kube import KubeActivities, KubeconfigClients
 from activities.velero import VeleroActivities
-from drpilot.sandbox.faults import FaultBoard
-from drpilot.sandbox.kube_api import ALL_VERBS, start_kube_clusters, write_kubeconfig
 from tests.activities.conftest import RUNBOOK
 
 REGION = "us-west-2"

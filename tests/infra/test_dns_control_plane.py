@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from drpilot.dry_run import dns_control_plane_warning
-from drpilot.loader import load_runbook
-from tests.sandbox.conftest import CLOUDDNS_RUNBOOK, DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from drpilot.domain.loader import load_runbook
+from drpilot.frontdoor.dry_run import dns_control_plane_warning
+from tests.twin.conftest import CLOUDDNS_RUNBOOK, DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
 
 
 def plan(twin, *args: str) -> subprocess.CompletedProcess:

@@ -20,10 +20,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from drpilot.health import WorkerHealth, metrics_runtime, serving
-from drpilot.ports import free_loopback_port
-from drpilot.settings import Settings, TemporalSettings
-from drpilot.worker import run_worker
+from drpilot.domain.settings import Settings, TemporalSettings
+from drpilot.frontdoor.health import WorkerHealth, metrics_runtime, serving
+from drpilot.frontdoor.ports import free_loopback_port
+from drpilot.frontdoor.worker import run_worker
 
 with workflow.unsafe.imports_passed_through():
     from workflows.metrics import record_result

@@ -92,9 +92,9 @@ class Block:
         if name.split(".")[0] in {modules!r}:
             raise ImportError("not in the production image: " + name)
 sys.meta_path.insert(0, Block())
-import drpilot.cli, drpilot.worker, drpilot.health, drpilot.dry_run
+import drpilot.cli.main, drpilot.frontdoor.worker, drpilot.frontdoor.health, drpilot.frontdoor.dry_run
 from activities.registry import build_activities
-from drpilot.settings import Settings
+from drpilot.domain.settings import Settings
 assert build_activities(Settings())
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -17,6 +17,7 @@ import boto3
 import botocore.client
 import pytest
 import yaml
+from drpilot_twin.faults import Faults
 from google.cloud import _http as google_http
 from kubernetes.client import rest
 from temporalio.exceptions import ApplicationError
@@ -38,9 +39,8 @@ from activities.dns import DnsActivities
 from activities.drills import DrillActivities
 from activities.kube import KubeActivities
 from activities.velero import VeleroActivities
-from drpilot.sandbox.faults import Faults
-from drpilot.settings import load_settings
-from tests.sandbox.conftest import CLOUDDNS_RUNBOOK, ROUTE53_RUNBOOK, start_twin
+from drpilot.domain.settings import load_settings
+from tests.twin.conftest import CLOUDDNS_RUNBOOK, ROUTE53_RUNBOOK, start_twin
 
 ROOT = Path(__file__).resolve().parents[2]
 IAM = ROOT / "infra/aws/iam-policy.json"

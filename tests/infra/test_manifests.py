@@ -18,7 +18,7 @@ OVERLAYS = sorted(p for p in (KUBE / "overlays").iterdir() if p.is_dir())
 KUSTOMIZATIONS = [*OVERLAYS, KUBE / "dr-cluster"]
 K8S_VERSION = "1.32.0"  # the oldest Kubernetes these manifests promise to work on
 CRDS = {"monitoring.coreos.com/v1"}  # Prometheus Operator: no schema ships for it
-# drpilot/worker.py's graceful_shutdown_timeout; the pod must outlast it.
+# drpilot/frontdoor/worker.py's graceful_shutdown_timeout; the pod must outlast it.
 WORKER_GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
@@ -181,7 +181,7 @@ def test_the_worker_may_reach_every_endpoint_the_example_runbooks_name():
     # the drills' Alertmanager and Prometheus, notifiers) must be on an allowed port.
     from urllib.parse import urlsplit
 
-    from drpilot.loader import load_runbook
+    from drpilot.domain.loader import load_runbook
 
     rendered = render(OVERLAYS[0])
     egress = [p for p in by_kind(rendered, "NetworkPolicy").values() if "Egress" in p["spec"]["policyTypes"]]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from temporalio.client import TLSConfig
 
-from drpilot.settings import load_settings
-from drpilot.temporal import TemporalUnavailable, connect, tls_config
+from drpilot.domain.settings import load_settings
+from drpilot.frontdoor.temporal import TemporalUnavailable, connect, tls_config
 
 
 def temporal(env: dict[str, str]):

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import uvicorn
 
-from drpilot.runbook import Runbook
-from drpilot.settings import Settings, TemporalSettings
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import Settings, TemporalSettings
 from drpilot.webhook.app import PATH, TokenSource, Webhook
 from drpilot.webhook.guardrails import KillSwitch
 from drpilot.webhook.rules import CircuitBreaker, Route, Routing, Rule

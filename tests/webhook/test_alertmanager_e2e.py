@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from drpilot_twin.processes import Alertmanager, alertmanager_binary
 
 from activities import contracts as c
-from drpilot.sandbox.processes import Alertmanager, alertmanager_binary
-from drpilot.settings import Settings, TemporalSettings
+from drpilot.domain.settings import Settings, TemporalSettings
 from drpilot.webhook.app import TokenSource, Webhook
 from tests.webhook.conftest import TOKEN, routing, rule, uvicorn_in_loop, world_weights
 from tests.workflows.conftest import dev_env, dev_harness, runbook  # noqa: F401  (fixtures)

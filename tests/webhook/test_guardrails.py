@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import replace
 from datetime import UTC, timedelta
 
-from drpilot.settings import TemporalSettings
+from drpilot.domain.settings import TemporalSettings
 from drpilot.webhook.app import PATH
 from tests.webhook.conftest import AUTH, Clock, alert, notification, routing, rule
 from tests.workflows.conftest import runbook
@@ -259,7 +259,7 @@ async def test_a_storm_of_1000_duplicate_alerts_starts_exactly_one_run(serve):
 
 
 async def test_no_worker_answering_is_503_so_alertmanager_retries(serve, monkeypatch):
-    from drpilot import runs
+    from drpilot.frontdoor import runs
 
     rb = waiting_runbook()
     monkeypatch.setattr(runs, "ADMISSION_TIMEOUT", 1.0)

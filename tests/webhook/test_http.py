@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from drpilot.settings import Settings
-from drpilot.temporal import TemporalUnavailable
+from drpilot.domain.settings import Settings
+from drpilot.frontdoor.temporal import TemporalUnavailable
 from drpilot.webhook.app import PATH, TokenSource, Webhook
 from drpilot.webhook.payload import Notification
 from tests.webhook.conftest import (

@@ -24,8 +24,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from drpilot import __version__
-from drpilot.loader import load_runbook
-from drpilot.runbook import Runbook
+from drpilot.domain.loader import load_runbook
+from drpilot.domain.runbook import Runbook
 from tests.workflows.world import World
 from workflows.admission import AdmissionWorkflow
 from workflows.failback import FailbackWorkflow

@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from activities import contracts as c
-from drpilot import runs
-from drpilot.runbook import Runbook
-from drpilot.settings import Settings, TemporalSettings
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import Settings, TemporalSettings
+from drpilot.frontdoor import runs
 from tests.workflows.conftest import runbook
 from tests.workflows.test_failback import after_failover
 from tests.workflows.test_failover import wait_for

@@ -17,24 +17,24 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import httpx
 import pytest
+from drpilot_twin.aws.moto_server import AWS_ENV, MotoServer
+from drpilot_twin.processes import (
+    Alertmanager,
+    Prometheus,
+    alertmanager_binary,
+    prometheus_binary,
+)
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities import contracts as c
 from activities.drills import DrillActivities
-from drpilot import runs
-from drpilot.drills import DrillAdmission, drill_progress, drill_result
-from drpilot.ports import free_loopback_port
-from drpilot.runbook import Runbook
-from drpilot.sandbox.moto_server import AWS_ENV, MotoServer
-from drpilot.sandbox.processes import (
-    Alertmanager,
-    Prometheus,
-    alertmanager_binary,
-    prometheus_binary,
-)
-from drpilot.settings import ProviderSettings, Settings, TemporalSettings
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import ProviderSettings, Settings, TemporalSettings
+from drpilot.frontdoor import runs
+from drpilot.frontdoor.drills import DrillAdmission, drill_progress, drill_result
+from drpilot.frontdoor.ports import free_loopback_port
 from tests.workflows.conftest import WORKFLOWS, keep_history, only_held_activity_pending, runbook
 from tests.workflows.world import World
 from workflows import admission

@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
+from drpilot_twin.aws.moto_server import AWS_ENV
 
-from drpilot.sandbox.moto_server import AWS_ENV
 from tests.conftest import ROOT, RUNBOOKS
 from tests.workflows.conftest import dev_env  # noqa: F401  (fixture)
 from tests.workflows.test_drill import BUCKET, Drills, alertmanager, drill_runbook, s3  # noqa: F401

@@ -11,8 +11,8 @@ import asyncio
 import pytest
 from temporalio.client import Client, ScheduleOverlapPolicy
 
-from drpilot import schedules
-from drpilot.drills import drill_result, read_history, trend
+from drpilot.frontdoor import schedules
+from drpilot.frontdoor.drills import drill_result, read_history, trend
 from tests.workflows.conftest import dev_env  # noqa: F401  (fixture)
 from tests.workflows.test_drill import Drills, alertmanager, drill_runbook, fire, resolve, s3  # noqa: F401
 from tests.workflows.world import World

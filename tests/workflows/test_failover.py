@@ -7,7 +7,7 @@ import asyncio
 from temporalio.client import WorkflowUpdateStage
 
 from activities import contracts as c
-from drpilot.runbook import Runbook
+from drpilot.domain.runbook import Runbook
 from tests.workflows.conftest import keep_history, runbook
 from tests.workflows.world import World
 from workflows.failover import FailoverWorkflow

@@ -12,9 +12,9 @@ import pytest
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from drpilot import runs
-from drpilot.settings import TemporalSettings
-from drpilot.temporal import TemporalUnavailable, connect, rpc_problem
+from drpilot.domain.settings import TemporalSettings
+from drpilot.frontdoor import runs
+from drpilot.frontdoor.temporal import TemporalUnavailable, connect, rpc_problem
 from tests.conftest import ROOT
 from workflows.types import WORKFLOW_NAMES
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drpilot.runbook import ApprovalPolicy
+from drpilot.domain.runbook import ApprovalPolicy
 from tests.workflows.conftest import runbook
 from workflows.plan import (
     PlanError,

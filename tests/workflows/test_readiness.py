@@ -14,8 +14,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from drpilot import readiness as front
-from drpilot.settings import Settings, TemporalSettings
+from drpilot.domain.settings import Settings, TemporalSettings
+from drpilot.frontdoor import readiness as front
 from tests.workflows.conftest import WORKFLOWS, dev_env, keep_history, runbook  # noqa: F401  (fixture)
 from tests.workflows.world import World
 from workflows.readiness import ReadinessWorkflow

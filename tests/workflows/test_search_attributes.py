@@ -9,8 +9,8 @@ from pathlib import Path
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
-from drpilot.logs import get_logger
-from drpilot.worker import check_search_attributes
+from drpilot.frontdoor.logs import get_logger
+from drpilot.frontdoor.worker import check_search_attributes
 from workflows.types import SEARCH_ATTRIBUTES
 
 

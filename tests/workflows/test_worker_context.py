@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities import contracts as c
-from drpilot.worker import RunLogContext
+from drpilot.frontdoor.worker import RunLogContext
 from tests.workflows.conftest import WORKFLOWS
 from tests.workflows.world import World
 from workflows.failover import FailoverWorkflow

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
 from activities.clock import ClockActivities
-from drpilot.runbook import Runbook
+from drpilot.domain.runbook import Runbook
 
 
 @dataclass

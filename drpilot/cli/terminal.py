@@ -1,0 +1,46 @@
+"""What the command lines (drpilot/cli/main.py, twin/drpilot_twin/cli.py) share: the stderr console
+and the one way a runbook is loaded at a front door."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from drpilot.domain.loader import DocumentError, load_runbook
+
+T = TypeVar("T")
+
+# emoji=False: rich would print "FILE:100:3" as "FILE💯3" (":100:" is an emoji code).
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+def load_or_exit(path: Path, load: Callable[[Path], T] = load_runbook) -> T:
+    """A runbook (or another document `load` reads) that loads, or every problem on stderr
+    (FILE:LINE:COL: field: message) and exit 1, never a traceback."""
+    try:
+        return load(path)
+    except DocumentError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        raise typer.Exit(1) from None
+
+
+def validate_files(files: list[Path], load: Callable[[Path], object], noun: str) -> None:
+    """`... validate FILE...`: "FILE: ok" or every problem per file; exit 1 if any failed."""
+    failed = 0
+    for path in files:
+        try:
+            load(path)
+        except DocumentError as exc:
+            failed += 1
+            for problem in exc.problems:
+                err.print(str(problem), markup=False)
+            continue
+        typer.echo(f"{path}: ok")
+    if failed:
+        err.print(f"{failed} of {len(files)} {noun}(s) invalid", markup=False)
+        raise typer.Exit(1)

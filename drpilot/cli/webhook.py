@@ -1,0 +1,87 @@
+"""`drpilot webhook serve` and `drpilot webhook rules validate|schema`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from drpilot.cli.terminal import err, load_or_exit, validate_files
+
+app = typer.Typer(help="The Alertmanager webhook that starts failovers from alerts.", no_args_is_help=True)
+rules_app = typer.Typer(help="Validate and export webhook routing rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("validate")
+def validate(files: list[Path] = typer.Argument(..., help="Rules YAML files.", metavar="FILE...")) -> None:
+    """Check rules files (and the runbooks they name); print every problem as FILE:LINE:COL."""
+    from drpilot.webhook.rules import load_rules
+
+    validate_files(files, load_rules, "rules file")
+
+
+@rules_app.command("schema")
+def schema() -> None:
+    """Print the rules file's JSON Schema (for editors)."""
+    from drpilot.webhook.rules import rules_schema
+
+    typer.echo(json.dumps(rules_schema(), indent=2))
+
+
+@app.command()
+def serve(
+    rules: Path = typer.Option(..., "--rules", help="Routing rules YAML (see infra/alertmanager/drpilot-rules.yaml)."),
+    host: str = typer.Option(None, help="Listen address (default from DRPILOT_WEBHOOK_LISTEN, else 127.0.0.1)."),
+    port: int = typer.Option(None, min=0, max=65535, help="Port (default from DRPILOT_WEBHOOK_LISTEN, else 8787)."),
+    token_file: Path = typer.Option(None, "--token-file", help="File holding the bearer token; read again when it changes. Default: DRPILOT_WEBHOOK_TOKEN."),
+    kill_switch_file: Path = typer.Option(None, "--kill-switch-file", help="While this file exists, alerts start nothing (notify only)."),
+    max_body: int = typer.Option(None, "--max-body", min=1024, help="Largest request body in bytes (default 4 MiB)."),
+) -> None:
+    """Receive Alertmanager's webhook on POST /v1/alertmanager and start failovers by the rules."""
+    import uvicorn
+
+    from drpilot.domain.settings import SettingsError, load_settings, split_listen
+    from drpilot.frontdoor.logs import configure
+    from drpilot.frontdoor.temporal import connect
+    from drpilot.webhook.app import MAX_BODY, TokenSource, Webhook
+    from drpilot.webhook.guardrails import KillSwitch, provider_weights
+    from drpilot.webhook.rules import load_rules
+
+    configure()
+    routing = load_or_exit(rules, load_rules)
+    try:
+        settings = load_settings()
+        default_host, default_port = split_listen("DRPILOT_WEBHOOK_LISTEN", settings.webhook_listen)
+    except SettingsError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    if not settings.webhook_token and token_file is None:
+        err.print(
+            "error: the webhook starts failovers, so it needs a bearer token: set DRPILOT_WEBHOOK_TOKEN "
+            "or pass --token-file (the one Alertmanager's http_config.authorization sends)",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    try:
+        token = TokenSource(None if token_file else settings.webhook_token, token_file)
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"error: --token-file {token_file}: {getattr(exc, 'strerror', None) or exc}", markup=False)
+        raise typer.Exit(2) from None
+    webhook = Webhook(
+        routing, settings, token, lambda: connect(settings.temporal), provider_weights(settings),
+        kill_switch=KillSwitch(kill_switch_file), max_body=max_body or MAX_BODY,
+    )
+    config = uvicorn.Config(
+        webhook.app(), host=host or default_host, port=default_port if port is None else port,
+        log_config=None, access_log=False, lifespan="off", timeout_keep_alive=5,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except OSError as exc:
+        err.print(f"error: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(1) from None
+    if not server.started:
+        raise typer.Exit(1)

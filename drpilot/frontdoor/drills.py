@@ -1,0 +1,143 @@
+"""Drills from the front door: starting one now, the claim activity every drill makes at
+admission, its result, and its history read back from the evidence packs in S3.
+
+The claim is an activity of this layer (not of `activities`) because it needs what only a
+front door has: a Temporal client and drpilot's admission code (drpilot/frontdoor/runs.py). The
+worker registers it with its own client (drpilot/frontdoor/worker.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from activities.contracts import ErrorType
+from drpilot.domain.runbook import Runbook
+from drpilot.domain.settings import Settings
+from drpilot.frontdoor import runs
+from workflows.drill import CLAIM, DrillWorkflow
+from workflows.types import RUNBOOK, Admission, Claim, DrillInput, DrillResult
+
+DRILL_ID_PREFIX = "drill:"
+
+
+def drill_id(runbook: str, at: datetime) -> str:
+    """drill:RUNBOOK-2026-12-05T10:00:00Z: the shape a Temporal Schedule gives its runs too."""
+    return f"{DRILL_ID_PREFIX}{runbook}-{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+class DrillAdmission:
+    """The `drill.claim` activity: a drill claims its runbook like every front door does."""
+
+    def __init__(self, client: Client, settings: Settings):
+        self.client = client
+        self.settings = settings
+
+    @activity.defn(name=CLAIM)
+    async def claim(self, claim: Claim) -> Admission:
+        try:
+            return await runs.admit(self.client, self.settings, claim)
+        except runs.RunError as exc:
+            raise ApplicationError(str(exc), type=ErrorType.ADMISSION_UNAVAILABLE) from None
+
+    def all(self) -> list[Callable]:
+        return [self.claim]
+
+
+async def start_drill(client: Client, settings: Settings, request: DrillInput) -> WorkflowHandle:
+    """Start a drill now; it claims the runbook itself, first thing (workflows/drill.py)."""
+    try:
+        return await client.start_workflow(
+            DrillWorkflow.run, request, id=drill_id(request.runbook.name, datetime.now(UTC)),
+            task_queue=settings.temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(RUNBOOK, request.runbook.name)]),
+        )
+    except RPCError as exc:
+        raise runs.RunError(f"cannot start a drill of {request.runbook.name}: {exc.message}") from None
+
+
+async def drill_result(handle: WorkflowHandle) -> DrillResult:
+    """The drill's result; a failed or aborted drill ends as a Temporal failure carrying it."""
+    try:
+        raw = await handle.result()
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        details = getattr(cause, "details", None) or ()
+        if isinstance(cause, ApplicationError) and cause.type == ErrorType.DRILL_FAILED and details:
+            raw = details[0]
+        else:
+            raise runs.RunError(f"drill {handle.id} ended without a result: {getattr(cause, 'message', None) or exc}") from None
+    except RPCError as exc:
+        raise runs.RunError(f"drill {handle.id}: {exc.message}") from None
+    return raw if isinstance(raw, DrillResult) else DrillResult.model_validate(raw)
+
+
+async def drill_progress(handle: WorkflowHandle) -> DrillResult:
+    try:
+        return await handle.query(DrillWorkflow.drill, result_type=DrillResult)
+    except RPCError as exc:
+        raise runs.RunError(f"drill {handle.id}: {exc.message}") from None
+
+
+# ------------------------------------------------------------------------------ history
+class HistoryError(RuntimeError):
+    """The evidence cannot be read; the text says where and why."""
+
+
+@dataclass(frozen=True)
+class Past:
+    key: str
+    result: DrillResult
+
+
+def read_history(rb: Runbook, s3: Any, limit: int = 20) -> list[Past]:
+    """The runbook's past drills from their evidence packs, oldest first (the last `limit`)."""
+    from activities.drills import split_s3_uri
+
+    if rb.spec.drills is None:
+        raise HistoryError(f"{rb.name} has no spec.drills.evidence: drills write their evidence there")
+    bucket, prefix = split_s3_uri(rb.spec.drills.evidence)
+    prefix = f"{prefix}{rb.name}/"
+    keys: list[str] = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+        found = []
+        for key in sorted(keys)[-limit:]:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            try:
+                found.append(Past(key=key, result=DrillResult.model_validate(json.loads(body))))
+            except ValueError as exc:
+                raise HistoryError(f"s3://{bucket}/{key} is not a drill evidence pack: {str(exc).splitlines()[0]}") from None
+    except HistoryError:
+        raise
+    except Exception as exc:  # botocore: no such bucket, no credentials, endpoint down
+        raise HistoryError(f"cannot read s3://{bucket}/{prefix}: {exc}") from None
+    return found
+
+
+def trend(past: list[Past]) -> str:
+    """One line: how the measured RTO (unscaled) moves against the objective across drills."""
+    measured = [p.result for p in past if p.result.rto_seconds_unscaled is not None]
+    if not measured:
+        return "no drill measured an RTO yet"
+    objective = measured[-1].objective_rto_seconds
+    values = [r.rto_seconds_unscaled or 0.0 for r in measured]
+    last = values[-1]
+    missed = sum(1 for v in values if v > objective)
+    line = f"RTO last {last:.0f}s vs objective {objective:.0f}s ({last / objective:.0%} of it); {missed} of {len(values)} missed"
+    if len(values) >= 2:
+        earlier = sum(values[:-1]) / (len(values) - 1)
+        direction = "worse" if last > earlier * 1.1 else "better" if last < earlier * 0.9 else "steady"
+        line += f"; {direction} than the mean {earlier:.0f}s of the {len(values) - 1} before"
+    return line

@@ -1,0 +1,166 @@
+"""`drpilot runbook plan`: what a failover or failback would change, from live state.
+
+It reads exactly what the procedures read first (DNS weights, replica counts, artifact
+checks) through the same activity classes, outside Temporal, and computes the changes with
+the same planning functions the workflows use (`workflows.plan`). It changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio.exceptions import ApplicationError
+
+from activities.artifacts import ArtifactActivities
+from activities.contracts import ArtifactInput, DnsReadInput, KubeReadInput, RestoreInput
+from activities.dns import DnsActivities
+from activities.kube import KubeActivities
+from drpilot.domain.durations import format_duration
+from drpilot.domain.runbook import Action, Role, Runbook
+from drpilot.domain.settings import Settings
+from workflows.plan import (
+    approval_required,
+    failback_home,
+    failover_targets,
+    failover_weights,
+    format_weights,
+    shift_weights,
+)
+
+
+@dataclass
+class Plan:
+    action: str
+    changes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# Where each DNS provider's control plane (the API that changes records) is served from.
+# Route53's data plane (answering queries) is global, but record changes go through an API
+# served from us-east-1 only; Cloud DNS's API is global, with no region of its own.
+DNS_CONTROL_PLANE_REGION = {"route53": "us-east-1"}
+
+
+def dns_control_plane_warning(rb: Runbook, failed: str) -> str | None:
+    """A warning when the failed region hosts the control plane the failover's DNS change
+    needs: in that region's outage the one change a failover makes may be impossible."""
+    provider = str(rb.spec.dns.provider)
+    home = DNS_CONTROL_PLANE_REGION.get(provider)
+    if home is None or failed != home:
+        return None
+    return (
+        f"this failover leaves {failed}, where the {provider} control plane is served from: in an "
+        f"outage of {failed} the DNS change may be the step that cannot be made. Rehearse it and keep "
+        "a second path (a runbook on Cloud DNS, or the names served by another provider); see README, "
+        "Production deployment"
+    )
+
+
+def _replicas(kube: KubeActivities, rb: Runbook, region: str) -> dict[str, int] | str:
+    try:
+        state = kube.read(KubeReadInput(runbook=rb, region=region))
+    except ApplicationError as exc:
+        return exc.message
+    return {f"{d.namespace}/{d.name}": d.replicas for d in state.deployments}
+
+
+def _scale_changes(plan: Plan, rb: Runbook, region: str, current: dict[str, int] | str, to: str) -> None:
+    if isinstance(current, str):
+        plan.notes.append(f"{region}: cluster not readable now ({current})")
+        current = {}
+    for w in rb.workloads_in(region):
+        key = f"{w.namespace}/{w.deployment}"
+        want = w.replicas.active if to == "active" else w.replicas.standby
+        have = current.get(key)
+        if have != want:
+            plan.changes.append(f"scale {region} {key}: {have if have is not None else '?'} -> {want} replicas ({to})")
+
+
+def _artifact_changes(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactActivities, fix: str) -> None:
+    for model in rb.spec.models:
+        try:
+            result = artifacts.verify(ArtifactInput(runbook=rb, region=region, model=model.name, version=model.version))
+        except ApplicationError as exc:
+            plan.notes.append(f"{region}: cannot verify {model.name} now ({exc.message})")
+            continue
+        if result.problems:
+            keys = ", ".join(p.key.rsplit("/", 1)[-1] for p in result.problems[:5])
+            plan.changes.append(f"{fix} {model.name} {model.version} in {region}: {len(result.problems)} file(s) ({keys})")
+
+
+def _restore_timing(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactActivities) -> None:
+    """Which archived files an emergency restore would request, in which Glacier tier, and
+    how long Glacier takes for each (the full RTO as budget: nothing has run yet)."""
+    budget = rb.spec.objectives.rto.total_seconds()
+    for model in rb.spec.models:
+        if model.archive is None:
+            continue
+        try:
+            files = artifacts.restore_plan(
+                RestoreInput(runbook=rb, region=region, model=model.name, version=model.version, budget_seconds=budget)
+            )
+        except ApplicationError as exc:
+            plan.notes.append(f"{region}: cannot plan the restore of {model.name} now ({exc.message})")
+            continue
+        for f in files:
+            fastest, worst = (format_duration(timedelta(seconds=s)) for s in f.seconds)
+            plan.notes.append(
+                f"{region}: {model.name} {f.path} ({f.size} bytes) from Glacier {f.tier}: {fastest} to {worst}"
+            )
+
+
+def plan_failover(rb: Runbook, failed: str, to: list[str] | None, settings: Settings) -> Plan:
+    plan = Plan("failover")
+    dns = DnsActivities.from_settings(settings)
+    kube = KubeActivities.from_settings(settings)
+    artifacts = ArtifactActivities.from_settings(settings)
+    before = dns.read(DnsReadInput(runbook=rb)).weights()
+    targets = failover_targets(rb, failed, to)
+    warning = dns_control_plane_warning(rb, failed)
+    if warning:
+        plan.warnings.append(warning)
+    after = failover_weights(rb, failed, targets, before)
+    for region in targets:
+        _scale_changes(plan, rb, region, _replicas(kube, rb, region), "active")
+        _artifact_changes(plan, rb, region, artifacts, "restore from the Glacier archive")
+        _restore_timing(plan, rb, region, artifacts)
+    velero = rb.spec.backups.velero
+    if velero and Action.failover in velero.restore_on:
+        plan.changes.append(f"velero restore from backup {velero.backup} in {', '.join(targets)}")
+    if rb.spec.warmup:
+        plan.changes.append(f"warm up {', '.join(targets)}: {sum(w.requests for w in rb.spec.warmup)} request(s) each")
+    plan.changes.append(f"health gate {', '.join(targets)} (timeout {format_duration(rb.spec.health.timeout)})")
+    if approval_required(rb.spec.approvals.failover, "cli"):
+        plan.changes.append(f"wait for `drpilot approve` (timeout {format_duration(rb.spec.approvals.timeout)}, then {rb.spec.approvals.on_timeout})")
+    if after != before:
+        ttl = max(r.ttl for r in rb.spec.dns.records)
+        plan.changes.append(f"DNS {format_weights(before)} -> {format_weights(after)} in one change, then wait TTL {ttl}s")
+    else:
+        plan.notes.append(f"DNS already at {format_weights(after)}")
+    return plan
+
+
+def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
+    plan = Plan("failback")
+    dns = DnsActivities.from_settings(settings)
+    kube = KubeActivities.from_settings(settings)
+    artifacts = ArtifactActivities.from_settings(settings)
+    start = dns.read(DnsReadInput(runbook=rb)).weights()
+    home = failback_home(rb, original, start)
+    _scale_changes(plan, rb, original, _replicas(kube, rb, original), "active")
+    _artifact_changes(plan, rb, original, artifacts, "sync from the serving region")
+    if start == home:
+        plan.notes.append(f"DNS already at {format_weights(home)}: no traffic to shift")
+        return plan
+    shift = rb.spec.traffic_shift
+    steps = [format_weights(shift_weights(start, home, p)) for p in shift.steps]
+    plan.changes.append(
+        f"shift DNS {format_weights(start)} -> {format_weights(home)} in {len(steps)} step(s), "
+        f"bake {format_duration(shift.bake)} each: " + " | ".join(steps)
+    )
+    for region, role in ((n, r.role) for n, r in rb.regions.items()):
+        if region != original and role is Role.standby and start.get(region, 0) > 0:
+            _scale_changes(plan, rb, region, _replicas(kube, rb, region), "standby")
+    return plan

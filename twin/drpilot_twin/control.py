@@ -1,0 +1,263 @@
+"""The twin's control API: read and change its faults, and see what it is doing.
+
+    GET    /faults   current faults (drpilot_twin.faults.Faults as JSON)
+    PUT    /faults   replace every fault with the body (fields left out are cleared)
+    PATCH  /faults   change only the fields in the body
+    DELETE /faults   clear every fault
+    GET    /status   the twin's parts and URLs, DNS weights, replicas and traffic per region
+
+`drpilot sandbox fault set|clear|show` talks to it; so can curl. Loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from drpilot_twin.faults import FaultBoard, Faults
+
+# Fields whose values name regions: a typo there would be a fault that silently never fires.
+_REGION_SETS = ("region_down", "pods_stalled", "velero_partially_failed", "velero_failed")
+_REGION_MAPS = ("pod_start_seconds", "error_ramp", "extra_latency_seconds")
+
+
+class FaultError(ValueError):
+    """A fault the twin cannot apply; the text says which and why."""
+
+
+def check_regions(faults: Faults, regions: Iterable[str]) -> None:
+    known = set(regions)
+    for name in (*_REGION_SETS, *_REGION_MAPS):
+        unknown = sorted(set(getattr(faults, name)) - known)
+        if unknown:
+            raise FaultError(
+                f"{name}: unknown region(s) {', '.join(unknown)}; the runbook's regions are "
+                f"{', '.join(sorted(known))}"
+            )
+
+
+def faults_from_json(data: Any) -> Faults:
+    if not isinstance(data, dict):
+        raise FaultError("expected a JSON object of fault fields")
+    try:
+        return Faults.from_json(data)
+    except (TypeError, ValueError) as exc:
+        raise FaultError(str(exc)) from None
+
+
+# ------------------------------------------------------------------- key=value arguments
+def _field_kinds() -> dict[str, str]:
+    defaults = Faults()
+    kinds = {}
+    for f in fields(Faults):
+        value = getattr(defaults, f.name)
+        if f.name == "error_ramp":
+            kinds[f.name] = "ramp"
+        elif isinstance(value, frozenset):
+            kinds[f.name] = "regions"
+        elif isinstance(value, dict):
+            kinds[f.name] = "per-region"
+        elif isinstance(value, bool):
+            kinds[f.name] = "bool"
+        elif isinstance(value, int):
+            kinds[f.name] = "int"
+        else:
+            kinds[f.name] = "float"
+    return kinds
+
+
+FAULT_HELP = """\
+Faults as key=value (or one JSON object):
+  region_down=R1[,R2]          model server and Kubernetes API of R fail
+  pods_stalled=R1[,R2]         pods in R never become ready
+  pod_start_seconds.R=30       a pod in R takes 30 s to become ready
+  glacier_delay_seconds=60     a Glacier restore takes 60 s
+  route53_pending_seconds=20   a Route53 change stays PENDING 20 s
+  route53_throttle_count=3     the next 3 Route53 calls are throttled
+  clouddns_pending_seconds=20  a Cloud DNS change stays pending 20 s
+  velero_partially_failed=R    Velero restores in R end PartiallyFailed
+  velero_failed=R              Velero restores in R end Failed
+  error_ramp.R=50:0.2          20% errors in R once its DNS weight >= 50
+  extra_latency_seconds.R=0.5  +0.5 s per inference request in R
+An empty value clears a field (region_down=). Seconds of waits are
+simulated (the twin divides them by its --speed); extra latency is
+what each request takes, at any speed."""
+
+
+def _number(key: str, raw: str, kind: type) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise FaultError(f"{key}={raw!r}: expected {'an integer' if kind is int else 'a number'}") from None
+
+
+def _ramp(key: str, raw: str) -> dict[str, Any]:
+    weight, sep, rate = raw.partition(":")
+    if not sep:
+        raise FaultError(f"{key}={raw!r}: expected AT_WEIGHT:ERROR_RATE, e.g. 50:0.2 or 50%:20%")
+    at_weight = _number(key, weight.strip().rstrip("%"), int)
+    rate = rate.strip()
+    error_rate = _number(key, rate.rstrip("%"), float) / (100 if rate.endswith("%") else 1)
+    if not 0 <= error_rate <= 1:
+        raise FaultError(f"{key}={raw!r}: the error rate must be between 0 and 1 (or 0% and 100%)")
+    return {"at_weight": at_weight, "error_rate": error_rate}
+
+
+def parse_fault_args(args: list[str], current: Faults | None = None) -> dict[str, Any]:
+    """`key=value` arguments (or one JSON object) -> a PATCH body for /faults.
+
+    Per-region entries (`pod_start_seconds.us-west-2=30`) merge into `current`'s mapping, so
+    setting one region's value keeps the others'.
+    """
+    current = current or Faults()
+    if len(args) == 1 and args[0].lstrip().startswith("{"):
+        try:
+            data = json.loads(args[0])
+        except json.JSONDecodeError as exc:
+            raise FaultError(f"not a JSON object: {exc.msg}") from None
+        faults_from_json(data)  # validate now, with the same message the API would give
+        return data
+    kinds = _field_kinds()
+    base = current.to_json()
+    patch: dict[str, Any] = {}
+    for arg in args:
+        key, sep, raw = arg.partition("=")
+        if not sep:
+            raise FaultError(f"{arg!r}: expected key=value (see `drpilot sandbox fault set --help`)")
+        name, dot, region = key.strip().replace("-", "_").partition(".")
+        if dot:
+            region = key.strip().partition(".")[2]  # region names keep their hyphens
+        if name not in kinds:
+            raise FaultError(f"unknown fault {name!r}; known: {', '.join(sorted(kinds))}")
+        kind, raw = kinds[name], raw.strip()
+        if kind in ("per-region", "ramp"):
+            if not dot:
+                if raw:
+                    raise FaultError(f"{name}: give it per region, e.g. {name}.us-east-1=VALUE")
+                patch[name] = {}
+                continue
+            mapping = patch.setdefault(name, dict(base[name]))
+            if not raw:
+                mapping.pop(region, None)
+            elif kind == "ramp":
+                mapping[region] = _ramp(key, raw)
+            else:
+                mapping[region] = _number(key, raw, float)
+        elif dot:
+            raise FaultError(f"{name} is not per region; write {name}=VALUE")
+        elif kind == "regions":
+            patch[name] = [r.strip() for r in raw.split(",") if r.strip()]
+        elif kind == "int":
+            patch[name] = _number(key, raw or "0", int)
+        else:
+            patch[name] = _number(key, raw or "0", float)
+    return patch
+
+
+# -------------------------------------------------------------------------------- server
+class ControlServer:
+    """The control API over HTTP on 127.0.0.1 (stdlib server, one thread per request)."""
+
+    def __init__(
+        self,
+        board: FaultBoard,
+        status: Callable[[], dict[str, Any]] | None = None,
+        *,
+        regions: Iterable[str] | None = None,
+        port: int = 0,
+        speed: float = 1.0,
+    ):
+        self.board = board
+        self.speed = speed
+        self._status = status or (lambda: {})
+        self._regions = list(regions) if regions is not None else None
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def _checked(self, faults: Faults) -> Faults:
+        if self._regions is not None:
+            check_regions(faults, self._regions)
+        return faults
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """One request -> (status code, JSON body). Kept apart from HTTP for clarity."""
+        path = path.split("?", 1)[0].rstrip("/") or "/"
+        if path == "/status" and method == "GET":
+            return 200, self._status()
+        if path == "/healthz" and method == "GET":
+            return 200, {"ok": True}
+        if path != "/faults":
+            return 404, {"error": f"no such path {path}; try /faults or /status"}
+        try:
+            if method == "GET":
+                return 200, self.board.now.to_json()
+            if method == "DELETE":
+                self.board.clear()
+                return 200, self.board.now.to_json()
+            if method == "PUT":
+                self.board.set(self._checked(faults_from_json(body)))
+                return 200, self.board.now.to_json()
+            if method == "PATCH":
+                if not isinstance(body, dict):
+                    raise FaultError("expected a JSON object of fault fields")
+                merged = faults_from_json({**self.board.now.to_json(), **body})
+                self.board.set(self._checked(merged))
+                return 200, self.board.now.to_json()
+        except FaultError as exc:
+            return 400, {"error": str(exc)}
+        return 405, {"error": f"{method} not allowed on /faults"}
+
+    def start(self) -> None:
+        control = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw.strip() else None
+                except json.JSONDecodeError as exc:
+                    code, reply = 400, {"error": f"body is not JSON: {exc.msg}"}
+                else:
+                    try:
+                        code, reply = control.handle(self.command, self.path, body)
+                    except Exception as exc:  # a status probe failing must not kill the API
+                        code, reply = 500, {"error": f"{type(exc).__name__}: {exc}"}
+                data = json.dumps(reply, indent=2, default=str).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_PATCH = do_DELETE = do_POST = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-control", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+            self._thread = None
+

@@ -1,0 +1,748 @@
+"""The controllers behind the Kubernetes emulator: pods coming up, Velero doing its work.
+
+A real cluster answers a scale-up with pods that take time to schedule, pull and pass
+their readiness probe; a Velero server answers a Restore by validating it, restoring the
+backed-up objects and reporting counts. These loops reproduce what a client can observe
+of that (status fields, phases, timestamps), on simulated time divided by the twin's
+speed, and read the fault board on every pass so a fault shows at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from drpilot_twin.faults import FaultBoard
+from drpilot_twin.kube.objects import (
+    BACKUPS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    PODS,
+    RESTORES,
+    Obj,
+    Store,
+    timestamp,
+)
+
+_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for generated names
+
+
+def template_hash(template: Obj) -> str:
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+    return "".join(_SUFFIX[int(digest[i : i + 2], 16) % len(_SUFFIX)] for i in range(0, 20, 2))
+
+
+def _suffix(n: int = 5) -> str:
+    return "".join(random.choice(_SUFFIX) for _ in range(n))
+
+
+def _drop_zero(status: Obj) -> Obj:
+    # The API server omits zero counts (omitempty); clients see the field missing.
+    return {k: v for k, v in status.items() if v not in (0, None, [], {})}
+
+
+@dataclass
+class _Rollout:
+    generation: int = 0
+    ready: int = -1
+    since: float = 0.0  # monotonic time of the last progress (ProgressDeadlineExceeded)
+    hashes: list[str] = field(default_factory=list)  # template hashes in revision order
+
+
+class DeploymentController:
+    """Brings each Deployment's pods to spec.replicas; pods turn ready after a start time.
+
+    Scale-up creates Pending pods that become Ready `pod_start_seconds / speed` later (the
+    fault board's per-region value overrides the default); while the region's pods are
+    stalled they stay Pending / Unschedulable. Scale-down removes pods at once, not-ready
+    ones first, as a ReplicaSet does. A template change rolls: new pods come up beside the
+    old ones, which go as the new ones become ready.
+    """
+
+    def __init__(
+        self, store: Store, board: FaultBoard, region: str, speed: float, pod_start_seconds: float
+    ):
+        self.store, self.board, self.region, self.speed = store, board, region, speed
+        self.pod_start_seconds = pod_start_seconds
+        self._ready_at: dict[str, float | None] = {}  # pod uid -> monotonic time it turns ready
+        self._owner: dict[str, str] = {}  # pod uid -> deployment uid
+        self._shown: dict[str, tuple[bool, bool]] = {}  # pod uid -> (ready, stalled) last written
+        self._rollouts: dict[str, _Rollout] = {}  # deployment uid -> progress bookkeeping
+        # Called once per pod as its containers start (scheduled, clock running): the
+        # annotations it returns are stamped on the pod. The twin records there which model
+        # artifacts the pod found and loaded; a pod keeps them until it is replaced (e.g. by
+        # `kubectl rollout restart`, a template change).
+        self.on_pod_start: Callable[[Obj], dict[str, str]] | None = None
+        self._started: set[str] = set()  # pod uids on_pod_start has seen
+
+    def start_delay(self) -> float:
+        seconds = self.board.now.pod_start_seconds.get(self.region, self.pod_start_seconds)
+        return max(0.0, seconds) / self.speed
+
+    def reconcile(self, now: float, instant: bool = False) -> float | None:
+        """One pass over every Deployment; returns the next monotonic time worth waking at."""
+        faults = self.board.now
+        stalled = self.region in faults.pods_stalled and not instant
+        delay = 0.0 if instant else self.start_delay()
+        wake: float | None = None
+        with self.store.lock:
+            live = set()
+            for dep in self.store.items(DEPLOYMENTS):
+                live.add(dep["metadata"]["uid"])
+                due = self._reconcile_one(dep, now, stalled, delay, instant)
+                if due is not None:
+                    wake = due if wake is None else min(wake, due)
+            # Garbage-collect pods of deleted deployments (ownerReference cascade).
+            pods = list(self.store.items(PODS))
+            for pod in pods:
+                owner = self._owner.get(pod["metadata"]["uid"])
+                if owner is not None and owner not in live:
+                    self._delete_pod(pod)
+            # Forget pods deleted through the API (the ReplicaSet replaced them already).
+            existing = {p["metadata"]["uid"] for p in pods}
+            for uid in [u for u in self._owner if u not in existing]:
+                for table in (self._owner, self._ready_at, self._shown):
+                    table.pop(uid, None)
+                self._started.discard(uid)
+        return wake
+
+    # ------------------------------------------------------------------ one deployment
+    def _reconcile_one(
+        self, dep: Obj, now: float, stalled: bool, delay: float, instant: bool
+    ) -> float | None:
+        meta, spec = dep["metadata"], dep.get("spec", {})
+        uid, ns, name = meta["uid"], meta["namespace"], meta["name"]
+        desired = int(spec.get("replicas", 1))
+        current_hash = template_hash(spec.get("template", {}))
+        rollout = self._rollouts.setdefault(uid, _Rollout(since=now))
+        if current_hash not in rollout.hashes:
+            rollout.hashes.append(current_hash)
+        revision = rollout.hashes.index(current_hash) + 1
+        rs_name = f"{name}-{current_hash}"
+
+        pods = [
+            p for p in self.store.items(PODS, ns) if self._owner.get(p["metadata"]["uid"]) == uid
+        ]
+        new = [p for p in pods if p["metadata"]["labels"].get("pod-template-hash") == current_hash]
+        old = [p for p in pods if p not in new]
+
+        # Scale the new ReplicaSet: surplus goes at once, not-ready and newest first.
+        if len(new) > desired:
+            for pod in self._deletion_order(new)[: len(new) - desired]:
+                self._delete_pod(pod)
+                new.remove(pod)
+        while len(new) < desired:
+            new.append(self._create_pod(dep, current_hash, rs_name, now, stalled, delay))
+
+        # Readiness, and the pod status a client sees.
+        wake = None
+        for pod in new + old:
+            pod_uid = pod["metadata"]["uid"]
+            ready_at = self._ready_at.get(pod_uid)
+            if stalled and not self._is_ready(pod_uid, now):
+                # Unschedulable: the clock starts only once there is room for the pod.
+                self._ready_at[pod_uid] = ready_at = None
+            elif ready_at is None or (instant and ready_at > now):
+                self._ready_at[pod_uid] = ready_at = now + delay
+            if ready_at is not None and pod_uid not in self._started and self.on_pod_start:
+                self._started.add(pod_uid)
+                self._annotate_pod(pod, self.on_pod_start(pod))
+            if ready_at is not None and ready_at > now:
+                wake = ready_at if wake is None else min(wake, ready_at)
+            shown = (self._is_ready(pod_uid, now), stalled)
+            if self._shown.get(pod_uid) != shown:  # write a pod's status only when it changes
+                self._write_pod_status(pod, ready=shown[0], stalled=stalled)
+                self._shown[pod_uid] = shown
+
+        # Old pods leave as new ones become ready (rolling update, surge 100%).
+        new_ready = sum(1 for p in new if self._is_ready(p["metadata"]["uid"], now))
+        keep_old = max(0, desired - new_ready)
+        if len(old) > keep_old:
+            for pod in self._deletion_order(old)[: len(old) - keep_old]:
+                self._delete_pod(pod)
+                old.remove(pod)
+
+        ready = sum(1 for p in new + old if self._is_ready(p["metadata"]["uid"], now))
+        if meta.get("generation", 1) != rollout.generation or ready > rollout.ready:
+            rollout.since = now
+        rollout.generation, rollout.ready = meta.get("generation", 1), ready
+        self._write_deployment_status(
+            dep, desired, new, old, ready, rs_name, rollout, revision, now
+        )
+        if not (len(new) == desired and not old and ready == desired):
+            # An incomplete rollout turns ProgressDeadlineExceeded at its deadline.
+            deadline = rollout.since + float(spec.get("progressDeadlineSeconds", 600)) / self.speed
+            if deadline > now:
+                wake = deadline if wake is None else min(wake, deadline)
+        return wake
+
+    def _is_ready(self, pod_uid: str, now: float) -> bool:
+        ready_at = self._ready_at.get(pod_uid)
+        return ready_at is not None and ready_at <= now
+
+    def _deletion_order(self, pods: list[Obj]) -> list[Obj]:
+        """Not-ready pods first, then the newest (what a ReplicaSet removes on scale-down)."""
+        now = time.monotonic()
+        newest_first = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)
+        return sorted(newest_first, key=lambda p: self._is_ready(p["metadata"]["uid"], now))
+
+    def _create_pod(
+        self, dep: Obj, pod_hash: str, rs_name: str, now: float, stalled: bool, delay: float
+    ) -> Obj:
+        template = dep.get("spec", {}).get("template", {})
+        labels = {
+            **(template.get("metadata", {}).get("labels") or {}),
+            "pod-template-hash": pod_hash,
+        }
+        pod_spec = json.loads(json.dumps(template.get("spec", {})))
+        pod_spec.setdefault("restartPolicy", "Always")
+        pod = {
+            "metadata": {
+                "name": f"{rs_name}-{_suffix()}",
+                "namespace": dep["metadata"]["namespace"],
+                "labels": labels,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "name": rs_name,
+                        "uid": dep["metadata"]["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": pod_spec,
+            "status": {"phase": "Pending", "qosClass": "BestEffort"},
+        }
+        created = self.store.create(PODS, pod)
+        uid = created["metadata"]["uid"]
+        self._owner[uid] = dep["metadata"]["uid"]
+        self._ready_at[uid] = None if stalled else now + delay
+        return created
+
+    def _delete_pod(self, pod: Obj) -> None:
+        uid = pod["metadata"]["uid"]
+        self.store.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        self._ready_at.pop(uid, None)
+        self._owner.pop(uid, None)
+        self._shown.pop(uid, None)
+
+    def _annotate_pod(self, pod: Obj, annotations: dict[str, str]) -> None:
+        stored = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if stored is None or not annotations:
+            return
+        stored["metadata"].setdefault("annotations", {}).update(annotations)
+        self.store.update(PODS, stored)
+        pod["metadata"] = stored["metadata"]
+
+    def _write_pod_status(self, pod: Obj, ready: bool, stalled: bool) -> None:
+        stored = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if stored is None:
+            return
+        old_status = stored.get("status", {})
+        stamp = old_status.get("startTime") or timestamp()
+        containers = stored.get("spec", {}).get("containers", [])
+        if stalled and not ready:
+            status = {
+                "phase": "Pending",
+                "qosClass": "BestEffort",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: "
+                        "0/4 nodes are available: 4 No preemption victims found for incoming pod.",
+                        "lastTransitionTime": _keep_time(old_status, "PodScheduled", "False"),
+                    }
+                ],
+            }
+        else:
+            node = f"{self.region}-node-{int(hashlib.sha1(stored['metadata']['name'].encode()).hexdigest(), 16) % 4}"
+            stored["spec"]["nodeName"] = node
+            state = (
+                {"running": {"startedAt": stamp}}
+                if ready
+                else {"waiting": {"reason": "ContainerCreating"}}
+            )
+            status = {
+                "phase": "Running" if ready else "Pending",
+                "qosClass": "BestEffort",
+                "hostIP": "10.0.0.1",
+                "podIP": _pod_ip(stored["metadata"]["uid"]) if ready else None,
+                "startTime": stamp,
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "True",
+                        "lastTransitionTime": _keep_time(old_status, "PodScheduled", "True"),
+                    },
+                    {
+                        "type": "Initialized",
+                        "status": "True",
+                        "lastTransitionTime": _keep_time(old_status, "Initialized", "True"),
+                    },
+                    {
+                        "type": "ContainersReady",
+                        "status": str(ready),
+                        "lastTransitionTime": _keep_time(old_status, "ContainersReady", str(ready)),
+                    },
+                    {
+                        "type": "Ready",
+                        "status": str(ready),
+                        "lastTransitionTime": _keep_time(old_status, "Ready", str(ready)),
+                    },
+                ],
+                "containerStatuses": [
+                    {
+                        "name": c.get("name", ""),
+                        "image": c.get("image", ""),
+                        "imageID": f"{c.get('image', '')}@sha256:{'0' * 64}" if ready else "",
+                        "ready": ready,
+                        "restartCount": 0,
+                        "started": ready,
+                        "state": state,
+                    }
+                    for c in containers
+                ],
+            }
+            if not ready:
+                for cond in status["conditions"][2:]:
+                    cond["reason"] = "ContainersNotReady"
+                    cond["message"] = (
+                        "containers with unready status: ["
+                        + " ".join(c.get("name", "") for c in containers)
+                        + "]"
+                    )
+        stored["status"] = {k: v for k, v in status.items() if v is not None}
+        self.store.update(PODS, stored)
+
+    def _write_deployment_status(
+        self,
+        dep: Obj,
+        desired: int,
+        new: list[Obj],
+        old: list[Obj],
+        ready: int,
+        rs_name: str,
+        rollout: _Rollout,
+        revision: int,
+        now: float,
+    ) -> None:
+        stored = self.store.get(DEPLOYMENTS, dep["metadata"]["namespace"], dep["metadata"]["name"])
+        if stored is None:
+            return
+        annotations = stored["metadata"].setdefault("annotations", {})
+        annotations["deployment.kubernetes.io/revision"] = str(revision)
+        spec = stored.get("spec", {})
+        old_status = stored.get("status", {})
+        max_unavailable = math.floor(desired * 0.25)
+        complete = len(new) == desired and not old and ready == desired
+        deadline = float(spec.get("progressDeadlineSeconds", 600)) / self.speed
+        if complete:
+            progressing = (
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+            )
+        elif now - rollout.since > deadline:
+            progressing = (
+                "False",
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{rs_name}" has timed out progressing.',
+            )
+        else:
+            progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
+        available = (
+            ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+            if ready >= desired - max_unavailable
+            else (
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            )
+        )
+        conditions = [
+            _condition(old_status, "Available", *available),
+            _condition(old_status, "Progressing", *progressing),
+        ]
+        stored["status"] = _drop_zero(
+            {
+                "observedGeneration": stored["metadata"].get("generation", 1),
+                "replicas": len(new) + len(old),
+                "updatedReplicas": len(new),
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "unavailableReplicas": max(0, desired - ready),
+                "conditions": conditions,
+            }
+        )
+        self.store.update(DEPLOYMENTS, stored)
+
+
+def _keep_time(old_status: Obj, type_: str, value: str) -> str:
+    for cond in old_status.get("conditions") or []:
+        if (
+            cond.get("type") == type_
+            and cond.get("status") == value
+            and cond.get("lastTransitionTime")
+        ):
+            return cond["lastTransitionTime"]
+    return timestamp()
+
+
+def _condition(old_status: Obj, type_: str, status: str, reason: str, message: str) -> Obj:
+    for cond in old_status.get("conditions") or []:
+        if cond.get("type") == type_ and (
+            cond.get("status"),
+            cond.get("reason"),
+            cond.get("message"),
+        ) == (status, reason, message):
+            return cond
+    previous = next((c for c in old_status.get("conditions") or [] if c.get("type") == type_), None)
+    now = timestamp()
+    transition = (
+        previous["lastTransitionTime"] if previous and previous.get("status") == status else now
+    )
+    return {
+        "type": type_,
+        "status": status,
+        "lastUpdateTime": now,
+        "lastTransitionTime": transition,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def _pod_ip(uid: str) -> str:
+    n = int(uid.replace("-", "")[:6], 16)
+    return f"10.{(n >> 16) % 256}.{(n >> 8) % 256}.{n % 254 + 1}"
+
+
+# ---------------------------------------------------------------------------------- Velero
+TERMINAL_RESTORE_PHASES = ("Completed", "PartiallyFailed", "Failed", "FailedValidation")
+
+
+@dataclass
+class _Run:
+    phase_since: float
+    items: list[Obj] = field(default_factory=list)
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+
+class VeleroController:
+    """Moves Restores (and Backups created through the API) through Velero's phases.
+
+    Restore: New -> InProgress (with progress counts) -> Finalizing -> Completed. A region in
+    `velero_partially_failed` ends FinalizingPartiallyFailed -> PartiallyFailed with error
+    and warning counts; in `velero_failed` it ends Failed with a failureReason. A Restore
+    naming no existing Backup ends FailedValidation with Velero's validation error text.
+    A completed restore really restores: namespaces and Deployments the backup holds are
+    created where missing; ones that exist and differ count a warning, as Velero's
+    default existing-resource policy ("none") does.
+    """
+
+    QUEUE_SECONDS = 1.0  # New -> InProgress (the controller picking it up and validating)
+    FINALIZE_SECONDS = 2.0
+
+    def __init__(
+        self, store: Store, board: FaultBoard, region: str, speed: float, restore_seconds: float
+    ):
+        self.store, self.board, self.region, self.speed = store, board, region, speed
+        self.restore_seconds = restore_seconds
+        self._runs: dict[str, _Run] = {}
+        # What each Backup holds: (namespace, backup name) -> Deployment manifests. In real
+        # Velero this is a tarball in object storage; here it is kept beside the Backup object.
+        self.contents: dict[tuple[str, str], list[Obj]] = {}
+
+    def capture(self, namespace: str, backup: str, included: list[str] | None) -> list[Obj]:
+        """Record what a Backup holds: the Deployments now in its included namespaces."""
+        items = []
+        with self.store.lock:
+            for dep in self.store.items(DEPLOYMENTS):
+                if (
+                    included
+                    and "*" not in included
+                    and dep["metadata"]["namespace"] not in included
+                ):
+                    continue
+                meta = dep["metadata"]
+                manifest = {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {
+                        k: meta[k]
+                        for k in ("name", "namespace", "labels", "annotations")
+                        if k in meta
+                    },
+                    "spec": dep.get("spec", {}),
+                }
+                manifest["metadata"].get("annotations", {}).pop(
+                    "deployment.kubernetes.io/revision", None
+                )
+                items.append(manifest)
+        self.contents[(namespace, backup)] = items
+        return items
+
+    def reconcile(self, now: float) -> float | None:
+        wake: float | None = None
+        with self.store.lock:
+            for restore in self.store.items(RESTORES):
+                due = self._restore(restore, now)
+                if due is not None:
+                    wake = due if wake is None else min(wake, due)
+            for backup in self.store.items(BACKUPS):
+                due = self._backup(backup, now)
+                if due is not None:
+                    wake = due if wake is None else min(wake, due)
+        return wake
+
+    # ------------------------------------------------------------------ restores
+    def _set_status(self, rt, obj: Obj, **changes: Any) -> None:
+        stored = self.store.get(rt, obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if stored is None:
+            return
+        stored["status"] = {
+            k: v for k, v in {**stored.get("status", {}), **changes}.items() if v is not None
+        }
+        self.store.update(rt, stored)
+
+    def _restore(self, restore: Obj, now: float) -> float | None:
+        uid = restore["metadata"]["uid"]
+        status = restore.get("status", {})
+        phase = status.get("phase", "")
+        if phase in TERMINAL_RESTORE_PHASES:
+            self._runs.pop(uid, None)
+            return None
+        run = self._runs.get(uid)
+        if run is None:
+            run = self._runs[uid] = _Run(phase_since=now)
+            if phase == "":
+                self._set_status(RESTORES, restore, phase="New")
+                phase = "New"
+        elapsed = now - run.phase_since
+        if phase == "New":
+            due = run.phase_since + self.QUEUE_SECONDS / self.speed
+            if now < due:
+                return due
+            errors = self._validate(restore)
+            if errors:
+                self._set_status(
+                    RESTORES,
+                    restore,
+                    phase="FailedValidation",
+                    validationErrors=errors,
+                    completionTimestamp=timestamp(),
+                )
+                return None
+            run.items = self._items_for(restore)
+            run.phase_since = now
+            self._set_status(
+                RESTORES,
+                restore,
+                phase="InProgress",
+                startTimestamp=timestamp(),
+                progress={"totalItems": len(run.items), "itemsRestored": 0},
+            )
+            return now + 0.001
+        if phase == "InProgress":
+            duration = self.restore_seconds / self.speed
+            total = len(run.items)
+            if elapsed < duration:
+                done = int(total * elapsed / duration) if duration else total
+                if done != status.get("progress", {}).get("itemsRestored"):
+                    self._set_status(
+                        RESTORES, restore, progress={"totalItems": total, "itemsRestored": done}
+                    )
+                step = duration / max(total, 1)
+                return min(run.phase_since + duration, now + step)
+            faults = self.board.now
+            if self.region in faults.velero_failed:
+                self._set_status(
+                    RESTORES,
+                    restore,
+                    phase="Failed",
+                    completionTimestamp=timestamp(),
+                    failureReason="error downloading backup: rpc error: code = Unknown desc = "
+                    f"AccessDenied: access to the backup storage location was denied (sandbox fault "
+                    f"velero_failed in region {self.region})",
+                )
+                return None
+            run.outcome = self._restore_items(
+                restore, run.items, self.region in faults.velero_partially_failed
+            )
+            run.phase_since = now
+            finalizing = "FinalizingPartiallyFailed" if run.outcome["errors"] else "Finalizing"
+            self._set_status(
+                RESTORES,
+                restore,
+                phase=finalizing,
+                progress={"totalItems": total, "itemsRestored": run.outcome["restored"]},
+                errors=run.outcome["errors"] or None,
+                warnings=run.outcome["warnings"] or None,
+            )
+            return now + self.FINALIZE_SECONDS / self.speed
+        if phase in ("Finalizing", "FinalizingPartiallyFailed"):
+            due = run.phase_since + self.FINALIZE_SECONDS / self.speed
+            if now < due:
+                return due
+            final = "PartiallyFailed" if phase == "FinalizingPartiallyFailed" else "Completed"
+            self._set_status(RESTORES, restore, phase=final, completionTimestamp=timestamp())
+            self._runs.pop(uid, None)
+        return None
+
+    def _validate(self, restore: Obj) -> list[str]:
+        spec = restore.get("spec", {})
+        backup_name, schedule = spec.get("backupName", ""), spec.get("scheduleName", "")
+        if bool(backup_name) == bool(schedule):
+            return [
+                "Either a backup or schedule must be specified as a source for the restore, but not both"
+            ]
+        if schedule:
+            # Velero restores "the most recent successful backup created from this schedule"
+            # and writes its name into spec.backupName (Restore API type, velero.io/docs/
+            # v1.19/api-types/restore/; `velero restore create --from-schedule`).
+            latest = latest_schedule_backup(self.store, restore["metadata"]["namespace"], schedule)
+            if latest is None:
+                return ["No backups found for schedule"]
+            stored = self.store.require(RESTORES, restore["metadata"]["namespace"], restore["metadata"]["name"])
+            stored["spec"]["backupName"] = latest["metadata"]["name"]
+            self.store.update(RESTORES, stored)
+            restore["spec"] = stored["spec"]
+            return []
+        backup = self.store.get(BACKUPS, restore["metadata"]["namespace"], backup_name)
+        if backup is None:
+            return [f'Error retrieving backup: backups.velero.io "{backup_name}" not found']
+        if backup.get("status", {}).get("phase") not in ("Completed", "PartiallyFailed"):
+            return [
+                f'Error retrieving backup: backup "{backup_name}" is not in phase Completed or PartiallyFailed'
+            ]
+        return []
+
+    def _items_for(self, restore: Obj) -> list[Obj]:
+        spec = restore.get("spec", {})
+        items = self.contents.get(
+            (restore["metadata"]["namespace"], spec.get("backupName", "")), []
+        )
+        included = spec.get("includedNamespaces") or ["*"]
+        excluded = spec.get("excludedNamespaces") or []
+        mapping = spec.get("namespaceMapping") or {}
+        chosen = []
+        for item in items:
+            ns = item["metadata"]["namespace"]
+            if ("*" in included or ns in included) and ns not in excluded:
+                copy_ = json.loads(json.dumps(item))
+                copy_["metadata"]["namespace"] = mapping.get(ns, ns)
+                chosen.append(copy_)
+        return chosen
+
+    def _restore_items(self, restore: Obj, items: list[Obj], partial: bool) -> dict[str, int]:
+        # A partial failure: the first half of the items fail (at least one error).
+        failing = math.ceil(len(items) / 2) if partial else 0
+        errors = max(1, failing) if partial else 0
+        warnings, restored = 0, 0
+        for index, item in enumerate(items):
+            if index < failing:
+                continue
+            ns, name = item["metadata"]["namespace"], item["metadata"]["name"]
+            if self.store.get(NAMESPACES, "", ns) is None:
+                self.store.create(
+                    NAMESPACES,
+                    {
+                        "metadata": {
+                            "name": ns,
+                            "labels": {
+                                "kubernetes.io/metadata.name": ns,
+                                "velero.io/restore-name": restore["metadata"]["name"],
+                            },
+                        },
+                        "spec": {"finalizers": ["kubernetes"]},
+                        "status": {"phase": "Active"},
+                    },
+                )
+            existing = self.store.get(DEPLOYMENTS, ns, name)
+            if existing is None:
+                obj = json.loads(json.dumps(item))
+                obj["metadata"].setdefault("labels", {}).update(
+                    {
+                        "velero.io/backup-name": restore.get("spec", {}).get("backupName", ""),
+                        "velero.io/restore-name": restore["metadata"]["name"],
+                    }
+                )
+                self.store.create(DEPLOYMENTS, obj)
+                restored += 1
+            elif existing.get("spec") != item.get("spec"):
+                warnings += 1  # "the in-cluster version is different than the backed-up version"
+                restored += 1
+            else:
+                restored += 1
+        return {"errors": errors, "warnings": warnings, "restored": restored}
+
+    # ------------------------------------------------------------------ backups
+    def _backup(self, backup: Obj, now: float) -> float | None:
+        uid = backup["metadata"]["uid"]
+        phase = backup.get("status", {}).get("phase", "")
+        if phase in ("Completed", "PartiallyFailed", "Failed", "FailedValidation"):
+            return None
+        run = self._runs.get(uid)
+        if run is None:
+            run = self._runs[uid] = _Run(phase_since=now)
+            if phase == "":
+                self._set_status(BACKUPS, backup, phase="New")
+                return now + self.QUEUE_SECONDS / self.speed
+        if phase in ("", "New"):
+            if now < run.phase_since + self.QUEUE_SECONDS / self.speed:
+                return run.phase_since + self.QUEUE_SECONDS / self.speed
+            run.phase_since = now
+            self._set_status(BACKUPS, backup, phase="InProgress", startTimestamp=timestamp())
+            return now + self.restore_seconds / self.speed
+        if phase == "InProgress":
+            due = run.phase_since + self.restore_seconds / self.speed
+            if now < due:
+                return due
+            items = self.capture(
+                backup["metadata"]["namespace"],
+                backup["metadata"]["name"],
+                backup.get("spec", {}).get("includedNamespaces"),
+            )
+            self._set_status(
+                BACKUPS,
+                backup,
+                phase="Completed",
+                completionTimestamp=timestamp(),
+                expiration=timestamp(datetime.now(UTC) + timedelta(days=30)),
+                progress={"totalItems": len(items), "itemsBackedUp": len(items)},
+                version=1,
+                formatVersion="1.1.0",
+            )
+            self._runs.pop(uid, None)
+        return None
+
+
+SCHEDULE_LABEL = "velero.io/schedule-name"
+
+
+def latest_schedule_backup(store: Store, namespace: str, schedule: str) -> Obj | None:
+    """The schedule's newest Completed Backup (by status.completionTimestamp), or None."""
+    done = [
+        b
+        for b in store.items(BACKUPS, namespace)
+        if (b["metadata"].get("labels") or {}).get(SCHEDULE_LABEL) == schedule
+        and b.get("status", {}).get("phase") == "Completed"
+        and b.get("status", {}).get("completionTimestamp")
+    ]
+    # RFC 3339 UTC timestamps of one format order as strings do.
+    return max(done, key=lambda b: b["status"]["completionTimestamp"], default=None)
+
+
+def random_name_suffix() -> str:
+    """Five characters as Kubernetes appends to generateName."""
+    return _suffix()

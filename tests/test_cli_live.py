@@ -18,6 +18,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from drpilot.cli import main as cli
+from drpilot.cli import runs as run_commands
 from drpilot.frontdoor import runs
 from tests.conftest import RUNBOOKS
 from workflows.types import PhaseRecord, Progress, RunResult, WorldState
@@ -90,7 +91,7 @@ def wait_for_failover(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
     def run(console: Console) -> tuple[str, str]:
-        monkeypatch.setattr(cli, "err", console)
+        monkeypatch.setattr(run_commands, "err", console)  # the run commands' stderr console
         done = CliRunner().invoke(cli.app, ["failover", str(RUNBOOKS / "llm-inference.yaml"), "--from", "us-east-1",
                                             "--yes", "--wait"])
         assert done.exit_code == 0, done.output

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         AlertResolved,
         ApproveInput,
         ControlResult,
+        Outcome,
         PauseInput,
         Progress,
         RunResult,
@@ -103,6 +104,7 @@ class Run:
 
     @property
     def v2(self) -> bool:
+        """The 0.2.0 behaviour (workflows/versions.py), which the procedures branch on."""
         return self.patches.v2
 
     @property
@@ -114,7 +116,8 @@ class Run:
         whether the run is being aborted."""
         return self.timeline.phase(name)
 
-    def _outcome_of(self, exc: BaseException):
+    def _outcome_of(self, exc: BaseException) -> tuple[Outcome, str, list]:
+        # Late-bound: the timeline is made before the operator it asks.
         return self.operator.outcome_of(exc)
 
     def refresh_details(self) -> None:

@@ -7,7 +7,8 @@ one workflow are applied one at a time, so two doors claiming in the same millis
 one answer each and exactly one is admitted. One AdmissionWorkflow per task queue (a
 drpilot deployment), started on demand by update-with-start.
 
-A run releases its claim with a signal as it ends (workflows/control.py). A run that never
+A run releases its claim with a signal as it ends (`release_claim`, from workflows/control.py
+and workflows/drill.py). A run that never
 does (terminated, or its start failed after the claim) is found by the front door, which
 sees the holder's run closed and drops the claim (`release_stale`).
 
@@ -39,6 +40,18 @@ MAX_EVENTS = 2000
 
 def workflow_id(task_queue: str) -> str:
     return f"drpilot-admission:{task_queue}"
+
+
+async def release_claim(status: str) -> None:
+    """Tell admission this run (a failover, failback or drill) no longer holds its runbook."""
+    info = workflow.info()
+    try:
+        await workflow.get_external_workflow_handle(workflow_id(info.task_queue)).signal(
+            RELEASE, ReleaseInput(run_id=info.workflow_id, status=status, ended_at=workflow.now())
+        )
+    except Exception as exc:  # noqa: BLE001 - not started through admission (tests, drills' children)
+        # A claim left behind is found stale by the next front door.
+        workflow.logger.info("admission release not delivered: %s", exc)
 
 
 def conflict(held: Claim, wanted: Claim) -> str:

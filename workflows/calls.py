@@ -12,6 +12,7 @@ a fast rehearsal still leaves real HTTP calls room.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -20,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.domain.runbook import Runbook
     from workflows import projection
+
+R = TypeVar("R")
 
 # Errors no retry can fix: a bug or a runbook the provider rejects. Activities mark their
 # own permanent failures ApplicationError(non_retryable=True); these are the rest.
@@ -56,14 +59,36 @@ def _scaled(seconds: float, speed: float, floor: float = 30.0) -> float:
     return max(seconds / speed, floor)
 
 
+async def _execute(
+    activity: str,
+    arg: Any,
+    result_type: type[R],
+    *,
+    seconds: float,
+    retry: RetryPolicy,
+    summary: str,
+    heartbeat: timedelta | None = None,
+    projected: bool = False,
+) -> R:
+    """One activity with its start_to_close of `seconds`; `projected`: the waits it reports
+    go to the RTO projection."""
+    result = await workflow.execute_activity(
+        activity,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=timedelta(seconds=seconds),
+        heartbeat_timeout=heartbeat,
+        retry_policy=retry,
+        summary=summary,
+    )
+    if projected:
+        projection.record(result.waits)  # type: ignore[attr-defined]
+    return result
+
+
 async def dns_read(runbook: Runbook) -> c.DnsState:
-    return await workflow.execute_activity(
-        c.DNS_READ,
-        c.DnsReadInput(runbook=runbook),
-        result_type=c.DnsState,
-        start_to_close_timeout=timedelta(seconds=60),
-        retry_policy=_retry(5),
-        summary="read DNS weights",
+    return await _execute(
+        c.DNS_READ, c.DnsReadInput(runbook=runbook), c.DnsState, seconds=60, retry=_retry(5), summary="read DNS weights"
     )
 
 
@@ -83,13 +108,9 @@ def start_dns_apply(runbook: Runbook, weights: dict[str, int], speed: float):
 
 
 async def kube_read(runbook: Runbook, region: str, *, attempts: int = 3) -> c.ReplicaState:
-    return await workflow.execute_activity(
-        c.KUBE_READ,
-        c.KubeReadInput(runbook=runbook, region=region),
-        result_type=c.ReplicaState,
-        start_to_close_timeout=timedelta(seconds=30),
-        retry_policy=_retry(attempts, 5),
-        summary=f"read replicas in {region}",
+    return await _execute(
+        c.KUBE_READ, c.KubeReadInput(runbook=runbook, region=region), c.ReplicaState,
+        seconds=30, retry=_retry(attempts, 5), summary=f"read replicas in {region}",
     )
 
 
@@ -103,19 +124,14 @@ async def kube_scale(
     wait_seconds: float = 600.0,
 ) -> c.ScaleResult:
     timeout = _scaled(wait_seconds, speed)
-    result = await workflow.execute_activity(
+    return await _execute(
         c.KUBE_SCALE,
         c.ScaleInput(
             runbook=runbook, region=region, to=to, wait_ready=wait_ready, timeout_seconds=timeout, speed=speed
         ),
-        result_type=c.ScaleResult,
-        start_to_close_timeout=timedelta(seconds=timeout + 60),
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=_retry(5),
-        summary=f"scale {region} to {to}",
+        c.ScaleResult,
+        seconds=timeout + 60, heartbeat=HEARTBEAT, retry=_retry(5), summary=f"scale {region} to {to}", projected=True,
     )
-    projection.record(result.waits)
-    return result
 
 
 # Bytes per second an artifacts activity is sure to manage reading a body (deep verify) or
@@ -141,13 +157,9 @@ async def artifacts_verify(
     # every body, which for a model of unknown size may take hours.
     deep = _verify_mode(runbook, model, version) == "deep"
     timeout = _transfer_seconds(nbytes if deep else None, 6 * 3600 if deep else 1800)
-    return await workflow.execute_activity(
-        c.ARTIFACTS_VERIFY,
-        c.ArtifactInput(runbook=runbook, region=region, model=model, version=version),
-        result_type=c.VerifyResult,
-        start_to_close_timeout=timedelta(seconds=timeout),
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=_retry(attempts),
+    return await _execute(
+        c.ARTIFACTS_VERIFY, c.ArtifactInput(runbook=runbook, region=region, model=model, version=version),
+        c.VerifyResult, seconds=timeout, heartbeat=HEARTBEAT, retry=_retry(attempts),
         summary=f"verify {model} {version} in {region}",
     )
 
@@ -164,62 +176,43 @@ async def artifacts_restore(
     # A Standard-tier Glacier retrieval takes hours (Bulk up to 12); heartbeats carry per-file
     # progress so a retry after a lost worker resumes instead of restoring again.
     glacier = _scaled(12 * 3600, speed, 120)
-    result = await workflow.execute_activity(
+    return await _execute(
         c.ARTIFACTS_RESTORE,
         c.RestoreInput(
             runbook=runbook, region=region, model=model, version=version,
             budget_seconds=budget_seconds, speed=speed,
         ),
-        result_type=c.RestoreResult,
-        start_to_close_timeout=timedelta(seconds=glacier + _transfer_seconds(nbytes, 3600)),
-        heartbeat_timeout=timedelta(seconds=120),
-        retry_policy=_retry(10, 60),
-        summary=f"restore {model} {version} into {region} from the archive",
+        c.RestoreResult,
+        seconds=glacier + _transfer_seconds(nbytes, 3600), heartbeat=timedelta(seconds=120), retry=_retry(10, 60),
+        summary=f"restore {model} {version} into {region} from the archive", projected=True,
     )
-    projection.record(result.waits)
-    return result
 
 
 async def artifacts_sync(
     runbook: Runbook, model: str, version: str, source: str, target: str, nbytes: int | None = None
 ) -> c.SyncResult:
-    return await workflow.execute_activity(
+    return await _execute(
         c.ARTIFACTS_SYNC,
         c.SyncInput(runbook=runbook, model=model, version=version, source_region=source, target_region=target),
-        result_type=c.SyncResult,
-        start_to_close_timeout=timedelta(seconds=_transfer_seconds(nbytes, 6 * 3600)),
-        heartbeat_timeout=timedelta(seconds=120),
-        retry_policy=_retry(10, 60),
-        summary=f"sync {model} {version} {source} -> {target}",
+        c.SyncResult, seconds=_transfer_seconds(nbytes, 6 * 3600), heartbeat=timedelta(seconds=120),
+        retry=_retry(10, 60), summary=f"sync {model} {version} {source} -> {target}",
     )
 
 
 async def velero_restore(runbook: Runbook, region: str, name: str, speed: float) -> c.VeleroRestoreResult:
     timeout = _scaled(1800, speed, 60)
-    result = await workflow.execute_activity(
+    return await _execute(
         c.VELERO_RESTORE,
-        c.VeleroRestoreInput(
-            runbook=runbook, region=region, restore_name=name, timeout_seconds=timeout, speed=speed
-        ),
-        result_type=c.VeleroRestoreResult,
-        start_to_close_timeout=timedelta(seconds=timeout + 120),
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=_retry(5),
-        summary=f"velero restore {name} in {region}",
+        c.VeleroRestoreInput(runbook=runbook, region=region, restore_name=name, timeout_seconds=timeout, speed=speed),
+        c.VeleroRestoreResult, seconds=timeout + 120, heartbeat=HEARTBEAT, retry=_retry(5),
+        summary=f"velero restore {name} in {region}", projected=True,
     )
-    projection.record(result.waits)
-    return result
 
 
 async def warmup(runbook: Runbook, region: str) -> c.WarmupResult:
-    return await workflow.execute_activity(
-        c.PROBES_WARMUP,
-        c.WarmupInput(runbook=runbook, region=region),
-        result_type=c.WarmupResult,
-        start_to_close_timeout=timedelta(minutes=10),
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=_retry(3),
-        summary=f"warm up {region}",
+    return await _execute(
+        c.PROBES_WARMUP, c.WarmupInput(runbook=runbook, region=region), c.WarmupResult,
+        seconds=600, heartbeat=HEARTBEAT, retry=_retry(3), summary=f"warm up {region}",
     )
 
 
@@ -229,30 +222,18 @@ async def health_gate(runbook: Runbook, region: str, speed: float, *, rounds: in
     # A failing gate is a result (passed=False), not an error: only a probe that could not
     # run at all is retried, once.
     timeout = runbook.spec.health.timeout.total_seconds() / speed
-    result = await workflow.execute_activity(
-        c.PROBES_HEALTH,
-        c.HealthInput(runbook=runbook, region=region, speed=speed, rounds=rounds),
-        result_type=c.HealthResult,
-        start_to_close_timeout=timedelta(seconds=timeout + 60),
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=_retry(2),
-        summary=f"health gate {region}",
+    return await _execute(
+        c.PROBES_HEALTH, c.HealthInput(runbook=runbook, region=region, speed=speed, rounds=rounds), c.HealthResult,
+        seconds=timeout + 60, heartbeat=HEARTBEAT, retry=_retry(2), summary=f"health gate {region}", projected=True,
     )
-    projection.record(result.waits)
-    return result
 
 
 async def analyse(runbook: Runbook, region: str, window_seconds: float) -> c.AnalyseResult:
     # Judged against the runbook's limits as written, at any rehearsal speed: requests and
     # their latency are real-time even when the bake before them was compressed.
-    return await workflow.execute_activity(
-        c.PROBES_ANALYSE,
-        c.AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds),
-        result_type=c.AnalyseResult,
-        start_to_close_timeout=timedelta(minutes=5),
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=_retry(3),
-        summary=f"analyse traffic in {region}",
+    return await _execute(
+        c.PROBES_ANALYSE, c.AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds),
+        c.AnalyseResult, seconds=300, heartbeat=HEARTBEAT, retry=_retry(3), summary=f"analyse traffic in {region}",
     )
 
 
@@ -260,28 +241,19 @@ async def rollout_restart(runbook: Runbook, region: str, key: str, speed: float)
     """Pods that started before the region's artifacts were repaired serve what they loaded:
     replace them. `key` makes a retry (or a replay) one restart, not two."""
     timeout = _scaled(600, speed)
-    result = await workflow.execute_activity(
+    return await _execute(
         c.KUBE_ROLLOUT_RESTART,
         c.RolloutRestartInput(runbook=runbook, region=region, restarted_at=key, timeout_seconds=timeout, speed=speed),
-        result_type=c.RolloutRestartResult,
-        start_to_close_timeout=timedelta(seconds=timeout + 60),
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=_retry(5),
-        summary=f"rollout restart in {region}",
+        c.RolloutRestartResult, seconds=timeout + 60, heartbeat=HEARTBEAT, retry=_retry(5),
+        summary=f"rollout restart in {region}", projected=True,
     )
-    projection.record(result.waits)
-    return result
 
 
 async def velero_backup(runbook: Runbook, region: str) -> c.VeleroBackupInfo:
     """The Backup a Velero restore into `region` would use now, and when it completed (RPO)."""
-    return await workflow.execute_activity(
-        c.VELERO_BACKUP,
-        c.VeleroBackupInput(runbook=runbook, region=region),
-        result_type=c.VeleroBackupInfo,
-        start_to_close_timeout=timedelta(seconds=60),
-        retry_policy=_retry(5),
-        summary=f"velero backup for {region}",
+    return await _execute(
+        c.VELERO_BACKUP, c.VeleroBackupInput(runbook=runbook, region=region), c.VeleroBackupInfo,
+        seconds=60, retry=_retry(5), summary=f"velero backup for {region}",
     )
 
 
@@ -300,11 +272,7 @@ def start_notify(notifier, event: c.RunEvent):
 
 async def firing_alerts(runbook: Runbook) -> c.FiringAlerts:
     """The runbook's blocking alerts firing now (a drill's preflight and soak); read-only."""
-    return await workflow.execute_activity(
-        c.DRILL_ALERTS,
-        c.FiringAlertsInput(runbook=runbook),
-        result_type=c.FiringAlerts,
-        start_to_close_timeout=timedelta(seconds=30),
-        retry_policy=_retry(3, 5),
-        summary="read firing blocking alerts",
+    return await _execute(
+        c.DRILL_ALERTS, c.FiringAlertsInput(runbook=runbook), c.FiringAlerts,
+        seconds=30, retry=_retry(3, 5), summary="read firing blocking alerts",
     )

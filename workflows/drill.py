@@ -32,7 +32,6 @@ created with pause-on-failure pauses until someone looks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -44,11 +43,14 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.domain.runbook import Role
-    from workflows import admission, calls
-    from workflows.control import explain, settled, together
+    from workflows import admission, calls, evidence
+    from workflows.branches import settled, together
     from workflows.failback import FailbackWorkflow
     from workflows.failover import FailoverWorkflow
+    from workflows.failures import explain
     from workflows.plan import failback_home, format_weights, serving
+    from workflows.soak import soak
+    from workflows.timeline import Timeline
     from workflows.types import (
         OUTCOME,
         RUNBOOK,
@@ -61,15 +63,12 @@ with workflow.unsafe.imports_passed_through():
         DrillStatus,
         FailbackInput,
         FailoverInput,
-        PhaseRecord,
-        ReleaseInput,
         RunResult,
     )
 
 # The claim activity lives at the front door (drpilot/frontdoor/drills.py): it needs a Temporal client.
 CLAIM = "drill.claim"
 T = TypeVar("T")
-EVIDENCE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10)
 
 
 def claim_of(input: DrillInput, run_id: str) -> Claim:
@@ -83,13 +82,6 @@ def claim_of(input: DrillInput, run_id: str) -> Claim:
     )
 
 
-def evidence_name(result: DrillResult, temporal_run_id: str) -> str:
-    """One object per drill, sorting by time: RUNBOOK/20261205T100000Z-rehearsal-RUNID.json. The
-    whole run id: UUIDv7 run ids begin with their time, so a prefix of two drills started in the
-    same second would collide."""
-    return f"{result.runbook}/{result.started_at:%Y%m%dT%H%M%SZ}-{result.mode}-{temporal_run_id}.json"
-
-
 class Blocked(Exception):
     """The drill does not start; nothing was changed."""
 
@@ -99,8 +91,7 @@ class DrillWorkflow:
     @workflow.init
     def __init__(self, input: DrillInput) -> None:
         self.input = input
-        self.phases: list[PhaseRecord] = []
-        self.messages: list[str] = []
+        self.timeline = Timeline()  # its phases opened and closed by hand (begin / end)
         self.firing: list[str] = []
         self.failover: RunResult | None = None
         self.failback: RunResult | None = None
@@ -108,18 +99,6 @@ class DrillWorkflow:
         self.abort_request: AbortInput | None = None
         self.result: DrillResult | None = None
         self.failure = ""
-
-    # ------------------------------------------------------------------ timeline
-    def say(self, text: str) -> None:
-        self.messages.append(text)
-        workflow.logger.info(text)
-
-    def begin(self, name: str) -> int:
-        self.phases.append(PhaseRecord(name=name, started_at=workflow.now()))
-        return len(self.phases) - 1
-
-    def end(self, i: int, outcome: str, detail: str = "") -> None:
-        self.phases[i] = self.phases[i].model_copy(update={"ended_at": workflow.now(), "outcome": outcome, "detail": detail})
 
     # ------------------------------------------------------------------ the drill
     @workflow.run
@@ -132,7 +111,7 @@ class DrillWorkflow:
             status = await self.exercise()
         except Blocked as exc:
             status, self.failure = "blocked", str(exc)
-            self.say(f"blocked: {exc}; nothing was changed")
+            self.timeline.say(f"blocked: {exc}; nothing was changed")
         except asyncio.CancelledError:
             # Cancelled in Temporal before the failover started: nothing to undo.
             status, self.failure = "aborted", "cancelled through Temporal"
@@ -146,7 +125,7 @@ class DrillWorkflow:
         return result
 
     async def claim(self) -> bool:
-        i = self.begin("admission")
+        self.timeline.begin("admission")
         info = workflow.info()
         try:
             answer: Admission = await workflow.execute_activity(
@@ -155,36 +134,36 @@ class DrillWorkflow:
                 summary=f"claim {self.input.runbook.name}",
             )
         except ActivityError as exc:
-            self.end(i, "failed", explain(exc))
+            self.timeline.end("admission", "failed", explain(exc))
             raise Blocked(f"could not claim {self.input.runbook.name} at admission: {explain(exc)}") from None
         if not (answer.admitted or answer.attach) or answer.holder is None:
             held = answer.holder.claim if answer.holder else None
             who = f"{held.run_id} ({held.trigger} {held.requested_by})".strip() if held else "another run"
-            self.end(i, "failed", f"held by {who}")
+            self.timeline.end("admission", "failed", f"held by {who}")
             raise Blocked(f"{answer.conflict or 'the runbook'} is held by {who}")
-        self.end(i, "ok", f"{self.input.runbook.name} held by this drill until it ends")
+        self.timeline.end("admission", "ok", f"{self.input.runbook.name} held by this drill until it ends")
         return True
 
     async def preflight(self) -> None:
         """Read-only: the blocking conditions, and (rehearsal) that the worker points at a sandbox."""
-        i = self.begin("preflight")
+        self.timeline.begin("preflight")
         try:
             alerts = await calls.firing_alerts(self.input.runbook)
         except ActivityError as exc:
-            self.end(i, "failed", explain(exc))
+            self.timeline.end("preflight", "failed", explain(exc))
             raise Blocked(f"cannot tell whether a blocking alert fires or query holds ({explain(exc)})") from None
         if self.input.mode == "rehearsal" and not alerts.sandbox:
-            self.end(i, "failed", "the worker does not point at a sandbox")
+            self.timeline.end("preflight", "failed", "the worker does not point at a sandbox")
             raise Blocked(
                 "a rehearsal drill runs only on a worker pointed at a sandbox twin (DRPILOT_SANDBOX=1); "
                 "use --mode live for the real environment"
             )
         if alerts.firing:
             self.firing = alerts.firing
-            self.end(i, "failed", f"firing: {', '.join(alerts.firing)}")
+            self.timeline.end("preflight", "failed", f"firing: {', '.join(alerts.firing)}")
             raise Blocked(f"blocking condition(s): {', '.join(alerts.firing)} (guardrails.blocking_alerts / blocking_queries)")
         where = f"no blocking condition in {alerts.source}" if alerts.source else "the runbook names no blocking condition"
-        self.end(i, "ok", where)
+        self.timeline.end("preflight", "ok", where)
 
     async def exercise(self) -> DrillStatus:
         """Failover, soak, then cleanup whatever happened; the drill's status."""
@@ -202,7 +181,10 @@ class DrillWorkflow:
                 status = "aborted" if self.failover.status == "aborted" else "failed"
                 self.failure = f"the failover {self.failover.status}: {(self.failover.messages or [''])[-1]}"
             elif self.abort_request is None:
-                problem = await self.soak()
+                problem, firing = await soak(
+                    self.input, serving(self.failover.final_state.dns), self.timeline, lambda: self.abort_request is not None
+                )
+                self.firing = firing or self.firing
                 if problem:
                     status, self.failure = "failed", f"outcome condition during the soak: {problem}"
         except asyncio.CancelledError:
@@ -210,7 +192,7 @@ class DrillWorkflow:
         if self.abort_request is not None:
             status = "aborted"
             self.failure = f"aborted by {self.abort_request.by or 'unknown'}: {self.abort_request.reason or 'no reason'}"
-            self.say(self.failure)
+            self.timeline.say(self.failure)
         # Cleanup always runs, and is not cut short by a second cancel.
         restored = await settled(self.restore())
         if self.abort_request is not None:
@@ -220,7 +202,7 @@ class DrillWorkflow:
         return status
 
     async def child_run(self, name: str, run: Any, arg: Any) -> RunResult:
-        i = self.begin(name)
+        self.timeline.begin(name)
         info = workflow.info()
         handle = await workflow.start_child_workflow(
             run, arg, id=f"{info.workflow_id}/{name}", task_queue=info.task_queue,
@@ -230,7 +212,7 @@ class DrillWorkflow:
             search_attributes=TypedSearchAttributes([SearchAttributePair(RUNBOOK, self.input.runbook.name)]),
         )
         self.child = handle
-        self.say(f"{name} started as {handle.id}")
+        self.timeline.say(f"{name} started as {handle.id}")
         try:
             raw = await handle
         finally:
@@ -238,50 +220,8 @@ class DrillWorkflow:
         result = raw if isinstance(raw, RunResult) else RunResult.model_validate(raw)
         outcome = "ok" if result.status == "completed" else ("aborted" if result.status == "aborted" else "failed")
         rto = f"; RTO {result.rto_seconds:.1f}s" if result.rto_seconds is not None and name == "failover" else ""
-        self.end(i, outcome, f"{handle.id} {result.status}; DNS {format_weights(result.final_state.dns)}{rto}")
+        self.timeline.end(name, outcome, f"{handle.id} {result.status}; DNS {format_weights(result.final_state.dns)}{rto}")
         return result
-
-    async def soak(self) -> str:
-        """Serve from the DR side for spec.drills.soak, checking every soak_interval that the
-        regions now serving stay healthy and no blocking condition holds; the first problem."""
-        drills = self.input.runbook.spec.drills
-        soak = drills.soak if drills else timedelta(minutes=10)
-        every = drills.soak_interval if drills else timedelta(minutes=1)
-        speed = self.input.speed
-        assert self.failover is not None
-        targets = serving(self.failover.final_state.dns)
-        i = self.begin("soak")
-        end = workflow.now() + soak / speed
-        checks = 0
-        while workflow.now() < end:
-            wait = min(every / speed, end - workflow.now()).total_seconds()
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self.abort_request is not None, timeout=wait, timeout_summary="soak")
-            if self.abort_request is not None:
-                self.end(i, "aborted", f"aborted after {checks} check(s)")
-                return ""
-            checks += 1
-            problem = await self.outcome_condition(targets)
-            if problem:
-                self.say(f"soak stopped at check {checks}: {problem}; restoring")
-                self.end(i, "failed", problem)
-                return problem
-        self.end(i, "ok", f"{', '.join(targets)} served for {soak.total_seconds() / speed:g}s; {checks} check(s) passed")
-        return ""
-
-    async def outcome_condition(self, targets: list[str]) -> str:
-        """What ends a soak early: a serving region failing a health round, or a blocking condition."""
-        rb = self.input.runbook
-        results = await together(calls.firing_alerts(rb), *(calls.health_gate(rb, t, self.input.speed, rounds=1) for t in targets))
-        alerts: c.FiringAlerts = results[0]
-        health: list[c.HealthResult] = results[1:]
-        failing = [h for h in health if not h.passed]
-        if failing:
-            return "; ".join(h.summary or f"{h.region} failed its health check" for h in failing)
-        if alerts.firing:
-            self.firing = alerts.firing
-            return f"blocking condition(s): {', '.join(alerts.firing)}"
-        return ""
 
     async def restore(self) -> bool:
         """Put the runbook back as normal: fail back when DNS is not home, else return the
@@ -291,7 +231,7 @@ class DrillWorkflow:
         try:
             now = (await calls.dns_read(rb)).weights()
         except ActivityError as exc:
-            self.say(f"cleanup could not read DNS ({explain(exc)}); failing back to be safe")
+            self.timeline.say(f"cleanup could not read DNS ({explain(exc)}); failing back to be safe")
             now = {}
         home = failback_home(rb, home_region, now) if now else {}
         if now and now == home:
@@ -304,7 +244,7 @@ class DrillWorkflow:
         if self.failback.status != "completed":
             self.failure = "; ".join(x for x in (self.failure, f"the failback {self.failback.status}: "
                                                   f"{(self.failback.messages or [''])[-1]}; DNS is NOT home") if x)
-            self.say(self.failure)
+            self.timeline.say(self.failure)
             return False
         return True
 
@@ -313,73 +253,30 @@ class DrillWorkflow:
         scaled the standby up, which compensation never undoes."""
         rb = self.input.runbook
         standby = [n for n, r in rb.regions.items() if r.role is Role.standby]
-        i = self.begin("cleanup")
+        self.timeline.begin("cleanup")
         try:
             done = await together(*(calls.kube_scale(rb, r, "standby", self.input.speed) for r in standby))
         except ActivityError as exc:
-            self.end(i, "failed", explain(exc))
+            self.timeline.end("cleanup", "failed", explain(exc))
             self.failure = "; ".join(x for x in (self.failure, f"cleanup: {explain(exc)}") if x)
             return False
-        self.end(i, "ok", "; ".join(f"{s.region} back to standby ({len(s.changed)} changed)" for s in done) or "no standby region")
+        self.timeline.end("cleanup", "ok", "; ".join(f"{s.region} back to standby ({len(s.changed)} changed)" for s in done) or "no standby region")
         return True
 
     # ------------------------------------------------------------------ the end
     def drill_result(self, status: DrillStatus) -> DrillResult:
-        info = workflow.info()
-        fo, fb = self.failover, self.failback
-        rto = fo.rto_seconds if fo else None
-        approvals = [
-            f"{r.action} {m}" for r in (fo, fb) if r is not None for m in r.messages if m.startswith("approved by ")
-        ]
-        changes = [
-            f"{r.action} {ch.phase}: DNS {format_weights(ch.before)} -> {format_weights(ch.after)} ({ch.status}, {ch.at:%H:%M:%SZ})"
-            for r in (fo, fb) if r is not None for ch in r.dns_changes
-        ]
-        changes += [f"{p.name}: {p.detail}" for p in self.phases if p.name == "cleanup" and p.outcome == "ok"]
-        return DrillResult(
-            drill_id=info.workflow_id, runbook=self.input.runbook.name, mode=self.input.mode,
-            from_region=self.input.from_region, status=status, reason=self.failure, phases=list(self.phases),
-            failover=fo, failback=fb, rto_seconds=rto, rto_seconds_unscaled=fo.rto_seconds_unscaled if fo else None,
-            objective_rto_seconds=self.input.runbook.spec.objectives.rto.total_seconds(),
-            rto_met=fo.rto_met if fo else None, firing_alerts=list(self.firing), approvals=approvals,
-            changes=changes, requested_by=self.input.requested_by, scheduled_by=self.input.scheduled_by,
-            speed=self.input.speed, started_at=info.workflow_start_time, ended_at=workflow.now(),
-            messages=list(self.messages),
+        return evidence.drill_result(
+            self.input, status, reason=self.failure, timeline=self.timeline, failover=self.failover,
+            failback=self.failback, firing=self.firing,
         )
 
     async def finish(self, status: DrillStatus, admitted: bool) -> DrillResult:
         """Evidence, outcome, release: whatever happened before."""
-        result = self.drill_result(status)
-        i = self.begin("evidence")
-        uri = ""
-        if self.input.runbook.spec.drills is None:
-            self.end(i, "skipped", "the runbook has no spec.drills.evidence")
-        else:
-            try:
-                written: c.EvidenceResult = await workflow.execute_activity(
-                    c.DRILL_EVIDENCE,
-                    c.EvidenceInput(
-                        runbook=self.input.runbook, name=evidence_name(result, workflow.info().run_id),
-                        body=result.model_dump_json(indent=2),
-                    ),
-                    result_type=c.EvidenceResult, start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=EVIDENCE_RETRY, summary="write the evidence pack",
-                )
-                uri = written.uri
-                self.end(i, "ok", uri)
-            except ActivityError as exc:
-                self.end(i, "failed", explain(exc))
-                self.say(f"evidence NOT written: {explain(exc)}")
+        uri = await evidence.write(self.input, self.drill_result(status), self.timeline)
         self.result = self.drill_result(status).model_copy(update={"evidence_uri": uri})
         workflow.upsert_search_attributes([OUTCOME.value_set(status)])
         if admitted:
-            info = workflow.info()
-            try:
-                await workflow.get_external_workflow_handle(admission.workflow_id(info.task_queue)).signal(
-                    admission.RELEASE, ReleaseInput(run_id=info.workflow_id, status=status, ended_at=workflow.now())
-                )
-            except Exception as exc:  # noqa: BLE001 - the next front door finds the claim stale
-                workflow.logger.info("admission release not delivered: %s", exc)
+            await admission.release_claim(status)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.result
 
@@ -393,12 +290,12 @@ class DrillWorkflow:
     async def abort(self, request: AbortInput) -> ControlResult:
         """Stop the drill: the running child is aborted (it compensates), then cleanup restores."""
         self.abort_request = request
-        self.say(f"abort requested by {request.by or 'unknown'}" + (f": {request.reason}" if request.reason else ""))
+        self.timeline.say(f"abort requested by {request.by or 'unknown'}" + (f": {request.reason}" if request.reason else ""))
         if self.child is not None:
             self.child.cancel()
         # Answered at once: the restore that follows may be a whole failback.
         return ControlResult(
-            phase=self.phases[-1].name if self.phases else "starting",
+            phase=self.timeline.phases[-1].name if self.timeline.phases else "starting",
             message="aborting: the running step compensates, then the drill restores the runbook "
             f"(a failback when DNS is not home); follow it with `drpilot drill status {workflow.info().workflow_id}`",
         )

@@ -15,20 +15,15 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.domain.runbook import Action as RunbookAction
     from drpilot.domain.runbook import Role
     from workflows import calls
-    from workflows.control import (
-        PhaseFailed,
-        Run,
-        error_type,
-        explain,
-        restore_name,
-        together,
-    )
+    from workflows.branches import together, together_by_name
+    from workflows.control import Run
+    from workflows.failures import PhaseFailed, error_type, explain
     from workflows.plan import backup_ages, check_region, failback_home, format_weights, serving
     from workflows.shift import Shift, shift_traffic
     from workflows.types import FailbackInput, RunResult, WorldState
+    from workflows.world import workloads
 
 
 @workflow.defn
@@ -38,11 +33,11 @@ class FailbackWorkflow(Run):
     @workflow.init
     def __init__(self, input: FailbackInput) -> None:
         self.input = input
-        self.setup(
+        super().__init__(
             input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failback,
             by=input.requested_by, reason=input.reason, rehearsal=input.rehearsal,
         )
-        self.original = input.original_region
+        self.original = input.original_region  # the region traffic returns to
 
     @workflow.run
     async def run(self, input: FailbackInput) -> RunResult:
@@ -53,16 +48,16 @@ class FailbackWorkflow(Run):
         why = f": {request.reason}" if request.reason else ""
         self.timeline.say(f"failback of {self.runbook.name} to {self.original} (trigger {request.trigger}){why}")
         start, home, dr = await self.preflight()
-        await self.hold_if_paused()
+        await self.operator.hold_if_paused()
         _, copied = await together(self.restore_region(), self.sync_artifacts(dr))
         if self.v2 and copied:
             # The pods came up while the artifacts were being copied in: replace them.
             async with self.phase("restart-pods"):
-                await self.restart_pods("restart-pods", self.original)
-        await self.hold_if_paused()
-        await self.warm_up()
-        await self.health_gate()
-        await self.approval_gate()
+                await self.workloads.restart_pods("restart-pods", self.original)
+        await self.operator.hold_if_paused()
+        await self.workloads.warm_up([self.original], named=False)
+        await self.gates.must_pass("health-gate", [self.original], lambda: "no traffic was moved")
+        await self.approval.gate()
         if start == home:
             self.timeline.skip("shift", f"DNS already at {format_weights(home)}")
         else:
@@ -77,12 +72,9 @@ class FailbackWorkflow(Run):
         async with self.phase("preflight"):
             check_region(rb, self.original, "original region")
             regions = list(rb.regions)
-            reads = await together(
-                calls.dns_read(rb),
-                *(self._read(r) for r in regions),
-            )
-            start = reads[0].weights()
-            states = dict(zip(regions, reads[1:], strict=True))
+            reads = await together_by_name(dns=[calls.dns_read(rb)], clusters=[self._read(r) for r in regions])
+            start = reads["dns"][0].weights()
+            states = dict(zip(regions, reads["clusters"], strict=True))
             if not isinstance(states[self.original], c.ReplicaState):
                 raise PhaseFailed(
                     f"original region {self.original}: cluster not reachable ({states[self.original]}); "
@@ -90,15 +82,13 @@ class FailbackWorkflow(Run):
                 )
             self.traffic.found(start)
             reachable = {r: s for r, s in states.items() if isinstance(s, c.ReplicaState)}
-            self._before = WorldState(
-                dns=start,
-                replicas={r: {f"{d.namespace}/{d.name}": d.replicas for d in s.deployments} for r, s in reachable.items()},
-                ready={r: {f"{d.namespace}/{d.name}": d.ready for d in s.deployments} for r, s in reachable.items()},
-                unreachable=[r for r in regions if r not in reachable],
+            replicas, ready = workloads(reachable.values())
+            self.before = WorldState(
+                dns=start, replicas=replicas, ready=ready, unreachable=[r for r in regions if r not in reachable]
             )
-            if self.v2 and self._velero_restores():
+            if self.v2 and self.workloads.restores:
                 backup = await calls.velero_backup(rb, self.original)
-                self.check_rpo("preflight", backup_ages(rb, [backup], workflow.now()))
+                self.gates.check_rpo("preflight", backup_ages(rb, [backup], workflow.now()))
             dr = [r for r in serving(start) if r != self.original]
             home = failback_home(rb, self.original, start)
             self.traffic.heading(home)
@@ -109,18 +99,7 @@ class FailbackWorkflow(Run):
 
     async def restore_region(self) -> None:
         async with self.phase("restore"):
-            if self._velero_restores():
-                name = restore_name("failback", self.runbook.name)
-                restored = await calls.velero_restore(self.runbook, self.original, name, self.speed)
-                self.timeline.note("restore", f"velero restore {restored.name} {restored.phase}")
-                if restored.phase != "Completed":
-                    raise PhaseFailed(
-                        f"velero restore {restored.name} in {self.original} ended {restored.phase} "
-                        f"({restored.errors} errors, {restored.warnings} warnings): velero restore describe {restored.name}"
-                    )
-            scaled = await calls.kube_scale(self.runbook, self.original, "active", self.speed)
-            shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
-            self.timeline.note("restore", f"{self.original}: {shown} ready")
+            await self.workloads.bring_up("restore", self.original, named=False)
 
     async def sync_artifacts(self, dr: list[str]) -> int:
         """Copy DR's artifacts back; how many files were copied."""
@@ -153,20 +132,6 @@ class FailbackWorkflow(Run):
                 )
         return copied
 
-    async def warm_up(self) -> None:
-        if not self.runbook.spec.warmup:
-            self.timeline.skip("warm-up", "the runbook has no warm-up requests")
-            return
-        async with self.phase("warm-up"):
-            r = await calls.warmup(self.runbook, self.original)
-            self.timeline.note("warm-up", f"{r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms")
-
-    async def health_gate(self) -> None:
-        async with self.phase("health-gate"):
-            (result,) = await self.gate("health-gate", [self.original])
-            if not result.passed:
-                raise PhaseFailed(f"{self.original} failed the health gate; no traffic was moved")
-
     async def scale_down(self, dr: list[str]) -> None:
         standby = [r for r in dr if self.runbook.regions[r].role is Role.standby]
         if not standby:
@@ -184,12 +149,8 @@ class FailbackWorkflow(Run):
         except ActivityError as exc:
             if is_cancelled_exception(exc):
                 raise
-            if region == self.original and error_type(exc) == c.ErrorType.KUBE_NOT_FOUND and self._velero_restores():
+            if region == self.original and error_type(exc) == c.ErrorType.KUBE_NOT_FOUND and self.workloads.restores:
                 # The recovered cluster answers but lost its workloads: the restore brings them back.
                 self.timeline.note("preflight", f"{region}: {explain(exc)}; the Velero restore creates it")
                 return c.ReplicaState(region=region, deployments=[])
             return explain(exc)
-
-    def _velero_restores(self) -> bool:
-        velero = self.runbook.spec.backups.velero
-        return velero is not None and RunbookAction.failback in velero.restore_on

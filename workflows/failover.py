@@ -20,7 +20,7 @@ target passed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from temporalio import workflow
@@ -28,17 +28,10 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.domain.runbook import Action as RunbookAction
     from workflows import calls
-    from workflows.control import (
-        NoHealthyDestination,
-        PhaseFailed,
-        Run,
-        error_type,
-        explain,
-        restore_name,
-        together,
-    )
+    from workflows.branches import together, together_by_name
+    from workflows.control import Run
+    from workflows.failures import NoHealthyDestination, PhaseFailed, error_type, explain, tolerant
     from workflows.plan import (
         PlanError,
         backup_ages,
@@ -48,6 +41,19 @@ with workflow.unsafe.imports_passed_through():
         rpo_lags,
     )
     from workflows.types import FailoverInput, RunResult, WorldState
+    from workflows.world import workloads
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a failover's preflight read, by name."""
+
+    dns: c.DnsState
+    targets: list[c.ReplicaState]  # the targets' clusters (a target whose workloads a Velero restore brings back: absent)
+    failed: c.ReplicaState | str  # the failed region's cluster, or why it could not be read
+    copies: list[c.VerifyResult]  # each target's copy of each model
+    sources: list[c.VerifyResult]  # the failed region's copies (0.2.0) that could be read
+    backups: list[c.VeleroBackupInfo]  # the Velero backup a restore into each target would use (0.2.0)
 
 
 @workflow.defn
@@ -57,11 +63,12 @@ class FailoverWorkflow(Run):
     @workflow.init
     def __init__(self, input: FailoverInput) -> None:
         self.input = input
-        self.setup(
+        super().__init__(
             input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failover,
             by=input.requested_by, reason=input.reason, rehearsal=input.rehearsal,
         )
         self.targets: list[str] = []
+        self.verified: list[c.VerifyResult] = []  # preflight's verdict on each target's copies
 
     @workflow.run
     async def run(self, input: FailoverInput) -> RunResult:
@@ -76,12 +83,13 @@ class FailoverWorkflow(Run):
             f" (trigger {request.trigger}{who}){why}"
         )
         weights = await self.preflight()
+        hold_if_paused = self.operator.hold_if_paused
         if request.strategy == "ungraceful":
-            await self.approval_gate()
+            await self.approval.gate()
             try:
                 _, gate = await together(self.switch(weights), self.gate_after_switch())
             except Exception as exc:
-                if not self.traffic.moved or self._abort is not None or is_cancelled_exception(exc):
+                if not self.traffic.moved or self.operator.abort is not None or is_cancelled_exception(exc):
                     raise  # DNS never started moving, or an abort: compensation decides
                 try:
                     await self.traffic.finish()  # the shielded switch may still be in flight
@@ -90,13 +98,13 @@ class FailoverWorkflow(Run):
                 await self.recheck_failed_region(f"the targets could not be prepared ({explain(exc)})")
             await self.narrow_or_fail(gate)
         else:
-            await self.hold_if_paused()
+            await hold_if_paused()
             await self.prepare()
-            await self.hold_if_paused()
-            await self.warm_up()
+            await hold_if_paused()
+            await self.workloads.warm_up(self.targets)
             await self.health_gate("health-gate", self.targets)
-            await self.approval_gate()
-            await self.hold_if_paused()
+            await self.approval.gate()
+            await hold_if_paused()
             await self.switch(weights, fresh=self.targets)
         await self.health_gate("post-switch-validation", self.targets)
         self.mark_recovered()
@@ -109,42 +117,21 @@ class FailoverWorkflow(Run):
         async with self.phase("preflight"):
             self.targets = failover_targets(rb, failed, self.input.target_regions)
             models = [(t, m) for t in self.targets for m in rb.spec.models]
-            # 0.2.0: the failed region's copies (one try: it may be dark) and the Velero backup
-            # a restore would use, for the RPO check.
-            sources = rb.spec.models if self.v2 else []
-            backups = self.targets if self.v2 and self._velero_restores() else []
-            reads = await together(
-                calls.dns_read(rb),
-                *(self._target_read(t) for t in self.targets),
-                # The failed region may well be unreachable: one try, and that is fine.
-                self._tolerant(calls.kube_read(rb, failed, attempts=1)),
-                *(calls.artifacts_verify(rb, t, m.name, m.version) for t, m in models),
-                *(self._tolerant(calls.artifacts_verify(rb, failed, m.name, m.version, attempts=1)) for m in sources),
-                *(calls.velero_backup(rb, t) for t in backups),
-            )
-            dns: c.DnsState = reads[0]
-            kube: list[c.ReplicaState] = [k for k in reads[1 : 1 + len(self.targets)] if k is not None]
-            failed_kube = reads[1 + len(self.targets)]
-            rest = reads[2 + len(self.targets) :]
-            self.verified: list[c.VerifyResult] = rest[: len(models)]
-            source_copies = rest[len(models) : len(models) + len(sources)]
-            backup_infos: list[c.VeleroBackupInfo] = rest[len(models) + len(sources) :]
-
-            before = dns.weights()
+            found = await self._read(models)
+            self.verified = found.copies
+            before = found.dns.weights()
             self.traffic.found(before)
-            replicas = {s.region: {f"{d.namespace}/{d.name}": d.replicas for d in s.deployments} for s in kube}
-            ready = {s.region: {f"{d.namespace}/{d.name}": d.ready for d in s.deployments} for s in kube}
-            unreachable = []
-            if isinstance(failed_kube, c.ReplicaState):
-                replicas[failed] = {f"{d.namespace}/{d.name}": d.replicas for d in failed_kube.deployments}
-                ready[failed] = {f"{d.namespace}/{d.name}": d.ready for d in failed_kube.deployments}
+            reachable, unreachable = list(found.targets), []
+            if isinstance(found.failed, c.ReplicaState):
+                reachable.append(found.failed)
             else:
                 unreachable.append(failed)
-                self.timeline.note("preflight", f"{failed} cluster unreachable ({failed_kube}); expected in an outage")
-            self._before = WorldState(dns=before, replicas=replicas, ready=ready, unreachable=unreachable)
+                self.timeline.note("preflight", f"{failed} cluster unreachable ({found.failed}); expected in an outage")
+            replicas, ready = workloads(reachable)
+            self.before = WorldState(dns=before, replicas=replicas, ready=ready, unreachable=unreachable)
 
-            restoring = self._velero_restores()
-            for state in kube:
+            restoring = self.workloads.restores
+            for state in found.targets:
                 have = {f"{d.namespace}/{d.name}" for d in state.deployments}
                 missing = [
                     f"{w.namespace}/{w.deployment}"
@@ -165,10 +152,8 @@ class FailoverWorkflow(Run):
                         "and the runbook names no archive to restore from"
                     )
             if self.v2:
-                self.check_rpo(
-                    "preflight",
-                    rpo_lags(rb, self.verified, [v for v in source_copies if isinstance(v, c.VerifyResult)])
-                    + backup_ages(rb, backup_infos, workflow.now()),
+                self.gates.check_rpo(
+                    "preflight", rpo_lags(rb, self.verified, found.sources) + backup_ages(rb, found.backups, workflow.now())
                 )
             weights = failover_weights(rb, failed, self.targets, before)
             self.traffic.heading(weights)
@@ -178,12 +163,37 @@ class FailoverWorkflow(Run):
             )
             return weights
 
+    async def _read(self, models: list[tuple[str, Any]]) -> Found:
+        """Preflight's reads, side by side, in the order their activities are scheduled."""
+        rb, failed = self.runbook, self.input.failed_region
+        # 0.2.0: the failed region's copies (one try: it may be dark) and the Velero backup
+        # a restore would use, for the RPO check.
+        sources = rb.spec.models if self.v2 else []
+        backups = self.targets if self.v2 and self.workloads.restores else []
+        reads = await together_by_name(
+            dns=[calls.dns_read(rb)],
+            targets=[self._target_read(t) for t in self.targets],
+            # The failed region may well be unreachable: one try, and that is fine.
+            failed=[tolerant(calls.kube_read(rb, failed, attempts=1))],
+            copies=[calls.artifacts_verify(rb, t, m.name, m.version) for t, m in models],
+            sources=[tolerant(calls.artifacts_verify(rb, failed, m.name, m.version, attempts=1)) for m in sources],
+            backups=[calls.velero_backup(rb, t) for t in backups],
+        )
+        return Found(
+            dns=reads["dns"][0],
+            targets=[k for k in reads["targets"] if k is not None],
+            failed=reads["failed"][0],
+            copies=reads["copies"],
+            sources=[v for v in reads["sources"] if isinstance(v, c.VerifyResult)],
+            backups=reads["backups"],
+        )
+
     async def prepare(self) -> None:
         async with self.phase("prepare"):
             if self.v2:
                 await together(*(self._prepare_region(t) for t in self.targets))
                 return
-            branches = [self._bring_up(t) for t in self.targets]
+            branches = [self.workloads.bring_up("prepare", t) for t in self.targets]
             branches += [self._restore(v) for v in self.verified if v.problems]
             await together(*branches)
 
@@ -191,28 +201,15 @@ class FailoverWorkflow(Run):
         """Scale up while the region's artifacts are repaired; pods that started before the
         repair serve what they loaded, so the repair is followed by a rollout restart."""
         repairs = [v for v in self.verified if v.problems and v.region == region]
-        await together(self._bring_up(region), *(self._restore(v) for v in repairs))
+        await together(self.workloads.bring_up("prepare", region), *(self._restore(v) for v in repairs))
         if repairs:
-            await self.restart_pods("prepare", region)
-
-    async def warm_up(self) -> None:
-        if not self.runbook.spec.warmup:
-            self.timeline.skip("warm-up", "the runbook has no warm-up requests")
-            return
-        async with self.phase("warm-up"):
-            results = await together(*(calls.warmup(self.runbook, t) for t in self.targets))
-            for r in results:
-                self.timeline.note("warm-up", f"{r.region}: {r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms")
+            await self.workloads.restart_pods("prepare", region)
 
     async def health_gate(self, name: str, regions: list[str]) -> None:
-        async with self.phase(name):
-            results = await self.gate(name, regions)
-            failing = [r.region for r in results if not r.passed]
-            if failing:
-                raise PhaseFailed(
-                    f"{', '.join(failing)} failed the health gate"
-                    + ("; DNS not changed" if name == "health-gate" else f"; DNS left at {format_weights(self.traffic.held)}")
-                )
+        await self.gates.must_pass(
+            name, regions,
+            lambda: "DNS not changed" if name == "health-gate" else f"DNS left at {format_weights(self.traffic.held)}",
+        )
 
     async def switch(self, weights: dict[str, int], fresh: list[str] | None = None) -> None:
         async with self.phase("dns-switch"):
@@ -223,9 +220,9 @@ class FailoverWorkflow(Run):
     async def gate_after_switch(self) -> list[c.HealthResult]:
         """Ungraceful: prepare, warm up and gate the targets while DNS propagates."""
         await self.prepare()
-        await self.warm_up()
+        await self.workloads.warm_up(self.targets)
         async with self.phase("health-gate"):
-            results = await self.gate("health-gate", self.targets)
+            results = await self.gates.gate("health-gate", self.targets)
             if any(not r.passed for r in results):
                 self.timeline.note("health-gate", outcome="failed")
             return results
@@ -245,7 +242,7 @@ class FailoverWorkflow(Run):
                 self.runbook,
                 self.input.failed_region,
                 passing,
-                self._before.dns if self._before else {},
+                self.before.dns if self.before else {},
                 exclude=frozenset(failing),
             )
         except PlanError as exc:  # too few passing targets for the runbook's guardrail
@@ -263,14 +260,14 @@ class FailoverWorkflow(Run):
         where it is, the least bad place. Either way the run fails loudly."""
         failed = self.input.failed_region
         async with self.phase("recheck-failed-region"):
-            (result,) = await self.gate("recheck-failed-region", [failed])
-            back = result.passed and self._before is not None
-            if back and self._before is not None:
-                destination = self._before.dns
+            (result,) = await self.gates.gate("recheck-failed-region", [failed])
+            back = result.passed and self.before is not None
+            if back and self.before is not None:
+                destination = self.before.dns
                 if self.v2:
                     try:
                         destination = await self.traffic.guarded(
-                            self._before.dns, "recheck-failed-region", exclude=failing, passed=frozenset({failed})
+                            self.before.dns, "recheck-failed-region", exclude=failing, passed=frozenset({failed})
                         )
                     except NoHealthyDestination as exc:
                         self.timeline.note("recheck-failed-region", str(exc))
@@ -287,40 +284,11 @@ class FailoverWorkflow(Run):
         )
 
     # ------------------------------------------------------------------ branches
-    async def _bring_up(self, region: str) -> None:
-        if self._velero_restores():
-            name = restore_name("failover", self.runbook.name)
-            restored = await calls.velero_restore(self.runbook, region, name, self.speed)
-            self.timeline.note("prepare", f"{region}: velero restore {restored.name} {restored.phase}")
-            if restored.phase != "Completed":
-                raise PhaseFailed(
-                    f"velero restore {restored.name} in {region} ended {restored.phase} "
-                    f"({restored.errors} errors, {restored.warnings} warnings): velero restore describe {restored.name}"
-                )
-        scaled = await calls.kube_scale(self.runbook, region, "active", self.speed)
-        shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
-        self.timeline.note("prepare", f"{region}: {shown} ready")
-
     async def _restore(self, verified: c.VerifyResult) -> None:
+        """The archive restore of a target's damaged copy, within what is left of the RTO."""
         elapsed = (workflow.now() - self.started_at).total_seconds() * self.speed
         budget = max(self.runbook.spec.objectives.rto.total_seconds() - elapsed, 0.0)
-        restored = await calls.artifacts_restore(
-            self.runbook, verified.region, verified.model, verified.version, budget, self.speed, nbytes=verified.bytes
-        )
-        if not restored.verify.ok:
-            first = restored.verify.problems[0]
-            raise PhaseFailed(
-                f"{verified.region}: {verified.model} still has {len(restored.verify.problems)} problem(s) "
-                f"after the archive restore (e.g. {first.key} {first.problem})"
-            )
-        self.timeline.note(
-            "prepare",
-            f"{verified.region}: restored {len(restored.restored)} file(s) of {verified.model} ({restored.tier})",
-        )
-
-    def _velero_restores(self) -> bool:
-        velero = self.runbook.spec.backups.velero
-        return velero is not None and RunbookAction.failover in velero.restore_on
+        await self.workloads.restore_artifacts("prepare", verified, budget)
 
     async def _target_read(self, region: str) -> c.ReplicaState | None:
         try:
@@ -328,20 +296,10 @@ class FailoverWorkflow(Run):
         except ActivityError as exc:
             if is_cancelled_exception(exc):
                 raise
-            if error_type(exc) == c.ErrorType.KUBE_NOT_FOUND and self._velero_restores():
+            if error_type(exc) == c.ErrorType.KUBE_NOT_FOUND and self.workloads.restores:
                 # The cluster answers; the workloads are what the Velero restore brings back.
                 self.timeline.note("preflight", f"{region}: {explain(exc)}; the Velero restore in prepare creates it")
                 return None
             raise PhaseFailed(
                 f"target region {region}: cluster not usable ({explain(exc)}); fix it or choose another target with --to"
             ) from None
-
-    @staticmethod
-    async def _tolerant(call: Awaitable[Any]) -> Any:
-        try:
-            return await call
-        except ActivityError as exc:  # the failed region's state is informational
-            if is_cancelled_exception(exc):
-                raise
-            return explain(exc)
-

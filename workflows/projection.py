@@ -9,7 +9,7 @@ what was measured, with each scaled wait on the run's critical path taken out an
 at its unscaled length: activities report theirs (`ScaledWait`, activities/waits.py), the
 workflow adds its timers.
 
-The critical path: branches of `control.together` run side by side, each keeping its own
+The critical path: branches of `branches.together` run side by side, each keeping its own
 waits (a context variable, which asyncio copies into every task it creates). When they
 join, the branch that would be longest at speed 1 is on the path: the parent adopts its
 waits, and corrects its clock by how much that branch's measured time falls short of the
@@ -52,7 +52,7 @@ class Path:
 def _branch() -> ContextVar[Path | None] | None:
     """The run's variable for the current branch's path. It lives on the workflow instance,
     not in this module: the workflow sandbox may load this module twice for one run (in the
-    sandbox for the workflow's file, and passed through for workflows/control.py), and each
+    sandbox for the workflow's file, and passed through for the modules it imports), and each
     copy would have a variable of its own."""
     return getattr(workflow.instance(), "_rto_branch", None)
 

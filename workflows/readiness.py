@@ -28,7 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from drpilot.domain.runbook import Action as RunbookAction
     from drpilot.domain.runbook import Role
     from workflows import calls, metrics
-    from workflows.control import explain, together
+    from workflows.branches import together
+    from workflows.failures import explain
     from workflows.plan import backup_ages, format_weights, rpo_lags
     from workflows.types import (
         PreviousVerdict,

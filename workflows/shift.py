@@ -23,9 +23,10 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from workflows import calls, projection
-    from workflows.control import PhaseFailed, Run, region_evidence
+    from workflows.control import Run
+    from workflows.failures import NoHealthyDestination, PhaseFailed
+    from workflows.gates import region_evidence
     from workflows.plan import format_weights, shift_weights
-    from workflows.traffic import NoHealthyDestination
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,20 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
     spec = run.runbook.spec.traffic_shift
     ttl = max(r.ttl for r in run.runbook.spec.dns.records)
     bake = spec.bake.total_seconds()
+    hold_if_paused = run.operator.hold_if_paused
     for percent in spec.steps:
-        await run.hold_if_paused()
+        await hold_if_paused()
         weights = shift_weights(shift.start, shift.home, percent)
         name = f"shift {percent}%"
-        run.set_step(f"{percent}%")
+        run.step = f"{percent}%"
         async with run.phase(name):
             # The TTL wait inside move counts towards the bake (the runbook requires
             # bake >= TTL): resolvers move to the new weights during it.
             await run.traffic.move(weights, phase=name, good=False, fresh=[shift.region])
             rest = max(bake - ttl, 0)
-            await run.sleep(rest / run.speed, kind="bake", unscaled=rest, summary=f"bake at {percent}%")
+            await run.pace.sleep(rest / run.speed, kind="bake", unscaled=rest, summary=f"bake at {percent}%")
             # A pause holds the step here, before it is judged, for as long as needed.
-            await run.hold_if_paused()
+            await hold_if_paused()
             judged = [shift.region]
             if run.v2:
                 judged += [r for r, w in sorted(weights.items()) if w > 0 and r != shift.region]
@@ -70,7 +72,7 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
                     [c.ScaledWait(kind="analysis", seconds=a.sample_seconds, unscaled_seconds=sample)
                      for a in analyses if a.sample_seconds > 0]
                 )
-            run.gated()
+            run.gates.gated()
             summary = "; ".join(
                 f"{a.region}: {a.requests} requests, error rate {a.error_rate:.2%}, p99 {a.p99_ms:.0f}ms"
                 for a in analyses
@@ -90,4 +92,4 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
                 f"degradation at {percent}% ({summary}); all traffic returned to {format_weights(destination)}",
                 status="rolled_back",
             )
-    run.set_step(None)
+    run.step = None

@@ -1,7 +1,8 @@
 """A run's timeline: its phases with outcome, detail and evidence, and its messages.
 
 One owner for what happened and when; the run, the traffic owner and the shift write to
-it, the progress query and the result read it. No Temporal commands are made here, only
+it, the progress query and the result read it. A drill keeps its own (workflows/drill.py),
+opening and closing its phases by hand. No Temporal commands are made here, only
 `workflow.now()` and the logger, so moving code in and out of it never alters a history.
 """
 
@@ -19,36 +20,55 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import Outcome, PhaseRecord
 
 
+OutcomeOf = Callable[[BaseException], tuple[Outcome, str, list]]
+
+
+def _failed(exc: BaseException) -> tuple[Outcome, str, list]:
+    return "failed", str(exc), []
+
+
 class Timeline:
-    def __init__(self, on_change: Callable[[], None]):
+    def __init__(self, on_change: Callable[[], None] | None = None, outcome_of: OutcomeOf = _failed):
         self.phases: list[PhaseRecord] = []
         self.running: list[str] = []  # phases open now, innermost last
         self.messages: list[str] = []
         self._on_change = on_change  # refreshes the run's details in the Temporal UI
+        self._outcome_of = outcome_of  # how an exception ends a phase (the run knows: abort or failure)
 
     def say(self, message: str) -> None:
         self.messages.append(message)
         workflow.logger.info(message)
 
+    def changed(self) -> None:
+        """What the run shows has changed (a phase, DNS): refresh its details."""
+        if self._on_change is not None:
+            self._on_change()
+
     @asynccontextmanager
-    async def phase(self, name: str, outcome_of: Callable[[BaseException], tuple[Outcome, str, list]]) -> AsyncIterator[None]:
-        """Record the phase around the block; `outcome_of` names how an exception ends it."""
-        self.phases.append(PhaseRecord(name=name, started_at=workflow.now()))
-        self.running.append(name)
-        self._on_change()
-        workflow.logger.info("phase %s started", name)
+    async def phase(self, name: str) -> AsyncIterator[None]:
+        """Record the phase around the block; how an exception ends it is the run's call."""
+        self.begin(name)
         try:
             yield
         except (Exception, asyncio.CancelledError) as exc:
-            outcome, detail, evidence = outcome_of(exc)
-            self._close(name, outcome, detail, evidence)
-            self._leave(name)
+            outcome, detail, evidence = self._outcome_of(exc)
+            self.end(name, outcome, detail, evidence)
             raise
         else:
-            self._close(name, "ok")
-            self._leave(name)
+            self.end(name, "ok")
         # Not `finally`: on GeneratorExit (an evicted run being collected) no workflow API
         # may be called.
+
+    def begin(self, name: str) -> None:
+        self.phases.append(PhaseRecord(name=name, started_at=workflow.now()))
+        self.running.append(name)
+        self.changed()
+        workflow.logger.info("phase %s started", name)
+
+    def end(self, name: str, outcome: Outcome, detail: str = "", evidence: list | None = None) -> None:
+        self._close(name, outcome, detail, evidence)
+        self.running.remove(name)
+        self.changed()
 
     def note(
         self,
@@ -90,10 +110,6 @@ class Timeline:
             }
         )
         workflow.logger.info("phase %s %s %s", name, outcome, detail)
-
-    def _leave(self, name: str) -> None:
-        self.running.remove(name)
-        self._on_change()
 
     def _find(self, name: str) -> int:
         for i in range(len(self.phases) - 1, -1, -1):

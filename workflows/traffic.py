@@ -16,27 +16,34 @@ It holds what the run knows about DNS and offers few verbs:
 - `settle()`: compensation, shielded from cancellation: waits for an in-flight change,
   then returns DNS to the last good weights (guarded) unless someone else changed it.
 
-Runs started before 0.2.0 replay the behaviour they were recorded with (`run.v2` False:
-no drift read, no fresh or guarded checks), see workflows/versions.py.
+What it needs is handed to it, and it never reaches back into the run: the runbook, the
+run's pace (speed and TTL sleeps), timeline, gates (fresh and guarding checks), operator
+(the drift hold), notifications and patches. Runs started before 0.2.0 replay the
+behaviour they were recorded with (`patches.v2` False: no drift read, no fresh or guarded
+checks), see workflows/versions.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.domain.runbook import split_weights
+    from drpilot.domain.runbook import Runbook, split_weights
     from workflows import calls, projection
+    from workflows.failures import NoHealthyDestination, explain
+    from workflows.gates import Gates
+    from workflows.notifications import Notifications
+    from workflows.operator import Operator
+    from workflows.pace import Pace
     from workflows.plan import PlanError, check_weights, format_weights
+    from workflows.timeline import Timeline
     from workflows.types import DnsChange, Drift
-
-if TYPE_CHECKING:
-    from workflows.control import Run
+    from workflows.versions import Patches
 
 
 def same(a: dict[str, int], b: dict[str, int]) -> bool:
@@ -44,17 +51,18 @@ def same(a: dict[str, int], b: dict[str, int]) -> bool:
     return {r: w for r, w in a.items() if w} == {r: w for r, w in b.items() if w}
 
 
-class NoHealthyDestination(Exception):
-    """No region of the intended destination passes a health check now: DNS stays."""
-
-    def __init__(self, message: str, evidence: list[c.CheckEvidence]):
-        super().__init__(message)
-        self.evidence = evidence
-
-
 class Traffic:
-    def __init__(self, run: Run):
-        self.run = run
+    def __init__(
+        self, runbook: Runbook, *, pace: Pace, timeline: Timeline, gates: Gates, operator: Operator,
+        notifications: Notifications, patches: Patches,
+    ) -> None:
+        self.runbook = runbook
+        self._pace = pace
+        self._timeline = timeline
+        self._gates = gates
+        self._operator = operator
+        self._notifications = notifications
+        self._patches = patches
         self.held: dict[str, int] = {}  # the weights DNS is known to hold
         self.target: dict[str, int] = {}  # where the run is heading
         self.last_good: dict[str, int] | None = None  # where an abort returns
@@ -85,19 +93,18 @@ class Traffic:
     async def move(
         self, weights: dict[str, int], *, phase: str, good: bool, fresh: list[str] | None = None
     ) -> c.DnsApplyResult:
-        run = self.run
-        check_weights(run.runbook, weights)
-        if run.v2:
+        check_weights(self.runbook, weights)
+        if self._patches.v2:
             await self._hold_on_drift(phase)
-            if fresh and run.waited:
-                await run.fresh_check(phase, fresh)
+            if fresh and self._gates.waited:
+                await self._gates.fresh_check(phase, fresh)
         elif good:
             self.last_good = dict(weights)  # 0.1.0 set it before the change applied
         self.target = dict(weights)
-        result = await self._apply(weights, phase, good=good and run.v2)
-        ttl = max(r.ttl for r in run.runbook.spec.dns.records)
+        result = await self._apply(weights, phase, good=good and self._patches.v2)
+        ttl = max(r.ttl for r in self.runbook.spec.dns.records)
         # Resolvers keep the old answer for up to one TTL after the provider applied it.
-        await run.sleep(ttl / run.speed, kind="ttl", unscaled=ttl, summary=f"DNS TTL {ttl}s")
+        await self._pace.sleep(ttl / self._pace.speed, kind="ttl", unscaled=ttl, summary=f"DNS TTL {ttl}s")
         return result
 
     async def fall_back(self, phase: str, *, exclude: frozenset[str] = frozenset()) -> dict[str, int]:
@@ -105,7 +112,7 @@ class Traffic:
         check now; raises NoHealthyDestination (DNS unchanged) if none does."""
         assert self.last_good is not None
         destination = self.last_good
-        if self.run.v2:
+        if self._patches.v2:
             destination = await self.guarded(self.last_good, phase, exclude=exclude)
         await self.move(destination, phase=phase, good=True)
         return destination
@@ -121,10 +128,9 @@ class Traffic:
         """`weights` restricted to the regions that pass one health round now, re-shared in
         proportion; NoHealthyDestination if that leaves too few. `exclude`: regions known to
         be failing now; `passed`: regions that passed a gate just now (not checked again)."""
-        run = self.run
         intended = [r for r, w in sorted(weights.items()) if w > 0]
         checked = [r for r in intended if r not in exclude and r not in passed]
-        results = await run.gate(phase, checked, rounds=1) if checked else []
+        results = await self._gates.gate(phase, checked, rounds=1) if checked else []
         passing = sorted({r for r in intended if r in passed} | {r.region for r in results if r.passed})
         evidence = [e for r in results for e in r.evidence]
         if passing == intended:
@@ -133,14 +139,14 @@ class Traffic:
         if passing:
             narrowed = split_weights({r: weights[r] for r in passing}, {r: 0 for r in weights})
             try:
-                check_weights(run.runbook, narrowed)
+                check_weights(self.runbook, narrowed)
             except PlanError as exc:
                 raise NoHealthyDestination(
                     f"no healthy destination: {', '.join(failing)} of {format_weights(weights)} failing now "
                     f"and the rest is too few ({exc}); DNS left at {format_weights(self.held)}",
                     evidence,
                 ) from None
-            run.timeline.note(phase, f"destination narrowed to {format_weights(narrowed)}: {', '.join(failing)} failing now")
+            self._timeline.note(phase, f"destination narrowed to {format_weights(narrowed)}: {', '.join(failing)} failing now")
             return narrowed
         raise NoHealthyDestination(
             f"no healthy destination: {', '.join(failing)} failing now, so traffic does not go back to "
@@ -151,20 +157,20 @@ class Traffic:
 
     async def settle(self) -> None:
         """Compensation: DNS back to the last good weights, if this run moved it."""
-        run = self.run
+        timeline = self._timeline
         if not self.moved:
             return  # this run never touched DNS
-        async with run.phase("compensation"):
+        async with timeline.phase("compensation"):
             try:
                 await self.finish()
             except Exception as exc:  # noqa: BLE001 - recorded; DNS is re-read below
-                run.timeline.note("compensation", f"in-flight DNS change ended: {run.explain(exc)}")
-            state = await calls.dns_read(run.runbook)
+                timeline.note("compensation", f"in-flight DNS change ended: {explain(exc)}")
+            state = await calls.dns_read(self.runbook)
             live = state.weights()
-            if run.v2 and self._drifted(state) is not None:
+            if self._patches.v2 and self._drifted(state) is not None:
                 # Someone else changed DNS after this run's last change: theirs is the
                 # newer decision, and undoing it is not compensation.
-                run.timeline.note(
+                timeline.note(
                     "compensation",
                     f"DNS was changed outside this run (expected {format_weights(self.held)}, found "
                     f"{format_weights(live)}): left as found",
@@ -173,13 +179,13 @@ class Traffic:
                 return
             self.held = live
             if self.last_good is None or same(live, self.last_good):
-                run.timeline.note("compensation", f"DNS stays at {format_weights(live)}")
+                timeline.note("compensation", f"DNS stays at {format_weights(live)}")
                 return
             destination = self.last_good
-            if run.v2:
+            if self._patches.v2:
                 destination = await self.guarded(self.last_good, "compensation")
             result = await self._apply(destination, "compensation", good=True)
-            run.timeline.note("compensation", f"DNS returned to {format_weights(result.weights)}")
+            timeline.note("compensation", f"DNS returned to {format_weights(result.weights)}")
 
     async def finish(self) -> None:
         """Wait for the in-flight (shielded) change if its result is not recorded yet (the
@@ -187,15 +193,14 @@ class Traffic:
         change = self._change
         if change is None or change is self._recorded:
             return
-        self._record(change, await change, self.run.timeline.current(), dict(self.held), self._change_good)
+        self._record(change, await change, self._timeline.current(), dict(self.held), self._change_good)
 
     # ------------------------------------------------------------------ inside
     async def _apply(self, weights: dict[str, int], phase: str, *, good: bool = False) -> c.DnsApplyResult:
         """One change batch; once the provider reports it applied and `good`, it is where an
         abort returns (even if the abort arrived while it was in flight)."""
-        run = self.run
         before = dict(self.held)
-        change = calls.start_dns_apply(run.runbook, weights, run.speed)
+        change = calls.start_dns_apply(self.runbook, weights, self._pace.speed)
         self._change, self._change_good = change, good
         try:
             # Shielded: an abort must not cancel a change batch half-way.
@@ -230,9 +235,9 @@ class Traffic:
                 status=result.status, at=workflow.now(),
             )
         )
-        if phase in [p.name for p in self.run.timeline.phases]:
-            self.run.timeline.note(phase, f"DNS {format_weights(result.weights)} ({result.status})")
-        self.run.refresh_details()
+        if phase in [p.name for p in self._timeline.phases]:
+            self._timeline.note(phase, f"DNS {format_weights(result.weights)} ({result.status})")
+        self._timeline.changed()
 
     def _drifted(self, state: c.DnsState) -> Drift | None:
         for record in state.records:
@@ -241,8 +246,7 @@ class Traffic:
         return None
 
     async def _hold_on_drift(self, phase: str) -> None:
-        run = self.run
-        state = await calls.dns_read(run.runbook)
+        state = await calls.dns_read(self.runbook)
         drift = self._drifted(state)
         if drift is None:
             return
@@ -252,14 +256,14 @@ class Traffic:
             f"found {format_weights(drift.found)}; holding: `drpilot resume {workflow.info().workflow_id}` "
             "accepts the live weights as the new start, `drpilot abort` leaves them"
         )
-        run.timeline.note(phase, message)
-        run.timeline.say(message)
-        run.notify("held", f"{run.action} of {run.runbook.name} holds: {message}")
+        self._timeline.note(phase, message)
+        self._timeline.say(message)
+        self._notifications.notify("held", f"{self._notifications.subject} holds: {message}")
         try:
-            by = await run.hold_for("drift")
+            by = await self._operator.hold_for("drift")
         finally:
             self.drift = None
         # The operator vouched for what DNS holds now: it is where an abort returns.
         self.held = dict(drift.found)
         self.last_good = dict(drift.found)
-        run.timeline.note(phase, f"resumed by {by}: live DNS {format_weights(drift.found)} accepted as the new start")
+        self._timeline.note(phase, f"resumed by {by}: live DNS {format_weights(drift.found)} accepted as the new start")

@@ -25,10 +25,9 @@ WaitingFor = Literal["approval", "resume", "drift"]
 
 WORKFLOW_NAMES: dict[str, str] = {"failover": "FailoverWorkflow", "failback": "FailbackWorkflow"}
 
-# Custom search attributes (Keyword) every namespace drpilot runs in must have registered
-# (the sandbox's dev server does; README "Production deployment" says how): the runbook,
-# set at start by the front door, and drpilot's own outcome, set by the run when it ends
-# (Temporal's execution status says "completed" for a rolled-back run too).
+# Custom search attributes (Keyword) every namespace must have registered (README "Production
+# deployment"; the sandbox's dev server does): the runbook, set by the front door, and drpilot's
+# outcome, set by the run as it ends (Temporal says "completed" for a rolled-back run too).
 RUNBOOK = SearchAttributeKey.for_keyword("DrpilotRunbook")
 OUTCOME = SearchAttributeKey.for_keyword("DrpilotOutcome")
 SEARCH_ATTRIBUTES = (RUNBOOK, OUTCOME)
@@ -39,21 +38,15 @@ class Frozen(BaseModel):
 
 
 def workflow_id(action: Action, runbook: str) -> str:
-    """The run's id is derived from (action, runbook); drpilot/admission.py keeps a second
-    action (or another runbook on the same DNS records) from running at the same time."""
+    """The run's id; workflows/admission.py keeps a second action (or runbook on its records) out."""
     return f"{action}:{runbook}"
 
 
 # ------------------------------------------------------------------------------- inputs
-class FailoverInput(Frozen):
+class RunInput(Frozen):
+    """What a failover and a failback are both started with."""
+
     runbook: Runbook
-    failed_region: str
-    # None: the standby region(s); with no standby, the other serving regions, which then
-    # share the failed region's weight in proportion to capacity (workflows.plan).
-    target_regions: list[str] | None = None
-    # graceful: prepare, gate, then move DNS. ungraceful: the failed region is dark, so
-    # DNS moves first and the target is prepared in parallel.
-    strategy: Strategy = "graceful"
     trigger: Trigger = "cli"
     reason: str = ""
     # Rehearsal speed: every wait the run makes is divided by it (1 in production).
@@ -63,14 +56,17 @@ class FailoverInput(Frozen):
     rehearsal: bool = False
 
 
-class FailbackInput(Frozen):
-    runbook: Runbook
+class FailoverInput(RunInput):
+    failed_region: str
+    # None: the standby region(s); with no standby, the other serving regions, which then
+    # share the failed region's weight in proportion to capacity (workflows.plan).
+    target_regions: list[str] | None = None
+    # graceful: prepare, gate, then move DNS; ungraceful (the region is dark): DNS first, prepare beside.
+    strategy: Strategy = "graceful"
+
+
+class FailbackInput(RunInput):
     original_region: str  # the region traffic returns to
-    trigger: Trigger = "cli"
-    reason: str = ""
-    speed: float = Field(1.0, ge=1.0)
-    requested_by: str = ""
-    rehearsal: bool = False
 
 
 # ---------------------------------------------------------------------------- admission

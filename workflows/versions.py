@@ -16,6 +16,8 @@ be open (deprecate_patch first, then delete, one release each).
 
 from __future__ import annotations
 
+from temporalio import workflow
+
 # 0.2.0: one owner for DNS (drift check before every move, fresh gate after a wait,
 # guarded destinations for rollback / abort / compensation / re-gate), the failback shift
 # judging every serving region, artifacts before pods, RPO, the admission release signal
@@ -25,3 +27,16 @@ SAFETY = "drpilot-0.2.0-safety"
 # 0.3.0: a rehearsal's waits shorter than calls.SHORT_WAIT_SECONDS (a DNS TTL or a bake
 # divided by the speed) are slept by a local activity instead of a timer (activities/clock.py).
 REHEARSAL_WAITS = "drpilot-0.3.0-rehearsal-waits"
+
+
+class Patches:
+    """Which release's behaviour this run replays: read once, at the start of the run
+    (workflows/control.py), and consulted by every collaborator that changed with it."""
+
+    def __init__(self) -> None:
+        self.v2 = False  # SAFETY
+        self.v3 = False  # REHEARSAL_WAITS
+
+    def read(self) -> None:
+        self.v2 = workflow.patched(SAFETY)
+        self.v3 = workflow.patched(REHEARSAL_WAITS)

@@ -1,0 +1,87 @@
+"""A run's health gates and the RPO check: the verdicts that let traffic move.
+
+A full gate (the runbook's consecutive passes) lets DNS move without checking again; once
+the run has waited since (`Operator.waited`), the next move first checks its destination
+with one short round (`fresh_check`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
+    from drpilot.domain.runbook import Runbook
+    from workflows import calls
+    from workflows.branches import together
+    from workflows.failures import PhaseFailed
+    from workflows.operator import Operator
+    from workflows.timeline import Timeline
+
+
+def region_evidence(region: str, evidence: list[c.CheckEvidence]) -> list[c.CheckEvidence]:
+    return [e.model_copy(update={"check": f"{region}: {e.check}"}) for e in evidence]
+
+
+class Gates:
+    def __init__(self, runbook: Runbook, speed: float, timeline: Timeline, operator: Operator) -> None:
+        self.runbook = runbook
+        self._speed = speed
+        self._timeline = timeline
+        self._operator = operator
+
+    @property
+    def waited(self) -> bool:
+        """The run waited (approval, pause, drift) since its last gate."""
+        return self._operator.waited
+
+    def gated(self) -> None:
+        """A gate just judged the regions: DNS may move without checking them again."""
+        self._operator.waited = False
+
+    async def gate(self, phase: str, regions: list[str], *, rounds: int | None = None) -> list[c.HealthResult]:
+        """Health-gate `regions` in parallel, each verdict noted in `phase`. `rounds=1` is one
+        short check (right before a DNS move, or of a rollback's destination); the full gate
+        (the runbook's consecutive passes) is what lets DNS move without checking again."""
+        results = await together(*(calls.health_gate(self.runbook, r, self._speed, rounds=rounds) for r in regions))
+        for r in results:
+            verdict = "passed" if r.passed else "FAILED"
+            self._timeline.note(phase, f"{r.region} {verdict} after {r.rounds} round(s)", region_evidence(r.region, r.evidence))
+        if rounds is None:
+            self.gated()
+        return results
+
+    async def must_pass(self, phase: str, regions: list[str], consequence: Callable[[], str]) -> None:
+        """The phase `phase`: every region passes its gate, else the run fails saying what
+        that left (`consequence`, e.g. "DNS not changed")."""
+        async with self._timeline.phase(phase):
+            results = await self.gate(phase, regions)
+            failing = [r.region for r in results if not r.passed]
+            if failing:
+                raise PhaseFailed(f"{', '.join(failing)} failed the health gate; {consequence()}")
+
+    async def fresh_check(self, phase: str, regions: list[str]) -> None:
+        """Right before DNS moves after a wait: the destination must still be healthy."""
+        results = await self.gate(phase, regions, rounds=1)
+        failing = [r for r in results if not r.passed]
+        if failing:
+            raise PhaseFailed(
+                f"{', '.join(r.region for r in failing)} failed a fresh health check right before the DNS "
+                "change (the run waited since its gate); DNS not changed",
+                evidence=[e for r in failing for e in region_evidence(r.region, r.evidence)],
+            )
+        self.gated()
+
+    def check_rpo(self, phase: str, problems: list[str]) -> None:
+        """The DR side older than objectives.rpo: fail before any change, or warn (rpo_policy)."""
+        if not problems:
+            return
+        objectives = self.runbook.spec.objectives
+        text = f"older than the RPO {objectives.rpo.total_seconds():g}s: {'; '.join(problems)}"
+        if objectives.rpo_policy == "warn":
+            self._timeline.note(phase, f"WARNING {text} (objectives.rpo_policy: warn)")
+            self._timeline.say(f"warning: {text}")
+            return
+        raise PhaseFailed(f"{text}; nothing was changed (set objectives.rpo_policy: warn to go on regardless)")

@@ -1,0 +1,63 @@
+"""A run's notifications (spec.notifications, 0.2.0): delivered beside the procedure, never in
+its way; collected before the run ends, and one not delivered is recorded, never fatal."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities import contracts as c
+    from drpilot.domain.runbook import Runbook
+    from workflows import calls
+    from workflows.failures import explain
+    from workflows.timeline import Timeline
+    from workflows.types import Action, Trigger
+    from workflows.versions import Patches
+
+
+class Notifications:
+    def __init__(
+        self, runbook: Runbook, action: Action, trigger: Trigger, requested_by: str, patches: Patches, timeline: Timeline
+    ) -> None:
+        self.runbook = runbook
+        self.action = action
+        self.trigger = trigger
+        self.requested_by = requested_by
+        self._patches = patches
+        self._timeline = timeline
+        self._deliveries: list[asyncio.Future] = []  # in flight
+        self._undelivered: list[str] = []
+
+    @property
+    def subject(self) -> str:
+        """How a notification names the run: "failover of checkout"."""
+        return f"{self.action} of {self.runbook.name}"
+
+    def notify(self, event: str, text: str) -> None:
+        """Tell the runbook's notifiers that listen for `event`."""
+        notifiers = [n for n in self.runbook.spec.notifications if event in n.events] if self._patches.v2 else []
+        if not notifiers:
+            return
+        payload = c.RunEvent(
+            event=event, run_id=workflow.info().workflow_id, runbook=self.runbook.name, action=self.action,
+            at=workflow.now(), text=text, trigger=self.trigger, requested_by=self.requested_by,
+        )
+        self._deliveries += [asyncio.ensure_future(self._deliver(n, payload)) for n in notifiers]
+
+    async def _deliver(self, notifier: Any, event: c.RunEvent) -> None:
+        try:
+            await calls.start_notify(notifier, event)
+        except Exception as exc:  # noqa: BLE001 - recorded in the run, never fatal
+            self._undelivered.append(f"{event.event}: {explain(exc)}")
+
+    async def collect(self) -> bool:
+        """Wait for every delivery; those that failed go to the timeline. False: none was sent."""
+        if not self._deliveries:
+            return False
+        await asyncio.gather(*self._deliveries)
+        for line in self._undelivered:
+            self._timeline.say(f"notification not delivered ({line})")
+        return True

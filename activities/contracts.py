@@ -413,6 +413,11 @@ class ErrorType:
     NOTIFY_UNREACHABLE = "NotifyUnreachable"
     NO_SUCH_BUCKET = "NoSuchBucket"
     PODS_NOT_READY = "PodsNotReady"
+    ROUTE53_NO_CREDENTIALS = "Route53NoCredentials"
+    S3_CHANGED = "S3Changed"
+    S3_NO_CREDENTIALS = "S3NoCredentials"
+    S3_UNAVAILABLE = "S3Unavailable"
+    S3_UNREACHABLE = "S3Unreachable"
     SOURCE_NOT_HEALTHY = "SourceNotHealthy"
     SYNC_INCOMPLETE = "SyncIncomplete"
     UNKNOWN_MODEL = "UnknownModel"
@@ -424,6 +429,16 @@ class ErrorType:
     VELERO_RESTORE_TIMEOUT = "VeleroRestoreTimeout"
     VELERO_RESTORE_VANISHED = "VeleroRestoreVanished"
     WARMUP_FAILED = "WarmupFailed"
+
+    @staticmethod
+    def route53_refused(code: str) -> str:
+        """Route53 refused a request with error `code` (InvalidChangeBatch, AccessDenied, ...)."""
+        return f"Route53{code}"
+
+    @staticmethod
+    def s3_refused(code: str) -> str:
+        """S3 refused a request with error `code`, or its HTTP status when it gave none."""
+        return f"S3{code}"
 
     @staticmethod
     def velero_restore_ended(phase: str) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities.artifacts import ArtifactActivities
+from activities.artifacts.activities import ArtifactActivities
 from activities.clock import ClockActivities
-from activities.dns import DnsActivities
+from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
 from activities.kube import KubeActivities
 from activities.notify import NotifyActivities
-from activities.probes import ProbeActivities
+from activities.probes.activities import ProbeActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import Settings
 

@@ -17,16 +17,13 @@ TIER_SECONDS: dict[str, tuple[float, float]] = {
     "Standard": (3 * 3600, 5 * 3600),
     "Bulk": (5 * 3600, 12 * 3600),
 }
-EXPEDITED_SECONDS = TIER_SECONDS["Expedited"][1]
 STANDARD_SECONDS = TIER_SECONDS["Standard"][1]
 EXPEDITED_MAX_BYTES = 250 * 1024 * 1024
 _CHEAPEST_FIRST: tuple[Tier, ...] = ("Bulk", "Standard", "Expedited")
-# How often a pending restore is polled (production seconds; divided by speed). Standard
-# takes hours, so polling it every few seconds would only cost requests.
-POLL_SECONDS = {"Expedited": 15.0, "Standard": 300.0, "Bulk": 900.0}
 
 
 def slowest(tiers: Iterable[str]) -> Tier:
+    """The tier that takes longest among these: when a restore asking for them is done."""
     chosen = set(tiers)
     return next((t for t in _CHEAPEST_FIRST if t in chosen), "Expedited")
 

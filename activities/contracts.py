@@ -41,6 +41,8 @@ PROBES_ANALYSE = "probes.analyse"
 NOTIFY_SEND = "notify.send"
 DRILL_ALERTS = "drill.firing_alerts"
 DRILL_EVIDENCE = "drill.write_evidence"
+DRILL_CLAIM = "drill.claim"
+READINESS_PREVIOUS = "readiness.previous"
 REHEARSAL_WAIT = "rehearsal.wait"
 
 
@@ -369,6 +371,64 @@ class EvidenceResult(Contract):
     uri: str  # s3://bucket/key written
 
 
+# -------------------------------------------------------- what only the front door answers
+# A drill claims its runbook at admission as every front door does, and a scheduled readiness
+# check asks for its schedule's previous verdict: activities/admission.py, readiness.py.
+Trigger = Literal["cli", "alert", "drill"]
+
+
+class Claim(Contract):
+    """A front door asking to run `action` on `runbook` (workflows/admission.py)."""
+
+    run_id: str  # the workflow id the run gets
+    action: str  # failover, failback, drill
+    runbook: str
+    dns_records: list[str]  # provider/zone/name of every record the run would move
+    # What makes two requests the same run: region, targets, strategy, speed.
+    request: dict[str, str]
+    trigger: Trigger = "cli"
+    requested_by: str = ""
+    reason: str = ""
+
+
+class Holder(Contract):
+    claim: Claim
+    since: datetime
+
+
+class Admission(Contract):
+    admitted: bool  # the claim now holds its runbook and records: start the run
+    attach: bool = False  # the same request already holds them: attach to its run
+    holder: Holder | None = None  # who holds them (when not admitted, or attached)
+    conflict: str = ""  # what is shared with the holder: the runbook, or a DNS record
+    differences: list[str] = Field(default_factory=list)  # same run id, different request
+
+
+class ReadinessCheck(Contract):
+    name: str  # e.g. "us-west-2: cluster", "us-west-2: llm-7b 2024-01-15 artifacts"
+    ready: bool
+    detail: str = ""
+
+
+class ReadinessResult(Contract):
+    """Whether a failover (primary -> standby) and a failback (back) would work, right now."""
+
+    runbook: str
+    ready: bool
+    checks: list[ReadinessCheck]
+    checked_at: datetime
+    notes: list[str] = Field(default_factory=list)  # who was told of a change, or why nobody was
+
+
+class PreviousVerdictInput(Contract):
+    runbook: str
+    run_id: str  # the asking run, never its own previous (scheduled ids can repeat within a second)
+
+
+class PreviousVerdict(Contract):
+    result: ReadinessResult | None = None  # None: no earlier finished firing
+
+
 class ErrorType:
     """The type of every ApplicationError an activity (or a drill) raises, named for what
     happened; workflows and the front door match on these constants, never on literals.
@@ -413,6 +473,11 @@ class ErrorType:
     NOTIFY_UNREACHABLE = "NotifyUnreachable"
     NO_SUCH_BUCKET = "NoSuchBucket"
     PODS_NOT_READY = "PodsNotReady"
+    ROUTE53_NO_CREDENTIALS = "Route53NoCredentials"
+    S3_CHANGED = "S3Changed"
+    S3_NO_CREDENTIALS = "S3NoCredentials"
+    S3_UNAVAILABLE = "S3Unavailable"
+    S3_UNREACHABLE = "S3Unreachable"
     SOURCE_NOT_HEALTHY = "SourceNotHealthy"
     SYNC_INCOMPLETE = "SyncIncomplete"
     UNKNOWN_MODEL = "UnknownModel"
@@ -424,6 +489,16 @@ class ErrorType:
     VELERO_RESTORE_TIMEOUT = "VeleroRestoreTimeout"
     VELERO_RESTORE_VANISHED = "VeleroRestoreVanished"
     WARMUP_FAILED = "WarmupFailed"
+
+    @staticmethod
+    def route53_refused(code: str) -> str:
+        """Route53 refused a request with error `code` (InvalidChangeBatch, AccessDenied, ...)."""
+        return f"Route53{code}"
+
+    @staticmethod
+    def s3_refused(code: str) -> str:
+        """S3 refused a request with error `code`, or its HTTP status when it gave none."""
+        return f"S3{code}"
 
     @staticmethod
     def velero_restore_ended(phase: str) -> str:

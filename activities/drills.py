@@ -28,7 +28,7 @@ from activities.contracts import (
     FiringAlertsInput,
 )
 from activities.credentials import Rotating
-from activities.probes import PromError, instant_query
+from activities.probes.prometheus import PromError, instant_query
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
 

@@ -225,10 +225,15 @@ def pause(seconds: float) -> None:
 
 
 # ---------------------------------------------------------------------------- activities
-class KubeActivities:
-    def __init__(self, clients: Mapping[str, k8s.ApiClient], *, poll_seconds: float = POLL_SECONDS):
+class ClusterActivities:
+    """What the Kubernetes and the Velero activities share: one API client per kubeconfig
+    context, and how often they poll (simulated seconds, divided by the speed)."""
+
+    default_poll_seconds = POLL_SECONDS
+
+    def __init__(self, clients: Mapping[str, k8s.ApiClient], *, poll_seconds: float | None = None):
         self.clients = clients
-        self.poll_seconds = poll_seconds
+        self.poll_seconds = self.default_poll_seconds if poll_seconds is None else poll_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -236,6 +241,8 @@ class KubeActivities:
         # too early for `source DIR/env` shells and test fixtures.
         return cls(KubeconfigClients(os.environ.get("KUBECONFIG")))
 
+
+class KubeActivities(ClusterActivities):
     def all(self) -> list[Callable[..., Any]]:
         return [self.read, self.scale, self.rollout_restart]
 
@@ -245,27 +252,8 @@ class KubeActivities:
         context, api = cluster_client(
             self.clients, input.runbook, input.region, "read replica counts"
         )
-        apps = k8s.AppsV1Api(api)
-        deployments = []
-        for w in input.runbook.workloads_in(input.region):
-            dep = self._call(
-                lambda w=w: apps.read_namespaced_deployment(
-                    w.deployment, w.namespace, _request_timeout=REQUEST_TIMEOUT
-                ),
-                input,
-                context,
-                w.namespace,
-                w.deployment,
-                "get",
-            )
-            deployments.append(
-                DeploymentState(
-                    namespace=w.namespace,
-                    name=w.deployment,
-                    replicas=(dep.spec.replicas or 0) if dep.spec else 0,
-                    ready=(dep.status.ready_replicas or 0) if dep.status else 0,
-                )
-            )
+        workloads = [(w.namespace, w.deployment) for w in input.runbook.workloads_in(input.region)]
+        deployments = self._states(k8s.AppsV1Api(api), input, context, workloads)
         return ReplicaState(region=input.region, deployments=deployments)
 
     # ------------------------------------------------------------------ scale
@@ -355,10 +343,7 @@ class KubeActivities:
         restarted: list[str] = list(resume_details().get("restarted") or [])
         workloads = [(w.namespace, w.deployment) for w in input.runbook.workloads_in(input.region)]
         for ns, name in workloads:
-            dep = self._call(
-                lambda ns=ns, name=name: apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT),
-                input, context, ns, name, "get",
-            )
+            dep = self._deployment(apps, input, context, ns, name)
             template = dep.spec.template if dep.spec else None
             annotations = (template.metadata.annotations if template and template.metadata else None) or {}
             if annotations.get(RESTARTED_AT) != input.restarted_at:
@@ -398,10 +383,7 @@ class KubeActivities:
         none of the old ones left)."""
         out = []
         for ns, name in workloads:
-            dep = self._call(
-                lambda ns=ns, name=name: apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT),
-                input, context, ns, name, "get",
-            )
+            dep = self._deployment(apps, input, context, ns, name)
             want = (dep.spec.replicas or 0) if dep.spec else 0
             st = dep.status
             ready = (st.ready_replicas or 0) if st else 0
@@ -442,18 +424,19 @@ class KubeActivities:
         context: str,
         targets: list[tuple[str, str, int]],
     ) -> list[DeploymentState]:
+        return self._states(apps, input, context, [(ns, name) for ns, name, _ in targets])
+
+    def _states(
+        self,
+        apps: k8s.AppsV1Api,
+        input: KubeReadInput | ScaleInput,
+        context: str,
+        workloads: list[tuple[str, str]],
+    ) -> list[DeploymentState]:
+        """Desired and ready replicas of each (namespace, deployment), read one by one."""
         states = []
-        for ns, name, _ in targets:
-            dep = self._call(
-                lambda ns=ns, name=name: apps.read_namespaced_deployment(
-                    name, ns, _request_timeout=REQUEST_TIMEOUT
-                ),
-                input,
-                context,
-                ns,
-                name,
-                "get",
-            )
+        for ns, name in workloads:
+            dep = self._deployment(apps, input, context, ns, name)
             states.append(
                 DeploymentState(
                     namespace=ns,
@@ -463,6 +446,23 @@ class KubeActivities:
                 )
             )
         return states
+
+    def _deployment(
+        self,
+        apps: k8s.AppsV1Api,
+        input: KubeReadInput | ScaleInput | RolloutRestartInput,
+        context: str,
+        ns: str,
+        name: str,
+    ) -> Any:
+        return self._call(
+            lambda: apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT),
+            input,
+            context,
+            ns,
+            name,
+            "get",
+        )
 
     def _call(
         self,

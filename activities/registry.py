@@ -1,7 +1,9 @@
 """Every activity drpilot registers, built with real clients from settings + environment.
 
 The one place the worker gets its activities from: `source DIR/env` of a sandbox points
-these same clients at the twin, and production's environment at the clouds.
+these same clients at the twin, and production's environment at the clouds. A drill's claim
+and a readiness check's previous verdict are answered by the front door, which the worker
+hands in (`admit`, `previous`): this layer never imports it.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities.artifacts import ArtifactActivities
+from activities.admission import AdmissionActivities, Admit
+from activities.artifacts.activities import ArtifactActivities
 from activities.clock import ClockActivities
-from activities.dns import DnsActivities
+from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
 from activities.kube import KubeActivities
 from activities.notify import NotifyActivities
-from activities.probes import ProbeActivities
+from activities.probes.activities import ProbeActivities
+from activities.readiness import Previous, ReadinessActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import Settings
 
@@ -25,6 +29,14 @@ ACTIVITY_CLASSES = (
 )
 
 
-def build_activities(settings: Settings) -> list[Callable[..., Any]]:
-    """Bound activity methods of every class, each class built once from `settings`."""
-    return [method for cls in ACTIVITY_CLASSES for method in cls.from_settings(settings).all()]
+def build_activities(
+    settings: Settings, *, admit: Admit | None = None, previous: Previous | None = None
+) -> list[Callable[..., Any]]:
+    """Bound activity methods of every class, each class built once from `settings`; the
+    claim and the previous verdict when the front door's `admit` and `previous` are given."""
+    built = [method for cls in ACTIVITY_CLASSES for method in cls.from_settings(settings).all()]
+    if admit is not None:
+        built += AdmissionActivities(admit).all()
+    if previous is not None:
+        built += ReadinessActivities(previous).all()
+    return built

@@ -17,11 +17,10 @@ the one `backup_to_restore` reports for the RPO check.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -39,7 +38,7 @@ from activities.contracts import (
 from activities.kube import (
     MIN_POLL_SECONDS,
     REQUEST_TIMEOUT,
-    KubeconfigClients,
+    ClusterActivities,
     api_errors,
     classify,
     cluster_client,
@@ -47,7 +46,6 @@ from activities.kube import (
 )
 from activities.waits import PolledWait
 from drpilot.domain.runbook import Runbook, Velero
-from drpilot.domain.settings import Settings
 
 GROUP, VERSION = "velero.io", "v1"
 POLL_SECONDS = 5.0  # simulated seconds between phase polls (divided by speed)
@@ -88,14 +86,8 @@ def restore_manifest(
     }
 
 
-class VeleroActivities:
-    def __init__(self, clients: Mapping[str, k8s.ApiClient], *, poll_seconds: float = POLL_SECONDS):
-        self.clients = clients
-        self.poll_seconds = poll_seconds
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        return cls(KubeconfigClients(os.environ.get("KUBECONFIG")))
+class VeleroActivities(ClusterActivities):
+    default_poll_seconds = POLL_SECONDS
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.restore, self.backup_to_restore]

@@ -25,7 +25,7 @@ from drpilot_twin.aws.moto_server import AWS_ENV
 from drpilot_twin.aws.s3 import file_entry, put_file, seed_s3, split_s3_uri, stream
 from drpilot_twin.faults import FaultBoard
 
-from activities.artifacts import ArtifactActivities
+from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import ArtifactInput, SyncInput
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook

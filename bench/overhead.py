@@ -14,7 +14,7 @@ Each round, on the same twin and from the same starting state:
    provider calls in the same order (boto3 Route53 and S3, the kubernetes client, httpx to
    the model servers), parallel where drpilot runs activities in parallel (a thread pool),
    with the same fixed waits (poll intervals, TTL and bakes divided by the speed, and the
-   1 s real-time traffic sample each shift step's analysis takes, activities/probes.py).
+   1 s real-time traffic sample each shift step's analysis takes, activities/probes/analysis.py).
    They were written from a trace of what drpilot's activities send (`Requests` below,
    which counts every request the twin's parts receive, for both sides).
 

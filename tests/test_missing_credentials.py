@@ -13,7 +13,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.artifacts import ArtifactActivities
+from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import ArtifactInput
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings

@@ -10,8 +10,8 @@ per check is the result.
 Run by its schedule (`notify_changes`), it compares its verdict with the schedule's previous
 one and tells the runbook's notifiers (event `readiness_changed`) when it turned, in either
 direction, or when the very first verdict is not ready: nobody watches a dashboard of green.
-The previous verdict comes from the front door (drpilot/frontdoor/readiness.py, it needs a Temporal
-client); a failure to read it or to deliver is recorded in the result, never fatal.
+The previous verdict is an activity the front door answers (activities/readiness.py, it needs a
+Temporal client); a failure to read it or to deliver is recorded in the result, never fatal.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ReadinessResult,
     )
 
-# The previous verdict is read at the front door (drpilot/frontdoor/readiness.py): it needs a Temporal client.
-PREVIOUS = "readiness.previous"
+PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"
 
 

@@ -13,11 +13,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import SearchAttributeKey
 
-from activities.contracts import CheckEvidence
+# A drill's claim and a scheduled check's previous verdict are activities, so their payloads
+# are in the contracts; they stay part of a run's interface here too (hence F401).
+from activities.contracts import (  # noqa: F401
+    Admission,
+    CheckEvidence,
+    Claim,
+    Holder,
+    PreviousVerdict,
+    PreviousVerdictInput,
+    ReadinessCheck,
+    ReadinessResult,
+    Trigger,
+)
 from drpilot.domain.runbook import Runbook
 
 Strategy = Literal["graceful", "ungraceful"]
-Trigger = Literal["cli", "alert", "drill"]
 Action = Literal["failover", "failback"]
 Status = Literal["completed", "failed", "rolled_back", "aborted"]
 Outcome = Literal["running", "ok", "failed", "skipped", "aborted", "rolled_back"]
@@ -70,33 +81,6 @@ class FailbackInput(RunInput):
 
 
 # ---------------------------------------------------------------------------- admission
-class Claim(Frozen):
-    """A front door asking to run `action` on `runbook` (workflows/admission.py)."""
-
-    run_id: str  # the workflow id the run gets
-    action: str  # failover, failback, drill
-    runbook: str
-    dns_records: list[str]  # provider/zone/name of every record the run would move
-    # What makes two requests the same run: region, targets, strategy, speed.
-    request: dict[str, str]
-    trigger: Trigger = "cli"
-    requested_by: str = ""
-    reason: str = ""
-
-
-class Holder(Frozen):
-    claim: Claim
-    since: datetime
-
-
-class Admission(Frozen):
-    admitted: bool  # the claim now holds its runbook and records: start the run
-    attach: bool = False  # the same request already holds them: attach to its run
-    holder: Holder | None = None  # who holds them (when not admitted, or attached)
-    conflict: str = ""  # what is shared with the holder: the runbook, or a DNS record
-    differences: list[str] = Field(default_factory=list)  # same run id, different request
-
-
 class AlertResolved(Frozen):
     """An alert the run's trigger belongs with has resolved (the webhook signals it)."""
 
@@ -323,28 +307,3 @@ class ReadinessInput(Frozen):
     # Set by the readiness schedule: compare with the schedule's previous verdict and tell
     # the runbook's notifiers when it changed. A check run by hand notifies nobody.
     notify_changes: bool = False
-
-
-class ReadinessCheck(Frozen):
-    name: str  # e.g. "us-west-2: cluster", "us-west-2: llm-7b 2024-01-15 artifacts"
-    ready: bool
-    detail: str = ""
-
-
-class ReadinessResult(Frozen):
-    """Whether a failover (primary -> standby) and a failback (back) would work, right now."""
-
-    runbook: str
-    ready: bool
-    checks: list[ReadinessCheck]
-    checked_at: datetime
-    notes: list[str] = Field(default_factory=list)  # who was told of a change, or why nobody was
-
-
-class PreviousVerdictInput(Frozen):
-    runbook: str
-    run_id: str  # the asking run, never its own previous (scheduled ids can repeat within a second)
-
-
-class PreviousVerdict(Frozen):
-    result: ReadinessResult | None = None  # None: no earlier finished firing

@@ -2,7 +2,7 @@
 
 `manifest` describes every object under a prefix with what S3 already knows of it (size,
 full-object CRC, the parts of a multipart upload, ETag), reading a body only for objects S3
-keeps no checksum of, so verification later needs no reads either (activities/manifest.py).
+keeps no checksum of, so verification later needs no reads either (activities/artifacts/manifest.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import json
 import typer
 from temporalio.exceptions import ApplicationError
 
-from activities.artifacts import ArtifactActivities, Location
+from activities.artifacts.activities import ArtifactActivities
+from activities.artifacts.objects import Location
 from drpilot.cli.terminal import err
 
 app = typer.Typer(help="Model artifacts in S3: write checksum manifests.", no_args_is_help=True)

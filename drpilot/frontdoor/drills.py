@@ -1,9 +1,10 @@
-"""Drills from the front door: starting one now, the claim activity every drill makes at
+"""Drills from the front door: starting one now, answering the claim every drill makes at
 admission, its result, and its history read back from the evidence packs in S3.
 
-The claim is an activity of this layer (not of `activities`) because it needs what only a
-front door has: a Temporal client and drpilot's admission code (drpilot/frontdoor/runs.py). The
-worker registers it with its own client (drpilot/frontdoor/worker.py).
+The claim is an activity (activities/admission.py), but answering it needs what only a front
+door has: a Temporal client and drpilot's admission code (drpilot/frontdoor/runs.py). The
+worker hands `DrillAdmission.admit`, with its own client, to the registry
+(drpilot/frontdoor/worker.py).
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from activities.admission import AdmissionActivities, AdmissionUnavailable
 from activities.contracts import ErrorType
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor import runs
-from workflows.drill import CLAIM, DrillWorkflow
+from workflows.drill import DrillWorkflow
 from workflows.types import RUNBOOK, Admission, Claim, DrillInput, DrillResult
 
 DRILL_ID_PREFIX = "drill:"
@@ -36,21 +37,22 @@ def drill_id(runbook: str, at: datetime) -> str:
 
 
 class DrillAdmission:
-    """The `drill.claim` activity: a drill claims its runbook like every front door does."""
+    """What answers a drill's claim (the `drill.claim` activity): admission, as every front
+    door claims a runbook."""
 
     def __init__(self, client: Client, settings: Settings):
         self.client = client
         self.settings = settings
 
-    @activity.defn(name=CLAIM)
-    async def claim(self, claim: Claim) -> Admission:
+    async def admit(self, claim: Claim) -> Admission:
         try:
             return await runs.admit(self.client, self.settings, claim)
         except runs.RunError as exc:
-            raise ApplicationError(str(exc), type=ErrorType.ADMISSION_UNAVAILABLE) from None
+            raise AdmissionUnavailable(str(exc)) from None
 
     def all(self) -> list[Callable]:
-        return [self.claim]
+        """The `drill.claim` activity answered here (for a worker of its own, as in tests)."""
+        return AdmissionActivities(self.admit).all()
 
 
 async def start_drill(client: Client, settings: Settings, request: DrillInput) -> WorkflowHandle:

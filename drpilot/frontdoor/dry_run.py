@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
 
-from activities.artifacts import ArtifactActivities
+from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import ArtifactInput, DnsReadInput, KubeReadInput, RestoreInput
-from activities.dns import DnsActivities
+from activities.dns.activities import DnsActivities
 from activities.kube import KubeActivities
 from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import Action, Role, Runbook

@@ -1,14 +1,14 @@
 """Readiness from the front door: run the read-only checks now, or every N minutes on a
 Temporal Schedule (`readiness:NAME`, a firing skipped while the last still runs); and the
-`readiness.previous` activity a scheduled check asks for the schedule's previous verdict
-(it needs a Temporal client, which only the front door and the worker have)."""
+schedule's previous verdict a scheduled check asks for through the `readiness.previous`
+activity (activities/readiness.py): reading it needs a Temporal client, which only the front
+door and the worker have."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from temporalio import activity
 from temporalio.client import (
     Client,
     Schedule,
@@ -21,15 +21,14 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.readiness import NoSchedule, ReadinessActivities
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor.runs import RunError
 from drpilot.frontdoor.schedules import put_schedule
-from workflows.readiness import PREVIOUS, ReadinessWorkflow
+from workflows.readiness import ReadinessWorkflow
 from workflows.types import (
     RUNBOOK,
-    PreviousVerdict,
-    PreviousVerdictInput,
     ReadinessInput,
     ReadinessResult,
 )
@@ -95,19 +94,20 @@ async def delete(client: Client, name: str) -> None:
 
 
 class ReadinessHistory:
-    """The `readiness.previous` activity: the verdict a scheduled check compares itself with."""
+    """What answers a scheduled check's question (the `readiness.previous` activity): the
+    verdict it compares itself with."""
 
     def __init__(self, client: Client):
         self.client = client
 
-    @activity.defn(name=PREVIOUS)
-    async def previous(self, input: PreviousVerdictInput) -> PreviousVerdict:
+    async def previous(self, runbook: str, before: str) -> ReadinessResult | None:
         try:
-            return PreviousVerdict(result=await latest(self.client, input.runbook, before=input.run_id))
+            return await latest(self.client, runbook, before=before)
         except RunError as exc:
             if str(exc).startswith("no readiness schedule"):
-                return PreviousVerdict()  # deleted between firing and asking: nothing to compare
+                raise NoSchedule(str(exc)) from None
             raise
 
     def all(self) -> list[Callable]:
-        return [self.previous]
+        """The `readiness.previous` activity answered here (for a worker of its own, as in tests)."""
+        return ReadinessActivities(self.previous).all()

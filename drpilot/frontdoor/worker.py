@@ -137,10 +137,10 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             task_queue=settings.temporal.task_queue,
             workflows=WORKFLOWS,
             # A drill's claim at admission and a scheduled readiness check's previous verdict
-            # need this worker's own client (drpilot/frontdoor/drills.py, drpilot/frontdoor/readiness.py).
-            activities=[
-                *build_activities(settings), *DrillAdmission(client, settings).all(), *ReadinessHistory(client).all()
-            ],
+            # are answered with this worker's own client (drpilot/frontdoor/drills.py, readiness.py).
+            activities=build_activities(
+                settings, admit=DrillAdmission(client, settings).admit, previous=ReadinessHistory(client).previous
+            ),
             activity_executor=pool,
             max_concurrent_activities=ACTIVITY_THREADS,
             graceful_shutdown_timeout=timedelta(seconds=30),

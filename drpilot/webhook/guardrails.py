@@ -334,7 +334,7 @@ class Guardrails:
 
 def provider_weights(settings: Settings) -> DnsWeights:
     """Live DNS weights read through the DNS activity's own provider code, off the loop."""
-    from activities.dns import current_weights
+    from activities.dns.activities import current_weights
 
     async def read(runbook: Runbook) -> dict[str, int]:
         return await asyncio.to_thread(current_weights, runbook, settings)

@@ -22,12 +22,12 @@ from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.artifacts import (
+from activities.artifacts.activities import ArtifactActivities
+from activities.artifacts.archive import RestoreProgress
+from activities.artifacts.tiers import (
     EXPEDITED_MAX_BYTES,
     STANDARD_SECONDS,
     TIER_SECONDS,
-    ArtifactActivities,
-    RestoreProgress,
     choose_tier,
     choose_tiers,
 )

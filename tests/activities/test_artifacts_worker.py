@@ -18,7 +18,8 @@ from temporalio.worker import (
 )
 
 from activities import contracts as c
-from activities.artifacts import CHUNK_BYTES, ArtifactActivities
+from activities.artifacts.activities import ArtifactActivities
+from activities.artifacts.objects import CHUNK_BYTES
 from tests.activities.test_artifacts import (  # noqa: F401
     SHARDS,
     _upload_checkpoint,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from activities.artifacts import ArtifactActivities
+from activities.artifacts.activities import ArtifactActivities
 from drpilot.domain.settings import Settings
 
 

@@ -26,14 +26,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import DnsApplyInput, DnsReadInput
-from activities.dns import (
-    CloudDnsProvider,
-    DnsActivities,
-    Route53Provider,
-    clouddns_client,
-    current_weights,
-    managed_zone_name,
-)
+from activities.dns.activities import DnsActivities, current_weights
+from activities.dns.clouddns import CloudDnsProvider, clouddns_client, managed_zone_name
+from activities.dns.route53 import Route53Provider
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import ProviderSettings, Settings

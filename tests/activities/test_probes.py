@@ -23,7 +23,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import AnalyseInput, HealthInput, WarmupInput
-from activities.probes import ProbeActivities, histogram_quantile, parse_metrics, percentile
+from activities.probes.activities import ProbeActivities
+from activities.probes.exposition import histogram_quantile, parse_metrics
+from activities.probes.sending import percentile
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import ProviderSettings, Settings
 from drpilot.frontdoor.ports import free_loopback_port

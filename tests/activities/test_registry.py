@@ -15,5 +15,12 @@ def test_every_contract_name_has_exactly_one_activity(tmp_path, monkeypatch):
     # Clients are built lazily from the environment; no endpoint is contacted here.
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    registered = [_Definition.must_from_callable(fn).name for fn in build_activities(load_settings({}))]
+    registered = [
+        _Definition.must_from_callable(fn).name
+        for fn in build_activities(load_settings({}), admit=_front_door, previous=_front_door)
+    ]
     assert sorted(registered) == sorted(NAMES)
+
+
+async def _front_door(*_):
+    raise AssertionError("registering an activity asks the front door nothing")

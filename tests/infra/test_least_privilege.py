@@ -23,7 +23,7 @@ from kubernetes.client import rest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.artifacts import ArtifactActivities
+from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import (
     ArtifactInput,
     DnsApplyInput,
@@ -35,7 +35,7 @@ from activities.contracts import (
     SyncInput,
     VeleroRestoreInput,
 )
-from activities.dns import DnsActivities
+from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
 from activities.kube import KubeActivities
 from activities.velero import VeleroActivities

@@ -11,7 +11,7 @@ from drpilot_twin.faults import ErrorRamp, FaultBoard
 from drpilot_twin.model_server import BUCKETS, ModelServer, seed_model_servers
 from drpilot_twin.users import TrafficGenerator
 
-from activities.probes import histogram_quantile, parse_metrics
+from activities.probes.exposition import histogram_quantile, parse_metrics
 
 REGION = "us-east-1"
 BODY = {"inputs": [{"name": "text_input", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]}

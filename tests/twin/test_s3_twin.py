@@ -23,7 +23,7 @@ from drpilot_twin.aws.s3 import (
     stream,
 )
 
-from activities.manifest import ManifestEntry
+from activities.artifacts.manifest import ManifestEntry
 from drpilot.domain.loader import load_runbook
 
 FILES = sorted([*MODEL_FILES, "manifest.json"])

@@ -210,7 +210,7 @@ def test_a_runbook_that_pins_its_hosted_zone_id_rehearses_unchanged(twin_factory
     from temporalio.testing import ActivityEnvironment
 
     from activities.contracts import DnsApplyInput
-    from activities.dns import DnsActivities
+    from activities.dns.activities import DnsActivities
     from drpilot.domain.loader import load_runbook
 
     plain = load_runbook(ROUTE53_RUNBOOK)
@@ -239,7 +239,7 @@ def test_a_latency_fault_above_the_p99_limit_is_unhealthy_at_any_speed(twin_fact
     from temporalio.testing import ActivityEnvironment
 
     from activities.contracts import AnalyseInput
-    from activities.probes import ProbeActivities
+    from activities.probes.activities import ProbeActivities
     from drpilot.domain.runbook import Runbook
 
     data = yaml.safe_load(ROUTE53_RUNBOOK.read_text())
@@ -274,7 +274,7 @@ def test_pods_serve_what_they_loaded_until_a_rollout_restart(twin_factory):
 
     from activities.contracts import HealthInput, RolloutRestartInput
     from activities.kube import KubeActivities, KubeconfigClients
-    from activities.probes import ProbeActivities
+    from activities.probes.activities import ProbeActivities
 
     twin = twin_factory(ROUTE53_RUNBOOK, traffic=False)
     runbook, region = twin.runbook, "us-west-2"

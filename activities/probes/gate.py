@@ -1,0 +1,132 @@
+"""The health gate: rounds of a region's checks until enough pass in a row, or time is up.
+
+A round is the runbook's HTTP checks, the readiness of every model version the region
+serves, and its Prometheus checks. A gate that does not pass in time is a verdict, not an
+error: it returns passed=False with the evidence per check and a summary naming the region,
+and the workflow decides. A rehearsal shortens the pauses between rounds, never a request
+(clock.py).
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+import httpx
+from temporalio import activity
+
+from activities.contracts import CheckEvidence, HealthInput, HealthResult
+from activities.probes.clock import RehearsalClock
+from activities.probes.prometheus import PromError, prom_check
+from activities.probes.sending import describe, error_text
+from drpilot.domain.runbook import Runbook
+
+# A rehearsal's health gate counts requests at their real duration (see RehearsalClock);
+# in real time it still ends this long after its scaled timeout at the latest, inside the
+# activity's start-to-close timeout (the scaled timeout + 60 s, workflows/calls.py).
+GATE_REAL_SLACK_SECONDS = 30.0
+# Per request of the model-version readiness check (the runbook's HTTP checks set their own).
+VERSION_CHECK_TIMEOUT_SECONDS = 5.0
+
+
+class HealthGate:
+    """The gate of one region: its endpoint at `base`, its Prometheus at `prom` (if any)."""
+
+    def __init__(self, http: httpx.Client, base: str, prom: str | None):
+        self.http = http
+        self.base = base
+        self.prom = prom
+
+    def run(self, input: HealthInput) -> HealthResult:
+        runbook, region, speed = input.runbook, input.region, input.speed
+        health = runbook.spec.health
+        interval = health.interval.total_seconds()  # simulated seconds, as the timeout
+        timeout = health.timeout.total_seconds()
+        clock = RehearsalClock(speed)
+        real_limit = timeout / speed + (GATE_REAL_SLACK_SECONDS if speed != 1 else 0.0)
+        rounds = consecutive = 0
+        needed = input.rounds or health.consecutive
+        last_failure: dict[str, CheckEvidence] = {}
+
+        def verdict(passed: bool, evidence: list[CheckEvidence], summary: str = "") -> HealthResult:
+            return HealthResult(
+                region=region,
+                passed=passed,
+                rounds=rounds,
+                consecutive=consecutive,
+                seconds=round(clock.real(), 3),
+                evidence=evidence,
+                summary=summary,
+                waits=clock.waits(),
+            )
+
+        while True:
+            round_started = clock.elapsed()
+            # A probe never outlives the gate by more than a moment.
+            left = min(timeout - round_started, real_limit - clock.real())
+            evidence = self._round(runbook, region, left)
+            rounds += 1
+            consecutive = consecutive + 1 if all(e.passed for e in evidence) else 0
+            last_failure.update({e.check: e for e in evidence if not e.passed})
+            details = {
+                "round": rounds,
+                "consecutive": consecutive,
+                "needed": needed,
+                "evidence": [e.model_dump() for e in evidence],
+            }
+            activity.heartbeat(details)
+            if consecutive >= needed:
+                return verdict(True, evidence)
+            next_round = round_started + interval
+            # A short check (input.rounds) gets no more rounds than it needs passing.
+            short = input.rounds is not None and rounds >= input.rounds
+            if short or next_round > timeout or clock.real() + interval / speed > real_limit:
+                failing = "; ".join(f"{e.check}: {e.observed}" for e in last_failure.values())
+                rehearsal = f" (rehearsal at speed {speed:g}: waits ÷{speed:g}, requests at their real time)"
+                summary = (
+                    f"region {region} did not pass its health gate: {needed} consecutive "
+                    f"passing rounds needed within {timeout:g}s"
+                    f"{rehearsal if speed != 1 else ''}, got {consecutive} "
+                    f"after {rounds} rounds. Last failing evidence: {failing}. Fix the region "
+                    f"(pods, model artifacts) or raise spec.health.timeout if it is only slow."
+                )
+                activity.logger.warning(summary)
+                # A failed gate is a verdict, not an error: the workflow decides (retrying
+                # the activity would only repeat the same wait).
+                return verdict(False, evidence, summary)
+            clock.wait(next_round - clock.elapsed(), details)
+
+    def _round(self, runbook: Runbook, region: str, left: float) -> list[CheckEvidence]:
+        """One round of checks; `left` is the gate's time left, which requests spend at
+        their real duration."""
+        health = runbook.spec.health
+        deadline = time.monotonic() + left
+        evidence = []
+        for check in health.http:
+            evidence.append(
+                self._status_check(self.base + check.path, f"GET {check.path}", check.expect, check.timeout.total_seconds(), deadline)
+            )
+        for model in runbook.spec.models:
+            if region not in model.artifacts:
+                continue
+            # KServe v2 model-version readiness: the version the runbook names is the one
+            # the pods loaded (pods that started before the artifacts were right serve
+            # without it). 200 is ready; 404 is "not loaded"; 503 "server not ready".
+            path = f"/v2/models/{quote(model.name, safe='')}/versions/{quote(model.version, safe='')}/ready"
+            evidence.append(self._status_check(self.base + path, f"GET {path}", 200, VERSION_CHECK_TIMEOUT_SECONDS, deadline))
+        for check in health.prometheus:
+            try:
+                evidence.append(prom_check(self.http, self.prom, check, region))
+            except PromError as exc:  # the gate keeps polling; the timeout decides
+                evidence.append(CheckEvidence(check=check.name, passed=False, observed=str(exc)))
+        return evidence
+
+    def _status_check(self, url: str, name: str, expect: int, per_request: float, deadline: float) -> CheckEvidence:
+        # A probe never outlives the gate by more than a moment.
+        timeout = min(per_request, max(deadline - time.monotonic(), 0.5))
+        try:
+            response = self.http.get(url, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return CheckEvidence(check=name, passed=False, observed=error_text(exc))
+        ok = response.status_code == expect
+        return CheckEvidence(check=name, passed=ok, observed=describe(response) + ("" if ok else f" (expected {expect})"))

@@ -217,20 +217,24 @@ def _run(examples: int, strategy: st.SearchStrategy, body: Callable[[Any], None]
     run()
 
 
+def _validating(path: Path, load: Callable[[Path], object], noun: str, tally: Tally) -> Callable[[tuple[str, str | bytes]], None]:
+    """One case's body: write the input to `path`, validate it as the CLI does, count the outcome."""
+
+    def case(drawn: tuple[str, str | bytes]) -> None:
+        kind, text = drawn
+        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+        outcome, detail = validate(path, load, noun)
+        tally.add(kind, outcome, detail if outcome == "crash" else "")
+        if outcome == "clean":
+            tally.longest = max(tally.longest, int(detail))
+
+    return case
+
+
 def bench_files(tmp: Path) -> tuple[Tally, Tally, float, float]:
     runbooks, rules = Tally(), Tally()
-    rb_path = tmp / "runbook.yaml"
-
-    def runbook_case(case: tuple[str, str]) -> None:
-        kind, text = case
-        rb_path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
-        outcome, detail = validate(rb_path, load_runbook, "runbook")
-        runbooks.add(kind, outcome, detail if outcome == "crash" else "")
-        if outcome == "clean":
-            runbooks.longest = max(runbooks.longest, int(detail))
-
     begin = time.perf_counter()
-    _run(EXAMPLES, yaml_inputs(RUNBOOK_TEXTS), runbook_case)
+    _run(EXAMPLES, yaml_inputs(RUNBOOK_TEXTS), _validating(tmp / "runbook.yaml", load_runbook, "runbook", runbooks))
     runbook_seconds = time.perf_counter() - begin
 
     # The rules file's runbooks resolve next to the real ones: the rules file lives there too.
@@ -240,16 +244,8 @@ def bench_files(tmp: Path) -> tuple[Tally, Tally, float, float]:
         (tmp / "runbooks" / path.name).write_text(path.read_text())
     rules_path = tmp / "infra" / "alertmanager" / "rules.yaml"
 
-    def rules_case(case: tuple[str, str]) -> None:
-        kind, text = case
-        rules_path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
-        outcome, detail = validate(rules_path, load_rules, "rules file")
-        rules.add(kind, outcome, detail if outcome == "crash" else "")
-        if outcome == "clean":
-            rules.longest = max(rules.longest, int(detail))
-
     begin = time.perf_counter()
-    _run(EXAMPLES, yaml_inputs([RULES.read_text()]), rules_case)
+    _run(EXAMPLES, yaml_inputs([RULES.read_text()]), _validating(rules_path, load_rules, "rules file", rules))
     return runbooks, rules, runbook_seconds, time.perf_counter() - begin
 
 

@@ -35,17 +35,15 @@ import json
 import os
 import re
 import tempfile
-import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import typer
-import uvicorn
 import yaml
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
@@ -56,6 +54,8 @@ from drpilot.domain.settings import Settings
 from drpilot.frontdoor.temporal import TemporalUnavailable
 from drpilot.webhook.app import PATH, TokenSource, Webhook
 from drpilot.webhook.rules import load_rules
+from tests.support.fuzz import STRUCTURAL, mutate, nested
+from tests.support.loopback import uvicorn_on_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("BENCH_BAD_INPUT_EXAMPLES", "600"))  # per front door
@@ -99,44 +99,12 @@ BAD_INPUT_NOTE = [
 
 
 # ------------------------------------------------------------------ values and mutations
-scalars = st.one_of(
+values = nested(st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20), st.dates(),
     st.sampled_from(["5m", "0s", "-1m", "1e400s", "99999999999999999999d", "primary", "standby", "route53",
                      "s3://b/k/", "http://x", "", " ", "~", "yes", "no", "0x1F", "1_000", ".inf", "2024-13-45"]),
-)
-values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-    max_leaves=20,
-)
-
-
-def _paths(node: Any, prefix: tuple = ()) -> Iterator[tuple]:
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths(value, (*prefix, i))
-
-
-def _edit(node: Any, path: tuple, change: Callable[[Any], Any]) -> Any:
-    """A copy of `node` with the value at `path` replaced by change(value); _DROP removes it."""
-    if not path:
-        return change(node)
-    head, *rest = path
-    copy: Any = dict(node) if isinstance(node, dict) else list(node)
-    new = _edit(node[head], tuple(rest), change)
-    if new is _DROP:
-        del copy[head]
-    else:
-        copy[head] = new
-    return copy
-
-
-_DROP = object()
+))
 _HUGE = st.sampled_from([
     "9" * 5000, "0x" + "f" * 5000, "1e400", "-1e400", ".inf", ".nan", "x" * 200_000,
     "[" + ", ".join(["1"] * 20_000) + "]", "{" + ", ".join(f"k{i}: {i}" for i in range(5000)) + "}",
@@ -163,18 +131,8 @@ def yaml_inputs(draw, texts: list[str]) -> tuple[str, str | bytes]:
     document = _parsed(text)
     kind = draw(st.sampled_from(["wrong type", "missing field", "unknown field", "character edits", "garbage",
                                  "deep nesting", "huge value", "yaml features"]))
-    if kind in ("wrong type", "missing field", "unknown field"):
-        path = draw(st.sampled_from(list(_paths(document))))
-        if kind == "wrong type":
-            replacement = draw(values)
-            document = _edit(document, path, lambda _: replacement)
-        elif kind == "missing field":
-            document = _edit(document, path, lambda _: _DROP) if path else None
-        else:
-            mappings = [p for p in _paths(document) if isinstance(_get(document, p), dict)]
-            where = draw(st.sampled_from(mappings))
-            key, value = draw(st.text(min_size=1, max_size=20)), draw(values)
-            document = _edit(document, where, lambda m: {**m, key: value})
+    if kind in STRUCTURAL:
+        document = mutate(draw, document, kind, values)
         return kind, yaml.safe_dump(document, sort_keys=False, allow_unicode=draw(st.booleans()))
     if kind == "character edits":
         for _ in range(draw(st.integers(1, 4))):
@@ -211,13 +169,7 @@ def yaml_inputs(draw, texts: list[str]) -> tuple[str, str | bytes]:
 
 @functools.lru_cache(maxsize=8)
 def _parsed(text: str) -> Any:
-    return yaml.safe_load(text)  # never mutated: _edit copies what it changes
-
-
-def _get(node: Any, path: tuple) -> Any:
-    for part in path:
-        node = node[part]
-    return node
+    return yaml.safe_load(text)  # never mutated: the mutations copy what they change
 
 
 # ------------------------------------------------------------------ outcomes
@@ -265,20 +217,24 @@ def _run(examples: int, strategy: st.SearchStrategy, body: Callable[[Any], None]
     run()
 
 
+def _validating(path: Path, load: Callable[[Path], object], noun: str, tally: Tally) -> Callable[[tuple[str, str | bytes]], None]:
+    """One case's body: write the input to `path`, validate it as the CLI does, count the outcome."""
+
+    def case(drawn: tuple[str, str | bytes]) -> None:
+        kind, text = drawn
+        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
+        outcome, detail = validate(path, load, noun)
+        tally.add(kind, outcome, detail if outcome == "crash" else "")
+        if outcome == "clean":
+            tally.longest = max(tally.longest, int(detail))
+
+    return case
+
+
 def bench_files(tmp: Path) -> tuple[Tally, Tally, float, float]:
     runbooks, rules = Tally(), Tally()
-    rb_path = tmp / "runbook.yaml"
-
-    def runbook_case(case: tuple[str, str]) -> None:
-        kind, text = case
-        rb_path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
-        outcome, detail = validate(rb_path, load_runbook, "runbook")
-        runbooks.add(kind, outcome, detail if outcome == "crash" else "")
-        if outcome == "clean":
-            runbooks.longest = max(runbooks.longest, int(detail))
-
     begin = time.perf_counter()
-    _run(EXAMPLES, yaml_inputs(RUNBOOK_TEXTS), runbook_case)
+    _run(EXAMPLES, yaml_inputs(RUNBOOK_TEXTS), _validating(tmp / "runbook.yaml", load_runbook, "runbook", runbooks))
     runbook_seconds = time.perf_counter() - begin
 
     # The rules file's runbooks resolve next to the real ones: the rules file lives there too.
@@ -288,16 +244,8 @@ def bench_files(tmp: Path) -> tuple[Tally, Tally, float, float]:
         (tmp / "runbooks" / path.name).write_text(path.read_text())
     rules_path = tmp / "infra" / "alertmanager" / "rules.yaml"
 
-    def rules_case(case: tuple[str, str]) -> None:
-        kind, text = case
-        rules_path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
-        outcome, detail = validate(rules_path, load_rules, "rules file")
-        rules.add(kind, outcome, detail if outcome == "crash" else "")
-        if outcome == "clean":
-            rules.longest = max(rules.longest, int(detail))
-
     begin = time.perf_counter()
-    _run(EXAMPLES, yaml_inputs([RULES.read_text()]), rules_case)
+    _run(EXAMPLES, yaml_inputs([RULES.read_text()]), _validating(rules_path, load_rules, "rules file", rules))
     return runbooks, rules, runbook_seconds, time.perf_counter() - begin
 
 
@@ -316,11 +264,9 @@ def _notification() -> dict:
     }
 
 
-json_values = st.recursive(
+json_values = nested(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
               st.sampled_from(["firing", "resolved", "4", "2026-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "not a date", ""])),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-    max_leaves=20,
 )
 
 
@@ -331,19 +277,8 @@ def bodies(draw) -> tuple[str, bytes, dict[str, str]]:
     document = _notification()
     kind = draw(st.sampled_from(["wrong type", "missing field", "unknown field", "character edits", "garbage",
                                  "deep nesting", "huge value", "headers"]))
-    if kind in ("wrong type", "missing field", "unknown field"):
-        path = draw(st.sampled_from(list(_paths(document))))
-        if kind == "wrong type":
-            replacement = draw(json_values)
-            document = _edit(document, path, lambda _: replacement)
-        elif kind == "missing field":
-            document = _edit(document, path, lambda _: _DROP) if path else None
-        else:
-            mappings = [p for p in _paths(document) if isinstance(_get(document, p), dict)]
-            where = draw(st.sampled_from(mappings))
-            key, value = draw(st.text(min_size=1, max_size=20)), draw(json_values)
-            document = _edit(document, where, lambda m: {**m, key: value})
-        return kind, json.dumps(document).encode(), headers
+    if kind in STRUCTURAL:
+        return kind, json.dumps(mutate(draw, document, kind, json_values)).encode(), headers
     text = json.dumps(document)
     if kind == "character edits":
         for _ in range(draw(st.integers(1, 4))):
@@ -401,30 +336,11 @@ async def _no_dns(_runbook):
     raise _NoTemporal("no DNS behind this webhook (bench.bad_input)")
 
 
-@contextlib.contextmanager
-def served(app) -> Iterator[str]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True, name="bad-input-webhook")
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise SystemExit("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def bench_webhook() -> tuple[Tally, float]:
     tally = Tally()
     webhook = Webhook(load_rules(RULES), Settings(), TokenSource(TOKEN), _no_temporal, _no_dns, max_body=MAX_BODY)
     webhook.log = _Quiet()  # each well-formed alert would log "Temporal not answering"
-    with served(webhook.app()) as url, httpx.Client(base_url=url, timeout=30) as http:
+    with uvicorn_on_loopback(webhook.app()) as url, httpx.Client(base_url=url, timeout=30) as http:
 
         def post(case: tuple[str, bytes, dict[str, str]]) -> None:
             kind, body, headers = case

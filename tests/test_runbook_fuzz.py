@@ -10,18 +10,14 @@ from hypothesis import strategies as st
 from drpilot.domain.loader import RunbookError, parse_runbook
 from drpilot.domain.runbook import Runbook
 from tests.conftest import RUNBOOKS
+from tests.support.fuzz import STRUCTURAL, mutate, nested
 
 EXAMPLES = [p.read_text() for p in sorted(RUNBOOKS.glob("*.yaml"))]
 
-scalars = st.one_of(
+values = nested(st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
     st.text(max_size=20), st.sampled_from(["5m", "90s", "primary", "standby", "route53", "s3://b/k/", "http://x"]),
-)
-values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-    max_leaves=20,
-)
+))
 
 
 def load_or_error(text: str) -> None:
@@ -45,31 +41,11 @@ def test_random_yaml_documents(document):
     load_or_error(yaml.safe_dump(document))
 
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths(value, (*prefix, i))
-
-
-def _replace(node, path, value):
-    if not path:
-        return value
-    head, *rest = path
-    copy = dict(node) if isinstance(node, dict) else list(node)
-    copy[head] = _replace(node[head], rest, value)
-    return copy
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(range(len(EXAMPLES))), st.data(), values)
-def test_mutated_examples(index, data, replacement):
-    document = yaml.safe_load(EXAMPLES[index])
-    path = data.draw(st.sampled_from(list(_paths(document))))
-    load_or_error(yaml.safe_dump(_replace(document, path, replacement), sort_keys=False))
+@given(st.sampled_from(range(len(EXAMPLES))), st.sampled_from(STRUCTURAL), st.data())
+def test_mutated_examples(index, kind, data):
+    document = mutate(data.draw, yaml.safe_load(EXAMPLES[index]), kind, values)
+    load_or_error(yaml.safe_dump(document, sort_keys=False))
 
 
 @settings(max_examples=200, deadline=None)

@@ -257,29 +257,24 @@ def _schedule_control(name: str, request: str) -> None:
 
 RUNBOOK_ARG = typer.Argument(..., help="The runbook's name (metadata.name) or the schedule id drill:NAME.")
 
-
-@app.command("pause")
-def pause(name: str = RUNBOOK_ARG) -> None:
-    """Pause a drill schedule (a running drill goes on)."""
-    _schedule_control(name, "pause")
-
-
-@app.command("resume")
-def resume(name: str = RUNBOOK_ARG) -> None:
-    """Resume a paused drill schedule (also after a failed drill paused it)."""
-    _schedule_control(name, "resume")
+# The requests a drill schedule takes (drpilot.frontdoor.schedules.control), one command each.
+SCHEDULE_REQUESTS = {
+    "pause": "Pause a drill schedule (a running drill goes on).",
+    "resume": "Resume a paused drill schedule (also after a failed drill paused it).",
+    "delete": "Delete a drill schedule; past drills' evidence stays in S3.",
+    "trigger": "Fire a drill schedule now, with its own settings (skipped if one still runs).",
+}
 
 
-@app.command("delete")
-def delete(name: str = RUNBOOK_ARG) -> None:
-    """Delete a drill schedule; past drills' evidence stays in S3."""
-    _schedule_control(name, "delete")
+def _schedule_command(request: str, help: str) -> None:
+    def command(name: str = RUNBOOK_ARG) -> None:
+        _schedule_control(name, request)
+
+    app.command(request, help=help)(command)
 
 
-@app.command("trigger")
-def trigger(name: str = RUNBOOK_ARG) -> None:
-    """Fire a drill schedule now, with its own settings (skipped if one still runs)."""
-    _schedule_control(name, "trigger")
+for _request_name, _help in SCHEDULE_REQUESTS.items():
+    _schedule_command(_request_name, _help)
 
 
 @app.command("history")

@@ -4,7 +4,9 @@ pause, resume. Each starts or steers a run through drpilot.frontdoor.runs."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -22,6 +24,10 @@ from drpilot.cli.shared import (
 )
 from drpilot.cli.terminal import err, load_or_exit
 from drpilot.frontdoor.live import weights_text
+
+if TYPE_CHECKING:
+    from drpilot.domain.runbook import Runbook
+    from workflows.types import FailbackInput, FailoverInput
 
 
 def _start_and_report(request, wait: bool, as_json: bool, report_dir: Path | None = None) -> None:
@@ -70,6 +76,23 @@ def _start_and_report(request, wait: bool, as_json: bool, report_dir: Path | Non
         raise typer.Exit(1)
 
 
+def _start_checked(
+    rb: Runbook, regions: list[str], what: str, request: Callable[[str], FailoverInput | FailbackInput], *,
+    yes: bool, wait: bool, as_json: bool, report_dir: Path | None,
+) -> None:
+    """Refuse a region the runbook does not have and a --report without --wait before asking
+    to `what`; once confirmed, start the run request(operator) describes."""
+    from drpilot.frontdoor.runs import operator
+
+    for region in regions:
+        if region not in rb.regions:
+            err.print(f"unknown region {region!r}; {rb.name} has {', '.join(rb.regions)}", markup=False)
+            raise typer.Exit(2)
+    report_dir = report_dir_or_exit(report_dir, wait)
+    confirm(yes, what)
+    _start_and_report(request(operator()), wait, as_json, report_dir)
+
+
 def failover(
     file: Path = typer.Argument(..., help="Runbook YAML file."),
     from_region: str = typer.Option(..., "--from", help="The failed region."),
@@ -89,19 +112,14 @@ def failover(
     if strategy not in ("graceful", "ungraceful"):
         err.print(f"--strategy: expected graceful or ungraceful, got {strategy!r}", markup=False)
         raise typer.Exit(2)
-    for region in [from_region, *(to or [])]:
-        if region not in rb.regions:
-            err.print(f"unknown region {region!r}; {rb.name} has {', '.join(rb.regions)}", markup=False)
-            raise typer.Exit(2)
-    report_dir = report_dir_or_exit(report_dir, wait)
-    confirm(yes, f"fail over {rb.name} away from {from_region}")
-    from drpilot.frontdoor.runs import operator
-
-    request = FailoverInput(
-        runbook=rb, failed_region=from_region, target_regions=to or None, strategy=strategy,
-        trigger="cli", reason=reason, speed=rehearsal_speed(speed), requested_by=operator(),
+    _start_checked(
+        rb, [from_region, *(to or [])], f"fail over {rb.name} away from {from_region}",
+        lambda operator: FailoverInput(
+            runbook=rb, failed_region=from_region, target_regions=to or None, strategy=strategy,
+            trigger="cli", reason=reason, speed=rehearsal_speed(speed), requested_by=operator,
+        ),
+        yes=yes, wait=wait, as_json=as_json, report_dir=report_dir,
     )
-    _start_and_report(request, wait, as_json, report_dir)
 
 
 def failback(
@@ -115,20 +133,17 @@ def failback(
     report_dir: Path = typer.Option(None, "--report", help="With --wait: write the run's report (HTML and Markdown) into this directory when it ends."),
 ) -> None:
     """Bring traffic back to a recovered region gradually, rolling back on degradation."""
-    from drpilot.frontdoor.runs import operator
     from workflows.types import FailbackInput
 
     rb = load_or_exit(file)
-    if to not in rb.regions:
-        err.print(f"unknown region {to!r}; {rb.name} has {', '.join(rb.regions)}", markup=False)
-        raise typer.Exit(2)
-    report_dir = report_dir_or_exit(report_dir, wait)
-    confirm(yes, f"fail {rb.name} back to {to}")
-    request = FailbackInput(
-        runbook=rb, original_region=to, trigger="cli", reason=reason,
-        speed=rehearsal_speed(speed), requested_by=operator(),
+    _start_checked(
+        rb, [to], f"fail {rb.name} back to {to}",
+        lambda operator: FailbackInput(
+            runbook=rb, original_region=to, trigger="cli", reason=reason,
+            speed=rehearsal_speed(speed), requested_by=operator,
+        ),
+        yes=yes, wait=wait, as_json=as_json, report_dir=report_dir,
     )
-    _start_and_report(request, wait, as_json, report_dir)
 
 
 def report(

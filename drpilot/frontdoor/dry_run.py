@@ -58,15 +58,36 @@ def dns_control_plane_warning(rb: Runbook, failed: str) -> str | None:
     )
 
 
-def _replicas(kube: KubeActivities, rb: Runbook, region: str) -> dict[str, int] | str:
-    try:
-        state = kube.read(KubeReadInput(runbook=rb, region=region))
-    except ApplicationError as exc:
-        return exc.message
-    return {f"{d.namespace}/{d.name}": d.replicas for d in state.deployments}
+@dataclass
+class _LiveState:
+    """Where a plan reads the live state: the activity classes the procedures read it with."""
+
+    dns: DnsActivities
+    kube: KubeActivities
+    artifacts: ArtifactActivities
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> _LiveState:
+        return cls(
+            DnsActivities.from_settings(settings),
+            KubeActivities.from_settings(settings),
+            ArtifactActivities.from_settings(settings),
+        )
+
+    def weights(self, rb: Runbook) -> dict[str, int]:
+        return self.dns.read(DnsReadInput(runbook=rb)).weights()
+
+    def replicas(self, rb: Runbook, region: str) -> dict[str, int] | str:
+        """Replicas per namespace/deployment, or why the cluster could not be read."""
+        try:
+            state = self.kube.read(KubeReadInput(runbook=rb, region=region))
+        except ApplicationError as exc:
+            return exc.message
+        return {f"{d.namespace}/{d.name}": d.replicas for d in state.deployments}
 
 
-def _scale_changes(plan: Plan, rb: Runbook, region: str, current: dict[str, int] | str, to: str) -> None:
+def _scale_changes(plan: Plan, rb: Runbook, region: str, live: _LiveState, to: str) -> None:
+    current = live.replicas(rb, region)
     if isinstance(current, str):
         plan.notes.append(f"{region}: cluster not readable now ({current})")
         current = {}
@@ -112,20 +133,17 @@ def _restore_timing(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactAct
 
 
 def plan_failover(rb: Runbook, failed: str, to: list[str] | None, settings: Settings) -> Plan:
-    plan = Plan("failover")
-    dns = DnsActivities.from_settings(settings)
-    kube = KubeActivities.from_settings(settings)
-    artifacts = ArtifactActivities.from_settings(settings)
-    before = dns.read(DnsReadInput(runbook=rb)).weights()
+    plan, live = Plan("failover"), _LiveState.from_settings(settings)
+    before = live.weights(rb)
     targets = failover_targets(rb, failed, to)
     warning = dns_control_plane_warning(rb, failed)
     if warning:
         plan.warnings.append(warning)
     after = failover_weights(rb, failed, targets, before)
     for region in targets:
-        _scale_changes(plan, rb, region, _replicas(kube, rb, region), "active")
-        _artifact_changes(plan, rb, region, artifacts, "restore from the Glacier archive")
-        _restore_timing(plan, rb, region, artifacts)
+        _scale_changes(plan, rb, region, live, "active")
+        _artifact_changes(plan, rb, region, live.artifacts, "restore from the Glacier archive")
+        _restore_timing(plan, rb, region, live.artifacts)
     velero = rb.spec.backups.velero
     if velero and Action.failover in velero.restore_on:
         plan.changes.append(f"velero restore from backup {velero.backup} in {', '.join(targets)}")
@@ -143,14 +161,11 @@ def plan_failover(rb: Runbook, failed: str, to: list[str] | None, settings: Sett
 
 
 def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
-    plan = Plan("failback")
-    dns = DnsActivities.from_settings(settings)
-    kube = KubeActivities.from_settings(settings)
-    artifacts = ArtifactActivities.from_settings(settings)
-    start = dns.read(DnsReadInput(runbook=rb)).weights()
+    plan, live = Plan("failback"), _LiveState.from_settings(settings)
+    start = live.weights(rb)
     home = failback_home(rb, original, start)
-    _scale_changes(plan, rb, original, _replicas(kube, rb, original), "active")
-    _artifact_changes(plan, rb, original, artifacts, "sync from the serving region")
+    _scale_changes(plan, rb, original, live, "active")
+    _artifact_changes(plan, rb, original, live.artifacts, "sync from the serving region")
     if start == home:
         plan.notes.append(f"DNS already at {format_weights(home)}: no traffic to shift")
         return plan
@@ -162,5 +177,5 @@ def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
     )
     for region, role in ((n, r.role) for n, r in rb.regions.items()):
         if region != original and role is Role.standby and start.get(region, 0) > 0:
-            _scale_changes(plan, rb, region, _replicas(kube, rb, region), "standby")
+            _scale_changes(plan, rb, region, live, "standby")
     return plan

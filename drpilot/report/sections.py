@@ -3,8 +3,10 @@ facts so the HTML and the Markdown say the same thing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from activities import contracts as c
 from drpilot.report.facts import RunFacts, Step
@@ -243,44 +245,32 @@ def _step_bar(step: Step, offset) -> Bar:
     return Bar(label, offset(step.started), step.seconds, step.outcome, 1, describe(step))
 
 
+# What one line says of each kind of answer (the first kind the answer is wins).
+_ANSWER_TEXT: list[tuple[type, Callable[[Any, Step], str]]] = [
+    (c.DnsApplyResult, lambda a, step: f"{weights_text(a.weights)}: {a.status}"),
+    (c.DnsState, lambda a, step: weights_text(a.weights())),
+    (c.ReplicaState, lambda a, step: ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in a.deployments)),
+    (c.ScaleResult, lambda a, step: f"to {step.request.to if step.request else '?'}; changed {', '.join(a.changed) or 'nothing'}"),
+    (c.RolloutRestartResult, lambda a, step: f"restarted {', '.join(a.restarted) or 'nothing (already)'}"),
+    (c.VerifyResult, lambda a, step: f"{a.model}: {a.files} files, {len(a.problems)} problem(s)"),
+    (c.RestoreResult, lambda a, step: f"{a.model}: {len(a.restored)} file(s) restored, tier {a.tier}"),
+    (c.SyncResult, lambda a, step: f"{a.verify.model}: {len(a.copied)} copied, {a.unchanged} unchanged"),
+    (c.VeleroRestoreResult, lambda a, step: f"{a.name}: {a.phase}" + (f" from {a.backup}" if a.backup else "")),
+    (c.VeleroBackupInfo, lambda a, step: f"{a.name}: {a.phase}"),
+    (c.WarmupResult, lambda a, step: f"{a.requests} requests, {a.failures} failed, p99 {a.p99_ms:.0f}ms"),
+    (c.HealthResult, lambda a, step: f"{'passed' if a.passed else 'FAILED'} after {a.rounds} round(s)"),
+    (c.AnalyseResult, lambda a, step: f"{a.requests} requests, error rate {a.error_rate:.2%}, p99 {a.p99_ms:.0f}ms: "
+                                       f"{'healthy' if a.healthy else 'DEGRADED'}"),
+    (c.NotifyResult, lambda a, step: f"{'delivered' if a.delivered else 'not delivered'} to {a.target}"),
+]
+
+
 def describe(step: Step) -> str:
     """One line saying what the step found or did."""
-    a = step.answer
     if step.outcome not in ("ok", "running"):
         return f"{step.outcome}: {step.error}" if step.error else step.outcome
     prefix = f"attempt {step.attempts}: " if step.attempts > 1 else ""
-    if isinstance(a, c.DnsApplyResult):
-        text = f"{weights_text(a.weights)}: {a.status}"
-    elif isinstance(a, c.DnsState):
-        text = weights_text(a.weights())
-    elif isinstance(a, c.ReplicaState):
-        text = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in a.deployments)
-    elif isinstance(a, c.ScaleResult):
-        text = f"to {step.request.to if step.request else '?'}; changed {', '.join(a.changed) or 'nothing'}"
-    elif isinstance(a, c.RolloutRestartResult):
-        text = f"restarted {', '.join(a.restarted) or 'nothing (already)'}"
-    elif isinstance(a, c.VerifyResult):
-        text = f"{a.model}: {a.files} files, {len(a.problems)} problem(s)"
-    elif isinstance(a, c.RestoreResult):
-        text = f"{a.model}: {len(a.restored)} file(s) restored, tier {a.tier}"
-    elif isinstance(a, c.SyncResult):
-        text = f"{a.verify.model}: {len(a.copied)} copied, {a.unchanged} unchanged"
-    elif isinstance(a, c.VeleroRestoreResult):
-        text = f"{a.name}: {a.phase}" + (f" from {a.backup}" if a.backup else "")
-    elif isinstance(a, c.VeleroBackupInfo):
-        text = f"{a.name}: {a.phase}"
-    elif isinstance(a, c.WarmupResult):
-        text = f"{a.requests} requests, {a.failures} failed, p99 {a.p99_ms:.0f}ms"
-    elif isinstance(a, c.HealthResult):
-        text = f"{'passed' if a.passed else 'FAILED'} after {a.rounds} round(s)"
-    elif isinstance(a, c.AnalyseResult):
-        text = (f"{a.requests} requests, error rate {a.error_rate:.2%}, p99 {a.p99_ms:.0f}ms: "
-                f"{'healthy' if a.healthy else 'DEGRADED'}")
-    elif isinstance(a, c.NotifyResult):
-        text = f"{'delivered' if a.delivered else 'not delivered'} to {a.target}"
-    else:
-        text = ""
-    return prefix + text
+    return prefix + next((say(step.answer, step) for kind, say in _ANSWER_TEXT if isinstance(step.answer, kind)), "")
 
 
 def _weights(facts: RunFacts, offset) -> list[tuple[float, dict[str, int]]]:

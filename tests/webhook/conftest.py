@@ -5,10 +5,8 @@ simulated world, and the webhook reading that world's DNS."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +21,7 @@ from drpilot.domain.settings import Settings, TemporalSettings
 from drpilot.webhook.app import PATH, TokenSource, Webhook
 from drpilot.webhook.guardrails import KillSwitch
 from drpilot.webhook.rules import CircuitBreaker, Route, Routing, Rule
+from tests.support.loopback import uvicorn_on_loopback  # noqa: F401  (the webhook's HTTP tests use it from here)
 from tests.workflows.conftest import Harness, env, harness, runbook  # noqa: F401  (fixtures)
 from tests.workflows.world import World
 
@@ -138,25 +137,6 @@ def serve(env, harness):  # noqa: F811  (the imported fixtures)
                 yield Served(webhook, http, world, h, clock, env)
 
     return make
-
-
-@contextmanager
-def uvicorn_on_loopback(app) -> Iterator[str]:
-    """A real uvicorn serving `app` on 127.0.0.1 (a free port) in a thread; its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @asynccontextmanager

@@ -1,0 +1,1 @@
+"""Test support: helpers shared by test folders and benches; no tests here."""

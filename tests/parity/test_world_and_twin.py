@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import itertools
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +74,9 @@ async def until(check: Callable[[], Any], what: str) -> None:
 
 
 # ---------------------------------------------------------------------------------- sides
-class Side:
+class Side(ABC):
     """One backend behind the activity contract: its activities by contract name, and the
     out-of-band changes a scenario makes to its world (what an outage does, not drpilot)."""
-
-    name: str
 
     def __init__(self, runbook: Runbook, activities: list[Callable[..., Any]], speed: float):
         self.runbook = runbook
@@ -90,22 +89,20 @@ class Side:
             return await ActivityEnvironment().run(fn, input)
         return await asyncio.to_thread(ActivityEnvironment().run, fn, input)
 
+    @abstractmethod
     async def lose_artifact(self, region: str, model: str) -> None:
         """A file of the model's artifacts in the region is gone."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def sees_artifacts(self, region: str, model: str) -> None:
         """Return once new pods would load the model's artifacts again (after a repair)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def lose_workloads(self, region: str) -> None:
         """The region's cluster lost the runbook's Deployments (a rebuilt cluster)."""
-        raise NotImplementedError
 
 
 class WorldSide(Side):
-    name = "World"
-
     def __init__(self, runbook: Runbook):
         self.world = World.normal(runbook)
         super().__init__(runbook, self.world.activities(), speed=1.0)
@@ -121,8 +118,6 @@ class WorldSide(Side):
 
 
 class TwinSide(Side):
-    name = "the twin"
-
     def __init__(self, runbook: Runbook, twin: Twin, activities: list[Callable[..., Any]], s3: Any, kube: KubeconfigClients):
         super().__init__(runbook, activities, speed=twin.speed)
         self.twin, self.s3, self.kube = twin, s3, kube
@@ -244,7 +239,7 @@ async def failover_the_guardrail_allows(side: Side) -> dict[str, Any]:
 async def stale_pods_after_an_artifact_repair(side: Side) -> dict[str, Any]:
     """Pods that started while a model file was missing serve without it after the repair,
     until a rollout restart brings up pods that load it."""
-    model, seen = LOADED, {}
+    model, seen = LOADED, dict[str, Any]()
     artifact = c.ArtifactInput(runbook=side.runbook, region=STANDBY, model=model.name, version=model.version)
     await side.lose_artifact(STANDBY, model.name)
     seen["scaled up while missing"] = sorted((await scale(side, STANDBY, "active")).changed)

@@ -47,7 +47,8 @@ from drpilot.frontdoor.ports import free_loopback_port
 from drpilot_twin.twin import parse_env
 from workflows.types import Progress, RunResult, workflow_id
 
-ROOT = Path(__file__).resolve().parent.parent
+# The checkout this twin is installed from (editable): twin/drpilot_twin/demo.py -> the repository.
+ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = ROOT / "runbooks" / "llm-inference.yaml"
 # 180x: the 75 minutes of failback bakes rehearse in 25 s, and the whole story in about two
 # minutes on two cores.

@@ -296,3 +296,24 @@ class World:
             region=input.region, healthy=rate <= limit, requests=500, error_rate=rate, p99_ms=180.0,
             evidence=[c.CheckEvidence(check="error rate", passed=rate <= limit, observed=f"{rate:.3f}")],
         )
+
+
+def outage(rb: Runbook, region: str) -> World:
+    """A normal world whose `region` went dark."""
+    world = World.normal(rb)
+    world.dark.add(region)
+    return world
+
+
+def after_failover(rb: Runbook, original: str, dr: dict[str, int]) -> World:
+    """The world a failover left: DNS on the DR region(s), DR scaled up, original recovered
+    but scaled to standby and missing a model that changed while it was away."""
+    world = World.normal(rb)
+    world.dns = {r: dr.get(r, 0) for r in rb.regions}
+    for region in dr:
+        for w in rb.workloads_in(region):
+            world.replicas[region][f"{w.namespace}/{w.deployment}"] = w.replicas.active
+    for w in rb.workloads_in(original):
+        world.replicas[original][f"{w.namespace}/{w.deployment}"] = w.replicas.standby
+    world.missing[original] = {rb.spec.models[0].name}
+    return world

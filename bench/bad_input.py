@@ -92,7 +92,7 @@ BAD_INPUT_NOTE = [
     "(7 lines, 4.8 million values) took 11 s to refuse, more levels minutes and gigabytes (now refused",
     "beyond 100000 values at once); a key holding a line break printed a problem over two lines (now",
     "escaped), and every problem on line 100 printed as `FILE💯COL` (rich's emoji codes; the stderr",
-    "console now has emoji off). Each has a test (tests/test_runbook_loader.py, tests/test_cli_runbook.py);",
+    "console now has emoji off). Each has a test (tests/domain/test_runbook_loader.py, tests/cli/test_cli_runbook.py);",
     "the counts above are after the fixes. The webhook answered every body with a clean 4xx / 503.",
     "Inputs/s is the validator plus generating the input (hypothesis, YAML dump) and writing the file.",
 ]

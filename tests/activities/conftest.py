@@ -1,21 +1,43 @@
-"""Fixtures shared by the activity tests."""
+"""Fixtures shared by the activity tests: the twin's AWS front and Kubernetes emulators, and
+the clients drpilot builds for them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from drpilot_twin.aws.front import AwsFront
 from drpilot_twin.faults import FaultBoard
 from drpilot_twin.kube.api import start_kube_clusters, write_kubeconfig
 
 from activities.kube import KubeconfigClients
 from drpilot.domain.loader import load_runbook
+from tests.support.aws import SPEED, aws_client
+from tests.support.paths import ROUTE53_RUNBOOK
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNBOOK = load_runbook(ROOT / "runbooks" / "llm-inference.yaml")
 KUBE_SPEED = 60.0  # pods ready 0.5 s after a scale-up; a Velero restore ~0.4 s
+
+
+@pytest.fixture(scope="module")
+def board() -> FaultBoard:
+    return FaultBoard()
+
+
+@pytest.fixture(scope="module")
+def front(board) -> Iterator[AwsFront]:
+    aws = AwsFront(board, speed=SPEED)
+    aws.start()
+    yield aws
+    aws.stop()
+
+
+@pytest.fixture
+def s3(front, board):
+    """A client of the AWS front, its buckets and faults cleared."""
+    front.reset()
+    board.clear()
+    return aws_client("s3", front.url)
 
 
 @pytest.fixture
@@ -23,7 +45,7 @@ def kube_clusters(tmp_path) -> Iterator[SimpleNamespace]:
     """One Kubernetes API emulator per region of llm-inference.yaml, a kubeconfig for them
     and the clients drpilot builds from it."""
     board = FaultBoard()
-    clusters = start_kube_clusters(RUNBOOK, board, speed=KUBE_SPEED)
+    clusters = start_kube_clusters(load_runbook(ROUTE53_RUNBOOK), board, speed=KUBE_SPEED)
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", clusters)
     yield SimpleNamespace(board=board, clusters=clusters, kubeconfig=kubeconfig,
                           clients=KubeconfigClients(str(kubeconfig)))

@@ -10,13 +10,10 @@ import dataclasses
 import json
 import threading
 
-import boto3
 import pytest
 from botocore.config import Config
-from drpilot_twin.aws.front import AwsFront
 from drpilot_twin.aws.moto_server import AWS_ENV
-from drpilot_twin.aws.s3 import MODEL_FILES, corrupt_object, file_entry, put_file, seed_s3, stream
-from drpilot_twin.faults import FaultBoard
+from drpilot_twin.aws.s3 import MODEL_FILES, corrupt_object, put_file, seed_s3
 from drpilot_twin.loopback import LoopbackServer
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
@@ -33,45 +30,22 @@ from activities.artifacts.tiers import (
 )
 from activities.contracts import ArtifactInput, RestoreInput, SyncInput
 from drpilot.domain.loader import load_runbook
+from tests.support.artifacts import (
+    ARCHIVE,
+    EAST,
+    MODEL,
+    PART,
+    SHARDS,
+    VERSION,
+    WEST,
+    MiB,
+    shard,
+    upload_checkpoint,
+    with_model,
+)
+from tests.support.aws import SPEED, aws_client
 
-SPEED = 100.0  # the front's and the activities': 60 simulated seconds of Glacier = 0.6 s
-MODEL = "llm-7b"
-VERSION = "2024-01-15"
-WEST = ("models-usw2", "llm-7b/2024-01-15/")
-EAST = ("models-use1", "llm-7b/2024-01-15/")
-ARCHIVE = ("model-archive", "llm-7b/2024-01-15/")
 ALL_PATHS = sorted([*MODEL_FILES, "manifest.json"])
-
-
-@pytest.fixture(scope="module")
-def board():
-    return FaultBoard()
-
-
-@pytest.fixture(scope="module")
-def front(board):
-    aws = AwsFront(board, speed=SPEED)
-    aws.start()
-    yield aws
-    aws.stop()
-
-
-def _client(url: str, **config):
-    return boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name=AWS_ENV["AWS_DEFAULT_REGION"],
-        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-        config=Config(**config) if config else None,
-    )
-
-
-@pytest.fixture
-def s3(front, board):
-    front.reset()
-    board.clear()
-    return _client(front.url)
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +323,7 @@ def test_restore_already_in_progress_is_success(artifacts, s3, front, board, run
     board.update(glacier_delay_seconds=100)  # 1 s: still in progress at the second request
     bucket, prefix = ARCHIVE
     key = prefix + "model.safetensors"
-    someone_else = _client(front.url)  # an independent client: none of the hooks below
+    someone_else = aws_client("s3", front.url)  # an independent client: none of the hooks below
 
     def someone_else_asks_first(**_):
         if front.restore_count(bucket, key) == 0:
@@ -553,7 +527,7 @@ def failing_s3(request):
 )
 def test_s3_errors_are_classified(failing_s3, runbook, retryable, kind):
     # One attempt per call: botocore's own retries would only make the test slower.
-    client = _client(failing_s3.server.url, retries={"max_attempts": 1, "mode": "standard"})
+    client = aws_client("s3", failing_s3.server.url, Config(retries={"max_attempts": 1, "mode": "standard"}))
     with pytest.raises(ApplicationError) as caught:
         ActivityEnvironment().run(ArtifactActivities(client).verify, _verify_input(runbook))
     assert caught.value.non_retryable is not retryable
@@ -569,7 +543,7 @@ def test_unreachable_s3_is_retryable(runbook):
     server.start()
     url = server.url
     server.stop()  # nothing listens there any more
-    client = _client(url, retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=1)
+    client = aws_client("s3", url, Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=1))
     with pytest.raises(ApplicationError) as caught:
         ActivityEnvironment().run(ArtifactActivities(client).verify, _verify_input(runbook))
     assert not caught.value.non_retryable and caught.value.type == "S3Unreachable"
@@ -592,41 +566,6 @@ def _through_temporal(details: dict) -> dict:
     return converter.from_payloads(converter.to_payloads([details]))[0]
 
 
-# ------------------------------------------------------------------- checkpoints at scale
-MiB = 1024 * 1024
-PART = 5 * MiB  # S3's smallest part (except the last), which moto enforces too
-# A checkpoint as the AWS CLI / SDKs upload it: shards in parts, one with a FULL_OBJECT CRC,
-# one with a COMPOSITE SHA-256 (checksum of the part checksums), and a small single PUT.
-SHARDS = {
-    "model-00001.safetensors": {"size": 11 * MiB, "part_size": PART, "algorithm": "CRC32", "full_object": True},
-    "model-00002.safetensors": {"size": 11 * MiB, "part_size": PART, "algorithm": "SHA256"},
-    "config.json": {"size": 700, "algorithm": "SHA256"},
-}
-
-
-def _shard(path: str, size: int, flip: int | None = None) -> bytes:
-    body = stream(f"{MODEL}/{path}", size)
-    if flip is None:
-        return body
-    return body[:flip] + bytes([body[flip] ^ 0xFF]) + body[flip + 1 :]
-
-
-def _upload_checkpoint(s3, where=WEST, versioned=False) -> dict[str, bytes]:
-    """Replace the region's copy of llm-7b with SHARDS (and their manifest)."""
-    bucket, prefix = where
-    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-        s3.delete_object(Bucket=bucket, Key=obj["Key"])
-    bodies, entries = {}, []
-    for path, spec in SHARDS.items():
-        args = {k: v for k, v in spec.items() if k != "size"}
-        bodies[path] = _shard(path, spec["size"])
-        put_file(s3, bucket, prefix + path, bodies[path], **args)
-        entries.append(file_entry(path, bodies[path], **args))
-    manifest = {"model": MODEL, "version": VERSION, "files": entries}
-    s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=json.dumps(manifest).encode())
-    return bodies
-
-
 def _calls(s3, operation: str) -> list[str]:
     """The key of every `operation` request `s3` sends from now on (botocore's own event)."""
     keys: list[str] = []
@@ -640,7 +579,7 @@ def _bodies_read(gets: list[str]) -> list[str]:
 
 def test_a_multipart_checkpoint_verifies_without_reading_a_body(artifacts, s3, runbook):
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
+    upload_checkpoint(s3)
     head = s3.head_object(Bucket=WEST[0], Key=WEST[1] + "model-00002.safetensors", ChecksumMode="ENABLED")
     assert head["ETag"].strip('"').endswith("-3")  # really a 3-part upload
     gets = _calls(s3, "GetObject")
@@ -654,11 +593,11 @@ def test_a_multipart_checkpoint_verifies_without_reading_a_body(artifacts, s3, r
 @pytest.mark.parametrize("path", ["model-00001.safetensors", "model-00002.safetensors"], ids=["full-object-crc32", "composite-sha256"])
 def test_a_corrupted_part_is_caught_from_s3_metadata(artifacts, s3, runbook, path):
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
+    upload_checkpoint(s3)
     spec = SHARDS[path]
     args = {k: v for k, v in spec.items() if k != "size"}
     # Same size and layout, one byte changed in the second part.
-    put_file(s3, WEST[0], WEST[1] + path, _shard(path, spec["size"], flip=PART + 17), **args)
+    put_file(s3, WEST[0], WEST[1] + path, shard(path, spec["size"], flip=PART + 17), **args)
     gets = _calls(s3, "GetObject")
     result = ActivityEnvironment().run(artifacts.verify, _verify_input(runbook))
     assert [(p.key, p.problem) for p in result.problems] == [(_uri(WEST, path), "corrupt")]
@@ -668,8 +607,8 @@ def test_a_corrupted_part_is_caught_from_s3_metadata(artifacts, s3, runbook, pat
 
 def test_deep_verify_reads_every_body_and_heartbeats_per_chunk(artifacts, s3, runbook):
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
-    deep = _with_model(runbook, verify="deep")
+    upload_checkpoint(s3)
+    deep = with_model(runbook, verify="deep")
     gets = _calls(s3, "GetObject")
     env = ActivityEnvironment()
     beats: list[dict] = []
@@ -683,7 +622,7 @@ def test_deep_verify_reads_every_body_and_heartbeats_per_chunk(artifacts, s3, ru
 
 def test_a_file_s3_has_no_checksum_for_is_hashed(artifacts, s3, runbook):
     _seed(s3, runbook)
-    bodies = _upload_checkpoint(s3)
+    bodies = upload_checkpoint(s3)
     # Re-uploaded with a checksum the manifest does not record (CRC32, single PUT).
     s3.put_object(Bucket=WEST[0], Key=WEST[1] + "config.json", Body=bodies["config.json"], ChecksumAlgorithm="CRC32")
     gets = _calls(s3, "GetObject")
@@ -694,8 +633,8 @@ def test_a_file_s3_has_no_checksum_for_is_hashed(artifacts, s3, runbook):
 
 def test_a_killed_verify_resumes_from_the_files_done(artifacts, s3, runbook):
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
-    deep = _with_model(runbook, verify="deep")
+    upload_checkpoint(s3)
+    deep = with_model(runbook, verify="deep")
     first = ActivityEnvironment()
     last: list[dict] = []
 
@@ -719,11 +658,6 @@ def test_a_killed_verify_resumes_from_the_files_done(artifacts, s3, runbook):
     assert read == set(SHARDS) - set(done)  # the files judged before are not read again
 
 
-def _with_model(runbook, **changes):
-    models = [m.model_copy(update=changes) if m.name == MODEL else m for m in runbook.spec.models]
-    return runbook.model_copy(update={"spec": runbook.spec.model_copy(update={"models": models})})
-
-
 @pytest.fixture
 def multipart(s3):
     """Activities that copy anything above 6 MiB part by part, in 5 MiB parts."""
@@ -736,7 +670,7 @@ def _uploads_left(s3, bucket: str) -> list[str]:
 
 def test_sync_copies_large_files_part_by_part_and_they_verify_without_a_read(multipart, s3, runbook):
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
+    upload_checkpoint(s3)
     part_copies, copies = _calls(s3, "UploadPartCopy"), _calls(s3, "CopyObject")
     result = ActivityEnvironment().run(multipart.sync, _sync_input(runbook))
     assert sorted(result.copied) == [_uri(EAST, p) for p in ALL_PATHS_OF_CHECKPOINT]
@@ -757,7 +691,7 @@ ALL_PATHS_OF_CHECKPOINT = sorted([*SHARDS, "manifest.json"])
 
 def test_a_killed_sync_resumes_its_multipart_copy(multipart, s3, runbook):
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
+    upload_checkpoint(s3)
     part_copies, created = _calls(s3, "UploadPartCopy"), _calls(s3, "CreateMultipartUpload")
     first = ActivityEnvironment()
     last: list[dict] = []
@@ -790,7 +724,7 @@ def test_a_killed_sync_resumes_its_multipart_copy(multipart, s3, runbook):
 
 def test_an_abandoned_upload_is_aborted_not_leaked(multipart, s3, runbook):
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
+    upload_checkpoint(s3)
     # A run whose worker died before its heartbeat named this upload.
     s3.create_multipart_upload(Bucket=EAST[0], Key=EAST[1] + "model-00001.safetensors")
     result = ActivityEnvironment().run(multipart.sync, _sync_input(runbook))
@@ -800,7 +734,7 @@ def test_an_abandoned_upload_is_aborted_not_leaked(multipart, s3, runbook):
 
 def test_restore_copies_a_large_archived_file_part_by_part(multipart, s3, runbook):
     _seed(s3, runbook)
-    bodies = _upload_checkpoint(s3)
+    bodies = upload_checkpoint(s3)
     path, spec = "model-00001.safetensors", SHARDS["model-00001.safetensors"]
     args = {k: v for k, v in spec.items() if k != "size"}
     put_file(s3, ARCHIVE[0], ARCHIVE[1] + path, bodies[path], storage_class="GLACIER", **args)
@@ -838,7 +772,7 @@ def test_artifacts_manifest_command_describes_a_prefix_from_s3_metadata(front, s
     from drpilot.cli.main import app
 
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
+    upload_checkpoint(s3)
     s3.delete_object(Bucket=WEST[0], Key=WEST[1] + "manifest.json")
     for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": front.url}.items():
         monkeypatch.setenv(name, value)
@@ -866,7 +800,7 @@ def test_a_composite_upload_copied_in_one_piece_verifies_by_its_full_sha256(arti
     """CopyObject gives the copy a full-object checksum, so a single-part object's checksum
     is never taken for a composite one (moto keeps the source's ChecksumType)."""
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
+    upload_checkpoint(s3)
     key = WEST[1] + "model-00002.safetensors"
     s3.copy_object(Bucket=WEST[0], Key=key + ".tmp", CopySource={"Bucket": WEST[0], "Key": key})
     s3.copy_object(Bucket=WEST[0], Key=key, CopySource={"Bucket": WEST[0], "Key": key + ".tmp"}, ChecksumAlgorithm="SHA256")
@@ -880,7 +814,7 @@ def test_a_composite_upload_copied_in_one_piece_verifies_by_its_full_sha256(arti
 
 def test_sync_keeps_a_composite_files_part_layout_below_the_threshold(artifacts, s3, runbook):
     _seed(s3, runbook)
-    _upload_checkpoint(s3)
+    upload_checkpoint(s3)
     part_copies = _calls(s3, "UploadPartCopy")
     result = ActivityEnvironment().run(artifacts.sync, _sync_input(runbook))  # 5 GiB threshold
     assert result.verify.ok and result.verify.hashed == 0

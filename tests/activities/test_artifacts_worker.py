@@ -1,6 +1,6 @@
 """ArtifactActivities in a real Temporal worker: the threads that verify files and hash their
 chunks heartbeat through the worker, during a failover whose other steps are the simulated
-world of tests/workflows."""
+world (tests/support/world.py)."""
 
 from __future__ import annotations
 
@@ -20,16 +20,9 @@ from temporalio.worker import (
 from activities import contracts as c
 from activities.artifacts.activities import ArtifactActivities
 from activities.artifacts.objects import CHUNK_BYTES
-from tests.activities.test_artifacts import (  # noqa: F401
-    SHARDS,
-    _upload_checkpoint,
-    _with_model,
-    board,
-    front,
-    s3,
-)
-from tests.workflows.conftest import WORKFLOWS, env, route53_runbook  # noqa: F401
-from tests.workflows.world import World
+from tests.support.artifacts import SHARDS, upload_checkpoint, with_model
+from tests.support.temporal import WORKFLOWS
+from tests.support.world import World
 from workflows.failover import FailoverWorkflow
 from workflows.types import FailoverInput
 
@@ -64,10 +57,10 @@ class _Outbound(ActivityOutboundInterceptor):
         super().heartbeat(*details)
 
 
-async def test_deep_verify_heartbeats_from_its_threads_in_a_real_worker(env, s3, route53_runbook):  # noqa: F811
-    runbook = _with_model(route53_runbook, verify="deep")
+async def test_deep_verify_heartbeats_from_its_threads_in_a_real_worker(env, s3, route53_runbook):
+    runbook = with_model(route53_runbook, verify="deep")
     seed_s3(s3, runbook)
-    _upload_checkpoint(s3)
+    upload_checkpoint(s3)
     world = World.normal(runbook)
     artifacts = ArtifactActivities(s3)
     activities = [a for a in world.activities() if a.__name__ != "artifacts_verify"] + [artifacts.verify]

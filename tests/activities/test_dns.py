@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import botocore.exceptions
 import pytest
 from botocore.config import Config
@@ -32,21 +31,7 @@ from activities.dns.route53 import Route53Provider
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import ProviderSettings, Settings
-
-SPEED = 100.0  # the twin's and the activity's: 30 simulated seconds of PENDING = 0.3 s
-
-
-@pytest.fixture(scope="module")
-def board() -> FaultBoard:
-    return FaultBoard()
-
-
-@pytest.fixture(scope="module")
-def front(board) -> Iterator[AwsFront]:
-    aws = AwsFront(board, speed=SPEED)
-    aws.start()
-    yield aws
-    aws.stop()
+from tests.support.aws import SPEED, aws_client
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +43,7 @@ def emulator(board) -> Iterator[CloudDnsEmulator]:
 
 
 def route53_client(front: AwsFront, **retries: Any):
-    return boto3.client(
-        "route53",
-        endpoint_url=front.url,
-        region_name=AWS_ENV["AWS_DEFAULT_REGION"],
-        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries=retries or {"mode": "standard", "max_attempts": 3}),
-    )
+    return aws_client("route53", front.url, Config(retries=retries or {"mode": "standard", "max_attempts": 3}))
 
 
 @dataclass

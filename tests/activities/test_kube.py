@@ -6,7 +6,6 @@ previous attempt included); the clients come from a generated kubeconfig by cont
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from pathlib import Path
@@ -18,15 +17,15 @@ import yaml
 from drpilot_twin.kube.api import DEFAULT_POD_START_SECONDS, write_kubeconfig
 from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import KubeReadInput, ScaleInput
 from activities.kube import KubeActivities, KubeconfigClients
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
+from tests.support.activities import run
+from tests.support.paths import ROUTE53_RUNBOOK
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNBOOK = load_runbook(ROOT / "runbooks" / "llm-inference.yaml")
+RUNBOOK = load_runbook(ROUTE53_RUNBOOK)
 SPEED = 60.0  # pods ready 0.5 s after a scale-up; polls every 33 ms
 NS = "ml-serving"
 DR = "us-west-2"
@@ -34,22 +33,7 @@ DR = "us-west-2"
 
 @pytest.fixture
 def twin(kube_clusters) -> SimpleNamespace:
-    return SimpleNamespace(
-        board=kube_clusters.board,
-        clusters=kube_clusters.clusters,
-        kubeconfig=kube_clusters.kubeconfig,
-        clients=kube_clusters.clients,
-        activities=KubeActivities(kube_clusters.clients),
-    )
-
-
-def run(fn, arg, heartbeats: list[Any] | None = None, resume: dict[str, Any] | None = None):
-    env = ActivityEnvironment()
-    if heartbeats is not None:
-        env.on_heartbeat = lambda *details: heartbeats.append(details[0])
-    if resume is not None:
-        env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=[resume])
-    return env.run(fn, arg)
+    return SimpleNamespace(**vars(kube_clusters), activities=KubeActivities(kube_clusters.clients))
 
 
 def scale_input(to: str = "active", **changes: Any) -> ScaleInput:

@@ -18,8 +18,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.contracts import NotifyInput, RunEvent
 from activities.notify import NotifyActivities
 from drpilot.domain.runbook import Notifier
-from tests.webhook.conftest import uvicorn_on_loopback
-from tests.workflows.conftest import runbook
+from tests.support.loopback import uvicorn_on_loopback
+from tests.support.runbooks import runbook
 
 EVENT = RunEvent(
     event="approval_needed", run_id="failover:llm-inference", runbook="llm-inference", action="failover",

@@ -22,14 +22,14 @@ from drpilot_twin.users import TrafficGenerator
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.contracts import AnalyseInput, HealthInput, WarmupInput
+from activities.contracts import AnalyseInput, AnalyseResult, HealthInput, WarmupInput
 from activities.probes.activities import ProbeActivities
 from activities.probes.exposition import histogram_quantile, parse_metrics
 from activities.probes.sending import percentile
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import ProviderSettings, Settings
 from drpilot.frontdoor.ports import free_loopback_port
-from tests.conftest import RUNBOOKS
+from tests.support.paths import RUNBOOKS
 
 SPEED = 20.0
 EAST, WEST = "us-east-1", "us-west-2"
@@ -244,13 +244,20 @@ def test_health_gate_on_a_down_region_fails_every_check(world):
 ANALYSIS_RUNBOOK = {"traffic_shift": {"rollback": {"min_requests": 10}}}
 
 
-def test_analyse_under_traffic_tells_a_healthy_region_from_a_degraded_one(world):
-    world.board.update(error_ramp={WEST: ErrorRamp(at_weight=50, error_rate=0.3)})
+def analysed_under_traffic(world, ramp_at_weight: int, window_seconds: float, *regions: str) -> list[AnalyseResult]:
+    """Each region's analysis, in turn, while traffic flows and WEST errors from `ramp_at_weight`."""
+    world.board.update(error_ramp={WEST: ErrorRamp(at_weight=ramp_at_weight, error_rate=0.3)})
     runbook = make_runbook(**ANALYSIS_RUNBOOK)
     with world.traffic() as traffic:
         wait_until(lambda: traffic.stats()[WEST].ok >= 5, what="traffic flowing")
-        east = world.env().run(world.probes.analyse, AnalyseInput(runbook=runbook, region=EAST, window_seconds=1.5))
-        west = world.env().run(world.probes.analyse, AnalyseInput(runbook=runbook, region=WEST, window_seconds=1.5))
+        return [
+            world.env().run(world.probes.analyse, AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds))
+            for region in regions
+        ]
+
+
+def test_analyse_under_traffic_tells_a_healthy_region_from_a_degraded_one(world):
+    east, west = analysed_under_traffic(world, 50, 1.5, EAST, WEST)
     assert east.healthy and east.error_rate == 0 and east.requests >= 10
     assert all(e.passed for e in east.evidence)
     assert not west.healthy and west.requests >= 10
@@ -260,11 +267,7 @@ def test_analyse_under_traffic_tells_a_healthy_region_from_a_degraded_one(world)
 
 
 def test_analyse_below_the_ramp_weight_stays_healthy(world):
-    world.board.update(error_ramp={WEST: ErrorRamp(at_weight=75, error_rate=0.3)})
-    runbook = make_runbook(**ANALYSIS_RUNBOOK)
-    with world.traffic() as traffic:
-        wait_until(lambda: traffic.stats()[WEST].ok >= 5, what="traffic flowing")
-        west = world.env().run(world.probes.analyse, AnalyseInput(runbook=runbook, region=WEST, window_seconds=1.0))
+    (west,) = analysed_under_traffic(world, 75, 1.0, WEST)
     assert west.healthy and west.error_rate == 0
 
 

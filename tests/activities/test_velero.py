@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,15 +10,15 @@ from drpilot_twin.faults import FaultBoard
 from drpilot_twin.kube.api import start_kube_clusters, write_kubeconfig
 from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import VeleroRestoreInput
 from activities.kube import KubeconfigClients
 from activities.velero import VeleroActivities
 from drpilot.domain.loader import load_runbook, parse_runbook
+from tests.support.activities import run
+from tests.support.paths import ROUTE53_RUNBOOK
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNBOOK_PATH = ROOT / "runbooks" / "llm-inference.yaml"
+RUNBOOK_PATH = ROUTE53_RUNBOOK
 RUNBOOK = load_runbook(RUNBOOK_PATH)
 SPEED = 60.0  # a restore takes ~0.4 s
 NS = "ml-serving"
@@ -29,19 +28,9 @@ DR = "us-west-2"
 @pytest.fixture
 def twin(kube_clusters) -> SimpleNamespace:
     return SimpleNamespace(
-        board=kube_clusters.board,
-        clusters=kube_clusters.clusters,
-        clients=kube_clusters.clients,
-        activities=VeleroActivities(kube_clusters.clients),
+        **vars(kube_clusters), activities=VeleroActivities(kube_clusters.clients),
         custom=k8s.CustomObjectsApi(kube_clusters.clients["prod-usw2"]),
     )
-
-
-def run(fn, arg, heartbeats: list[Any] | None = None):
-    env = ActivityEnvironment()
-    if heartbeats is not None:
-        env.on_heartbeat = lambda *details: heartbeats.append(details[0])
-    return env.run(fn, arg)
 
 
 def restore_input(

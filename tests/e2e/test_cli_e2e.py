@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.twin.conftest import DRPILOT, ROUTE53_RUNBOOK, sandbox_process  # noqa: F401
+from tests.support.paths import DRPILOT, ROUTE53_RUNBOOK
 
 pytestmark = pytest.mark.e2e
 SPEED = "300"  # 15-minute bakes take 3 s; the twin's pods and restores scale alike
@@ -57,7 +57,7 @@ def route53_weights(env: dict[str, str]) -> dict[str, int]:
     return {r["SetIdentifier"]: r["Weight"] for r in records if r["Name"] == "inference.example.com."}
 
 
-def test_failover_then_failback_through_the_cli(sandbox_process, tmp_path):  # noqa: F811
+def test_failover_then_failback_through_the_cli(sandbox_process, tmp_path):
     sandbox = sandbox_process(ROUTE53_RUNBOOK, "--speed", SPEED)
     env = {**os.environ, **sandbox.env()}
     worker_log = tmp_path / "worker.stderr"

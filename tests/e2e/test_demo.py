@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from drpilot_twin.processes import alertmanager_binary, prometheus_binary
 
-from tests.report.test_report import CHROMIUM, chromium
-from tests.twin.conftest import DRPILOT, ROOT
+from tests.support.chromium import CHROMIUM, chromium
+from tests.support.paths import DRPILOT, ROOT
 from workflows.types import RunResult
 
 pytestmark = [

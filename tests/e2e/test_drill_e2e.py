@@ -22,7 +22,7 @@ from drpilot_twin.processes import alertmanager_binary
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
 from drpilot.frontdoor.temporal import connect
-from tests.twin.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from tests.support.paths import DRPILOT, ROUTE53_RUNBOOK
 
 pytestmark = [
     pytest.mark.e2e,
@@ -52,7 +52,7 @@ async def drill_from_trigger(env: dict[str, str], seen: int) -> dict:
             await asyncio.sleep(0.5)
 
 
-def test_scheduled_drills_and_readiness_against_the_twin(twin_factory, tmp_path):  # noqa: F811
+def test_scheduled_drills_and_readiness_against_the_twin(twin_factory, tmp_path):
     text = ROUTE53_RUNBOOK.read_text()
     text = text.replace("steps: [10, 25, 50, 75, 100]", "steps: [50, 100]").replace("bake: 15m", "bake: 1m")
     text = text.replace("    soak: 10m\n", "    soak: 1m\n").replace("    soak_interval: 1m\n", "    soak_interval: 20s\n")

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 from drpilot_twin.faults import Faults
 
-from tests.twin.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from tests.support.commands import plan
+from tests.support.paths import ROUTE53_RUNBOOK
 
 
-def plan(env, *args):
-    return subprocess.run([str(DRPILOT), "runbook", "plan", str(ROUTE53_RUNBOOK), *args],
-                          env=env, capture_output=True, text=True, timeout=60)
-
-
-def test_plan_failover_and_failback_change_nothing(twin_factory):  # noqa: F811
+def test_plan_failover_and_failback_change_nothing(twin_factory):
     twin = twin_factory(ROUTE53_RUNBOOK, faults=Faults(region_down=frozenset({"us-east-1"})))
     env = {**os.environ, **twin.env()}
     failover = plan(env, "--action", "failover", "--from", "us-east-1")
@@ -35,7 +30,7 @@ def test_plan_failover_and_failback_change_nothing(twin_factory):  # noqa: F811
     assert "  note: DNS already at us-east-1 100, us-west-2 0: no traffic to shift" in failback.stdout
 
 
-def test_plan_rejects_an_unknown_region_in_one_line(twin_factory):  # noqa: F811
+def test_plan_rejects_an_unknown_region_in_one_line(twin_factory):
     twin = twin_factory(ROUTE53_RUNBOOK)
     result = plan({**os.environ, **twin.env()}, "--action", "failover", "--from", "eu-west-9")
     assert result.returncode == 2

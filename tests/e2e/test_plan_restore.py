@@ -7,11 +7,11 @@ import os
 
 from drpilot_twin.faults import Faults
 
-from tests.e2e.test_plan import plan
-from tests.twin.conftest import ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from tests.support.commands import plan
+from tests.support.paths import ROUTE53_RUNBOOK
 
 
-def test_plan_says_which_files_glacier_restores_and_how_long(twin_factory):  # noqa: F811
+def test_plan_says_which_files_glacier_restores_and_how_long(twin_factory):
     twin = twin_factory(ROUTE53_RUNBOOK, faults=Faults(region_down=frozenset({"us-east-1"})))
     twin._s3.delete_object(Bucket="models-usw2", Key="llm-7b/2024-01-15/model.safetensors")
     result = plan({**os.environ, **twin.env()}, "--action", "failover", "--from", "us-east-1")

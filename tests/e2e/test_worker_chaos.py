@@ -18,7 +18,7 @@ from kubernetes import config as k8s_config
 from drpilot.domain.settings import load_settings
 from drpilot.frontdoor.runs import progress, result, start
 from drpilot.frontdoor.temporal import connect
-from tests.twin.conftest import DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from tests.support.paths import DRPILOT, ROUTE53_RUNBOOK
 from workflows.types import FailoverInput
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ async def wait_for_phase(handle, phase: str, timeout: float = 60) -> None:
     raise AssertionError(f"the run never reached {phase}")
 
 
-def test_sigkill_worker_mid_failover(twin_factory, monkeypatch):  # noqa: F811
+def test_sigkill_worker_mid_failover(twin_factory, monkeypatch):
     # Pods in the DR region take 40 simulated seconds (2 s at speed 20): the kill lands
     # while the scale-up waits for them.
     twin = twin_factory(ROUTE53_RUNBOOK, temporal=True, faults=Faults(pod_start_seconds={"us-west-2": 40}))

@@ -14,8 +14,10 @@ from temporalio.testing import ActivityEnvironment
 from activities.contracts import KubeReadInput, VeleroRestoreInput
 from activities.kube import KubeActivities, KubeconfigClients
 from activities.velero import VeleroActivities
-from tests.activities.conftest import RUNBOOK
+from drpilot.domain.loader import load_runbook
+from tests.support.paths import ROUTE53_RUNBOOK
 
+RUNBOOK = load_runbook(ROUTE53_RUNBOOK)
 REGION = "us-west-2"
 
 

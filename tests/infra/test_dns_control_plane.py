@@ -8,7 +8,7 @@ import subprocess
 
 from drpilot.domain.loader import load_runbook
 from drpilot.frontdoor.dry_run import dns_control_plane_warning
-from tests.twin.conftest import CLOUDDNS_RUNBOOK, DRPILOT, ROUTE53_RUNBOOK, twin_factory  # noqa: F401
+from tests.support.paths import CLOUDDNS_RUNBOOK, DRPILOT, ROUTE53_RUNBOOK
 
 
 def plan(twin, *args: str) -> subprocess.CompletedProcess:
@@ -18,7 +18,7 @@ def plan(twin, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_plan_warns_when_failing_over_away_from_the_route53_control_plane(twin_factory):  # noqa: F811
+def test_plan_warns_when_failing_over_away_from_the_route53_control_plane(twin_factory):
     twin = twin_factory(ROUTE53_RUNBOOK)
     away = plan(twin, "--from", "us-east-1")
     assert away.returncode == 0, away.stderr

@@ -10,12 +10,12 @@ import re
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 

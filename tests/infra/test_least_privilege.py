@@ -10,7 +10,6 @@ import fnmatch
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -40,9 +39,9 @@ from activities.drills import DrillActivities
 from activities.kube import KubeActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import load_settings
-from tests.twin.conftest import CLOUDDNS_RUNBOOK, ROUTE53_RUNBOOK, start_twin
+from tests.support.paths import CLOUDDNS_RUNBOOK, ROOT, ROUTE53_RUNBOOK
+from tests.support.twin import start_twin
 
-ROOT = Path(__file__).resolve().parents[2]
 IAM = ROOT / "infra/aws/iam-policy.json"
 GCP_ROLE = ROOT / "infra/gcp/dns-role.yaml"
 RBAC = sorted((ROOT / "infra/kubernetes/dr-cluster").glob("*-role.yaml"))

@@ -12,7 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 KUBE = ROOT / "infra" / "kubernetes"
 OVERLAYS = sorted(p for p in (KUBE / "overlays").iterdir() if p.is_dir())
 KUSTOMIZATIONS = [*OVERLAYS, KUBE / "dr-cluster"]

@@ -1,6 +1,6 @@
 """Parity: the two twins agree on what they both model.
 
-`World` (tests/workflows/world.py) fakes the activities at the contract; the sandbox twin
+`World` (tests/support/world.py) fakes the activities at the contract; the sandbox twin
 emulates the providers at the wire and the real activities run against it. Each models the
 guardrail rule, stale pods after an artifact repair and a Velero restore separately, so
 each scenario here is driven once through the activity contract against `World`'s fake
@@ -41,7 +41,7 @@ from activities.registry import build_activities
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import load_settings
-from tests.workflows.world import World
+from tests.support.world import World
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = load_runbook(ROOT / "runbooks" / "llm-inference.yaml")
@@ -320,9 +320,6 @@ SCENARIOS = [
 
 # (scenario, observation) -> (what World says, what the twin says), with why they differ.
 KNOWN: dict[tuple[str, str], tuple[Any, Any]] = {
-    # World refuses with an untyped ApplicationError; dns.apply names what was refused.
-    ("narrowing_below_the_guardrail", "error type"): (None, c.ErrorType.DNS_GUARDRAIL),
-    ("weights_not_summing_to_100", "error type"): (None, c.ErrorType.DNS_WEIGHTS_INVALID),
     # Once the files are back, World still fails every model's version check of a stale
     # region; the twin stamps what each pod loaded, so only the model that was missing
     # when they started is not served. (Before the repair both fail every check.)

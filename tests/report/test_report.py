@@ -1,30 +1,28 @@
 """Run reports from real runs: the workflows run on the time-skipping Temporal server against
-the simulated world (tests/workflows), the report is read from the run's Temporal history,
+the simulated world (tests/support/world.py), the report is read from the run's Temporal history,
 through the library and through `drpilot report`, and the HTML is opened in Debian's
 headless chromium."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
 from drpilot import report
-from tests.workflows.conftest import env, harness, runbook  # noqa: F401  (fixtures)
-from tests.workflows.test_failback import after_failover
-from tests.workflows.test_failover import outage, wait_for
+from tests.support.chromium import CHROMIUM, chromium
+from tests.support.commands import drpilot
+from tests.support.paths import ROOT
+from tests.support.runbooks import runbook
+from tests.support.runs import wait_for
+from tests.support.world import after_failover, outage
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.types import ApproveInput, FailbackInput, FailoverInput
 
-ROOT = Path(__file__).resolve().parents[2]
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -58,7 +56,7 @@ def svg(html: str, kind: str) -> ET.Element:
     return ET.fromstring(found.group(0))  # well-formed XML, or this raises
 
 
-async def test_rolled_back_failback_report_shows_the_shift_the_degradation_and_the_return(harness):  # noqa: F811
+async def test_rolled_back_failback_report_shows_the_shift_the_degradation_and_the_return(harness):
     history = await rolled_back_failback(harness)
     html = report.render(history, "html")
     md = report.render(history, "md")
@@ -96,7 +94,7 @@ async def test_rolled_back_failback_report_shows_the_shift_the_degradation_and_t
     assert "| shift 50% | analysis | us-east-1 | **FAIL**" in md
 
 
-async def test_approved_alert_failover_report_names_trigger_approver_rto_and_changes(harness):  # noqa: F811
+async def test_approved_alert_failover_report_names_trigger_approver_rto_and_changes(harness):
     history = await approved_alert_failover(harness)
     facts = report.read(history)
     sections = report.build(facts)
@@ -115,12 +113,7 @@ async def test_approved_alert_failover_report_names_trigger_approver_rto_and_cha
     assert "No weighted shift" in report.render(history, "html")
 
 
-def drpilot(*args: str, **env_vars: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "drpilot", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env_vars}, stdin=subprocess.DEVNULL, timeout=60)
-
-
-async def test_drpilot_report_writes_both_formats_and_says_one_line_on_bad_input(env, harness, tmp_path):  # noqa: F811
+async def test_drpilot_report_writes_both_formats_and_says_one_line_on_bad_input(env, harness, tmp_path):
     history = await rolled_back_failback(harness)
     address = env.client.service_client.config.target_host
     run_id = history.workflow_id
@@ -156,21 +149,8 @@ def test_the_html_report_is_self_contained():
     assert set(re.findall(r"https?://[^\s\"'<]+", html)) == {"http://www.w3.org/2000/svg"}
 
 
-CHROMIUM = shutil.which("chromium")
-
-
-def chromium(html: Path, tmp_path: Path, *what: str) -> subprocess.CompletedProcess:
-    """Debian's chromium, headless and offline-safe (no sync, updates or background fetches)."""
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--enable-logging=stderr", "--v=0", *what, html.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make setup)")
-async def test_the_html_report_opens_in_headless_chromium_with_its_charts(harness, tmp_path):  # noqa: F811
+async def test_the_html_report_opens_in_headless_chromium_with_its_charts(harness, tmp_path):
     history = await rolled_back_failback(harness)
     page = tmp_path / "report.html"
     page.write_text(report.render(history, "html"))

@@ -1,6 +1,6 @@
 """Malformed documents for hypothesis: nested values of any shape, and one structural mutation
 of a valid document (a value of the wrong type, a field missing, an unknown field). The runbook
-fuzz test (tests/test_runbook_fuzz.py) and the bad-input benchmark (bench/bad_input.py) draw
+fuzz test (tests/domain/test_runbook_fuzz.py) and the bad-input benchmark (bench/bad_input.py) draw
 from the same generators."""
 
 from __future__ import annotations

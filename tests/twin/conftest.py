@@ -12,45 +12,17 @@ as a real process (for end-to-end tests).
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sysconfig
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from drpilot_twin.twin import Twin, parse_env
+from drpilot_twin.twin import Twin
 
-from drpilot.domain.loader import load_runbook
-from drpilot.domain.runbook import Runbook
+from tests.support.paths import CLOUDDNS_RUNBOOK, ROUTE53_RUNBOOK, RUNBOOKS
+from tests.support.twin import start_twin
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNBOOKS = ROOT / "runbooks"
 EXAMPLES = sorted(RUNBOOKS.glob("*.yaml"))
-ROUTE53_RUNBOOK = RUNBOOKS / "llm-inference.yaml"
-CLOUDDNS_RUNBOOK = RUNBOOKS / "llm-inference-clouddns.yaml"
-DRPILOT = Path(sysconfig.get_path("scripts")) / "drpilot"
-
-# In-process twins run fast: pods ready in a fraction of a second, no child processes.
-FAST_SPEED = 20.0
-
-
-def start_twin(runbook: Runbook | Path, state_dir: Path, **options: Any) -> Twin:
-    """A started in-process twin without child processes unless asked (temporal=True, ...)."""
-    if isinstance(runbook, Path):
-        runbook = load_runbook(runbook)
-    options.setdefault("speed", FAST_SPEED)
-    options.setdefault("temporal", False)
-    options.setdefault("prometheus", False)
-    options.setdefault("alertmanager", False)
-    twin = Twin(runbook, state_dir, **options)
-    twin.start()
-    return twin
 
 
 @pytest.fixture(scope="module", params=EXAMPLES, ids=lambda p: p.stem)
@@ -76,25 +48,7 @@ def clouddns_twin(tmp_path_factory) -> Iterator[Twin]:
     twin.stop()
 
 
-@pytest.fixture
-def twin_factory(tmp_path) -> Iterator[Callable[..., Twin]]:
-    """start_twin(runbook, **options) for a private twin, stopped after the test."""
-    twins: list[Twin] = []
-
-    def make(runbook: Runbook | Path = ROUTE53_RUNBOOK, **options: Any) -> Twin:
-        twin = start_twin(runbook, tmp_path / f"twin{len(twins)}", **options)
-        twins.append(twin)
-        return twin
-
-    yield make
-    for twin in twins:
-        twin.stop()
-
-
 # ------------------------------------------------------------------ the sandbox as a process
-parse_env_file = parse_env  # the sandbox's own reader of DIR/env
-
-
 def process_gone(pid: int) -> bool:
     """True when pid no longer runs (absent, or a zombie waiting to be collected)."""
     try:
@@ -113,101 +67,3 @@ def wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
             return []
         time.sleep(0.05)
     return [p for p in pids if not process_gone(p)]
-
-
-class SandboxProcess:
-    """`drpilot sandbox up` running as a child process of the test."""
-
-    def __init__(self, runbook: Path, state_dir: Path, *args: str, env: dict[str, str] | None = None):
-        self.runbook = runbook
-        self.state_dir = state_dir
-        self.args = list(args)
-        self.extra_env = env or {}
-        self.proc: subprocess.Popen[str] | None = None
-        self.seconds_to_ready: float | None = None
-        self.ready_line = ""
-        self.output: list[str] = []  # stdout lines
-        self.errors: list[str] = []  # stderr lines
-        self._ready = threading.Event()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 60.0) -> SandboxProcess:
-        argv = [str(DRPILOT), "sandbox", "up", "--runbook", str(self.runbook), "--state-dir", str(self.state_dir), *self.args]
-        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
-        started = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.output, True), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.errors, False), daemon=True).start()
-        while not self._ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() - started > timeout:
-                self.kill()
-                raise AssertionError(
-                    f"sandbox not ready (exit {self.proc.returncode}); stderr:\n" + "\n".join(self.errors)
-                )
-        self.seconds_to_ready = time.monotonic() - started
-        return self
-
-    def _read(self, stream, sink: list[str], watch: bool) -> None:
-        for line in stream:
-            sink.append(line.rstrip("\n"))
-            if watch and line.startswith("sandbox ready:"):
-                self.ready_line = line.strip()
-                self._ready.set()
-
-    def env(self) -> dict[str, str]:
-        return parse_env_file(self.state_dir / "env")
-
-    def description(self) -> dict[str, Any]:
-        return json.loads((self.state_dir / "sandbox.json").read_text())
-
-    def children(self) -> list[int]:
-        return list(self.description()["children"].values())
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """`drpilot sandbox ARGS... --state-dir DIR` (the option goes where the command takes it)."""
-        argv = [str(DRPILOT), "sandbox", *args]
-        if "--state-dir" not in args:
-            argv += ["--state-dir", str(self.state_dir)]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
-        return result
-
-    def signal(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        """Last resort in teardown: the process and whatever children it recorded."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def sandbox_process(tmp_path) -> Iterator[Callable[..., SandboxProcess]]:
-    """Factory: sandbox_process(runbook_path, *up_args, env=None) -> a ready SandboxProcess
-    (its state dir under tmp_path); stopped after the test whatever happened."""
-    started: list[SandboxProcess] = []
-
-    def start(runbook: Path = ROUTE53_RUNBOOK, *args: str, env: dict[str, str] | None = None) -> SandboxProcess:
-        sandbox = SandboxProcess(runbook, tmp_path / f"sandbox{len(started)}", *args, env=env)
-        started.append(sandbox)
-        return sandbox.start()
-
-    yield start
-    for sandbox in started:
-        sandbox.kill()

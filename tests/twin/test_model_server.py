@@ -209,7 +209,7 @@ def test_extra_latency_is_what_a_request_takes(server, board, http):
 
 def test_seed_model_servers_builds_one_per_region(board):
     from drpilot.domain.loader import load_runbook
-    from tests.conftest import RUNBOOKS
+    from tests.support.paths import RUNBOOKS
 
     runbook = load_runbook(RUNBOOKS / "llm-inference-clouddns.yaml")
     servers = seed_model_servers(runbook, board, weight=lambda region: lambda: 7)

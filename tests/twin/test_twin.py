@@ -33,18 +33,10 @@ from kubernetes.client.rest import ApiException
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Role, Runbook
 from drpilot.domain.settings import load_settings
+from tests.support.paths import CLOUDDNS_RUNBOOK, DRPILOT, ROOT, ROUTE53_RUNBOOK
+from tests.support.twin import SandboxProcess, parse_env_file
 
-from .conftest import (
-    CLOUDDNS_RUNBOOK,
-    DRPILOT,
-    EXAMPLES,
-    ROOT,
-    ROUTE53_RUNBOOK,
-    SandboxProcess,
-    parse_env_file,
-    process_gone,
-    wait_gone,
-)
+from .conftest import EXAMPLES, process_gone, wait_gone
 
 SPEED = 30.0  # pods start in 1 s instead of 30, a 30 s fault lasts 1 s
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,9 @@ from drpilot_twin.faults import Faults
 from drpilot_twin.processes import alertmanager_binary, prometheus_binary
 
 from drpilot.domain.settings import load_settings
+from tests.support.paths import CLOUDDNS_RUNBOOK, ROUTE53_RUNBOOK
+from tests.support.twin import FAST_SPEED, parse_env_file
 
-from .conftest import CLOUDDNS_RUNBOOK, FAST_SPEED, ROUTE53_RUNBOOK, parse_env_file
 from .test_kube_api import eventually
 
 

@@ -16,9 +16,10 @@ from drpilot_twin.processes import Alertmanager, alertmanager_binary
 from activities import contracts as c
 from drpilot.domain.settings import Settings, TemporalSettings
 from drpilot.webhook.app import TokenSource, Webhook
-from tests.webhook.conftest import TOKEN, routing, rule, uvicorn_in_loop, world_weights
-from tests.workflows.conftest import dev_env, dev_harness, runbook  # noqa: F401  (fixtures)
-from tests.workflows.world import World
+from tests.support.loopback import uvicorn_in_loop
+from tests.support.runbooks import runbook
+from tests.support.webhook import TOKEN, routing, rule, world_weights
+from tests.support.world import World
 from workflows.types import RunResult
 
 pytestmark = [
@@ -45,7 +46,7 @@ async def _until(check, what: str, seconds: float = 30) -> None:
 
 
 async def test_an_alert_through_alertmanager_starts_one_failover_and_its_resolution_is_recorded(
-    dev_harness, tmp_path  # noqa: F811
+    dev_harness, tmp_path
 ):
     rb = runbook("llm-inference.yaml", spec__approvals__failover="never")
     world = World.normal(rb)

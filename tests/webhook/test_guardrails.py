@@ -9,9 +9,9 @@ from datetime import UTC, timedelta
 
 from drpilot.domain.settings import TemporalSettings
 from drpilot.webhook.app import PATH
-from tests.webhook.conftest import AUTH, Clock, alert, notification, routing, rule
-from tests.workflows.conftest import runbook
-from tests.workflows.world import World
+from tests.support.runbooks import runbook
+from tests.support.webhook import AUTH, Clock, alert, notification, routing, rule
+from tests.support.world import World
 from workflows import admission
 from workflows.types import AdmissionState, ApproveInput, Progress, RunResult
 

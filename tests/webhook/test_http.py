@@ -17,16 +17,9 @@ from drpilot.domain.settings import Settings
 from drpilot.frontdoor.temporal import TemporalUnavailable
 from drpilot.webhook.app import PATH, TokenSource, Webhook
 from drpilot.webhook.payload import Notification
-from tests.webhook.conftest import (
-    AUTH,
-    TOKEN,
-    alert,
-    notification,
-    routing,
-    rule,
-    uvicorn_on_loopback,
-)
-from tests.workflows.conftest import runbook
+from tests.support.loopback import uvicorn_on_loopback
+from tests.support.runbooks import runbook
+from tests.support.webhook import AUTH, TOKEN, alert, notification, routing, rule
 
 
 class NoTemporal(TemporalUnavailable):

@@ -12,8 +12,8 @@ import pytest
 from pydantic_core import PydanticCustomError
 
 from drpilot.webhook.rules import RulesError, load_rules, parse_matcher, rules_schema
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "infra/alertmanager/drpilot-rules.yaml"
 
 
@@ -156,7 +156,7 @@ def test_serve_answers_on_loopback_and_says_503_while_temporal_is_away(tmp_path:
 
     import httpx
 
-    from tests.webhook.conftest import alert, notification
+    from tests.support.webhook import alert, notification
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

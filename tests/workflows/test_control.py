@@ -9,10 +9,10 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 
 from activities import contracts as c
-from tests.workflows.conftest import keep_history, only_held_activity_pending, runbook
-from tests.workflows.test_failback import after_failover
-from tests.workflows.test_failover import wait_for
-from tests.workflows.world import World
+from tests.support.runbooks import runbook
+from tests.support.runs import wait_for
+from tests.support.temporal import Harness, keep_history, only_held_activity_pending
+from tests.support.world import World, after_failover
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.types import AbortInput, ApproveInput, FailbackInput, FailoverInput, PauseInput
@@ -40,6 +40,14 @@ async def abort_when_held(handle, world: World, phase: str | None = None):
     return result, answer
 
 
+async def aborted_when_held(h: Harness, workflow_run, request, phase: str | None = None):
+    """Start the run on the harness's world and abort it inside its held activity: the run,
+    its result and the abort's answer."""
+    async with h.worker():
+        handle = await h.start(workflow_run, request)
+        return handle, *await abort_when_held(handle, h.world, phase)
+
+
 def assert_healthy_dns(world: World) -> None:
     assert sum(world.dns.values()) == 100
     serving = world.serving()
@@ -60,10 +68,9 @@ FAILOVER_HOLDS = [
 async def test_abort_failover_in_every_phase_ends_healthy(own_harness, route53_runbook, phase, hold):
     world = World.normal(route53_runbook)
     world.hold = hold
-    h = own_harness(world)
-    async with h.worker():
-        handle = await h.start(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
-        result, answer = await abort_when_held(handle, world, phase)
+    handle, result, answer = await aborted_when_held(
+        own_harness(world), FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"), phase
+    )
     assert result.status == "aborted"
     held = next(p for p in result.phases if p.name == phase)
     assert held.outcome == "aborted" and "abort test" in held.detail
@@ -97,13 +104,10 @@ async def test_abort_ungraceful_failover_never_returns_traffic_to_the_dark_regio
     world = World.normal(route53_runbook)
     world.dark.add("us-east-1")
     world.hold = (c.PROBES_WARMUP, 1)  # DNS has moved; the target is still being prepared
-    h = own_harness(world)
-    async with h.worker():
-        handle = await h.start(
-            FailoverWorkflow.run,
-            FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
-        )
-        result, _ = await abort_when_held(handle, world)
+    handle, result, _ = await aborted_when_held(
+        own_harness(world), FailoverWorkflow.run,
+        FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
+    )
     assert result.status == "aborted"
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}
     assert_healthy_dns(world)
@@ -125,10 +129,9 @@ FAILBACK_HOLDS = [
 async def test_abort_failback_in_every_phase_ends_healthy(own_harness, route53_runbook, phase, hold, ends):
     world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
     world.hold = hold
-    h = own_harness(world)
-    async with h.worker():
-        handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
-        result, _ = await abort_when_held(handle, world, phase)
+    handle, result, _ = await aborted_when_held(
+        own_harness(world), FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"), phase
+    )
     assert result.status == "aborted"
     held = next(p for p in result.phases if p.name == phase)
     assert held.outcome == "aborted"

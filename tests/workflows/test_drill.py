@@ -6,127 +6,32 @@ prometheus-alertmanager) and the evidence pack written to moto's S3 over HTTP.""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 
-import boto3
 import httpx
 import pytest
-from drpilot_twin.aws.moto_server import AWS_ENV, MotoServer
 from drpilot_twin.processes import (
-    Alertmanager,
     Prometheus,
     alertmanager_binary,
     prometheus_binary,
 )
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 from activities import contracts as c
 from activities.drills import DrillActivities
 from drpilot.domain.runbook import Runbook
-from drpilot.domain.settings import ProviderSettings, Settings, TemporalSettings
+from drpilot.domain.settings import ProviderSettings, Settings
 from drpilot.frontdoor import runs
-from drpilot.frontdoor.drills import DrillAdmission, drill_progress, drill_result
+from drpilot.frontdoor.drills import drill_progress, drill_result
 from drpilot.frontdoor.ports import free_loopback_port
-from tests.workflows.conftest import WORKFLOWS, keep_history, only_held_activity_pending, runbook
-from tests.workflows.world import World
-from workflows import admission
-from workflows.admission import AdmissionWorkflow
-from workflows.drill import DrillWorkflow
-from workflows.types import AdmissionState, DrillInput, DrillResult, FailoverInput
+from tests.support.drills import Drills, drill_runbook, fire, resolve
+from tests.support.temporal import keep_history, only_held_activity_pending
+from tests.support.world import World
+from workflows.types import DrillResult, FailoverInput
 
 pytestmark = pytest.mark.skipif(alertmanager_binary() is None, reason="prometheus-alertmanager not installed")
-
-BUCKET = "dr-evidence"
-
-
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory) -> Iterator[Alertmanager]:
-    am = Alertmanager(tmp_path_factory.mktemp("am"), "http://127.0.0.1:9/unused")
-    am.start()
-    yield am
-    am.stop()
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[object]:
-    server = MotoServer()
-    server.start()
-    client = boto3.client(
-        "s3", endpoint_url=server.url, aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"], region_name=AWS_ENV["AWS_DEFAULT_REGION"],
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    server.stop()
-
-
-def fire(am: Alertmanager, name: str, minutes: float = 30) -> None:
-    now = datetime.now(UTC)
-    body = [{"labels": {"alertname": name, "region": "us-east-1"},
-             "startsAt": (now - timedelta(minutes=1)).isoformat(), "endsAt": (now + timedelta(minutes=minutes)).isoformat()}]
-    httpx.post(f"{am.url}/api/v2/alerts", json=body).raise_for_status()
-
-
-def resolve(am: Alertmanager, name: str) -> None:
-    fire(am, name, minutes=-0.5)  # endsAt in the past: resolved
-
-
-def drill_runbook(am: Alertmanager, **changes) -> Runbook:
-    return runbook("llm-inference.yaml", **{
-        "spec__drills__alertmanager": am.url, "spec__drills__evidence": f"s3://{BUCKET}/drills/",
-        "spec__drills__soak": "10m", "spec__drills__soak_interval": "1m", **changes,
-    })
-
-
-class Drills:
-    def __init__(self, client: Client, world: World, s3, *, sandbox: bool = True):
-        self.client = client
-        self.world = world
-        self.task_queue = f"drill-{uuid.uuid4()}"
-        self.settings = Settings(temporal=TemporalSettings(task_queue=self.task_queue), sandbox=sandbox)
-        self.s3 = s3
-
-    @asynccontextmanager
-    async def worker(self) -> AsyncIterator[Worker]:
-        activities = [
-            *self.world.activities(),
-            *DrillActivities(self.s3, self.settings).all(),
-            *DrillAdmission(self.client, self.settings).all(),
-        ]
-        with ThreadPoolExecutor(8) as pool:
-            async with Worker(
-                self.client, task_queue=self.task_queue, workflows=[*WORKFLOWS, DrillWorkflow], activities=activities,
-                activity_executor=pool, max_heartbeat_throttle_interval=timedelta(milliseconds=50),
-                default_heartbeat_throttle_interval=timedelta(milliseconds=50),
-            ) as worker:
-                try:
-                    yield worker
-                finally:
-                    self.world.release.set()
-
-    async def start(self, rb: Runbook, **kw) -> WorkflowHandle:
-        request = DrillInput(runbook=rb, from_region="us-east-1", requested_by="tester", **kw)
-        return await self.client.start_workflow(
-            DrillWorkflow.run, request, id=f"drill:{rb.name}-{uuid.uuid4()}", task_queue=self.task_queue
-        )
-
-    async def admission(self) -> AdmissionState:
-        handle = self.client.get_workflow_handle(admission.workflow_id(self.task_queue))
-        return await handle.query(AdmissionWorkflow.state, result_type=AdmissionState)
-
-    def evidence(self, result: DrillResult) -> DrillResult:
-        assert result.evidence_uri.startswith(f"s3://{BUCKET}/drills/{result.runbook}/"), result.evidence_uri
-        key = result.evidence_uri.removeprefix(f"s3://{BUCKET}/")
-        return DrillResult.model_validate(json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
-
 
 def phase_names(result: DrillResult) -> list[str]:
     return [p.name for p in result.phases]
@@ -214,8 +119,7 @@ async def test_the_drill_holds_the_runbook_while_its_children_run(env, alertmana
     world.hold = (c.DNS_APPLY, 1)
     d = Drills(env.client, world, s3)
     async with d.worker():
-        handle = await d.start(rb)
-        await asyncio.wait_for(world.entered.wait(), 30)
+        handle = await d.held(rb)
         with pytest.raises(runs.RunRefused) as refused:
             await runs.start(env.client, d.settings, FailoverInput(runbook=rb, failed_region="us-east-1"))
         world.release.set()
@@ -392,8 +296,7 @@ async def test_abort_during_the_failover_compensates_and_cleans_up(env, alertman
     world.hold = (c.DNS_APPLY, 1)
     d = Drills(env.client, world, s3)
     async with d.worker():
-        handle = await d.start(rb)
-        await asyncio.wait_for(world.entered.wait(), 30)
+        handle = await d.held(rb)
         await only_held_activity_pending(env.client.get_workflow_handle(f"{handle.id}/failover"), world)
         answer = await runs.control(env.client, handle.id, "abort")
         world.release.set()

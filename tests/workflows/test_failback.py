@@ -5,28 +5,15 @@ from __future__ import annotations
 from temporalio.api.enums.v1 import EventType
 
 from activities import contracts as c
-from tests.workflows.conftest import keep_history, only_held_activity_pending, runbook
-from tests.workflows.world import World
+from tests.support.runbooks import runbook
+from tests.support.temporal import keep_history, only_held_activity_pending
+from tests.support.world import after_failover
 from workflows.failback import FailbackWorkflow
 from workflows.types import FailbackInput
 
 SERVICE = "ml-serving/inference-service"
 # The shift's first three steps from all-DR (us-west-2) back home to us-east-1.
 UP_TO_50 = [{"us-east-1": 10, "us-west-2": 90}, {"us-east-1": 25, "us-west-2": 75}, {"us-east-1": 50, "us-west-2": 50}]
-
-
-def after_failover(rb, original: str, dr: dict[str, int]) -> World:
-    """The world a failover left: DNS on the DR region(s), DR scaled up, original recovered
-    but scaled to standby and missing a model that changed while it was away."""
-    world = World.normal(rb)
-    world.dns = {r: dr.get(r, 0) for r in rb.regions}
-    for region in dr:
-        for w in rb.workloads_in(region):
-            world.replicas[region][f"{w.namespace}/{w.deployment}"] = w.replicas.active
-    for w in rb.workloads_in(original):
-        world.replicas[original][f"{w.namespace}/{w.deployment}"] = w.replicas.standby
-    world.missing[original] = {rb.spec.models[0].name}
-    return world
 
 
 async def test_failback_shifts_in_steps_then_scales_dr_to_standby(harness, route53_runbook):

@@ -8,8 +8,10 @@ from temporalio.client import WorkflowUpdateStage
 
 from activities import contracts as c
 from drpilot.domain.runbook import Runbook
-from tests.workflows.conftest import keep_history, runbook
-from tests.workflows.world import World
+from tests.support.runbooks import runbook
+from tests.support.runs import wait_for
+from tests.support.temporal import keep_history
+from tests.support.world import World, outage
 from workflows.failover import FailoverWorkflow
 from workflows.types import ApproveInput, FailoverInput
 
@@ -18,10 +20,10 @@ def phase_names(result) -> list[str]:
     return [p.name for p in result.phases]
 
 
-def outage(rb, region: str) -> World:
-    world = World.normal(rb)
-    world.dark.add(region)
-    return world
+async def ungraceful(make_harness, world: World, **request):
+    """An ungraceful failover away from us-east-1 on `world`: its result and handle."""
+    request = {"runbook": world.runbook, "failed_region": "us-east-1", "strategy": "ungraceful", **request}
+    return await make_harness(world).run(FailoverWorkflow.run, FailoverInput(**request))
 
 
 async def test_graceful_failover_prepares_gates_then_switches(harness, route53_runbook):
@@ -55,11 +57,7 @@ async def test_graceful_failover_prepares_gates_then_switches(harness, route53_r
 
 async def test_ungraceful_failover_moves_dns_first(harness, route53_runbook):
     world = outage(route53_runbook, "us-east-1")
-    h = harness(world)
-    result, handle = await h.run(
-        FailoverWorkflow.run,
-        FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful", trigger="cli"),
-    )
+    result, handle = await ungraceful(harness, world, trigger="cli")
     assert result.status == "completed", result.messages
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}
     # DNS changed before the target was scaled (the failed region is dark: no waiting).
@@ -88,11 +86,7 @@ async def test_graceful_failover_refuses_a_target_that_fails_its_gate(harness, r
 async def test_ungraceful_failover_with_failing_target_keeps_dns_off_the_dark_region(harness, route53_runbook):
     world = outage(route53_runbook, "us-east-1")
     world.unhealthy.add("us-west-2")
-    h = harness(world)
-    result, handle = await h.run(
-        FailoverWorkflow.run,
-        FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
-    )
+    result, handle = await ungraceful(harness, world)
     assert result.status == "failed"
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}  # never back to the dark region
     recheck = next(p for p in result.phases if p.name == "recheck-failed-region")
@@ -105,11 +99,7 @@ async def test_ungraceful_failover_whose_targets_fail_returns_to_a_region_that_p
     serve: traffic must not stay on the failing target."""
     world = World.normal(route53_runbook)
     world.unhealthy.add("us-west-2")
-    h = harness(world)
-    result, handle = await h.run(
-        FailoverWorkflow.run,
-        FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful"),
-    )
+    result, handle = await ungraceful(harness, world)
     assert result.status == "failed"
     assert world.changes == [{"us-east-1": 0, "us-west-2": 100}, {"us-east-1": 100, "us-west-2": 0}]
     assert world.dns == route53_runbook.normal_weights()
@@ -130,11 +120,7 @@ def restore_will_fail() -> tuple[Runbook, World]:
 
 async def ungraceful_on_dev_server(dev_harness, rb: Runbook, world: World):
     """(Dev server: the failure cancels the parallel branch, see dev_env.)"""
-    h = dev_harness(world)
-    return await h.run(
-        FailoverWorkflow.run,
-        FailoverInput(runbook=rb, failed_region="us-east-1", strategy="ungraceful", speed=100),
-    )
+    return await ungraceful(dev_harness, world, runbook=rb, speed=100)
 
 
 async def test_ungraceful_failover_whose_target_cannot_be_prepared_returns_to_a_region_that_passes(
@@ -332,16 +318,6 @@ async def test_when_auto_triggered_asks_only_alerts(harness, route53_runbook):
         await update.result()
         result = await handle.result()
     assert result.status == "completed"
-
-
-async def wait_for(handle, predicate, timeout: float = 20.0):
-    """Poll the progress query (in real time: queries do not skip time) until predicate holds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            progress = await handle.query(FailoverWorkflow.progress)
-            if predicate(progress):
-                return progress
-            await asyncio.sleep(0.02)
 
 
 async def test_failover_restores_missing_workloads_with_velero_when_asked(harness):

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drpilot.domain.runbook import ApprovalPolicy
-from tests.workflows.conftest import runbook
+from tests.support.runbooks import runbook
 from workflows.plan import (
     PlanError,
     approval_required,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from activities import contracts as c
-from tests.workflows.test_failover import outage, wait_for
-from tests.workflows.world import World
+from tests.support.runs import wait_for
+from tests.support.world import World, outage
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.types import ApproveInput, FailbackInput, FailoverInput

@@ -16,8 +16,9 @@ from temporalio.worker import Worker
 
 from drpilot.domain.settings import Settings, TemporalSettings
 from drpilot.frontdoor import readiness as front
-from tests.workflows.conftest import WORKFLOWS, dev_env, keep_history, runbook  # noqa: F401  (fixture)
-from tests.workflows.world import World
+from tests.support.runbooks import runbook
+from tests.support.temporal import WORKFLOWS, keep_history
+from tests.support.world import World
 from workflows.readiness import ReadinessWorkflow
 from workflows.types import ReadinessInput, ReadinessResult
 
@@ -68,7 +69,7 @@ async def test_each_problem_is_its_own_not_ready_check(env):
 
 
 @pytest.mark.e2e
-async def test_a_readiness_schedule_turns_not_ready_and_back(dev_env):  # noqa: F811
+async def test_a_readiness_schedule_turns_not_ready_and_back(dev_env):
     rb = runbook("llm-inference.yaml", spec__notifications=[{"kind": "json", "url": "http://127.0.0.1:9/hook"}])
     world = World.normal(rb)
     queue = f"ready-{uuid.uuid4()}"

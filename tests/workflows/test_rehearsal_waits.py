@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.workflows.conftest import keep_history
-from tests.workflows.world import World
+from tests.support.temporal import keep_history
+from tests.support.world import World
 from workflows.failback import FailbackWorkflow
 from workflows.types import FailbackInput
 

@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from drpilot import __version__
-from tests.workflows.conftest import HISTORIES, WORKFLOWS
+from tests.support.temporal import HISTORIES, WORKFLOWS
 from workflows.drill import DrillWorkflow
 from workflows.readiness import ReadinessWorkflow
 

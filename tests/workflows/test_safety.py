@@ -10,10 +10,10 @@ from datetime import timedelta
 from temporalio.client import WorkflowUpdateStage
 
 from activities import contracts as c
-from tests.workflows.conftest import keep_history, only_held_activity_pending, runbook
-from tests.workflows.test_failback import after_failover
-from tests.workflows.test_failover import wait_for
-from tests.workflows.world import World
+from tests.support.runbooks import runbook
+from tests.support.runs import wait_for
+from tests.support.temporal import keep_history, only_held_activity_pending
+from tests.support.world import World, after_failover
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.types import AbortInput, ApproveInput, FailbackInput, FailoverInput, PauseInput

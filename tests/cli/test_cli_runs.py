@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from tests.conftest import ROOT, RUNBOOKS
+from tests.support.commands import drpilot
+from tests.support.paths import RUNBOOKS
 
 RUNBOOK = str(RUNBOOKS / "llm-inference.yaml")
-
-
-def drpilot(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "drpilot", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env}, stdin=subprocess.DEVNULL, timeout=60)
 
 
 def test_unreachable_temporal_is_one_sentence_saying_how_to_start_one():

@@ -3,27 +3,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
-import pytest
-from drpilot_twin.aws.moto_server import AWS_ENV, MotoServer
+from drpilot_twin.aws.moto_server import AWS_ENV
 
-from tests.conftest import ROOT, RUNBOOKS
+from tests.support.aws import aws_client
+from tests.support.commands import drpilot
+from tests.support.paths import RUNBOOKS
 from workflows.types import DrillResult, PhaseRecord
 
 RUNBOOK = str(RUNBOOKS / "llm-inference.yaml")
 NO_DRILLS = str(RUNBOOKS / "llm-inference-clouddns.yaml")
-
-
-def drpilot(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "drpilot", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env}, stdin=subprocess.DEVNULL, timeout=60)
 
 
 def test_a_rehearsal_outside_a_sandbox_is_refused_saying_how():
@@ -59,14 +51,6 @@ def test_unreachable_temporal_is_one_sentence():
         assert "Traceback" not in result.stderr
 
 
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 def pack(started: datetime, rto_unscaled: float | None, status: str = "completed") -> DrillResult:
     phases = []
     at = started
@@ -88,8 +72,7 @@ def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto, tmp_pat
     runbook.write_text(Path(RUNBOOK).read_text().replace("s3://dr-evidence/drills/", f"s3://{bucket}/drills/"))
     copy = str(runbook)
     env = {**AWS_ENV, "AWS_ENDPOINT_URL": moto.url}
-    s3 = boto3.client("s3", endpoint_url=moto.url, region_name=AWS_ENV["AWS_DEFAULT_REGION"],
-                      aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+    s3 = aws_client("s3", moto.url)
     missing = drpilot("drill", "history", copy, **env)
     assert missing.returncode == 1
     assert missing.stderr.strip().startswith(f"error: cannot read s3://{bucket}/drills/llm-inference/: ")

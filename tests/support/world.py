@@ -121,8 +121,13 @@ class World:
     async def dns_apply(self, input: c.DnsApplyInput) -> c.DnsApplyResult:
         await self._visit(c.DNS_APPLY, str(input.weights))
         serving = sum(1 for w in input.weights.values() if w > 0)
-        if sum(input.weights.values()) != 100 or serving < self.runbook.spec.guardrails.min_healthy_targets:
-            raise ApplicationError(f"refusing weights {input.weights}: too few healthy targets", non_retryable=True)
+        # dns.apply's two refusals, with the types the real activity raises (tests/parity checks).
+        if sum(input.weights.values()) != 100:
+            raise ApplicationError(f"refusing weights {input.weights}: they must sum to 100",
+                                   type=c.ErrorType.DNS_WEIGHTS_INVALID, non_retryable=True)
+        if serving < self.runbook.spec.guardrails.min_healthy_targets:
+            raise ApplicationError(f"refusing weights {input.weights}: too few healthy targets",
+                                   type=c.ErrorType.DNS_GUARDRAIL, non_retryable=True)
         if input.weights == self.dns:
             return c.DnsApplyResult(change_id=None, status="unchanged", weights=dict(self.dns))
         self.dns = dict(input.weights)
@@ -296,3 +301,24 @@ class World:
             region=input.region, healthy=rate <= limit, requests=500, error_rate=rate, p99_ms=180.0,
             evidence=[c.CheckEvidence(check="error rate", passed=rate <= limit, observed=f"{rate:.3f}")],
         )
+
+
+def outage(rb: Runbook, region: str) -> World:
+    """A normal world whose `region` went dark."""
+    world = World.normal(rb)
+    world.dark.add(region)
+    return world
+
+
+def after_failover(rb: Runbook, original: str, dr: dict[str, int]) -> World:
+    """The world a failover left: DNS on the DR region(s), DR scaled up, original recovered
+    but scaled to standby and missing a model that changed while it was away."""
+    world = World.normal(rb)
+    world.dns = {r: dr.get(r, 0) for r in rb.regions}
+    for region in dr:
+        for w in rb.workloads_in(region):
+            world.replicas[region][f"{w.namespace}/{w.deployment}"] = w.replicas.active
+    for w in rb.workloads_in(original):
+        world.replicas[original][f"{w.namespace}/{w.deployment}"] = w.replicas.standby
+    world.missing[original] = {rb.spec.models[0].name}
+    return world

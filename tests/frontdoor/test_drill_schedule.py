@@ -13,9 +13,8 @@ from temporalio.client import Client, ScheduleOverlapPolicy
 
 from drpilot.frontdoor import schedules
 from drpilot.frontdoor.drills import drill_result, read_history, trend
-from tests.workflows.conftest import dev_env  # noqa: F401  (fixture)
-from tests.workflows.test_drill import Drills, alertmanager, drill_runbook, fire, resolve, s3  # noqa: F401
-from tests.workflows.world import World
+from tests.support.drills import Drills, drill_runbook, fire, resolve
+from tests.support.world import World
 from workflows.types import DrillInput, DrillResult
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +31,7 @@ async def fire_and_wait(client: Client, sid: str, seen: int) -> DrillResult:
     return await asyncio.wait_for(drill_result(client.get_workflow_handle(action.workflow_id)), 60)
 
 
-async def test_a_drill_schedule_fires_blocks_pauses_and_keeps_history(dev_env, alertmanager, s3):  # noqa: F811
+async def test_a_drill_schedule_fires_blocks_pauses_and_keeps_history(dev_env, alertmanager, s3):
     rb = drill_runbook(
         alertmanager, spec__drills__soak="1m", spec__drills__soak_interval="30s",
         spec__traffic_shift__steps=[50, 100], spec__traffic_shift__bake="1m",

@@ -11,10 +11,9 @@ from activities import contracts as c
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings, TemporalSettings
 from drpilot.frontdoor import runs
-from tests.workflows.conftest import runbook
-from tests.workflows.test_failback import after_failover
-from tests.workflows.test_failover import wait_for
-from tests.workflows.world import World
+from tests.support.runbooks import runbook
+from tests.support.runs import wait_for
+from tests.support.world import World, after_failover
 from workflows import admission
 from workflows.admission import AdmissionWorkflow
 from workflows.failover import FailoverWorkflow

@@ -8,7 +8,7 @@ import sys
 
 from drpilot import __version__
 from drpilot.cli.runbook import runbook_schema
-from tests.conftest import ROOT, RUNBOOKS
+from tests.support.paths import ROOT, RUNBOOKS
 
 
 def drpilot(*args: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import ArtifactInput
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
-from tests.conftest import ROOT, RUNBOOKS
+from tests.support.paths import ROOT, RUNBOOKS
 
 CLOSED = "127.0.0.1:1"  # nothing listens: a lookup that slips through fails on loopback
 

@@ -12,7 +12,8 @@ import subprocess
 from pathlib import Path
 from urllib.parse import unquote
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 HERE = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 # Notes that live outside the repository, however they are spelled.

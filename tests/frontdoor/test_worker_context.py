@@ -13,8 +13,8 @@ from temporalio.worker import Worker
 
 from activities import contracts as c
 from drpilot.frontdoor.worker import RunLogContext
-from tests.workflows.conftest import WORKFLOWS
-from tests.workflows.world import World
+from tests.support.temporal import WORKFLOWS
+from tests.support.world import World
 from workflows.failover import FailoverWorkflow
 from workflows.types import FailoverInput
 

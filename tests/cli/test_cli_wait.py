@@ -1,6 +1,6 @@
 """`drpilot failback --wait` is what an on-call script checks: its exit status must say
 whether traffic is home. The real CLI process against a real dev server, with the
-workflow served by a worker on the simulated world (tests/workflows/world.py)."""
+workflow served by a worker on the simulated world (tests/support/world.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import json
 import os
 import sys
 
-from tests.conftest import ROOT, RUNBOOKS
-from tests.workflows.test_failback import after_failover
+from tests.support.paths import ROOT, RUNBOOKS
+from tests.support.world import after_failover
 
 
 async def drpilot(env, *args: str) -> tuple[int, str, str]:

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from drpilot.domain.loader import RunbookError, parse_runbook
 from drpilot.domain.runbook import Runbook
-from tests.conftest import RUNBOOKS
 from tests.support.fuzz import STRUCTURAL, mutate, nested
+from tests.support.paths import RUNBOOKS
 
 EXAMPLES = [p.read_text() for p in sorted(RUNBOOKS.glob("*.yaml"))]
 

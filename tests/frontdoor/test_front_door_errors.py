@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from drpilot.domain.settings import TemporalSettings
 from drpilot.frontdoor import runs
 from drpilot.frontdoor.temporal import TemporalUnavailable, connect, rpc_problem
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 from workflows.types import WORKFLOW_NAMES
 
 

@@ -14,10 +14,9 @@ import sys
 import pytest
 from drpilot_twin.aws.moto_server import AWS_ENV
 
-from tests.conftest import ROOT, RUNBOOKS
-from tests.workflows.conftest import dev_env  # noqa: F401  (fixture)
-from tests.workflows.test_drill import BUCKET, Drills, alertmanager, drill_runbook, s3  # noqa: F401
-from tests.workflows.world import World
+from tests.support.drills import BUCKET, Drills, drill_runbook
+from tests.support.paths import ROOT, RUNBOOKS
+from tests.support.world import World
 from workflows.types import DrillResult
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +31,7 @@ def _unstamped(text: str) -> str:
     return re.sub(r"^\d\d:\d\d:\d\dZ ", "", text, flags=re.MULTILINE)
 
 
-async def test_drill_run_wait_json_then_status_and_history(dev_env, alertmanager, s3, tmp_path):  # noqa: F811
+async def test_drill_run_wait_json_then_status_and_history(dev_env, alertmanager, s3, tmp_path):
     text = (RUNBOOKS / "llm-inference.yaml").read_text()
     text = text.replace("http://alertmanager.monitoring:9093", alertmanager.url).replace("bake: 15m", "bake: 1m")
     text = text.replace("    soak: 10m\n", "    soak: 1m\n").replace("    soak_interval: 1m\n", "    soak_interval: 20s\n")

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from drpilot.cli import main as cli
 from drpilot.cli import runs as run_commands
 from drpilot.frontdoor import runs
-from tests.conftest import RUNBOOKS
+from tests.support.paths import RUNBOOKS
 from workflows.types import PhaseRecord, Progress, RunResult, WorldState
 
 RUN_ID = "failover:llm-inference"

@@ -1,0 +1,21 @@
+"""The drpilot command line run as a user runs it: a child process, its output captured."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.support.paths import DRPILOT, ROOT, ROUTE53_RUNBOOK
+
+
+def drpilot(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -m drpilot ARGS` from the repository, `env` added to this process's environment."""
+    return subprocess.run([sys.executable, "-m", "drpilot", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **env}, stdin=subprocess.DEVNULL, timeout=60)
+
+
+def plan(env, *args):
+    """`drpilot runbook plan` of llm-inference.yaml, in exactly the environment `env`."""
+    return subprocess.run([str(DRPILOT), "runbook", "plan", str(ROUTE53_RUNBOOK), *args],
+                          env=env, capture_output=True, text=True, timeout=60)

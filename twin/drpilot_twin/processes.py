@@ -240,7 +240,9 @@ class TemporalDevServer(_Service):
             "--port", str(self.port),
             "--db-filename", str(self.state_dir / "temporal.db"),
             "--log-level", "warn",
-            # drpilot's own search attributes (workflows/types.py), as a production namespace has.
+            # drpilot's own search attributes, as a production namespace has: read from the
+            # product's declaration (workflows/types.py, data the worker checks the namespace
+            # against at start), so the twin's namespace cannot drift from what it checks.
             *(arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")),
         ]
         if ui:

@@ -20,6 +20,7 @@ import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,30 @@ DRPILOT = Path(sysconfig.get_path("scripts")) / "drpilot"
 
 # In-process twins run fast: pods ready in a fraction of a second, no child processes.
 FAST_SPEED = 20.0
+
+
+def eventually(
+    check: Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.02,
+    retrying: tuple[type[Exception], ...] = (),
+) -> Any:
+    """Poll `check` until it returns something truthy and return that; an exception of
+    `retrying` counts as not yet. Fails after `timeout` seconds naming what it awaited."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except retrying as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
 
 
 def start_twin(runbook: Runbook | Path, state_dir: Path, **options: Any) -> Twin:
@@ -211,3 +236,41 @@ def sandbox_process(tmp_path) -> Iterator[Callable[..., SandboxProcess]]:
     yield start
     for sandbox in started:
         sandbox.kill()
+
+
+class WebhookStandIn:
+    """Stands where drpilot's webhook listens; records what Alertmanager posts."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        self.received = threading.Event()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.bodies.append(json.loads(body))
+                hook.headers.append(dict(self.headers))
+                hook.received.set()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alertmanager"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook_stand_in() -> Iterator[WebhookStandIn]:
+    hook = WebhookStandIn()
+    yield hook
+    hook.close()

@@ -287,7 +287,8 @@ def file_entry(
     path: str, body: bytes, *, part_size: int | None = None, algorithm: str = "SHA256", full_object: bool = False
 ) -> dict[str, Any]:
     """The manifest entry for a file `put_file` uploads with the same arguments: what S3
-    will confirm without reading it (activities/manifest.py), and its sha256."""
+    will confirm without reading it (drpilot reads it in activities/artifacts/manifest.py),
+    and its sha256."""
     entry: dict[str, Any] = {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
     if part_size is None or full_object:
         if algorithm != "SHA256":

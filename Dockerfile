@@ -1,6 +1,7 @@
 # drpilot's worker and webhook image: `drpilot worker`, `drpilot webhook serve ...`.
-# Only the production dependencies: the sandbox extra (moto, ...) is for rehearsals on a
-# laptop or CI, never in a production image. Build: docker build -t drpilot:0.1.0 .
+# Only the product and its dependencies: the sandbox twin (twin/, a distribution of its own,
+# with moto, ...) is for rehearsals on a laptop or CI, never in a production image.
+# Build: docker build -t drpilot:0.1.0 .
 # Pin the base by digest where you build (docker buildx imagetools inspect python:3.11.7-slim-bookworm).
 FROM python:3.11.7-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -15,6 +15,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import ArtifactInput
+from drpilot.cli.twin import INSTALL
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
 from tests.support.paths import ROOT, RUNBOOKS
@@ -73,8 +74,8 @@ def test_s3_without_credentials_is_non_retryable_and_says_what_to_give(tmp_path,
     assert caught.value.message.endswith("give the worker an AWS role or AWS_* credentials")
 
 
-def test_sandbox_up_without_the_sandbox_extra_says_how_to_install_it(tmp_path):
-    # A production install: moto is not there (an import hook plays the missing package,
+def test_sandbox_up_without_the_twins_requirements_says_how_to_install_them(tmp_path):
+    # A partial install of the twin: moto is not there (an import hook plays the missing package,
     # raising what Python raises for it; nothing else in the interpreter changes).
     hide_moto = (
         "import importlib.abc, sys\n"
@@ -92,5 +93,5 @@ def test_sandbox_up_without_the_sandbox_extra_says_how_to_install_it(tmp_path):
         capture_output=True, text=True, cwd=ROOT, env={**os.environ, **empty_env(tmp_path)}, timeout=60,
     )
     assert (result.returncode, result.stderr.strip()) == (
-        1, "`drpilot sandbox up` needs the sandbox extra (moto is not installed): pip install 'drpilot[sandbox]'"
+        1, f"`drpilot sandbox up` needs the twin's requirements (moto is not installed): {INSTALL}"
     )

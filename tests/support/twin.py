@@ -9,6 +9,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ from drpilot_twin.twin import Twin, parse_env
 
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
-from tests.support.paths import DRPILOT, ROOT
+from tests.support.paths import DRPILOT, ROOT, RUNBOOKS
+
+EXAMPLES = sorted(RUNBOOKS.glob("*.yaml"))  # every example runbook
 
 # In-process twins run fast: pods ready in a fraction of a second, no child processes.
 FAST_SPEED = 20.0
@@ -118,3 +122,79 @@ class SandboxProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def eventually(
+    check: Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.02,
+    retrying: tuple[type[Exception], ...] = (),
+) -> Any:
+    """Poll `check` until it returns something truthy and return that; an exception of
+    `retrying` counts as not yet. Fails after `timeout` seconds naming what it awaited."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except retrying as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+class WebhookStandIn:
+    """Stands where drpilot's webhook listens; records what Alertmanager posts."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        self.received = threading.Event()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.bodies.append(json.loads(body))
+                hook.headers.append(dict(self.headers))
+                hook.received.set()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alertmanager"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ------------------------------------------------------------------ processes that should be gone
+def process_gone(pid: int) -> bool:
+    """True when pid no longer runs (absent, or a zombie waiting to be collected)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
+    """Wait until every pid is gone; return those still running after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if not process_gone(p)]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if not process_gone(p)]

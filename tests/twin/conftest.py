@@ -12,17 +12,13 @@ as a real process (for end-to-end tests).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from drpilot_twin.twin import Twin
 
-from tests.support.paths import CLOUDDNS_RUNBOOK, ROUTE53_RUNBOOK, RUNBOOKS
-from tests.support.twin import start_twin
-
-EXAMPLES = sorted(RUNBOOKS.glob("*.yaml"))
+from tests.support.paths import CLOUDDNS_RUNBOOK, ROUTE53_RUNBOOK
+from tests.support.twin import EXAMPLES, WebhookStandIn, start_twin
 
 
 @pytest.fixture(scope="module", params=EXAMPLES, ids=lambda p: p.stem)
@@ -48,22 +44,8 @@ def clouddns_twin(tmp_path_factory) -> Iterator[Twin]:
     twin.stop()
 
 
-# ------------------------------------------------------------------ the sandbox as a process
-def process_gone(pid: int) -> bool:
-    """True when pid no longer runs (absent, or a zombie waiting to be collected)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
-    """Wait until every pid is gone; return those still running after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if not process_gone(p)]
-        if not alive:
-            return []
-        time.sleep(0.05)
-    return [p for p in pids if not process_gone(p)]
+@pytest.fixture
+def webhook_stand_in() -> Iterator[WebhookStandIn]:
+    hook = WebhookStandIn()
+    yield hook
+    hook.close()

@@ -14,7 +14,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
+from tests.support.twin import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = load_runbook(ROOT / "runbooks" / "llm-inference.yaml")
@@ -86,17 +87,6 @@ def world(tmp_path) -> Iterator[World]:
     w.close()
     for cluster in clusters.values():
         cluster.stop()
-
-
-def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def rolled_out(dep: k8s.V1Deployment, replicas: int) -> k8s.V1Deployment | None:

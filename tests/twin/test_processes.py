@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -73,41 +72,9 @@ def test_stop_takes_the_whole_process_group(tmp_path):
     assert _gone(grandchild)
 
 
-class _Webhook:
-    """Stands in for drpilot's webhook: records what Alertmanager posts."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        self.headers: list[dict] = []
-        self.received = threading.Event()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.bodies.append(json.loads(body))
-                hook.headers.append(dict(self.headers))
-                hook.received.set()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alertmanager"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.mark.skipif(alertmanager_binary() is None, reason="Debian prometheus-alertmanager not installed")
-def test_alertmanager_delivers_to_drpilots_webhook_at_once(tmp_path):
-    hook = _Webhook()
+def test_alertmanager_delivers_to_drpilots_webhook_at_once(tmp_path, webhook_stand_in):
+    hook = webhook_stand_in
     manager = Alertmanager(tmp_path, hook.url, token="s3cret")
     manager.start()
     try:
@@ -122,7 +89,6 @@ def test_alertmanager_delivers_to_drpilots_webhook_at_once(tmp_path):
         assert hook.headers[0]["Authorization"] == "Bearer s3cret"
     finally:
         manager.stop()
-        hook.close()
 
 
 @pytest.mark.skipif(prometheus_binary() is None, reason="Debian prometheus not installed")

@@ -8,13 +8,14 @@ each test clears the faults it set. `test_zz_*` run last on purpose: they stop i
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,32 +32,21 @@ from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 
 from drpilot.domain.loader import load_runbook
-from drpilot.domain.runbook import Role, Runbook
+from drpilot.domain.runbook import Role, Runbook, Workload
 from drpilot.domain.settings import load_settings
 from tests.support.paths import CLOUDDNS_RUNBOOK, DRPILOT, ROOT, ROUTE53_RUNBOOK
-from tests.support.twin import SandboxProcess, parse_env_file
-
-from .conftest import EXAMPLES, process_gone, wait_gone
+from tests.support.twin import EXAMPLES, SandboxProcess, parse_env_file, process_gone, wait_gone
+from tests.support.twin import eventually as poll
 
 SPEED = 30.0  # pods start in 1 s instead of 30, a 30 s fault lasts 1 s
 pytestmark = pytest.mark.e2e
 
 
-def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1, what: str = "") -> Any:
-    """Poll `check` until it returns something truthy without raising; return that."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-            last = result
-        except (AssertionError, ApiException, ClientError, httpx.HTTPError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or check} (last: {last!r})")
-        time.sleep(interval)
+# Across processes: polled less often, and a read that fails meanwhile (a part restarting)
+# is read again.
+eventually = functools.partial(
+    poll, timeout=15.0, interval=0.1, retrying=(AssertionError, ApiException, ClientError, httpx.HTTPError)
+)
 
 
 def processes_mentioning(state_dir: Path) -> list[int]:
@@ -102,6 +92,16 @@ class Clients:
             credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=os.environ["DRPILOT_CLOUDDNS_ENDPOINT"]),
         )
+
+    @property
+    def other_region(self) -> str:
+        """The first region that is not the primary."""
+        return next(r for r in self.runbook.regions if r != self.runbook.primary)
+
+    def seeded(self, region: str) -> tuple[Workload, int]:
+        """The region's first workload and the replicas the twin seeded it with."""
+        workload = self.runbook.workloads_in(region)[0]
+        return workload, _desired(self.runbook, region, workload.replicas)
 
     def endpoint(self, region: str) -> str:
         """The loopback URL standing for the region's runbook endpoint (DRPILOT_ENDPOINT_MAP)."""
@@ -320,14 +320,13 @@ def test_each_region_has_its_cluster_and_workloads(clients):
 
 def test_kubectl_reads_and_scales(clients, sandbox):
     runbook = clients.runbook
-    standby = [r for r in runbook.regions if r != runbook.primary][0]
-    workload = runbook.workloads_in(standby)[0]
+    standby = clients.other_region
+    workload, before = clients.seeded(standby)
     context = runbook.regions[standby].kube.context
     kubectl = ["kubectl", "--kubeconfig", os.environ["KUBECONFIG"], "--context", context, "-n", workload.namespace]
     listed = subprocess.run([*kubectl, "get", "deploy"], capture_output=True, text=True, timeout=30)
     assert listed.returncode == 0, listed.stderr
     assert workload.deployment in listed.stdout
-    before = _desired(runbook, standby, workload.replicas)
     try:
         scaled = subprocess.run([*kubectl, "scale", f"deployment/{workload.deployment}", f"--replicas={before + 1}"], capture_output=True, text=True, timeout=30)
         assert scaled.returncode == 0, scaled.stderr
@@ -352,7 +351,7 @@ def test_model_servers_stand_at_the_runbook_endpoints(clients):
 def test_a_dns_change_moves_the_traffic(clients):
     runbook = clients.runbook
     normal = runbook.normal_weights()
-    target = [r for r in runbook.regions if r != runbook.primary][0]
+    target = clients.other_region
     moved = {r: (100 if r == target else 0) for r in runbook.regions}
     before = clients.status()["regions"][target]["traffic"]["sent"]
     try:
@@ -368,11 +367,9 @@ def test_a_dns_change_moves_the_traffic(clients):
 
 
 def test_scaling_brings_pods_to_ready(clients):
-    runbook = clients.runbook
-    other = [r for r in runbook.regions if r != runbook.primary][0]
-    workload = runbook.workloads_in(other)[0]
+    other = clients.other_region
+    workload, before = clients.seeded(other)
     apps = clients.apps(other)
-    before = _desired(runbook, other, workload.replicas)
     try:
         scale = apps.patch_namespaced_deployment_scale(workload.deployment, workload.namespace, {"spec": {"replicas": before + 2}})
         assert scale.kind == "Scale" and scale.spec.replicas == before + 2
@@ -383,11 +380,10 @@ def test_scaling_brings_pods_to_ready(clients):
 
 def test_readiness_follows_pods_and_artifacts(clients):
     runbook = clients.runbook
-    region = [r for r in runbook.regions if r != runbook.primary][0]
+    region = clients.other_region
     base = clients.endpoint(region)
     apps = clients.apps(region)
-    workload = runbook.workloads_in(region)[0]
-    before = _desired(runbook, region, workload.replicas)
+    workload, before = clients.seeded(region)
     model = runbook.spec.models[0]
     bucket, _, prefix = model.artifacts[region].removeprefix("s3://").partition("/")
     s3 = clients.aws("s3")
@@ -424,11 +420,9 @@ def test_fault_region_down(clients):
 
 
 def test_fault_pods_stalled(clients):
-    runbook = clients.runbook
-    region = [r for r in runbook.regions if r != runbook.primary][0]
-    workload = runbook.workloads_in(region)[0]
+    region = clients.other_region
+    workload, before = clients.seeded(region)
     apps = clients.apps(region)
-    before = _desired(runbook, region, workload.replicas)
     # Pods there would start in 0.1 s (3 s / speed 30): the wait below proves the stall.
     clients.fault("set", f"pods_stalled={region}", f"pod_start_seconds.{region}=3")
     try:
@@ -518,7 +512,7 @@ def test_fault_velero_partially_failed(clients):
     velero = clients.runbook.spec.backups.velero
     if velero is None:
         pytest.skip("the runbook has no Velero backups")
-    region = [r for r in clients.runbook.regions if r != clients.runbook.primary][0]
+    region = clients.other_region
     clients.fault("set", f"velero_partially_failed={region}")
     custom = kube.CustomObjectsApi(clients.kube(region))
     name = f"twin-test-{int(time.time() * 1000)}"

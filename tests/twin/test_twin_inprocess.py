@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -16,9 +14,7 @@ from drpilot_twin.processes import alertmanager_binary, prometheus_binary
 
 from drpilot.domain.settings import load_settings
 from tests.support.paths import CLOUDDNS_RUNBOOK, ROUTE53_RUNBOOK
-from tests.support.twin import FAST_SPEED, parse_env_file
-
-from .test_kube_api import eventually
+from tests.support.twin import FAST_SPEED, eventually, parse_env_file
 
 
 def test_files_hold_what_env_and_description_say(example_twin):
@@ -75,40 +71,12 @@ def test_a_fault_naming_an_unknown_region_is_refused(tmp_path):
         Twin(load_runbook(ROUTE53_RUNBOOK), tmp_path, faults=Faults(pods_stalled=frozenset({"mars-1"})))
 
 
-class _Webhook:
-    """Stands where drpilot's webhook listens; records Alertmanager's posts."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        self.received = threading.Event()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                hook.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                hook.received.set()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alertmanager"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.mark.skipif(
     prometheus_binary() is None or alertmanager_binary() is None,
     reason="Debian prometheus / prometheus-alertmanager not installed",
 )
-def test_prometheus_and_alertmanager_serve_the_runbooks_checks(twin_factory, tmp_path):
-    hook = _Webhook()
+def test_prometheus_and_alertmanager_serve_the_runbooks_checks(twin_factory, tmp_path, webhook_stand_in):
+    hook = webhook_stand_in
     rules = tmp_path / "rules.yaml"
     rules.write_text(
         "groups:\n"
@@ -118,45 +86,42 @@ def test_prometheus_and_alertmanager_serve_the_runbooks_checks(twin_factory, tmp
         '        expr: up{job="inference"} == 0\n'
         "        labels: {runbook: llm-inference-gcp}\n"
     )
-    try:
-        twin = twin_factory(
-            CLOUDDNS_RUNBOOK, prometheus=True, alertmanager=True, webhook_url=hook.url, prometheus_rules=[rules]
-        )
-        settings = load_settings(twin.env())
-        runbook = twin.runbook
-        region = runbook.primary
-        # The runbook's own Prometheus URL, rewritten the way drpilot's probes rewrite it.
-        prometheus = settings.providers.prometheus_map[runbook.regions[region].prometheus]
-        query = f'sum(inference_requests_total{{region="{region}"}})'
-        deadline = time.monotonic() + 20
-        result: list = []
-        while not result and time.monotonic() < deadline:
-            result = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
-            time.sleep(0.25)
-        assert result and float(result[0]["value"][1]) > 0, "the traffic generator's requests reach Prometheus"
-        assert settings.webhook_listen == hook.url.split("/")[2]
+    twin = twin_factory(
+        CLOUDDNS_RUNBOOK, prometheus=True, alertmanager=True, webhook_url=hook.url, prometheus_rules=[rules]
+    )
+    settings = load_settings(twin.env())
+    runbook = twin.runbook
+    region = runbook.primary
+    # The runbook's own Prometheus URL, rewritten the way drpilot's probes rewrite it.
+    prometheus = settings.providers.prometheus_map[runbook.regions[region].prometheus]
+    query = f'sum(inference_requests_total{{region="{region}"}})'
+    deadline = time.monotonic() + 20
+    result: list = []
+    while not result and time.monotonic() < deadline:
+        result = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+        time.sleep(0.25)
+    assert result and float(result[0]["value"][1]) > 0, "the traffic generator's requests reach Prometheus"
+    assert settings.webhook_listen == hook.url.split("/")[2]
 
-        alert = {
-            "labels": {"alertname": "InferenceRegionDown", "runbook": runbook.name, "region": region},
-            "startsAt": datetime.now(UTC).isoformat(),
-        }
-        httpx.post(f"{twin.alertmanager_url}/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
-        assert hook.received.wait(15)
-        assert hook.bodies[0]["alerts"][0]["labels"]["runbook"] == runbook.name
+    alert = {
+        "labels": {"alertname": "InferenceRegionDown", "runbook": runbook.name, "region": region},
+        "startsAt": datetime.now(UTC).isoformat(),
+    }
+    httpx.post(f"{twin.alertmanager_url}/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
+    assert hook.received.wait(15)
+    assert hook.bodies[0]["alerts"][0]["labels"]["runbook"] == runbook.name
 
-        # A dark region fails its scrape; the rule fires and the alert reaches the webhook.
-        twin.board.update(region_down=["europe-west4"])
-        deadline = time.monotonic() + 30
-        fired: list = []
-        while not fired and time.monotonic() < deadline:
-            fired = [
-                a for body in list(hook.bodies) for a in body["alerts"]
-                if a["labels"]["alertname"] == "SandboxRegionDown"
-            ]
-            time.sleep(0.2)
-        assert fired and fired[0]["labels"]["region"] == "europe-west4"
-    finally:
-        hook.close()
+    # A dark region fails its scrape; the rule fires and the alert reaches the webhook.
+    twin.board.update(region_down=["europe-west4"])
+    deadline = time.monotonic() + 30
+    fired: list = []
+    while not fired and time.monotonic() < deadline:
+        fired = [
+            a for body in list(hook.bodies) for a in body["alerts"]
+            if a["labels"]["alertname"] == "SandboxRegionDown"
+        ]
+        time.sleep(0.2)
+    assert fired and fired[0]["labels"]["region"] == "europe-west4"
 
 
 def test_reset_returns_to_the_runbooks_normal_state(twin_factory):

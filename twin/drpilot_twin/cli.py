@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drpilot.cli.terminal import err, load_or_exit
+from drpilot.cli.twin import INSTALL
 from drpilot_twin.control import (
     FAULT_HELP,
     FaultError,
@@ -124,20 +125,17 @@ def _control(state_dir: Path, method: str, path: str, body: Any = None) -> Any:
 
 
 # ------------------------------------------------------------------------------------ up
-# Top-level modules the `sandbox` extra installs (pyproject.toml: moto[s3,route53,server],
-# cryptography) that the twin imports; a production install leaves them out.
-SANDBOX_EXTRA_MODULES = frozenset({"moto", "cryptography", "flask", "flask_cors", "werkzeug"})
+# Top-level modules the twin's distribution requires (twin/pyproject.toml: moto[s3,route53,
+# server], cryptography) that it imports; a production install leaves them out.
+TWIN_REQUIREMENT_MODULES = frozenset({"moto", "cryptography", "flask", "flask_cors", "werkzeug"})
 
 
-def _missing_extra(exc: ImportError) -> str | None:
-    """The fix when `exc` is a module of the sandbox extra missing; None for anything else."""
+def _missing_requirement(exc: ImportError) -> str | None:
+    """The fix when `exc` is a module the twin requires missing; None for anything else."""
     missing = (exc.name or "").partition(".")[0]
-    if missing not in SANDBOX_EXTRA_MODULES:
+    if missing not in TWIN_REQUIREMENT_MODULES:
         return None
-    return (
-        f"`drpilot sandbox up` needs the sandbox extra ({missing} is not installed): "
-        "pip install 'drpilot[sandbox]'"
-    )
+    return f"`drpilot sandbox up` needs the twin's requirements ({missing} is not installed): {INSTALL}"
 
 
 class _Stop(BaseException):
@@ -166,7 +164,7 @@ def up(
     try:
         from drpilot_twin.twin import Twin  # the parts are heavy to import; only `up` needs them
     except ImportError as exc:
-        if (fix := _missing_extra(exc)) is None:
+        if (fix := _missing_requirement(exc)) is None:
             raise
         raise _fail(fix) from None
 
@@ -235,7 +233,7 @@ def up(
         err.print("interrupted while starting; stopping what had started", markup=False)
         code = 130
     except Exception as exc:
-        fix = _missing_extra(exc) if isinstance(exc, ImportError) else None
+        fix = _missing_requirement(exc) if isinstance(exc, ImportError) else None
         err.print(fix or f"sandbox did not start: {exc}", markup=False)
         code = 1
     finally:

@@ -25,22 +25,23 @@ global: region-down faults do not touch it. Paging is not implemented (one page)
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import random
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from drpilot.domain.runbook import Runbook
+from drpilot.domain.runbook import DnsRecord, Runbook
 from drpilot_twin.faults import FaultBoard
 from drpilot_twin.loopback import LoopbackServer
 
@@ -514,25 +515,100 @@ class CloudDnsEmulator:
 
 def seed_clouddns(url: str, runbook: Runbook) -> str:
     """Create the runbook's managed zone (in spec.dns.project) and its weighted records
-    with the normal weights, through google-cloud-dns as drpilot itself would; returns the
-    managed zone's name. Idempotent: an existing zone is reused, records are set.
+    with the normal weights; returns the managed zone's name. Idempotent: an existing zone
+    is reused, records are set only when they differ.
 
     Each record becomes one `routingPolicy.wrr` record set whose items follow the runbook's
-    region order, item i's rrdatas being region i's target (wrr items carry no identifier);
-    `activities.dns.regions_of_wrr` reads them back by target first, by position second."""
-    from google.api_core import exceptions as google_errors
-
-    from activities.dns import CloudDnsProvider, clouddns_client, managed_zone_name
-    from drpilot.domain.settings import ProviderSettings, Settings
-
-    settings = Settings(providers=ProviderSettings(clouddns_endpoint=url))
-    client = clouddns_client(runbook.spec.dns.project or "", settings)
+    region order, item i's rrdatas being region i's target (wrr items carry no identifier)."""
     name = managed_zone_name(runbook)
-    zone = client.zone(name, runbook.spec.dns.zone, description=f"drpilot sandbox: {runbook.name}")
-    with contextlib.suppress(google_errors.Conflict):
-        zone.create()  # already there: reuse it
-    provider = CloudDnsProvider(client)
-    weights = runbook.normal_weights()
-    if not provider.matches(runbook, weights, provider.current(runbook)):
-        provider.apply(runbook, weights)
+    with httpx.Client(timeout=10) as client:
+        created = client.post(
+            f"{url}/dns/v1/projects/{runbook.spec.dns.project}/managedZones",
+            json={"name": name, "dnsName": runbook.spec.dns.zone, "description": f"drpilot sandbox: {runbook.name}"},
+        )
+        if created.status_code != 409:  # already there: reuse it
+            created.raise_for_status()
+    CloudDnsRecords(url, runbook).put(runbook.normal_weights())
     return name
+
+
+def managed_zone_name(runbook: Runbook) -> str:
+    """spec.dns.managed_zone, or the runbook's documented default: the zone's DNS name made
+    a valid zone name (example.dev. -> example-dev)."""
+    return runbook.spec.dns.managed_zone or runbook.spec.dns.zone.rstrip(".").replace(".", "-")
+
+
+class CloudDnsRecords:
+    """The runbook's weighted records in a Cloud DNS (emulator) zone, through its v1 REST
+    API: plain HTTP, not drpilot's Cloud DNS provider, which the twin stands in for."""
+
+    def __init__(self, url: str, runbook: Runbook):
+        self.runbook = runbook
+        self.zone = f"{url}/dns/v1/projects/{runbook.spec.dns.project}/managedZones/{managed_zone_name(runbook)}"
+
+    def weights(self) -> dict[str, int]:
+        """The weight each region gets (the first record's: all records move together)."""
+        with httpx.Client(timeout=10) as client:
+            held = self._held(client, self.runbook.spec.dns.records[0])[1]
+        return {region: held[region][1] if region in held else 0 for region in self.runbook.regions}
+
+    def put(self, weights: Mapping[str, int]) -> None:
+        """Every record at `weights`, the runbook's targets and TTL, in one change (deleting
+        what is held, adding the wanted wrr sets); no change when they are already."""
+        deletions, additions, same = [], [], True
+        with httpx.Client(timeout=10) as client:
+            for record in self.runbook.spec.dns.records:
+                rrsets, held = self._held(client, record)
+                wanted = {
+                    region: (_normal(record.targets[region]), weights.get(region, 0), record.ttl)
+                    for region in self.runbook.regions
+                }
+                same = same and held == wanted
+                deletions += rrsets
+                additions.append(
+                    {
+                        "name": record.name,
+                        "type": record.type.value,
+                        "ttl": record.ttl,
+                        "routingPolicy": {
+                            "wrr": {
+                                "items": [
+                                    {"weight": weights.get(region, 0), "rrdatas": [record.targets[region]]}
+                                    for region in self.runbook.regions
+                                ]
+                            }
+                        },
+                    }
+                )
+            if not same:
+                client.post(
+                    f"{self.zone}/changes", json={"additions": additions, "deletions": deletions}
+                ).raise_for_status()
+
+    def _held(self, client: httpx.Client, record: DnsRecord) -> tuple[list[dict], dict[str, tuple[str, int, int]]]:
+        """The record's record sets as held, and region -> (target, weight, TTL) from them."""
+        reply = client.get(f"{self.zone}/rrsets", params={"name": record.name, "type": record.type.value})
+        reply.raise_for_status()
+        rrsets = reply.json().get("rrsets", [])
+        regions = list(self.runbook.regions)
+        held = {}
+        for rrset in rrsets:
+            # A plain record sends everything to its one target.
+            items = rrset.get("routingPolicy", {}).get("wrr", {}).get("items") or [
+                {"weight": 100, "rrdatas": rrset.get("rrdatas") or []}
+            ]
+            for index, item in enumerate(items):
+                target = _normal((item.get("rrdatas") or [""])[0])
+                owners = [r for r in regions if _normal(record.targets[r]) == target]
+                # wrr items carry no identifier: an item is the region whose target it
+                # holds; a target regions share is told apart by its place (region order).
+                if len(owners) > 1:
+                    owners = [r for r in owners if index < len(regions) and regions[index] == r]
+                if len(owners) == 1:
+                    held[owners[0]] = (target, round(float(item.get("weight", 0))), int(rrset.get("ttl", 0)))
+        return rrsets, held
+
+
+def _normal(name: str) -> str:
+    """DNS names compare case-insensitively and with or without the root dot."""
+    return name.strip().lower().rstrip(".")

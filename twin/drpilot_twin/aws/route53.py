@@ -1,14 +1,23 @@
-"""Seed the twin's Route53 (moto, behind the AWS front) with a runbook's hosted zone and
-weighted records, so drpilot finds what the runbook describes."""
+"""The runbook's weighted records in the twin's Route53 (moto, behind the AWS front): seeded
+with the normal weights, read back as the weight each region gets, and set back to them on
+reset. Plain boto3 calls, not drpilot's Route53 provider: the twin stands in for Route53 and
+must not be built from the code it is meant to test."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 import boto3
 
-from activities.dns import Route53Provider
-from drpilot.domain.runbook import Runbook
+from drpilot.domain.runbook import DnsRecord, Runbook
+
+# Route53 takes at most 1,000 records per ChangeResourceRecordSets request (and 32,000
+# characters of values): batches of 100 changes stay well inside both.
+CHANGES_PER_BATCH = 100
+# The largest page ListResourceRecordSets returns; one record's weighted sets (one per
+# region) fit in it.
+PAGE = "300"
 
 
 def seed_route53(session_or_client, runbook: Runbook) -> str:
@@ -20,8 +29,8 @@ def seed_route53(session_or_client, runbook: Runbook) -> str:
     same records.
 
     moto chooses zone ids, so a runbook's `spec.dns.zone_id` is honoured by the AWS front
-    (`AwsFront.alias_hosted_zone`), and calls made straight to moto, like these, find the
-    zone by name (`by_zone_name`).
+    (`AwsFront.alias_hosted_zone`), and calls made straight to moto, like these, use the
+    zone by name and the id moto chose.
     """
     client = (
         session_or_client.client("route53")
@@ -30,7 +39,7 @@ def seed_route53(session_or_client, runbook: Runbook) -> str:
     )
     zone = runbook.spec.dns.zone
     found = client.list_hosted_zones_by_name(DNSName=zone)["HostedZones"]
-    existing = [z for z in found if z["Name"].rstrip(".") == zone.rstrip(".")]
+    existing = [z for z in found if _normal(z["Name"]) == _normal(zone)]
     if existing:
         zone_id = existing[0]["Id"]
     else:
@@ -40,18 +49,81 @@ def seed_route53(session_or_client, runbook: Runbook) -> str:
             HostedZoneConfig={"Comment": f"drpilot sandbox: {runbook.name}", "PrivateZone": False},
         )["HostedZone"]["Id"]
     zone_id = zone_id.rsplit("/", 1)[-1]
-    provider = Route53Provider(client)
-    by_name = by_zone_name(runbook)
-    weights = runbook.normal_weights()
-    if not provider.matches(by_name, weights, provider.current(by_name)):
-        provider.apply(by_name, weights)
+    Route53Records(client, runbook, zone_id).put(runbook.normal_weights())
     return zone_id
 
 
-def by_zone_name(runbook: Runbook) -> Runbook:
-    """The runbook without `spec.dns.zone_id`: for the twin's own calls straight to moto,
-    which knows the zone by name and by the id it chose, not by the runbook's."""
-    if runbook.spec.dns.zone_id is None:
-        return runbook
-    dns = runbook.spec.dns.model_copy(update={"zone_id": None})
-    return runbook.model_copy(update={"spec": runbook.spec.model_copy(update={"dns": dns})})
+class Route53Records:
+    """The runbook's weighted record sets in one hosted zone, by region: a region's set is
+    the one whose SetIdentifier is `record.set_identifier(region)` (module doc of seed)."""
+
+    def __init__(self, client, runbook: Runbook, zone_id: str):
+        self.client, self.runbook, self.zone_id = client, runbook, zone_id
+
+    def weights(self) -> dict[str, int]:
+        """The weight each region gets (the first record's: all records move together);
+        0 for a region without a weighted set."""
+        held = self._held(self.runbook.spec.dns.records[0])
+        return {region: held[region][1] if region in held else 0 for region in self.runbook.regions}
+
+    def put(self, weights: Mapping[str, int]) -> None:
+        """Every record at `weights`, the runbook's targets and TTL; no change when they are."""
+        wanted = {
+            record.name: {region: self._wanted(record, region, weights) for region in self.runbook.regions}
+            for record in self.runbook.spec.dns.records
+        }
+        if all(self._held(record) == wanted[record.name] for record in self.runbook.spec.dns.records):
+            return
+        changes = [
+            {
+                "Action": "UPSERT",
+                "ResourceRecordSet": {
+                    "Name": record.name,
+                    "Type": record.type.value,
+                    "SetIdentifier": record.set_identifier(region),
+                    "Weight": weights.get(region, 0),
+                    "TTL": record.ttl,
+                    "ResourceRecords": [{"Value": record.targets[region]}],
+                },
+            }
+            for record in self.runbook.spec.dns.records
+            for region in self.runbook.regions
+        ]
+        for start in range(0, len(changes), CHANGES_PER_BATCH):
+            self.client.change_resource_record_sets(
+                HostedZoneId=self.zone_id,
+                ChangeBatch={
+                    "Comment": f"drpilot sandbox: {self.runbook.name}",
+                    "Changes": changes[start : start + CHANGES_PER_BATCH],
+                },
+            )
+
+    def _held(self, record: DnsRecord) -> dict[str, tuple[str, int, int]]:
+        """Region -> (target, weight, TTL) of the record's weighted sets; sets with an
+        identifier no region uses are someone else's and left out."""
+        by_identifier = {record.set_identifier(region): region for region in self.runbook.regions}
+        # The listing starts at the record's name and type and runs on in Route53's order.
+        listed = self.client.list_resource_record_sets(
+            HostedZoneId=self.zone_id,
+            StartRecordName=record.name,
+            StartRecordType=record.type.value,
+            MaxItems=PAGE,
+        )["ResourceRecordSets"]
+        held = {}
+        for rrset in listed:
+            if _normal(rrset["Name"]) != _normal(record.name) or rrset["Type"] != record.type.value:
+                continue
+            region = by_identifier.get(rrset.get("SetIdentifier", ""))
+            values = [v["Value"] for v in rrset.get("ResourceRecords", [])]
+            if region is not None and "Weight" in rrset and values:
+                held[region] = (_normal(values[0]), int(rrset["Weight"]), int(rrset.get("TTL", 0)))
+        return held
+
+    @staticmethod
+    def _wanted(record: DnsRecord, region: str, weights: Mapping[str, int]) -> tuple[str, int, int]:
+        return _normal(record.targets[region]), weights.get(region, 0), record.ttl
+
+
+def _normal(name: str) -> str:
+    """DNS names compare case-insensitively and with or without the root dot."""
+    return name.strip().lower().rstrip(".")

@@ -13,13 +13,14 @@ and how large they are, without first waiting hours for the manifest itself.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from activities.manifest import part_checksums
 from drpilot.domain.runbook import Model, Runbook
 
 # The files of one model version: name -> size in bytes. Small, so seeding stays fast; the
@@ -286,7 +287,8 @@ def file_entry(
     path: str, body: bytes, *, part_size: int | None = None, algorithm: str = "SHA256", full_object: bool = False
 ) -> dict[str, Any]:
     """The manifest entry for a file `put_file` uploads with the same arguments: what S3
-    will confirm without reading it (activities/manifest.py), and its sha256."""
+    will confirm without reading it (drpilot reads it in activities/artifacts/manifest.py),
+    and its sha256."""
     entry: dict[str, Any] = {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
     if part_size is None or full_object:
         if algorithm != "SHA256":
@@ -298,6 +300,31 @@ def file_entry(
             "checksums": part_checksums(body, part_size, algorithm),
         }
     return entry
+
+
+# Computed here, not taken from drpilot's manifest code that verifies against them. CRC32C
+# and CRC64NVME need awscrt, which the twin does without.
+_DIGESTS = {
+    "SHA256": lambda data: hashlib.sha256(data).digest(),
+    "SHA1": lambda data: hashlib.sha1(data).digest(),
+    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
+}
+
+
+def part_checksums(body: bytes, part_size: int, algorithm: str) -> list[str]:
+    """What S3 reports for each part of `body` uploaded in parts of `part_size` (one part
+    for a single PUT, or for a full-object CRC, whose value is the whole object's): the
+    base64 of the algorithm's digest of the part's bytes, CRCs as 4 big-endian bytes. See
+    "Checking object integrity" in the Amazon S3 User Guide
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html):
+    per part, then a COMPOSITE checksum over the concatenated part digests, "-N" appended."""
+    if algorithm not in _DIGESTS:
+        raise ValueError(f"the twin cannot compute {algorithm}; use one of {', '.join(_DIGESTS)}")
+    digest = _DIGESTS[algorithm]
+    return [
+        base64.b64encode(digest(body[i : i + part_size])).decode()
+        for i in range(0, max(len(body), 1), part_size)
+    ]
 
 
 def stream(seed: str, size: int) -> bytes:

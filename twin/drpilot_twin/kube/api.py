@@ -627,15 +627,7 @@ class KubeCluster:
     ) -> Obj:
         name = current["metadata"]["name"]
         if sub == "scale":
-            scale = _scale_of(current)
-            if verb == "patch":
-                wanted = apply_patch(
-                    DEPLOYMENTS, scale, request.headers.get("content-type", ""), request.json()
-                )
-            else:
-                wanted = request.json()
-            if not isinstance(wanted, dict):
-                raise bad_request("the request body must be a Scale object")
+            wanted = _requested(request, verb, DEPLOYMENTS, _scale_of(current), "a Scale object")
             _check_precondition(rt, current, wanted)
             replicas = (wanted.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
@@ -649,14 +641,7 @@ class KubeCluster:
             updated.setdefault("spec", {})["replicas"] = replicas
             return _scale_of(updated if dry_run else self.store.update(rt, updated))
 
-        if verb == "patch":
-            wanted = apply_patch(
-                rt, current, request.headers.get("content-type", ""), request.json()
-            )
-        else:
-            wanted = request.json()
-        if not isinstance(wanted, dict):
-            raise bad_request("the request body must be a JSON object")
+        wanted = _requested(request, verb, rt, current, "a JSON object")
         _check_precondition(rt, current, wanted)
         wanted.setdefault("metadata", {})
         if wanted["metadata"].get("name", name) != name:
@@ -724,6 +709,17 @@ class KubeCluster:
 # ---------------------------------------------------------------------------------- helpers
 def _wants_table(request: _Request) -> bool:
     return "as=table" in request.headers.get("accept", "").lower().replace(" ", "")
+
+
+def _requested(request: _Request, verb: str, rt: ResourceType, current: Obj, kind: str) -> Obj:
+    """The object an update sends, or `current` with a patch's changes applied."""
+    if verb == "patch":
+        wanted = apply_patch(rt, current, request.headers.get("content-type", ""), request.json())
+    else:
+        wanted = request.json()
+    if not isinstance(wanted, dict):
+        raise bad_request(f"the request body must be {kind}")
+    return wanted
 
 
 def _check_precondition(rt: ResourceType, current: Obj, wanted: Obj) -> None:

@@ -14,6 +14,7 @@ from drpilot_twin.twin import Twin
 from temporalio.testing import WorkflowEnvironment
 
 from drpilot.domain.runbook import Runbook
+from tests.support.loopback import serving
 from tests.support.paths import ROUTE53_RUNBOOK, RUNBOOKS
 from tests.support.runbooks import runbook
 from tests.support.temporal import harnesses_on, start_dev_env, start_env
@@ -79,10 +80,8 @@ def own_harness(own_env: WorkflowEnvironment):
 def moto() -> Iterator[MotoServer]:
     """moto's server over HTTP (one per test module; every moto server in a process shares
     its state, so a test that needs a clean account uses buckets of its own)."""
-    server = MotoServer()
-    server.start()
-    yield server
-    server.stop()
+    with serving(MotoServer()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ and delegate here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -18,22 +20,22 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import AbortInput, Action, ApproveInput, Trigger
 
 
+@dataclass(eq=False, kw_only=True)
 class Approval:
-    def __init__(
-        self, runbook: Runbook, action: Action, trigger: Trigger, policy: ApprovalPolicy, *, rehearsal: bool,
-        speed: float, timeline: Timeline, operator: Operator, notifications: Notifications,
-    ) -> None:
-        self.runbook = runbook
-        self.action = action
-        self.trigger = trigger
-        self.policy = policy
-        self.rehearsal = rehearsal  # a rehearsal drill against the sandbox: nobody to approve
-        self.required = approval_required(policy, trigger) and not rehearsal
-        self.approved_by: str | None = None
-        self._speed = speed
-        self._timeline = timeline
-        self._operator = operator
-        self._notifications = notifications
+    runbook: Runbook
+    action: Action
+    trigger: Trigger
+    policy: ApprovalPolicy
+    rehearsal: bool  # a rehearsal drill against the sandbox: nobody to approve
+    speed: float
+    timeline: Timeline
+    operator: Operator
+    notifications: Notifications
+    approved_by: str | None = field(default=None, init=False)
+
+    @property
+    def required(self) -> bool:
+        return approval_required(self.policy, self.trigger) and not self.rehearsal
 
     async def gate(self) -> None:
         """Wait for `approve` when the runbook asks for it; on timeout proceed or abort."""
@@ -42,18 +44,18 @@ class Approval:
             why = f"approvals.{action} is {self.policy.value} (trigger {self.trigger})"
             if self.rehearsal:
                 why = "a rehearsal drill against the sandbox needs no approval"
-            self._timeline.skip("approval", why)
+            self.timeline.skip("approval", why)
             return
         approvals = self.runbook.spec.approvals
-        timeout = approvals.timeout.total_seconds() / self._speed
-        timeline, operator = self._timeline, self._operator
+        timeout = approvals.timeout.total_seconds() / self.speed
+        timeline, operator = self.timeline, self.operator
         async with timeline.phase("approval"):
             if self.approved_by is None:
                 timeline.say(f"waiting up to {timeout:g}s for `drpilot approve {workflow.info().workflow_id}`")
                 operator.waited = True
-                self._notifications.notify(
+                self.notifications.notify(
                     "approval_needed",
-                    f"{self._notifications.subject} waits for approval (up to {timeout:g}s): "
+                    f"{self.notifications.subject} waits for approval (up to {timeout:g}s): "
                     f"drpilot approve {workflow.info().workflow_id}",
                 )
             operator.waiting_for = "approval"
@@ -75,7 +77,7 @@ class Approval:
     def approve(self, request: ApproveInput) -> str:
         self.approved_by = request.by or "unknown"
         comment = f" ({request.comment})" if request.comment else ""
-        self._timeline.say(f"approved by {self.approved_by}{comment}")
+        self.timeline.say(f"approved by {self.approved_by}{comment}")
         return f"approved by {self.approved_by}"
 
     def refuse_approve(self) -> None:

@@ -32,7 +32,6 @@ from temporalio import workflow
 from temporalio.exceptions import is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from drpilot.domain.runbook import ApprovalPolicy, Runbook
     from workflows import admission, metrics, projection
     from workflows.approval import Approval
     from workflows.branches import settled
@@ -54,9 +53,9 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         PauseInput,
         Progress,
+        RunInput,
         RunResult,
         Status,
-        Trigger,
         WorldState,
     )
     from workflows.verdict import Verdict
@@ -70,31 +69,35 @@ T = TypeVar("T")
 class Run:
     action: Action
 
-    def __init__(
-        self, runbook: Runbook, speed: float, trigger: Trigger, policy: ApprovalPolicy, *, by: str = "", reason: str = "",
-        rehearsal: bool = False,
-    ) -> None:
+    def __init__(self, input: RunInput) -> None:
+        self.input = input
+        runbook, speed = input.runbook, input.speed
         self.runbook = runbook
         self.speed = speed
-        self.trigger = trigger
-        self.requested_by = by
-        self.reason = reason
+        self.trigger = input.trigger
+        self.requested_by = input.requested_by
+        self.reason = input.reason
         self.patches = Patches()  # the release's behaviour this run replays; read in execute()
         self.timeline = Timeline(self.refresh_details, self._outcome_of)
-        self.operator = Operator(self.timeline)
-        self.notifications = Notifications(runbook, self.action, trigger, by, self.patches, self.timeline)
-        self.approval = Approval(
-            runbook, self.action, trigger, policy, rehearsal=rehearsal, speed=speed, timeline=self.timeline,
-            operator=self.operator, notifications=self.notifications,
+        self.operator = Operator(timeline=self.timeline)
+        self.notifications = Notifications(
+            runbook=runbook, action=self.action, trigger=input.trigger, requested_by=input.requested_by,
+            patches=self.patches, timeline=self.timeline,
         )
-        self.pace = Pace(speed, self.patches)
-        self.gates = Gates(runbook, speed, self.timeline, self.operator)
-        self.workloads = Workloads(runbook, self.action, speed, self.timeline)
+        self.approval = Approval(
+            runbook=runbook, action=self.action, trigger=input.trigger,
+            policy=getattr(runbook.spec.approvals, self.action),  # approvals.failover or approvals.failback
+            rehearsal=input.rehearsal, speed=speed, timeline=self.timeline, operator=self.operator,
+            notifications=self.notifications,
+        )
+        self.pace = Pace(speed=speed, patches=self.patches)
+        self.gates = Gates(runbook=runbook, speed=speed, timeline=self.timeline, operator=self.operator)
+        self.workloads = Workloads(runbook=runbook, action=self.action, speed=speed, timeline=self.timeline)
         self.traffic = Traffic(
-            runbook, pace=self.pace, timeline=self.timeline, gates=self.gates, operator=self.operator,
+            runbook=runbook, pace=self.pace, timeline=self.timeline, gates=self.gates, operator=self.operator,
             notifications=self.notifications, patches=self.patches,
         )
-        self.verdict = Verdict(runbook, self.action, speed, self.timeline)
+        self.verdict = Verdict(runbook=runbook, action=self.action, speed=speed, timeline=self.timeline)
         self.before: WorldState | None = None  # the world preflight found
         self.step: str | None = None  # the shift step, e.g. "50%"
         self._steps: asyncio.Task | None = None

@@ -32,11 +32,7 @@ class FailbackWorkflow(Run):
 
     @workflow.init
     def __init__(self, input: FailbackInput) -> None:
-        self.input = input
-        super().__init__(
-            input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failback,
-            by=input.requested_by, reason=input.reason, rehearsal=input.rehearsal,
-        )
+        super().__init__(input)
         self.original = input.original_region  # the region traffic returns to
 
     @workflow.run

@@ -62,11 +62,7 @@ class FailoverWorkflow(Run):
 
     @workflow.init
     def __init__(self, input: FailoverInput) -> None:
-        self.input = input
-        super().__init__(
-            input.runbook, input.speed, input.trigger, input.runbook.spec.approvals.failover,
-            by=input.requested_by, reason=input.reason, rehearsal=input.rehearsal,
-        )
+        super().__init__(input)
         self.targets: list[str] = []
         self.verified: list[c.VerifyResult] = []  # preflight's verdict on each target's copies
 

@@ -8,6 +8,7 @@ with one short round (`fresh_check`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from temporalio import workflow
 
@@ -25,30 +26,30 @@ def region_evidence(region: str, evidence: list[c.CheckEvidence]) -> list[c.Chec
     return [e.model_copy(update={"check": f"{region}: {e.check}"}) for e in evidence]
 
 
+@dataclass(eq=False, kw_only=True)
 class Gates:
-    def __init__(self, runbook: Runbook, speed: float, timeline: Timeline, operator: Operator) -> None:
-        self.runbook = runbook
-        self._speed = speed
-        self._timeline = timeline
-        self._operator = operator
+    runbook: Runbook
+    speed: float
+    timeline: Timeline
+    operator: Operator
 
     @property
     def waited(self) -> bool:
         """The run waited (approval, pause, drift) since its last gate."""
-        return self._operator.waited
+        return self.operator.waited
 
     def gated(self) -> None:
         """A gate just judged the regions: DNS may move without checking them again."""
-        self._operator.waited = False
+        self.operator.waited = False
 
     async def gate(self, phase: str, regions: list[str], *, rounds: int | None = None) -> list[c.HealthResult]:
         """Health-gate `regions` in parallel, each verdict noted in `phase`. `rounds=1` is one
         short check (right before a DNS move, or of a rollback's destination); the full gate
         (the runbook's consecutive passes) is what lets DNS move without checking again."""
-        results = await together(*(calls.health_gate(self.runbook, r, self._speed, rounds=rounds) for r in regions))
+        results = await together(*(calls.health_gate(self.runbook, r, self.speed, rounds=rounds) for r in regions))
         for r in results:
             verdict = "passed" if r.passed else "FAILED"
-            self._timeline.note(phase, f"{r.region} {verdict} after {r.rounds} round(s)", region_evidence(r.region, r.evidence))
+            self.timeline.note(phase, f"{r.region} {verdict} after {r.rounds} round(s)", region_evidence(r.region, r.evidence))
         if rounds is None:
             self.gated()
         return results
@@ -56,7 +57,7 @@ class Gates:
     async def must_pass(self, phase: str, regions: list[str], consequence: Callable[[], str]) -> None:
         """The phase `phase`: every region passes its gate, else the run fails saying what
         that left (`consequence`, e.g. "DNS not changed")."""
-        async with self._timeline.phase(phase):
+        async with self.timeline.phase(phase):
             results = await self.gate(phase, regions)
             failing = [r.region for r in results if not r.passed]
             if failing:
@@ -81,7 +82,7 @@ class Gates:
         objectives = self.runbook.spec.objectives
         text = f"older than the RPO {objectives.rpo.total_seconds():g}s: {'; '.join(problems)}"
         if objectives.rpo_policy == "warn":
-            self._timeline.note(phase, f"WARNING {text} (objectives.rpo_policy: warn)")
-            self._timeline.say(f"warning: {text}")
+            self.timeline.note(phase, f"WARNING {text} (objectives.rpo_policy: warn)")
+            self.timeline.say(f"warning: {text}")
             return
         raise PhaseFailed(f"{text}; nothing was changed (set objectives.rpo_policy: warn to go on regardless)")

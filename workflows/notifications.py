@@ -4,6 +4,7 @@ its way; collected before the run ends, and one not delivered is recorded, never
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import workflow
@@ -18,18 +19,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import Patches
 
 
+@dataclass(eq=False, kw_only=True)
 class Notifications:
-    def __init__(
-        self, runbook: Runbook, action: Action, trigger: Trigger, requested_by: str, patches: Patches, timeline: Timeline
-    ) -> None:
-        self.runbook = runbook
-        self.action = action
-        self.trigger = trigger
-        self.requested_by = requested_by
-        self._patches = patches
-        self._timeline = timeline
-        self._deliveries: list[asyncio.Future] = []  # in flight
-        self._undelivered: list[str] = []
+    runbook: Runbook
+    action: Action
+    trigger: Trigger
+    requested_by: str
+    patches: Patches
+    timeline: Timeline
+    _deliveries: list[asyncio.Future] = field(default_factory=list, init=False)  # in flight
+    _undelivered: list[str] = field(default_factory=list, init=False)
 
     @property
     def subject(self) -> str:
@@ -38,7 +37,7 @@ class Notifications:
 
     def notify(self, event: str, text: str) -> None:
         """Tell the runbook's notifiers that listen for `event`."""
-        notifiers = [n for n in self.runbook.spec.notifications if event in n.events] if self._patches.v2 else []
+        notifiers = [n for n in self.runbook.spec.notifications if event in n.events] if self.patches.v2 else []
         if not notifiers:
             return
         payload = c.RunEvent(
@@ -59,5 +58,5 @@ class Notifications:
             return False
         await asyncio.gather(*self._deliveries)
         for line in self._undelivered:
-            self._timeline.say(f"notification not delivered ({line})")
+            self.timeline.say(f"notification not delivered ({line})")
         return True

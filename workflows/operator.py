@@ -8,6 +8,8 @@ health gate, which makes the next DNS move check its destination again (workflow
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from temporalio import workflow
 from temporalio.exceptions import is_cancelled_exception
 
@@ -17,16 +19,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import AbortInput, Outcome, PauseInput, RunResult, WaitingFor
 
 
+@dataclass(eq=False, kw_only=True)
 class Operator:
-    def __init__(self, timeline: Timeline) -> None:
-        self._timeline = timeline
-        self.paused = False
-        self.hold: WaitingFor | None = None  # what a hold_for() waits on until `resume`
-        self.resumed_by = ""
-        self.waiting_for: WaitingFor | None = None
-        self.abort: AbortInput | None = None
-        self.finishing = False  # the steps are over: compensation and the result are under way
-        self.waited = False  # a wait (approval, pause, drift) came after the last gate
+    timeline: Timeline
+    paused: bool = field(default=False, init=False)
+    hold: WaitingFor | None = field(default=None, init=False)  # what a hold_for() waits on until `resume`
+    resumed_by: str = field(default="", init=False)
+    waiting_for: WaitingFor | None = field(default=None, init=False)
+    abort: AbortInput | None = field(default=None, init=False)
+    finishing: bool = field(default=False, init=False)  # the steps are over: compensation and the result are under way
+    waited: bool = field(default=False, init=False)  # a wait (approval, pause, drift) came after the last gate
 
     # ------------------------------------------------------------------ holds
     async def hold_if_paused(self) -> None:
@@ -34,7 +36,7 @@ class Operator:
             return
         self.waiting_for = "resume"
         self.waited = True
-        self._timeline.say("paused; `drpilot resume` continues")
+        self.timeline.say("paused; `drpilot resume` continues")
         try:
             await workflow.wait_condition(lambda: not self.paused)
         finally:
@@ -63,11 +65,11 @@ class Operator:
 
     def request_abort(self, request: AbortInput) -> None:
         self.abort = request
-        self._timeline.say(self.abort_text())
+        self.timeline.say(self.abort_text())
 
     def pause(self, request: PauseInput) -> None:
         self.paused = True
-        self._timeline.say(f"pause requested by {request.by or 'unknown'}; holds at the next step boundary")
+        self.timeline.say(f"pause requested by {request.by or 'unknown'}; holds at the next step boundary")
 
     def refuse_pause(self) -> None:
         if self.paused:
@@ -83,7 +85,7 @@ class Operator:
             message = "resumed"
         self.paused = False
         self.resumed_by = by
-        self._timeline.say(f"{message} by {by}")
+        self.timeline.say(f"{message} by {by}")
         return message
 
     def refuse_resume(self) -> None:

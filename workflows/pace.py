@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -9,15 +11,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import Patches
 
 
+@dataclass(eq=False, kw_only=True)
 class Pace:
-    def __init__(self, speed: float, patches: Patches) -> None:
-        self.speed = speed  # every wait is divided by it (1 in production)
-        self._patches = patches
+    speed: float  # every wait is divided by it (1 in production)
+    patches: Patches
 
     async def sleep(self, seconds: float, *, kind: str, unscaled: float, summary: str) -> None:
         """A wait of the procedure (a DNS TTL, a bake) of `unscaled` seconds at speed 1 and
         `seconds` at this run's speed; counted at its speed-1 length by the projection."""
-        if self._patches.v3 and self.speed != 1 and seconds < calls.SHORT_WAIT_SECONDS:
+        if self.patches.v3 and self.speed != 1 and seconds < calls.SHORT_WAIT_SECONDS:
             if seconds > 0:
                 await calls.rehearsal_wait(seconds, summary)
         else:

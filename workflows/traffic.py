@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import workflow
@@ -51,27 +52,24 @@ def same(a: dict[str, int], b: dict[str, int]) -> bool:
     return {r: w for r, w in a.items() if w} == {r: w for r, w in b.items() if w}
 
 
+@dataclass(eq=False, kw_only=True)
 class Traffic:
-    def __init__(
-        self, runbook: Runbook, *, pace: Pace, timeline: Timeline, gates: Gates, operator: Operator,
-        notifications: Notifications, patches: Patches,
-    ) -> None:
-        self.runbook = runbook
-        self._pace = pace
-        self._timeline = timeline
-        self._gates = gates
-        self._operator = operator
-        self._notifications = notifications
-        self._patches = patches
-        self.held: dict[str, int] = {}  # the weights DNS is known to hold
-        self.target: dict[str, int] = {}  # where the run is heading
-        self.last_good: dict[str, int] | None = None  # where an abort returns
-        self.applied: list[dict[str, int]] = []  # every batch's resulting weights, in order
-        self.changes: list[DnsChange] = []
-        self.drift: Drift | None = None
-        self._change: Any = None  # the in-flight dns.apply, shielded from abort
-        self._recorded: Any = None  # the last dns.apply whose result is recorded
-        self._change_good = False  # the in-flight change goes to a state an abort may return to
+    runbook: Runbook
+    pace: Pace
+    timeline: Timeline
+    gates: Gates
+    operator: Operator
+    notifications: Notifications
+    patches: Patches
+    held: dict[str, int] = field(default_factory=dict, init=False)  # the weights DNS is known to hold
+    target: dict[str, int] = field(default_factory=dict, init=False)  # where the run is heading
+    last_good: dict[str, int] | None = field(default=None, init=False)  # where an abort returns
+    applied: list[dict[str, int]] = field(default_factory=list, init=False)  # every batch's resulting weights, in order
+    changes: list[DnsChange] = field(default_factory=list, init=False)
+    drift: Drift | None = field(default=None, init=False)
+    _change: Any = field(default=None, init=False)  # the in-flight dns.apply, shielded from abort
+    _recorded: Any = field(default=None, init=False)  # the last dns.apply whose result is recorded
+    _change_good: bool = field(default=False, init=False)  # the in-flight change goes to a state an abort may return to
 
     @property
     def moved(self) -> bool:
@@ -94,17 +92,17 @@ class Traffic:
         self, weights: dict[str, int], *, phase: str, good: bool, fresh: list[str] | None = None
     ) -> c.DnsApplyResult:
         check_weights(self.runbook, weights)
-        if self._patches.v2:
+        if self.patches.v2:
             await self._hold_on_drift(phase)
-            if fresh and self._gates.waited:
-                await self._gates.fresh_check(phase, fresh)
+            if fresh and self.gates.waited:
+                await self.gates.fresh_check(phase, fresh)
         elif good:
             self.last_good = dict(weights)  # 0.1.0 set it before the change applied
         self.target = dict(weights)
-        result = await self._apply(weights, phase, good=good and self._patches.v2)
+        result = await self._apply(weights, phase, good=good and self.patches.v2)
         ttl = max(r.ttl for r in self.runbook.spec.dns.records)
         # Resolvers keep the old answer for up to one TTL after the provider applied it.
-        await self._pace.sleep(ttl / self._pace.speed, kind="ttl", unscaled=ttl, summary=f"DNS TTL {ttl}s")
+        await self.pace.sleep(ttl / self.pace.speed, kind="ttl", unscaled=ttl, summary=f"DNS TTL {ttl}s")
         return result
 
     async def fall_back(self, phase: str, *, exclude: frozenset[str] = frozenset()) -> dict[str, int]:
@@ -112,7 +110,7 @@ class Traffic:
         check now; raises NoHealthyDestination (DNS unchanged) if none does."""
         assert self.last_good is not None
         destination = self.last_good
-        if self._patches.v2:
+        if self.patches.v2:
             destination = await self.guarded(self.last_good, phase, exclude=exclude)
         await self.move(destination, phase=phase, good=True)
         return destination
@@ -130,7 +128,7 @@ class Traffic:
         be failing now; `passed`: regions that passed a gate just now (not checked again)."""
         intended = [r for r, w in sorted(weights.items()) if w > 0]
         checked = [r for r in intended if r not in exclude and r not in passed]
-        results = await self._gates.gate(phase, checked, rounds=1) if checked else []
+        results = await self.gates.gate(phase, checked, rounds=1) if checked else []
         passing = sorted({r for r in intended if r in passed} | {r.region for r in results if r.passed})
         evidence = [e for r in results for e in r.evidence]
         if passing == intended:
@@ -146,7 +144,7 @@ class Traffic:
                     f"and the rest is too few ({exc}); DNS left at {format_weights(self.held)}",
                     evidence,
                 ) from None
-            self._timeline.note(phase, f"destination narrowed to {format_weights(narrowed)}: {', '.join(failing)} failing now")
+            self.timeline.note(phase, f"destination narrowed to {format_weights(narrowed)}: {', '.join(failing)} failing now")
             return narrowed
         raise NoHealthyDestination(
             f"no healthy destination: {', '.join(failing)} failing now, so traffic does not go back to "
@@ -157,7 +155,7 @@ class Traffic:
 
     async def settle(self) -> None:
         """Compensation: DNS back to the last good weights, if this run moved it."""
-        timeline = self._timeline
+        timeline = self.timeline
         if not self.moved:
             return  # this run never touched DNS
         async with timeline.phase("compensation"):
@@ -167,7 +165,7 @@ class Traffic:
                 timeline.note("compensation", f"in-flight DNS change ended: {explain(exc)}")
             state = await calls.dns_read(self.runbook)
             live = state.weights()
-            if self._patches.v2 and self._drifted(state) is not None:
+            if self.patches.v2 and self._drifted(state) is not None:
                 # Someone else changed DNS after this run's last change: theirs is the
                 # newer decision, and undoing it is not compensation.
                 timeline.note(
@@ -182,7 +180,7 @@ class Traffic:
                 timeline.note("compensation", f"DNS stays at {format_weights(live)}")
                 return
             destination = self.last_good
-            if self._patches.v2:
+            if self.patches.v2:
                 destination = await self.guarded(self.last_good, "compensation")
             result = await self._apply(destination, "compensation", good=True)
             timeline.note("compensation", f"DNS returned to {format_weights(result.weights)}")
@@ -193,14 +191,14 @@ class Traffic:
         change = self._change
         if change is None or change is self._recorded:
             return
-        self._record(change, await change, self._timeline.current(), dict(self.held), self._change_good)
+        self._record(change, await change, self.timeline.current(), dict(self.held), self._change_good)
 
     # ------------------------------------------------------------------ inside
     async def _apply(self, weights: dict[str, int], phase: str, *, good: bool = False) -> c.DnsApplyResult:
         """One change batch; once the provider reports it applied and `good`, it is where an
         abort returns (even if the abort arrived while it was in flight)."""
         before = dict(self.held)
-        change = calls.start_dns_apply(self.runbook, weights, self._pace.speed)
+        change = calls.start_dns_apply(self.runbook, weights, self.pace.speed)
         self._change, self._change_good = change, good
         try:
             # Shielded: an abort must not cancel a change batch half-way.
@@ -235,9 +233,9 @@ class Traffic:
                 status=result.status, at=workflow.now(),
             )
         )
-        if phase in [p.name for p in self._timeline.phases]:
-            self._timeline.note(phase, f"DNS {format_weights(result.weights)} ({result.status})")
-        self._timeline.changed()
+        if phase in [p.name for p in self.timeline.phases]:
+            self.timeline.note(phase, f"DNS {format_weights(result.weights)} ({result.status})")
+        self.timeline.changed()
 
     def _drifted(self, state: c.DnsState) -> Drift | None:
         for record in state.records:
@@ -256,14 +254,14 @@ class Traffic:
             f"found {format_weights(drift.found)}; holding: `drpilot resume {workflow.info().workflow_id}` "
             "accepts the live weights as the new start, `drpilot abort` leaves them"
         )
-        self._timeline.note(phase, message)
-        self._timeline.say(message)
-        self._notifications.notify("held", f"{self._notifications.subject} holds: {message}")
+        self.timeline.note(phase, message)
+        self.timeline.say(message)
+        self.notifications.notify("held", f"{self.notifications.subject} holds: {message}")
         try:
-            by = await self._operator.hold_for("drift")
+            by = await self.operator.hold_for("drift")
         finally:
             self.drift = None
         # The operator vouched for what DNS holds now: it is where an abort returns.
         self.held = dict(drift.found)
         self.last_good = dict(drift.found)
-        self._timeline.note(phase, f"resumed by {by}: live DNS {format_weights(drift.found)} accepted as the new start")
+        self.timeline.note(phase, f"resumed by {by}: live DNS {format_weights(drift.found)} accepted as the new start")

@@ -4,6 +4,7 @@ judged on the projection to speed 1 (workflows/projection.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from temporalio import workflow
@@ -15,15 +16,19 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import Action, RtoProjection, Status
 
 
+@dataclass(eq=False, kw_only=True)
 class Verdict:
-    def __init__(self, runbook: Runbook, action: Action, speed: float, timeline: Timeline) -> None:
-        self.action = action
-        self.speed = speed
-        self.objective = runbook.spec.objectives.rto.total_seconds()
-        self.rto_seconds: float | None = None  # start to recovery, on this run's clock
-        self.projection: RtoProjection | None = None
-        self._path: projection.Path | None = None  # the run's critical path
-        self._timeline = timeline
+    runbook: Runbook
+    action: Action
+    speed: float
+    timeline: Timeline
+    rto_seconds: float | None = field(default=None, init=False)  # start to recovery, on this run's clock
+    projection: RtoProjection | None = field(default=None, init=False)
+    _path: projection.Path | None = field(default=None, init=False)  # the run's critical path
+
+    @property
+    def objective(self) -> float:
+        return self.runbook.spec.objectives.rto.total_seconds()
 
     def start(self) -> None:
         """Follow the run's critical path from here (before its steps start as a task, which
@@ -43,18 +48,18 @@ class Verdict:
                 f" at speed {self.speed:g}; projected at speed 1: {self.projection.projected_seconds:.0f}s"
                 if self.projection is not None else ""
             )
-            self._timeline.say(f"all traffic home after {rto:.1f}s{projected}")
+            self.timeline.say(f"all traffic home after {rto:.1f}s{projected}")
         elif rto is not None:
             objective = self.objective
             verdict = "met" if self.unscaled(rto) <= objective else "MISSED"
             if self.projection is not None:
                 p = self.projection
-                self._timeline.say(
+                self.timeline.say(
                     f"RTO {rto:.1f}s at speed {self.speed:g}; projected at speed 1: {p.projected_seconds:.0f}s "
                     f"(±{p.uncertainty_seconds:.0f}s) vs objective {objective:.0f}s: {verdict} (projection)"
                 )
             else:
-                self._timeline.say(f"RTO {rto:.1f}s vs objective {objective:.0f}s: {verdict}")
+                self.timeline.say(f"RTO {rto:.1f}s vs objective {objective:.0f}s: {verdict}")
         return rto
 
     def unscaled(self, rto: float) -> float:

@@ -4,6 +4,8 @@ artifacts before their repair, and warm the models up."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -23,40 +25,40 @@ def restore_name(action: str, runbook: str) -> str:
     return f"drpilot-{action}-{runbook}"[:50].rstrip("-") + f"-{run}"
 
 
+@dataclass(eq=False, kw_only=True)
 class Workloads:
-    def __init__(self, runbook: Runbook, action: Action, speed: float, timeline: Timeline) -> None:
-        self.runbook = runbook
-        self._action = action
-        self._speed = speed
-        self._timeline = timeline
+    runbook: Runbook
+    action: Action
+    speed: float
+    timeline: Timeline
 
     @property
     def restores(self) -> bool:
         """This action brings the workloads back with a Velero restore (backups.velero.restore_on)."""
         velero = self.runbook.spec.backups.velero
-        return velero is not None and RunbookAction(self._action) in velero.restore_on
+        return velero is not None and RunbookAction(self.action) in velero.restore_on
 
     async def bring_up(self, phase: str, region: str, *, named: bool = True) -> None:
         """The Velero restore (when the runbook asks for one), then scale to active and wait
         until ready; noted in `phase` (`named`: the restore's note names the region)."""
         if self.restores:
-            name = restore_name(self._action, self.runbook.name)
-            restored = await calls.velero_restore(self.runbook, region, name, self._speed)
+            name = restore_name(self.action, self.runbook.name)
+            restored = await calls.velero_restore(self.runbook, region, name, self.speed)
             where = f"{region}: " if named else ""
-            self._timeline.note(phase, f"{where}velero restore {restored.name} {restored.phase}")
+            self.timeline.note(phase, f"{where}velero restore {restored.name} {restored.phase}")
             if restored.phase != "Completed":
                 raise PhaseFailed(
                     f"velero restore {restored.name} in {region} ended {restored.phase} "
                     f"({restored.errors} errors, {restored.warnings} warnings): velero restore describe {restored.name}"
                 )
-        scaled = await calls.kube_scale(self.runbook, region, "active", self._speed)
+        scaled = await calls.kube_scale(self.runbook, region, "active", self.speed)
         shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
-        self._timeline.note(phase, f"{region}: {shown} ready")
+        self.timeline.note(phase, f"{region}: {shown} ready")
 
     async def restore_artifacts(self, phase: str, verified: c.VerifyResult, budget_seconds: float) -> None:
         """A damaged copy of a model restored from the archive within `budget_seconds`."""
         restored = await calls.artifacts_restore(
-            self.runbook, verified.region, verified.model, verified.version, budget_seconds, self._speed,
+            self.runbook, verified.region, verified.model, verified.version, budget_seconds, self.speed,
             nbytes=verified.bytes,
         )
         if not restored.verify.ok:
@@ -65,27 +67,27 @@ class Workloads:
                 f"{verified.region}: {verified.model} still has {len(restored.verify.problems)} problem(s) "
                 f"after the archive restore (e.g. {first.key} {first.problem})"
             )
-        self._timeline.note(
+        self.timeline.note(
             phase, f"{verified.region}: restored {len(restored.restored)} file(s) of {verified.model} ({restored.tier})"
         )
 
     async def restart_pods(self, phase: str, region: str) -> None:
         info = workflow.info()
         restarted = await calls.rollout_restart(
-            self.runbook, region, f"{info.workflow_id}/{info.run_id}/artifacts", self._speed
+            self.runbook, region, f"{info.workflow_id}/{info.run_id}/artifacts", self.speed
         )
         shown = ", ".join(restarted.restarted) or "already restarted"
-        self._timeline.note(phase, f"{region}: rollout restart after the artifacts were repaired ({shown})")
+        self.timeline.note(phase, f"{region}: rollout restart after the artifacts were repaired ({shown})")
 
     async def warm_up(self, regions: list[str], *, named: bool = True) -> None:
         """The runbook's warm-up requests against each region (`named`: each note names it)."""
         if not self.runbook.spec.warmup:
-            self._timeline.skip("warm-up", "the runbook has no warm-up requests")
+            self.timeline.skip("warm-up", "the runbook has no warm-up requests")
             return
-        async with self._timeline.phase("warm-up"):
+        async with self.timeline.phase("warm-up"):
             results = await together(*(calls.warmup(self.runbook, r) for r in regions))
             for r in results:
                 where = f"{r.region}: " if named else ""
-                self._timeline.note(
+                self.timeline.note(
                     "warm-up", f"{where}{r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms"
                 )

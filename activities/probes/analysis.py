@@ -31,7 +31,15 @@ from activities.contracts import (
 from activities.probes.clock import sleep_heartbeating
 from activities.probes.exposition import Sample, histogram_quantile, parse_metrics
 from activities.probes.prometheus import PromError, prom_check, series
-from activities.probes.sending import Outcome, describe, error_text, ms, percentile, send_many
+from activities.probes.sending import (
+    Outcome,
+    RegionProbe,
+    describe,
+    error_text,
+    ms,
+    percentile,
+    send_many,
+)
 from drpilot.domain.runbook import Runbook, Warmup
 
 # Analysis without Prometheus samples the region's /metrics over a short window after the
@@ -89,13 +97,8 @@ class Traffic:
         return histogram_quantile(0.99, self.buckets.items())
 
 
-class Analysis:
-    """The analysis of one region: its endpoint at `base`, its Prometheus at `prom` (if any)."""
-
-    def __init__(self, http: httpx.Client, base: str, prom: str | None):
-        self.http = http
-        self.base = base
-        self.prom = prom
+class Analysis(RegionProbe):
+    """The analysis of one region."""
 
     def run(self, input: AnalyseInput) -> AnalyseResult:
         runbook, region, speed = input.runbook, input.region, input.speed

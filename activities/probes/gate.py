@@ -18,7 +18,7 @@ from temporalio import activity
 from activities.contracts import CheckEvidence, HealthInput, HealthResult
 from activities.probes.clock import RehearsalClock
 from activities.probes.prometheus import PromError, prom_check
-from activities.probes.sending import describe, error_text
+from activities.probes.sending import RegionProbe, describe, error_text
 from drpilot.domain.runbook import Runbook
 
 # A rehearsal's health gate counts requests at their real duration (see RehearsalClock);
@@ -29,13 +29,8 @@ GATE_REAL_SLACK_SECONDS = 30.0
 VERSION_CHECK_TIMEOUT_SECONDS = 5.0
 
 
-class HealthGate:
-    """The gate of one region: its endpoint at `base`, its Prometheus at `prom` (if any)."""
-
-    def __init__(self, http: httpx.Client, base: str, prom: str | None):
-        self.http = http
-        self.base = base
-        self.prom = prom
+class HealthGate(RegionProbe):
+    """The gate of one region."""
 
     def run(self, input: HealthInput) -> HealthResult:
         runbook, region, speed = input.runbook, input.region, input.speed

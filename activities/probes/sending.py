@@ -19,6 +19,15 @@ from temporalio import activity
 from drpilot.domain.runbook import Warmup
 
 
+@dataclass(frozen=True)
+class RegionProbe:
+    """What a probe of one region reads: its endpoint at `base`, its Prometheus at `prom` (if any)."""
+
+    http: httpx.Client
+    base: str
+    prom: str | None
+
+
 @dataclass
 class Outcome:
     ok: bool

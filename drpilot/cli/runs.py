@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -93,17 +93,29 @@ def _start_checked(
     _start_and_report(request(operator()), wait, as_json, report_dir)
 
 
+# The options failover and failback share, declared once.
+Reason = Annotated[str, typer.Option(help="Why; recorded in the run.")]
+Yes = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
+Wait = Annotated[bool, typer.Option("--wait", help="Follow live progress; exit 0 only when the run completes.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+Speed = Annotated[float, typer.Option(min=1.0, help="Rehearsal speed >= 1 (default DRPILOT_SPEED, else 1).")]
+ReportDir = Annotated[
+    Path,
+    typer.Option("--report", help="With --wait: write the run's report (HTML and Markdown) into this directory when it ends."),
+]
+
+
 def failover(
     file: Path = typer.Argument(..., help="Runbook YAML file."),
     from_region: str = typer.Option(..., "--from", help="The failed region."),
     to: list[str] = typer.Option(None, "--to", help="Target region(s); default: the standby, or all healthy serving regions."),
     strategy: str = typer.Option("graceful", help="graceful: prepare, gate, then DNS. ungraceful: DNS first (region already dark)."),
-    reason: str = typer.Option("", help="Why; recorded in the run."),
-    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
-    wait: bool = typer.Option(False, "--wait", help="Follow live progress; exit 0 only when the run completes."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    speed: float = typer.Option(None, min=1.0, help="Rehearsal speed >= 1 (default DRPILOT_SPEED, else 1)."),
-    report_dir: Path = typer.Option(None, "--report", help="With --wait: write the run's report (HTML and Markdown) into this directory when it ends."),
+    reason: Reason = "",
+    yes: Yes = False,
+    wait: Wait = False,
+    as_json: AsJson = False,
+    speed: Speed = None,
+    report_dir: ReportDir = None,
 ) -> None:
     """Move serving away from a failed region."""
     from workflows.types import FailoverInput
@@ -125,12 +137,12 @@ def failover(
 def failback(
     file: Path = typer.Argument(..., help="Runbook YAML file."),
     to: str = typer.Option(..., "--to", help="The recovered region traffic returns to."),
-    reason: str = typer.Option("", help="Why; recorded in the run."),
-    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
-    wait: bool = typer.Option(False, "--wait", help="Follow live progress; exit 0 only when the run completes."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    speed: float = typer.Option(None, min=1.0, help="Rehearsal speed >= 1 (default DRPILOT_SPEED, else 1)."),
-    report_dir: Path = typer.Option(None, "--report", help="With --wait: write the run's report (HTML and Markdown) into this directory when it ends."),
+    reason: Reason = "",
+    yes: Yes = False,
+    wait: Wait = False,
+    as_json: AsJson = False,
+    speed: Speed = None,
+    report_dir: ReportDir = None,
 ) -> None:
     """Bring traffic back to a recovered region gradually, rolling back on degradation."""
     from workflows.types import FailbackInput

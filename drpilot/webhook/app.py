@@ -17,6 +17,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -26,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from structlog.stdlib import BoundLogger
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
@@ -33,6 +35,7 @@ from drpilot.domain.settings import Settings
 from drpilot.frontdoor.logs import get_logger
 from drpilot.frontdoor.temporal import TemporalUnavailable
 from drpilot.webhook.guardrails import (
+    Clock,
     Decision,
     DnsWeights,
     Guardrails,
@@ -124,38 +127,27 @@ class Metrics:
             self.refused.labels(decision.outcome, decision.code).inc()
 
 
+@dataclass(eq=False)
 class Webhook:
-    def __init__(
-        self,
-        routing: Routing,
-        settings: Settings,
-        token: TokenSource,
-        connect: Callable[[], Awaitable[Client]],
-        dns_weights: DnsWeights,
-        *,
-        kill_switch: KillSwitch | None = None,
-        clock=utc_now,
-        max_body: int = MAX_BODY,
-        body_seconds: float = BODY_SECONDS,
-    ):
-        self.routing = routing
-        self.settings = settings
-        self.token = token
-        self._connect = connect
-        self.dns_weights = dns_weights
-        self.kill_switch = kill_switch or KillSwitch()
-        self.clock = clock
-        self.max_body = max_body
-        self.body_seconds = body_seconds
-        self.metrics = Metrics()
-        self._guardrails: Guardrails | None = None
-        self._connecting = asyncio.Lock()
-        self.log = get_logger(component="webhook")
+    routing: Routing
+    settings: Settings
+    token: TokenSource
+    connect: Callable[[], Awaitable[Client]]
+    dns_weights: DnsWeights
+    _: KW_ONLY
+    kill_switch: KillSwitch = field(default_factory=KillSwitch)
+    clock: Clock = utc_now
+    max_body: int = MAX_BODY
+    body_seconds: float = BODY_SECONDS
+    metrics: Metrics = field(init=False, default_factory=Metrics)
+    _guardrails: Guardrails | None = field(init=False, default=None)
+    _connecting: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    log: BoundLogger = field(init=False, default_factory=lambda: get_logger(component="webhook"))
 
     async def guardrails(self) -> Guardrails:
         async with self._connecting:
             if self._guardrails is None:
-                client = await self._connect()
+                client = await self.connect()
                 self._guardrails = Guardrails(
                     self.routing, client, self.settings, self.dns_weights, kill_switch=self.kill_switch, clock=self.clock
                 )

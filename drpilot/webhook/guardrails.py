@@ -22,7 +22,7 @@ import collections
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -127,28 +127,23 @@ class CircuitBreaker:
             self.starts.remove(slot)
 
 
+@dataclass(eq=False)
 class Guardrails:
-    def __init__(
-        self,
-        routing: Routing,
-        client: Client,
-        settings: Settings,
-        dns_weights: DnsWeights,
-        *,
-        kill_switch: KillSwitch | None = None,
-        clock: Clock = utc_now,
-    ):
-        self.routing = routing
-        self.client = client
-        self.settings = settings
-        self.dns_weights = dns_weights
-        self.kill_switch = kill_switch or KillSwitch()
-        self.clock = clock
-        self.breaker = CircuitBreaker(routing.breaker.max_runs, routing.breaker.window, clock)
-        # One decision at a time per runbook: a storm's duplicates then find the first
-        # one's run held at admission and attach, instead of racing the breaker.
-        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
-        self._next: dict[tuple[str, ...], asyncio.Future[Decision]] = {}
+    routing: Routing
+    client: Client
+    settings: Settings
+    dns_weights: DnsWeights
+    _: KW_ONLY
+    kill_switch: KillSwitch = field(default_factory=KillSwitch)
+    clock: Clock = utc_now
+    breaker: CircuitBreaker = field(init=False)
+    # One decision at a time per runbook: a storm's duplicates then find the first
+    # one's run held at admission and attach, instead of racing the breaker.
+    _locks: dict[str, asyncio.Lock] = field(init=False, default_factory=lambda: collections.defaultdict(asyncio.Lock))
+    _next: dict[tuple[str, ...], asyncio.Future[Decision]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.breaker = CircuitBreaker(self.routing.breaker.max_runs, self.routing.breaker.window, self.clock)
 
     async def decide(self, alert: Alert, receiver: str) -> Decision:
         route = self.routing.route(alert.labels)

@@ -14,6 +14,7 @@ from drpilot_twin.kube.api import start_kube_clusters, write_kubeconfig
 from activities.kube import KubeconfigClients
 from drpilot.domain.loader import load_runbook
 from tests.support.aws import SPEED, aws_client
+from tests.support.loopback import serving
 from tests.support.paths import ROUTE53_RUNBOOK
 
 KUBE_SPEED = 60.0  # pods ready 0.5 s after a scale-up; a Velero restore ~0.4 s
@@ -26,10 +27,8 @@ def board() -> FaultBoard:
 
 @pytest.fixture(scope="module")
 def front(board) -> Iterator[AwsFront]:
-    aws = AwsFront(board, speed=SPEED)
-    aws.start()
-    yield aws
-    aws.stop()
+    with serving(AwsFront(board, speed=SPEED)) as aws:
+        yield aws
 
 
 @pytest.fixture

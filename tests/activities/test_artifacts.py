@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from botocore.config import Config
@@ -257,17 +259,7 @@ def test_a_killed_restore_resumes_from_its_heartbeat_details(artifacts, s3, fron
     _seed(s3, runbook, missing={"us-west-2": ["llm-7b/*"]})
     board.update(glacier_delay_seconds=60)
 
-    first = ActivityEnvironment()
-    last: list[dict] = []
-
-    def die_after_first_copy(*details):
-        if not details:  # a heartbeat while verifying, before the restore is planned
-            return
-        last[:] = [_through_temporal(details[0])]
-        if last[0]["copied"]:
-            raise WorkerLost()
-
-    first.on_heartbeat = die_after_first_copy
+    first, last = _dying_once(lambda progress: progress["copied"])
     with pytest.raises(WorkerLost):
         first.run(artifacts.restore_from_archive, _restore_input(runbook))
     progress = RestoreProgress.model_validate(last[0])
@@ -566,6 +558,23 @@ def _through_temporal(details: dict) -> dict:
     return converter.from_payloads(converter.to_payloads([details]))[0]
 
 
+def _dying_once(done: Callable[[dict], Any]) -> tuple[ActivityEnvironment, list[dict]]:
+    """An activity environment whose worker is lost right after the first heartbeat whose
+    progress is `done`; the list holds that last heartbeat's details, as a retry receives them."""
+    env = ActivityEnvironment()
+    last: list[dict] = []
+
+    def heartbeat(*details):
+        if not details:  # a heartbeat before any progress (e.g. while verifying, before a restore is planned)
+            return
+        last[:] = [_through_temporal(details[0])]
+        if done(last[0]):
+            raise WorkerLost()
+
+    env.on_heartbeat = heartbeat
+    return env, last
+
+
 def _calls(s3, operation: str) -> list[str]:
     """The key of every `operation` request `s3` sends from now on (botocore's own event)."""
     keys: list[str] = []
@@ -635,15 +644,7 @@ def test_a_killed_verify_resumes_from_the_files_done(artifacts, s3, runbook):
     _seed(s3, runbook)
     upload_checkpoint(s3)
     deep = with_model(runbook, verify="deep")
-    first = ActivityEnvironment()
-    last: list[dict] = []
-
-    def die_after_first_file(*details):
-        last[:] = [_through_temporal(details[0])]
-        if last[0]["checked"]:
-            raise WorkerLost()
-
-    first.on_heartbeat = die_after_first_file
+    first, last = _dying_once(lambda progress: progress["checked"])
     with pytest.raises(WorkerLost):
         first.run(artifacts.verify, _verify_input(deep))
     done = last[0]["checked"]
@@ -693,17 +694,7 @@ def test_a_killed_sync_resumes_its_multipart_copy(multipart, s3, runbook):
     _seed(s3, runbook)
     upload_checkpoint(s3)
     part_copies, created = _calls(s3, "UploadPartCopy"), _calls(s3, "CreateMultipartUpload")
-    first = ActivityEnvironment()
-    last: list[dict] = []
-
-    def die_after_first_part(*details):
-        if not details:
-            return
-        last[:] = [_through_temporal(details[0])]
-        if any(u["parts"] for u in last[0]["uploads"].values()):
-            raise WorkerLost()
-
-    first.on_heartbeat = die_after_first_part
+    first, last = _dying_once(lambda progress: any(u["parts"] for u in progress["uploads"].values()))
     with pytest.raises(WorkerLost):
         first.run(multipart.sync, _sync_input(runbook))
     (path, upload), = last[0]["uploads"].items()

@@ -32,14 +32,13 @@ from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import ProviderSettings, Settings
 from tests.support.aws import SPEED, aws_client
+from tests.support.loopback import serving
 
 
 @pytest.fixture(scope="module")
 def emulator(board) -> Iterator[CloudDnsEmulator]:
-    server = CloudDnsEmulator(board, speed=SPEED)
-    server.start()
-    yield server
-    server.stop()
+    with serving(CloudDnsEmulator(board, speed=SPEED)) as server:
+        yield server
 
 
 def route53_client(front: AwsFront, **retries: Any):

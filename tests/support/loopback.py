@@ -1,5 +1,6 @@
-"""A real uvicorn serving an ASGI app on 127.0.0.1 (a free port): in a thread, or in the
-test's event loop where the Temporal client the app uses lives."""
+"""Servers on 127.0.0.1 for the length of a test: an emulator started and stopped, or a
+real uvicorn serving an ASGI app (a free port) in a thread or in the test's event loop, where
+the Temporal client the app uses lives."""
 
 from __future__ import annotations
 
@@ -8,8 +9,27 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Protocol, TypeVar
 
 import uvicorn
+
+
+class Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+@contextmanager
+def serving(server: S) -> Iterator[S]:
+    """`server` started, and stopped after, even when the block fails."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @contextmanager

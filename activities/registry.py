@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities.admission import AdmissionActivities, Admit
 from activities.artifacts.activities import ArtifactActivities
 from activities.clock import ClockActivities
 from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
-from activities.kube import KubeActivities
+from activities.front_door import Admit, FrontDoorActivities, Previous
+from activities.kube.activities import KubeActivities
 from activities.notify import NotifyActivities
 from activities.probes.activities import ProbeActivities
-from activities.readiness import Previous, ReadinessActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import Settings
 
@@ -35,8 +34,4 @@ def build_activities(
     """Bound activity methods of every class, each class built once from `settings`; the
     claim and the previous verdict when the front door's `admit` and `previous` are given."""
     built = [method for cls in ACTIVITY_CLASSES for method in cls.from_settings(settings).all()]
-    if admit is not None:
-        built += AdmissionActivities(admit).all()
-    if previous is not None:
-        built += ReadinessActivities(previous).all()
-    return built
+    return built + FrontDoorActivities(admit=admit, previous=previous).all()

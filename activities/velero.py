@@ -35,7 +35,7 @@ from activities.contracts import (
     VeleroRestoreInput,
     VeleroRestoreResult,
 )
-from activities.kube import (
+from activities.kube.clusters import (
     MIN_POLL_SECONDS,
     REQUEST_TIMEOUT,
     ClusterActivities,

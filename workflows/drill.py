@@ -14,7 +14,7 @@ run under that claim and claim nothing (their release signal at the end names a 
 admission does not hold, which it ignores). So from the first step to the last nothing else
 (CLI, webhook, another drill) can start a run on the runbook or its DNS records in
 between the failover and the failback, and a refusal names the drill and how to abort it
-(`drpilot abort DRILL_ID`). The drill claims through an activity (activities/admission.py) rather
+(`drpilot abort DRILL_ID`). The drill claims through an activity (activities/front_door.py) rather
 than at the front door, because a Temporal Schedule starts it with no front door in
 between; a CLI start goes the same way so both behave alike. The drill releases the claim as
 it ends, whatever the outcome; a drill terminated in Temporal is found stale by the next

@@ -10,7 +10,7 @@ per check is the result.
 Run by its schedule (`notify_changes`), it compares its verdict with the schedule's previous
 one and tells the runbook's notifiers (event `readiness_changed`) when it turned, in either
 direction, or when the very first verdict is not ready: nobody watches a dashboard of green.
-The previous verdict is an activity the front door answers (activities/readiness.py, it needs a
+The previous verdict is an activity the front door answers (activities/front_door.py, it needs a
 Temporal client); a failure to read it or to deliver is recorded in the result, never fatal.
 """
 

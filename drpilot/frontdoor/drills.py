@@ -1,7 +1,7 @@
 """Drills from the front door: starting one now, answering the claim every drill makes at
 admission, its result, and its history read back from the evidence packs in S3.
 
-The claim is an activity (activities/admission.py), but answering it needs what only a front
+The claim is an activity (activities/front_door.py), but answering it needs what only a front
 door has: a Temporal client and drpilot's admission code (drpilot/frontdoor/runs.py). The
 worker hands `DrillAdmission.admit`, with its own client, to the registry
 (drpilot/frontdoor/worker.py).
@@ -20,8 +20,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities.admission import AdmissionActivities, AdmissionUnavailable
 from activities.contracts import ErrorType
+from activities.front_door import AdmissionUnavailable, FrontDoorActivities
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor import runs
@@ -52,7 +52,7 @@ class DrillAdmission:
 
     def all(self) -> list[Callable]:
         """The `drill.claim` activity answered here (for a worker of its own, as in tests)."""
-        return AdmissionActivities(self.admit).all()
+        return FrontDoorActivities(admit=self.admit).all()
 
 
 async def start_drill(client: Client, settings: Settings, request: DrillInput) -> WorkflowHandle:

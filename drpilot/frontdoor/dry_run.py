@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import ArtifactInput, DnsReadInput, KubeReadInput, RestoreInput
 from activities.dns.activities import DnsActivities
-from activities.kube import KubeActivities
+from activities.kube.activities import KubeActivities
 from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import Action, Role, Runbook
 from drpilot.domain.settings import Settings

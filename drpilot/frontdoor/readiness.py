@@ -1,7 +1,7 @@
 """Readiness from the front door: run the read-only checks now, or every N minutes on a
 Temporal Schedule (`readiness:NAME`, a firing skipped while the last still runs); and the
 schedule's previous verdict a scheduled check asks for through the `readiness.previous`
-activity (activities/readiness.py): reading it needs a Temporal client, which only the front
+activity (activities/front_door.py): reading it needs a Temporal client, which only the front
 door and the worker have."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.readiness import NoSchedule, ReadinessActivities
+from activities.front_door import FrontDoorActivities, NoSchedule
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor.runs import RunError
@@ -110,4 +110,4 @@ class ReadinessHistory:
 
     def all(self) -> list[Callable]:
         """The `readiness.previous` activity answered here (for a worker of its own, as in tests)."""
-        return ReadinessActivities(self.previous).all()
+        return FrontDoorActivities(previous=self.previous).all()

@@ -11,7 +11,7 @@ from drpilot_twin.aws.front import AwsFront
 from drpilot_twin.faults import FaultBoard
 from drpilot_twin.kube.api import start_kube_clusters, write_kubeconfig
 
-from activities.kube import KubeconfigClients
+from activities.kube.clusters import KubeconfigClients
 from drpilot.domain.loader import load_runbook
 from tests.support.aws import SPEED, aws_client
 from tests.support.loopback import serving

@@ -19,7 +19,8 @@ from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import KubeReadInput, ScaleInput
-from activities.kube import KubeActivities, KubeconfigClients
+from activities.kube.activities import KubeActivities
+from activities.kube.clusters import KubeconfigClients
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
 from tests.support.activities import run

@@ -12,7 +12,7 @@ from kubernetes import client as k8s
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import VeleroRestoreInput
-from activities.kube import KubeconfigClients
+from activities.kube.clusters import KubeconfigClients
 from activities.velero import VeleroActivities
 from drpilot.domain.loader import load_runbook, parse_runbook
 from tests.support.activities import run

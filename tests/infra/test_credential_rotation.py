@@ -12,7 +12,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import KubeReadInput, VeleroRestoreInput
-from activities.kube import KubeActivities, KubeconfigClients
+from activities.kube.activities import KubeActivities
+from activities.kube.clusters import KubeconfigClients
 from activities.velero import VeleroActivities
 from drpilot.domain.loader import load_runbook
 from tests.support.paths import ROUTE53_RUNBOOK

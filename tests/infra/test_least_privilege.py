@@ -36,7 +36,7 @@ from activities.contracts import (
 )
 from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
-from activities.kube import KubeActivities
+from activities.kube.activities import KubeActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import load_settings
 from tests.support.paths import CLOUDDNS_RUNBOOK, ROOT, ROUTE53_RUNBOOK

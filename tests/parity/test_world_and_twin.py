@@ -36,7 +36,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import contracts as c
-from activities.kube import KubeconfigClients
+from activities.kube.clusters import KubeconfigClients
 from activities.registry import build_activities
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook

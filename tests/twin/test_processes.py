@@ -6,7 +6,6 @@ import threading
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,13 +20,7 @@ from drpilot_twin.processes import (
 )
 from temporalio.client import Client
 
-
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+from tests.support.twin import process_gone
 
 
 async def test_temporal_dev_server_serves_and_stops(tmp_path):
@@ -42,7 +35,7 @@ async def test_temporal_dev_server_serves_and_stops(tmp_path):
         assert server.address.startswith("127.0.0.1:")
     finally:
         server.stop()
-    assert _gone(pid)
+    assert process_gone(pid)
     server.stop()  # idempotent
 
 
@@ -65,11 +58,11 @@ def test_stop_takes_the_whole_process_group(tmp_path):
     child.start(timeout=5)
     pid, grandchild = child.pid, int((tmp_path / "grandchild").read_text())
     child.stop(grace=0.5)
-    assert _gone(pid)
+    assert process_gone(pid)
     deadline = time.monotonic() + 5  # SIGKILL is delivered asynchronously
-    while not _gone(grandchild) and time.monotonic() < deadline:
+    while not process_gone(grandchild) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _gone(grandchild)
+    assert process_gone(grandchild)
 
 
 @pytest.mark.skipif(alertmanager_binary() is None, reason="Debian prometheus-alertmanager not installed")

@@ -239,7 +239,8 @@ def test_pods_serve_what_they_loaded_until_a_rollout_restart(twin_factory):
     from temporalio.testing import ActivityEnvironment
 
     from activities.contracts import HealthInput, RolloutRestartInput
-    from activities.kube import KubeActivities, KubeconfigClients
+    from activities.kube.activities import KubeActivities
+    from activities.kube.clusters import KubeconfigClients
     from activities.probes.activities import ProbeActivities
 
     twin = twin_factory(ROUTE53_RUNBOOK, traffic=False)

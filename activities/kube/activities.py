@@ -1,0 +1,177 @@
+"""Kubernetes activities: read a region's replica counts, scale its workloads and wait for ready.
+
+Scaling patches the `scale` subresource (as `kubectl scale` does) only where the count
+differs, so running twice makes one change; the wait heartbeats ready counts and keeps its
+start time in the heartbeat details, so a retry after a crash or a 503 waits out the same
+deadline instead of a fresh one (the clock runs from the last patch: a retry that still had to
+patch a deployment gives its new pods the whole budget). Clients come per kubeconfig context, the runbook's
+region -> context mapping picks one, and every API error is classified for the caller.
+A rollout restart patches the pod template's restartedAt annotation (as `kubectl rollout
+restart` does) with a value the caller chooses, so a retry finds it set and restarts nothing.
+"""
+
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client as k8s
+from temporalio import activity
+
+from activities import contracts
+from activities.contracts import (
+    KubeReadInput,
+    ReplicaState,
+    RolloutRestartInput,
+    RolloutRestartResult,
+    ScaledWait,
+    ScaleInput,
+    ScaleResult,
+)
+from activities.kube.clusters import (
+    MIN_POLL_SECONDS,
+    REQUEST_TIMEOUT,
+    RESTARTED_AT,
+    cluster_client,
+    monotonic_from_wall,
+    pause,
+    resume_details,
+)
+from activities.kube.deployments import DeploymentReads
+from activities.waits import PolledWait
+
+
+class KubeActivities(DeploymentReads):
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.read, self.scale, self.rollout_restart]
+
+    # ------------------------------------------------------------------ read
+    @activity.defn(name=contracts.KUBE_READ)
+    def read(self, input: KubeReadInput) -> ReplicaState:
+        context, api = cluster_client(
+            self.clients, input.runbook, input.region, "read replica counts"
+        )
+        workloads = [(w.namespace, w.deployment) for w in input.runbook.workloads_in(input.region)]
+        deployments = self._states(k8s.AppsV1Api(api), input, context, workloads)
+        return ReplicaState(region=input.region, deployments=deployments)
+
+    # ------------------------------------------------------------------ scale
+    @activity.defn(name=contracts.KUBE_SCALE)
+    def scale(self, input: ScaleInput) -> ScaleResult:
+        context, api = cluster_client(self.clients, input.runbook, input.region, "scale workloads")
+        apps = k8s.AppsV1Api(api)
+        targets = self._targets(input)
+        resume = resume_details()
+        started = float(resume.get("started_at") or time.time())
+        changed: list[str] = list(resume.get("changed") or [])
+        for ns, name, replicas in targets:
+            key = f"{ns}/{name}"
+            current = self._call(
+                lambda ns=ns, name=name: apps.read_namespaced_deployment_scale(
+                    name, ns, _request_timeout=REQUEST_TIMEOUT
+                ),
+                input,
+                context,
+                ns,
+                name,
+                "get",
+            )
+            if (current.spec.replicas if current.spec else 0) != replicas:
+                self._call(
+                    lambda ns=ns, name=name, replicas=replicas: (
+                        apps.patch_namespaced_deployment_scale(
+                            name,
+                            ns,
+                            {"spec": {"replicas": replicas}},
+                            _request_timeout=REQUEST_TIMEOUT,
+                        )
+                    ),
+                    input,
+                    context,
+                    ns,
+                    name,
+                    "patch",
+                )
+                # The wait's clock runs from the last patch: pods cannot start before they
+                # are asked for. A retry that had to patch (its predecessor died between two
+                # deployments) gets the whole budget from here; one that finds every count
+                # in place keeps the inherited deadline.
+                started = time.time()
+                if key not in changed:
+                    changed.append(key)
+            activity.heartbeat({"started_at": started, "changed": changed, "phase": "patched"})
+
+        states = self._ready_states(apps, input, context, targets)
+        waits: list[ScaledWait] = []
+        if input.wait_ready:
+            deadline = started + input.timeout_seconds
+            poll = max(MIN_POLL_SECONDS, self.poll_seconds / input.speed)
+            wait = PolledWait("pods", input.speed, self.poll_seconds, monotonic_from_wall(started))
+            while True:
+                ready = {f"{s.namespace}/{s.name}": s.ready for s in states}
+                activity.heartbeat(
+                    {
+                        "started_at": started,
+                        "changed": changed,
+                        "phase": "waiting",
+                        "ready": ready,
+                        "desired": {f"{ns}/{name}": n for ns, name, n in targets},
+                    }
+                )
+                short = [s for s, (_, _, n) in zip(states, targets, strict=True) if s.ready < n]
+                if not short:
+                    waits = wait.done()
+                    break
+                wait.pending()
+                if time.time() >= deadline:
+                    raise self._not_ready(api, apps, input, context, short, targets, started)
+                pause(min(poll, max(0.0, deadline - time.time())))
+                states = self._ready_states(apps, input, context, targets)
+        return ScaleResult(region=input.region, deployments=states, changed=changed, waits=waits)
+
+    # ------------------------------------------------------------------ rollout restart
+    @activity.defn(name=contracts.KUBE_ROLLOUT_RESTART)
+    def rollout_restart(self, input: RolloutRestartInput) -> RolloutRestartResult:
+        """What `kubectl rollout restart deployment/D` does: patch the pod template's
+        kubectl.kubernetes.io/restartedAt annotation, so the Deployment rolls new pods
+        (which load the model artifacts afresh); then wait until the rollout is complete:
+        every replica updated and ready, no old pod left."""
+        context, api = cluster_client(self.clients, input.runbook, input.region, "restart workloads")
+        apps = k8s.AppsV1Api(api)
+        started = float(resume_details().get("started_at") or time.time())
+        restarted: list[str] = list(resume_details().get("restarted") or [])
+        workloads = [(w.namespace, w.deployment) for w in input.runbook.workloads_in(input.region)]
+        for ns, name in workloads:
+            dep = self._deployment(apps, input, context, ns, name)
+            template = dep.spec.template if dep.spec else None
+            annotations = (template.metadata.annotations if template and template.metadata else None) or {}
+            if annotations.get(RESTARTED_AT) != input.restarted_at:
+                self._call(
+                    lambda ns=ns, name=name: apps.patch_namespaced_deployment(
+                        name, ns,
+                        {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: input.restarted_at}}}}},
+                        _request_timeout=REQUEST_TIMEOUT,
+                    ),
+                    input, context, ns, name, "patch",
+                )
+                started = time.time()  # the clock runs from the last patch, as in scale
+                if f"{ns}/{name}" not in restarted:
+                    restarted.append(f"{ns}/{name}")
+            activity.heartbeat({"started_at": started, "restarted": restarted, "phase": "patched"})
+        states = self._rolled_states(apps, input, context, workloads)
+        deadline = started + input.timeout_seconds
+        poll = max(MIN_POLL_SECONDS, self.poll_seconds / input.speed)
+        wait = PolledWait("pods", input.speed, self.poll_seconds, monotonic_from_wall(started))
+        while short := [s for s, done in states if not done]:
+            wait.pending()
+            activity.heartbeat({"started_at": started, "restarted": restarted, "phase": "waiting"})
+            if time.time() >= deadline:
+                targets = [(s.namespace, s.name, s.replicas) for s, _ in states]
+                raise self._not_ready(api, apps, input, context, short, targets, started)
+            pause(min(poll, max(0.0, deadline - time.time())))
+            states = self._rolled_states(apps, input, context, workloads)
+        return RolloutRestartResult(
+            region=input.region, deployments=[s for s, _ in states], restarted=restarted, waits=wait.done()
+        )

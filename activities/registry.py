@@ -12,19 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.artifacts.activities import ArtifactActivities
-from activities.clock import ClockActivities
 from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
 from activities.front_door import Admit, FrontDoorActivities, Previous
 from activities.kube.activities import KubeActivities
 from activities.notify import NotifyActivities
 from activities.probes.activities import ProbeActivities
+from activities.rehearsal import RehearsalActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import Settings
 
 ACTIVITY_CLASSES = (
     DnsActivities, KubeActivities, VeleroActivities, ArtifactActivities, ProbeActivities, NotifyActivities,
-    DrillActivities, ClockActivities,
+    DrillActivities, RehearsalActivities,
 )
 
 

@@ -24,7 +24,7 @@ Per-activity scheduling overhead comes from the drpilot runs' Temporal histories
 - ActivityTaskCompleted -> the next WorkflowTaskCompleted (the workflow reacting to it);
 - TimerStarted -> TimerFired minus the timer's own duration (how late a timer fires; at
   this speed there are none: every wait is under 2 s and slept by the worker);
-- a rehearsal wait slept by the worker (activities/clock.py): its local activity's schedule
+- a rehearsal wait slept by the worker (activities/rehearsal.py): its local activity's schedule
   -> completion, which includes the milliseconds it sleeps;
 - WorkflowTaskScheduled -> WorkflowTaskCompleted (one workflow task, queue + worker).
 
@@ -106,7 +106,7 @@ OVERHEAD_NOTE = [
     "1 s late whatever its length (p50 985 ms), so at speed 10000, where each wait is a timer of",
     "milliseconds, each cost ~1 s that the plain script (sleeping 6 ms) does not pay; the failover",
     "has one (the DNS TTL), the failback ten (TTL and bake per shift step). Since 0.3.0 a rehearsal",
-    "wait under 2 s is slept by the worker as a local activity (activities/clock.py; production,",
+    "wait under 2 s is slept by the worker as a local activity (activities/rehearsal.py; production,",
     "at speed 1, keeps durable timers), the row above. What remains of the failover's difference",
     "is admission (an Update-with-Start), the workflow start and its ~10 sequential steps of",
     "activity dispatch at the ~15 ms above. py-spy (200 Hz) on the worker over one round: its CPU",

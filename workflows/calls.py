@@ -41,7 +41,7 @@ def _retry(attempts: int, max_interval: float = 30.0) -> RetryPolicy:
 
 
 # A rehearsal wait shorter than this is slept by a local activity, not a server timer, which
-# fires about a second late whatever its length (activities/clock.py).
+# fires about a second late whatever its length (activities/rehearsal.py).
 SHORT_WAIT_SECONDS = 2.0
 
 

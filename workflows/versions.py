@@ -25,7 +25,7 @@ from temporalio import workflow
 SAFETY = "drpilot-0.2.0-safety"
 
 # 0.3.0: a rehearsal's waits shorter than calls.SHORT_WAIT_SECONDS (a DNS TTL or a bake
-# divided by the speed) are slept by a local activity instead of a timer (activities/clock.py).
+# divided by the speed) are slept by a local activity instead of a timer (activities/rehearsal.py).
 REHEARSAL_WAITS = "drpilot-0.3.0-rehearsal-waits"
 
 

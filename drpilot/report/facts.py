@@ -150,7 +150,7 @@ def _text(payload: Payload) -> str:
 
 
 def rehearsal_wait(event: HistoryEvent, by_id: dict[int, HistoryEvent]) -> Step | None:
-    """A rehearsal's short wait (activities/clock.py), recorded as a local-activity marker:
+    """A rehearsal's short wait (activities/rehearsal.py), recorded as a local-activity marker:
     shown as the timer it stands for. It ran inside the workflow task before the marker, so
     it is placed from that task's start to the marker, both in the server's time (the SDK's
     own timestamps in the marker mix the worker's clock with the server's)."""

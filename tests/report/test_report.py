@@ -170,7 +170,7 @@ async def test_the_html_report_opens_in_headless_chromium_with_its_charts(harnes
 @pytest.mark.parametrize("release", ["0.2.0", "0.3.0"])
 def test_a_rehearsals_waits_are_on_the_timeline_whether_timers_or_slept_by_the_worker(release):
     # The same failback at speed 100, recorded by 0.2.0 (every wait a timer) and 0.3.0 (the
-    # 0.6 s TTLs slept by the worker as local activities, activities/clock.py).
+    # 0.6 s TTLs slept by the worker as local activities, activities/rehearsal.py).
     from temporalio.client import WorkflowHistory
 
     from drpilot.report import facts

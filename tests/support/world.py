@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
-from activities.clock import ClockActivities
+from activities.rehearsal import RehearsalActivities
 from drpilot.domain.runbook import Runbook
 
 
@@ -85,7 +85,7 @@ class World:
             self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.kube_rollout_restart,
             self.artifacts_verify, self.artifacts_restore, self.artifacts_sync, self.velero_restore,
             self.velero_backup, self.warmup, self.health_gate, self.analyse, self.notify,
-            ClockActivities().wait,  # a rehearsal's short waits, really slept (no provider)
+            RehearsalActivities().wait,  # a rehearsal's short waits, really slept (no provider)
         ]
 
     async def _visit(self, name: str, detail: str = "") -> None:

@@ -1,5 +1,5 @@
 """A rehearsal's short waits (a DNS TTL or a bake divided by the speed) are slept by the worker,
-not on server timers that fire about a second late (activities/clock.py); production's waits
+not on server timers that fire about a second late (activities/rehearsal.py); production's waits
 stay durable timers."""
 
 from __future__ import annotations

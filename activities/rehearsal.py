@@ -7,8 +7,8 @@ after its due time": p50 985 ms). At speed 1 that second vanishes in a 60 s TTL 
 costs five times the wait it stands for, and a failback with ten of them rehearses ten
 seconds slower than its own procedure. So a wait already divided by a rehearsal speed and
 shorter than `SHORT_WAIT_SECONDS` (workflows/calls.py) is slept here, as a *local* activity:
-in the worker, inside the workflow task, with no round trip to the server (`Run.sleep` in
-workflows/control.py). Production (speed 1) always waits on durable timers.
+in the worker, inside the workflow task, with no round trip to the server (`Pace.sleep` in
+workflows/pace.py). Production (speed 1) always waits on durable timers.
 
 Sleeping twice has one effect: a worker lost mid-sleep leaves its replacement to sleep again
 from the start, a couple of seconds at most, and nothing else happens.
@@ -26,7 +26,7 @@ from activities.contracts import REHEARSAL_WAIT
 from drpilot.domain.settings import Settings
 
 
-class ClockActivities:
+class RehearsalActivities:
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         return cls()

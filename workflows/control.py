@@ -12,6 +12,8 @@ the Temporal handlers operators reach it through.
 - `pace` (workflows/pace.py): the rehearsal speed and the procedure's own sleeps;
 - `traffic` (workflows/traffic.py): the one owner of DNS; every weight goes through it;
 - `verdict` (workflows/verdict.py): the RTO and its verdict against the objective.
+All but `timeline`, `operator` and `pace` are told the run once, as `RunFacts`
+(workflows/facts.py): its runbook, action, trigger, speed, requester.
 It owns `execute()`: the steps, then compensation (shielded from cancellation) when they did
 not complete, then the result, the outcome search attribute and the admission release.
 Workloads are never scaled down by compensation: during an outage spare capacity is cheap

@@ -11,43 +11,43 @@ from dataclasses import dataclass, field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from drpilot.domain.runbook import ApprovalPolicy, Runbook
+    from drpilot.domain.runbook import ApprovalPolicy
+    from workflows.facts import RunFacts
     from workflows.failures import Aborted
     from workflows.notifications import Notifications
     from workflows.operator import Operator
     from workflows.plan import approval_required
     from workflows.timeline import Timeline
-    from workflows.types import AbortInput, Action, ApproveInput, Trigger
+    from workflows.types import AbortInput, ApproveInput
 
 
 @dataclass(eq=False, kw_only=True)
 class Approval:
-    runbook: Runbook
-    action: Action
-    trigger: Trigger
-    policy: ApprovalPolicy
-    rehearsal: bool  # a rehearsal drill against the sandbox: nobody to approve
-    speed: float
+    run: RunFacts
     timeline: Timeline
     operator: Operator
     notifications: Notifications
     approved_by: str | None = field(default=None, init=False)
 
     @property
+    def policy(self) -> ApprovalPolicy:
+        return getattr(self.run.runbook.spec.approvals, self.run.action)  # approvals.failover or approvals.failback
+
+    @property
     def required(self) -> bool:
-        return approval_required(self.policy, self.trigger) and not self.rehearsal
+        return approval_required(self.policy, self.run.trigger) and not self.run.rehearsal
 
     async def gate(self) -> None:
         """Wait for `approve` when the runbook asks for it; on timeout proceed or abort."""
-        action = self.action
+        action = self.run.action
         if not self.required:
-            why = f"approvals.{action} is {self.policy.value} (trigger {self.trigger})"
-            if self.rehearsal:
+            why = f"approvals.{action} is {self.policy.value} (trigger {self.run.trigger})"
+            if self.run.rehearsal:
                 why = "a rehearsal drill against the sandbox needs no approval"
             self.timeline.skip("approval", why)
             return
-        approvals = self.runbook.spec.approvals
-        timeout = approvals.timeout.total_seconds() / self.speed
+        approvals = self.run.runbook.spec.approvals
+        timeout = approvals.timeout.total_seconds() / self.run.speed
         timeline, operator = self.timeline, self.operator
         async with timeline.phase("approval"):
             if self.approved_by is None:
@@ -83,8 +83,8 @@ class Approval:
     def refuse_approve(self) -> None:
         if not self.required:
             raise ValueError(
-                f"this run needs no approval: approvals.{self.action} is "
-                f"{self.policy.value} and the trigger is {self.trigger}"
+                f"this run needs no approval: approvals.{self.run.action} is "
+                f"{self.policy.value} and the trigger is {self.run.trigger}"
             )
         if self.approved_by is not None:
             raise ValueError(f"already approved by {self.approved_by}")

@@ -12,6 +12,8 @@ the Temporal handlers operators reach it through.
 - `pace` (workflows/pace.py): the rehearsal speed and the procedure's own sleeps;
 - `traffic` (workflows/traffic.py): the one owner of DNS; every weight goes through it;
 - `verdict` (workflows/verdict.py): the RTO and its verdict against the objective.
+All but `timeline`, `operator` and `pace` are told the run once, as `RunFacts`
+(workflows/facts.py): its runbook, action, trigger, speed, requester.
 It owns `execute()`: the steps, then compensation (shielded from cancellation) when they did
 not complete, then the result, the outcome search attribute and the admission release.
 Workloads are never scaled down by compensation: during an outage spare capacity is cheap
@@ -35,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import admission, metrics, projection
     from workflows.approval import Approval
     from workflows.branches import settled
+    from workflows.facts import RunFacts
     from workflows.failures import Aborted, NoHealthyDestination, PhaseFailed, explain
     from workflows.gates import Gates
     from workflows.notifications import Notifications
@@ -80,24 +83,22 @@ class Run:
         self.patches = Patches()  # the release's behaviour this run replays; read in execute()
         self.timeline = Timeline(self.refresh_details, self._outcome_of)
         self.operator = Operator(timeline=self.timeline)
-        self.notifications = Notifications(
-            runbook=runbook, action=self.action, trigger=input.trigger, requested_by=input.requested_by,
-            patches=self.patches, timeline=self.timeline,
+        facts = RunFacts(
+            runbook=runbook, action=self.action, trigger=input.trigger, speed=speed,
+            requested_by=input.requested_by, rehearsal=input.rehearsal,
         )
+        self.notifications = Notifications(run=facts, patches=self.patches, timeline=self.timeline)
         self.approval = Approval(
-            runbook=runbook, action=self.action, trigger=input.trigger,
-            policy=getattr(runbook.spec.approvals, self.action),  # approvals.failover or approvals.failback
-            rehearsal=input.rehearsal, speed=speed, timeline=self.timeline, operator=self.operator,
-            notifications=self.notifications,
+            run=facts, timeline=self.timeline, operator=self.operator, notifications=self.notifications,
         )
         self.pace = Pace(speed=speed, patches=self.patches)
-        self.gates = Gates(runbook=runbook, speed=speed, timeline=self.timeline, operator=self.operator)
-        self.workloads = Workloads(runbook=runbook, action=self.action, speed=speed, timeline=self.timeline)
+        self.gates = Gates(run=facts, timeline=self.timeline, operator=self.operator)
+        self.workloads = Workloads(run=facts, timeline=self.timeline)
         self.traffic = Traffic(
-            runbook=runbook, pace=self.pace, timeline=self.timeline, gates=self.gates, operator=self.operator,
+            run=facts, pace=self.pace, timeline=self.timeline, gates=self.gates, operator=self.operator,
             notifications=self.notifications, patches=self.patches,
         )
-        self.verdict = Verdict(runbook=runbook, action=self.action, speed=speed, timeline=self.timeline)
+        self.verdict = Verdict(run=facts, timeline=self.timeline)
         self.before: WorldState | None = None  # the world preflight found
         self.step: str | None = None  # the shift step, e.g. "50%"
         self._steps: asyncio.Task | None = None

@@ -14,9 +14,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.domain.runbook import Runbook
     from workflows import calls
     from workflows.branches import together
+    from workflows.facts import RunFacts
     from workflows.failures import PhaseFailed
     from workflows.operator import Operator
     from workflows.timeline import Timeline
@@ -28,8 +28,7 @@ def region_evidence(region: str, evidence: list[c.CheckEvidence]) -> list[c.Chec
 
 @dataclass(eq=False, kw_only=True)
 class Gates:
-    runbook: Runbook
-    speed: float
+    run: RunFacts
     timeline: Timeline
     operator: Operator
 
@@ -46,7 +45,7 @@ class Gates:
         """Health-gate `regions` in parallel, each verdict noted in `phase`. `rounds=1` is one
         short check (right before a DNS move, or of a rollback's destination); the full gate
         (the runbook's consecutive passes) is what lets DNS move without checking again."""
-        results = await together(*(calls.health_gate(self.runbook, r, self.speed, rounds=rounds) for r in regions))
+        results = await together(*(calls.health_gate(self.run.runbook, r, self.run.speed, rounds=rounds) for r in regions))
         for r in results:
             verdict = "passed" if r.passed else "FAILED"
             self.timeline.note(phase, f"{r.region} {verdict} after {r.rounds} round(s)", region_evidence(r.region, r.evidence))
@@ -79,7 +78,7 @@ class Gates:
         """The DR side older than objectives.rpo: fail before any change, or warn (rpo_policy)."""
         if not problems:
             return
-        objectives = self.runbook.spec.objectives
+        objectives = self.run.runbook.spec.objectives
         text = f"older than the RPO {objectives.rpo.total_seconds():g}s: {'; '.join(problems)}"
         if objectives.rpo_policy == "warn":
             self.timeline.note(phase, f"WARNING {text} (objectives.rpo_policy: warn)")

@@ -11,20 +11,16 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.domain.runbook import Runbook
     from workflows import calls
+    from workflows.facts import RunFacts
     from workflows.failures import explain
     from workflows.timeline import Timeline
-    from workflows.types import Action, Trigger
     from workflows.versions import Patches
 
 
 @dataclass(eq=False, kw_only=True)
 class Notifications:
-    runbook: Runbook
-    action: Action
-    trigger: Trigger
-    requested_by: str
+    run: RunFacts
     patches: Patches
     timeline: Timeline
     _deliveries: list[asyncio.Future] = field(default_factory=list, init=False)  # in flight
@@ -33,16 +29,16 @@ class Notifications:
     @property
     def subject(self) -> str:
         """How a notification names the run: "failover of checkout"."""
-        return f"{self.action} of {self.runbook.name}"
+        return f"{self.run.action} of {self.run.runbook.name}"
 
     def notify(self, event: str, text: str) -> None:
         """Tell the runbook's notifiers that listen for `event`."""
-        notifiers = [n for n in self.runbook.spec.notifications if event in n.events] if self.patches.v2 else []
+        notifiers = [n for n in self.run.runbook.spec.notifications if event in n.events] if self.patches.v2 else []
         if not notifiers:
             return
         payload = c.RunEvent(
-            event=event, run_id=workflow.info().workflow_id, runbook=self.runbook.name, action=self.action,
-            at=workflow.now(), text=text, trigger=self.trigger, requested_by=self.requested_by,
+            event=event, run_id=workflow.info().workflow_id, runbook=self.run.runbook.name, action=self.run.action,
+            at=workflow.now(), text=text, trigger=self.run.trigger, requested_by=self.run.requested_by,
         )
         self._deliveries += [asyncio.ensure_future(self._deliver(n, payload)) for n in notifiers]
 

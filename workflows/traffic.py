@@ -34,8 +34,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
-    from drpilot.domain.runbook import Runbook, split_weights
+    from drpilot.domain.runbook import split_weights
     from workflows import calls, projection
+    from workflows.facts import RunFacts
     from workflows.failures import NoHealthyDestination, explain
     from workflows.gates import Gates
     from workflows.notifications import Notifications
@@ -54,7 +55,7 @@ def same(a: dict[str, int], b: dict[str, int]) -> bool:
 
 @dataclass(eq=False, kw_only=True)
 class Traffic:
-    runbook: Runbook
+    run: RunFacts
     pace: Pace
     timeline: Timeline
     gates: Gates
@@ -91,7 +92,7 @@ class Traffic:
     async def move(
         self, weights: dict[str, int], *, phase: str, good: bool, fresh: list[str] | None = None
     ) -> c.DnsApplyResult:
-        check_weights(self.runbook, weights)
+        check_weights(self.run.runbook, weights)
         if self.patches.v2:
             await self._hold_on_drift(phase)
             if fresh and self.gates.waited:
@@ -100,7 +101,7 @@ class Traffic:
             self.last_good = dict(weights)  # 0.1.0 set it before the change applied
         self.target = dict(weights)
         result = await self._apply(weights, phase, good=good and self.patches.v2)
-        ttl = max(r.ttl for r in self.runbook.spec.dns.records)
+        ttl = max(r.ttl for r in self.run.runbook.spec.dns.records)
         # Resolvers keep the old answer for up to one TTL after the provider applied it.
         await self.pace.sleep(ttl / self.pace.speed, kind="ttl", unscaled=ttl, summary=f"DNS TTL {ttl}s")
         return result
@@ -137,7 +138,7 @@ class Traffic:
         if passing:
             narrowed = split_weights({r: weights[r] for r in passing}, {r: 0 for r in weights})
             try:
-                check_weights(self.runbook, narrowed)
+                check_weights(self.run.runbook, narrowed)
             except PlanError as exc:
                 raise NoHealthyDestination(
                     f"no healthy destination: {', '.join(failing)} of {format_weights(weights)} failing now "
@@ -163,7 +164,7 @@ class Traffic:
                 await self.finish()
             except Exception as exc:  # noqa: BLE001 - recorded; DNS is re-read below
                 timeline.note("compensation", f"in-flight DNS change ended: {explain(exc)}")
-            state = await calls.dns_read(self.runbook)
+            state = await calls.dns_read(self.run.runbook)
             live = state.weights()
             if self.patches.v2 and self._drifted(state) is not None:
                 # Someone else changed DNS after this run's last change: theirs is the
@@ -198,7 +199,7 @@ class Traffic:
         """One change batch; once the provider reports it applied and `good`, it is where an
         abort returns (even if the abort arrived while it was in flight)."""
         before = dict(self.held)
-        change = calls.start_dns_apply(self.runbook, weights, self.pace.speed)
+        change = calls.start_dns_apply(self.run.runbook, weights, self.pace.speed)
         self._change, self._change_good = change, good
         try:
             # Shielded: an abort must not cancel a change batch half-way.
@@ -244,7 +245,7 @@ class Traffic:
         return None
 
     async def _hold_on_drift(self, phase: str) -> None:
-        state = await calls.dns_read(self.runbook)
+        state = await calls.dns_read(self.run.runbook)
         drift = self._drifted(state)
         if drift is None:
             return

@@ -11,12 +11,11 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.domain.runbook import Action as RunbookAction
-    from drpilot.domain.runbook import Runbook
     from workflows import calls
     from workflows.branches import together
+    from workflows.facts import RunFacts
     from workflows.failures import PhaseFailed
     from workflows.timeline import Timeline
-    from workflows.types import Action
 
 
 def restore_name(action: str, runbook: str) -> str:
@@ -27,23 +26,21 @@ def restore_name(action: str, runbook: str) -> str:
 
 @dataclass(eq=False, kw_only=True)
 class Workloads:
-    runbook: Runbook
-    action: Action
-    speed: float
+    run: RunFacts
     timeline: Timeline
 
     @property
     def restores(self) -> bool:
         """This action brings the workloads back with a Velero restore (backups.velero.restore_on)."""
-        velero = self.runbook.spec.backups.velero
-        return velero is not None and RunbookAction(self.action) in velero.restore_on
+        velero = self.run.runbook.spec.backups.velero
+        return velero is not None and RunbookAction(self.run.action) in velero.restore_on
 
     async def bring_up(self, phase: str, region: str, *, named: bool = True) -> None:
         """The Velero restore (when the runbook asks for one), then scale to active and wait
         until ready; noted in `phase` (`named`: the restore's note names the region)."""
         if self.restores:
-            name = restore_name(self.action, self.runbook.name)
-            restored = await calls.velero_restore(self.runbook, region, name, self.speed)
+            name = restore_name(self.run.action, self.run.runbook.name)
+            restored = await calls.velero_restore(self.run.runbook, region, name, self.run.speed)
             where = f"{region}: " if named else ""
             self.timeline.note(phase, f"{where}velero restore {restored.name} {restored.phase}")
             if restored.phase != "Completed":
@@ -51,14 +48,14 @@ class Workloads:
                     f"velero restore {restored.name} in {region} ended {restored.phase} "
                     f"({restored.errors} errors, {restored.warnings} warnings): velero restore describe {restored.name}"
                 )
-        scaled = await calls.kube_scale(self.runbook, region, "active", self.speed)
+        scaled = await calls.kube_scale(self.run.runbook, region, "active", self.run.speed)
         shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
         self.timeline.note(phase, f"{region}: {shown} ready")
 
     async def restore_artifacts(self, phase: str, verified: c.VerifyResult, budget_seconds: float) -> None:
         """A damaged copy of a model restored from the archive within `budget_seconds`."""
         restored = await calls.artifacts_restore(
-            self.runbook, verified.region, verified.model, verified.version, budget_seconds, self.speed,
+            self.run.runbook, verified.region, verified.model, verified.version, budget_seconds, self.run.speed,
             nbytes=verified.bytes,
         )
         if not restored.verify.ok:
@@ -74,18 +71,18 @@ class Workloads:
     async def restart_pods(self, phase: str, region: str) -> None:
         info = workflow.info()
         restarted = await calls.rollout_restart(
-            self.runbook, region, f"{info.workflow_id}/{info.run_id}/artifacts", self.speed
+            self.run.runbook, region, f"{info.workflow_id}/{info.run_id}/artifacts", self.run.speed
         )
         shown = ", ".join(restarted.restarted) or "already restarted"
         self.timeline.note(phase, f"{region}: rollout restart after the artifacts were repaired ({shown})")
 
     async def warm_up(self, regions: list[str], *, named: bool = True) -> None:
         """The runbook's warm-up requests against each region (`named`: each note names it)."""
-        if not self.runbook.spec.warmup:
+        if not self.run.runbook.spec.warmup:
             self.timeline.skip("warm-up", "the runbook has no warm-up requests")
             return
         async with self.timeline.phase("warm-up"):
-            results = await together(*(calls.warmup(self.runbook, r) for r in regions))
+            results = await together(*(calls.warmup(self.run.runbook, r) for r in regions))
             for r in results:
                 where = f"{r.region}: " if named else ""
                 self.timeline.note(

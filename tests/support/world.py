@@ -60,9 +60,9 @@ class World:
     waits: dict[tuple[str, str], list[c.ScaledWait]] = field(default_factory=dict)
 
     @classmethod
-    def normal(cls, runbook: Runbook) -> World:
+    def normal(cls, runbook: Runbook, *, hold: tuple[str, int] | None = None) -> World:
         """Every region as in normal operation: serving regions active, standbys standby."""
-        world = cls(runbook=runbook, dns=runbook.normal_weights())
+        world = cls(runbook=runbook, dns=runbook.normal_weights(), hold=hold)
         for region, spec in runbook.regions.items():
             count = "standby" if spec.role.value == "standby" else "active"
             world.replicas[region] = {
@@ -310,10 +310,10 @@ def outage(rb: Runbook, region: str) -> World:
     return world
 
 
-def after_failover(rb: Runbook, original: str, dr: dict[str, int]) -> World:
+def after_failover(rb: Runbook, original: str, dr: dict[str, int], *, hold: tuple[str, int] | None = None) -> World:
     """The world a failover left: DNS on the DR region(s), DR scaled up, original recovered
     but scaled to standby and missing a model that changed while it was away."""
-    world = World.normal(rb)
+    world = World.normal(rb, hold=hold)
     world.dns = {r: dr.get(r, 0) for r in rb.regions}
     for region in dr:
         for w in rb.workloads_in(region):

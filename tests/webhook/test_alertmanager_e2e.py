@@ -49,8 +49,7 @@ async def test_an_alert_through_alertmanager_starts_one_failover_and_its_resolut
     dev_harness, tmp_path
 ):
     rb = runbook("llm-inference.yaml", spec__approvals__failover="never")
-    world = World.normal(rb)
-    world.hold = (c.DNS_APPLY, 1)  # the run stays active while the duplicates arrive
+    world = World.normal(rb, hold=(c.DNS_APPLY, 1))  # the run stays active while the duplicates arrive
     h = dev_harness(world)
     settings = Settings(temporal=TemporalSettings(task_queue=h.task_queue), speed=100, sandbox=True)
 

@@ -66,8 +66,7 @@ FAILOVER_HOLDS = [
 
 @pytest.mark.parametrize(("phase", "hold"), FAILOVER_HOLDS, ids=[p for p, _ in FAILOVER_HOLDS])
 async def test_abort_failover_in_every_phase_ends_healthy(own_harness, route53_runbook, phase, hold):
-    world = World.normal(route53_runbook)
-    world.hold = hold
+    world = World.normal(route53_runbook, hold=hold)
     handle, result, answer = await aborted_when_held(
         own_harness(world), FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"), phase
     )
@@ -127,8 +126,7 @@ FAILBACK_HOLDS = [
 
 @pytest.mark.parametrize(("phase", "hold", "ends"), FAILBACK_HOLDS, ids=[p for p, _, _ in FAILBACK_HOLDS])
 async def test_abort_failback_in_every_phase_ends_healthy(own_harness, route53_runbook, phase, hold, ends):
-    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
-    world.hold = hold
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100}, hold=hold)
     handle, result, _ = await aborted_when_held(
         own_harness(world), FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"), phase
     )
@@ -146,8 +144,7 @@ async def test_abort_failback_in_every_phase_ends_healthy(own_harness, route53_r
 
 
 async def test_temporal_cancel_is_an_abort_with_compensation(own_harness, route53_runbook):
-    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
-    world.hold = (c.PROBES_ANALYSE, 2)
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100}, hold=(c.PROBES_ANALYSE, 2))
     h = own_harness(world)
     async with h.worker():
         handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
@@ -162,8 +159,8 @@ async def test_temporal_cancel_is_an_abort_with_compensation(own_harness, route5
 
 
 async def test_pause_holds_the_shift_until_resume(harness, route53_runbook):
-    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
-    world.hold = (c.PROBES_ANALYSE, 3)  # inside the 25% step (each step judges both regions)
+    # inside the 25% step (each step judges both regions)
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100}, hold=(c.PROBES_ANALYSE, 3))
     h = harness(world)
     async with h.worker():
         handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))
@@ -188,8 +185,7 @@ async def test_pause_holds_the_shift_until_resume(harness, route53_runbook):
 
 
 async def test_control_requests_that_make_no_sense_are_refused(harness, route53_runbook):
-    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100})
-    world.hold = (c.PROBES_WARMUP, 1)
+    world = after_failover(route53_runbook, "us-east-1", {"us-west-2": 100}, hold=(c.PROBES_WARMUP, 1))
     h = harness(world)
     async with h.worker():
         handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region="us-east-1"))

@@ -115,8 +115,7 @@ async def test_a_rehearsal_is_refused_on_a_worker_not_pointed_at_a_sandbox(env, 
 async def test_the_drill_holds_the_runbook_while_its_children_run(env, alertmanager, s3):
     """A failover asked for while the drill's failover runs is refused, naming the drill."""
     rb = drill_runbook(alertmanager)
-    world = World.normal(rb)
-    world.hold = (c.DNS_APPLY, 1)
+    world = World.normal(rb, hold=(c.DNS_APPLY, 1))
     d = Drills(env.client, world, s3)
     async with d.worker():
         handle = await d.held(rb)
@@ -292,8 +291,7 @@ async def test_abort_during_the_failover_compensates_and_cleans_up(env, alertman
     half-way) and the aborted failover leaves DNS on the standby it passed the gate of, as an
     aborted failover does; the drill then fails back, and the standby is back at standby."""
     rb = drill_runbook(alertmanager)
-    world = World.normal(rb)
-    world.hold = (c.DNS_APPLY, 1)
+    world = World.normal(rb, hold=(c.DNS_APPLY, 1))
     d = Drills(env.client, world, s3)
     async with d.worker():
         handle = await d.held(rb)

@@ -94,8 +94,7 @@ async def test_target_degrading_during_the_approval_wait_changes_no_dns(harness)
 
 
 async def test_dr_region_degrading_during_the_shift_gets_no_traffic_and_fails_loudly(harness, route53_runbook):
-    world = after_failover(route53_runbook, HOME, {DR: 100})
-    world.hold = (c.PROBES_ANALYSE, 3)  # inside the 25% step
+    world = after_failover(route53_runbook, HOME, {DR: 100}, hold=(c.PROBES_ANALYSE, 3))  # inside the 25% step
     h = harness(world)
     async with h.worker():
         handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region=HOME))
@@ -133,8 +132,8 @@ async def test_rollback_goes_only_to_destination_regions_that_pass_now(harness):
 
 
 async def test_temporal_cancel_during_compensation_still_ends_healthy(own_harness, route53_runbook):
-    world = after_failover(route53_runbook, HOME, {DR: 100})
-    world.hold = (c.DNS_APPLY, 2)  # compensation's change, after the 10% step
+    # compensation's change, after the 10% step
+    world = after_failover(route53_runbook, HOME, {DR: 100}, hold=(c.DNS_APPLY, 2))
     h = own_harness(world)
     async with h.worker():
         handle = await h.start(FailbackWorkflow.run, FailbackInput(runbook=route53_runbook, original_region=HOME))

@@ -35,36 +35,38 @@ def board():
     return FaultBoard()
 
 
-@pytest.fixture(scope="module")
-def front(board):
-    aws = AwsFront(board, speed=SPEED)
-    aws.start()
-    yield aws
-    aws.stop()
-
-
-@pytest.fixture(scope="module")
-def clouddns_server(board):
-    server = CloudDnsEmulator(board, speed=SPEED)
+def _running(server):
     server.start()
     yield server
     server.stop()
 
 
+def _fresh(server, board):
+    """The module's server emptied, with no fault left over from the test before."""
+    server.reset()
+    board.clear()
+    yield server
+    board.clear()
+
+
+@pytest.fixture(scope="module")
+def front(board):
+    yield from _running(AwsFront(board, speed=SPEED))
+
+
+@pytest.fixture(scope="module")
+def clouddns_server(board):
+    yield from _running(CloudDnsEmulator(board, speed=SPEED))
+
+
 @pytest.fixture
 def aws(front, board):
-    front.reset()
-    board.clear()
-    yield front
-    board.clear()
+    yield from _fresh(front, board)
 
 
 @pytest.fixture
 def gdns(clouddns_server, board):
-    clouddns_server.reset()
-    board.clear()
-    yield clouddns_server
-    board.clear()
+    yield from _fresh(clouddns_server, board)
 
 
 def client(front: AwsFront, service: str, **config):

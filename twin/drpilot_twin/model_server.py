@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from drpilot.domain.runbook import Runbook
+from drpilot_twin.cached import Cached
 from drpilot_twin.faults import FaultBoard
 
 # readiness() answers True / False, or (ready, reason) so a 503 can say why.
@@ -124,37 +125,6 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-class _Cached:
-    """A callable's last answer, refreshed at most every `ttl` seconds. When the call fails,
-    `on_error(exc)` gives the answer (None keeps the last good one)."""
-
-    def __init__(
-        self,
-        source: Callable[[], Any],
-        ttl: float,
-        initial: Any,
-        on_error: Callable[[Exception], Any] | None = None,
-    ):
-        self._source = source
-        self._ttl = ttl
-        self._value = initial
-        self._on_error = on_error
-        self._at = -math.inf
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._at >= self._ttl:
-                try:
-                    self._value = self._source()
-                except Exception as exc:
-                    if self._on_error is not None:
-                        self._value = self._on_error(exc)
-                self._at = now
-            return self._value
-
-
 class ModelServer:
     """A region's KServe v2 model server on 127.0.0.1 (see the module docstring)."""
 
@@ -178,13 +148,13 @@ class ModelServer:
         self._port = port
         # Readiness that cannot be checked is not readiness; a DNS weight that cannot be read
         # has not changed (the record is still there), so the last one stands.
-        self._readiness = _Cached(
+        self._readiness = Cached(
             readiness or (lambda: True),
             cache_seconds,
             (False, "not checked yet"),
             on_error=lambda exc: (False, f"readiness check failed: {type(exc).__name__}: {exc}"),
         )
-        self._weight = _Cached(weight or (lambda: None), cache_seconds, None)
+        self._weight = Cached(weight or (lambda: None), cache_seconds, None)
         # Without a twin to say what pods loaded, a served model is ready at any version.
         self._version_ready = version_ready or (lambda model, version: (True, ""))
         self._metrics = _Metrics(region)
@@ -258,13 +228,13 @@ class ModelServer:
         return sum(n for (_, code), n in self.counts().items() if code >= 500)
 
     def readiness(self) -> tuple[bool, str]:
-        answer = self._readiness.get()
+        answer = self._readiness()
         if isinstance(answer, tuple):
             return bool(answer[0]), str(answer[1])
         return bool(answer), "" if answer else "not ready"
 
     def weight(self) -> int | None:
-        return self._weight.get()
+        return self._weight()
 
     def version_ready(self, model: str, version: str) -> tuple[bool, str]:
         try:

@@ -219,9 +219,11 @@ class _ConfiguredService(_Service):
     name: str  # also the folder under state_dir
     package: str  # the Debian package, also the command's name where it is not installed
     storage_flag: str
-    state_dir: Path
-    port: int
-    url: str
+
+    def __init__(self, state_dir: Path, port: int):
+        self.state_dir = Path(state_dir)
+        self.port = port or free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     @staticmethod
     def binary() -> str | None:
@@ -319,9 +321,7 @@ class Prometheus(_ConfiguredService):
         alertmanager_url: str | None = None,
         scrape_interval: str = "1s",
     ):
-        self.state_dir = Path(state_dir)
-        self.port = port or free_loopback_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(state_dir, port)
         self.targets = dict(targets)
         self.rule_files = [Path(p).resolve() for p in rule_files or []]
         self.alertmanager_url = alertmanager_url
@@ -371,9 +371,7 @@ class Alertmanager(_ConfiguredService):
         group_interval: str = "5s",
         repeat_interval: str = "1h",
     ):
-        self.state_dir = Path(state_dir)
-        self.port = port or free_loopback_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(state_dir, port)
         self.webhook_url = webhook_url
         self.token = token
         self.group_wait = group_wait

@@ -29,8 +29,7 @@ import json
 import os
 import shlex
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from urllib.parse import urlsplit
 
 from drpilot.domain.runbook import DnsProvider, Role, Runbook
 from drpilot_twin.aws.moto_server import AWS_ENV, MotoServer
+from drpilot_twin.cached import Cached
 from drpilot_twin.control import ControlServer, check_regions
 from drpilot_twin.faults import FaultBoard, Faults
 from drpilot_twin.processes import (
@@ -62,33 +62,14 @@ ENV_FILE = "env"
 KUBECONFIG_FILE = "kubeconfig"
 
 
-class _Cached:
-    """The last answer of `source`, refreshed at most every `ttl` seconds. Failures keep the
-    last good answer: a part being restarted must not make every region look unready."""
+def _address(part: str, attr: str = "url", absent: str | None = None) -> property:
+    """Where the twin's `part` listens, or `absent` while it is not running."""
 
-    def __init__(self, source: Callable[[], Any], ttl: float, initial: Any):
-        self._source = source
-        self._ttl = ttl
-        self._value = initial
-        self._at = float("-inf")
-        self._lock = threading.Lock()
-        self.last_error: str | None = None
+    def read(twin: Twin) -> str | None:
+        running = getattr(twin, part)
+        return getattr(running, attr) if running else absent
 
-    def __call__(self) -> Any:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._at >= self._ttl:
-                try:
-                    self._value = self._source()
-                    self.last_error = None
-                except Exception as exc:  # reported in status, not raised into a request
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                self._at = now
-            return self._value
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._at = float("-inf")
+    return property(read)
 
 
 class Twin:
@@ -146,9 +127,9 @@ class Twin:
         self.alertmanager: Alertmanager | None = None
         self.seeded_artifacts = None  # SeededArtifacts
         self.kubeconfig = self.state_dir / KUBECONFIG_FILE
-        self._weights: _Cached | None = None
-        self._artifacts: dict[str, _Cached] = {}
-        self._model_artifacts: dict[tuple[str, str], _Cached] = {}  # (region, model) -> complete?
+        self._weights: Cached | None = None
+        self._artifacts: dict[str, Cached] = {}
+        self._model_artifacts: dict[tuple[str, str], Cached] = {}  # (region, model) -> complete?
         self._s3 = None  # boto3 S3 client straight to moto: the twin's own view of the buckets
         self._dns: Route53Records | CloudDnsRecords | None = None  # the records the twin serves
         self._started = False
@@ -340,9 +321,9 @@ class Twin:
         from drpilot_twin.model_server import ModelServer
 
         models = [m.name for m in self.runbook.spec.models]
-        self._weights = _Cached(self._read_weights, 0.5, {})
+        self._weights = Cached(self._read_weights, 0.5, {})
         for region in self.runbook.regions:
-            self._artifacts[region] = _Cached(
+            self._artifacts[region] = Cached(
                 lambda region=region: artifacts_present(self._s3, self.runbook, region), 1.0, False
             )
             server = ModelServer(
@@ -379,7 +360,7 @@ class Twin:
                 one = self.runbook.model_copy(
                     update={"spec": self.runbook.spec.model_copy(update={"models": [model]})}
                 )
-                self._model_artifacts[(region, model.name)] = _Cached(
+                self._model_artifacts[(region, model.name)] = Cached(
                     lambda one=one, region=region: artifacts_present(self._s3, one, region), 0.5, False
                 )
         self._stamp_running_pods()
@@ -473,33 +454,13 @@ class Twin:
         return True, ""
 
     # ------------------------------------------------------------------ what others read
-    @property
-    def aws_url(self) -> str:
-        return self.aws.url if self.aws else ""
-
-    @property
-    def clouddns_url(self) -> str | None:
-        return self.clouddns.url if self.clouddns else None
-
-    @property
-    def temporal_address(self) -> str | None:
-        return self.temporal.address if self.temporal else None
-
-    @property
-    def temporal_ui(self) -> str | None:
-        return self.temporal.ui_url if self.temporal else None
-
-    @property
-    def control_url(self) -> str:
-        return self.control.url if self.control else ""
-
-    @property
-    def prometheus_url(self) -> str | None:
-        return self.prometheus.url if self.prometheus else None
-
-    @property
-    def alertmanager_url(self) -> str | None:
-        return self.alertmanager.url if self.alertmanager else None
+    aws_url = _address("aws", absent="")
+    clouddns_url = _address("clouddns")
+    temporal_address = _address("temporal", "address")
+    temporal_ui = _address("temporal", "ui_url")
+    control_url = _address("control", absent="")
+    prometheus_url = _address("prometheus")
+    alertmanager_url = _address("alertmanager")
 
     def endpoint_map(self) -> dict[str, str]:
         """Each region's runbook endpoint URL -> its model server's loopback URL."""

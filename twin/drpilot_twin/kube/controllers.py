@@ -27,6 +27,7 @@ from drpilot_twin.kube.objects import (
     PODS,
     RESTORES,
     Obj,
+    ResourceType,
     Store,
     timestamp,
 )
@@ -428,7 +429,8 @@ def _pod_ip(uid: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- Velero
-TERMINAL_RESTORE_PHASES = ("Completed", "PartiallyFailed", "Failed", "FailedValidation")
+# Restores and Backups end in the same phases.
+TERMINAL_PHASES = ("Completed", "PartiallyFailed", "Failed", "FailedValidation")
 
 
 @dataclass
@@ -515,19 +517,27 @@ class VeleroController:
         }
         self.store.update(rt, stored)
 
-    def _restore(self, restore: Obj, now: float) -> float | None:
-        uid = restore["metadata"]["uid"]
-        status = restore.get("status", {})
-        phase = status.get("phase", "")
-        if phase in TERMINAL_RESTORE_PHASES:
+    def _run_of(self, rt: ResourceType, obj: Obj, now: float) -> tuple[_Run | None, str]:
+        """The run moving `obj` through its phases, and its phase: a run starts (in phase New)
+        the first time the object is seen, and is forgotten once the object has ended."""
+        uid = obj["metadata"]["uid"]
+        phase = obj.get("status", {}).get("phase", "")
+        if phase in TERMINAL_PHASES:
             self._runs.pop(uid, None)
-            return None
+            return None, phase
         run = self._runs.get(uid)
         if run is None:
             run = self._runs[uid] = _Run(phase_since=now)
             if phase == "":
-                self._set_status(RESTORES, restore, phase="New")
+                self._set_status(rt, obj, phase="New")
                 phase = "New"
+        return run, phase
+
+    def _restore(self, restore: Obj, now: float) -> float | None:
+        run, phase = self._run_of(RESTORES, restore, now)
+        if run is None:
+            return None
+        status = restore.get("status", {})
         elapsed = now - run.phase_since
         if phase == "New":
             due = run.phase_since + self.QUEUE_SECONDS / self.speed
@@ -596,7 +606,7 @@ class VeleroController:
                 return due
             final = "PartiallyFailed" if phase == "FinalizingPartiallyFailed" else "Completed"
             self._set_status(RESTORES, restore, phase=final, completionTimestamp=timestamp())
-            self._runs.pop(uid, None)
+            self._runs.pop(restore["metadata"]["uid"], None)
         return None
 
     def _validate(self, restore: Obj) -> list[str]:
@@ -688,16 +698,9 @@ class VeleroController:
 
     # ------------------------------------------------------------------ backups
     def _backup(self, backup: Obj, now: float) -> float | None:
-        uid = backup["metadata"]["uid"]
-        phase = backup.get("status", {}).get("phase", "")
-        if phase in ("Completed", "PartiallyFailed", "Failed", "FailedValidation"):
-            return None
-        run = self._runs.get(uid)
+        run, phase = self._run_of(BACKUPS, backup, now)
         if run is None:
-            run = self._runs[uid] = _Run(phase_since=now)
-            if phase == "":
-                self._set_status(BACKUPS, backup, phase="New")
-                return now + self.QUEUE_SECONDS / self.speed
+            return None
         if phase in ("", "New"):
             if now < run.phase_since + self.QUEUE_SECONDS / self.speed:
                 return run.phase_since + self.QUEUE_SECONDS / self.speed
@@ -723,7 +726,7 @@ class VeleroController:
                 version=1,
                 formatVersion="1.1.0",
             )
-            self._runs.pop(uid, None)
+            self._runs.pop(backup["metadata"]["uid"], None)
         return None
 
 

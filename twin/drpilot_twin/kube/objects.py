@@ -702,6 +702,17 @@ def _pod_row(obj: Obj) -> list[Any]:
     ]
 
 
+def _phase_row(obj: Obj) -> list[Any]:
+    return [
+        obj["metadata"]["name"],
+        obj.get("status", {}).get("phase", ""),
+        age(obj["metadata"].get("creationTimestamp")),
+    ]
+
+
+# Namespaces and Velero backups: kubectl shows the same three columns for both.
+_PHASE_TABLE = ([_column("Name", fmt="name"), _column("Status"), _column("Age")], _phase_row)
+
 _TABLES: dict[str, tuple[list[Obj], Any]] = {
     "deployments": (
         [
@@ -728,14 +739,7 @@ _TABLES: dict[str, tuple[list[Obj], Any]] = {
         ],
         _pod_row,
     ),
-    "namespaces": (
-        [_column("Name", fmt="name"), _column("Status"), _column("Age")],
-        lambda o: [
-            o["metadata"]["name"],
-            o.get("status", {}).get("phase", ""),
-            age(o["metadata"].get("creationTimestamp")),
-        ],
-    ),
+    "namespaces": _PHASE_TABLE,
     "restores": (
         [
             _column("Name", fmt="name"),
@@ -754,14 +758,7 @@ _TABLES: dict[str, tuple[list[Obj], Any]] = {
             age(o["metadata"].get("creationTimestamp")),
         ],
     ),
-    "backups": (
-        [_column("Name", fmt="name"), _column("Status"), _column("Age")],
-        lambda o: [
-            o["metadata"]["name"],
-            o.get("status", {}).get("phase", ""),
-            age(o["metadata"].get("creationTimestamp")),
-        ],
-    ),
+    "backups": _PHASE_TABLE,
     "schedules": (
         [_column("Name", fmt="name"), _column("Status"), _column("Schedule"), _column("Last Backup")],
         lambda o: [

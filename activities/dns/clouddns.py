@@ -125,52 +125,44 @@ class CloudDnsProvider(DnsProvider):
         records = f" records {records_text(runbook)}" if runbook else ""
         try:
             return self.client._connection.api_request(**request)
-        except (google_errors.TooManyRequests, google_errors.ServerError) as exc:
-            raise ApplicationError(
-                f"Cloud DNS is busy ({exc.code}: {exc.message}) while trying to {doing} in "
-                f"{where}; retrying with backoff",
-                type=ErrorType.DNS_PROVIDER_BUSY,
-            ) from exc
-        except (google_errors.PreconditionFailed, google_errors.Conflict) as exc:
-            # The records changed between our read and our change: a retry reads again.
-            raise ApplicationError(
-                f"Cloud DNS {where}{records} changed while drpilot tried to {doing} "
-                f"({exc.code}: {exc.message}); the retry reads the records again",
-                type=ErrorType.DNS_CONCURRENT_CHANGE,
-            ) from exc
-        except (google_errors.Forbidden, google_errors.Unauthorized) as exc:
-            raise ApplicationError(
-                f"Cloud DNS refused to {doing} in {where}{records}: {exc.code}: {exc.message}. "
-                "Fix: grant the worker's service account roles/dns.admin (or dns.changes.create, "
-                "dns.changes.get, dns.resourceRecordSets.list, dns.managedZones.get) on the "
-                "project",
-                type=ErrorType.CLOUD_DNS_ACCESS_DENIED,
-                non_retryable=True,
-            ) from exc
-        except google_errors.NotFound as exc:
-            if missing:
-                raise ApplicationError(
-                    missing, type=ErrorType.DNS_CHANGE_NOT_FOUND, non_retryable=True
-                ) from exc
-            raise ApplicationError(
-                f"Cloud DNS has no {where} ({exc.message}) for runbook records"
-                f"{records}: fix spec.dns.project / spec.dns.managed_zone in the runbook or "
-                "create the zone",
-                type=ErrorType.DNS_ZONE_NOT_FOUND,
-                non_retryable=True,
-            ) from exc
-        except google_errors.GoogleAPICallError as exc:
-            raise ApplicationError(
-                f"Cloud DNS refused to {doing} in {where}{records}: {exc.code}: {exc.message}. "
-                "Fix: check the records' names, types, TTLs and targets in spec.dns.records",
-                type=ErrorType.CLOUD_DNS_INVALID_CHANGE,
-                non_retryable=True,
-            ) from exc
         except requests_errors.RequestException as exc:
             raise ApplicationError(
                 f"Cloud DNS unreachable while trying to {doing} in {where}: {exc}",
                 type=ErrorType.DNS_PROVIDER_UNREACHABLE,
             ) from exc
+        except google_errors.GoogleAPICallError as exc:
+            said = f"{exc.code}: {exc.message}"
+            grant = (
+                "Fix: grant the worker's service account roles/dns.admin (or dns.changes.create, "
+                "dns.changes.get, dns.resourceRecordSets.list, dns.managedZones.get) on the project"
+            )
+            # The first row whose exceptions match: what the caller is told, the error type,
+            # whether a retry can help.
+            answers = [
+                ((google_errors.TooManyRequests, google_errors.ServerError),
+                 f"Cloud DNS is busy ({said}) while trying to {doing} in {where}; retrying with backoff",
+                 ErrorType.DNS_PROVIDER_BUSY, True),
+                # The records changed between our read and our change: a retry reads again.
+                ((google_errors.PreconditionFailed, google_errors.Conflict),
+                 f"Cloud DNS {where}{records} changed while drpilot tried to {doing} ({said}); "
+                 "the retry reads the records again",
+                 ErrorType.DNS_CONCURRENT_CHANGE, True),
+                ((google_errors.Forbidden, google_errors.Unauthorized),
+                 f"Cloud DNS refused to {doing} in {where}{records}: {said}. {grant}",
+                 ErrorType.CLOUD_DNS_ACCESS_DENIED, False),
+                ((google_errors.NotFound,),
+                 missing or (
+                     f"Cloud DNS has no {where} ({exc.message}) for runbook records{records}: fix "
+                     "spec.dns.project / spec.dns.managed_zone in the runbook or create the zone"
+                 ),
+                 ErrorType.DNS_CHANGE_NOT_FOUND if missing else ErrorType.DNS_ZONE_NOT_FOUND, False),
+            ]
+            message, kind, retryable = next(
+                ((message, kind, retryable) for kinds, message, kind, retryable in answers if isinstance(exc, kinds)),
+                (f"Cloud DNS refused to {doing} in {where}{records}: {said}. Fix: check the records' "
+                 "names, types, TTLs and targets in spec.dns.records", ErrorType.CLOUD_DNS_INVALID_CHANGE, False),
+            )
+            raise ApplicationError(message, type=kind, non_retryable=not retryable) from exc
 
     def _rrsets(self, runbook: Runbook, record: DnsRecord) -> list[dict]:
         path = self._zone_path(runbook)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,7 +9,7 @@ from rich.table import Table
 from temporalio.exceptions import ApplicationError
 
 from drpilot.cli.shared import out, settings_or_exit
-from drpilot.cli.terminal import err, load_or_exit, validate_files
+from drpilot.cli.terminal import document_commands, err, load_or_exit
 from drpilot.domain.durations import format_duration
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
@@ -18,23 +17,18 @@ from drpilot.domain.runbook import Runbook
 app = typer.Typer(help="Validate, inspect and export runbooks.", no_args_is_help=True)
 
 
-@app.command("validate")
-def validate(files: list[Path] = typer.Argument(..., help="Runbook YAML files.", metavar="FILE...")) -> None:
-    """Check runbooks; print every problem as FILE:LINE:COL: field: message. Exit 1 if any."""
-    validate_files(files, load_runbook, "runbook")
-
-
-@app.command("schema")
-def schema() -> None:
-    """Print the runbook JSON Schema (for editors; committed as runbooks/schema.json)."""
-    typer.echo(json.dumps(runbook_schema(), indent=2))
-
-
 def runbook_schema() -> dict:
     document = Runbook.model_json_schema()
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "drpilot runbook (drpilot/v1)"
     return document
+
+
+document_commands(
+    app, load=load_runbook, schema=runbook_schema, noun="runbook", files_help="Runbook YAML files.",
+    validate_help="Check runbooks; print every problem as FILE:LINE:COL: field: message. Exit 1 if any.",
+    schema_help="Print the runbook JSON Schema (for editors; committed as runbooks/schema.json).",
+)
 
 
 @app.command("show")

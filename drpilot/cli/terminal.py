@@ -3,6 +3,7 @@ and the one way a runbook is loaded at a front door."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -44,3 +45,20 @@ def validate_files(files: list[Path], load: Callable[[Path], object], noun: str)
     if failed:
         err.print(f"{failed} of {len(files)} {noun}(s) invalid", markup=False)
         raise typer.Exit(1)
+
+
+def document_commands(
+    app: typer.Typer, *, load: Callable[[Path], object], schema: Callable[[], dict], noun: str,
+    files_help: str, validate_help: str, schema_help: str,
+) -> None:
+    """`validate FILE...` and `schema` for one kind of YAML document (runbooks, webhook rules):
+    the same checking, the same output, one place."""
+
+    def validate(files: list[Path] = typer.Argument(..., help=files_help, metavar="FILE...")) -> None:
+        validate_files(files, load, noun)
+
+    def print_schema() -> None:
+        typer.echo(json.dumps(schema(), indent=2))
+
+    app.command("validate", help=validate_help)(validate)
+    app.command("schema", help=schema_help)(print_schema)

@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from drpilot.cli.terminal import err, load_or_exit, validate_files
+from drpilot.cli.terminal import document_commands, err, load_or_exit
 
 app = typer.Typer(help="The Alertmanager webhook that starts failovers from alerts.", no_args_is_help=True)
 rules_app = typer.Typer(help="Validate and export webhook routing rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 
 
-@rules_app.command("validate")
-def validate(files: list[Path] = typer.Argument(..., help="Rules YAML files.", metavar="FILE...")) -> None:
-    """Check rules files (and the runbooks they name); print every problem as FILE:LINE:COL."""
-    from drpilot.webhook.rules import load_rules
+def _load_rules(path: Path) -> object:
+    from drpilot.webhook.rules import load_rules  # the webhook's imports only when asked for
 
-    validate_files(files, load_rules, "rules file")
+    return load_rules(path)
 
 
-@rules_app.command("schema")
-def schema() -> None:
-    """Print the rules file's JSON Schema (for editors)."""
+def _rules_schema() -> dict:
     from drpilot.webhook.rules import rules_schema
 
-    typer.echo(json.dumps(rules_schema(), indent=2))
+    return rules_schema()
+
+
+document_commands(
+    rules_app, load=_load_rules, schema=_rules_schema, noun="rules file", files_help="Rules YAML files.",
+    validate_help="Check rules files (and the runbooks they name); print every problem as FILE:LINE:COL.",
+    schema_help="Print the rules file's JSON Schema (for editors).",
+)
 
 
 @app.command()

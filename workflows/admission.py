@@ -23,15 +23,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.types import (
-        Admission,
-        AdmissionState,
-        Claim,
-        Ended,
-        Holder,
-        ReleaseInput,
-        StaleInput,
-    )
+    from activities.contracts import Admission, Claim, Holder
+    from workflows.types import AdmissionState, Ended, ReleaseInput, StaleInput
 
 RELEASE = "release"
 # Continue as new well before Temporal's 10,240-event warning; each claim costs ~3 events.

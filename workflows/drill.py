@@ -42,6 +42,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
+    from activities.contracts import Admission, Claim
     from drpilot.domain.runbook import Role
     from workflows import admission, calls, evidence
     from workflows.branches import settled, together
@@ -55,8 +56,6 @@ with workflow.unsafe.imports_passed_through():
         OUTCOME,
         RUNBOOK,
         AbortInput,
-        Admission,
-        Claim,
         ControlResult,
         DrillInput,
         DrillResult,

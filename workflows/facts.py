@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.contracts import Trigger
     from drpilot.domain.runbook import Runbook
-    from workflows.types import Action, Trigger
+    from workflows.types import Action
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.types import ReadinessResult, RunResult
+from activities.contracts import ReadinessResult
+from workflows.types import RunResult
 
 RUNS = "drpilot_runs"
 PHASE_SECONDS = "drpilot_phase_duration_seconds"

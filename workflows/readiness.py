@@ -25,19 +25,19 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
+    from activities.contracts import (
+        PreviousVerdict,
+        PreviousVerdictInput,
+        ReadinessCheck,
+        ReadinessResult,
+    )
     from drpilot.domain.runbook import Action as RunbookAction
     from drpilot.domain.runbook import Role
     from workflows import calls, metrics
     from workflows.branches import together
     from workflows.failures import explain
     from workflows.plan import backup_ages, format_weights, rpo_lags
-    from workflows.types import (
-        PreviousVerdict,
-        PreviousVerdictInput,
-        ReadinessCheck,
-        ReadinessInput,
-        ReadinessResult,
-    )
+    from workflows.types import ReadinessInput
 
 PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"

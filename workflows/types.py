@@ -13,19 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import SearchAttributeKey
 
-# A drill's claim and a scheduled check's previous verdict are activities, so their payloads
-# are in the contracts; they stay part of a run's interface here too (hence F401).
-from activities.contracts import (  # noqa: F401
-    Admission,
-    CheckEvidence,
-    Claim,
-    Holder,
-    PreviousVerdict,
-    PreviousVerdictInput,
-    ReadinessCheck,
-    ReadinessResult,
-    Trigger,
-)
+from activities.contracts import CheckEvidence, Holder, Trigger
 from drpilot.domain.runbook import Runbook
 
 Strategy = Literal["graceful", "ungraceful"]

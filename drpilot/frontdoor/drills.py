@@ -10,7 +10,6 @@ worker hands `DrillAdmission.admit`, with its own client, to the registry
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,13 +19,13 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities.contracts import ErrorType
-from activities.front_door import AdmissionUnavailable, FrontDoorActivities
+from activities.contracts import Admission, Claim, ErrorType
+from activities.front_door import AdmissionUnavailable
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor import runs
 from workflows.drill import DrillWorkflow
-from workflows.types import RUNBOOK, Admission, Claim, DrillInput, DrillResult
+from workflows.types import RUNBOOK, DrillInput, DrillResult
 
 DRILL_ID_PREFIX = "drill:"
 
@@ -49,10 +48,6 @@ class DrillAdmission:
             return await runs.admit(self.client, self.settings, claim)
         except runs.RunError as exc:
             raise AdmissionUnavailable(str(exc)) from None
-
-    def all(self) -> list[Callable]:
-        """The `drill.claim` activity answered here (for a worker of its own, as in tests)."""
-        return FrontDoorActivities(admit=self.admit).all()
 
 
 async def start_drill(client: Client, settings: Settings, request: DrillInput) -> WorkflowHandle:

@@ -6,7 +6,6 @@ door and the worker have."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from temporalio.client import (
@@ -21,17 +20,14 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.front_door import FrontDoorActivities, NoSchedule
+from activities.contracts import ReadinessResult
+from activities.front_door import NoSchedule
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor.runs import RunError
 from drpilot.frontdoor.schedules import put_schedule
 from workflows.readiness import ReadinessWorkflow
-from workflows.types import (
-    RUNBOOK,
-    ReadinessInput,
-    ReadinessResult,
-)
+from workflows.types import RUNBOOK, ReadinessInput
 
 PREFIX = "readiness:"
 
@@ -107,7 +103,3 @@ class ReadinessHistory:
             if str(exc).startswith("no readiness schedule"):
                 raise NoSchedule(str(exc)) from None
             raise
-
-    def all(self) -> list[Callable]:
-        """The `readiness.previous` activity answered here (for a worker of its own, as in tests)."""
-        return FrontDoorActivities(previous=self.previous).all()

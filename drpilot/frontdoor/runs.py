@@ -35,6 +35,7 @@ from temporalio.common import (
 from temporalio.exceptions import CancelledError, TerminatedError, TimeoutError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.contracts import Admission, Claim
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor.temporal import rpc_problem
 from workflows import admission
@@ -44,10 +45,8 @@ from workflows.types import (
     RUNBOOK,
     WORKFLOW_NAMES,
     AbortInput,
-    Admission,
     AdmissionState,
     ApproveInput,
-    Claim,
     ControlResult,
     FailbackInput,
     FailoverInput,

@@ -19,6 +19,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.drills import DrillActivities
+from activities.front_door import FrontDoorActivities
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings, TemporalSettings
 from drpilot.frontdoor.drills import DrillAdmission
@@ -81,7 +82,7 @@ class Drills:
         activities = [
             *self.world.activities(),
             *DrillActivities(self.s3, self.settings).all(),
-            *DrillAdmission(self.client, self.settings).all(),
+            *FrontDoorActivities(admit=DrillAdmission(self.client, self.settings).admit).all(),
         ]
         with ThreadPoolExecutor(8) as pool:
             async with Worker(

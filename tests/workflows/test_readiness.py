@@ -14,13 +14,15 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.contracts import ReadinessResult
+from activities.front_door import FrontDoorActivities
 from drpilot.domain.settings import Settings, TemporalSettings
 from drpilot.frontdoor import readiness as front
 from tests.support.runbooks import runbook
 from tests.support.temporal import WORKFLOWS, keep_history
 from tests.support.world import World
 from workflows.readiness import ReadinessWorkflow
-from workflows.types import ReadinessInput, ReadinessResult
+from workflows.types import ReadinessInput
 
 
 async def check(client: Client, world: World, keep: str = "") -> ReadinessResult:
@@ -92,7 +94,7 @@ async def test_a_readiness_schedule_turns_not_ready_and_back(dev_env):
             assert result is not None
             return result
 
-    activities = [*world.activities(), *front.ReadinessHistory(client).all()]
+    activities = [*world.activities(), *FrontDoorActivities(previous=front.ReadinessHistory(client).previous).all()]
     async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, ReadinessWorkflow], activities=activities):
         assert await front.schedule(client, settings, rb, timedelta(minutes=30)) == "created"
         assert (await fire(0)).ready

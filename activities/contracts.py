@@ -53,7 +53,7 @@ class ScaledWait(Contract):
     this run and how long it stands for at speed 1. A run's RTO projection
     (workflows/projection.py) counts it at `unscaled_seconds`. Empty at speed 1."""
 
-    kind: str  # pods, dns-pending, glacier, velero, health-interval, analysis, ttl, bake
+    kind: str  # pods, dns-pending, glacier, velero, health-interval, analysis, measurement, ttl, bake
     seconds: float  # wall seconds it took here
     unscaled_seconds: float  # what it stands for at speed 1
     # Half the polling interval, at speed 1's scale: when a poll saw it done, it had been
@@ -320,6 +320,9 @@ class AnalyseResult(Contract):
     p99_ms: float
     evidence: list[CheckEvidence]
     sample_seconds: float = 0.0  # how long it sampled /metrics (0: it asked Prometheus)
+    # How long a rehearsal let the step run on, in real time, before asking Prometheus (its
+    # ranges hold only this step's traffic then); nothing at speed 1, where the bake did.
+    held_seconds: float = 0.0
 
 
 class RunEvent(Contract):

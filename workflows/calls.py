@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
+    from drpilot.domain.measurement import analysis_needs, health_needs, rehearsed_length
     from drpilot.domain.runbook import Runbook
     from workflows import projection
 
@@ -221,19 +222,22 @@ async def health_gate(runbook: Runbook, region: str, speed: float, *, rounds: in
     move, or of a rollback's destination) instead of the runbook's consecutive passes."""
     # A failing gate is a result (passed=False), not an error: only a probe that could not
     # run at all is retried, once.
-    timeout = runbook.spec.health.timeout.total_seconds() / speed
+    # The gate may hold, in real time, for its Prometheus checks' ranges (measurement.py).
+    timeout = rehearsed_length(runbook.spec.health.timeout.total_seconds(), speed, health_needs(runbook.spec))
     return await _execute(
         c.PROBES_HEALTH, c.HealthInput(runbook=runbook, region=region, speed=speed, rounds=rounds), c.HealthResult,
         seconds=timeout + 60, heartbeat=HEARTBEAT, retry=_retry(2), summary=f"health gate {region}", projected=True,
     )
 
 
-async def analyse(runbook: Runbook, region: str, window_seconds: float) -> c.AnalyseResult:
+async def analyse(runbook: Runbook, region: str, window_seconds: float, speed: float) -> c.AnalyseResult:
     # Judged against the runbook's limits as written, at any rehearsal speed: requests and
-    # their latency are real-time even when the bake before them was compressed.
+    # their latency are real-time even when the bake before them was compressed. The speed
+    # tells it how long the bake stood for: Prometheus's ranges need that in real time.
+    held = analysis_needs(runbook.spec)
     return await _execute(
-        c.PROBES_ANALYSE, c.AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds),
-        c.AnalyseResult, seconds=300, heartbeat=HEARTBEAT, retry=_retry(3), summary=f"analyse traffic in {region}",
+        c.PROBES_ANALYSE, c.AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds, speed=speed),
+        c.AnalyseResult, seconds=300 + held, heartbeat=HEARTBEAT, retry=_retry(3), summary=f"analyse traffic in {region}",
     )
 
 

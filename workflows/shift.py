@@ -60,7 +60,7 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
             # Every analysis runs to its end (short, read-only): a failing one does not cancel
             # the others, so no verdict is cut off half-way; the first error is then raised.
             outcomes = await asyncio.gather(
-                *(calls.analyse(run.runbook, r, bake / run.speed) for r in judged), return_exceptions=True
+                *(calls.analyse(run.runbook, r, bake / run.speed, run.speed) for r in judged), return_exceptions=True
             )
             errors = [o for o in outcomes if isinstance(o, BaseException)]
             if errors:
@@ -72,6 +72,11 @@ async def shift_traffic(run: Run, shift: Shift) -> None:
                     [c.ScaledWait(kind="analysis", seconds=a.sample_seconds, unscaled_seconds=sample)
                      for a in analyses if a.sample_seconds > 0]
                 )
+                # A hold for Prometheus's ranges is only the rehearsal's: at speed 1 the bake
+                # spans it. The longest hold (they ran side by side) is on the path.
+                held = max((a.held_seconds for a in analyses), default=0.0)
+                if held > 0:
+                    projection.record([c.ScaledWait(kind="measurement", seconds=held, unscaled_seconds=0)])
             run.gates.gated()
             summary = "; ".join(
                 f"{a.region}: {a.requests} requests, error rate {a.error_rate:.2%}, p99 {a.p99_ms:.0f}ms"

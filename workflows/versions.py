@@ -28,6 +28,11 @@ SAFETY = "drpilot-0.2.0-safety"
 # divided by the speed) are slept by a local activity instead of a timer (activities/rehearsal.py).
 REHEARSAL_WAITS = "drpilot-0.3.0-rehearsal-waits"
 
+# 0.4.0: a drill's soak at rehearsal speed lasts, in real time, at least what its Prometheus
+# checks' ranges need (drpilot/domain/measurement.py). Read by the drill's soak (workflows/
+# soak.py) only when that makes the soak longer, so no earlier history meets it.
+MEASURED_SOAK = "drpilot-0.4.0-measured-soak"
+
 
 class Patches:
     """Which release's behaviour this run replays: read once, at the start of the run

@@ -40,6 +40,7 @@ from activities.probes.sending import (
     percentile,
     send_many,
 )
+from drpilot.domain.measurement import analysis_needs, rehearsed_length
 from drpilot.domain.runbook import Runbook, Warmup
 
 # Analysis without Prometheus samples the region's /metrics over a short window after the
@@ -107,9 +108,19 @@ class Analysis(RegionProbe):
         prom = self.prom
         evidence: list[CheckEvidence] = []
         sampled = 0.0  # seconds spent sampling /metrics (Prometheus answers at once)
+        held = 0.0  # seconds a rehearsal let the step run on for Prometheus's ranges
         try:
             if prom is not None:
-                traffic, source = self._traffic_from_prometheus(prom, region, input.window_seconds)
+                # The step runs on, in real time, until the Prometheus ranges hold only its own
+                # traffic: the built-in queries' (at least PROM_RANGE_MIN) and the runbook's
+                # analysis checks' (measurement.py); at speed 1 the bake already did.
+                measured = max(
+                    PROM_RANGE_MIN_SECONDS,
+                    rehearsed_length(input.window_seconds * speed, speed, analysis_needs(runbook.spec)),
+                )
+                held = max(measured - input.window_seconds, 0.0)
+                sleep_heartbeating(held, {"source": "prometheus", "waiting_for": "prometheus ranges", "seconds": held})
+                traffic, source = self._traffic_from_prometheus(prom, region, input.window_seconds + held)
                 evidence += [prom_check(self.http, prom, check, region) for check in shift.analysis]
             else:
                 sampled = max(min(input.window_seconds, SAMPLE_MAX_SECONDS / speed), SAMPLE_MIN_SECONDS)
@@ -153,15 +164,11 @@ class Analysis(RegionProbe):
             p99_ms=ms(p99) if not math.isnan(p99) else 0.0,
             evidence=evidence,
             sample_seconds=sampled,
+            held_seconds=round(held, 3),
         )
 
     def _traffic_from_prometheus(self, prom: str, region: str, window: float) -> tuple[Traffic, str]:
-        if window < PROM_RANGE_MIN_SECONDS:
-            # A rehearsal's compressed bake is shorter than the shortest range rate() can use:
-            # let the step run on until that range holds only this step's traffic, not the
-            # previous step's at its other weight.
-            sleep_heartbeating(PROM_RANGE_MIN_SECONDS - window, {"source": "prometheus", "waiting_for_range": True})
-        span = f"{max(math.ceil(window), PROM_RANGE_MIN_SECONDS)}s"
+        span = f"{math.ceil(window)}s"
         selector = f'region="{region}"'
 
         def total(query: str) -> float:

@@ -29,6 +29,7 @@ class RehearsalClock:
         self.started = time.monotonic()
         self._waited_real = 0.0
         self._waited_simulated = 0.0
+        self._held_real = 0.0
 
     def real(self) -> float:
         return time.monotonic() - self.started
@@ -43,9 +44,18 @@ class RehearsalClock:
         self._waited_real += time.monotonic() - started
         self._waited_simulated += simulated
 
+    def hold(self, real: float, details: Any) -> None:
+        """Wait `real` seconds of real time that only a rehearsal needs (a Prometheus range
+        catching up with a compressed gate): at speed 1 the gate's own rounds span it."""
+        started = time.monotonic()
+        sleep_heartbeating(real, details)
+        self._held_real += time.monotonic() - started
+
     def waits(self) -> list[ScaledWait]:
-        """The pauses between rounds, for a rehearsal's RTO projection."""
-        return slept("health-interval", self.speed, self._waited_real, self._waited_simulated)
+        """The pauses between rounds, and a hold for the measurement (nothing at speed 1),
+        for a rehearsal's RTO projection."""
+        held = slept("measurement", self.speed, self._held_real, 0.0)
+        return slept("health-interval", self.speed, self._waited_real, self._waited_simulated) + held
 
 
 def sleep_heartbeating(seconds: float, details: Any) -> None:

@@ -19,6 +19,7 @@ from activities.contracts import CheckEvidence, HealthInput, HealthResult
 from activities.probes.clock import RehearsalClock
 from activities.probes.prometheus import PromError, prom_check
 from activities.probes.sending import RegionProbe, describe, error_text
+from drpilot.domain.measurement import health_needs, rehearsed_length
 from drpilot.domain.runbook import Runbook
 
 # A rehearsal's health gate counts requests at their real duration (see RehearsalClock);
@@ -41,6 +42,11 @@ class HealthGate(RegionProbe):
         real_limit = timeout / speed + (GATE_REAL_SLACK_SECONDS if speed != 1 else 0.0)
         rounds = consecutive = 0
         needed = input.rounds or health.consecutive
+        # Prometheus judges in real time: at rehearsal speed the gate does not give up before
+        # its checks' ranges could hold only what came after the gate began (measurement.py).
+        measured = rehearsed_length(timeout, speed, health_needs(runbook.spec))
+        held = 0.0
+        rounds_after_hold = 0
         last_failure: dict[str, CheckEvidence] = {}
 
         def verdict(passed: bool, evidence: list[CheckEvidence], summary: str = "") -> HealthResult:
@@ -59,6 +65,8 @@ class HealthGate(RegionProbe):
             round_started = clock.elapsed()
             # A probe never outlives the gate by more than a moment.
             left = min(timeout - round_started, real_limit - clock.real())
+            if held:  # the rounds after a hold have their own time, as at speed 1
+                left = GATE_REAL_SLACK_SECONDS
             evidence = self._round(runbook, region, left)
             rounds += 1
             consecutive = consecutive + 1 if all(e.passed for e in evidence) else 0
@@ -75,9 +83,23 @@ class HealthGate(RegionProbe):
             next_round = round_started + interval
             # A short check (input.rounds) gets no more rounds than it needs passing.
             short = input.rounds is not None and rounds >= input.rounds
-            if short or next_round > timeout or clock.real() + interval / speed > real_limit:
+            if held:
+                rounds_after_hold += 1
+                time_up = rounds_after_hold >= needed
+            else:
+                time_up = next_round > timeout or clock.real() + interval / speed > real_limit
+            if time_up and not short and not held and clock.real() < measured:
+                # Time is up at this speed, but not for Prometheus: hold until its ranges
+                # cover only the gate's own time, then give the gate its rounds once more.
+                held = measured - clock.real()
+                clock.hold(held, {**details, "waiting_for": "prometheus ranges", "seconds": round(held, 3)})
+                continue
+            if short or time_up:
                 failing = "; ".join(f"{e.check}: {e.observed}" for e in last_failure.values())
-                rehearsal = f" (rehearsal at speed {speed:g}: waits ÷{speed:g}, requests at their real time)"
+                rehearsal = f" (rehearsal at speed {speed:g}: waits ÷{speed:g}, requests at their real time"
+                if held:
+                    rehearsal += f"; held {measured:g}s of real time for the Prometheus checks' ranges"
+                rehearsal += ")"
                 summary = (
                     f"region {region} did not pass its health gate: {needed} consecutive "
                     f"passing rounds needed within {timeout:g}s"

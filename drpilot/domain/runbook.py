@@ -259,6 +259,15 @@ class Health(Frozen):
     timeout: Duration = Field(timedelta(seconds=60), description="The gate fails when not passed by then.")
     interval: Duration = Field(timedelta(seconds=5), description="Time between rounds of checks.")
     consecutive: PositiveInt = Field(3, description="Consecutive passing rounds needed.")
+    scrape_interval: Duration = Field(
+        timedelta(seconds=30),
+        description=(
+            "How often the regions' Prometheus scrapes the model servers (its scrape_interval). "
+            "A Prometheus check reflects a change only after its longest range plus one scrape: "
+            "a rehearsal gives a gate, a soak or a shift analysis judged by such checks at least "
+            "that long in real time, whatever its speed."
+        ),
+    )
 
 
 class Rollback(Frozen):

@@ -345,7 +345,12 @@ ERROR_RATE = (
 def prom_runbook(**health) -> Runbook:
     return make_runbook(
         regions={r: {"prometheus": url} for r, url in PROM_URLS.items()},
-        health={"prometheus": [{"name": "error-rate", "query": ERROR_RATE, "max": 0.05}], "consecutive": 2, **health},
+        health={
+            "prometheus": [{"name": "error-rate", "query": ERROR_RATE, "max": 0.05}],
+            "consecutive": 2,
+            "scrape_interval": "1s",  # prom_world's Prometheus scrapes every second
+            **health,
+        },
         traffic_shift={
             "rollback": {"min_requests": 10},
             "analysis": [{"name": "weight", "query": 'max(drpilot_sandbox_region_weight{region="{region}"})', "min": 1}],
@@ -474,3 +479,62 @@ def test_prometheus_rejecting_an_analysis_query_is_failing_evidence_not_an_error
     assert not result.healthy
     typo = next(e for e in result.evidence if e.check == "typo")
     assert not typo.passed and "Prometheus rejected 'sum('" in typo.observed
+
+
+# -------------------------------------------- measurement windows at rehearsal speed
+# An error ratio over a 10 s range: after a region's errors stop, it reads 0 only once the
+# range holds none of them (10 s, plus a scrape).
+ERROR_RATE_10S = ERROR_RATE.replace("[5s]", "[10s]")
+
+
+def east_error_rate(url: str) -> float:
+    query = ERROR_RATE_10S.replace("{region}", EAST)
+    result = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+@pytest.fixture
+def east_just_recovered(prom_world):
+    """us-east-1 served errors (a rolled-back attempt) and has just stopped: Prometheus's
+    10 s range still holds them. Yields a function that makes the region bad again."""
+    url = prom_world.probes.prometheus_map[PROM_URLS[EAST]]
+    west = prom_world.board.now.error_ramp[WEST]
+    bad = {WEST: west, EAST: ErrorRamp(at_weight=0, error_rate=0.5)}
+    prom_world.board.update(error_ramp=bad)
+    try:
+        wait_until(lambda: east_error_rate(url) > 0.2, timeout=30, what="us-east-1's errors in Prometheus")
+        prom_world.board.update(error_ramp={WEST: west})
+        yield lambda: prom_world.board.update(error_ramp=bad)
+    finally:
+        prom_world.board.update(error_ramp={WEST: west})
+
+
+def gate_after_errors(world, speed: float):
+    runbook = prom_runbook(
+        prometheus=[{"name": "error-rate", "query": ERROR_RATE_10S, "max": 0.05}], timeout="20s", interval="2s"
+    )
+    return world.env().run(world.probes.health_gate, HealthInput(runbook=runbook, region=EAST, speed=speed))
+
+
+@pytest.mark.parametrize("speed", [1, 60])
+def test_a_gate_right_after_errors_passes_at_rehearsal_speed_as_at_speed_1(prom_world, east_just_recovered, speed):
+    # At speed 60 the gate's 20 s timeout is a third of a second, while the range still
+    # holds the errors for 10 s: without waiting for the measurement, a rehearsal would fail
+    # a region that a real failback (speed 1) passes.
+    result = gate_after_errors(prom_world, speed)
+    assert result.passed, result.summary
+    held = [w for w in result.waits if w.kind == "measurement"]
+    if speed == 1:
+        assert not held  # nothing a real run does not do
+    else:  # the hold is the rehearsal's own: the projection counts it as nothing at speed 1
+        assert held and held[0].unscaled_seconds == 0 and held[0].seconds >= 10
+
+
+@pytest.mark.parametrize("speed", [1, 60])
+def test_a_gate_on_a_region_still_failing_fails_at_every_speed(prom_world, east_just_recovered, speed):
+    east_just_recovered()  # the errors go on
+    result = gate_after_errors(prom_world, speed)
+    assert not result.passed
+    assert re.search(r"error-rate: 0\.[3-7]\d* \(max 0\.05\)", result.summary), result.summary
+    if speed != 1:
+        assert "held 11s of real time for the Prometheus checks' ranges" in result.summary

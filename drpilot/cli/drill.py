@@ -13,13 +13,12 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from drpilot.cli.shared import out, print_table
 from drpilot.cli.terminal import err, load_or_exit
 
 app = typer.Typer(help="Game-day drills: fail over, soak, fail back; now or on a schedule; their evidence.", no_args_is_help=True)
-out = Console(soft_wrap=True)
 MODES = ("rehearsal", "live")
 
 
@@ -236,9 +235,9 @@ def list_schedules(as_json: bool = typer.Option(False, "--json", help="Print as 
         table.add_row(
             s.schedule_id, "paused" if s.paused else "active", "; ".join(s.cron),
             s.next_runs[0].strftime("%Y-%m-%d %H:%M") if s.next_runs else "-",
-            s.last_run.strftime("%Y-%m-%d %H:%M") if s.last_run else "-", s.note[:80],
+            s.last_run.strftime("%Y-%m-%d %H:%M") if s.last_run else "-", s.note,
         )
-    out.print(table)
+    print_table(table)
 
 
 def _schedule_control(name: str, request: str) -> None:
@@ -313,5 +312,5 @@ def history(
             f"{r.rto_seconds_unscaled:.0f}" if r.rto_seconds_unscaled is not None else "-",
             f"{r.objective_rto_seconds:.0f}" + ("" if r.rto_met is None else " met" if r.rto_met else " MISSED"),
         )
-    out.print(table)
+    print_table(table)
     out.print(trend(past), markup=False)

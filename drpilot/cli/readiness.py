@@ -12,12 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from drpilot.cli.shared import out, print_table
 from drpilot.cli.terminal import err, load_or_exit
 
-out = Console(soft_wrap=True)
 VERBS = ("schedule", "last", "delete")
 USAGE = "expected FILE, `schedule FILE --every 30m`, `last NAME` or `delete NAME`"
 
@@ -28,8 +27,8 @@ def _print(result, as_json: bool) -> None:
         return
     table = Table("check", "verdict", "detail", title=f"readiness of {result.runbook} at {result.checked_at:%Y-%m-%d %H:%M:%SZ}")
     for check in result.checks:
-        table.add_row(check.name, "ready" if check.ready else "NOT READY", check.detail[:120])
-    out.print(table)
+        table.add_row(check.name, "ready" if check.ready else "NOT READY", check.detail)
+    print_table(table)
     failing = [ch.name for ch in result.checks if not ch.ready]
     out.print(f"{result.runbook}: " + ("ready" if result.ready else f"NOT READY ({', '.join(failing)})"), markup=False)
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from temporalio.exceptions import ApplicationError
 
-from drpilot.cli.shared import out, settings_or_exit
+from drpilot.cli.shared import out, print_table, settings_or_exit
 from drpilot.cli.terminal import document_commands, err, load_or_exit
 from drpilot.domain.durations import format_duration
 from drpilot.domain.loader import load_runbook
@@ -44,21 +44,21 @@ def show(file: Path = typer.Argument(..., help="Runbook YAML file.")) -> None:
     regions = Table("region", "role", "endpoint", "kube context", "capacity", "normal weight", title="Regions")
     for name, region in spec.regions.items():
         regions.add_row(name, region.role.value, region.endpoint, region.kube.context, f"{region.capacity:g}", str(weights[name]))
-    out.print(regions)
+    print_table(regions)
     records = Table("record", "type", "ttl", "targets", title=f"DNS ({spec.dns.provider.value}, zone {spec.dns.zone})")
     for record in spec.dns.records:
         records.add_row(record.name, record.type.value, f"{record.ttl}s", "\n".join(f"{r}: {t}" for r, t in record.targets.items()))
-    out.print(records)
+    print_table(records)
     if spec.workloads:
         workloads = Table("namespace/deployment", "active", "standby", "regions", title="Workloads")
         for w in spec.workloads:
             workloads.add_row(f"{w.namespace}/{w.deployment}", str(w.replicas.active), str(w.replicas.standby), ", ".join(w.regions or ["all"]))
-        out.print(workloads)
+        print_table(workloads)
     if spec.models:
         models = Table("model", "version", "archive", title="Models")
         for m in spec.models:
             models.add_row(m.name, m.version, m.archive or "-")
-        out.print(models)
+        print_table(models)
     shift = spec.traffic_shift
     out.print(
         f"traffic shift: {' -> '.join(f'{s}%' for s in shift.steps)}, bake {format_duration(shift.bake)}, "

@@ -15,6 +15,7 @@ from drpilot.cli.shared import (
     REPORT_FORMATS,
     confirm,
     out,
+    print_table,
     rehearsal_speed,
     report_dir_or_exit,
     run_async,
@@ -242,7 +243,7 @@ def status(
             for r in found:
                 started = r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else "-"
                 table.add_row(r.run_id, r.state, r.outcome or "-", started)
-            out.print(table)
+            print_table(table)
         return
     if as_json:
         typer.echo(found.model_dump_json(indent=2))

@@ -1,5 +1,6 @@
-"""What the command groups share: settings, the rehearsal speed, running a front-door
-coroutine with one-line errors, confirmation, and writing run reports."""
+"""What the command groups share: the output console and its tables, settings, the rehearsal
+speed, running a front-door coroutine with one-line errors, confirmation, and writing run
+reports."""
 
 from __future__ import annotations
 
@@ -7,10 +8,27 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from drpilot.cli.terminal import err
 
 out = Console(soft_wrap=True)
+
+
+def print_table(table: Table) -> None:
+    """A table, every cell whole. On a terminal rich folds cells to its width; into a pipe or
+    a file (`> history.txt`, CI, `| less`) there is no width, and rich would assume 80
+    columns and cut cells to `pref…`: there it prints at the table's natural width."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    terminal_width = out.width
+    out.width = Measurement.get(out, out.options.update_width(1_000_000), table).maximum
+    try:
+        out.print(table)
+    finally:
+        out.width = terminal_width
 
 
 def settings_or_exit():

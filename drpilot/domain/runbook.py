@@ -273,12 +273,26 @@ class Health(Frozen):
 class Rollback(Frozen):
     max_error_rate: Fraction = Field(0.01, description="Error ratio above which a shift step rolls back.")
     max_p99_latency: Duration = Field(timedelta(seconds=2), description="p99 latency above which a shift step rolls back.")
-    min_requests: NonNegativeInt = Field(0, description="Fewer requests than this in a window is no evidence.")
+    min_requests: NonNegativeInt = Field(
+        0,
+        description=(
+            "Fewer requests than this to a region in a step's window is no evidence: the analysis "
+            "then judges probe requests it sends itself (this many, at least 100). A small step "
+            "(a few percent of a quiet service's traffic) often ends here."
+        ),
+    )
 
 
 class TrafficShift(Frozen):
     steps: list[PositiveInt] = Field(
-        default_factory=lambda: [10, 25, 50, 75, 100], description="Percent of traffic on the returning region at each step; ends at 100."
+        default_factory=lambda: [10, 25, 50, 75, 100],
+        description=(
+            "Each step is a percent of the way from the weights when the shift begins to the "
+            "home weights; ends at 100. With two regions that is the returning region's share of "
+            "all traffic; with more, each region's weight moves that part of the way, so a step of "
+            "10 toward a home share of 50 gives the returning region 5 % of all traffic "
+            "(`drpilot runbook plan` prints every region's weights at every step)."
+        ),
     )
     bake: Duration = Field(timedelta(minutes=15), description="Time at each step before it is analysed.")
     rollback: Rollback = Field(default_factory=Rollback)

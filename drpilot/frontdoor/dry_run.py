@@ -16,6 +16,7 @@ from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import ArtifactInput, DnsReadInput, KubeReadInput, RestoreInput
 from activities.dns.activities import DnsActivities
 from activities.kube.activities import KubeActivities
+from activities.probes.analysis import PROBE_REQUESTS_MIN
 from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import Action, Role, Runbook
 from drpilot.domain.settings import Settings
@@ -169,13 +170,39 @@ def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
     if start == home:
         plan.notes.append(f"DNS already at {format_weights(home)}: no traffic to shift")
         return plan
-    shift = rb.spec.traffic_shift
-    steps = [format_weights(shift_weights(start, home, p)) for p in shift.steps]
-    plan.changes.append(
-        f"shift DNS {format_weights(start)} -> {format_weights(home)} in {len(steps)} step(s), "
-        f"bake {format_duration(shift.bake)} each: " + " | ".join(steps)
-    )
+    plan.changes.append(shift_change(rb, start, home))
+    if (quiet := small_step(rb, start, home, original)) is not None:
+        plan.notes.append(quiet)
     for region, role in ((n, r.role) for n, r in rb.regions.items()):
         if region != original and role is Role.standby and start.get(region, 0) > 0:
             _scale_changes(plan, rb, region, live, "standby")
     return plan
+
+
+def shift_change(rb: Runbook, start: dict[str, int], home: dict[str, int]) -> str:
+    """The gradual shift, with every region's weights at every step: a step is a percent of
+    the way from the start weights to home, which is the returning region's share of all
+    traffic only when two regions serve."""
+    shift = rb.spec.traffic_shift
+    steps = "".join(f"\n       {p}%: {format_weights(shift_weights(start, home, p))}" for p in shift.steps)
+    return (
+        f"shift DNS {format_weights(start)} -> {format_weights(home)} in {len(shift.steps)} step(s), "
+        f"bake {format_duration(shift.bake)} each; each step is that percent of the way from these "
+        f"weights to home:{steps}"
+    )
+
+
+def small_step(rb: Runbook, start: dict[str, int], home: dict[str, int], original: str) -> str | None:
+    """When the first step gives the returning region less of all traffic than its percent
+    (more than two regions serve at home), what its analysis does with few requests."""
+    first = rb.spec.traffic_shift.steps[0]
+    share = shift_weights(start, home, first)[original]
+    if share >= first:
+        return None
+    enough = max(rb.spec.traffic_shift.rollback.min_requests, 1)
+    return (
+        f"the {first}% step gives {original} {share}% of all traffic ({first}% of the way to its home "
+        f"share of {home[original]}%): a bake in which it serves fewer than {enough} request(s) "
+        f"(spec.traffic_shift.rollback.min_requests) is judged by probe requests the analysis sends "
+        f"itself ({max(enough, PROBE_REQUESTS_MIN)} or more), not by users' traffic"
+    )

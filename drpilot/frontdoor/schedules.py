@@ -146,6 +146,27 @@ class Listed:
     last_run: datetime | None
 
 
+# Each cron field's whole range: written as `*`.
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day_of_month", 1, 31), ("month", 1, 12), ("day_of_week", 0, 6))
+
+
+def as_cron(calendar: ScheduleCalendarSpec) -> str:
+    """A calendar as the cron expression it came from: the server keeps a schedule's cron
+    expressions as calendars, and describe() returns those."""
+
+    def field(ranges, low: int, high: int) -> str:
+        parts = []
+        for r in ranges:
+            end = max(r.end, r.start)  # Temporal: an end below the start means the start alone
+            if (r.start, end, r.step) == (low, high, 1):
+                parts.append("*")
+            else:
+                parts.append(str(r.start) if end == r.start else f"{r.start}-{end}" + (f"/{r.step}" if r.step > 1 else ""))
+        return ",".join(parts) or "*"
+
+    return " ".join(field(getattr(calendar, name), low, high) for name, low, high in _CRON_FIELDS)
+
+
 async def list_drill_schedules(client: Client) -> list[Listed]:
     found = []
     try:
@@ -156,7 +177,7 @@ async def list_drill_schedules(client: Client) -> list[Listed]:
             recent = d.info.recent_actions
             found.append(Listed(
                 schedule_id=s.id, paused=d.schedule.state.paused, note=d.schedule.state.note or "",
-                cron=list(d.schedule.spec.cron_expressions) or [str(c) for c in d.schedule.spec.calendars],
+                cron=list(d.schedule.spec.cron_expressions) or [as_cron(c) for c in d.schedule.spec.calendars],
                 next_runs=list(d.info.next_action_times[:3]),
                 last_run=recent[-1].scheduled_at if recent else None,
             ))

@@ -10,7 +10,7 @@ from pathlib import Path
 from drpilot_twin.aws.moto_server import AWS_ENV
 
 from tests.support.aws import aws_client
-from tests.support.commands import drpilot
+from tests.support.commands import assert_whole, drpilot
 from tests.support.paths import RUNBOOKS
 from workflows.types import DrillResult, PhaseRecord
 
@@ -85,8 +85,9 @@ def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto, tmp_pat
         s3.put_object(Bucket=bucket, Key=f"drills/llm-inference/{started:%Y%m%dT%H%M%SZ}-live-{week}.json",
                       Body=pack(started, rto).model_dump_json())
     s3.put_object(Bucket=bucket, Key="drills/other-runbook/x.json", Body=b"{}")  # another runbook's: not read
-    result = drpilot("drill", "history", copy, **env, COLUMNS="200")
+    result = drpilot("drill", "history", copy, **env)  # into a pipe: no terminal width
     assert result.returncode == 0, result.stderr
+    assert_whole(result.stdout, "preflight s", "failover s", "soak s", "failback s", "cleanup s", "RTO@1 s", "900 MISSED")
     rows = [line for line in result.stdout.splitlines() if line.strip().startswith("2026-")]
     assert len(rows) == 3
     assert rows[0].split()[:9] == ["2026-11-03", "10:00", "live", "completed", "0.4", "95.0", "600.0", "4500.0", "-"]

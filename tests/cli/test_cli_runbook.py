@@ -8,6 +8,8 @@ import sys
 
 from drpilot import __version__
 from drpilot.cli.runbook import runbook_schema
+from drpilot.domain.loader import load_runbook
+from tests.support.commands import assert_whole
 from tests.support.paths import ROOT, RUNBOOKS
 
 
@@ -49,6 +51,9 @@ def test_show_summarises(runbook_paths):
     assert result.returncode == 0, result.stderr
     for text in ("llm-inference-gcp", "us-central1", "europe-west4", "inference.example.dev.", "vllm-llama", "RTO 3m"):
         assert text in result.stdout
+    # Into a pipe (no terminal width), every cell whole: the endpoints and contexts are long.
+    rb = load_runbook(RUNBOOKS / "llm-inference-clouddns.yaml")
+    assert_whole(result.stdout, *(r.endpoint for r in rb.spec.regions.values()), *(r.kube.context for r in rb.spec.regions.values()))
 
 
 def test_show_invalid_runbook_is_one_clear_error(tmp_path):

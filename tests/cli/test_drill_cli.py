@@ -44,7 +44,7 @@ async def test_drill_run_wait_json_then_status_and_history(dev_env, alertmanager
     env = {
         "DRPILOT_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "DRPILOT_TASK_QUEUE": d.task_queue, "DRPILOT_SANDBOX": "1", "DRPILOT_SPEED": "60",
-        **AWS_ENV, "AWS_ENDPOINT_URL": s3.meta.endpoint_url, "COLUMNS": "200",
+        **AWS_ENV, "AWS_ENDPOINT_URL": s3.meta.endpoint_url,
     }
     async with d.worker():
         ran = await asyncio.to_thread(drpilot, "drill", "run", str(file), "--yes", "--wait", "--json", env=env)

@@ -22,6 +22,7 @@ from drpilot_twin.processes import alertmanager_binary
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
 from drpilot.frontdoor.temporal import connect
+from tests.support.commands import assert_whole
 from tests.support.paths import DRPILOT, ROUTE53_RUNBOOK
 
 pytestmark = [
@@ -61,7 +62,8 @@ def test_scheduled_drills_and_readiness_against_the_twin(twin_factory, tmp_path)
     file = tmp_path / "llm-inference.yaml"
     file.write_text(text)
     twin = twin_factory(load_runbook(file), temporal=True, alertmanager=True)
-    env = {**os.environ, **twin.env(), "COLUMNS": "200"}
+    env = {**os.environ, **twin.env()}
+    env.pop("COLUMNS", None)  # the tables print through a pipe, where there is no width
     assert env["DRPILOT_ALERTMANAGER_URL"] == twin.alertmanager.url
     worker = subprocess.Popen([str(DRPILOT), "worker"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
@@ -79,8 +81,16 @@ def test_scheduled_drills_and_readiness_against_the_twin(twin_factory, tmp_path)
         blocked = asyncio.run(drill_from_trigger(env, 1))
         assert blocked["status"] == "blocked" and blocked["firing_alerts"] == ["InferenceRegionDown"]
 
+        schedules = cli("drill", "list", env=env)
+        assert schedules.returncode == 0, schedules.stderr
+        assert_whole(schedules.stdout, "drill:llm-inference", "0 10 * * 2")  # the server keeps cron as a calendar
+        listing = cli("status", env=env)
+        assert listing.returncode == 0, listing.stderr
+        assert_whole(listing.stdout, "outcome", "started", ran["drill_id"])
+
         history = cli("drill", "history", str(file), env=env)
         assert history.returncode == 0, history.stderr
+        assert_whole(history.stdout, "preflight s", "failover s", "failback s", "cleanup s", "RTO@1 s", "objective", "rehearsal")
         rows = [line.split() for line in history.stdout.splitlines() if line.strip().startswith("20")]
         assert [r[3] for r in rows] == ["completed", "blocked"]
         # started, mode, status, then preflight, failover, soak, failback, cleanup seconds
@@ -89,6 +99,8 @@ def test_scheduled_drills_and_readiness_against_the_twin(twin_factory, tmp_path)
 
         ready = cli("readiness", str(file), env=env)
         assert ready.returncode == 0, ready.stdout + ready.stderr
+        details = [c["detail"] for c in json.loads(cli("readiness", str(file), "--json", env=env).stdout)["checks"]]
+        assert_whole(ready.stdout, "check", "verdict", "detail", *details)
         standby = next(o for o in twin.seeded_artifacts.objects if o.location == "us-west-2" and o.key.endswith("manifest.json") is False)
         body = twin._s3.get_object(Bucket=standby.bucket, Key=standby.key)["Body"].read()
         twin._s3.delete_object(Bucket=standby.bucket, Key=standby.key)

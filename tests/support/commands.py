@@ -19,3 +19,12 @@ def plan(env, *args):
     """`drpilot runbook plan` of llm-inference.yaml, in exactly the environment `env`."""
     return subprocess.run([str(DRPILOT), "runbook", "plan", str(ROUTE53_RUNBOOK), *args],
                           env=env, capture_output=True, text=True, timeout=60)
+
+
+def assert_whole(output: str, *cells: str) -> None:
+    """A table a command printed into a pipe has every cell whole: none cut short (`pref…`),
+    and each of `cells` on one line (not folded onto the next)."""
+    lines = output.splitlines()
+    assert "…" not in output, output
+    for cell in cells:
+        assert any(cell in line for line in lines), f"{cell!r} is not whole on one line:\n{output}"

@@ -301,8 +301,9 @@ class AnalyseInput(Contract):
     runbook: Runbook
     region: str
     window_seconds: float  # the bake just finished, already divided by speed
-    # Rehearsal speed: it shortens only the wait for a metrics sample; the runbook's error
-    # and latency limits judge at any speed (a rehearsal compresses waits, not requests).
+    # Rehearsal speed: window x speed is the bake at speed 1, whose Prometheus ranges the
+    # analysis lets run in real time (drpilot/domain/measurement.py); the runbook's error and
+    # latency limits judge at any speed (a rehearsal compresses waits, not requests).
     speed: float = 1.0
 
 

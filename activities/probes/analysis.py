@@ -44,9 +44,9 @@ from drpilot.domain.measurement import analysis_needs, rehearsed_length
 from drpilot.domain.runbook import Runbook, Warmup
 
 # Analysis without Prometheus samples the region's /metrics over a short window after the
-# bake: at least SAMPLE_MIN real seconds (traffic arrives at its real rate at any rehearsal
-# speed, so a few requests must land), at most SAMPLE_MAX simulated seconds (so a step does
-# not bake twice; divided by the speed, it is a wait).
+# bake, as long as the bake took here: at least SAMPLE_MIN real seconds (traffic arrives at
+# its real rate at any rehearsal speed, so a few requests must land), at most SAMPLE_MAX
+# seconds (so a long bake at speed 1 does not bake twice).
 SAMPLE_MIN_SECONDS = ANALYSIS_SAMPLE_MIN_SECONDS
 SAMPLE_MAX_SECONDS = ANALYSIS_SAMPLE_MAX_SECONDS
 # Probe requests sent when the window had too little traffic to judge: fewer than 100
@@ -123,7 +123,9 @@ class Analysis(RegionProbe):
                 traffic, source = self._traffic_from_prometheus(prom, region, input.window_seconds + held)
                 evidence += [prom_check(self.http, prom, check, region) for check in shift.analysis]
             else:
-                sampled = max(min(input.window_seconds, SAMPLE_MAX_SECONDS / speed), SAMPLE_MIN_SECONDS)
+                # The window is the bake already divided by the speed: sample that long (the
+                # projection counts it at min(bake, SAMPLE_MAX) seconds, workflows/shift.py).
+                sampled = max(min(input.window_seconds, SAMPLE_MAX_SECONDS), SAMPLE_MIN_SECONDS)
                 traffic, source = self._traffic_from_metrics(region, sampled)
         except PromError as exc:
             # Not knowing is not the same as unhealthy: retry, and let the workflow's retry

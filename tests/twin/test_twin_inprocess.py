@@ -216,7 +216,7 @@ def test_a_latency_fault_above_the_p99_limit_is_unhealthy_at_any_speed(twin_fact
     probes = ProbeActivities.from_settings(load_settings(twin.env()))
     eventually(lambda: twin.traffic.stats()[primary].ok >= 20, timeout=15)
     try:
-        # With the speed, and without it, as the workflows call analyse today.
+        # With the speed, as the workflows call analyse, and without it.
         for given in (AnalyseInput(runbook=runbook, region=primary, window_seconds=1.5, speed=speed),
                       AnalyseInput(runbook=runbook, region=primary, window_seconds=1.5)):
             slow = ActivityEnvironment().run(probes.analyse, given)

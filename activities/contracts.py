@@ -408,6 +408,17 @@ class Admission(Contract):
     differences: list[str] = Field(default_factory=list)  # same run id, different request
 
 
+class Claims(Contract):
+    """Many claims at once (an evacuation): admitted in one update, each judged in order as
+    a claim of its own would be, so a fleet waits for one round trip instead of one each."""
+
+    claims: list[Claim]
+
+
+class Admissions(Contract):
+    answers: list[Admission]  # one per claim, in order
+
+
 class ReadinessCheck(Contract):
     name: str  # e.g. "us-west-2: cluster", "us-west-2: llm-7b 2024-01-15 artifacts"
     ready: bool

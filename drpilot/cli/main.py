@@ -11,6 +11,7 @@ from drpilot import __version__
 from drpilot.cli import runs
 from drpilot.cli.artifacts import app as artifacts_app
 from drpilot.cli.drill import app as drill_app
+from drpilot.cli.evacuate import evacuate
 from drpilot.cli.process_exit import run_and_exit
 from drpilot.cli.readiness import readiness
 from drpilot.cli.runbook import app as runbook_app
@@ -31,6 +32,7 @@ app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(drill_app, name="drill")
 app.command("readiness")(readiness)
+app.command("evacuate")(evacuate)
 for command in (runs.failover, runs.failback, runs.report, runs.status, runs.approve, runs.abort, runs.pause, runs.resume):
     app.command()(command)
 add_twin_commands(app)

@@ -60,7 +60,7 @@ def dns_control_plane_warning(rb: Runbook, failed: str) -> str | None:
 
 
 @dataclass
-class _LiveState:
+class LiveState:
     """Where a plan reads the live state: the activity classes the procedures read it with."""
 
     dns: DnsActivities
@@ -68,7 +68,7 @@ class _LiveState:
     artifacts: ArtifactActivities
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> _LiveState:
+    def from_settings(cls, settings: Settings) -> LiveState:
         return cls(
             DnsActivities.from_settings(settings),
             KubeActivities.from_settings(settings),
@@ -87,7 +87,7 @@ class _LiveState:
         return {f"{d.namespace}/{d.name}": d.replicas for d in state.deployments}
 
 
-def _scale_changes(plan: Plan, rb: Runbook, region: str, live: _LiveState, to: str) -> None:
+def _scale_changes(plan: Plan, rb: Runbook, region: str, live: LiveState, to: str) -> None:
     current = live.replicas(rb, region)
     if isinstance(current, str):
         plan.notes.append(f"{region}: cluster not readable now ({current})")
@@ -133,8 +133,12 @@ def _restore_timing(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactAct
             )
 
 
-def plan_failover(rb: Runbook, failed: str, to: list[str] | None, settings: Settings) -> Plan:
-    plan, live = Plan("failover"), _LiveState.from_settings(settings)
+def plan_failover(
+    rb: Runbook, failed: str, to: list[str] | None, settings: Settings, *, live: LiveState | None = None
+) -> Plan:
+    """What a failover would do now. `live`: clients to read with, shared by many plans (an
+    evacuation); else made from `settings`."""
+    plan, live = Plan("failover"), live or LiveState.from_settings(settings)
     before = live.weights(rb)
     targets = failover_targets(rb, failed, to)
     warning = dns_control_plane_warning(rb, failed)
@@ -162,7 +166,7 @@ def plan_failover(rb: Runbook, failed: str, to: list[str] | None, settings: Sett
 
 
 def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
-    plan, live = Plan("failback"), _LiveState.from_settings(settings)
+    plan, live = Plan("failback"), LiveState.from_settings(settings)
     start = live.weights(rb)
     home = failback_home(rb, original, start)
     _scale_changes(plan, rb, original, live, "active")

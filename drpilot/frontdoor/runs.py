@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from temporalio.client import (
     Client,
@@ -35,7 +36,7 @@ from temporalio.common import (
 from temporalio.exceptions import CancelledError, TerminatedError, TimeoutError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import Admission, Claim
+from activities.contracts import Admission, Admissions, Claim, Claims
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor.temporal import rpc_problem
 from workflows import admission
@@ -56,6 +57,8 @@ from workflows.types import (
     StaleInput,
     workflow_id,
 )
+
+T = TypeVar("T")
 
 # How long a front door waits for a worker to answer admission before saying there is none.
 ADMISSION_TIMEOUT = 30.0
@@ -110,7 +113,46 @@ def claim_for(request: FailoverInput | FailbackInput) -> Claim:
 async def start(client: Client, settings: Settings, request: FailoverInput | FailbackInput) -> Started:
     """Claim the runbook at admission, then start its run (or attach to the same one)."""
     claim = claim_for(request)
-    answer = await admit(client, settings, claim)
+    return await _begin(client, settings, claim, request, await admit(client, settings, claim))
+
+
+# Runs one front door starts at once after a batch admission: each start is one RPC.
+STARTS_IN_FLIGHT = 16
+# Claims per admission update: a claim is a few hundred bytes, far below the payload limit.
+CLAIMS_PER_UPDATE = 250
+
+
+async def start_many(
+    client: Client, settings: Settings, requests: list[FailoverInput | FailbackInput]
+) -> list[Started | RunError]:
+    """Start many runs at once (an evacuation): their claims admitted in one update, each
+    with the guarantees of `start` (one run per runbook and per DNS record; the same request
+    attaches); then the runs started side by side. Per request, in order: Started, or the
+    RunError (RunRefused) that one got."""
+    claims = [claim_for(r) for r in requests]
+    answers: list[Admission] = []
+    for first in range(0, len(claims), CLAIMS_PER_UPDATE):
+        batch = Claims(claims=claims[first : first + CLAIMS_PER_UPDATE])
+        answers += (await _admission(client, settings, AdmissionWorkflow.claim_many, batch, Admissions,
+                                     f"{len(batch.claims)} runbooks")).answers
+    gate = asyncio.Semaphore(STARTS_IN_FLIGHT)
+
+    async def one(claim: Claim, request: FailoverInput | FailbackInput, answer: Admission) -> Started | RunError:
+        async with gate:
+            try:
+                if not answer.admitted and not answer.attach and await _dropped_if_stale(client, settings, answer):
+                    answer = await admit(client, settings, claim)  # a holder that was over: once more alone
+                return await _begin(client, settings, claim, request, answer)
+            except RunError as exc:
+                return exc
+
+    return list(await asyncio.gather(*(one(c, r, a) for c, r, a in zip(claims, requests, answers, strict=True))))
+
+
+async def _begin(
+    client: Client, settings: Settings, claim: Claim, request: FailoverInput | FailbackInput, answer: Admission
+) -> Started:
+    """What admission answered, acted on: start the admitted run, attach, or refuse."""
     if answer.admitted:
         handle = await client.start_workflow(
             WORKFLOW_NAMES[claim.action],
@@ -164,10 +206,16 @@ def refusal(claim: Claim, answer: Admission) -> str:
 
 
 async def _claim(client: Client, settings: Settings, claim: Claim) -> Admission:
+    return await _admission(client, settings, AdmissionWorkflow.claim, claim, Admission, claim.runbook)
+
+
+async def _admission(client: Client, settings: Settings, update, argument, result_type: type[T], what: str) -> T:
+    """An update of the task queue's AdmissionWorkflow (started if need be), sent again
+    while Temporal turns it away unapplied, within ADMISSION_TIMEOUT."""
     queue = settings.temporal.task_queue
     turned_away: list[RPCError] = []
 
-    async def in_turn() -> Admission:
+    async def in_turn() -> T:
         delay = 0.05
         while True:
             operation = WithStartWorkflowOperation(  # one per call: the SDK refuses a reused one
@@ -180,7 +228,7 @@ async def _claim(client: Client, settings: Settings, claim: Claim) -> Admission:
             try:
                 async with _in_flight():
                     return await client.execute_update_with_start_workflow(
-                        AdmissionWorkflow.claim, claim, start_workflow_operation=operation, result_type=Admission
+                        update, argument, start_workflow_operation=operation, result_type=result_type
                     )
             except RPCError as exc:
                 if not _not_applied(exc):
@@ -195,7 +243,7 @@ async def _claim(client: Client, settings: Settings, claim: Claim) -> Admission:
         # wait_for's cancellation can surface as the SDK's own error for a cancelled update.
         if turned_away:
             raise RunError(
-                f"admission for {claim.runbook}: Temporal kept turning the claim away for "
+                f"admission for {what}: Temporal kept turning the claim away for "
                 f"{ADMISSION_TIMEOUT:g}s ({_rpc(turned_away[-1])}); try again"
             ) from None
         raise RunError(
@@ -203,7 +251,7 @@ async def _claim(client: Client, settings: Settings, claim: Claim) -> Admission:
             "start one with `drpilot worker` (same DRPILOT_TEMPORAL_* and DRPILOT_TASK_QUEUE)"
         ) from None
     except RPCError as exc:
-        raise RunError(f"admission for {claim.runbook}: {_rpc(exc)}") from None
+        raise RunError(f"admission for {what}: {_rpc(exc)}") from None
 
 
 # Claims this process has in flight at once: below Temporal's 10 in-flight updates per

@@ -205,3 +205,43 @@ async def test_an_evacuation_of_many_runbooks_at_once_admits_every_one(dev_harne
         answers = await asyncio.gather(*(runs.admit(h.client, settings_for(h), c) for c in claims), return_exceptions=True)
     problems = [a for a in answers if not isinstance(a, admission.Admission) or not a.admitted]
     assert problems == []
+
+
+def fleet_copy(rb: Runbook, name: str, record: str) -> Runbook:
+    """The runbook under another name, moving its own DNS record."""
+    data = rb.model_dump(mode="json")
+    data["metadata"]["name"] = name
+    for r in data["spec"]["dns"]["records"]:
+        r["name"] = record
+    return Runbook.model_validate(data)
+
+
+async def test_a_fleet_is_admitted_in_one_update_with_every_guarantee(dev_harness):
+    """An evacuation's batch: every runbook admitted in ONE update, and the guarantees of a
+    start each hold inside the batch: the same request twice attaches, two runbooks moving
+    one DNS record run one at a time, one run per runbook whatever the action."""
+    rb = waiting_runbook()
+    h = dev_harness(World.normal(rb))
+    fleet = [fleet_copy(rb, f"rb-{i}", f"rb-{i}.example.com.") for i in range(5)]
+    sharing = fleet_copy(rb, "rb-shares-1", "rb-1.example.com.")
+    requests = [
+        *(FailoverInput(runbook=r, failed_region="us-east-1") for r in fleet),
+        FailoverInput(runbook=fleet[0], failed_region="us-east-1"),  # the same request again
+        FailoverInput(runbook=sharing, failed_region="us-east-1"),  # rb-1's record
+        FailbackInput(runbook=fleet[2], original_region="us-east-1"),  # rb-2 is held
+    ]
+    async with h.worker():
+        answers = await runs.start_many(h.client, settings_for(h), requests)
+        started = [a for a in answers if isinstance(a, runs.Started)]
+        try:
+            assert [a.attached for a in started] == [False] * 5 + [True]
+            assert started[5].handle.id == started[0].handle.id == "failover:rb-0"
+            refused = answers[6:]
+            assert isinstance(refused[0], runs.RunRefused) and "holds DNS record route53/" in str(refused[0])
+            assert "rb-1.example.com." in str(refused[0]) and "failover:rb-1" in str(refused[0])
+            assert isinstance(refused[1], runs.RunRefused) and "holds runbook rb-2" in str(refused[1])
+            events = [e async for e in h.client.get_workflow_handle(admission.workflow_id(h.task_queue)).fetch_history_events()]
+            assert sum(e.HasField("workflow_execution_update_accepted_event_attributes") for e in events) == 1
+        finally:
+            for s in started[:5]:
+                await s.handle.cancel()

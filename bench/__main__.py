@@ -6,7 +6,7 @@ Measured here, never asserted in tests:
 3. a failover and a failback through the CLI against the twin at rehearsal speed, with the
    achieved RTO the run reports and its unscaled equivalent;
 4. artifacts at checkpoint scale: verify with S3's checksums vs. hashing, sync (bench/artifacts.py);
-5. evacuation: 1, 10, 50 runbooks failing over at once through one worker (bench/evacuation.py);
+5. evacuation: 1, 10, 50, 200 runbooks failing over at once through two workers (bench/evacuation.py);
 6. alert intake: webhook POST to a started run, sustained duplicates, a storm (bench/intake.py);
 7. chaos: worker SIGKILLs and a Temporal restart over a failover + failback (bench/chaos.py);
 8. RTO efficiency against the critical-path bound and the sequential procedure, and the

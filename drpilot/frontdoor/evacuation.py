@@ -140,7 +140,9 @@ async def follow(
             on_change(fleet)
             if len(fleet.results) == len(endings):
                 return fleet
-            await asyncio.wait([e for e in endings.values() if not e.done()], timeout=every)
+            # The last runs may have ended during this round: their results are taken next.
+            if pending := [e for e in endings.values() if not e.done()]:
+                await asyncio.wait(pending, timeout=every)
     finally:
         for ending in endings.values():
             ending.cancel()

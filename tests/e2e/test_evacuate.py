@@ -46,15 +46,13 @@ def test_evacuate_moves_every_runbook_serving_from_the_region_and_leaves_the_res
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([str(DRPILOT), "worker"], env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     try:
-        done = subprocess.run([str(DRPILOT), "evacuate", LOST, "--runbooks", str(fleet), "--yes",
+        done = subprocess.run([str(DRPILOT), "evacuate", LOST, "--runbooks", str(fleet), "--yes", "--json",
                                "--report", str(tmp_path / "reports")],
                               env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
         log.close()
-    print(done.stderr)
-    print(done.stdout)
     assert done.returncode == 0, done.stdout + done.stderr
     answer = json.loads(done.stdout)
     assert {r["runbook"]: r["outcome"] for r in answer["runs"]} == {"chat": "completed", "embed": "completed"}

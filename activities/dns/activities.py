@@ -149,7 +149,12 @@ class DnsActivities:
                 records=[RecordWeights(name=r.name, weights=answered(r.weights, on)) for r in state.records]
             )
         if input.control_plane and isinstance(provider, Route53Provider):
-            provider.check_control_plane(runbook)
+            try:
+                provider.check_control_plane(runbook)
+            except ApplicationError as down:
+                if down.type != ErrorType.DNS_CONTROL_PLANE_DOWN:
+                    raise
+                state = state.model_copy(update={"control_plane_down": down.message})
         return state
 
     @activity.defn(name=DNS_APPLY)

@@ -80,6 +80,11 @@ class FailoverWorkflow(Run):
             f"{request.strategy} failover of {self.runbook.name} away from {request.failed_region}"
             f" (trigger {request.trigger}{who}){why}"
         )
+        if request.override_safety_rules:
+            self.timeline.say(
+                f"break-glass: the routing-control switch may override safety rule(s) "
+                f"{', '.join(request.override_safety_rules)} (--override-safety-rule)"
+            )
         weights = await self.preflight()
         hold_if_paused = self.operator.hold_if_paused
         if request.strategy == "ungraceful":

@@ -9,6 +9,7 @@ Real processes all the way: `drpilot sandbox up`, `drpilot worker`, `drpilot fai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,20 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
+@contextlib.contextmanager
+def us_east_1_outage(sandbox_process, runbook: Path, tmp_path: Path):
+    """A sandbox of `runbook` and a worker; us-east-1 dark with Route53's control plane, and
+    three of the ARC cluster's five endpoints failing."""
+    sandbox = sandbox_process(runbook, "--speed", SPEED)
+    env = {**os.environ, **sandbox.env()}
+    worker = Worker(env, tmp_path / "worker.stderr")
+    try:
+        sandbox.cli("fault", "set", "region_down=us-east-1", "route53_control_plane_down=1", "arc_endpoints_down=3")
+        yield sandbox, env, worker
+    finally:
+        worker.stop()
+
+
 def status(sandbox) -> dict:
     return json.loads(sandbox.cli("status", "--json").stdout)
 
@@ -44,11 +59,7 @@ def status(sandbox) -> dict:
 def test_routing_controls_fail_over_without_route53s_control_plane_and_fail_back_once_it_answers(
     sandbox_process, tmp_path
 ):
-    sandbox = sandbox_process(ARC_RUNBOOK, "--speed", SPEED)
-    env = {**os.environ, **sandbox.env()}
-    worker = Worker(env, tmp_path / "worker.stderr")
-    try:
-        sandbox.cli("fault", "set", "region_down=us-east-1", "route53_control_plane_down=1", "arc_endpoints_down=3")
+    with us_east_1_outage(sandbox_process, ARC_RUNBOOK, tmp_path) as (sandbox, env, worker):
         failover = drpilot(env, "failover", str(ARC_RUNBOOK), "--from", "us-east-1", "--yes", "--wait", "--json")
         assert failover.returncode == 0, why(failover, worker.log)
         result = json.loads(failover.stdout)
@@ -85,8 +96,6 @@ def test_routing_controls_fail_over_without_route53s_control_plane_and_fail_back
         assert twin["weights"] == {"us-east-1": 100, "us-west-2": 0}
         assert twin["routing_controls"] == {"us-east-1": "On", "us-west-2": "On"}  # the normal layout
         assert route53_weights(env) == {"us-east-1": 100, "us-west-2": 0}
-    finally:
-        worker.stop()
 
 
 def held(env: dict[str, str], run_id: str, running: subprocess.Popen) -> dict:
@@ -106,11 +115,7 @@ def held(env: dict[str, str], run_id: str, running: subprocess.Popen) -> dict:
 def test_a_switch_by_weights_stops_before_changing_anything_when_route53s_control_plane_is_down(
     sandbox_process, tmp_path
 ):
-    sandbox = sandbox_process(ROUTE53_RUNBOOK, "--speed", SPEED)
-    env = {**os.environ, **sandbox.env()}
-    worker = Worker(env, tmp_path / "worker.stderr")
-    try:
-        sandbox.cli("fault", "set", "region_down=us-east-1", "route53_control_plane_down=1", "arc_endpoints_down=3")
+    with us_east_1_outage(sandbox_process, ROUTE53_RUNBOOK, tmp_path) as (sandbox, env, worker):
         before = status(sandbox)
         failover = drpilot(env, "failover", str(ROUTE53_RUNBOOK), "--from", "us-east-1", "--yes", "--wait", "--json")
         assert failover.returncode != 0, why(failover, worker.log)
@@ -127,5 +132,3 @@ def test_a_switch_by_weights_stops_before_changing_anything_when_route53s_contro
         after = status(sandbox)
         assert after["weights"] == before["weights"] == {"us-east-1": 100, "us-west-2": 0}
         assert after["regions"]["us-west-2"]["deployments"] == before["regions"]["us-west-2"]["deployments"]
-    finally:
-        worker.stop()

@@ -27,6 +27,7 @@ class Contract(BaseModel):
 # another function under the same name.
 DNS_READ = "dns.read"
 DNS_APPLY = "dns.apply"
+DNS_CONTROLS_READY = "dns.routing_controls_ready"
 KUBE_READ = "kube.read"
 KUBE_SCALE = "kube.scale"
 KUBE_ROLLOUT_RESTART = "kube.rollout_restart"
@@ -94,6 +95,16 @@ class DnsApplyInput(Contract):
     known_good: bool = False
     # Names (spec.dns.routing_controls.safety_rules) or ARNs of safety rules to override.
     override_safety_rules: list[str] = Field(default_factory=list)
+
+
+class RoutingControlsReadiness(Contract):
+    """What readiness needs of a runbook switched by routing controls (all read-only)."""
+
+    endpoints: int  # the cluster endpoints the runbook names
+    answering: list[str]  # the regions of the endpoints that answered
+    failing: list[str]  # "region: why" of those that did not
+    states: dict[str, str]  # region -> its control's state as listed, or "missing"
+    without_health_check: list[str]  # "record (region)" of record sets not carrying their region's health check
 
 
 class DnsApplyResult(Contract):

@@ -95,6 +95,15 @@ async def dns_read(runbook: Runbook, *, control_plane: bool = False) -> c.DnsSta
     )
 
 
+async def routing_controls_ready(runbook: Runbook) -> c.RoutingControlsReadiness:
+    # Each endpoint is asked on its own (a dark one costs its connect timeout): no retries of
+    # the whole, one bad endpoint is the answer.
+    return await _execute(
+        c.DNS_CONTROLS_READY, c.DnsReadInput(runbook=runbook), c.RoutingControlsReadiness, seconds=120,
+        retry=_retry(2), summary="read the routing controls' readiness",
+    )
+
+
 def start_dns_apply(
     runbook: Runbook,
     weights: dict[str, int],

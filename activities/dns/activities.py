@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
     DNS_APPLY,
+    DNS_CONTROLS_READY,
     DNS_READ,
     DnsApplyInput,
     DnsApplyResult,
@@ -32,6 +33,7 @@ from activities.contracts import (
     DnsState,
     ErrorType,
     RecordWeights,
+    RoutingControlsReadiness,
     ScaledWait,
 )
 from activities.dns.clouddns import CloudDnsProvider, clouddns_client
@@ -157,6 +159,24 @@ class DnsActivities:
                 state = state.model_copy(update={"control_plane_down": down.message})
         return state
 
+    @activity.defn(name=DNS_CONTROLS_READY)
+    def routing_controls_ready(self, input: DnsReadInput) -> RoutingControlsReadiness:
+        """Readiness of the routing-control switch: which endpoints answer, each control's
+        state as listed, and the record sets that do not carry their health check."""
+        runbook = input.runbook
+        arc = runbook.spec.dns.routing_controls
+        if arc is None:
+            raise ApplicationError(f"runbook {runbook.name} is not switched by routing controls",
+                                   type=ErrorType.DNS_CONTROLS_REFUSED, non_retryable=True)
+        listed, answering, failing = self.routing_controls().listed(runbook)
+        provider = self.provider(runbook)
+        assert isinstance(provider, Route53Provider)  # the runbook model requires route53
+        return RoutingControlsReadiness(
+            endpoints=len(arc.cluster_endpoints), answering=answering, failing=failing,
+            states={region: listed.get(control.arn, "missing") for region, control in arc.controls.items()},
+            without_health_check=provider.without_health_check(runbook),
+        )
+
     @activity.defn(name=DNS_APPLY)
     def apply(self, input: DnsApplyInput) -> DnsApplyResult:
         runbook = input.runbook
@@ -242,4 +262,4 @@ class DnsActivities:
         return handle
 
     def all(self) -> list[Callable]:
-        return [self.read, self.apply]
+        return [self.read, self.apply, self.routing_controls_ready]

@@ -29,7 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ErrorType
-from drpilot.domain.runbook import RoutingControls, Runbook, split_weights
+from drpilot.domain.runbook import ClusterEndpoint, RoutingControls, Runbook, split_weights
 from drpilot.domain.settings import Settings
 
 ON, OFF = "On", "Off"
@@ -100,9 +100,24 @@ class RoutingControlSwitch:
             ),
         )
 
-    def listed(self, runbook: Runbook) -> dict[str, str]:
-        """Every control of the runbook's control panel by ARN -> state (ListRoutingControls,
-        all pages): readiness's proof that each control exists."""
+    def listed(self, runbook: Runbook) -> tuple[dict[str, str], list[str], list[str]]:
+        """Readiness: each endpoint asked on its own for every control of the runbook's panel
+        (ListRoutingControls, all pages). (ARN -> state as the first answering endpoint
+        lists it, regions of the endpoints that answered, "region: why" of the others)."""
+        arc = _arc(runbook)
+        found: dict[str, str] | None = None
+        answering, failing = [], []
+        for endpoint in arc.cluster_endpoints:
+            try:
+                listing = self._listing(runbook, [endpoint])
+            except ApplicationError as exc:
+                failing.append(f"{endpoint.region}: {exc.message}")
+                continue
+            answering.append(endpoint.region)
+            found = listing if found is None else found
+        return found or {}, answering, failing
+
+    def _listing(self, runbook: Runbook, endpoints: list[ClusterEndpoint]) -> dict[str, str]:
         arc = _arc(runbook)
         found: dict[str, str] = {}
         token: str | None = None
@@ -110,19 +125,22 @@ class RoutingControlSwitch:
             kwargs: dict[str, Any] = {"ControlPanelArn": arc.control_panel} if arc.control_panel else {}
             if token:
                 kwargs["NextToken"] = token
-            reply = self._each(runbook, "list routing controls", lambda client, kw=kwargs: client.list_routing_controls(**kw))
+            reply = self._each(
+                runbook, "list routing controls", lambda client, kw=kwargs: client.list_routing_controls(**kw), endpoints
+            )
             found.update({c["RoutingControlArn"]: c["RoutingControlState"] for c in reply.get("RoutingControls", [])})
             token = reply.get("NextToken")
             if not token:
                 return found
 
     # ------------------------------------------------------------------ the endpoints
-    def _each(self, runbook: Runbook, doing: str, call: Callable[[Any], Any]) -> Any:
-        """`call` on the first endpoint that answers; the refusals no endpoint can change
-        are raised at once (non-retryable)."""
-        arc = _arc(runbook)
+    def _each(
+        self, runbook: Runbook, doing: str, call: Callable[[Any], Any], endpoints: list[ClusterEndpoint] | None = None
+    ) -> Any:
+        """`call` on the first endpoint (of the cluster's, or `endpoints`) that answers; the
+        refusals no endpoint can change are raised at once (non-retryable)."""
         failures = []
-        for endpoint in arc.cluster_endpoints:
+        for endpoint in endpoints or _arc(runbook).cluster_endpoints:
             url = self._map.get(endpoint.url.rstrip("/"), endpoint.url)
             key = (url, endpoint.region)
             if key not in self._clients:

@@ -151,6 +151,21 @@ class Route53Provider(DnsProvider):
             result[record.name] = held
         return result
 
+    def without_health_check(self, runbook: Runbook) -> list[str]:
+        """"record (region)" of each weighted set not carrying its region's health check."""
+        zone_id, wanted = self.zone_id(runbook), health_checks(runbook)
+        missing = []
+        for record in runbook.spec.dns.records:
+            carried = {
+                rrset.get("SetIdentifier", ""): rrset.get("HealthCheckId")
+                for rrset in self._record_sets(runbook, zone_id, record)
+            }
+            missing += [
+                f"{record.name} ({region})" for region, check in wanted.items()
+                if carried.get(record.set_identifier(region)) != check
+            ]
+        return missing
+
     def _record_sets(self, runbook: Runbook, zone_id: str, record: DnsRecord):
         """The record's sets: a listing that starts at it and stops after it."""
         for rrset in self._listing(runbook, zone_id, record, page=len(runbook.regions) + 1):

@@ -23,6 +23,7 @@ from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import ProviderSettings, Settings
 from tests.support.aws import aws_client
 from tests.support.paths import ARC_RUNBOOK
+from workflows.readiness import routing_control_checks
 
 RUNBOOK = load_runbook(ARC_RUNBOOK)
 ARC = RUNBOOK.spec.dns.routing_controls
@@ -143,3 +144,32 @@ def test_when_no_endpoint_answers_the_switch_is_retried(twin):
     assert down.value.type == ErrorType.DNS_CONTROLS_UNAVAILABLE
     assert not down.value.non_retryable
     assert down.value.message.count("EndpointTemporarilyUnavailableException") == 5
+
+
+def ready(twin) -> list:
+    found = ActivityEnvironment().run(dns(twin).routing_controls_ready, DnsReadInput(runbook=RUNBOOK))
+    return [(check.name, check.ready) for check in routing_control_checks(RUNBOOK, found)]
+
+
+def test_readiness_of_the_switch_endpoints_controls_and_health_checks(twin):
+    assert ready(twin) == [
+        ("routing controls: cluster endpoints", True),
+        ("us-east-1: routing control", True),
+        ("us-west-2: routing control", True),
+        ("routing controls: health checks on records", True),
+    ]
+    twin.board.update(arc_endpoints_down=2)
+    assert ready(twin)[0] == ("routing controls: cluster endpoints", True)  # 3 of 5 answer
+    twin.board.update(arc_endpoints_down=3)
+    twin.arc.set_states({WEST: "Off"})
+    route53 = aws_client("route53", twin.aws_url)
+    zone = route53.list_hosted_zones_by_name(DNSName="example.com.")["HostedZones"][0]["Id"]
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+        "Name": "inference.example.com.", "Type": "CNAME", "SetIdentifier": "us-west-2", "Weight": 0, "TTL": 60,
+        "ResourceRecords": [{"Value": "lb-usw2.example.com."}]}}]})  # someone dropped its health check
+    assert ready(twin) == [
+        ("routing controls: cluster endpoints", False),
+        ("us-east-1: routing control", True),
+        ("us-west-2: routing control", False),
+        ("routing controls: health checks on records", False),
+    ]

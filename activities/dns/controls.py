@@ -33,6 +33,9 @@ from drpilot.domain.runbook import ClusterEndpoint, RoutingControls, Runbook, sp
 from drpilot.domain.settings import Settings
 
 ON, OFF = "On", "Off"
+# AWS's Routing control API reference: calls go to one of the cluster's regional endpoints
+# and are made "in the US West (Oregon) Region" (`--region us-west-2`), whichever endpoint.
+SIGNING_REGION = "us-west-2"
 # A dark endpoint must not hold the switch up: the next one is tried after this long.
 CONNECT_SECONDS = 2.0
 READ_SECONDS = 5.0
@@ -142,9 +145,9 @@ class RoutingControlSwitch:
         failures = []
         for endpoint in endpoints or _arc(runbook).cluster_endpoints:
             url = self._map.get(endpoint.url.rstrip("/"), endpoint.url)
-            key = (url, endpoint.region)
+            key = (url, SIGNING_REGION)
             if key not in self._clients:
-                self._clients[key] = self._client(url, endpoint.region)
+                self._clients[key] = self._client(url, SIGNING_REGION)
             try:
                 return call(self._clients[key])
             except botocore.exceptions.ClientError as exc:

@@ -195,7 +195,7 @@ ArcArn = Annotated[
 
 class ClusterEndpoint(Frozen):
     url: HttpUrl = Field(description="One of the ARC cluster's regional endpoints (`aws route53-recovery-control-config describe-cluster`).")
-    region: RegionName = Field(description="The AWS region that endpoint is in; requests to it are signed for that region.")
+    region: RegionName = Field(description="The AWS region that endpoint is in (as describe-cluster lists it), named in messages; every request is signed for us-west-2, as AWS documents for ARC's API.")
 
 
 class RoutingControl(Frozen):

@@ -173,3 +173,13 @@ def test_readiness_of_the_switch_endpoints_controls_and_health_checks(twin):
         ("us-west-2: routing control", False),
         ("routing controls: health checks on records", False),
     ]
+
+
+def test_a_control_turned_by_someone_else_is_what_dns_answers_so_a_run_sees_drift(twin):
+    """The workflow's drift check compares this read with what the run last applied: a
+    control turned outside the run changes the read exactly as a weight change would."""
+    activities = dns(twin)
+    applied = apply(activities, FAILOVER, known_good=True).weights
+    twin.arc.set_states({EAST: "On"})  # someone turned us-east-1 back On in the console
+    assert read(activities) != applied
+    assert read(activities) == {"us-east-1": 100, "us-west-2": 0}

@@ -183,3 +183,16 @@ def test_a_control_turned_by_someone_else_is_what_dns_answers_so_a_run_sees_drif
     twin.arc.set_states({EAST: "On"})  # someone turned us-east-1 back On in the console
     assert read(activities) != applied
     assert read(activities) == {"us-east-1": 100, "us-west-2": 0}
+
+
+def test_a_rollback_mid_shift_reaches_its_known_good_regions_by_the_controls_alone(twin):
+    activities = dns(twin)
+    apply(activities, FAILOVER, known_good=True)
+    apply(activities, {"us-east-1": 25, "us-west-2": 75})  # a failback's shift step
+    twin.board.update(route53_control_plane_down=True)
+    changes = twin.aws.change_count
+    back = apply(activities, FAILOVER, known_good=True)  # the rollback to the last good state
+    assert (back.status, back.weights) == ("switched", FAILOVER)
+    assert twin.aws.change_count == changes  # no record change: the control plane was not needed
+    assert twin.routing_controls() == {"us-east-1": "Off", "us-west-2": "On"}
+    assert read(activities) == FAILOVER

@@ -27,6 +27,7 @@ class Contract(BaseModel):
 # another function under the same name.
 DNS_READ = "dns.read"
 DNS_APPLY = "dns.apply"
+DNS_CONTROLS_READY = "dns.routing_controls_ready"
 KUBE_READ = "kube.read"
 KUBE_SCALE = "kube.scale"
 KUBE_ROLLOUT_RESTART = "kube.rollout_restart"
@@ -64,6 +65,9 @@ class ScaledWait(Contract):
 # ------------------------------------------------------------------------------------ DNS
 class DnsReadInput(Contract):
     runbook: Runbook
+    # Also check that Route53's control plane (ChangeResourceRecordSets / GetChange) answers:
+    # a failover that switches by weights needs it, and must know before it changes anything.
+    control_plane: bool = False
 
 
 class RecordWeights(Contract):
@@ -73,6 +77,8 @@ class RecordWeights(Contract):
 
 class DnsState(Contract):
     records: list[RecordWeights]
+    # Asked for (DnsReadInput.control_plane) and Route53's control plane did not answer: why.
+    control_plane_down: str = ""
 
     def weights(self) -> dict[str, int]:
         """The weights of the first record (all records move together)."""
@@ -83,12 +89,29 @@ class DnsApplyInput(Contract):
     runbook: Runbook
     weights: dict[str, int]  # desired weight per region for every record; sums to 100
     speed: float = 1.0
+    # switch: routing_controls only. A known-good destination (a failover, a rollback, an
+    # abort) is reached by the routing controls alone whenever they send traffic to exactly
+    # its regions; planned work (a shift step) moves the weights through Route53.
+    known_good: bool = False
+    # Names (spec.dns.routing_controls.safety_rules) or ARNs of safety rules to override.
+    override_safety_rules: list[str] = Field(default_factory=list)
+
+
+class RoutingControlsReadiness(Contract):
+    """What readiness needs of a runbook switched by routing controls (all read-only)."""
+
+    endpoints: int  # the cluster endpoints the runbook names
+    answering: list[str]  # the regions of the endpoints that answered
+    failing: list[str]  # "region: why" of those that did not
+    states: dict[str, str]  # region -> its control's state as listed, or "missing"
+    without_health_check: list[str]  # "record (region)" of record sets not carrying their region's health check
 
 
 class DnsApplyResult(Contract):
     change_id: str | None  # None when the records already had these weights (no change made)
-    status: Literal["INSYNC", "done", "unchanged"]
-    weights: dict[str, int]
+    # "switched": routing controls were set (ARC's data plane; no change id, nothing to wait for)
+    status: Literal["INSYNC", "done", "unchanged", "switched"]
+    weights: dict[str, int]  # what DNS answers now: the weights, times the routing controls' health checks
     seconds_to_apply: float = 0.0
     waits: list[ScaledWait] = Field(default_factory=list)
 
@@ -461,12 +484,16 @@ class ErrorType:
     DNS_CHANGE_NOT_FOUND = "DnsChangeNotFound"
     DNS_CHANGE_PENDING = "DnsChangePending"
     DNS_CONCURRENT_CHANGE = "DnsConcurrentChange"
+    DNS_CONTROL_PLANE_DOWN = "DnsControlPlaneDown"
+    DNS_CONTROLS_UNAVAILABLE = "DnsControlsUnavailable"
+    DNS_CONTROLS_REFUSED = "DnsControlsRefused"
     DNS_GUARDRAIL = "DnsGuardrail"
     DNS_PROVIDER_BUSY = "DnsProviderBusy"
     DNS_PROVIDER_UNREACHABLE = "DnsProviderUnreachable"
     DNS_WEIGHTS_INVALID = "DnsWeightsInvalid"
     DNS_ZONE_AMBIGUOUS = "DnsZoneAmbiguous"
     DNS_ZONE_NOT_FOUND = "DnsZoneNotFound"
+    DNS_SAFETY_RULE = "DnsSafetyRule"
     DRILL_FAILED = "DrillFailed"
     DRILL_UNCONFIGURED = "DrillUnconfigured"
     EVIDENCE_UNWRITABLE = "EvidenceUnwritable"

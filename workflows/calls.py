@@ -87,23 +87,51 @@ async def _execute(
     return result
 
 
-async def dns_read(runbook: Runbook) -> c.DnsState:
+async def dns_read(runbook: Runbook, *, control_plane: bool = False) -> c.DnsState:
+    """What DNS answers; `control_plane`: also whether Route53's control plane answers
+    (DnsState.control_plane_down)."""
     return await _execute(
-        c.DNS_READ, c.DnsReadInput(runbook=runbook), c.DnsState, seconds=60, retry=_retry(5), summary="read DNS weights"
+        c.DNS_READ, c.DnsReadInput(runbook=runbook, control_plane=control_plane), c.DnsState, seconds=60,
+        retry=_retry(5), summary="read DNS weights",
     )
 
 
-def start_dns_apply(runbook: Runbook, weights: dict[str, int], speed: float):
+async def routing_controls_ready(runbook: Runbook) -> c.RoutingControlsReadiness:
+    # Each endpoint is asked on its own (a dark one costs its connect timeout): no retries of
+    # the whole, one bad endpoint is the answer.
+    return await _execute(
+        c.DNS_CONTROLS_READY, c.DnsReadInput(runbook=runbook), c.RoutingControlsReadiness, seconds=120,
+        retry=_retry(2), summary="read the routing controls' readiness",
+    )
+
+
+def start_dns_apply(
+    runbook: Runbook,
+    weights: dict[str, int],
+    speed: float,
+    *,
+    known_good: bool = False,
+    overrides: tuple[str, ...] = (),
+    hold_on_control_plane: bool = False,
+):
     """Started, not awaited: the caller shields it so an abort never cancels a change batch
-    half-way (compensation waits for it, then applies the last good weights)."""
+    half-way (compensation waits for it, then applies the last good weights).
+    `hold_on_control_plane`: Route53's control plane not answering comes back at once (the
+    caller holds and polls it) instead of after every retry."""
+    retry = _retry(8)
+    if hold_on_control_plane:
+        retry.non_retryable_error_types = [*PERMANENT, c.ErrorType.DNS_CONTROL_PLANE_DOWN]
     return workflow.start_activity(
         c.DNS_APPLY,
-        c.DnsApplyInput(runbook=runbook, weights=weights, speed=speed),
+        c.DnsApplyInput(
+            runbook=runbook, weights=weights, speed=speed, known_good=known_good,
+            override_safety_rules=list(overrides),
+        ),
         result_type=c.DnsApplyResult,
         # Route53 INSYNC normally takes under a minute; Cloud DNS seconds.
         start_to_close_timeout=timedelta(seconds=_scaled(600, speed, 60)),
         heartbeat_timeout=HEARTBEAT,
-        retry_policy=_retry(8),
+        retry_policy=retry,
         summary=f"set DNS weights {weights}",
     )
 

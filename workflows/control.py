@@ -86,6 +86,7 @@ class Run:
         facts = RunFacts(
             runbook=runbook, action=self.action, trigger=input.trigger, speed=speed,
             requested_by=input.requested_by, rehearsal=input.rehearsal,
+            override_safety_rules=tuple(input.override_safety_rules),
         )
         self.notifications = Notifications(run=facts, patches=self.patches, timeline=self.timeline)
         self.approval = Approval(
@@ -228,6 +229,7 @@ class Run:
             trigger=self.trigger,
             requested_by=self.requested_by,
             approved_by=self.approval.approved_by,
+            override_safety_rules=list(self.input.override_safety_rules),
         )
 
     # ------------------------------------------------------------------ operator control
@@ -246,6 +248,7 @@ class Run:
             weights=dict(self.traffic.held),
             target_weights=dict(self.traffic.target),
             waiting_for=operator.waiting_for,
+            waiting_cause=operator.waiting_cause,
             drift=self.traffic.drift,
             approval_required=self.approval.required,
             approved_by=self.approval.approved_by,

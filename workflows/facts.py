@@ -22,3 +22,4 @@ class RunFacts:
     speed: float  # every wait is divided by it (1 in production)
     requested_by: str
     rehearsal: bool  # a rehearsal drill against the sandbox: nobody to approve
+    override_safety_rules: tuple[str, ...] = ()  # Route 53 ARC safety rules its DNS changes may override

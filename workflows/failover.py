@@ -35,9 +35,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.plan import (
         PlanError,
         backup_ages,
+        control_plane_down,
         failover_targets,
         failover_weights,
         format_weights,
+        needs_control_plane,
         rpo_lags,
     )
     from workflows.types import FailoverInput, RunResult, WorldState
@@ -78,6 +80,11 @@ class FailoverWorkflow(Run):
             f"{request.strategy} failover of {self.runbook.name} away from {request.failed_region}"
             f" (trigger {request.trigger}{who}){why}"
         )
+        if request.override_safety_rules:
+            self.timeline.say(
+                f"break-glass: the routing-control switch may override safety rule(s) "
+                f"{', '.join(request.override_safety_rules)} (--override-safety-rule)"
+            )
         weights = await self.preflight()
         hold_if_paused = self.operator.hold_if_paused
         if request.strategy == "ungraceful":
@@ -152,6 +159,8 @@ class FailoverWorkflow(Run):
                     "preflight", rpo_lags(rb, self.verified, found.sources) + backup_ages(rb, found.backups, workflow.now())
                 )
             weights = failover_weights(rb, failed, self.targets, before)
+            if found.dns.control_plane_down:
+                raise PhaseFailed(control_plane_down(rb, weights, found.dns.control_plane_down))
             self.traffic.heading(weights)
             self.timeline.note(
                 "preflight",
@@ -166,8 +175,10 @@ class FailoverWorkflow(Run):
         # a restore would use, for the RPO check.
         sources = rb.spec.models if self.v2 else []
         backups = self.targets if self.v2 and self.workloads.restores else []
+        # 0.4.0: a switch by weights needs Route53's control plane: known now, before any change.
+        control_plane = self.patches.v4 and needs_control_plane(rb)
         reads = await together_by_name(
-            dns=[calls.dns_read(rb)],
+            dns=[calls.dns_read(rb, control_plane=control_plane)],
             targets=[self._target_read(t) for t in self.targets],
             # The failed region may well be unreachable: one try, and that is fine.
             failed=[tolerant(calls.kube_read(rb, failed, attempts=1))],

@@ -36,6 +36,8 @@ class Notifications:
         notifiers = [n for n in self.run.runbook.spec.notifications if event in n.events] if self.patches.v2 else []
         if not notifiers:
             return
+        if self.run.override_safety_rules:
+            text += f" (break-glass: safety rule(s) {', '.join(self.run.override_safety_rules)} overridden)"
         payload = c.RunEvent(
             event=event, run_id=workflow.info().workflow_id, runbook=self.run.runbook.name, action=self.run.action,
             at=workflow.now(), text=text, trigger=self.run.trigger, requested_by=self.run.requested_by,

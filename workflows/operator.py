@@ -26,6 +26,7 @@ class Operator:
     hold: WaitingFor | None = field(default=None, init=False)  # what a hold_for() waits on until `resume`
     resumed_by: str = field(default="", init=False)
     waiting_for: WaitingFor | None = field(default=None, init=False)
+    waiting_cause: str | None = field(default=None, init=False)  # what the provider said, for a hold on it
     abort: AbortInput | None = field(default=None, init=False)
     finishing: bool = field(default=False, init=False)  # the steps are over: compensation and the result are under way
     waited: bool = field(default=False, init=False)  # a wait (approval, pause, drift) came after the last gate

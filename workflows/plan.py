@@ -6,9 +6,17 @@ run against live state), so what the plan prints is exactly what a run would do.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
-from drpilot.domain.runbook import ApprovalPolicy, Role, Runbook, split_weights
+from drpilot.domain.runbook import (
+    ApprovalPolicy,
+    DnsProvider,
+    DnsSwitch,
+    Role,
+    Runbook,
+    split_weights,
+)
 
 
 class PlanError(ValueError):
@@ -98,6 +106,37 @@ def check_weights(runbook: Runbook, weights: dict[str, int]) -> None:
             f"these weights leave {len(serving)} serving region(s) ({weights}); runbook "
             f"{runbook.name!r} requires at least {needed} (spec.guardrails.min_healthy_targets)"
         )
+
+
+def needs_control_plane(runbook: Runbook) -> bool:
+    """A failover of this runbook moves traffic through Route53's control plane
+    (ChangeResourceRecordSets), served from us-east-1 only."""
+    return runbook.spec.dns.provider is DnsProvider.route53 and runbook.spec.dns.switch is DnsSwitch.weights
+
+
+def manual_change(runbook: Runbook, weights: dict[str, int]) -> str:
+    """The AWS CLI command that sets `weights` by hand: the change a failover would make."""
+    changes = [
+        {"Action": "UPSERT", "ResourceRecordSet": {
+            "Name": record.name, "Type": record.type.value, "SetIdentifier": record.set_identifier(region),
+            "Weight": weights.get(region, 0), "TTL": record.ttl, "ResourceRecords": [{"Value": record.targets[region]}],
+        }}
+        for record in runbook.spec.dns.records
+        for region in runbook.regions
+    ]
+    zone = runbook.spec.dns.zone_id or f"$(aws route53 list-hosted-zones-by-name --dns-name {runbook.spec.dns.zone} --query 'HostedZones[0].Id' --output text)"
+    batch = json.dumps({"Changes": changes}, separators=(",", ":"))
+    return f"aws route53 change-resource-record-sets --hosted-zone-id {zone} --change-batch '{batch}'"
+
+
+def control_plane_down(runbook: Runbook, weights: dict[str, int], cause: str) -> str:
+    """One line: why a failover switched by weights stops before it changes anything."""
+    return (
+        f"Route53's control plane (ChangeResourceRecordSets, GetChange; served from us-east-1) does not answer "
+        f"({cause}), and runbook {runbook.name} switches by weights, so the failover stopped before changing "
+        f"anything. Set DNS to {format_weights(weights)} by hand once it answers: {manual_change(runbook, weights)} "
+        "-- or switch this runbook by routing controls (spec.dns.switch: routing_controls)"
+    )
 
 
 def approval_required(policy: ApprovalPolicy, trigger: str) -> bool:

@@ -32,15 +32,45 @@ with workflow.unsafe.imports_passed_through():
         ReadinessResult,
     )
     from drpilot.domain.runbook import Action as RunbookAction
-    from drpilot.domain.runbook import Role
+    from drpilot.domain.runbook import DnsSwitch, Role
     from workflows import calls, metrics
     from workflows.branches import together
     from workflows.failures import explain
     from workflows.plan import backup_ages, format_weights, rpo_lags
     from workflows.types import ReadinessInput
+    from workflows.versions import CONTROL_PLANE
 
 PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"
+# Of an ARC cluster's five endpoints, this many must answer (AWS: use any that answers; with
+# fewer, one more failure leaves the switch with nothing to talk to).
+ENDPOINTS_NEEDED = 3
+
+
+def routing_control_checks(rb: Any, found: c.RoutingControlsReadiness | str) -> list[ReadinessCheck]:
+    """The routing-control switch is ready: enough endpoints answer, every control exists and
+    is On (the normal layout: weights keep standbys out), every record set carries its
+    region's health check."""
+    if isinstance(found, str):
+        return [ReadinessCheck(name="routing controls", ready=False, detail=found)]
+    needed = min(ENDPOINTS_NEEDED, found.endpoints)
+    checks = [ReadinessCheck(
+        name="routing controls: cluster endpoints", ready=len(found.answering) >= needed,
+        detail=f"{len(found.answering)} of {found.endpoints} answer (at least {needed} needed)"
+        + (f"; {'; '.join(found.failing)}" if found.failing else ""),
+    )]
+    for region, state in found.states.items():
+        detail = state if state != "missing" else "not found in the control panel: check spec.dns.routing_controls"
+        checks.append(ReadinessCheck(
+            name=f"{region}: routing control", ready=state == "On",
+            detail=detail if state != "Off" else "Off; the normal layout has every control On",
+        ))
+    checks.append(ReadinessCheck(
+        name="routing controls: health checks on records", ready=not found.without_health_check,
+        detail="every record set carries its region's health check" if not found.without_health_check
+        else f"missing or wrong on {', '.join(found.without_health_check)}: a control cannot take them out of DNS",
+    ))
+    return checks
 
 
 async def attempt(call: Any) -> Any:
@@ -72,6 +102,10 @@ class ReadinessWorkflow:
             *(attempt(calls.artifacts_verify(rb, r, m.name, m.version, attempts=2)) for r, m in models),
             *(attempt(calls.velero_backup(rb, r)) for r in backups),
         )
+        # 0.4.0: the routing-control switch (runbooks switched by it only).
+        controls = None
+        if rb.spec.dns.switch is DnsSwitch.routing_controls and workflow.patched(CONTROL_PLANE):
+            controls = await attempt(calls.routing_controls_ready(rb))
         dns, kube = reads[0], reads[1 : 1 + len(regions)]
         verified = reads[1 + len(regions) : 1 + len(regions) + len(models)]
         backed = reads[1 + len(regions) + len(models) :]
@@ -115,6 +149,9 @@ class ReadinessWorkflow:
                     detail=f"{len(v.problems)} problem(s) (e.g. {v.problems[0].key} {v.problems[0].problem}) "
                     "and no archive to restore from",
                 ))
+
+        if controls is not None:
+            checks += routing_control_checks(rb, controls)
 
         copies = [v for v in verified if isinstance(v, c.VerifyResult)]
         lags = rpo_lags(rb, copies, copies)

@@ -31,13 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.domain.runbook import split_weights
     from workflows import calls, projection
+    from workflows.control_plane import wait_for_control_plane
     from workflows.facts import RunFacts
-    from workflows.failures import NoHealthyDestination, explain
+    from workflows.failures import NoHealthyDestination, error_type, explain
     from workflows.gates import Gates
     from workflows.notifications import Notifications
     from workflows.operator import Operator
@@ -100,7 +102,20 @@ class Traffic:
         elif good:
             self.last_good = dict(weights)  # 0.1.0 set it before the change applied
         self.target = dict(weights)
-        result = await self._apply(weights, phase, good=good and self.patches.v2)
+        # 0.4.0: planned work (not a known-good destination) holds while Route53's control
+        # plane does not answer, and goes on when it does (workflows/control_plane.py).
+        hold = self.patches.v4 and not good
+        while True:
+            try:
+                result = await self._apply(weights, phase, good=good and self.patches.v2, hold=hold)
+                break
+            except ActivityError as exc:
+                if not hold or error_type(exc) != c.ErrorType.DNS_CONTROL_PLANE_DOWN:
+                    raise
+                cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else explain(exc)
+                await wait_for_control_plane(
+                    self.run, self.pace, self.timeline, self.operator, self.notifications, phase, cause
+                )
         ttl = max(r.ttl for r in self.run.runbook.spec.dns.records)
         # Resolvers keep the old answer for up to one TTL after the provider applied it.
         await self.pace.sleep(ttl / self.pace.speed, kind="ttl", unscaled=ttl, summary=f"DNS TTL {ttl}s")
@@ -195,11 +210,17 @@ class Traffic:
         self._record(change, await change, self.timeline.current(), dict(self.held), self._change_good)
 
     # ------------------------------------------------------------------ inside
-    async def _apply(self, weights: dict[str, int], phase: str, *, good: bool = False) -> c.DnsApplyResult:
+    async def _apply(
+        self, weights: dict[str, int], phase: str, *, good: bool = False, hold: bool = False
+    ) -> c.DnsApplyResult:
         """One change batch; once the provider reports it applied and `good`, it is where an
-        abort returns (even if the abort arrived while it was in flight)."""
+        abort returns (even if the abort arrived while it was in flight). `good` is also what
+        lets routing controls alone reach it (a known-good destination)."""
         before = dict(self.held)
-        change = calls.start_dns_apply(self.run.runbook, weights, self.pace.speed)
+        change = calls.start_dns_apply(
+            self.run.runbook, weights, self.pace.speed, known_good=good,
+            overrides=self.run.override_safety_rules, hold_on_control_plane=hold,
+        )
         self._change, self._change_good = change, good
         try:
             # Shielded: an abort must not cancel a change batch half-way.

@@ -20,7 +20,7 @@ Strategy = Literal["graceful", "ungraceful"]
 Action = Literal["failover", "failback"]
 Status = Literal["completed", "failed", "rolled_back", "aborted"]
 Outcome = Literal["running", "ok", "failed", "skipped", "aborted", "rolled_back"]
-WaitingFor = Literal["approval", "resume", "drift"]
+WaitingFor = Literal["approval", "resume", "drift", "route53 control plane"]
 
 WORKFLOW_NAMES: dict[str, str] = {"failover": "FailoverWorkflow", "failback": "FailbackWorkflow"}
 
@@ -53,6 +53,9 @@ class RunInput(Frozen):
     requested_by: str = ""
     # Set by a rehearsal drill (workflows/drill.py) against the sandbox: no approval wait.
     rehearsal: bool = False
+    # Route 53 ARC safety rules (names in spec.dns.routing_controls.safety_rules, or ARNs) this
+    # run may override: `--override-safety-rule NAME`, the break-glass.
+    override_safety_rules: list[str] = Field(default_factory=list)
 
 
 class FailoverInput(RunInput):
@@ -188,6 +191,7 @@ class RunResult(Frozen):
     trigger: Trigger | None = None
     requested_by: str = ""
     approved_by: str | None = None
+    override_safety_rules: list[str] = Field(default_factory=list)  # the break-glass the run was given
 
     @property
     def rto_met(self) -> bool | None:
@@ -209,6 +213,7 @@ class Progress(Frozen):
     weights: dict[str, int] = Field(default_factory=dict)  # last DNS weights known applied
     target_weights: dict[str, int] = Field(default_factory=dict)  # where the run is heading
     waiting_for: WaitingFor | None = None
+    waiting_cause: str | None = None  # why, when it is not an operator's move (e.g. the provider's error)
     drift: Drift | None = None  # set while the run holds because DNS changed under it
     approval_required: bool = False
     approved_by: str | None = None

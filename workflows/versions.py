@@ -34,6 +34,12 @@ REHEARSAL_WAITS = "drpilot-0.3.0-rehearsal-waits"
 MEASURED_SOAK = "drpilot-0.4.0-measured-soak"
 
 
+# 0.4.0: Route53's control plane. A failover switched by weights checks in preflight that it
+# answers (the DNS read's input only); a move of planned work (a shift step) holds while it
+# does not answer, polling it, instead of failing (workflows/traffic.py).
+CONTROL_PLANE = "drpilot-0.4.0-route53-control-plane"
+
+
 class Patches:
     """Which release's behaviour this run replays: read once, at the start of the run
     (workflows/control.py), and consulted by every collaborator that changed with it."""
@@ -41,7 +47,9 @@ class Patches:
     def __init__(self) -> None:
         self.v2 = False  # SAFETY
         self.v3 = False  # REHEARSAL_WAITS
+        self.v4 = False  # CONTROL_PLANE
 
     def read(self) -> None:
         self.v2 = workflow.patched(SAFETY)
         self.v3 = workflow.patched(REHEARSAL_WAITS)
+        self.v4 = workflow.patched(CONTROL_PLANE)

@@ -25,18 +25,22 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
     DNS_APPLY,
+    DNS_CONTROLS_READY,
     DNS_READ,
     DnsApplyInput,
     DnsApplyResult,
     DnsReadInput,
     DnsState,
     ErrorType,
+    RecordWeights,
+    RoutingControlsReadiness,
     ScaledWait,
 )
 from activities.dns.clouddns import CloudDnsProvider, clouddns_client
+from activities.dns.controls import OFF, ON, RoutingControlSwitch, answered, serving
 from activities.dns.provider import ChangeHandle, DnsProvider, records_text
 from activities.dns.route53 import Route53Provider, route53_client
-from drpilot.domain.runbook import Runbook
+from drpilot.domain.runbook import DnsSwitch, Runbook
 from drpilot.domain.settings import Settings
 
 
@@ -106,6 +110,7 @@ class DnsActivities:
         self._clouddns = clouddns
         self._settings = settings or Settings()
         self._providers: dict[str, DnsProvider] = {}
+        self._switch: RoutingControlSwitch | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -127,15 +132,84 @@ class DnsActivities:
                     self._providers[kind] = CloudDnsProvider(client)
             return self._providers[kind]
 
+    def routing_controls(self) -> RoutingControlSwitch:
+        with self._lock:
+            if self._switch is None:
+                self._switch = RoutingControlSwitch(self._settings)
+            return self._switch
+
     @activity.defn(name=DNS_READ)
     def read(self, input: DnsReadInput) -> DnsState:
-        return self.provider(input.runbook).read(input.runbook)
+        """What DNS answers: the records' weights, times the routing controls' health checks
+        for a runbook switched by them."""
+        runbook = input.runbook
+        provider = self.provider(runbook)
+        state = provider.read(runbook)
+        if runbook.spec.dns.switch is DnsSwitch.routing_controls:
+            on = {region: s == ON for region, s in self.routing_controls().states(runbook).items()}
+            state = DnsState(
+                records=[RecordWeights(name=r.name, weights=answered(r.weights, on)) for r in state.records]
+            )
+        if input.control_plane and isinstance(provider, Route53Provider):
+            try:
+                provider.check_control_plane(runbook)
+            except ApplicationError as down:
+                if down.type != ErrorType.DNS_CONTROL_PLANE_DOWN:
+                    raise
+                state = state.model_copy(update={"control_plane_down": down.message})
+        return state
+
+    @activity.defn(name=DNS_CONTROLS_READY)
+    def routing_controls_ready(self, input: DnsReadInput) -> RoutingControlsReadiness:
+        """Readiness of the routing-control switch: which endpoints answer, each control's
+        state as listed, and the record sets that do not carry their health check."""
+        runbook = input.runbook
+        arc = runbook.spec.dns.routing_controls
+        if arc is None:
+            raise ApplicationError(f"runbook {runbook.name} is not switched by routing controls",
+                                   type=ErrorType.DNS_CONTROLS_REFUSED, non_retryable=True)
+        listed, answering, failing = self.routing_controls().listed(runbook)
+        provider = self.provider(runbook)
+        assert isinstance(provider, Route53Provider)  # the runbook model requires route53
+        return RoutingControlsReadiness(
+            endpoints=len(arc.cluster_endpoints), answering=answering, failing=failing,
+            states={region: listed.get(control.arn, "missing") for region, control in arc.controls.items()},
+            without_health_check=provider.without_health_check(runbook),
+        )
 
     @activity.defn(name=DNS_APPLY)
     def apply(self, input: DnsApplyInput) -> DnsApplyResult:
         runbook = input.runbook
         check_weights(runbook, input.weights)
         desired = {region: input.weights.get(region, 0) for region in runbook.regions}
+        if runbook.spec.dns.switch is DnsSwitch.routing_controls:
+            return self._by_routing_controls(input, desired)
+        return self._by_weights(input, desired)
+
+    def _by_routing_controls(self, input: DnsApplyInput, desired: dict[str, int]) -> DnsApplyResult:
+        """A known-good destination whose regions the controls alone can select: ONE
+        UpdateRoutingControlStates (its regions On, the others Off), no Route53 call that
+        changes anything. Otherwise (planned work): the weights through Route53 first, while
+        a region whose control is Off stays out of the answers, then every control On."""
+        runbook, switch = input.runbook, self.routing_controls()
+        records = self.provider(runbook).read(runbook).weights()
+        states = switch.states(runbook)
+        if input.known_good:
+            wanted = {region: ON if desired[region] > 0 else OFF for region in runbook.regions}
+            reached = answered(records, {region: state == ON for region, state in wanted.items()})
+            if serving(reached) == serving(desired):
+                if states == wanted:
+                    return DnsApplyResult(change_id=None, status="unchanged", weights=reached)
+                switch.update(runbook, wanted, input.override_safety_rules)
+                activity.logger.info("routing controls set for %s: %s", runbook.name, wanted)
+                return DnsApplyResult(change_id=None, status="switched", weights=reached)
+        result = self._by_weights(input, desired)
+        if any(state != ON for state in states.values()):
+            switch.update(runbook, dict.fromkeys(runbook.regions, ON), input.override_safety_rules)
+        return result
+
+    def _by_weights(self, input: DnsApplyInput, desired: dict[str, int]) -> DnsApplyResult:
+        runbook = input.runbook
         provider = self.provider(runbook)
 
         def beat(handle: ChangeHandle) -> None:
@@ -188,4 +262,4 @@ class DnsActivities:
         return handle
 
     def all(self) -> list[Callable]:
-        return [self.read, self.apply]
+        return [self.read, self.apply, self.routing_controls_ready]

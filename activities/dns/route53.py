@@ -34,6 +34,9 @@ from drpilot.domain.settings import Settings
 # Route53 accepts at most 1,000 records per ChangeResourceRecordSets; drpilot keeps its
 # batches at 100 changes so a batch stays well inside the 32,000-character limit too.
 ROUTE53_MAX_CHANGES = 100
+# GetChange of an id Route53 never issued: answered (NoSuchChange / InvalidInput) when the
+# control plane is up, 5xx or nothing when it is down. Read-only, so a safe probe.
+PROBE_CHANGE_ID = "C0DRPILOTPROBE0000000"
 # Route53 allows 5 API requests per second per account: one poller at most 4.
 # Up to this many records are read one listing each; more, by listing the zone once.
 ROUTE53_PER_RECORD_READS = 10
@@ -66,6 +69,12 @@ _ROUTE53_RETRYABLE = {
 
 _START_KEYS = ("StartRecordName", "StartRecordType", "StartRecordIdentifier")
 _NEXT_KEYS = ("NextRecordName", "NextRecordType", "NextRecordIdentifier")
+
+
+def health_checks(runbook: Runbook) -> dict[str, str]:
+    """Region -> the health check its records carry (its routing control's; none for switch: weights)."""
+    arc = runbook.spec.dns.routing_controls
+    return {region: control.health_check for region, control in arc.controls.items()} if arc else {}
 
 
 def _is(rrset: dict, record: DnsRecord) -> bool:
@@ -142,6 +151,21 @@ class Route53Provider(DnsProvider):
             result[record.name] = held
         return result
 
+    def without_health_check(self, runbook: Runbook) -> list[str]:
+        """"record (region)" of each weighted set not carrying its region's health check."""
+        zone_id, wanted = self.zone_id(runbook), health_checks(runbook)
+        missing = []
+        for record in runbook.spec.dns.records:
+            carried = {
+                rrset.get("SetIdentifier", ""): rrset.get("HealthCheckId")
+                for rrset in self._record_sets(runbook, zone_id, record)
+            }
+            missing += [
+                f"{record.name} ({region})" for region, check in wanted.items()
+                if carried.get(record.set_identifier(region)) != check
+            ]
+        return missing
+
     def _record_sets(self, runbook: Runbook, zone_id: str, record: DnsRecord):
         """The record's sets: a listing that starts at it and stops after it."""
         for rrset in self._listing(runbook, zone_id, record, page=len(runbook.regions) + 1):
@@ -182,6 +206,7 @@ class Route53Provider(DnsProvider):
         self, runbook: Runbook, weights: Mapping[str, int], current: Current | None = None
     ) -> ChangeHandle:
         zone_id = self.zone_id(runbook)
+        checks = health_checks(runbook)
         changes = [
             {
                 "Action": "UPSERT",
@@ -192,6 +217,8 @@ class Route53Provider(DnsProvider):
                     "Weight": weights.get(region, 0),
                     "TTL": record.ttl,
                     "ResourceRecords": [{"Value": record.targets[region]}],
+                    # A region switched by a routing control keeps its control's health check.
+                    **({"HealthCheckId": checks[region]} if region in checks else {}),
                 },
             }
             for record in runbook.spec.dns.records
@@ -202,7 +229,7 @@ class Route53Provider(DnsProvider):
         ids = []
         status = self.pending_status
         for start in range(0, len(changes), ROUTE53_MAX_CHANGES):
-            with self._errors(runbook, "change the weights", zone_id):
+            with self._errors(runbook, "change the weights", zone_id, control_plane=True):
                 reply = self.client.change_resource_record_sets(
                     HostedZoneId=zone_id,
                     ChangeBatch={
@@ -215,11 +242,24 @@ class Route53Provider(DnsProvider):
         return ChangeHandle(self.name, zone_id, tuple(ids), status, submitted)
 
     def change_status(self, handle: ChangeHandle, change_id: str) -> str:
-        with self._errors(None, f"wait for change {change_id}", handle.zone):
+        with self._errors(None, f"wait for change {change_id}", handle.zone, control_plane=True):
             return self.client.get_change(Id=change_id)["ChangeInfo"]["Status"]
 
+    def check_control_plane(self, runbook: Runbook) -> None:
+        """Raise DNS_CONTROL_PLANE_DOWN (non-retryable: the caller decides) unless Route53's
+        control plane answers a GetChange; any answer, even "no such change", is an answer."""
+        try:
+            with self._errors(runbook, "reach Route53's control plane", control_plane=True):
+                self.client.get_change(Id=PROBE_CHANGE_ID)
+        except ApplicationError as error:
+            if error.type == ErrorType.DNS_CONTROL_PLANE_DOWN:
+                raise ApplicationError(error.message, type=error.type, non_retryable=True) from error
+            if error.non_retryable:
+                return  # refused, so it answered
+            raise
+
     @contextlib.contextmanager
-    def _errors(self, runbook: Runbook | None, doing: str, zone_id: str | None = None):
+    def _errors(self, runbook: Runbook | None, doing: str, zone_id: str | None = None, *, control_plane: bool = False):
         """Turn boto errors into retryable / non-retryable ApplicationErrors that say why."""
         zone = runbook.spec.dns.zone if runbook else ""
         named = " ".join(part for part in (zone, f"({zone_id})" if zone_id else "") if part)
@@ -232,6 +272,12 @@ class Route53Provider(DnsProvider):
             code = error.get("Code", "Unknown")
             message = error.get("Message", str(exc))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if control_plane and status >= 500:
+                raise ApplicationError(
+                    f"Route53's control plane does not answer ({code}: {message}) while trying to {doing} "
+                    f"in {where}",
+                    type=ErrorType.DNS_CONTROL_PLANE_DOWN,
+                ) from exc
             if code in _ROUTE53_RETRYABLE or status >= 500:
                 raise ApplicationError(
                     f"Route53 is busy ({code}: {message}) while trying to {doing} in {where}; "
@@ -265,7 +311,7 @@ class Route53Provider(DnsProvider):
         ) as exc:
             raise ApplicationError(
                 f"Route53 unreachable while trying to {doing} in {where}: {exc}",
-                type=ErrorType.DNS_PROVIDER_UNREACHABLE,
+                type=ErrorType.DNS_CONTROL_PLANE_DOWN if control_plane else ErrorType.DNS_PROVIDER_UNREACHABLE,
             ) from exc
         except botocore.exceptions.NoCredentialsError as exc:
             raise ApplicationError(

@@ -117,6 +117,11 @@ def failover(
     as_json: AsJson = False,
     speed: Speed = None,
     report_dir: ReportDir = None,
+    override_safety_rule: list[str] = typer.Option(
+        None, "--override-safety-rule", metavar="NAME",
+        help="Break-glass: let the routing-control switch override this Route 53 ARC safety rule "
+        "(a name from spec.dns.routing_controls.safety_rules, or its ARN); repeatable. Recorded in the result, report and notifications.",
+    ),
 ) -> None:
     """Move serving away from a failed region."""
     from workflows.types import FailoverInput
@@ -125,14 +130,34 @@ def failover(
     if strategy not in ("graceful", "ungraceful"):
         err.print(f"--strategy: expected graceful or ungraceful, got {strategy!r}", markup=False)
         raise typer.Exit(2)
+    overrides = list(override_safety_rule or [])
+    problem = _override_problem(rb, overrides)
+    if problem:
+        err.print(f"--override-safety-rule: {problem}", markup=False)
+        raise typer.Exit(2)
     _start_checked(
         rb, [from_region, *(to or [])], f"fail over {rb.name} away from {from_region}",
         lambda operator: FailoverInput(
             runbook=rb, failed_region=from_region, target_regions=to or None, strategy=strategy,
             trigger="cli", reason=reason, speed=rehearsal_speed(speed), requested_by=operator,
+            override_safety_rules=overrides,
         ),
         yes=yes, wait=wait, as_json=as_json, report_dir=report_dir,
     )
+
+
+def _override_problem(rb, overrides: list[str]) -> str:
+    """Why the safety rules to override cannot be, or "" when they can."""
+    if not overrides:
+        return ""
+    arc = rb.spec.dns.routing_controls
+    if arc is None:
+        return f"runbook {rb.name} switches by weights; safety rules belong to routing controls (spec.dns.switch: routing_controls)"
+    unknown = [name for name in overrides if name not in arc.safety_rules and not name.startswith("arn:")]
+    if unknown:
+        known = ", ".join(sorted(arc.safety_rules)) or "none"
+        return f"unknown safety rule(s) {', '.join(unknown)}; the runbook names {known} (spec.dns.routing_controls.safety_rules), or give an ARN"
+    return ""
 
 
 def failback(

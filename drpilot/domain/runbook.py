@@ -177,8 +177,51 @@ class DnsRecord(Frozen):
         return self.set_identifiers.get(region, region)
 
 
+class DnsSwitch(StrEnum):
+    weights = "weights"
+    routing_controls = "routing_controls"
+
+
+ArcArn = Annotated[
+    str,
+    BeforeValidator(
+        _pattern(
+            r"arn:aws[a-z-]*:route53-recovery-control::\d{12}:controlpanel/[0-9a-zA-Z]+(/(routingcontrol|safetyrule)/[0-9a-zA-Z]+)?",
+            "a Route 53 ARC ARN (arn:aws:route53-recovery-control::ACCOUNT:controlpanel/ID[/routingcontrol/ID])",
+        )
+    ),
+]
+
+
+class ClusterEndpoint(Frozen):
+    url: HttpUrl = Field(description="One of the ARC cluster's regional endpoints (`aws route53-recovery-control-config describe-cluster`).")
+    region: RegionName = Field(description="The AWS region that endpoint is in (as describe-cluster lists it), named in messages; every request is signed for us-west-2, as AWS documents for ARC's API.")
+
+
+class RoutingControl(Frozen):
+    arn: ArcArn = Field(description="The region's routing control.")
+    health_check: Text = Field(description="Id of the Route 53 health check (type RECOVERY_CONTROL) tied to that control; the region's record sets carry it.")
+
+
+class RoutingControls(Frozen):
+    cluster_endpoints: list[ClusterEndpoint] = Field(
+        min_length=1, description="The cluster's regional endpoints, tried in turn: the emergency path never asks the control plane for them."
+    )
+    controls: dict[RegionName, RoutingControl] = Field(description="Per region: its routing control and health check.")
+    control_panel: ArcArn | None = Field(None, description="The control panel holding the controls; readiness lists it to find each control.")
+    safety_rules: dict[Text, ArcArn] = Field(
+        default_factory=dict,
+        description="Safety rules by name -> ARN: how a refusal is named and what `--override-safety-rule NAME` overrides.",
+    )
+
+
 class Dns(Frozen):
     provider: DnsProvider = Field(description="Who serves the zone: AWS Route53 or Google Cloud DNS.")
+    switch: DnsSwitch = Field(
+        DnsSwitch.weights,
+        description="How a failover moves traffic: weights (ChangeResourceRecordSets, Route 53's control plane) or routing_controls (Route 53 ARC, its data plane).",
+    )
+    routing_controls: RoutingControls | None = Field(None, description="Route 53 ARC routing controls (switch: routing_controls).")
     zone: DnsName = Field(description="The zone's DNS name, e.g. example.com.")
     zone_id: Text | None = Field(None, description="Route53 hosted zone id; looked up by name when omitted.")
     project: Text | None = Field(None, description="Google Cloud project (clouddns only).")
@@ -436,6 +479,21 @@ def split_weights(capacity: dict[str, float], base: dict[str, int]) -> dict[str,
     return {**base, **weights}
 
 
+def _switch_problems(dns: Dns, per_region):
+    if dns.switch is DnsSwitch.weights:
+        if dns.routing_controls is not None:
+            yield ("spec", "dns", "routing_controls"), "routing controls are used only with switch: routing_controls"
+        return
+    if dns.provider is not DnsProvider.route53:
+        yield ("spec", "dns", "switch"), "routing_controls are Route 53 ARC's: they need provider route53"
+    if dns.routing_controls is None:
+        yield ("spec", "dns", "routing_controls"), (
+            "switch: routing_controls needs routing_controls (cluster_endpoints and a control per region)"
+        )
+        return
+    yield from per_region(("spec", "dns", "routing_controls", "controls"), dns.routing_controls.controls, "routing control")
+
+
 def _cross_field_problems(rb: Runbook):
     spec = rb.spec
     regions = set(spec.regions)
@@ -467,6 +525,7 @@ def _cross_field_problems(rb: Runbook):
         yield ("spec", "dns", "project"), "the clouddns provider needs the Google Cloud project"
     if dns.provider is DnsProvider.route53 and (dns.project or dns.managed_zone):
         yield ("spec", "dns"), "project / managed_zone are for clouddns; route53 uses zone (and zone_id)"
+    yield from _switch_problems(dns, per_region)
     for i, record in enumerate(dns.records):
         loc: Loc = ("spec", "dns", "records", i)
         if not (record.name == dns.zone or record.name.endswith("." + dns.zone)):

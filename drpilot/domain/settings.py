@@ -41,6 +41,9 @@ class ProviderSettings:
     # Runbook endpoint URL -> URL actually dialled. Empty in production (probes go to the
     # runbook's endpoints); the sandbox maps each region's endpoint to a loopback port.
     endpoint_map: Mapping[str, str] = field(default_factory=dict)
+    # Route 53 ARC cluster endpoint (as the runbook names it) -> URL actually dialled. Empty
+    # in production; the sandbox maps each to one of its five loopback endpoints.
+    arc_endpoint_map: Mapping[str, str] = field(default_factory=dict)
     # Prometheus URL rewrites, same idea as endpoint_map.
     prometheus_map: Mapping[str, str] = field(default_factory=dict)
     # Alertmanager drills read blocking alerts from, instead of the runbook's
@@ -141,6 +144,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             clouddns_endpoint=get("DRPILOT_CLOUDDNS_ENDPOINT") or None,
             endpoint_map=_map("DRPILOT_ENDPOINT_MAP", get("DRPILOT_ENDPOINT_MAP")),
             prometheus_map=_map("DRPILOT_PROMETHEUS_MAP", get("DRPILOT_PROMETHEUS_MAP")),
+            arc_endpoint_map=_map("DRPILOT_ARC_ENDPOINT_MAP", get("DRPILOT_ARC_ENDPOINT_MAP")),
             alertmanager_url=get("DRPILOT_ALERTMANAGER_URL") or None,
         ),
         speed=speed,

@@ -18,7 +18,7 @@ from activities.dns.activities import DnsActivities
 from activities.kube.activities import KubeActivities
 from activities.probes.analysis import PROBE_REQUESTS_MIN
 from drpilot.domain.durations import format_duration
-from drpilot.domain.runbook import Action, Role, Runbook
+from drpilot.domain.runbook import Action, DnsSwitch, Role, Runbook
 from drpilot.domain.settings import Settings
 from workflows.plan import (
     approval_required,
@@ -49,14 +49,30 @@ def dns_control_plane_warning(rb: Runbook, failed: str) -> str | None:
     needs: in that region's outage the one change a failover makes may be impossible."""
     provider = str(rb.spec.dns.provider)
     home = DNS_CONTROL_PLANE_REGION.get(provider)
-    if home is None or failed != home:
-        return None
+    if home is None or failed != home or rb.spec.dns.switch is DnsSwitch.routing_controls:
+        return None  # routing controls switch through ARC's data plane, not the control plane
     return (
         f"this failover leaves {failed}, where the {provider} control plane is served from: in an "
-        f"outage of {failed} the DNS change may be the step that cannot be made. Rehearse it and keep "
-        "a second path (a runbook on Cloud DNS, or the names served by another provider); see README, "
-        "Production deployment"
+        f"outage of {failed} the DNS change may be the step that cannot be made. Rehearse it, or switch "
+        "by Route 53 ARC routing controls (spec.dns.switch: routing_controls); see README, "
+        "\"Route 53's control plane\""
     )
+
+
+def routing_control_calls(rb: Runbook, before: dict[str, int], after: dict[str, int]) -> list[str]:
+    """The failover's DNS step for a runbook switched by routing controls: the calls the
+    emergency path makes, none of them to Route 53's control plane."""
+    arc = rb.spec.dns.routing_controls
+    assert arc is not None
+    states = " ".join(f"{r}={'On' if after.get(r, 0) > 0 else 'Off'}" for r in rb.regions)
+    endpoints = ", ".join(e.region for e in arc.cluster_endpoints)
+    ttl = max(r.ttl for r in rb.spec.dns.records)
+    return [
+        f"DNS answers {format_weights(before)} -> {format_weights(after)} by routing controls {states}: "
+        f"route53-recovery-cluster GetRoutingControlState x{len(arc.controls)}, then ONE "
+        f"UpdateRoutingControlStates, each trying the cluster endpoints in turn ({endpoints}); "
+        f"route53 ListResourceRecordSets to read the weights; no ChangeResourceRecordSets; then wait TTL {ttl}s",
+    ]
 
 
 @dataclass
@@ -157,7 +173,9 @@ def plan_failover(
     plan.changes.append(f"health gate {', '.join(targets)} (timeout {format_duration(rb.spec.health.timeout)})")
     if approval_required(rb.spec.approvals.failover, "cli"):
         plan.changes.append(f"wait for `drpilot approve` (timeout {format_duration(rb.spec.approvals.timeout)}, then {rb.spec.approvals.on_timeout})")
-    if after != before:
+    if after != before and rb.spec.dns.switch is DnsSwitch.routing_controls:
+        plan.changes += routing_control_calls(rb, before, after)
+    elif after != before:
         ttl = max(r.ttl for r in rb.spec.dns.records)
         plan.changes.append(f"DNS {format_weights(before)} -> {format_weights(after)} in one change, then wait TTL {ttl}s")
     else:
@@ -177,6 +195,11 @@ def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
     plan.changes.append(shift_change(rb, start, home))
     if (quiet := small_step(rb, start, home, original)) is not None:
         plan.notes.append(quiet)
+    if rb.spec.dns.switch is DnsSwitch.routing_controls:
+        plan.notes.append(
+            "planned work on Route53's control plane: each step is a ChangeResourceRecordSets, and the routing "
+            "controls go On with the first; while the control plane does not answer, the step holds and goes on when it does"
+        )
     for region, role in ((n, r.role) for n, r in rb.regions.items()):
         if region != original and role is Role.standby and start.get(region, 0) > 0:
             _scale_changes(plan, rb, region, live, "standby")

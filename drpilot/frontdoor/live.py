@@ -75,6 +75,11 @@ def _hold(p: Progress) -> str:
             f"found {weights_text(p.drift.found)}); drpilot resume {p.run_id} accepts it, "
             f"drpilot abort {p.run_id} leaves it"
         )
+    if p.waiting_for == "route53 control plane":
+        return (
+            f"held: Route53's control plane does not answer ({p.waiting_cause}); goes on when it does, "
+            f"drpilot abort {p.run_id} leaves DNS as it is"
+        )
     if p.paused:
         return f"paused: drpilot resume {p.run_id}"
     if p.aborting:

@@ -201,6 +201,9 @@ def _trigger(facts: RunFacts) -> list[tuple[str, str]]:
     rows = [("triggered by", f"{who}" + (f" ({request.requested_by})" if request.requested_by else ""))]
     if request.reason:
         rows.append(("reason", request.reason))
+    if request.override_safety_rules:
+        rows.append(("break-glass", f"safety rule(s) {', '.join(request.override_safety_rules)} overridden "
+                                    "(--override-safety-rule)"))
     approval = next((p for p in facts.phases if p.name == "approval"), None)
     if approval is None:
         rows.append(("approval", "not recorded"))

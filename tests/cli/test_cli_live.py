@@ -261,3 +261,14 @@ def test_a_drill_between_its_child_runs_does_not_log_unknown_weights():
     said = [line.split("s  ", 1)[1] for line in log.getvalue().splitlines()]
     assert said == ["drill:x running (speed 300x)", "phase failover: dns-switch, step 100%",
                     "DNS us-east-1 50% -> 0%, us-west-2 50% -> 100%", "failover: ok in 2.0s", "phase soak"]
+
+
+def test_a_failback_held_for_route53s_control_plane_says_why_and_how_to_leave():
+    from drpilot.frontdoor.live import snapshot
+
+    held = progress(9, "shift 10%", WEST, {"us-east-1": 10, "us-west-2": 90}, [PREFLIGHT_DONE], [], step="10%",
+                    waiting_for="route53 control plane").model_copy(update={"waiting_cause": "ServiceUnavailable: Service Unavailable"})
+    assert snapshot(held).hold == (
+        f"held: Route53's control plane does not answer (ServiceUnavailable: Service Unavailable); goes on when it does, "
+        f"drpilot abort {RUN_ID} leaves DNS as it is"
+    )

@@ -297,3 +297,33 @@ def test_a_key_with_a_line_break_stays_on_one_line():
     assert problems(text) == [
         'rb.yaml:5:3: metadata.own\\ner\\x85: unknown field "own\\ner\\x85" (did you mean \"owner\"?)'
     ]
+
+
+ARN = "arn:aws:route53-recovery-control::111122223333:controlpanel/abc"
+SWITCHED = VALID.replace("    records:", f"""\
+    switch: routing_controls
+    routing_controls:
+      cluster_endpoints: [{{url: "https://host-a.example.com/v1", region: us-west-2}}]
+      controls:
+        east: {{arn: {ARN}/routingcontrol/e1, health_check: hc-east}}
+        west: {{arn: {ARN}/routingcontrol/w1, health_check: hc-west}}
+    records:""")
+
+
+def test_routing_controls_load_and_their_mistakes_are_positioned():
+    assert parse_runbook(VALID, "rb.yaml").spec.dns.switch == "weights"  # the default
+    rb = parse_runbook(SWITCHED, "rb.yaml")
+    assert rb.spec.dns.routing_controls.controls["west"].health_check == "hc-west"
+    assert problems(SWITCHED.replace("        west: {", "        #west: {")) == [
+        "rb.yaml:22:7: spec.dns.routing_controls.controls: no routing control for region 'west'; "
+        "every region needs one to fail over to it"
+    ]
+    assert problems(SWITCHED.replace("routingcontrol/w1", "routingcontrol")) == [
+        "rb.yaml:24:21: spec.dns.routing_controls.controls.west.arn: expected a Route 53 ARC ARN "
+        '(arn:aws:route53-recovery-control::ACCOUNT:controlpanel/ID[/routingcontrol/ID]), '
+        'got "arn:aws:route53-recovery-control::111122223333:controlpa...'
+    ]
+    assert problems(VALID.replace("    records:", "    switch: routing_controls\n    records:")) == [
+        "rb.yaml:17:5: spec.dns.routing_controls: switch: routing_controls needs routing_controls "
+        "(cluster_endpoints and a control per region)"
+    ]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 from drpilot_twin.faults import Faults
 
 from tests.support.commands import plan
-from tests.support.paths import ROUTE53_RUNBOOK
+from tests.support.paths import ARC_RUNBOOK, DRPILOT, ROUTE53_RUNBOOK
 
 
 def test_plan_failover_and_failback_change_nothing(twin_factory):
@@ -38,3 +39,17 @@ def test_plan_rejects_an_unknown_region_in_one_line(twin_factory):
         "error: failed region 'eu-west-9' is not a region of runbook 'llm-inference'; "
         "regions are us-east-1, us-west-2"
     )
+
+
+def test_plan_of_a_runbook_switched_by_routing_controls_lists_the_emergency_calls(twin_factory):
+    twin = twin_factory(ARC_RUNBOOK, faults=Faults(region_down=frozenset({"us-east-1"})))
+    env = {**os.environ, **twin.env()}
+    failover = subprocess.run([str(DRPILOT), "runbook", "plan", str(ARC_RUNBOOK), "--action", "failover", "--from", "us-east-1"],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert failover.returncode == 0, failover.stderr
+    assert "control plane is served from" not in failover.stdout  # no us-east-1 warning: ARC's data plane switches
+    dns = next(line for line in failover.stdout.splitlines() if "routing controls" in line)
+    assert "us-east-1 100, us-west-2 0 -> us-east-1 0, us-west-2 100 by routing controls us-east-1=Off us-west-2=On" in dns
+    assert "ONE UpdateRoutingControlStates" in dns and "no ChangeResourceRecordSets" in dns
+    assert twin.routing_controls() == {"us-east-1": "On", "us-west-2": "On"}  # nothing changed
+    assert twin.arc.log.updates == 0

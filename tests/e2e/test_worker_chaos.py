@@ -18,7 +18,7 @@ from kubernetes import config as k8s_config
 from drpilot.domain.settings import load_settings
 from drpilot.frontdoor.runs import progress, result, start
 from drpilot.frontdoor.temporal import connect
-from tests.support.paths import DRPILOT, ROUTE53_RUNBOOK
+from tests.support.paths import ARC_RUNBOOK, DRPILOT, ROUTE53_RUNBOOK
 from workflows.types import FailoverInput
 
 pytestmark = pytest.mark.e2e
@@ -41,15 +41,13 @@ async def wait_for_phase(handle, phase: str, timeout: float = 60) -> None:
     raise AssertionError(f"the run never reached {phase}")
 
 
-def test_sigkill_worker_mid_failover(twin_factory, monkeypatch):
-    # Pods in the DR region take 40 simulated seconds (2 s at speed 20): the kill lands
-    # while the scale-up waits for them.
-    twin = twin_factory(ROUTE53_RUNBOOK, temporal=True, faults=Faults(pod_start_seconds={"us-west-2": 40}))
+def failover_with_a_kill(twin, monkeypatch, phase: str):
+    """A failover of the twin's runbook whose first worker is SIGKILLed once the run is in
+    `phase`; a second worker finishes it. Its result."""
     env = {**os.environ, **twin.env()}
     for key, value in twin.env().items():
         monkeypatch.setenv(key, value)
     settings = load_settings(env)
-    runbook = twin.runbook
     first = spawn_worker(env)
     second = None
 
@@ -57,22 +55,43 @@ def test_sigkill_worker_mid_failover(twin_factory, monkeypatch):
         nonlocal second
         client = await connect(settings.temporal)
         started = await start(client, settings, FailoverInput(
-            runbook=runbook, failed_region="us-east-1", speed=settings.speed, reason="chaos"))
+            runbook=twin.runbook, failed_region="us-east-1", speed=settings.speed, reason="chaos"))
         handle = started.handle
-        await wait_for_phase(handle, "prepare")
+        await wait_for_phase(handle, phase)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         second = spawn_worker(env)
         return await asyncio.wait_for(result(handle), timeout=240)
 
     try:
-        outcome = asyncio.run(scenario())
+        return asyncio.run(scenario())
     finally:
         for worker in (first, second):
             if worker is not None and worker.poll() is None:
                 os.killpg(worker.pid, signal.SIGTERM)
                 worker.wait(timeout=60)
 
+
+def test_sigkill_worker_during_a_routing_control_switch_makes_one_update(twin_factory, monkeypatch):
+    # Route53's control plane is down and 3 of 5 ARC endpoints fail: the switch is ARC's data
+    # plane only. The kill lands in the dns-switch phase (its TTL wait lasts 3 s at speed 20).
+    twin = twin_factory(ARC_RUNBOOK, temporal=True,
+                        faults=Faults(route53_control_plane_down=True, arc_endpoints_down=3))
+    outcome = failover_with_a_kill(twin, monkeypatch, "dns-switch")
+    assert outcome.status == "completed", outcome.messages
+    assert outcome.final_state.dns == {"us-east-1": 0, "us-west-2": 100}
+    # One effective update, whichever worker made it: us-east-1 went Off once, no record changed.
+    east = twin.runbook.spec.dns.routing_controls.controls["us-east-1"].arn
+    assert twin.arc.log.transitions == [(east, "Off")]
+    assert twin.aws.change_count == 0
+    assert twin.routing_controls() == {"us-east-1": "Off", "us-west-2": "On"}
+
+
+def test_sigkill_worker_mid_failover(twin_factory, monkeypatch):
+    # Pods in the DR region take 40 simulated seconds (2 s at speed 20): the kill lands
+    # while the scale-up waits for them.
+    twin = twin_factory(ROUTE53_RUNBOOK, temporal=True, faults=Faults(pod_start_seconds={"us-west-2": 40}))
+    outcome = failover_with_a_kill(twin, monkeypatch, "prepare")
     assert outcome.status == "completed", outcome.messages
     assert outcome.final_state.dns == {"us-east-1": 0, "us-west-2": 100}
     assert twin.weights() == {"us-east-1": 0, "us-west-2": 100}

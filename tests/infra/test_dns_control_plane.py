@@ -8,7 +8,7 @@ import subprocess
 
 from drpilot.domain.loader import load_runbook
 from drpilot.frontdoor.dry_run import dns_control_plane_warning
-from tests.support.paths import CLOUDDNS_RUNBOOK, DRPILOT, ROUTE53_RUNBOOK
+from tests.support.paths import ARC_RUNBOOK, CLOUDDNS_RUNBOOK, DRPILOT, ROUTE53_RUNBOOK
 
 
 def plan(twin, *args: str) -> subprocess.CompletedProcess:
@@ -25,9 +25,9 @@ def test_plan_warns_when_failing_over_away_from_the_route53_control_plane(twin_f
     warnings = [line for line in away.stdout.splitlines() if line.startswith("  warning: ")]
     assert warnings == [
         "  warning: this failover leaves us-east-1, where the route53 control plane is served from: "
-        "in an outage of us-east-1 the DNS change may be the step that cannot be made. Rehearse it "
-        "and keep a second path (a runbook on Cloud DNS, or the names served by another provider); "
-        "see README, Production deployment"
+        "in an outage of us-east-1 the DNS change may be the step that cannot be made. Rehearse it, "
+        "or switch by Route 53 ARC routing controls (spec.dns.switch: routing_controls); "
+        "see README, \"Route 53's control plane\""
     ]
     toward = plan(twin, "--from", "us-west-2")
     assert toward.returncode == 0, toward.stderr
@@ -40,3 +40,6 @@ def test_cloud_dns_has_no_regional_control_plane():
     assert all(dns_control_plane_warning(rb, region) is None for region in [*rb.regions, "us-east-1"])
     route53 = load_runbook(ROUTE53_RUNBOOK)
     assert [r for r in route53.regions if dns_control_plane_warning(route53, r)] == ["us-east-1"]
+    # Switched by routing controls, a failover needs ARC's data plane only.
+    arc = load_runbook(ARC_RUNBOOK)
+    assert all(dns_control_plane_warning(arc, region) is None for region in arc.regions)

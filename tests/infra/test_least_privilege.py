@@ -1,8 +1,9 @@
 """Least privilege, checked: every provider call the activities make in a failover, a
 failback and a drill's evidence write against the twin is recorded where it leaves the SDK (botocore `before-parameter-build`
 events, the kubernetes REST client's requests, the Cloud DNS connection's paths) and held
-against infra/aws/iam-policy.json, the DR-cluster Roles and infra/gcp/dns-role.yaml: no
-call a policy denies, no permission that no call needs."""
+against infra/aws/iam-policy.json (with infra/aws/iam-policy-routing-controls.json for a
+runbook switched by Route 53 ARC routing controls), the DR-cluster Roles and
+infra/gcp/dns-role.yaml: no call a policy denies, no permission that no call needs."""
 
 from __future__ import annotations
 
@@ -39,10 +40,11 @@ from activities.drills import DrillActivities
 from activities.kube.activities import KubeActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import load_settings
-from tests.support.paths import CLOUDDNS_RUNBOOK, ROOT, ROUTE53_RUNBOOK
+from tests.support.paths import ARC_RUNBOOK, CLOUDDNS_RUNBOOK, ROOT, ROUTE53_RUNBOOK
 from tests.support.twin import start_twin
 
 IAM = ROOT / "infra/aws/iam-policy.json"
+IAM_ROUTING_CONTROLS = ROOT / "infra/aws/iam-policy-routing-controls.json"
 GCP_ROLE = ROOT / "infra/gcp/dns-role.yaml"
 RBAC = sorted((ROOT / "infra/kubernetes/dr-cluster").glob("*-role.yaml"))
 
@@ -69,8 +71,12 @@ class Calls:
 
 
 def aws_needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
-    if operation == "ListHostedZonesByName":  # IAM has no resource for it
-        return [(f"route53:{operation}", "*")]
+    if operation in ("ListHostedZonesByName", "ListRoutingControls"):  # IAM has no resource for them
+        return [(f"{'route53-recovery-cluster' if 'Routing' in operation else 'route53'}:{operation}", "*")]
+    if operation == "GetRoutingControlState":
+        return [(f"route53-recovery-cluster:{operation}", params["RoutingControlArn"])]
+    if operation == "UpdateRoutingControlStates":
+        return [(f"route53-recovery-cluster:{operation}", e["RoutingControlArn"]) for e in params["UpdateRoutingControlStateEntries"]]
     if operation == "GetChange":
         return [(f"route53:{operation}", f"arn:aws:route53:::change/{params['Id'].rsplit('/', 1)[-1]}")]
     if operation in {"ListResourceRecordSets", "ChangeResourceRecordSets"}:
@@ -246,7 +252,16 @@ def exercise(twin, monkeypatch) -> None:
 
 @pytest.fixture
 def route53_world(tmp_path):
-    twin = start_twin(ROUTE53_RUNBOOK, tmp_path / "twin", faults=Faults(pods_stalled=frozenset({"us-east-1"})))
+    yield from seeded_world(ROUTE53_RUNBOOK, tmp_path)
+
+
+@pytest.fixture
+def arc_world(tmp_path):
+    yield from seeded_world(ARC_RUNBOOK, tmp_path)
+
+
+def seeded_world(runbook, tmp_path):
+    twin = start_twin(runbook, tmp_path / "twin", faults=Faults(pods_stalled=frozenset({"us-east-1"})))
     # The standby region lost its copy of the first model (the archive restore brings it
     # back), the serving region its copy of the second (the failback's sync copies it home).
     env = twin.env()
@@ -274,6 +289,18 @@ def test_aws_policy_and_rbac_allow_exactly_the_calls_of_a_failover_and_failback(
     zone = zone_of(calls)
     problems = check_aws(calls.aws, json.loads(IAM.read_text()), zone)
     problems += check_sets(calls.kube, rbac_rules(), "RBAC")
+    assert problems == [], "\n".join(problems)
+
+
+def test_routing_controls_policy_allows_exactly_what_the_switch_needs(arc_world, calls, monkeypatch):
+    exercise(arc_world, monkeypatch)
+    rb, dns = arc_world.runbook, DnsActivities.from_settings(load_settings())
+    # The emergency path (controls only), and readiness's listing.
+    run(ActivityEnvironment(), dns.apply, DnsApplyInput(runbook=rb, weights={"us-east-1": 0, "us-west-2": 100}, known_good=True))
+    run(ActivityEnvironment(), dns.routing_controls_ready, DnsReadInput(runbook=rb))
+    policy = json.loads(IAM.read_text())
+    policy["Statement"] += json.loads(IAM_ROUTING_CONTROLS.read_text())["Statement"]
+    problems = check_aws(calls.aws, policy, zone_of(calls))
     assert problems == [], "\n".join(problems)
 
 

@@ -184,3 +184,16 @@ def test_a_rehearsals_waits_are_on_the_timeline_whether_timers_or_slept_by_the_w
     assert len([s for s in waits if s.name.startswith("bake at")]) == 5
     assert all(s.outcome == "ok" and s.ended is not None and s.ended >= s.started for s in waits)
     assert all(s.phase.startswith("shift ") for s in waits)
+
+
+async def test_a_break_glass_override_is_in_the_result_the_report_and_its_messages(harness):
+    rb = runbook("llm-inference-arc.yaml")
+    request = FailoverInput(runbook=rb, failed_region="us-east-1", override_safety_rules=["at-least-one-on"])
+    result, handle = await harness(outage(rb, "us-east-1")).run(FailoverWorkflow.run, request)
+    assert result.status == "completed"
+    assert result.override_safety_rules == ["at-least-one-on"]
+    history = await handle.fetch_history()
+    sections = report.build(report.read(history))
+    assert dict(sections.trigger)["break-glass"] == "safety rule(s) at-least-one-on overridden (--override-safety-rule)"
+    assert any(m.startswith("break-glass: the routing-control switch may override safety rule(s) at-least-one-on")
+               for m in sections.messages)

@@ -44,9 +44,12 @@ def faults_from_json(data: Any) -> Faults:
     if not isinstance(data, dict):
         raise FaultError("expected a JSON object of fault fields")
     try:
-        return Faults.from_json(data)
+        faults = Faults.from_json(data)
     except (TypeError, ValueError) as exc:
         raise FaultError(str(exc)) from None
+    if not 0 <= faults.arc_endpoints_down <= 5:
+        raise FaultError(f"arc_endpoints_down={faults.arc_endpoints_down}: an ARC cluster has 5 endpoints; give 0 to 5")
+    return faults
 
 
 # ------------------------------------------------------------------- key=value arguments
@@ -78,6 +81,8 @@ Faults as key=value (or one JSON object):
   glacier_delay_seconds=60     a Glacier restore takes 60 s
   route53_pending_seconds=20   a Route53 change stays PENDING 20 s
   route53_throttle_count=3     the next 3 Route53 calls are throttled
+  route53_control_plane_down=1 Route53 changes (and GetChange) answer 503
+  arc_endpoints_down=3         the first 3 of the ARC cluster's 5 endpoints fail
   clouddns_pending_seconds=20  a Cloud DNS change stays pending 20 s
   velero_partially_failed=R    Velero restores in R end PartiallyFailed
   velero_failed=R              Velero restores in R end Failed
@@ -151,6 +156,10 @@ def parse_fault_args(args: list[str], current: Faults | None = None) -> dict[str
             raise FaultError(f"{name} is not per region; write {name}=VALUE")
         elif kind == "regions":
             patch[name] = [r.strip() for r in raw.split(",") if r.strip()]
+        elif kind == "bool":
+            if raw.lower() not in ("", "0", "1", "true", "false"):
+                raise FaultError(f"{key}={raw!r}: expected true or false (1 or 0)")
+            patch[name] = raw.lower() in ("1", "true")
         elif kind == "int":
             patch[name] = _number(key, raw or "0", int)
         else:

@@ -37,6 +37,12 @@ class Faults:
     route53_pending_seconds: float = 0.0
     # Route53: the next N API calls answer 400 Throttling ("Rate exceeded").
     route53_throttle_count: int = 0
+    # Route53's control plane (ChangeResourceRecordSets, GetChange; served from us-east-1)
+    # does not answer: those calls get 503. Record reads and ARC's data plane keep working.
+    route53_control_plane_down: bool = False
+    # Route 53 ARC: the first N of the cluster's five endpoints answer 503
+    # EndpointTemporarilyUnavailableException.
+    arc_endpoints_down: int = 0
     # Cloud DNS: seconds a change stays "pending" before "done".
     clouddns_pending_seconds: float = 0.0
     # Regions whose Velero restores end PartiallyFailed (with errors and warnings).

@@ -118,6 +118,7 @@ class Twin:
         self.moto: MotoServer | None = None
         self.aws = None  # AwsFront
         self.clouddns = None  # CloudDnsEmulator (clouddns runbooks)
+        self.arc = None  # ArcCluster (runbooks switched by routing controls)
         self.clusters: dict[str, Any] = {}  # region -> Kubernetes API emulator
         self.model_servers: dict[str, Any] = {}  # region -> ModelServer
         self.traffic = None  # TrafficGenerator
@@ -187,7 +188,7 @@ class Twin:
         stoppers = [threading.Thread(target=c.stop, name=f"stop-{type(c).__name__}") for c in children]
         for t in stoppers:
             t.start()
-        parts: list[Any] = [self.traffic, self.control, *self.model_servers.values(), *self.clusters.values(), self.clouddns, self.aws, self.moto]
+        parts: list[Any] = [self.traffic, self.control, *self.model_servers.values(), *self.clusters.values(), self.clouddns, self.arc, self.aws, self.moto]
         for part in parts:
             if part is not None:
                 try:
@@ -196,7 +197,7 @@ class Twin:
                     self.notes.append(f"stopping {type(part).__name__} failed: {exc}")
         for t in stoppers:
             t.join()
-        self.traffic = self.control = self.clouddns = self.aws = self.moto = None
+        self.traffic = self.control = self.clouddns = self.arc = self.aws = self.moto = None
         self.model_servers, self.clusters = {}, {}
         self.temporal = self.prometheus = self.alertmanager = None
         (self.state_dir / DESCRIPTION_FILE).unlink(missing_ok=True)
@@ -215,6 +216,10 @@ class Twin:
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
         if self._dns:
             self._dns.put(self.runbook.normal_weights())
+        if self.arc is not None:
+            from drpilot_twin.aws.arc import normal_states
+
+            self.arc.set_states(normal_states(self.runbook))
         for region, cluster in self.clusters.items():
             spec = self.runbook.regions[region]
             api = kube_config.new_client_from_config(config_file=str(self.kubeconfig), context=spec.kube.context)
@@ -298,6 +303,12 @@ class Twin:
             if self.runbook.spec.dns.zone_id and self.aws is not None:
                 self.aws.alias_hosted_zone(self.runbook.spec.dns.zone_id, zone_id)
             self._dns = Route53Records(route53, self.runbook, zone_id)
+            if self.runbook.spec.dns.routing_controls is not None:
+                from drpilot_twin.aws.arc import ArcCluster, seed_arc
+
+                self.arc = ArcCluster(self.board)
+                self.arc.start()
+                seed_arc(self.arc, self.runbook)
         else:
             from drpilot_twin.clouddns import CloudDnsEmulator, CloudDnsRecords, seed_clouddns
 
@@ -426,10 +437,31 @@ class Twin:
     def _read_weights(self) -> dict[str, int]:
         # Clients pointed at the twin, not the process environment: several twins may run in
         # one test process.
-        return self._dns.weights() if self._dns else {}
+        if self._dns is None:
+            return {}
+        if self.arc is not None:
+            # What resolvers are answered: weights x the health checks of the routing controls.
+            return self._dns.answered(self.arc.healthy)
+        return self._dns.weights()
+
+    def routing_controls(self) -> dict[str, str]:
+        """Region -> its routing control's state (runbooks switched by routing controls)."""
+        arc = self.runbook.spec.dns.routing_controls
+        if self.arc is None or arc is None:
+            return {}
+        return {region: self.arc.state(control.arn) for region, control in arc.controls.items()}
+
+    def arc_endpoint_map(self) -> dict[str, str]:
+        """Each of the runbook's cluster endpoints -> one of the twin's five, in order."""
+        arc = self.runbook.spec.dns.routing_controls
+        if self.arc is None or arc is None:
+            return {}
+        urls = self.arc.urls
+        return {e.url.rstrip("/"): urls[i % len(urls)] for i, e in enumerate(arc.cluster_endpoints)}
 
     def weights(self) -> dict[str, int]:
-        """The DNS weight per region as the provider endpoint reports it (cached 0.5 s)."""
+        """The share of DNS answers per region as the provider's records (and, for routing
+        controls, their health checks) give it (cached 0.5 s)."""
         return dict(self._weights()) if self._weights else {}
 
     def ready_replicas(self, region: str) -> dict[str, tuple[int, int]]:
@@ -496,6 +528,8 @@ class Twin:
         }
         if self.clouddns_url:
             env["DRPILOT_CLOUDDNS_ENDPOINT"] = self.clouddns_url
+        if self.arc is not None:
+            env["DRPILOT_ARC_ENDPOINT_MAP"] = json.dumps(self.arc_endpoint_map(), sort_keys=True)
         if self.temporal_address:
             env["DRPILOT_TEMPORAL_ADDRESS"] = self.temporal_address
         prometheus_map = self.prometheus_map()
@@ -589,6 +623,7 @@ class Twin:
             "speed": self.speed,
             "parts": {k: v for k, v in parts.items() if v},
             "weights": weights,
+            **({"routing_controls": self.routing_controls()} if self.arc is not None else {}),
             "weights_error": self._weights.last_error if self._weights else None,
             "regions": regions,
             "faults": self.board.now.to_json(),

@@ -10,6 +10,9 @@ must handle (docs/architecture.md, "The sandbox twin"):
   its name servers have the change.
 * Route53 throttling: while `FaultBoard.take_route53_throttle()` says so, any Route53 call
   answers 400 `Throttling` / "Rate exceeded" with the XML Route53 sends.
+* Route53's control plane down (`route53_control_plane_down`): ChangeResourceRecordSets and
+  GetChange answer 503 ServiceUnavailable, as a Route53 outage in us-east-1 would; record
+  reads (ListResourceRecordSets, ListHostedZonesByName) still answer.
 * Route53 hosted zone ids: moto chooses them, real runbooks often pin one
   (`spec.dns.zone_id`). `alias_hosted_zone(alias, zone_id)` makes the front answer for the
   runbook's id too: requests under /hostedzone/ALIAS go to moto's zone, and moto's id is
@@ -99,6 +102,7 @@ class FrontLog:
 
     route53_changes: list[Route53Change] = field(default_factory=list)
     throttled: int = 0
+    control_plane_refused: int = 0  # ChangeResourceRecordSets / GetChange refused while the control plane was down
     restore_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -257,6 +261,10 @@ class AwsFront:
                 self.log.throttled += 1
             return _route53_error(400, "Throttling", "Rate exceeded")
         parts = request.url.path[len(ROUTE53_PREFIX) :].strip("/").split("/")
+        if self.board.now.route53_control_plane_down and _control_plane_call(request.method, parts):
+            with self._lock:
+                self.log.control_plane_refused += 1
+            return _route53_error(503, "ServiceUnavailable", "Service Unavailable", sender=False)
         alias = parts[1] if len(parts) >= 2 and parts[0] == "hostedzone" else None
         with self._lock:
             zone = self._zone_aliases.get(alias or "")
@@ -456,11 +464,17 @@ def _request_id() -> str:
     return uuid.uuid4().hex.upper()[:16]
 
 
-def _route53_error(status: int, code: str, message: str) -> Response:
+def _control_plane_call(method: str, parts: list[str]) -> bool:
+    """ChangeResourceRecordSets (POST hostedzone/ID/rrset) or GetChange (GET change/ID)."""
+    change = method == "POST" and len(parts) == 3 and parts[0] == "hostedzone" and parts[2] == "rrset"
+    return change or (method == "GET" and len(parts) == 2 and parts[0] == "change")
+
+
+def _route53_error(status: int, code: str, message: str, sender: bool = True) -> Response:
     request_id = str(uuid.uuid4())
     body = (
         '<?xml version="1.0"?>\n'
-        f'<ErrorResponse xmlns="{ROUTE53_NS}"><Error><Type>Sender</Type>'
+        f'<ErrorResponse xmlns="{ROUTE53_NS}"><Error><Type>{"Sender" if sender else "Receiver"}</Type>'
         f"<Code>{code}</Code><Message>{escape(message)}</Message></Error>"
         f"<RequestId>{request_id}</RequestId></ErrorResponse>"
     )

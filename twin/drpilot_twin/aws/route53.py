@@ -6,7 +6,7 @@ must not be built from the code it is meant to test."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import boto3
 
@@ -66,10 +66,29 @@ class Route53Records:
         held = self._held(self.runbook.spec.dns.records[0])
         return {region: held[region][1] if region in held else 0 for region in self.runbook.regions}
 
+    def answered(self, healthy: Callable[[str | None], bool]) -> dict[str, int]:
+        """The share of DNS answers (percent) each region gets, as Route53 chooses among the
+        first record's weighted sets given each set's health check (`healthy(id)`), per
+        "How Amazon Route 53 chooses records when health checking is configured": healthy
+        sets with a weight above 0 by weight; if there are none, the healthy zero-weight
+        sets, equally; if no set is healthy, Route53 answers as if all were (by weight, or
+        equally when every weight is 0)."""
+        held = self._held(self.runbook.spec.dns.records[0])
+        sets = {region: (weight, healthy(check)) for region, (_, weight, _, check) in held.items()}
+        chosen = {r: w for r, (w, ok) in sets.items() if ok and w > 0}
+        if not chosen:
+            chosen = {r: 1 for r, (w, ok) in sets.items() if ok and w == 0}
+        if not chosen:
+            chosen = {r: w for r, (w, _) in sets.items() if w > 0} or {r: 1 for r in sets}
+        total = sum(chosen.values())
+        shares = {r: round(100 * chosen.get(r, 0) / total) if total else 0 for r in self.runbook.regions}
+        return shares
+
     def put(self, weights: Mapping[str, int]) -> None:
         """Every record at `weights`, the runbook's targets and TTL; no change when they are."""
+        checks = _health_checks(self.runbook)
         wanted = {
-            record.name: {region: self._wanted(record, region, weights) for region in self.runbook.regions}
+            record.name: {region: self._wanted(record, region, weights, checks) for region in self.runbook.regions}
             for record in self.runbook.spec.dns.records
         }
         if all(self._held(record) == wanted[record.name] for record in self.runbook.spec.dns.records):
@@ -84,6 +103,8 @@ class Route53Records:
                     "Weight": weights.get(region, 0),
                     "TTL": record.ttl,
                     "ResourceRecords": [{"Value": record.targets[region]}],
+                    # A region switched by a routing control carries its health check.
+                    **({"HealthCheckId": checks[region]} if region in checks else {}),
                 },
             }
             for record in self.runbook.spec.dns.records
@@ -98,8 +119,8 @@ class Route53Records:
                 },
             )
 
-    def _held(self, record: DnsRecord) -> dict[str, tuple[str, int, int]]:
-        """Region -> (target, weight, TTL) of the record's weighted sets; sets with an
+    def _held(self, record: DnsRecord) -> dict[str, tuple[str, int, int, str | None]]:
+        """Region -> (target, weight, TTL, health check id) of the record's weighted sets; sets with an
         identifier no region uses are someone else's and left out."""
         by_identifier = {record.set_identifier(region): region for region in self.runbook.regions}
         # The listing starts at the record's name and type and runs on in Route53's order.
@@ -116,12 +137,22 @@ class Route53Records:
             region = by_identifier.get(rrset.get("SetIdentifier", ""))
             values = [v["Value"] for v in rrset.get("ResourceRecords", [])]
             if region is not None and "Weight" in rrset and values:
-                held[region] = (_normal(values[0]), int(rrset["Weight"]), int(rrset.get("TTL", 0)))
+                held[region] = (
+                    _normal(values[0]), int(rrset["Weight"]), int(rrset.get("TTL", 0)), rrset.get("HealthCheckId")
+                )
         return held
 
     @staticmethod
-    def _wanted(record: DnsRecord, region: str, weights: Mapping[str, int]) -> tuple[str, int, int]:
-        return _normal(record.targets[region]), weights.get(region, 0), record.ttl
+    def _wanted(
+        record: DnsRecord, region: str, weights: Mapping[str, int], checks: Mapping[str, str]
+    ) -> tuple[str, int, int, str | None]:
+        return _normal(record.targets[region]), weights.get(region, 0), record.ttl, checks.get(region)
+
+
+def _health_checks(runbook: Runbook) -> dict[str, str]:
+    """Region -> the health check of its routing control (none for switch: weights)."""
+    arc = runbook.spec.dns.routing_controls
+    return {region: control.health_check for region, control in arc.controls.items()} if arc else {}
 
 
 def _normal(name: str) -> str:

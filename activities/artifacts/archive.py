@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.artifacts.copies import Copier, Upload
+from activities.artifacts.copies import Copier
+from activities.artifacts.copies_state import Upload
 from activities.artifacts.manifest import Manifest, ManifestEntry
-from activities.artifacts.objects import ARCHIVED_CLASSES, Location, S3Objects
+from activities.artifacts.objects import ARCHIVED_CLASSES, Location, Stores
 from activities.artifacts.progress import Beat, resumed
 from activities.artifacts.s3_errors import error_code, s3_errors
 from activities.artifacts.tiers import TIER_SECONDS, Tier, choose_tiers, slowest
@@ -62,7 +63,7 @@ class FileRestore(BaseModel):
 
 
 class ArchiveRestore:
-    def __init__(self, objects: S3Objects, verifier: Verifier, copier: Copier):
+    def __init__(self, objects: Stores, verifier: Verifier, copier: Copier):
         self.objects = objects
         self.verifier = verifier
         self.copier = copier
@@ -249,7 +250,7 @@ class ArchiveRestore:
         doing = f"requesting a {tier} restore of {archive.uri(path)}"
         with s3_errors(archive.bucket, doing, "s3:RestoreObject"):
             try:
-                reply = self.objects.s3.restore_object(
+                reply = self.objects.store("s3").s3.restore_object(
                     Bucket=archive.bucket, Key=archive.key(path), RestoreRequest=request
                 )
             except ClientError as exc:

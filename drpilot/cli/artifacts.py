@@ -21,7 +21,7 @@ app = typer.Typer(help="Model artifacts in S3: write checksum manifests.", no_ar
 
 @app.command("manifest")
 def manifest(
-    prefix: str = typer.Argument(..., help="s3://bucket/prefix/ holding one model version."),
+    prefix: str = typer.Argument(..., help="s3://bucket/prefix/ or gs://bucket/prefix/ holding one model version."),
     name: str = typer.Option("manifest.json", "--name", help="The manifest's file name (spec.models[].manifest)."),
     model: str = typer.Option(None, "--model", help="Model name recorded in the manifest."),
     version: str = typer.Option(None, "--version", help="Model version recorded in the manifest."),
@@ -30,8 +30,11 @@ def manifest(
     """Print (or --write) the manifest of the objects under PREFIX."""
     from drpilot.domain.settings import SettingsError, load_settings
 
-    if not prefix.startswith("s3://") or len(prefix) <= len("s3://"):
-        err.print(f"error: {prefix!r} is not an S3 URI. Fix: give s3://bucket/prefix/", markup=False)
+    if not prefix.startswith(("s3://", "gs://")) or len(prefix) <= len("s3://"):
+        err.print(
+            f"error: {prefix!r} is not an S3 or Cloud Storage URI. Fix: give s3://bucket/prefix/ or gs://bucket/prefix/",
+            markup=False,
+        )
         raise typer.Exit(2)
     try:
         artifacts = ArtifactActivities.from_settings(load_settings())
@@ -50,7 +53,7 @@ def manifest(
     document = described.model_copy(update={"model": model, "version": version})
     body = json.dumps(document.model_dump(exclude_none=True), indent=2) + "\n"
     if hashed:
-        err.print(f"note: read and hashed {hashed} object(s) S3 keeps no checksum of", markup=False)
+        err.print(f"note: read and hashed {hashed} object(s) {where.store} keeps no checksum of", markup=False)
     if not write:
         typer.echo(body, nl=False)
         return

@@ -73,7 +73,9 @@ class Streamer:
         with s3_errors(target.bucket, doing, "s3:PutObject"):
             if size <= part_size and path not in uploads:
                 body = self._read(source, path, 0, size)
-                sent = {f"Checksum{algorithm}": _checksum(algorithm, body)} if algorithm else {"ChecksumAlgorithm": "SHA256"}
+                sent = {"ChecksumAlgorithm": algorithm or "SHA256"}
+                if algorithm:  # given, so botocore need not compute it (CRC32C needs awscrt there)
+                    sent[f"Checksum{algorithm}"] = _checksum(algorithm, body)
                 s3.put_object(Bucket=target.bucket, Key=key, Body=body, **sent)
                 beat()
                 return

@@ -21,6 +21,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import google_crc32c
+
 from drpilot.domain.runbook import Model, Runbook
 
 # The files of one model version: name -> size in bytes. Small, so seeding stays fast; the
@@ -75,9 +77,19 @@ def model_files(model: Model) -> dict[str, bytes]:
 
 
 def manifest_for(model: Model, files: dict[str, bytes]) -> bytes:
-    """The checksum manifest: {model, version, files: [{path, size, sha256}]} as JSON."""
+    """The checksum manifest: {model, version, files: [{path, size, sha256, crc32, crc32c,
+    md5}]} as JSON. One manifest serves a model's copies in both stores: S3 confirms the
+    seeded files by their SHA256 (or the full-object CRC32 of a streamed copy), Cloud Storage
+    by the CRC32C and MD5 it keeps of every object."""
     entries = [
-        {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        {
+            "path": path,
+            "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "crc32": base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode(),
+            "crc32c": base64.b64encode(google_crc32c.Checksum(body).digest()).decode(),
+            "md5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+        }
         for path, body in sorted(files.items())
     ]
     document = {"model": model.name, "version": model.version, "files": entries}
@@ -176,6 +188,8 @@ def seed_s3(
         if model.archive:
             places.append(("archive", model.archive))
         for location, uri in places:
+            if not uri.startswith("s3://"):
+                continue  # Cloud Storage's: drpilot_twin.gcs seeds them
             bucket, prefix = split_s3_uri(uri)
             _ensure_bucket(s3_client, bucket, made)
             for path, body in everything.items():
@@ -224,7 +238,7 @@ def artifacts_present(s3_client: Any, runbook: Runbook, region: str) -> bool:
     """
     for model in runbook.spec.models:
         uri = model.artifacts.get(region)
-        if uri is None:
+        if uri is None or not uri.startswith("s3://"):
             continue
         bucket, prefix = split_s3_uri(uri)
         try:

@@ -1,4 +1,8 @@
-"""Restore a model version into a region from its Glacier archive.
+"""Restore a model version into a region from its archive (S3 Glacier, or Cloud Storage).
+
+A Cloud Storage archive (Archive / Coldline class) needs no restore: its files are read at
+once (retrieval is billed, which `drpilot runbook plan` says), so they count as restored
+and are copied (a rewrite, or a streamed copy into S3) straight away.
 
 What the region's copy lacks (missing, corrupt or archived files, by `Verifier`) is requested
 from the archive at the tier tiers.py chooses, awaited, and copied into the region's bucket,
@@ -53,13 +57,21 @@ class RestoreProgress(BaseModel):
     uploads: dict[str, Upload] = Field(default_factory=dict)  # multipart copies in flight
 
 
+# Cloud Storage classes whose reads are billed per GB retrieved (Cloud Storage pricing,
+# "Retrieval fees"); none of them delays a read.
+BILLED_RETRIEVAL_CLASSES = ("NEARLINE", "COLDLINE", "ARCHIVE")
+
+
 class FileRestore(BaseModel):
-    """One file an emergency restore would bring back, and how long Glacier takes for it."""
+    """One file an emergency restore would bring back: from Glacier, in which tier and how
+    long that takes; or from a Cloud Storage class read at once but billed per GB (`tier`
+    None, `storage_class` named)."""
 
     path: str
     size: int
-    tier: Tier
-    seconds: tuple[float, float]  # typical fastest, worst case
+    tier: Tier | None = None
+    seconds: tuple[float, float] = (0.0, 0.0)  # typical fastest, worst case
+    storage_class: str | None = None
 
 
 class ArchiveRestore:
@@ -133,6 +145,12 @@ class ArchiveRestore:
             manifest, _ = self.verifier.read_manifest(archive, model.manifest, self.objects.listed(archive))
         entries = {f.path: f for f in (manifest.files if manifest else [])}
         listed = self.objects.listed(archive)
+        if archive.scheme == "gs":
+            return [
+                FileRestore(path=p, size=_size(entries, p), storage_class=listed[p]["StorageClass"])
+                for p in wanted
+                if listed.get(p, {}).get("StorageClass") in BILLED_RETRIEVAL_CLASSES
+            ]
         # Files the archive keeps readable (its manifest, usually) are copied, not restored.
         sizes = {
             p: _size(entries, p)

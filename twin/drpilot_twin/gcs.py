@@ -31,6 +31,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -135,6 +136,7 @@ class _Rewrite:
 @dataclass
 class GcsLog:
     rewrites: list[RewriteCall] = field(default_factory=list)
+    body_reads: list[str] = field(default_factory=list)  # paths of media downloads (object bodies)
 
 
 class GcsFront:
@@ -174,6 +176,11 @@ class GcsFront:
         with self._lock:
             return list(self.log.rewrites)
 
+    def body_reads(self) -> list[str]:
+        """Paths of the object bodies read since the last `forget`."""
+        with self._lock:
+            return list(self.log.body_reads)
+
     # ------------------------------------------------------------------ ASGI
     async def _asgi(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -198,16 +205,19 @@ class GcsFront:
         raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
         parts = raw.split("/")
         # /storage/v1/b/{b}/o/{o}/rewriteTo/b/{b2}/o/{o2}
-        if request.method == "POST" and len(parts) == 11 and parts[1:4] == ["storage", "v1", "b"] and parts[7] == "rewriteTo":
-            return await self._rewrite(request, body, (parts[4], unquote(parts[6])), (parts[9], unquote(parts[10])))
+        if request.method == "POST" and len(parts) == 12 and parts[1:4] == ["storage", "v1", "b"] and parts[7] == "rewriteTo":
+            return await self._rewrite(request, body, (parts[4], unquote(parts[6])), (parts[9], unquote(parts[11])))
         if request.method == "POST" and len(parts) == 8 and parts[5] == "o" and parts[7] == "compose":
             return await self._compose(request, body, parts[4], unquote(parts[6]))
         if request.method == "POST" and raw.startswith("/upload/storage/v1/b/"):
-            name = request.query_params.get("name")
+            name = request.query_params.get("name") or _uploaded_name(body)
             if name is not None:
                 with self._lock:
                     self._composite.pop((parts[5], name), None)  # overwritten: no longer composite
-        if request.method == "GET" and request.query_params.get("alt") != "media" and raw.startswith("/storage/v1/b/") and len(parts) in (6, 7) and parts[5] == "o":
+        if request.method == "GET" and (request.query_params.get("alt") == "media" or raw.startswith("/download/")):
+            with self._lock:
+                self.log.body_reads.append(unquote(raw))
+        elif request.method == "GET" and raw.startswith("/storage/v1/b/") and len(parts) in (6, 7) and parts[5] == "o":
             return await self._metadata(request, body, parts[4])
         return await self._forward(request, body)
 
@@ -314,6 +324,16 @@ class GcsFront:
         if status == 200 and isinstance(document.get("resource"), dict):
             document["resource"] = self._shown(destination[0], document["resource"])
         return JSONResponse(document, status_code=status)
+
+
+_NAME = re.compile(rb'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _uploaded_name(body: bytes) -> str | None:
+    """The object name in an upload's metadata (the JSON part of a multipart upload, or the
+    body that opens a resumable one)."""
+    match = _NAME.search(body[:64 * 1024])
+    return json.loads(b'"' + match.group(1) + b'"') if match else None
 
 
 def _get(request: Request, path: str) -> Request:

@@ -9,6 +9,7 @@ emulator) it is anonymous, as Cloud DNS's is (activities/dns/clouddns.py).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -23,11 +24,16 @@ from activities.artifacts.objects import CHUNK_BYTES, Location, ObjectStore
 from drpilot.domain.settings import Settings
 
 SANDBOX_PROJECT = "drpilot-sandbox"  # what an anonymous client names; the emulator ignores it
+# google-cloud-storage fetches each bucket's metadata (storage.buckets.get) in a background
+# thread, only to label OpenTelemetry spans, which drpilot does not export; its role
+# (infra/gcp/storage-role.yaml) grants no bucket permission. Off unless the operator says.
+_BUCKET_METADATA_OFF = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
 
 def gcs_client(settings: Settings | None = None) -> storage.Client:
     """A Cloud Storage client: Application Default Credentials against Google, or anonymous
     against a loopback endpoint (DRPILOT_GCS_ENDPOINT, the sandbox's emulator)."""
+    os.environ.setdefault(_BUCKET_METADATA_OFF, "true")
     endpoint = settings.providers.gcs_endpoint if settings else None
     options = ClientOptions(api_endpoint=endpoint.rstrip("/")) if endpoint else None
     if endpoint and urlparse(endpoint).hostname in ("127.0.0.1", "localhost", "::1"):

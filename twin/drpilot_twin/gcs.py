@@ -133,8 +133,20 @@ class _Rewrite:
     done: int
 
 
+@dataclass(frozen=True)
+class StorageCall:
+    """One JSON API request as the front received it (for the least-privilege test): the
+    method, the path without its /storage/v1 or /upload/storage/v1 root, and for a write
+    (an upload or a rewrite's destination) whether it replaced an existing object."""
+
+    method: str
+    path: str
+    replaced: bool = False
+
+
 @dataclass
 class GcsLog:
+    calls: list[StorageCall] = field(default_factory=list)
     rewrites: list[RewriteCall] = field(default_factory=list)
     body_reads: list[str] = field(default_factory=list)  # paths of media downloads (object bodies)
 
@@ -176,6 +188,10 @@ class GcsFront:
         with self._lock:
             return list(self.log.rewrites)
 
+    def calls(self) -> list[StorageCall]:
+        with self._lock:
+            return list(self.log.calls)
+
     def body_reads(self) -> list[str]:
         """Paths of the object bodies read since the last `forget`."""
         with self._lock:
@@ -204,6 +220,7 @@ class GcsFront:
         body = await request.body()
         raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
         parts = raw.split("/")
+        await self._record(request, body, raw, parts)
         # /storage/v1/b/{b}/o/{o}/rewriteTo/b/{b2}/o/{o2}
         if request.method == "POST" and len(parts) == 12 and parts[1:4] == ["storage", "v1", "b"] and parts[7] == "rewriteTo":
             return await self._rewrite(request, body, (parts[4], unquote(parts[6])), (parts[9], unquote(parts[11])))
@@ -220,6 +237,23 @@ class GcsFront:
         elif request.method == "GET" and raw.startswith("/storage/v1/b/") and len(parts) in (6, 7) and parts[5] == "o":
             return await self._metadata(request, body, parts[4])
         return await self._forward(request, body)
+
+    async def _record(self, request: Request, body: bytes, raw: str, parts: list[str]) -> None:
+        path = raw.removeprefix("/upload").removeprefix("/download").removeprefix("/storage/v1")
+        written: tuple[str, str] | None = None
+        if raw.startswith("/upload/") and request.method == "POST":
+            name = request.query_params.get("name") or _uploaded_name(body)
+            written = (parts[5], name) if name else None
+        elif request.method == "POST" and len(parts) == 12 and parts[7] == "rewriteTo" and not request.query_params.get("rewriteToken"):
+            written = (parts[9], unquote(parts[11]))
+        elif raw.startswith("/upload/") and request.method == "PUT":
+            return  # the rest of a resumable upload its POST opened
+        replaced = False
+        if written is not None:
+            status, _ = await self._json(_get(request, f"/storage/v1/b/{written[0]}/o/{quote(written[1], safe='')}"), b"", query="")
+            replaced = status == 200
+        with self._lock:
+            self.log.calls.append(StorageCall(request.method, path, replaced))
 
     async def _send(self, request: Request, body: bytes, query: str | None = None) -> httpx.Response:
         assert self._client is not None

@@ -22,6 +22,7 @@ from activities.artifacts.manifest import Manifest
 from activities.artifacts.objects import Location, Stores
 from activities.artifacts.progress import WORKERS, Beat, resumed
 from activities.artifacts.s3 import S3Objects
+from activities.artifacts.streams import STREAM_PART_BYTES
 from activities.artifacts.sync import sync
 from activities.artifacts.verify import Verifier, VerifyProgress
 from activities.contracts import (
@@ -49,11 +50,13 @@ class ArtifactActivities:
         gcs: Callable[[], Any] = gcs_client,
         multipart_threshold: int = COPY_OBJECT_MAX_BYTES,
         part_bytes: int = PART_BYTES,
+        stream_part_bytes: int = STREAM_PART_BYTES,
         workers: int = WORKERS,
     ):
         """`multipart_threshold`: objects larger than this are copied with UploadPartCopy
         (at most S3's 5 GiB CopyObject limit; tests lower it). `part_bytes`: the part size of
-        such a copy when the manifest does not fix one. `gcs` builds the Cloud Storage client,
+        such a copy when the manifest does not fix one. `stream_part_bytes`: the part / chunk
+        size of a copy streamed between clouds (memory: parts in flight x this). `gcs` builds the Cloud Storage client,
         at the first gs:// location (an S3-only runbook never needs Google credentials)."""
         if not MIN_PART_BYTES <= part_bytes <= COPY_OBJECT_MAX_BYTES:
             raise ValueError(f"part_bytes must be within {MIN_PART_BYTES}..{COPY_OBJECT_MAX_BYTES}")
@@ -65,6 +68,7 @@ class ArtifactActivities:
             self._objects,
             threshold=min(multipart_threshold, COPY_OBJECT_MAX_BYTES),
             part_bytes=part_bytes,
+            stream_part_bytes=stream_part_bytes,
             workers=workers,
         )
         self._archive = ArchiveRestore(self._objects, self._verifier, self._copier)

@@ -38,14 +38,14 @@ PART_BYTES = 256 * 1024**2  # copy part size when the manifest does not fix the 
 
 
 class Copier:
-    def __init__(self, objects: Stores, *, threshold: int, part_bytes: int, workers: int):
+    def __init__(self, objects: Stores, *, threshold: int, part_bytes: int, stream_part_bytes: int, workers: int):
         """`threshold`: objects larger than this are copied with UploadPartCopy. `part_bytes`:
         the part size of such a copy when the manifest does not fix one."""
         self.objects = objects
         self.threshold = threshold
         self.part_bytes = part_bytes
         self.workers = workers
-        self.streamer = Streamer(objects, self, workers=workers)
+        self.streamer = Streamer(objects, self, workers=workers, part_bytes=stream_part_bytes)
 
     @property
     def s3(self):

@@ -6,11 +6,15 @@ moves between the stores."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from drpilot_twin.gcs import gcs_client, split_gs_uri
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities import contracts as c
@@ -27,6 +31,7 @@ from workflows.types import FailbackInput, FailoverInput
 
 MULTICLOUD = RUNBOOKS / "llm-inference-multicloud.yaml"
 REAL = ("artifacts_verify", "artifacts_restore", "artifacts_sync")
+MiB = 1024 * 1024
 
 
 @pytest.fixture
@@ -81,9 +86,65 @@ async def test_fails_over_from_aws_to_gcp_and_back_repairing_each_store_from_the
 
 
 async def _verify_now(artifacts: ArtifactActivities, rb, region: str) -> c.VerifyResult:
-    from temporalio.testing import ActivityEnvironment
-
     [model] = rb.spec.models
     return ActivityEnvironment().run(
         artifacts.verify, c.ArtifactInput(runbook=rb, region=region, model=model.name, version=model.version)
     )
+
+
+def test_a_streamed_copy_into_s3_resumes_its_multipart_upload_after_a_kill(twin):
+    """Cloud Storage -> S3 in 5 MiB parts: the first attempt dies after its first part is
+    heartbeated (parts already in flight finish, as on a real worker's last breath); the
+    retry, handed that heartbeat, continues the same upload and sends only the parts S3
+    lacks: every part is sent once, one upload is ever created."""
+    rb = load_runbook(MULTICLOUD)
+    [model] = rb.spec.models
+    s3, gcs = aws_client("s3", twin.aws_url), gcs_client(twin.gcs_url)
+    gcs_bucket, gcs_prefix = split_gs_uri(model.artifacts["us-central1"])
+    body = os.urandom(12 * MiB)
+    weights = gcs.bucket(gcs_bucket).blob(gcs_prefix + "model.safetensors")
+    weights.upload_from_string(body)
+    weights.reload()
+    manifest_blob = gcs.bucket(gcs_bucket).blob(gcs_prefix + model.manifest)
+    manifest = json.loads(manifest_blob.download_as_bytes())
+    for entry in manifest["files"]:
+        if entry["path"] == "model.safetensors":
+            entry.clear()
+            entry.update(path="model.safetensors", size=len(body), crc32c=weights.crc32c, md5=weights.md5_hash)
+    manifest_blob.upload_from_string(json.dumps(manifest))
+    uploads: list[int] = []
+    created: list[str] = []
+    s3.meta.events.register("before-parameter-build.s3.UploadPart", lambda params, **_: uploads.append(params["PartNumber"]))
+    s3.meta.events.register("before-parameter-build.s3.CreateMultipartUpload", lambda params, **_: created.append(params["Key"]))
+    artifacts = ArtifactActivities(s3, gcs=lambda: gcs_client(twin.gcs_url), stream_part_bytes=5 * MiB, workers=1)
+    sync = c.SyncInput(runbook=rb, source_region="us-central1", target_region="us-east-1", model=model.name, version=model.version)
+
+    class Killed(Exception):
+        pass
+
+    beats: list = []
+
+    def die_after_the_first_part(*details):
+        beats.append(details[-1])
+        upload = details[-1].get("uploads", {}).get("model.safetensors")
+        if upload and upload["parts"]:
+            raise Killed("worker killed mid-copy")
+
+    first = ActivityEnvironment()
+    first.on_heartbeat = die_after_the_first_part
+    with pytest.raises(Killed):
+        first.run(artifacts.sync, sync)
+    upload_id = beats[-1]["uploads"]["model.safetensors"]["upload_id"]
+    [open_upload] = s3.list_multipart_uploads(Bucket="models-use1")["Uploads"]
+    assert open_upload["UploadId"] == upload_id  # the killed attempt left it incomplete
+
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, heartbeat_details=[beats[-1]], attempt=2)
+    result = retry.run(artifacts.sync, sync)
+    assert sorted(uploads) == [1, 2, 3]  # no part sent twice
+    assert created == ["chat-13b/2024-06-01/model.safetensors"]  # the retry created no upload of its own
+    assert result.verify.ok
+    head = s3.head_object(Bucket="models-use1", Key="chat-13b/2024-06-01/model.safetensors", ChecksumMode="ENABLED")
+    # The same upload was completed, as one full-object CRC32C S3 checked against the manifest's.
+    assert (head["ChecksumCRC32C"], head.get("ChecksumType")) == (weights.crc32c, "FULL_OBJECT")
+    assert not s3.list_multipart_uploads(Bucket="models-use1").get("Uploads")

@@ -17,11 +17,11 @@ from temporalio.exceptions import ApplicationError
 from activities.artifacts.archive import ArchiveRestore, FileRestore
 from activities.artifacts.copies import COPY_OBJECT_MAX_BYTES, MIN_PART_BYTES, PART_BYTES, Copier
 from activities.artifacts.describe import describe_prefix
-from activities.artifacts.gcs import GcsObjects, gcs_client
+from activities.artifacts.gcs import gcs_client
 from activities.artifacts.manifest import Manifest
-from activities.artifacts.objects import Location, Stores
+from activities.artifacts.objects import Location
 from activities.artifacts.progress import WORKERS, Beat, resumed
-from activities.artifacts.s3 import S3Objects
+from activities.artifacts.stores import build_stores
 from activities.artifacts.streams import STREAM_PART_BYTES
 from activities.artifacts.sync import sync
 from activities.artifacts.verify import Verifier, VerifyProgress
@@ -62,7 +62,7 @@ class ArtifactActivities:
             raise ValueError(f"part_bytes must be within {MIN_PART_BYTES}..{COPY_OBJECT_MAX_BYTES}")
         self._s3 = s3
         self._workers = workers
-        self._objects = Stores(s3=lambda: S3Objects(s3), gs=lambda: GcsObjects(gcs()))
+        self._objects = build_stores(s3, gcs)
         self._verifier = Verifier(self._objects, workers)
         self._copier = Copier(
             self._objects,

@@ -27,8 +27,8 @@ def gcs_errors(bucket: str, doing: str, permission: str) -> Iterator[None]:
     except google_errors.NotFound as exc:
         if "bucket" in str(exc).lower() and "object" not in str(exc).lower():
             raise ApplicationError(
-                f"Cloud Storage bucket {bucket!r} does not exist ({doing}). Fix: create it, or correct "
-                "the runbook's artifacts / archive URI for this model.",
+                f"Cloud Storage bucket {bucket!r} does not exist ({doing}). Fix: create it, or correct the "
+                "runbook URI naming it (spec.models[].artifacts / archive, spec.drills.evidence).",
                 type=ErrorType.NO_SUCH_BUCKET,
                 non_retryable=True,
             ) from None

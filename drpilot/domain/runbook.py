@@ -96,10 +96,6 @@ DnsName = Annotated[
 HttpUrl = Annotated[
     str, BeforeValidator(_pattern(r"https?://[^\s/]+(/\S*)?", "an http(s):// URL"))
 ]
-S3Uri = Annotated[
-    str,
-    BeforeValidator(_pattern(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", "an s3://bucket/prefix/ URI")),
-]
 # An object-store prefix: S3 (bucket names per the S3 user guide, "Bucket naming rules") or
 # Cloud Storage (its rules also allow "_"), chosen by the scheme.
 StorageUri = Annotated[
@@ -339,8 +335,8 @@ class Notifier(Frozen):
 
 
 class Drills(Frozen):
-    evidence: S3Uri = Field(
-        description="S3 prefix every drill writes its evidence pack to (one JSON per drill); `drpilot drill history` reads it."
+    evidence: StorageUri = Field(
+        description="s3:// or gs:// prefix every drill writes its evidence pack to (one JSON per drill); `drpilot drill history` reads it."
     )
     alertmanager: HttpUrl | None = Field(
         None, description="Alertmanager whose firing alerts named in guardrails.blocking_alerts keep a drill from starting."

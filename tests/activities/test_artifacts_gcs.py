@@ -24,7 +24,7 @@ from activities.artifacts.activities import ArtifactActivities
 from activities.artifacts.objects import Location
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
-from tests.support.paths import CLOUDDNS_RUNBOOK
+from tests.support.paths import CLOUDDNS_RUNBOOK, RUNBOOKS
 from tests.support.temporal import WORKFLOWS
 from tests.support.world import World
 from workflows.failover import FailoverWorkflow
@@ -228,3 +228,26 @@ async def test_a_gcs_copy_deleted_in_a_target_is_restored_from_the_archive_and_t
     assert [(call.source.split("/")[0], call.destination.split("/")[0], call.done) for call in gcs.rewrite_calls()] == [
         ("model-archive-gcp", "models-ase1", True)
     ]
+
+
+def test_drill_evidence_is_written_to_and_read_back_from_cloud_storage(gcs):
+    from activities.artifacts.stores import build_stores
+    from activities.drills import DrillActivities
+    from drpilot.domain.settings import Settings
+    from drpilot.frontdoor.drills import read_history
+
+    rb = load_runbook(RUNBOOKS / "llm-inference.yaml")
+    evidence = f"gs://dr-evidence-gcs/{uuid.uuid4().hex[:8]}/"
+    rb = rb.model_copy(update={"spec": rb.spec.model_copy(update={"drills": rb.spec.drills.model_copy(update={"evidence": evidence})})})
+    client = gcs_client(gcs.url)
+    if not client.bucket("dr-evidence-gcs").exists():
+        client.create_bucket("dr-evidence-gcs")
+    drills = DrillActivities(None, Settings(), gcs=lambda: gcs_client(gcs.url))
+    pack = {"drill_id": "drill:x", "runbook": rb.name, "mode": "rehearsal", "from_region": "us-east-1",
+            "status": "completed", "objective_rto_seconds": 300, "started_at": "2026-12-07T00:00:00Z"}
+    written = ActivityEnvironment().run(
+        drills.write_evidence, c.EvidenceInput(runbook=rb, name=f"{rb.name}/2026-12-07.json", body=json.dumps(pack))
+    )
+    assert written.uri == f"{evidence}{rb.name}/2026-12-07.json"
+    [past] = read_history(rb, build_stores(None, lambda: gcs_client(gcs.url)))
+    assert (past.key, past.result.status) == (f"{evidence.removeprefix('gs://dr-evidence-gcs/')}{rb.name}/2026-12-07.json", "completed")

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from drpilot_twin.gcs import gcs_client, split_gs_uri
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import dns
@@ -292,12 +293,16 @@ def test_s3_holds_the_models_and_the_glacier_archive(clients):
     s3 = clients.aws("s3")
     for model in clients.runbook.spec.models:
         for region, uri in model.artifacts.items():
+            if not uri.startswith("s3://"):
+                continue  # Cloud Storage's: the next test
             bucket, _, prefix = uri.removeprefix("s3://").partition("/")
             keys = {o["Key"]: o for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
             manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix + model.manifest)["Body"].read())
             assert manifest["model"] == model.name and manifest["version"] == model.version, region
             for entry in manifest["files"]:
                 assert keys[prefix + entry["path"]]["Size"] == entry["size"], (region, entry)
+        if not model.archive.startswith("s3://"):
+            continue
         bucket, _, prefix = model.archive.removeprefix("s3://").partition("/")
         archived = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
         assert {o["StorageClass"] for o in archived if not o["Key"].endswith(model.manifest)} == {"GLACIER"}
@@ -305,6 +310,23 @@ def test_s3_holds_the_models_and_the_glacier_archive(clients):
         with pytest.raises(ClientError) as refused:
             s3.get_object(Bucket=bucket, Key=frozen)
         assert refused.value.response["Error"]["Code"] == "InvalidObjectState"
+
+
+def test_cloud_storage_holds_the_gs_models_and_the_archive_class_archive(clients):
+    locations = [(r, u) for m in clients.runbook.spec.models for r, u in [*m.artifacts.items(), ("archive", m.archive or "")]]
+    gs = [(r, u) for r, u in locations if u.startswith("gs://")]
+    if not gs:
+        assert "DRPILOT_GCS_ENDPOINT" not in clients.sandbox.env()  # no emulator for S3-only runbooks
+        return
+    client = gcs_client(clients.sandbox.env()["DRPILOT_GCS_ENDPOINT"])
+    for location, uri in gs:
+        bucket, prefix = split_gs_uri(uri)
+        blobs = {b.name[len(prefix) :]: b for b in client.list_blobs(bucket, prefix=prefix)}
+        manifest = json.loads(blobs.pop("manifest.json").download_as_bytes())
+        assert {e["path"]: (e["size"], e["crc32c"]) for e in manifest["files"]} == {
+            p: (b.size, b.crc32c) for p, b in blobs.items()
+        }
+        assert {b.storage_class for b in blobs.values()} == {"ARCHIVE" if location == "archive" else "STANDARD"}
 
 
 def test_each_region_has_its_cluster_and_workloads(clients):

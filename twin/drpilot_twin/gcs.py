@@ -388,13 +388,24 @@ def gs_places(model: Model) -> list[tuple[str, str]]:
     return places
 
 
+def uses_gcs(runbook: Runbook) -> bool:
+    """Whether any model location, archive or the drill evidence is in Cloud Storage."""
+    evidence = runbook.spec.drills.evidence if runbook.spec.drills else ""
+    return evidence.startswith("gs://") or any(gs_places(m) for m in runbook.spec.models)
+
+
 def seed_gcs(client: storage.Client, runbook: Runbook, *, missing: dict[str, list[str]] | None = None) -> list[str]:
     """Create every gs:// bucket and object `runbook.spec.models` names (the archive's model
-    files in the ARCHIVE class, its manifest STANDARD, as for S3's GLACIER archive); the
-    gs:// URIs written. Idempotent: uploads overwrite."""
+    files in the ARCHIVE class, its manifest STANDARD, as for S3's GLACIER archive), and a
+    gs:// evidence bucket; the gs:// URIs written. Idempotent: uploads overwrite."""
     missing = missing or {}
     written: list[str] = []
     buckets: set[str] = set()
+    evidence = runbook.spec.drills.evidence if runbook.spec.drills else ""
+    if evidence.startswith("gs://"):
+        # Where drills keep their evidence: an empty bucket, never cleared by a reset.
+        with contextlib.suppress(google_errors.Conflict):
+            client.create_bucket(split_gs_uri(evidence)[0])
     for model in runbook.spec.models:
         files = model_files(model)
         everything = {**files, model.manifest: manifest_for(model, files)}

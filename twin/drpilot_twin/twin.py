@@ -292,9 +292,9 @@ class Twin:
         self._s3 = boto3.client("s3", endpoint_url=self.moto.url, **_aws_credentials())
 
     def _start_gcs(self) -> None:
-        from drpilot_twin.gcs import gs_places
+        from drpilot_twin.gcs import uses_gcs
 
-        if not any(gs_places(m) for m in self.runbook.spec.models):
+        if not uses_gcs(self.runbook):
             return
         from drpilot_twin.gcs import GcsFaults, GcsFront, gcs_client
 
@@ -513,7 +513,10 @@ class Twin:
     def children(self) -> dict[str, int]:
         """Name -> pid of every child process running now."""
         named = {"temporal": self.temporal, "prometheus": self.prometheus, "alertmanager": self.alertmanager}
-        return {name: c.pid for name, c in named.items() if c is not None and c.pid}
+        pids = {name: c.pid for name, c in named.items() if c is not None and c.pid}
+        if self.gcs is not None and self.gcs.emulator.process.pid:
+            pids["fake-gcs-server"] = self.gcs.emulator.process.pid
+        return pids
 
     def env(self) -> dict[str, str]:
         """The environment that points drpilot (and boto3, kubernetes, google-cloud-dns) at

@@ -211,7 +211,7 @@ def seed_s3(
                         location=location,
                     )
                 )
-    if runbook.spec.drills is not None:
+    if runbook.spec.drills is not None and runbook.spec.drills.evidence.startswith("s3://"):
         # Where drills keep their evidence: an empty bucket, never cleared by a reset.
         _ensure_bucket(s3_client, split_s3_uri(runbook.spec.drills.evidence)[0], made)
     return SeededArtifacts(objects=objects, skipped=skipped)

@@ -251,3 +251,22 @@ def test_drill_evidence_is_written_to_and_read_back_from_cloud_storage(gcs):
     assert written.uri == f"{evidence}{rb.name}/2026-12-07.json"
     [past] = read_history(rb, build_stores(None, lambda: gcs_client(gcs.url)))
     assert (past.key, past.result.status) == (f"{evidence.removeprefix('gs://dr-evidence-gcs/')}{rb.name}/2026-12-07.json", "completed")
+
+
+def test_artifacts_manifest_command_describes_a_gs_prefix_without_reading_a_body(gcs, seeded, monkeypatch):
+    from typer.testing import CliRunner
+
+    from drpilot.cli.main import app
+
+    model = seeded.spec.models[0]
+    where = Location.parse(model.artifacts["asia-southeast1"])
+    gcs_client(gcs.emulator.url).bucket(where.bucket).blob(where.key(model.manifest)).delete()
+    monkeypatch.setenv("DRPILOT_GCS_ENDPOINT", gcs.url)
+    gcs.forget()
+    written = CliRunner().invoke(app, ["artifacts", "manifest", where.uri(), "--model", model.name, "--version", model.version, "--write"])
+    assert written.exit_code == 0, written.output
+    assert gcs.body_reads() == [] and "note:" not in written.output
+    result = _verify(_artifacts(gcs), seeded, "asia-southeast1")
+    assert (result.ok, result.files, result.hashed) == (True, 3, 0)
+    bad = CliRunner().invoke(app, ["artifacts", "manifest", "gcs://models/x/"])
+    assert bad.exit_code == 2 and "gs://bucket/prefix/" in bad.output

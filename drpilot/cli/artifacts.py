@@ -1,8 +1,9 @@
-"""`drpilot artifacts ...`: the checksum manifest of a model version already in S3.
+"""`drpilot artifacts ...`: the checksum manifest of a model version already in S3 or Cloud Storage.
 
-`manifest` describes every object under a prefix with what S3 already knows of it (size,
-full-object CRC, the parts of a multipart upload, ETag), reading a body only for objects S3
-keeps no checksum of, so verification later needs no reads either (activities/artifacts/manifest.py).
+`manifest` describes every object under a prefix with what its store already knows of it
+(S3: size, full-object CRC, the parts of a multipart upload, ETag; Cloud Storage: size, CRC32C,
+MD5), reading a body only for objects the store keeps no checksum of, so verification later
+needs no reads either (activities/artifacts/manifest.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from activities.artifacts.activities import ArtifactActivities
 from activities.artifacts.objects import Location
 from drpilot.cli.terminal import err
 
-app = typer.Typer(help="Model artifacts in S3: write checksum manifests.", no_args_is_help=True)
+app = typer.Typer(help="Model artifacts in S3 or Cloud Storage: write checksum manifests.", no_args_is_help=True)
 
 
 @app.command("manifest")

@@ -1,5 +1,5 @@
 """Drills from the front door: starting one now, answering the claim every drill makes at
-admission, its result, and its history read back from the evidence packs in S3.
+admission, its result, and its history read back from the evidence packs in S3 or Cloud Storage.
 
 The claim is an activity (activities/front_door.py), but answering it needs what only a front
 door has: a Temporal client and drpilot's admission code (drpilot/frontdoor/runs.py). The

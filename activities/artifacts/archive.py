@@ -112,13 +112,14 @@ class ArchiveRestore:
                 type=ErrorType.ARTIFACTS_STILL_INVALID,
                 non_retryable=True,
             )
+        glacier = archive.scheme == "s3"  # a Cloud Storage archive is read at once: no tier
         return RestoreResult(
             region=input.region,
             model=model.name,
-            tier=progress.tier,
+            tier=progress.tier if glacier else "none",
             restored=[region.uri(p) for p in progress.copied],
             verify=after,
-            tiers=dict(progress.tiers),
+            tiers=dict(progress.tiers) if glacier else {},
             waits=waits,
         )
 

@@ -139,6 +139,7 @@ def test_a_missing_copy_is_restored_from_the_archive_bucket_and_the_plan_says_re
     assert (planned.path, planned.tier, planned.storage_class) == ("model.safetensors", None, "ARCHIVE")
     result = ActivityEnvironment().run(artifacts.restore_from_archive, restore)
     assert result.restored == [model.artifacts["asia-southeast1"] + "model.safetensors"]
+    assert (result.tier, result.tiers, result.waits) == ("none", {}, [])  # nothing asked of a Glacier
     assert result.verify.ok
     # Rewritten server-side from the archive bucket: no body passed through the worker.
     assert [r for r in gcs.body_reads() if not r.endswith(model.manifest)] == []

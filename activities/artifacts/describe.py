@@ -29,7 +29,7 @@ def describe_prefix(objects: ObjectStore, workers: int, where: Location, name: s
         entry, found = objects.describe(where, path, head)
         if found:
             return entry, False
-        return entry.model_copy(update={"sha256": objects.hash(where, path, Beat()).sha256}), True
+        return entry.model_copy(update={"sha256": objects.hash(where, path, Beat())}), True
 
     def done(path: str, result: tuple[ManifestEntry, bool]) -> None:
         nonlocal hashed

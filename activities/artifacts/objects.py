@@ -71,31 +71,28 @@ def restore_state(head: dict[str, Any]) -> Literal["readable", "ongoing", "archi
     return "archived"
 
 
-@dataclass(frozen=True)
-class Digests:
-    """What hashing a body gives: sha256 hex; crc32, crc32c and md5 base64 as the stores
-    report them (big-endian CRCs)."""
-
-    sha256: str
-    crc32: str
-    crc32c: str
-    md5: str
+# A body's digest as a manifest records it: sha256 hex; the CRCs (big-endian) and md5 base64,
+# as the stores report them.
+_DIGESTS: dict[str, Callable[[], Any]] = {
+    "sha256": hashlib.sha256,
+    "md5": hashlib.md5,
+    "crc32c": google_crc32c.Checksum,
+}
 
 
-def digest_chunks(chunks: Iterator[bytes], beat: Beat) -> Digests:
-    sha256, md5, crc, crc32c = hashlib.sha256(), hashlib.md5(), 0, google_crc32c.Checksum()
+def digest_chunks(chunks: Iterator[bytes], beat: Beat, algorithm: str = "sha256") -> str:
+    """`algorithm`'s digest of the body (sha256, crc32c, md5 or crc32), one heartbeat per chunk."""
+    if algorithm == "crc32":
+        crc = 0
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+            beat()
+        return base64.b64encode(crc.to_bytes(4, "big")).decode()
+    digest = _DIGESTS[algorithm]()
     for chunk in chunks:
-        sha256.update(chunk)
-        md5.update(chunk)
-        crc = zlib.crc32(chunk, crc)
-        crc32c.update(chunk)
+        digest.update(chunk)
         beat()
-    return Digests(
-        sha256=sha256.hexdigest(),
-        crc32=base64.b64encode(crc.to_bytes(4, "big")).decode(),
-        crc32c=base64.b64encode(crc32c.digest()).decode(),
-        md5=base64.b64encode(md5.digest()).decode(),
-    )
+    return digest.hexdigest() if algorithm == "sha256" else base64.b64encode(digest.digest()).decode()
 
 
 class ObjectStore(ABC):
@@ -132,9 +129,10 @@ class ObjectStore(ABC):
     def describe(self, where: Location, path: str, head: dict[str, Any]) -> tuple[ManifestEntry, bool]:
         """The manifest entry the store's metadata gives, and whether it holds a checksum."""
 
-    def hash(self, where: Location, path: str, beat: Beat) -> Digests:
-        """The body's digests, read in chunks, one heartbeat per chunk."""
-        return digest_chunks(self.chunks(where, path), beat)
+    def hash(self, where: Location, path: str, beat: Beat, algorithm: str = "sha256") -> str:
+        """The body's `algorithm` digest as a manifest records it, read in chunks, one
+        heartbeat per chunk."""
+        return digest_chunks(self.chunks(where, path), beat, algorithm)
 
     def state_of(self, archive: Location, path: str) -> str | None:
         """readable / ongoing / archived for the archive's copy; None when it has none."""

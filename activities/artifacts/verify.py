@@ -149,9 +149,8 @@ class Verifier:
                 "to hash the body against. Fix: regenerate it with `drpilot artifacts manifest --write`"
             )
             return ArtifactProblem(key=key, problem="corrupt", detail=detail), False
-        digests = self.objects.hash(where, entry.path, beat or Beat())
+        found = self.objects.hash(where, entry.path, beat or Beat(), algorithm)
         expected = str(getattr(entry, algorithm))
-        found = getattr(digests, algorithm)
         if found != (expected.lower() if algorithm == "sha256" else expected):
             detail = f"{algorithm} {found}, manifest says {expected}"
             return ArtifactProblem(key=key, problem="corrupt", detail=detail), True

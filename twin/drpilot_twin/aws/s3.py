@@ -77,21 +77,18 @@ def model_files(model: Model) -> dict[str, bytes]:
 
 
 def manifest_for(model: Model, files: dict[str, bytes]) -> bytes:
-    """The checksum manifest: {model, version, files: [{path, size, sha256, crc32, crc32c,
-    md5}]} as JSON. One manifest serves a model's copies in both stores: S3 confirms the
-    seeded files by their SHA256 (or the full-object CRC32 of a streamed copy), Cloud Storage
-    by the CRC32C and MD5 it keeps of every object."""
-    entries = [
-        {
-            "path": path,
-            "size": len(body),
-            "sha256": hashlib.sha256(body).hexdigest(),
-            "crc32": base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode(),
-            "crc32c": base64.b64encode(google_crc32c.Checksum(body).digest()).decode(),
-            "md5": base64.b64encode(hashlib.md5(body).digest()).decode(),
-        }
-        for path, body in sorted(files.items())
-    ]
+    """The checksum manifest: {model, version, files: [{path, size, sha256}]} as JSON. A model
+    with a copy (or its archive) in Cloud Storage also records each file's CRC32C and MD5,
+    what Cloud Storage keeps of every object, so one manifest confirms its copies in both
+    stores without a read (S3's by their SHA256, or the CRC32C a copy into S3 asks for)."""
+    in_gcs = any(uri.startswith("gs://") for uri in [*model.artifacts.values(), model.archive or ""])
+    entries = []
+    for path, body in sorted(files.items()):
+        entry = {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        if in_gcs:
+            entry["crc32c"] = base64.b64encode(google_crc32c.Checksum(body).digest()).decode()
+            entry["md5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        entries.append(entry)
     document = {"model": model.name, "version": model.version, "files": entries}
     return json.dumps(document, indent=2).encode() + b"\n"
 

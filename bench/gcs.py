@@ -52,7 +52,8 @@ GCS_NOTE = [
     "Fast verification reads each object's metadata (CRC32C, MD5) and no body, composite objects",
     "included (their CRC32C), so like S3's it stays flat as the model grows; deep verification reads",
     "every byte. The cross-cloud copy streams 16 MiB parts, 8 in flight, each read from Cloud Storage",
-    "and uploaded as an S3 part: the worker holds at most the parts in flight, not the file.",
+    "and uploaded as an S3 part: the worker holds the parts in flight (about twice each: the chunks read",
+    "and the part sent), bounded by parts x part size whatever the files' sizes, never a whole file.",
 ]
 
 

@@ -3,8 +3,9 @@
 A `Location` is one model version's prefix in one bucket (a region's copy or the archive),
 in S3 (`s3://`) or Cloud Storage (`gs://`). `ObjectStore` is what verify, describe, restore
 and sync ask of a store; `S3Objects` (s3.py) and `GcsObjects` (gcs.py) implement it, and
-`Stores` hands each call to the store of the location it names, so nothing above this module
-looks at a scheme.
+`Stores` hands each call to the store of the location it names, so verify, describe and sync
+never look at a scheme (copies.py picks a copy by the pair of stores; archive.py knows that
+only Glacier delays a read).
 """
 
 from __future__ import annotations

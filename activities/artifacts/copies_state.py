@@ -13,11 +13,13 @@ class CopiedPart(BaseModel):
 
 class Upload(BaseModel):
     """A copy in flight: an S3 multipart upload (`upload_id`, its part size and the parts
-    done) or a Cloud Storage rewrite (`rewrite_token`, bytes done of `size`)."""
+    done), a Cloud Storage rewrite (`rewrite_token`) or resumable upload (`session_url`),
+    with bytes done of `size`."""
 
     upload_id: str = ""
     part_size: int = 0
     parts: list[CopiedPart] = Field(default_factory=list)
     rewrite_token: str | None = None
+    session_url: str | None = None
     bytes_done: int = 0
     size: int = 0

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
+from google.api_core import exceptions as google_errors
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
@@ -92,6 +93,39 @@ class GcsObjects(ObjectStore):
     def put_json(self, where: Location, name: str, body: bytes) -> None:
         with gcs_errors(where.bucket, f"writing {where.uri(name)}", "storage.objects.create"):
             self.blob(where, name).upload_from_string(body, content_type="application/json", checksum="crc32c")
+
+    # ------------------------------------------------------------------ resumable uploads
+    # The JSON API's resumable upload protocol ("Perform resumable uploads"), over the
+    # client's own authorized session: the library has no public way to continue a session
+    # another process opened.
+    def open_session(self, where: Location, path: str, size: int, crc32c: str | None) -> str:
+        """A resumable upload session for `path` of `size` bytes; its URL."""
+        blob = self.blob(where, path)
+        if crc32c:
+            blob.crc32c = crc32c  # Cloud Storage refuses the finished object if it differs
+        return blob.create_resumable_upload_session(size=size)
+
+    def send_chunk(self, session: str, body: bytes, offset: int, size: int) -> int:
+        """PUT `body` at `offset`; the bytes the session holds afterwards."""
+        last = offset + len(body) - 1
+        reply = self.client._http.put(session, data=body, headers={"Content-Range": f"bytes {offset}-{last}/{size}"})
+        return self._persisted(reply, size)
+
+    def session_offset(self, session: str, size: int) -> int | None:
+        """How many bytes the session holds (size when it finished); None when it is gone."""
+        reply = self.client._http.put(session, data=b"", headers={"Content-Range": f"bytes */{size}"})
+        if reply.status_code in (404, 410):  # expired (a week) or never existed: start a new one
+            return None
+        return self._persisted(reply, size)
+
+    @staticmethod
+    def _persisted(reply: Any, size: int) -> int:
+        if reply.status_code in (200, 201):
+            return size
+        if reply.status_code == 308:  # incomplete: Range says what it kept, if anything
+            kept = reply.headers.get("Range")
+            return int(kept.rpartition("-")[2]) + 1 if kept else 0
+        raise google_errors.from_http_response(reply)
 
     def confirm(self, where: Location, entry: ManifestEntry, head: dict[str, Any]) -> tuple[bool, str] | None:
         crc32c, md5 = head.get("crc32c"), head.get("md5Hash")

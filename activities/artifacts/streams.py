@@ -5,8 +5,9 @@ ranges and written as they come, never the whole file in memory. Into S3 it is a
 upload of parts read from Cloud Storage, `workers` parts in flight (memory: parts in flight
 x part size), each part's checksum computed here and the full-object checksum the manifest
 records handed to S3 to check; the upload is in the heartbeat (`Upload`), so a retry
-uploads only the parts S3 lacks. Into Cloud Storage it is a resumable upload in chunks,
-with the manifest's CRC32C for Cloud Storage to check.
+uploads only the parts S3 lacks. Into Cloud Storage it is a resumable upload session, one
+chunk in memory at a time, with the manifest's CRC32C for Cloud Storage to check; the
+session's URL is in the heartbeat, so a retry asks it how far it got and sends the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from activities.artifacts.copies import Copier
 
 STREAM_PART_BYTES = 16 * 1024**2  # part / chunk size of a streamed copy
+# A resumable upload's chunks are multiples of 256 KiB, all but the last (Cloud Storage docs,
+# "Perform resumable uploads", "Upload in multiple chunks").
+_SESSION_CHUNK = 256 * 1024
 MAX_PARTS = 10_000  # S3 multipart limit
 # Computed here for each part (botocore computes CRC32C only with awscrt installed).
 _PART_CHECKSUMS = {
@@ -56,7 +60,7 @@ class Streamer:
         if target.scheme == "s3":
             self._to_s3(source, target, path, size, entry, uploads, beat)
         else:
-            self._to_gcs(source, target, path, size, entry, beat)
+            self._to_gcs(source, target, path, size, entry, uploads, beat)
         return True
 
     def _read(self, source: Location, path: str, first: int, end: int) -> bytes:
@@ -130,41 +134,38 @@ class Streamer:
             beat()
 
     def _to_gcs(
-        self, source: Location, target: Location, path: str, size: int, entry: ManifestEntry | None, beat: Beat
+        self, source: Location, target: Location, path: str, size: int, entry: ManifestEntry | None,
+        uploads: dict[str, Upload], beat: Beat,
     ) -> None:
-        blob = self.objects.store("gs").blob(target, path)
-        blob.chunk_size = self.part_bytes  # a resumable upload, one chunk in memory at a time
-        reader = _ChunkReader(self.objects.chunks(source, path), beat)
+        """A resumable upload session, its URL and the bytes Cloud Storage has in the
+        heartbeat: a retry asks the session how far it got and sends only the rest."""
+        gcs = self.objects.store("gs")
         doing = f"streaming {source.uri(path)} to {target.uri(path)}"
         with gcs_errors(target.bucket, doing, "storage.objects.create"):
-            # Cloud Storage checks the CRC32C given here against what it received.
-            blob.upload_from_file(
-                reader, size=size, checksum="crc32c",
-                crc32c_checksum_value=entry.crc32c if entry is not None else None,
-            )
+            upload = uploads.get(path)
+            offset = gcs.session_offset(upload.session_url, size) if upload is not None and upload.session_url else None
+            if offset is None:
+                # Cloud Storage checks the CRC32C given here against the object it received.
+                session = gcs.open_session(target, path, size, entry.crc32c if entry is not None else None)
+                upload, offset = Upload(session_url=session, size=size), 0
+                self._beat_upload(uploads, path, upload, beat)
+            chunk = max(_SESSION_CHUNK, self.part_bytes // _SESSION_CHUNK * _SESSION_CHUNK)
+            while offset < size:
+                body = self._read(source, path, offset, min(offset + chunk, size))
+                # The session says how much it kept: usually all, else the next read starts there.
+                offset = gcs.send_chunk(upload.session_url, body, offset, size)
+                upload = upload.model_copy(update={"bytes_done": offset})
+                self._beat_upload(uploads, path, upload, beat)
+        with beat.lock:
+            uploads.pop(path, None)
+        beat()
+
+    @staticmethod
+    def _beat_upload(uploads: dict[str, Upload], path: str, upload: Upload, beat: Beat) -> None:
+        with beat.lock:
+            uploads[path] = upload
+        beat()
 
 
 def _checksum(algorithm: str, body: bytes) -> str:
     return base64.b64encode(_PART_CHECKSUMS[algorithm](body)).decode()
-
-
-class _ChunkReader:
-    """A file-like `read(n)` over an iterator of chunks, holding at most one chunk."""
-
-    def __init__(self, chunks, beat: Beat):
-        self._chunks = iter(chunks)
-        self._buffer = b""
-        self._beat = beat
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buffer) < n:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-            self._beat()
-        if n < 0:
-            out, self._buffer = self._buffer, b""
-        else:
-            out, self._buffer = self._buffer[:n], self._buffer[n:]
-        return out

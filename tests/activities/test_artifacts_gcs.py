@@ -6,7 +6,6 @@ objects reported as Cloud Storage does). The front logs every object body it ser
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import uuid
@@ -24,6 +23,7 @@ from activities.artifacts.activities import ArtifactActivities
 from activities.artifacts.objects import Location
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
+from tests.support.activities import run, run_until_killed
 from tests.support.paths import CLOUDDNS_RUNBOOK, RUNBOOKS
 from tests.support.temporal import WORKFLOWS
 from tests.support.world import World
@@ -166,26 +166,13 @@ def test_a_killed_rewrite_resumes_with_the_token_from_its_heartbeat(gcs):
     artifacts = _artifacts(gcs)
     sync = c.SyncInput(runbook=rb, source_region="us-central1", target_region="europe-west4", model=model.name, version=model.version)
 
-    class Killed(Exception):
-        pass
-
-    beats: list = []
-
-    def die_after_the_first_page(*details):
-        beats.append(details[-1])
-        if any(u.get("rewrite_token") for u in details[-1].get("uploads", {}).values()):
-            raise Killed("worker killed mid-rewrite")
-
-    first = ActivityEnvironment()
-    first.on_heartbeat = die_after_the_first_page
-    with pytest.raises(Killed):
-        first.run(artifacts.sync, sync)
-    token = beats[-1]["uploads"]["model.safetensors"]["rewrite_token"]
+    killed = run_until_killed(
+        artifacts.sync, sync, lambda d: any(u.get("rewrite_token") for u in d.get("uploads", {}).values())
+    )
+    token = killed["uploads"]["model.safetensors"]["rewrite_token"]
     assert [(call.token_in, call.done) for call in gcs.rewrite_calls()] == [(None, False)]
 
-    retry = ActivityEnvironment()
-    retry.info = dataclasses.replace(retry.info, heartbeat_details=[beats[-1]], attempt=2)
-    result = retry.run(artifacts.sync, sync)
+    result = run(artifacts.sync, sync, resume=killed)
     calls = [call for call in gcs.rewrite_calls() if call.source.endswith("model.safetensors")]
     # The retry's first call carries the killed attempt's token; no call starts over.
     assert calls[1].token_in == token

@@ -6,12 +6,14 @@ moves between the stores."""
 
 from __future__ import annotations
 
-import dataclasses
+import base64
+import hashlib
 import json
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import google_crc32c
 import pytest
 from drpilot_twin.gcs import gcs_client, split_gs_uri
 from temporalio.testing import ActivityEnvironment
@@ -20,6 +22,7 @@ from temporalio.worker import Worker
 from activities import contracts as c
 from activities.artifacts.activities import ArtifactActivities
 from drpilot.domain.loader import load_runbook
+from tests.support.activities import run, run_until_killed
 from tests.support.aws import aws_client
 from tests.support.paths import RUNBOOKS
 from tests.support.temporal import WORKFLOWS
@@ -119,28 +122,12 @@ def test_a_streamed_copy_into_s3_resumes_its_multipart_upload_after_a_kill(twin)
     artifacts = ArtifactActivities(s3, gcs=lambda: gcs_client(twin.gcs_url), stream_part_bytes=5 * MiB, workers=1)
     sync = c.SyncInput(runbook=rb, source_region="us-central1", target_region="us-east-1", model=model.name, version=model.version)
 
-    class Killed(Exception):
-        pass
-
-    beats: list = []
-
-    def die_after_the_first_part(*details):
-        beats.append(details[-1])
-        upload = details[-1].get("uploads", {}).get("model.safetensors")
-        if upload and upload["parts"]:
-            raise Killed("worker killed mid-copy")
-
-    first = ActivityEnvironment()
-    first.on_heartbeat = die_after_the_first_part
-    with pytest.raises(Killed):
-        first.run(artifacts.sync, sync)
-    upload_id = beats[-1]["uploads"]["model.safetensors"]["upload_id"]
+    killed = run_until_killed(artifacts.sync, sync, lambda d: bool(d.get("uploads", {}).get("model.safetensors", {}).get("parts")))
     [open_upload] = s3.list_multipart_uploads(Bucket="models-use1")["Uploads"]
-    assert open_upload["UploadId"] == upload_id  # the killed attempt left it incomplete
+    # The killed attempt left it incomplete.
+    assert open_upload["UploadId"] == killed["uploads"]["model.safetensors"]["upload_id"]
 
-    retry = ActivityEnvironment()
-    retry.info = dataclasses.replace(retry.info, heartbeat_details=[beats[-1]], attempt=2)
-    result = retry.run(artifacts.sync, sync)
+    result = run(artifacts.sync, sync, resume=killed)
     assert sorted(uploads) == [1, 2, 3]  # no part sent twice
     assert created == ["chat-13b/2024-06-01/model.safetensors"]  # the retry created no upload of its own
     assert result.verify.ok
@@ -148,3 +135,40 @@ def test_a_streamed_copy_into_s3_resumes_its_multipart_upload_after_a_kill(twin)
     # The same upload was completed, as one full-object CRC32C S3 checked against the manifest's.
     assert (head["ChecksumCRC32C"], head.get("ChecksumType")) == (weights.crc32c, "FULL_OBJECT")
     assert not s3.list_multipart_uploads(Bucket="models-use1").get("Uploads")
+
+
+def test_a_streamed_copy_into_cloud_storage_resumes_its_upload_session_after_a_kill(twin):
+    """S3 -> Cloud Storage in 5 MiB chunks: the first attempt dies once its first chunk is
+    heartbeated; the retry asks the same session how much it holds and sends the rest."""
+    rb = load_runbook(MULTICLOUD)
+    [model] = rb.spec.models
+    s3 = aws_client("s3", twin.aws_url)
+    body = os.urandom(12 * MiB)
+    s3.put_object(Bucket="models-use1", Key="chat-13b/2024-06-01/model.safetensors", Body=body)
+    manifest = json.loads(s3.get_object(Bucket="models-use1", Key="chat-13b/2024-06-01/" + model.manifest)["Body"].read())
+    crc32c = base64.b64encode(google_crc32c.Checksum(body).digest()).decode()
+    for entry in manifest["files"]:
+        if entry["path"] == "model.safetensors":
+            entry.clear()
+            entry.update(path="model.safetensors", size=len(body), sha256=hashlib.sha256(body).hexdigest(), crc32c=crc32c)
+    s3.put_object(Bucket="models-use1", Key="chat-13b/2024-06-01/" + model.manifest, Body=json.dumps(manifest).encode())
+    twin.gcs.forget()
+    artifacts = ArtifactActivities(s3, gcs=lambda: gcs_client(twin.gcs_url), stream_part_bytes=5 * MiB)
+    sync = c.SyncInput(runbook=rb, source_region="us-east-1", target_region="us-central1", model=model.name, version=model.version)
+
+    killed = run_until_killed(
+        artifacts.sync, sync, lambda d: bool(d.get("uploads", {}).get("model.safetensors", {}).get("bytes_done"))
+    )
+    assert killed["uploads"]["model.safetensors"]["bytes_done"] == 5 * MiB
+
+    result = run(artifacts.sync, sync, resume=killed)
+    size = 12 * MiB
+    weights = [(session, r) for session, r in twin.gcs.session_puts() if r.endswith(f"/{size}")]
+    assert len({session for session, _ in weights}) == 1  # the retry opened no session of its own
+    assert [r for _, r in weights] == [
+        f"bytes 0-{5 * MiB - 1}/{size}",  # the killed attempt
+        f"bytes */{size}",  # the retry asks how far the session got
+        f"bytes {5 * MiB}-{10 * MiB - 1}/{size}",
+        f"bytes {10 * MiB}-{size - 1}/{size}",
+    ]
+    assert result.verify.ok and result.verify.hashed == 0

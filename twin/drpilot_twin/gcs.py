@@ -20,6 +20,10 @@ differently in ways drpilot must handle:
   CRC32C, and reports its `componentCount` ("Composite objects"; "Hashes and ETags").
   fake-gcs-server reports an MD5 and no count: the front removes the one and adds the other
   in the metadata it relays (a rewrite's copy of a composite object stays composite).
+* Resumable upload status: Cloud Storage answers `PUT` `Content-Range: bytes */SIZE` on an
+  unfinished session with 308 and the `Range` it holds ("Perform resumable uploads", "Check
+  the status"); fake-gcs-server finishes the object there instead. The front keeps what each
+  session holds from the emulator's answers to its chunks, and answers status itself.
 * Faults `gcs_object_missing` / `gcs_corrupt` (REGION:MODEL): applied to the emulator's
   state before the next request is served (the model's weights file deleted, or rewritten
   with different bytes of the same size), once per time the fault is set.
@@ -37,7 +41,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import google_crc32c
 import httpx
@@ -97,7 +101,7 @@ class FakeGcsServer:
             "fake-gcs-server",
             [
                 str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-                "-backend", "memory", "-external-url", external_url, "-public-host", f"127.0.0.1:{self.port}",
+                "-backend", "memory", "-external-url", external_url,
                 "-log-level", "warn",
             ],
             Path(state_dir) / "logs" / "fake-gcs-server.log",
@@ -126,6 +130,12 @@ class RewriteCall:
 
 
 @dataclass
+class _Session:
+    kept: int = 0  # bytes the emulator holds
+    done: dict[str, Any] | None = None  # the object, once the last chunk arrived
+
+
+@dataclass
 class _Rewrite:
     source: tuple[str, str]
     destination: tuple[str, str]
@@ -149,6 +159,7 @@ class GcsLog:
     calls: list[StorageCall] = field(default_factory=list)
     rewrites: list[RewriteCall] = field(default_factory=list)
     body_reads: list[str] = field(default_factory=list)  # paths of media downloads (object bodies)
+    session_puts: list[tuple[str, str]] = field(default_factory=list)  # (upload_id, Content-Range) in order
 
 
 class GcsFront:
@@ -163,6 +174,7 @@ class GcsFront:
         self._lock = threading.Lock()
         self._tokens: dict[str, _Rewrite] = {}
         self._composite: dict[tuple[str, str], int] = {}  # (bucket, name) -> componentCount
+        self._sessions: dict[str, _Session] = {}  # resumable upload_id -> what it holds
         self._client: httpx.AsyncClient | None = None
         self.on_request: Any = None  # called before each request is served (the faults)
         port = free_loopback_port()
@@ -182,6 +194,7 @@ class GcsFront:
         with self._lock:
             self._tokens.clear()
             self._composite.clear()
+            self._sessions.clear()
             self.log = GcsLog()
 
     def rewrite_calls(self) -> list[RewriteCall]:
@@ -191,6 +204,11 @@ class GcsFront:
     def calls(self) -> list[StorageCall]:
         with self._lock:
             return list(self.log.calls)
+
+    def session_puts(self) -> list[tuple[str, str]]:
+        """(upload_id, Content-Range) of every PUT to a resumable session, in order."""
+        with self._lock:
+            return list(self.log.session_puts)
 
     def body_reads(self) -> list[str]:
         """Paths of the object bodies read since the last `forget`."""
@@ -231,6 +249,10 @@ class GcsFront:
             if name is not None:
                 with self._lock:
                     self._composite.pop((parts[5], name), None)  # overwritten: no longer composite
+            if request.query_params.get("uploadType") == "resumable":
+                return await self._open_session(request, body)
+        if request.method == "PUT" and raw.startswith("/upload/storage/v1/b/") and request.query_params.get("upload_id"):
+            return await self._session_put(request, body, request.query_params["upload_id"])
         if request.method == "GET" and (request.query_params.get("alt") == "media" or raw.startswith("/download/")):
             with self._lock:
                 self.log.body_reads.append(unquote(raw))
@@ -271,6 +293,46 @@ class GcsFront:
         if "content-length" in upstream.headers:
             headers["content-length"] = upstream.headers["content-length"]
         return StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code, headers=headers, background=upstream.aclose)
+
+    async def _buffered(self, request: Request, body: bytes) -> tuple[httpx.Response, bytes]:
+        upstream = await self._send(request, body)
+        try:
+            return upstream, await upstream.aread()
+        finally:
+            await upstream.aclose()
+
+    async def _open_session(self, request: Request, body: bytes) -> Response:
+        upstream, content = await self._buffered(request, body)
+        location = upstream.headers.get("location", "")
+        upload_id = parse_qs(urlsplit(location).query).get("upload_id", [""])[0]
+        if upload_id:
+            with self._lock:
+                self._sessions[upload_id] = _Session()
+        headers = _relayed(upstream)
+        if location:  # the session's chunks come through the front too
+            split = urlsplit(location)
+            headers["location"] = f"{self.url}{split.path}?{split.query}"
+        return Response(content, upstream.status_code, headers=headers)
+
+    async def _session_put(self, request: Request, body: bytes, upload_id: str) -> Response:
+        with self._lock:
+            session = self._sessions.get(upload_id)
+            self.log.session_puts.append((upload_id, request.headers.get("content-range", "")))
+        if session is None:
+            return _error(404, "notFound", "No such upload session.")
+        if not body and request.headers.get("content-range", "").startswith("bytes */"):
+            if session.done is not None:
+                return JSONResponse(session.done, status_code=200)
+            kept = {"Range": f"bytes=0-{session.kept - 1}"} if session.kept else {}
+            return Response(b"", 308, headers=kept)
+        upstream, content = await self._buffered(request, body)
+        with self._lock:
+            if upstream.status_code == 308:
+                kept = upstream.headers.get("range", "")
+                session.kept = int(kept.rpartition("-")[2]) + 1 if kept else 0
+            elif upstream.status_code in (200, 201):
+                session.done = json.loads(content or b"{}")
+        return Response(content, upstream.status_code, headers=_relayed(upstream))
 
     async def _json(self, request: Request, body: bytes, query: str | None = None) -> tuple[int, Any]:
         upstream = await self._send(request, body, query)
@@ -368,6 +430,10 @@ def _uploaded_name(body: bytes) -> str | None:
     body that opens a resumable one)."""
     match = _NAME.search(body[:64 * 1024])
     return json.loads(b'"' + match.group(1) + b'"') if match else None
+
+
+def _relayed(upstream: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
 
 
 def _get(request: Request, path: str) -> Request:

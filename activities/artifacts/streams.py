@@ -142,6 +142,9 @@ class Streamer:
         gcs = self.objects.store("gs")
         doing = f"streaming {source.uri(path)} to {target.uri(path)}"
         with gcs_errors(target.bucket, doing, "storage.objects.create"):
+            if size == 0:  # a session needs at least one chunk; an empty file has none
+                gcs.blob(target, path).upload_from_string(b"", checksum="crc32c")
+                return
             upload = uploads.get(path)
             offset = gcs.session_offset(upload.session_url, size) if upload is not None and upload.session_url else None
             if offset is None:

@@ -497,6 +497,9 @@ class ErrorType:
     DRILL_FAILED = "DrillFailed"
     DRILL_UNCONFIGURED = "DrillUnconfigured"
     EVIDENCE_UNWRITABLE = "EvidenceUnwritable"
+    GCS_NO_CREDENTIALS = "GcsNoCredentials"
+    GCS_UNAVAILABLE = "GcsUnavailable"
+    GCS_UNREACHABLE = "GcsUnreachable"
     INVALID_INPUT = "InvalidInput"
     KUBE_CONFIG_INVALID = "KubeConfigInvalid"
     KUBE_CONFLICT = "KubeConflict"
@@ -541,6 +544,11 @@ class ErrorType:
     def s3_refused(code: str) -> str:
         """S3 refused a request with error `code`, or its HTTP status when it gave none."""
         return f"S3{code}"
+
+    @staticmethod
+    def gcs_refused(status: int) -> str:
+        """Cloud Storage refused a request with HTTP `status`."""
+        return f"Gcs{status}"
 
     @staticmethod
     def velero_restore_ended(phase: str) -> str:

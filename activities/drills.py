@@ -1,8 +1,8 @@
 """What a drill reads and writes beside the failover and failback it runs: its blocking
 conditions before it starts and while it soaks (the alerts named in
 `guardrails.blocking_alerts` firing in Alertmanager, the PromQL of
-`guardrails.blocking_queries` returning a series in Prometheus), and its evidence pack in S3,
-which outlives Temporal's retention (`drpilot drill history` reads it back).
+`guardrails.blocking_queries` returning a series in Prometheus), and its evidence pack in S3
+or Cloud Storage (`spec.drills.evidence`), which outlives Temporal's retention (`drpilot drill history` reads it back).
 
 Reading them is read-only and retried; an Alertmanager or Prometheus that cannot be read, or
 a query it refuses, is an error, never "nothing is firing": a drill that cannot see its
@@ -18,6 +18,9 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.artifacts.gcs import gcs_client
+from activities.artifacts.objects import Location
+from activities.artifacts.stores import build_stores
 from activities.contracts import (
     DRILL_ALERTS,
     DRILL_EVIDENCE,
@@ -35,12 +38,6 @@ from drpilot.domain.settings import Settings
 TIMEOUT_SECONDS = 10.0
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """s3://bucket/a/b/ -> ("bucket", "a/b/"); the prefix ends in "/" unless empty."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return bucket, (prefix.rstrip("/") + "/" if prefix.strip("/") else "")
-
-
 def firing_names(alerts: list[dict[str, Any]], wanted: list[str]) -> list[str]:
     """Names in `wanted` among Alertmanager's alerts that fire (not silenced or inhibited)."""
     found = set()
@@ -54,8 +51,11 @@ def firing_names(alerts: list[dict[str, Any]], wanted: list[str]) -> list[str]:
 
 
 class DrillActivities:
-    def __init__(self, s3: Any, settings: Settings, http: httpx.Client | None = None):
-        self._s3 = s3
+    def __init__(
+        self, s3: Any, settings: Settings, http: httpx.Client | None = None, gcs: Callable[[], Any] | None = None
+    ):
+        """`gcs` builds the Cloud Storage client (evidence under gs://), at its first use."""
+        self._stores = build_stores(s3, gcs or (lambda: gcs_client(settings)))
         self._settings = settings
         self._http = http or httpx.Client(timeout=TIMEOUT_SECONDS)
 
@@ -145,14 +145,12 @@ class DrillActivities:
                 f"{input.runbook.name}: no spec.drills.evidence to write the drill's evidence to",
                 type=ErrorType.DRILL_UNCONFIGURED, non_retryable=True,
             )
-        bucket, prefix = split_s3_uri(drills.evidence)
-        key = f"{prefix}{input.name}"
+        where = Location.parse(drills.evidence)
         try:
-            self._s3.put_object(Bucket=bucket, Key=key, Body=input.body.encode(), ContentType="application/json")
-        except Exception as exc:  # botocore's errors: the text names the bucket and why
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            permanent = code in ("NoSuchBucket", "AccessDenied", "InvalidBucketName")
+            self._stores.put_json(where, input.name, input.body.encode())
+        except ApplicationError as exc:  # the store's own words: bucket, why, and the fix
             raise ApplicationError(
-                f"cannot write evidence to s3://{bucket}/{key}: {exc}", type=ErrorType.EVIDENCE_UNWRITABLE, non_retryable=permanent
+                f"cannot write evidence to {where.uri(input.name)}: {exc.message}",
+                type=ErrorType.EVIDENCE_UNWRITABLE, non_retryable=exc.non_retryable,
             ) from None
-        return EvidenceResult(uri=f"s3://{bucket}/{key}")
+        return EvidenceResult(uri=where.uri(input.name))

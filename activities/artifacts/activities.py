@@ -2,7 +2,8 @@
 `drpilot runbook plan` and `drpilot artifacts manifest` ask of the same code.
 
 Each activity is idempotent and safe to retry; what each does is in verify.py, archive.py
-and sync.py, on the S3 reads of objects.py and the copies of copies.py.
+and sync.py, on the stores of objects.py (S3: s3.py, Cloud Storage: gcs.py) and the copies
+of copies.py.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from temporalio.exceptions import ApplicationError
 from activities.artifacts.archive import ArchiveRestore, FileRestore
 from activities.artifacts.copies import COPY_OBJECT_MAX_BYTES, MIN_PART_BYTES, PART_BYTES, Copier
 from activities.artifacts.describe import describe_prefix
+from activities.artifacts.gcs import gcs_client
 from activities.artifacts.manifest import Manifest
-from activities.artifacts.objects import Location, S3Objects
+from activities.artifacts.objects import Location
 from activities.artifacts.progress import WORKERS, Beat, resumed
+from activities.artifacts.stores import build_stores
+from activities.artifacts.streams import STREAM_PART_BYTES
 from activities.artifacts.sync import sync
 from activities.artifacts.verify import Verifier, VerifyProgress
 from activities.contracts import (
@@ -43,23 +47,28 @@ class ArtifactActivities:
         self,
         s3: Any,
         *,
+        gcs: Callable[[], Any] = gcs_client,
         multipart_threshold: int = COPY_OBJECT_MAX_BYTES,
         part_bytes: int = PART_BYTES,
+        stream_part_bytes: int = STREAM_PART_BYTES,
         workers: int = WORKERS,
     ):
         """`multipart_threshold`: objects larger than this are copied with UploadPartCopy
         (at most S3's 5 GiB CopyObject limit; tests lower it). `part_bytes`: the part size of
-        such a copy when the manifest does not fix one."""
+        such a copy when the manifest does not fix one. `stream_part_bytes`: the part / chunk
+        size of a copy streamed between clouds (memory: parts in flight x this). `gcs` builds the Cloud Storage client,
+        at the first gs:// location (an S3-only runbook never needs Google credentials)."""
         if not MIN_PART_BYTES <= part_bytes <= COPY_OBJECT_MAX_BYTES:
             raise ValueError(f"part_bytes must be within {MIN_PART_BYTES}..{COPY_OBJECT_MAX_BYTES}")
         self._s3 = s3
         self._workers = workers
-        self._objects = S3Objects(s3)
+        self._objects = build_stores(s3, gcs)
         self._verifier = Verifier(self._objects, workers)
         self._copier = Copier(
             self._objects,
             threshold=min(multipart_threshold, COPY_OBJECT_MAX_BYTES),
             part_bytes=part_bytes,
+            stream_part_bytes=stream_part_bytes,
             workers=workers,
         )
         self._archive = ArchiveRestore(self._objects, self._verifier, self._copier)
@@ -78,7 +87,10 @@ class ArtifactActivities:
         )
         # Rebuilt when the shared credentials / config files change (a rotated key), from a
         # new session: boto3's default session would keep the credentials it read first.
-        return cls(Rotating(lambda: boto3.session.Session().client("s3", config=config)))
+        return cls(
+            Rotating(lambda: boto3.session.Session().client("s3", config=config)),
+            gcs=lambda: gcs_client(settings),
+        )
 
     def all(self) -> list[Callable]:
         return [self.verify, self.restore_from_archive, self.sync]
@@ -110,8 +122,8 @@ class ArtifactActivities:
         return self._archive.plan(model, _region_location(input.runbook, model, input.region), input)
 
     def manifest_of(self, where: Location, name: str) -> tuple[Manifest, int]:
-        """The manifest an existing prefix deserves, from what S3 knows of each object, and
-        how many bodies had to be read for it (objects S3 keeps no checksum of)."""
+        """The manifest an existing prefix deserves, from what its store knows of each object,
+        and how many bodies had to be read for it (objects the store keeps no checksum of)."""
         return describe_prefix(self._objects, self._workers, where, name)
 
     def put_manifest(self, where: Location, name: str, body: bytes) -> None:

@@ -1,4 +1,8 @@
-"""Restore a model version into a region from its Glacier archive.
+"""Restore a model version into a region from its archive (S3 Glacier, or Cloud Storage).
+
+A Cloud Storage archive (Archive / Coldline class) needs no restore: its files are read at
+once (retrieval is billed, which `drpilot runbook plan` says), so they count as restored
+and are copied (a rewrite, or a streamed copy into S3) straight away.
 
 What the region's copy lacks (missing, corrupt or archived files, by `Verifier`) is requested
 from the archive at the tier tiers.py chooses, awaited, and copied into the region's bucket,
@@ -16,9 +20,10 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.artifacts.copies import Copier, Upload
+from activities.artifacts.copies import Copier
+from activities.artifacts.copies_state import Upload
 from activities.artifacts.manifest import Manifest, ManifestEntry
-from activities.artifacts.objects import ARCHIVED_CLASSES, Location, S3Objects
+from activities.artifacts.objects import ARCHIVED_CLASSES, Location, Stores
 from activities.artifacts.progress import Beat, resumed
 from activities.artifacts.s3_errors import error_code, s3_errors
 from activities.artifacts.tiers import TIER_SECONDS, Tier, choose_tiers, slowest
@@ -52,17 +57,25 @@ class RestoreProgress(BaseModel):
     uploads: dict[str, Upload] = Field(default_factory=dict)  # multipart copies in flight
 
 
+# Cloud Storage classes whose reads are billed per GB retrieved (Cloud Storage pricing,
+# "Retrieval fees"); none of them delays a read.
+BILLED_RETRIEVAL_CLASSES = ("NEARLINE", "COLDLINE", "ARCHIVE")
+
+
 class FileRestore(BaseModel):
-    """One file an emergency restore would bring back, and how long Glacier takes for it."""
+    """One file an emergency restore would bring back: from Glacier, in which tier and how
+    long that takes; or from a Cloud Storage class read at once but billed per GB (`tier`
+    None, `storage_class` named)."""
 
     path: str
     size: int
-    tier: Tier
-    seconds: tuple[float, float]  # typical fastest, worst case
+    tier: Tier | None = None
+    seconds: tuple[float, float] = (0.0, 0.0)  # typical fastest, worst case
+    storage_class: str | None = None
 
 
 class ArchiveRestore:
-    def __init__(self, objects: S3Objects, verifier: Verifier, copier: Copier):
+    def __init__(self, objects: Stores, verifier: Verifier, copier: Copier):
         self.objects = objects
         self.verifier = verifier
         self.copier = copier
@@ -99,13 +112,14 @@ class ArchiveRestore:
                 type=ErrorType.ARTIFACTS_STILL_INVALID,
                 non_retryable=True,
             )
+        glacier = archive.scheme == "s3"  # a Cloud Storage archive is read at once: no tier
         return RestoreResult(
             region=input.region,
             model=model.name,
-            tier=progress.tier,
+            tier=progress.tier if glacier else "none",
             restored=[region.uri(p) for p in progress.copied],
             verify=after,
-            tiers=dict(progress.tiers),
+            tiers=dict(progress.tiers) if glacier else {},
             waits=waits,
         )
 
@@ -132,6 +146,12 @@ class ArchiveRestore:
             manifest, _ = self.verifier.read_manifest(archive, model.manifest, self.objects.listed(archive))
         entries = {f.path: f for f in (manifest.files if manifest else [])}
         listed = self.objects.listed(archive)
+        if archive.scheme == "gs":
+            return [
+                FileRestore(path=p, size=_size(entries, p), storage_class=listed[p]["StorageClass"])
+                for p in wanted
+                if listed.get(p, {}).get("StorageClass") in BILLED_RETRIEVAL_CLASSES
+            ]
         # Files the archive keeps readable (its manifest, usually) are copied, not restored.
         sizes = {
             p: _size(entries, p)
@@ -249,7 +269,7 @@ class ArchiveRestore:
         doing = f"requesting a {tier} restore of {archive.uri(path)}"
         with s3_errors(archive.bucket, doing, "s3:RestoreObject"):
             try:
-                reply = self.objects.s3.restore_object(
+                reply = self.objects.store("s3").s3.restore_object(
                     Bucket=archive.bucket, Key=archive.key(path), RestoreRequest=request
                 )
             except ClientError as exc:

@@ -1,6 +1,8 @@
-"""Copy a model's files between prefixes, asking S3 for the checksum the manifest records.
+"""Copy a model's files between prefixes, asking the store for the checksum the manifest records.
 
-A copy so made confirms against the manifest without a read. Objects above the multipart
+A copy so made confirms against the manifest without a read. Inside S3 it is CopyObject /
+UploadPartCopy (below); inside Cloud Storage a server-side rewrite (rewrites.py); between
+the two a streamed copy (streams.py). Objects above the multipart
 threshold (CopyObject takes at most 5 GiB) are copied part by part with UploadPartCopy,
 parts in parallel; an upload in flight is in the caller's heartbeat (`Upload`), and a
 retried attempt resumes it instead of starting over. Uploads nobody will resume are aborted:
@@ -13,14 +15,16 @@ import math
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.artifacts.copies_state import CopiedPart, Upload
 from activities.artifacts.manifest import ManifestEntry, confirm
-from activities.artifacts.objects import Location, S3Objects
+from activities.artifacts.objects import Location, Stores
 from activities.artifacts.progress import Beat, parallel
+from activities.artifacts.rewrites import rewrite
 from activities.artifacts.s3_errors import error_code, s3_errors
+from activities.artifacts.streams import Streamer
 
 # CopyObject takes at most 5 GiB (S3 API reference, CopyObject); above that, UploadPartCopy.
 COPY_OBJECT_MAX_BYTES = 5 * 1024**3
@@ -30,28 +34,22 @@ MAX_PARTS = 10_000
 PART_BYTES = 256 * 1024**2  # copy part size when the manifest does not fix the layout
 
 
-class CopiedPart(BaseModel):
-    number: int
-    etag: str
-    checksums: dict[str, str] = Field(default_factory=dict)  # e.g. ChecksumSHA256 -> value
 
-
-class Upload(BaseModel):
-    """A multipart copy in flight: what a retry needs to resume it (or abort it)."""
-
-    upload_id: str
-    part_size: int
-    parts: list[CopiedPart] = Field(default_factory=list)
 
 
 class Copier:
-    def __init__(self, objects: S3Objects, *, threshold: int, part_bytes: int, workers: int):
+    def __init__(self, objects: Stores, *, threshold: int, part_bytes: int, stream_part_bytes: int, workers: int):
         """`threshold`: objects larger than this are copied with UploadPartCopy. `part_bytes`:
         the part size of such a copy when the manifest does not fix one."""
         self.objects = objects
         self.threshold = threshold
         self.part_bytes = part_bytes
         self.workers = workers
+        self.streamer = Streamer(objects, self, workers=workers, part_bytes=stream_part_bytes)
+
+    @property
+    def s3(self):
+        return self.objects.store("s3").s3
 
     def copy(
         self,
@@ -62,8 +60,12 @@ class Copier:
         uploads: dict[str, Upload],
         beat: Beat,
     ) -> bool:
-        """Copy one file asking S3 for the checksum the manifest records; False when the
-        source is (again) only in Glacier."""
+        """Copy one file asking the store for the checksum the manifest records; False when
+        the source is (again) only in Glacier, or gone."""
+        if source.scheme != target.scheme:
+            return self.streamer.copy(source, target, path, entry, uploads, beat)
+        if target.scheme == "gs":
+            return rewrite(self.objects.store("gs"), source, target, path, uploads, beat)
         doing = f"copying {source.uri(path)} to {target.uri(path)}"
         copy_source = {"Bucket": source.bucket, "Key": source.key(path)}
         size = entry.size if entry else 0
@@ -78,7 +80,7 @@ class Copier:
                     self._multipart_copy(copy_source, target, path, entry, uploads, beat)
                 else:
                     # Objects restored from Glacier are copied as STANDARD.
-                    self.objects.s3.copy_object(
+                    self.s3.copy_object(
                         Bucket=target.bucket,
                         Key=target.key(path),
                         CopySource=copy_source,
@@ -110,7 +112,7 @@ class Copier:
         key = target.key(path)
         upload = uploads.get(path)
         if upload is not None:
-            have = self._parts_done(target, key, upload.upload_id)
+            have = self.parts_done(target, key, upload.upload_id)
             if have is None:  # completed or aborted since the heartbeat
                 upload = None
                 with beat.lock:
@@ -122,13 +124,13 @@ class Copier:
                 upload.parts = have
         # Uploads of this key nobody resumes (a run whose heartbeat was lost) would be billed
         # forever: abort them.
-        self._abort_others(target, key, upload.upload_id if upload else None)
+        self.abort_others(target, key, upload.upload_id if upload else None)
         algorithm = entry.full_object_algorithm
         checksum = algorithm or (entry.parts.algorithm if entry.parts else "SHA256")
         if upload is None:
             part_size = self._part_size(entry)
             extra = {"ChecksumType": "FULL_OBJECT"} if algorithm else {}
-            reply = self.objects.s3.create_multipart_upload(
+            reply = self.s3.create_multipart_upload(
                 Bucket=target.bucket, Key=key, ChecksumAlgorithm=checksum, StorageClass="STANDARD", **extra
             )
             upload = Upload(upload_id=reply["UploadId"], part_size=part_size)
@@ -144,7 +146,7 @@ class Copier:
 
         def copy_part(r: tuple[int, int, int]) -> CopiedPart:
             number, first, last = r
-            reply = self.objects.s3.upload_part_copy(
+            reply = self.s3.upload_part_copy(
                 Bucket=target.bucket,
                 Key=key,
                 UploadId=upload.upload_id,
@@ -169,7 +171,7 @@ class Copier:
             {"PartNumber": p.number, "ETag": p.etag, **p.checksums}
             for p in sorted(upload.parts, key=lambda p: p.number)
         ]
-        self.objects.s3.complete_multipart_upload(
+        self.s3.complete_multipart_upload(
             Bucket=target.bucket, Key=key, UploadId=upload.upload_id, MultipartUpload={"Parts": parts}, **complete
         )
         with beat.lock:
@@ -180,12 +182,12 @@ class Copier:
             return entry.parts.size
         return max(self.part_bytes, math.ceil(entry.size / MAX_PARTS))
 
-    def _parts_done(self, target: Location, key: str, upload_id: str) -> list[CopiedPart] | None:
+    def parts_done(self, target: Location, key: str, upload_id: str) -> list[CopiedPart] | None:
         """The parts S3 holds for the upload (more than the last heartbeat may say); None
         when the upload is gone."""
         parts: list[CopiedPart] = []
         try:
-            pages = self.objects.s3.get_paginator("list_parts").paginate(Bucket=target.bucket, Key=key, UploadId=upload_id)
+            pages = self.s3.get_paginator("list_parts").paginate(Bucket=target.bucket, Key=key, UploadId=upload_id)
             for page in pages:
                 for p in page.get("Parts", []):
                     sums = {k: v for k, v in p.items() if k.startswith("Checksum") and k != "ChecksumType"}
@@ -196,18 +198,18 @@ class Copier:
             raise
         return parts
 
-    def _abort_others(self, target: Location, key: str, keep: str | None) -> None:
-        listed = self.objects.s3.list_multipart_uploads(Bucket=target.bucket, Prefix=key)
+    def abort_others(self, target: Location, key: str, keep: str | None) -> None:
+        listed = self.s3.list_multipart_uploads(Bucket=target.bucket, Prefix=key)
         for upload in listed.get("Uploads", []):
             if upload["Key"] == key and upload["UploadId"] != keep:
-                self.objects.s3.abort_multipart_upload(Bucket=target.bucket, Key=key, UploadId=upload["UploadId"])
+                self.s3.abort_multipart_upload(Bucket=target.bucket, Key=key, UploadId=upload["UploadId"])
 
     def _abort(self, target: Location, path: str, uploads: dict[str, Upload]) -> None:
         upload = uploads.pop(path, None)
         if upload is None:
             return
         try:
-            self.objects.s3.abort_multipart_upload(Bucket=target.bucket, Key=target.key(path), UploadId=upload.upload_id)
+            self.s3.abort_multipart_upload(Bucket=target.bucket, Key=target.key(path), UploadId=upload.upload_id)
         except (ClientError, BotoCoreError):
-            # The next run's _abort_others finds it again.
+            # The next run's abort_others finds it again.
             activity.logger.warning("could not abort upload %s of %s", upload.upload_id, target.uri(path))

@@ -1,7 +1,8 @@
 """The checksum manifest of a model version, and how S3's own metadata confirms a file.
 
-`{"model", "version", "files": [entry...]}` under each prefix. An entry has its `path` and
-`size`, and any of:
+`{"model", "version", "files": [entry...]}` under each prefix, one format for S3 and Cloud
+Storage (gcs.py confirms against it with what Cloud Storage stores). An entry has its `path`
+and `size`, and any of:
 
 * `crc64nvme` / `crc32c` / `crc32`: the full-object checksum, base64 as S3 reports it. S3
   keeps one for every object uploaded with that algorithm as a FULL_OBJECT checksum, single
@@ -11,6 +12,9 @@
   the checksum of the part checksums, which follows from these.
 * `etag`: the ETag S3 gave the upload; confirms a file that has no checksum at all, until
   it is copied (a copy gets a new ETag).
+* `md5`: base64 of the body's MD5, as Cloud Storage reports it (`md5Hash`) for every object
+  that is not composite; with `crc32c` (which Cloud Storage keeps for every object, composite
+  ones too, in the same base64 big-endian form as S3) it confirms a file there without a read.
 * `sha256`: hex of the whole body; S3 reports it for a single-part SHA256 upload, and it is
   what a deep check (or a file S3 can say nothing about) hashes the body against.
 """
@@ -51,6 +55,7 @@ class ManifestEntry(BaseModel):
     crc64nvme: str | None = None
     crc32c: str | None = None
     crc32: str | None = None
+    md5: str | None = None
     parts: Parts | None = None
     etag: str | None = None
 

@@ -1,8 +1,11 @@
-"""A model version's objects in S3: where they are, and the reads and writes every job shares.
+"""A model version's objects in an object store: where they are, and what every store does.
 
-A `Location` is one model version's prefix in one bucket (a region's copy or the archive);
-`S3Objects` lists, reads, HEADs (with the stored checksum), hashes and writes its objects,
-each call through `s3_errors`.
+A `Location` is one model version's prefix in one bucket (a region's copy or the archive),
+in S3 (`s3://`) or Cloud Storage (`gs://`). `ObjectStore` is what verify, describe, restore
+and sync ask of a store; `S3Objects` (s3.py) and `GcsObjects` (gcs.py) implement it, and
+`Stores` hands each call to the store of the location it names, so verify, describe and sync
+never look at a scheme (copies.py picks a copy by the pair of stores; archive.py knows that
+only Glacier delays a read).
 """
 
 from __future__ import annotations
@@ -10,16 +13,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+import google_crc32c
 
+from activities.artifacts.manifest import ManifestEntry
 from activities.artifacts.progress import Beat
-from activities.artifacts.s3_errors import error_code, http_status, s3_errors
 
 CHUNK_BYTES = 8 * 1024**2  # read size when hashing; one heartbeat per chunk
+# S3 classes whose objects must be restored before a read. Cloud Storage's Archive and
+# Coldline classes are read at once (retrieval is billed, not delayed), so none of its are.
 ARCHIVED_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
+SCHEMES = {"s3": "S3", "gs": "Cloud Storage"}
 
 
 @dataclass(frozen=True)
@@ -28,19 +36,29 @@ class Location:
 
     bucket: str
     prefix: str  # ends with "/" (or is empty)
+    scheme: Literal["s3", "gs"] = "s3"
 
     @classmethod
     def parse(cls, uri: str) -> Location:
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        """s3://bucket/prefix/ or gs://bucket/prefix/ (the runbook validated the form)."""
+        scheme, sep, rest = uri.partition("://")
+        if not sep or scheme not in SCHEMES:
+            raise ValueError(f"{uri!r} is not an s3:// or gs:// URI")
+        bucket, _, prefix = rest.partition("/")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
-        return cls(bucket, prefix)
+        return cls(bucket, prefix, scheme)  # type: ignore[arg-type]
 
     def key(self, path: str) -> str:
         return self.prefix + path
 
     def uri(self, path: str = "") -> str:
-        return f"s3://{self.bucket}/{self.prefix}{path}"
+        return f"{self.scheme}://{self.bucket}/{self.prefix}{path}"
+
+    @property
+    def store(self) -> str:
+        """The store's name for messages: S3 or Cloud Storage."""
+        return SCHEMES[self.scheme]
 
 
 def restore_state(head: dict[str, Any]) -> Literal["readable", "ongoing", "archived"]:
@@ -54,78 +72,109 @@ def restore_state(head: dict[str, Any]) -> Literal["readable", "ongoing", "archi
     return "archived"
 
 
-class S3Objects:
-    def __init__(self, s3: Any):
-        self.s3 = s3
+# A body's digest as a manifest records it: sha256 hex; the CRCs (big-endian) and md5 base64,
+# as the stores report them.
+_DIGESTS: dict[str, Callable[[], Any]] = {
+    "sha256": hashlib.sha256,
+    "md5": hashlib.md5,
+    "crc32c": google_crc32c.Checksum,
+}
 
-    def listed(self, where: Location) -> dict[str, dict[str, Any]]:
-        listed: dict[str, dict[str, Any]] = {}
-        with s3_errors(where.bucket, f"listing {where.uri()}", "s3:ListBucket"):
-            pages = self.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=where.bucket, Prefix=where.prefix
-            )
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    listed[obj["Key"][len(where.prefix) :]] = obj
-        return listed
 
-    def read(self, where: Location, path: str) -> bytes:
-        with s3_errors(where.bucket, f"reading {where.uri(path)}", "s3:GetObject"):
-            return self.s3.get_object(Bucket=where.bucket, Key=where.key(path))["Body"].read()
+def digest_chunks(chunks: Iterator[bytes], beat: Beat, algorithm: str = "sha256") -> str:
+    """`algorithm`'s digest of the body (sha256, crc32c, md5 or crc32), one heartbeat per chunk."""
+    if algorithm == "crc32":
+        crc = 0
+        for chunk in chunks:
+            crc = zlib.crc32(chunk, crc)
+            beat()
+        return base64.b64encode(crc.to_bytes(4, "big")).decode()
+    digest = _DIGESTS[algorithm]()
+    for chunk in chunks:
+        digest.update(chunk)
+        beat()
+    return digest.hexdigest() if algorithm == "sha256" else base64.b64encode(digest.digest()).decode()
 
+
+class ObjectStore(ABC):
+    """What verify, describe, restore and sync ask of one object store.
+
+    `listed` gives, per path under the prefix, at least Size, StorageClass and LastModified;
+    `head` at least ContentLength and StorageClass, plus the store's own checksums, which
+    only the store itself interprets (`confirm`, `describe`).
+    """
+
+    @abstractmethod
+    def listed(self, where: Location) -> dict[str, dict[str, Any]]: ...
+
+    @abstractmethod
+    def read(self, where: Location, path: str) -> bytes: ...
+
+    @abstractmethod
     def head(self, where: Location, path: str) -> dict[str, Any] | None:
-        """HEAD with the stored checksum; None when the object does not exist."""
-        with s3_errors(where.bucket, f"reading {where.uri(path)}", "s3:GetObject"):
-            try:
-                return self.s3.head_object(
-                    Bucket=where.bucket, Key=where.key(path), ChecksumMode="ENABLED"
-                )
-            except ClientError as exc:
-                # HEAD has no body, so a missing key is a bare 404 (no NoSuchKey code).
-                if http_status(exc) == 404 and error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                    return None
-                raise
+        """The object's metadata with its stored checksums; None when it does not exist."""
 
-    def hash(self, where: Location, path: str, beat: Beat) -> tuple[str, str]:
-        """(sha256 hex, crc32 base64) of the body, read in chunks, one heartbeat per chunk."""
-        digest, crc = hashlib.sha256(), 0
-        with s3_errors(where.bucket, f"reading {where.uri(path)}", "s3:GetObject"):
-            body = self.s3.get_object(Bucket=where.bucket, Key=where.key(path))["Body"]
-            for chunk in body.iter_chunks(CHUNK_BYTES):
-                digest.update(chunk)
-                crc = zlib.crc32(chunk, crc)
-                beat()
-        return digest.hexdigest(), base64.b64encode(crc.to_bytes(4, "big")).decode()
+    @abstractmethod
+    def chunks(self, where: Location, path: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The body from `start` to `end` (exclusive; None: to the end), CHUNK_BYTES at a time."""
 
-    def put_json(self, where: Location, name: str, body: bytes) -> None:
-        with s3_errors(where.bucket, f"writing {where.uri(name)}", "s3:PutObject"):
-            self.s3.put_object(
-                Bucket=where.bucket, Key=where.key(name), Body=body, ChecksumAlgorithm="SHA256",
-                ContentType="application/json",
-            )
+    @abstractmethod
+    def put_json(self, where: Location, name: str, body: bytes) -> None: ...
 
-    def object_parts(self, where: Location, path: str) -> tuple[str | None, list[dict[str, Any]] | None]:
-        """(ChecksumType, each part's size and checksum) from GetObjectAttributes; parts
-        None when S3 does not return them."""
-        parts: list[dict[str, Any]] = []
-        marker, kind = 0, None
-        with s3_errors(where.bucket, f"reading the parts of {where.uri(path)}", "s3:GetObjectAttributes"):
-            while True:
-                reply = self.s3.get_object_attributes(
-                    Bucket=where.bucket,
-                    Key=where.key(path),
-                    ObjectAttributes=["Checksum", "ObjectParts"],
-                    MaxParts=1000,
-                    PartNumberMarker=marker,
-                )
-                kind = (reply.get("Checksum") or {}).get("ChecksumType", kind)
-                page = reply.get("ObjectParts") or {}
-                parts += page.get("Parts", [])
-                if not page.get("IsTruncated"):
-                    return kind, parts or None
-                marker = int(page["NextPartNumberMarker"])
+    @abstractmethod
+    def confirm(self, where: Location, entry: ManifestEntry, head: dict[str, Any]) -> tuple[bool, str] | None:
+        """(True, how) when the stored checksum matches the manifest, (False, why) when it
+        contradicts it, None when the store holds nothing the manifest records."""
+
+    @abstractmethod
+    def describe(self, where: Location, path: str, head: dict[str, Any]) -> tuple[ManifestEntry, bool]:
+        """The manifest entry the store's metadata gives, and whether it holds a checksum."""
+
+    def hash(self, where: Location, path: str, beat: Beat, algorithm: str = "sha256") -> str:
+        """The body's `algorithm` digest as a manifest records it, read in chunks, one
+        heartbeat per chunk."""
+        return digest_chunks(self.chunks(where, path), beat, algorithm)
 
     def state_of(self, archive: Location, path: str) -> str | None:
         """readable / ongoing / archived for the archive's copy; None when it has none."""
         head = self.head(archive, path)
         return None if head is None else restore_state(head)
+
+
+class Stores(ObjectStore):
+    """Every call handed to the store of the location it names; a store is built at its
+    first use, so an S3-only runbook never needs Google credentials (and the reverse)."""
+
+    def __init__(self, **factories: Callable[[], ObjectStore]):
+        self._factories = factories  # scheme -> factory
+        self._built: dict[str, ObjectStore] = {}
+
+    def of(self, where: Location) -> ObjectStore:
+        return self.store(where.scheme)
+
+    def store(self, scheme: str) -> Any:
+        """The store of `scheme` ("s3" / "gs"), built at its first use."""
+        if scheme not in self._built:
+            self._built[scheme] = self._factories[scheme]()
+        return self._built[scheme]
+
+    def listed(self, where: Location) -> dict[str, dict[str, Any]]:
+        return self.of(where).listed(where)
+
+    def read(self, where: Location, path: str) -> bytes:
+        return self.of(where).read(where, path)
+
+    def head(self, where: Location, path: str) -> dict[str, Any] | None:
+        return self.of(where).head(where, path)
+
+    def chunks(self, where: Location, path: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        return self.of(where).chunks(where, path, start, end)
+
+    def put_json(self, where: Location, name: str, body: bytes) -> None:
+        self.of(where).put_json(where, name, body)
+
+    def confirm(self, where: Location, entry: ManifestEntry, head: dict[str, Any]) -> tuple[bool, str] | None:
+        return self.of(where).confirm(where, entry, head)
+
+    def describe(self, where: Location, path: str, head: dict[str, Any]) -> tuple[ManifestEntry, bool]:
+        return self.of(where).describe(where, path, head)

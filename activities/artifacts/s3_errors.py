@@ -60,7 +60,7 @@ def s3_errors(bucket: str, doing: str, permission: str) -> Iterator[None]:
         if code == "NoSuchBucket":
             raise ApplicationError(
                 f"S3 bucket {bucket!r} does not exist ({doing}). Fix: create it, or correct the "
-                f"runbook's artifacts / archive URI for this model.",
+                "runbook URI naming it (spec.models[].artifacts / archive, spec.drills.evidence).",
                 type=ErrorType.NO_SUCH_BUCKET,
                 non_retryable=True,
             ) from None

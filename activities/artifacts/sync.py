@@ -10,8 +10,9 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from temporalio.exceptions import ApplicationError
 
-from activities.artifacts.copies import Copier, Upload
-from activities.artifacts.objects import Location, S3Objects
+from activities.artifacts.copies import Copier
+from activities.artifacts.copies_state import Upload
+from activities.artifacts.objects import Location, Stores
 from activities.artifacts.progress import Beat, resumed
 from activities.artifacts.verify import Verifier, problem_keys, summary
 from activities.contracts import ARTIFACTS_RESTORE, ErrorType, SyncInput, SyncResult
@@ -26,7 +27,7 @@ class SyncProgress(BaseModel):
 
 
 def sync(
-    objects: S3Objects,
+    objects: Stores,
     verifier: Verifier,
     copier: Copier,
     model: Model,

@@ -1,10 +1,11 @@
 """Verify a model version's copy against its manifest, file by file, in parallel.
 
 The manifest (`model.manifest` under each prefix, format in manifest.py) is the truth about
-a model version. A file is checked against it by size, then by what S3 already knows (its
-full-object or composite checksum, or its ETag) without reading the body; the body is read
-and hashed only where S3 holds nothing the manifest records, or for every file when the model
-says `verify: deep`. The activity heartbeats per file and per chunk read, and a retried
+a model version. A file is checked against it by size, then by what its store already knows
+(S3: its full-object or composite checksum, or its ETag; Cloud Storage: its CRC32C, and the
+MD5 of a non-composite object) without reading the body; the body is read and hashed only
+where the store holds nothing the manifest records, or for every file when the model says
+`verify: deep`. The activity heartbeats per file and per chunk read, and a retried
 attempt skips the files an earlier one judged.
 """
 
@@ -14,11 +15,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from activities.artifacts.manifest import Manifest, ManifestEntry, confirm
-from activities.artifacts.objects import ARCHIVED_CLASSES, Location, S3Objects, restore_state
+from activities.artifacts.manifest import Manifest, ManifestEntry
+from activities.artifacts.objects import ARCHIVED_CLASSES, Location, ObjectStore, restore_state
 from activities.artifacts.progress import Beat, parallel
 from activities.contracts import ArtifactProblem, VerifyResult
 from drpilot.domain.runbook import Model
+
+# The digests a deep check can hash a body against, strongest first.
+_BODY_DIGESTS = ("sha256", "crc32c", "md5", "crc32")
 
 
 class VerifyProgress(BaseModel):
@@ -29,7 +33,7 @@ class VerifyProgress(BaseModel):
 
 
 class Verifier:
-    def __init__(self, objects: S3Objects, workers: int):
+    def __init__(self, objects: ObjectStore, workers: int):
         self.objects = objects
         self.workers = workers
 
@@ -130,25 +134,25 @@ class Verifier:
         if restore_state(head) != "readable":
             detail = f"storage class {head.get('StorageClass')}"
             return ArtifactProblem(key=key, problem="archived", detail=detail), False
-        verdict = confirm(entry, head)
+        verdict = self.objects.confirm(where, entry, head)
         if verdict is not None and not verdict[0]:
             return ArtifactProblem(key=key, problem="corrupt", detail=verdict[1]), False
         if verdict is not None and not deep:
             return None, False
-        if entry.sha256 is None and entry.crc32 is None:
-            if verdict is not None:  # deep, but nothing to hash against: S3's word stands
+        # The strongest digest the manifest records, to hash the body against.
+        algorithm = next((a for a in _BODY_DIGESTS if getattr(entry, a) is not None), None)
+        if algorithm is None:
+            if verdict is not None:  # deep, but nothing to hash against: the store's word stands
                 return None, False
             detail = (
-                "S3 holds no checksum or ETag this manifest records, and it has no sha256 to hash "
-                "the body against. Fix: regenerate it with `drpilot artifacts manifest --write`"
+                f"{where.store} holds no checksum or ETag this manifest records, and it has no digest "
+                "to hash the body against. Fix: regenerate it with `drpilot artifacts manifest --write`"
             )
             return ArtifactProblem(key=key, problem="corrupt", detail=detail), False
-        sha256, crc32 = self.objects.hash(where, entry.path, beat or Beat())
-        if entry.sha256 is not None and sha256 != entry.sha256.lower():
-            detail = f"sha256 {sha256}, manifest says {entry.sha256}"
-            return ArtifactProblem(key=key, problem="corrupt", detail=detail), True
-        if entry.sha256 is None and crc32 != entry.crc32:
-            detail = f"crc32 {crc32}, manifest says {entry.crc32}"
+        found = self.objects.hash(where, entry.path, beat or Beat(), algorithm)
+        expected = str(getattr(entry, algorithm))
+        if found != (expected.lower() if algorithm == "sha256" else expected):
+            detail = f"{algorithm} {found}, manifest says {expected}"
             return ArtifactProblem(key=key, problem="corrupt", detail=detail), True
         return None, True
 

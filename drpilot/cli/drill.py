@@ -35,7 +35,7 @@ def _request(file: Path, from_region: str | None, mode: str, speed: float | None
         raise typer.Exit(2)
     if rb.spec.drills is None:
         err.print(
-            f"{file}: spec.drills is missing: add drills.evidence (an s3://bucket/prefix/) so each drill's "
+            f"{file}: spec.drills is missing: add drills.evidence (an s3:// or gs://bucket/prefix/) so each drill's "
             "evidence is kept (README, \"Drills\")", markup=False,
         )
         raise typer.Exit(2)
@@ -283,14 +283,14 @@ def history(
     as_json: bool = typer.Option(False, "--json", help="Print the evidence packs as a JSON list."),
 ) -> None:
     """Past drills from their evidence packs: per-phase times and the RTO trend against the objective."""
-    import boto3
-
+    from activities.artifacts.stores import stores_from_settings
+    from drpilot.domain.settings import SettingsError, load_settings
     from drpilot.frontdoor.drills import HistoryError, read_history, trend
 
     rb = load_or_exit(file)
     try:
-        past = read_history(rb, boto3.session.Session().client("s3"), limit)
-    except HistoryError as exc:
+        past = read_history(rb, stores_from_settings(load_settings()), limit)
+    except (HistoryError, SettingsError) as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
     if as_json:

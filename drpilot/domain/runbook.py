@@ -96,9 +96,16 @@ DnsName = Annotated[
 HttpUrl = Annotated[
     str, BeforeValidator(_pattern(r"https?://[^\s/]+(/\S*)?", "an http(s):// URL"))
 ]
-S3Uri = Annotated[
+# An object-store prefix: S3 (bucket names per the S3 user guide, "Bucket naming rules") or
+# Cloud Storage (its rules also allow "_"), chosen by the scheme.
+StorageUri = Annotated[
     str,
-    BeforeValidator(_pattern(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", "an s3://bucket/prefix/ URI")),
+    BeforeValidator(
+        _pattern(
+            r"(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9])(/\S*)?",
+            "an s3://bucket/prefix/ or gs://bucket/prefix/ URI",
+        )
+    ),
 ]
 UrlPath = Annotated[str, BeforeValidator(_pattern(r"/\S*", "a URL path starting with '/'"))]
 KubeName = Annotated[
@@ -244,13 +251,19 @@ class Workload(Frozen):
 class Model(Frozen):
     name: Text
     version: Text = Field(description="Model version; quote it in YAML (\"2024-01-15\").")
-    artifacts: dict[RegionName, S3Uri] = Field(description="Per region: the S3 prefix holding this version.")
-    archive: S3Uri | None = Field(None, description="Glacier archive prefix for emergency restore.")
+    artifacts: dict[RegionName, StorageUri] = Field(
+        description="Per region: the s3:// or gs:// prefix holding this version (each region its own store)."
+    )
+    archive: StorageUri | None = Field(
+        None,
+        description="Archive prefix for emergency restore: S3 Glacier (restored first) or Cloud Storage "
+        "Archive / Coldline (read at once, retrieval billed).",
+    )
     manifest: Text = Field("manifest.json", description="Checksum manifest file under each prefix.")
     verify: Literal["fast", "deep"] = Field(
         "fast",
-        description="fast: confirm each file by size and the checksum S3 already holds (reads a body only "
-        "where S3 has none); deep: also read and hash every file.",
+        description="fast: confirm each file by size and the checksum its store already holds (S3's checksums, "
+        "Cloud Storage's CRC32C / MD5; reads a body only where the store has none); deep: also read and hash every file.",
     )
 
 
@@ -388,8 +401,8 @@ class Notifier(Frozen):
 
 
 class Drills(Frozen):
-    evidence: S3Uri = Field(
-        description="S3 prefix every drill writes its evidence pack to (one JSON per drill); `drpilot drill history` reads it."
+    evidence: StorageUri = Field(
+        description="s3:// or gs:// prefix every drill writes its evidence pack to (one JSON per drill); `drpilot drill history` reads it."
     )
     alertmanager: HttpUrl | None = Field(
         None, description="Alertmanager whose firing alerts named in guardrails.blocking_alerts keep a drill from starting."

@@ -38,6 +38,9 @@ class TemporalSettings:
 class ProviderSettings:
     # Cloud DNS API root; None means Google's public endpoint. The sandbox sets its emulator.
     clouddns_endpoint: str | None = None
+    # Cloud Storage API root (gs:// artifacts); None means Google's public endpoint. The
+    # sandbox sets its emulator.
+    gcs_endpoint: str | None = None
     # Runbook endpoint URL -> URL actually dialled. Empty in production (probes go to the
     # runbook's endpoints); the sandbox maps each region's endpoint to a loopback port.
     endpoint_map: Mapping[str, str] = field(default_factory=dict)
@@ -142,6 +145,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         providers=ProviderSettings(
             clouddns_endpoint=get("DRPILOT_CLOUDDNS_ENDPOINT") or None,
+            gcs_endpoint=get("DRPILOT_GCS_ENDPOINT") or None,
             endpoint_map=_map("DRPILOT_ENDPOINT_MAP", get("DRPILOT_ENDPOINT_MAP")),
             prometheus_map=_map("DRPILOT_PROMETHEUS_MAP", get("DRPILOT_PROMETHEUS_MAP")),
             arc_endpoint_map=_map("DRPILOT_ARC_ENDPOINT_MAP", get("DRPILOT_ARC_ENDPOINT_MAP")),

@@ -1,5 +1,5 @@
 """Drills from the front door: starting one now, answering the claim every drill makes at
-admission, its result, and its history read back from the evidence packs in S3.
+admission, its result, and its history read back from the evidence packs in S3 or Cloud Storage.
 
 The claim is an activity (activities/front_door.py), but answering it needs what only a front
 door has: a Temporal client and drpilot's admission code (drpilot/frontdoor/runs.py). The
@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from activities.artifacts.objects import Location, ObjectStore
 from activities.contracts import Admission, Claim, ErrorType
 from activities.front_door import AdmissionUnavailable
 from drpilot.domain.runbook import Runbook
@@ -97,29 +97,24 @@ class Past:
     result: DrillResult
 
 
-def read_history(rb: Runbook, s3: Any, limit: int = 20) -> list[Past]:
-    """The runbook's past drills from their evidence packs, oldest first (the last `limit`)."""
-    from activities.drills import split_s3_uri
-
+def read_history(rb: Runbook, stores: ObjectStore, limit: int = 20) -> list[Past]:
+    """The runbook's past drills from their evidence packs in S3 or Cloud Storage, oldest
+    first (the last `limit`)."""
     if rb.spec.drills is None:
         raise HistoryError(f"{rb.name} has no spec.drills.evidence: drills write their evidence there")
-    bucket, prefix = split_s3_uri(rb.spec.drills.evidence)
-    prefix = f"{prefix}{rb.name}/"
-    keys: list[str] = []
+    evidence = Location.parse(rb.spec.drills.evidence)
+    where = Location(evidence.bucket, f"{evidence.prefix}{rb.name}/", evidence.scheme)
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+        paths = sorted(p for p in stores.listed(where) if p.endswith(".json"))
         found = []
-        for key in sorted(keys)[-limit:]:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        for path in paths[-limit:]:
+            body = stores.read(where, path)
             try:
-                found.append(Past(key=key, result=DrillResult.model_validate(json.loads(body))))
+                found.append(Past(key=where.key(path), result=DrillResult.model_validate(json.loads(body))))
             except ValueError as exc:
-                raise HistoryError(f"s3://{bucket}/{key} is not a drill evidence pack: {str(exc).splitlines()[0]}") from None
-    except HistoryError:
-        raise
-    except Exception as exc:  # botocore: no such bucket, no credentials, endpoint down
-        raise HistoryError(f"cannot read s3://{bucket}/{prefix}: {exc}") from None
+                raise HistoryError(f"{where.uri(path)} is not a drill evidence pack: {str(exc).splitlines()[0]}") from None
+    except ApplicationError as exc:  # the store's: no such bucket, no credentials, endpoint down
+        raise HistoryError(f"cannot read {where.uri()}: {exc.message}") from None
     return found
 
 

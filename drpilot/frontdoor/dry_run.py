@@ -18,7 +18,7 @@ from activities.dns.activities import DnsActivities
 from activities.kube.activities import KubeActivities
 from activities.probes.analysis import PROBE_REQUESTS_MIN
 from drpilot.domain.durations import format_duration
-from drpilot.domain.runbook import Action, DnsSwitch, Role, Runbook
+from drpilot.domain.runbook import Action, DnsSwitch, Model, Role, Runbook
 from drpilot.domain.settings import Settings
 from workflows.plan import (
     approval_required,
@@ -116,7 +116,13 @@ def _scale_changes(plan: Plan, rb: Runbook, region: str, live: LiveState, to: st
             plan.changes.append(f"scale {region} {key}: {have if have is not None else '?'} -> {want} replicas ({to})")
 
 
-def _artifact_changes(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactActivities, fix: str) -> None:
+def _archive_fix(model: Model) -> str:
+    store = "Cloud Storage" if (model.archive or "").startswith("gs://") else "Glacier"
+    return f"restore from the {store} archive"
+
+
+def _artifact_changes(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactActivities, fix: str | None) -> None:
+    """`fix` None: restore from the model's archive."""
     for model in rb.spec.models:
         try:
             result = artifacts.verify(ArtifactInput(runbook=rb, region=region, model=model.name, version=model.version))
@@ -125,12 +131,15 @@ def _artifact_changes(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactA
             continue
         if result.problems:
             keys = ", ".join(p.key.rsplit("/", 1)[-1] for p in result.problems[:5])
-            plan.changes.append(f"{fix} {model.name} {model.version} in {region}: {len(result.problems)} file(s) ({keys})")
+            plan.changes.append(
+                f"{fix or _archive_fix(model)} {model.name} {model.version} in {region}: {len(result.problems)} file(s) ({keys})"
+            )
 
 
 def _restore_timing(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactActivities) -> None:
     """Which archived files an emergency restore would request, in which Glacier tier, and
-    how long Glacier takes for each (the full RTO as budget: nothing has run yet)."""
+    how long Glacier takes for each (the full RTO as budget: nothing has run yet); or, from
+    a Cloud Storage archive, which files it reads from a class whose retrieval is billed."""
     budget = rb.spec.objectives.rto.total_seconds()
     for model in rb.spec.models:
         if model.archive is None:
@@ -143,6 +152,12 @@ def _restore_timing(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactAct
             plan.notes.append(f"{region}: cannot plan the restore of {model.name} now ({exc.message})")
             continue
         for f in files:
+            if f.tier is None:
+                plan.notes.append(
+                    f"{region}: {model.name} {f.path} ({f.size} bytes) from Cloud Storage {f.storage_class}: "
+                    "read at once (no restore wait), retrieval billed per GB"
+                )
+                continue
             fastest, worst = (format_duration(timedelta(seconds=s)) for s in f.seconds)
             plan.notes.append(
                 f"{region}: {model.name} {f.path} ({f.size} bytes) from Glacier {f.tier}: {fastest} to {worst}"
@@ -163,7 +178,7 @@ def plan_failover(
     after = failover_weights(rb, failed, targets, before)
     for region in targets:
         _scale_changes(plan, rb, region, live, "active")
-        _artifact_changes(plan, rb, region, live.artifacts, "restore from the Glacier archive")
+        _artifact_changes(plan, rb, region, live.artifacts, None)
         _restore_timing(plan, rb, region, live.artifacts)
     velero = rb.spec.backups.velero
     if velero and Action.failover in velero.restore_on:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from drpilot_twin.aws.front import AwsFront
 from drpilot_twin.faults import FaultBoard
+from drpilot_twin.gcs import GcsFront
 from drpilot_twin.kube.api import start_kube_clusters, write_kubeconfig
 
 from activities.kube.clusters import KubeconfigClients
@@ -37,6 +38,24 @@ def s3(front, board):
     front.reset()
     board.clear()
     return aws_client("s3", front.url)
+
+
+@pytest.fixture(scope="module")
+def gcs_front(board, tmp_path_factory) -> Iterator[GcsFront]:
+    """fake-gcs-server as a child process behind the twin's front; rewrites paged at 1 MiB."""
+    front = GcsFront(board, tmp_path_factory.mktemp("gcs"), rewrite_page_bytes=1024 * 1024)
+    front.start()
+    yield front
+    front.stop()
+
+
+@pytest.fixture
+def gcs(gcs_front, board) -> GcsFront:
+    """The front with its log and faults cleared (tests write under prefixes of their own)."""
+    gcs_front.forget()
+    gcs_front.on_request = None
+    board.clear()
+    return gcs_front
 
 
 @pytest.fixture

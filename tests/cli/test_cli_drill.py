@@ -76,7 +76,7 @@ def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto, tmp_pat
     missing = drpilot("drill", "history", copy, **env)
     assert missing.returncode == 1
     assert missing.stderr.strip().startswith(f"error: cannot read s3://{bucket}/drills/llm-inference/: ")
-    assert "NoSuchBucket" in missing.stderr and "Traceback" not in missing.stderr
+    assert f"S3 bucket '{bucket}' does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
     s3.create_bucket(Bucket=bucket)
     first = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)

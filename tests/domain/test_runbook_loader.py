@@ -213,9 +213,31 @@ def test_drills_with_blocking_queries_need_a_prometheus():
     assert rb.spec.drills is not None and rb.spec.drills.prometheus == "http://prometheus.monitoring:9090"
 
 
-def test_drill_evidence_must_be_an_s3_prefix():
+def test_drill_evidence_must_be_an_s3_or_gs_prefix():
     text = VALID + "  drills:\n    evidence: /var/evidence\n"
-    assert problems(text) == ['rb.yaml:27:15: spec.drills.evidence: expected an s3://bucket/prefix/ URI, got "/var/evidence"']
+    assert problems(text) == [
+        'rb.yaml:27:15: spec.drills.evidence: expected an s3://bucket/prefix/ or gs://bucket/prefix/ URI, got "/var/evidence"'
+    ]
+    assert parse_runbook(VALID + "  drills:\n    evidence: gs://dr-evidence/drills/\n", "rb.yaml").spec.drills.evidence == (
+        "gs://dr-evidence/drills/"
+    )
+
+
+def test_each_region_names_its_own_store_and_a_bad_gs_uri_is_one_positioned_problem():
+    def with_artifacts(west: str) -> str:
+        return VALID + (
+            "  models:\n"
+            "    - name: llm-7b\n"
+            "      version: '2024-01-15'\n"
+            f"      artifacts: {{east: s3://models-east/llm/, west: {west}}}\n"
+        )
+
+    rb = parse_runbook(with_artifacts("gs://models-west/llm/"), "rb.yaml")
+    assert rb.spec.models[0].artifacts == {"east": "s3://models-east/llm/", "west": "gs://models-west/llm/"}
+    assert problems(with_artifacts("gs://Models_West/llm/")) == [
+        'rb.yaml:29:54: spec.models[0].artifacts.west: expected an s3://bucket/prefix/ or gs://bucket/prefix/ URI, '
+        'got "gs://Models_West/llm/"'
+    ]
 
 
 # Inputs bench/bad_input.py (issue 13, 3.7) found crashing the loader with a traceback

@@ -11,6 +11,8 @@ import asyncio
 import pytest
 from temporalio.client import Client, ScheduleOverlapPolicy
 
+from activities.artifacts.gcs import gcs_client
+from activities.artifacts.stores import build_stores
 from drpilot.frontdoor import schedules
 from drpilot.frontdoor.drills import drill_result, read_history, trend
 from tests.support.drills import Drills, drill_runbook, fire, resolve
@@ -77,7 +79,7 @@ async def test_a_drill_schedule_fires_blocks_pauses_and_keeps_history(dev_env, a
         await schedules.control(d.client, rb.name, "delete", "")
         assert await schedules.list_drill_schedules(d.client) == []
 
-    past = read_history(rb, s3)
+    past = read_history(rb, build_stores(s3, gcs_client))
     ours = [p.result for p in past if p.result.drill_id in (ran.drill_id, blocked.drill_id, failed.drill_id)]
     assert [r.status for r in ours] == ["completed", "blocked", "failed"]
     first = ours[0]

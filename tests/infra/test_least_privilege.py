@@ -1,9 +1,10 @@
 """Least privilege, checked: every provider call the activities make in a failover, a
 failback and a drill's evidence write against the twin is recorded where it leaves the SDK (botocore `before-parameter-build`
-events, the kubernetes REST client's requests, the Cloud DNS connection's paths) and held
-against infra/aws/iam-policy.json (with infra/aws/iam-policy-routing-controls.json for a
-runbook switched by Route 53 ARC routing controls), the DR-cluster Roles and
-infra/gcp/dns-role.yaml: no call a policy denies, no permission that no call needs."""
+events, the kubernetes REST client's requests, the Cloud DNS connection's paths) or where
+the twin's Cloud Storage front receives it, and held against infra/aws/iam-policy.json (with
+infra/aws/iam-policy-routing-controls.json for a runbook switched by Route 53 ARC routing
+controls), the DR-cluster Roles, infra/gcp/dns-role.yaml and infra/gcp/storage-role.yaml: no
+call a policy denies, no permission that no call needs."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import botocore.client
 import pytest
 import yaml
 from drpilot_twin.faults import Faults
+from drpilot_twin.gcs import StorageCall
 from google.cloud import _http as google_http
 from kubernetes.client import rest
 from temporalio.exceptions import ApplicationError
@@ -46,6 +48,7 @@ from tests.support.twin import start_twin
 IAM = ROOT / "infra/aws/iam-policy.json"
 IAM_ROUTING_CONTROLS = ROOT / "infra/aws/iam-policy-routing-controls.json"
 GCP_ROLE = ROOT / "infra/gcp/dns-role.yaml"
+GCS_ROLE = ROOT / "infra/gcp/storage-role.yaml"
 RBAC = sorted((ROOT / "infra/kubernetes/dr-cluster").glob("*-role.yaml"))
 
 # botocore operation -> the IAM actions it needs and on what (bucket, key-or-None).
@@ -128,6 +131,22 @@ def gcp_needs(method: str, path: str, data: Any) -> list[str]:
     pytest.fail(f"Cloud DNS {method} {path} has no permission mapping here: add it")
 
 
+def gcs_needs(call: StorageCall) -> list[str]:
+    """Cloud Storage IAM permissions of one JSON API request (Cloud Storage docs, "IAM
+    permissions for JSON methods")."""
+    parts = call.path.split("/")  # "", "b", BUCKET, "o"[, OBJECT[, ...]]
+    replacing = ["storage.objects.delete"] if call.replaced else []
+    if call.method == "POST" and "rewriteTo" in parts:
+        return ["storage.objects.get", "storage.objects.create", *replacing]
+    if call.method == "POST" and len(parts) == 4:  # an upload
+        return ["storage.objects.create", *replacing]
+    if call.method == "GET" and len(parts) == 4:
+        return ["storage.objects.list"]
+    if call.method == "GET" and len(parts) == 5:
+        return ["storage.objects.get"]
+    pytest.fail(f"Cloud Storage {call.method} {call.path} has no permission mapping here: add it")
+
+
 @pytest.fixture
 def calls(monkeypatch) -> Iterator[Calls]:
     recorded = Calls()
@@ -155,7 +174,8 @@ def calls(monkeypatch) -> Iterator[Calls]:
     api_request = google_http.JSONConnection.api_request
 
     def gcp_request(self, method, path, *args, data=None, **kwargs):
-        recorded.gcp.update(gcp_needs(method, path, data))
+        if "/dns/" in (self.API_BASE_URL + self.build_api_url(path)):  # Cloud Storage's: the front records them
+            recorded.gcp.update(gcp_needs(method, path, data))
         return api_request(self, method, path, *args, data=data, **kwargs)
 
     monkeypatch.setattr(google_http.JSONConnection, "api_request", gcp_request)
@@ -315,4 +335,36 @@ def test_gcp_role_allows_exactly_the_cloud_dns_calls(clouddns_world, calls, monk
     exercise(clouddns_world, monkeypatch)
     granted = set(yaml.safe_load(GCP_ROLE.read_text())["includedPermissions"])
     problems = check_sets(calls.gcp, granted, "Cloud DNS")
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.fixture
+def gcs_world(tmp_path):
+    # The standby lost its weights (the restore rewrites them from the Archive-class bucket),
+    # the serving region holds a corrupt copy (the sync replaces it).
+    twin = start_twin(
+        CLOUDDNS_RUNBOOK, tmp_path / "twin",
+        faults=Faults(gcs_object_missing=frozenset({"europe-west4:llama-8b-instruct"}),
+                      gcs_corrupt=frozenset({"us-central1:llama-8b-instruct"})),
+    )
+    yield twin
+    twin.stop()
+
+
+def test_gcp_storage_role_allows_exactly_the_artifact_calls(gcs_world, monkeypatch):
+    for key, value in gcs_world.env().items():
+        monkeypatch.setenv(key, value)
+    rb, env = gcs_world.runbook, ActivityEnvironment()
+    serving, standby = "us-central1", "europe-west4"
+    artifacts = ArtifactActivities.from_settings(load_settings())
+    gcs_world.gcs.forget()
+    for model in rb.spec.models:
+        run(env, artifacts.verify, ArtifactInput(runbook=rb, region=standby, model=model.name, version=model.version))
+        run(env, artifacts.restore_from_archive, RestoreInput(runbook=rb, region=standby, model=model.name, version=model.version, speed=gcs_world.speed))
+        run(env, artifacts.sync, SyncInput(runbook=rb, model=model.name, version=model.version, source_region=standby, target_region=serving))
+    calls = gcs_world.gcs.calls()
+    assert any(c.replaced for c in calls), "the scenario must replace an object (the corrupt copy)"
+    needed = {permission for call in calls for permission in gcs_needs(call)}
+    granted = set(yaml.safe_load(GCS_ROLE.read_text())["includedPermissions"])
+    problems = check_sets(needed, granted, "Cloud Storage")
     assert problems == [], "\n".join(problems)

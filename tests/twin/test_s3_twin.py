@@ -177,8 +177,12 @@ def test_artifacts_present_follows_the_manifest(s3, runbook):
     assert not artifacts_present(s3, runbook, "us-east-1")
 
 
-def test_three_region_runbook_seeds_every_region(s3, runbook_paths):
-    runbook = load_runbook(next(p for p in runbook_paths if "clouddns" in p.name))
+def test_three_region_runbook_seeds_every_region(s3, runbook_paths, tmp_path):
+    # The three-region example keeps its models in Cloud Storage (tests/twin/test_gcs_twin.py
+    # seeds it there); the same runbook with S3 buckets instead.
+    example = next(p for p in runbook_paths if "clouddns" in p.name)
+    (tmp_path / "s3.yaml").write_text(example.read_text().replace("gs://", "s3://"))
+    runbook = load_runbook(tmp_path / "s3.yaml")
     seeded = seed_s3(s3, runbook)
     for model in runbook.spec.models:
         for region in runbook.regions:

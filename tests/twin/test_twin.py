@@ -24,6 +24,7 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from drpilot_twin.gcs import gcs_client, split_gs_uri
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import dns
@@ -292,12 +293,16 @@ def test_s3_holds_the_models_and_the_glacier_archive(clients):
     s3 = clients.aws("s3")
     for model in clients.runbook.spec.models:
         for region, uri in model.artifacts.items():
+            if not uri.startswith("s3://"):
+                continue  # Cloud Storage's: the next test
             bucket, _, prefix = uri.removeprefix("s3://").partition("/")
             keys = {o["Key"]: o for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
             manifest = json.loads(s3.get_object(Bucket=bucket, Key=prefix + model.manifest)["Body"].read())
             assert manifest["model"] == model.name and manifest["version"] == model.version, region
             for entry in manifest["files"]:
                 assert keys[prefix + entry["path"]]["Size"] == entry["size"], (region, entry)
+        if not model.archive.startswith("s3://"):
+            continue
         bucket, _, prefix = model.archive.removeprefix("s3://").partition("/")
         archived = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
         assert {o["StorageClass"] for o in archived if not o["Key"].endswith(model.manifest)} == {"GLACIER"}
@@ -305,6 +310,23 @@ def test_s3_holds_the_models_and_the_glacier_archive(clients):
         with pytest.raises(ClientError) as refused:
             s3.get_object(Bucket=bucket, Key=frozen)
         assert refused.value.response["Error"]["Code"] == "InvalidObjectState"
+
+
+def test_cloud_storage_holds_the_gs_models_and_the_archive_class_archive(clients):
+    locations = [(r, u) for m in clients.runbook.spec.models for r, u in [*m.artifacts.items(), ("archive", m.archive or "")]]
+    gs = [(r, u) for r, u in locations if u.startswith("gs://")]
+    if not gs:
+        assert "DRPILOT_GCS_ENDPOINT" not in clients.sandbox.env()  # no emulator for S3-only runbooks
+        return
+    client = gcs_client(clients.sandbox.env()["DRPILOT_GCS_ENDPOINT"])
+    for location, uri in gs:
+        bucket, prefix = split_gs_uri(uri)
+        blobs = {b.name[len(prefix) :]: b for b in client.list_blobs(bucket, prefix=prefix)}
+        manifest = json.loads(blobs.pop("manifest.json").download_as_bytes())
+        assert {e["path"]: (e["size"], e["crc32c"]) for e in manifest["files"]} == {
+            p: (b.size, b.crc32c) for p, b in blobs.items()
+        }
+        assert {b.storage_class for b in blobs.values()} == {"ARCHIVE" if location == "archive" else "STANDARD"}
 
 
 def test_each_region_has_its_cluster_and_workloads(clients):
@@ -385,22 +407,32 @@ def test_readiness_follows_pods_and_artifacts(clients):
     apps = clients.apps(region)
     workload, before = clients.seeded(region)
     model = runbook.spec.models[0]
-    bucket, _, prefix = model.artifacts[region].removeprefix("s3://").partition("/")
-    s3 = clients.aws("s3")
-    weights_key = prefix + "model.safetensors"
-    body = s3.get_object(Bucket=bucket, Key=weights_key)["Body"].read()
+    lose, put_back = _weights_file(clients, model.artifacts[region])
     try:
         apps.patch_namespaced_deployment_scale(workload.deployment, workload.namespace, {"spec": {"replicas": 0}})
         eventually(lambda: httpx.get(f"{base}/v2/health/ready", timeout=5).status_code == 503, what="unready without pods")
         apps.patch_namespaced_deployment_scale(workload.deployment, workload.namespace, {"spec": {"replicas": before}})
         eventually(lambda: httpx.get(f"{base}/v2/health/ready", timeout=5).status_code == 200, what="ready with pods again")
-        s3.delete_object(Bucket=bucket, Key=weights_key)
+        lose()
         eventually(lambda: httpx.get(f"{base}/v2/health/ready", timeout=5).status_code == 503, what="unready without artifacts")
         assert "artifact" in httpx.get(f"{base}/v2/health/ready", timeout=5).json()["reason"]
     finally:
-        s3.put_object(Bucket=bucket, Key=weights_key, Body=body)
+        put_back()
         apps.patch_namespaced_deployment_scale(workload.deployment, workload.namespace, {"spec": {"replicas": before}})
     eventually(lambda: httpx.get(f"{base}/v2/health/ready", timeout=5).status_code == 200, what="ready again")
+
+
+def _weights_file(clients: Clients, uri: str):
+    """(delete it, put it back) for a model copy's weights file, in S3 or Cloud Storage."""
+    if uri.startswith("gs://"):
+        bucket, prefix = split_gs_uri(uri)
+        blob = gcs_client(clients.sandbox.env()["DRPILOT_GCS_ENDPOINT"]).bucket(bucket).blob(prefix + "model.safetensors")
+        body = blob.download_as_bytes()
+        return blob.delete, lambda: blob.upload_from_string(body)
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    s3, key = clients.aws("s3"), prefix + "model.safetensors"
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return lambda: s3.delete_object(Bucket=bucket, Key=key), lambda: s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 # -------------------------------------------------------------------------------- faults
@@ -438,6 +470,14 @@ def test_fault_pods_stalled(clients):
 
 def test_fault_glacier_restore_delay(clients):
     model = clients.runbook.spec.models[0]
+    if model.archive.startswith("gs://"):
+        # Cloud Storage's Archive class is read at once (its retrieval is billed, not delayed).
+        clients.fault("set", "glacier_delay_seconds=60")
+        bucket, prefix = split_gs_uri(model.archive)
+        blob = gcs_client(clients.sandbox.env()["DRPILOT_GCS_ENDPOINT"]).bucket(bucket).get_blob(prefix + "config.json")
+        assert blob.storage_class == "ARCHIVE"
+        assert json.loads(blob.download_as_bytes())["model"] == model.name
+        return
     bucket, _, prefix = model.archive.removeprefix("s3://").partition("/")
     key = prefix + "config.json"
     s3 = clients.aws("s3")

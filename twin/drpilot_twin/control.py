@@ -29,8 +29,21 @@ class FaultError(ValueError):
     """A fault the twin cannot apply; the text says which and why."""
 
 
+# Fields whose values are REGION:MODEL.
+_REGION_MODELS = ("gcs_object_missing", "gcs_corrupt")
+
+
 def check_regions(faults: Faults, regions: Iterable[str]) -> None:
     known = set(regions)
+    for name in _REGION_MODELS:
+        for value in sorted(getattr(faults, name)):
+            region, sep, model = value.partition(":")
+            if not sep or not model:
+                raise FaultError(f"{name}: expected REGION:MODEL, got {value!r}")
+            if region not in known:
+                raise FaultError(
+                    f"{name}: unknown region {region!r}; the runbook's regions are {', '.join(sorted(known))}"
+                )
     for name in (*_REGION_SETS, *_REGION_MAPS):
         unknown = sorted(set(getattr(faults, name)) - known)
         if unknown:
@@ -88,6 +101,8 @@ Faults as key=value (or one JSON object):
   velero_failed=R              Velero restores in R end Failed
   error_ramp.R=50:0.2          20% errors in R once its DNS weight >= 50
   extra_latency_seconds.R=0.5  +0.5 s per inference request in R
+  gcs_object_missing=R:MODEL   MODEL's weights file deleted from R's gs:// copy
+  gcs_corrupt=R:MODEL          ... overwritten with other bytes of the same size
 An empty value clears a field (region_down=). Seconds of waits are
 simulated (the twin divides them by its --speed); extra latency is
 what each request takes, at any speed."""

@@ -53,6 +53,10 @@ class Faults:
     error_ramp: dict[str, ErrorRamp] = field(default_factory=dict)
     # Per region: extra latency (seconds) added to every inference request, at any speed.
     extra_latency_seconds: dict[str, float] = field(default_factory=dict)
+    # "REGION:MODEL": the model's weights file in the region's gs:// copy is deleted /
+    # overwritten with other bytes of the same size (once each time the fault is set).
+    gcs_object_missing: frozenset[str] = frozenset()
+    gcs_corrupt: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -119,6 +119,8 @@ class Twin:
         self.aws = None  # AwsFront
         self.clouddns = None  # CloudDnsEmulator (clouddns runbooks)
         self.arc = None  # ArcCluster (runbooks switched by routing controls)
+        self.gcs = None  # GcsFront with its fake-gcs-server (runbooks with gs:// locations)
+        self._gcs = None  # google-cloud-storage client straight to the emulator: the twin's own view
         self.clusters: dict[str, Any] = {}  # region -> Kubernetes API emulator
         self.model_servers: dict[str, Any] = {}  # region -> ModelServer
         self.traffic = None  # TrafficGenerator
@@ -163,6 +165,7 @@ class Twin:
         self._spawn_temporal()
         self._spawn_alertmanager()
         self._start_aws()
+        self._start_gcs()
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="twin-start") as pool:
             # Independent of each other: DNS, the artifacts, the clusters.
             futures = [pool.submit(self._start_dns), pool.submit(self._seed_artifacts), pool.submit(self._start_clusters)]
@@ -188,7 +191,10 @@ class Twin:
         stoppers = [threading.Thread(target=c.stop, name=f"stop-{type(c).__name__}") for c in children]
         for t in stoppers:
             t.start()
-        parts: list[Any] = [self.traffic, self.control, *self.model_servers.values(), *self.clusters.values(), self.clouddns, self.arc, self.aws, self.moto]
+        parts: list[Any] = [
+            self.traffic, self.control, *self.model_servers.values(), *self.clusters.values(), self.clouddns, self.gcs,
+            self.arc, self.aws, self.moto,
+        ]
         for part in parts:
             if part is not None:
                 try:
@@ -197,7 +203,7 @@ class Twin:
                     self.notes.append(f"stopping {type(part).__name__} failed: {exc}")
         for t in stoppers:
             t.join()
-        self.traffic = self.control = self.clouddns = self.arc = self.aws = self.moto = None
+        self.traffic = self.control = self.clouddns = self.gcs = self.arc = self.aws = self.moto = None
         self.model_servers, self.clusters = {}, {}
         self.temporal = self.prometheus = self.alertmanager = None
         (self.state_dir / DESCRIPTION_FILE).unlink(missing_ok=True)
@@ -214,6 +220,11 @@ class Twin:
 
         self.board.clear()
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
+        if self.gcs is not None:
+            from drpilot_twin.gcs import seed_gcs
+
+            self.gcs.forget()
+            seed_gcs(self._gcs, self.runbook)
         if self._dns:
             self._dns.put(self.runbook.normal_weights())
         if self.arc is not None:
@@ -285,10 +296,36 @@ class Twin:
         self.aws.start()
         self._s3 = boto3.client("s3", endpoint_url=self.moto.url, **_aws_credentials())
 
+    def _start_gcs(self) -> None:
+        from drpilot_twin.gcs import uses_gcs
+
+        if not uses_gcs(self.runbook):
+            return
+        from drpilot_twin.gcs import GcsFaults, GcsFront, gcs_client
+
+        self.gcs = GcsFront(self.board, self.state_dir)
+        self.gcs.start()
+        self._gcs = gcs_client(self.gcs.emulator.url)
+        self.gcs.on_request = GcsFaults(self.board, self._gcs, self.runbook)
+
     def _seed_artifacts(self) -> None:
         from drpilot_twin.aws.s3 import seed_s3
 
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
+        if self.gcs is not None:
+            from drpilot_twin.gcs import seed_gcs
+
+            seed_gcs(self._gcs, self.runbook)
+
+    def artifacts_present(self, runbook: Runbook, region: str) -> bool:
+        """Every file of the region's manifests is in its bucket, S3's or Cloud Storage's."""
+        from drpilot_twin.aws.s3 import artifacts_present
+        from drpilot_twin.gcs import gcs_artifacts_present
+
+        if self.gcs is not None and self.gcs.on_request is not None:
+            self.gcs.on_request()  # a fault set since the last request shows here too
+        present = artifacts_present(self._s3, runbook, region)
+        return present and (self._gcs is None or gcs_artifacts_present(self._gcs, runbook, region))
 
     def _start_dns(self) -> None:
         import boto3
@@ -328,14 +365,13 @@ class Twin:
         write_kubeconfig(self.kubeconfig, self.clusters)
 
     def _start_model_servers(self) -> None:
-        from drpilot_twin.aws.s3 import artifacts_present
         from drpilot_twin.model_server import ModelServer
 
         models = [m.name for m in self.runbook.spec.models]
         self._weights = Cached(self._read_weights, 0.5, {})
         for region in self.runbook.regions:
             self._artifacts[region] = Cached(
-                lambda region=region: artifacts_present(self._s3, self.runbook, region), 1.0, False
+                lambda region=region: self.artifacts_present(self.runbook, region), 1.0, False
             )
             server = ModelServer(
                 region,
@@ -362,8 +398,6 @@ class Twin:
     def _track_loaded_models(self) -> None:
         """Stamp the pods already running (they started with the seeded artifacts), then
         have every pod that starts from now on stamped with what it finds."""
-        from drpilot_twin.aws.s3 import artifacts_present
-
         for region in self.runbook.regions:
             for model in self.runbook.spec.models:
                 if region not in model.artifacts:
@@ -372,7 +406,7 @@ class Twin:
                     update={"spec": self.runbook.spec.model_copy(update={"models": [model]})}
                 )
                 self._model_artifacts[(region, model.name)] = Cached(
-                    lambda one=one, region=region: artifacts_present(self._s3, one, region), 0.5, False
+                    lambda one=one, region=region: self.artifacts_present(one, region), 0.5, False
                 )
         self._stamp_running_pods()
         for region, cluster in self.clusters.items():
@@ -488,6 +522,7 @@ class Twin:
     # ------------------------------------------------------------------ what others read
     aws_url = _address("aws", absent="")
     clouddns_url = _address("clouddns")
+    gcs_url = _address("gcs")
     temporal_address = _address("temporal", "address")
     temporal_ui = _address("temporal", "ui_url")
     control_url = _address("control", absent="")
@@ -510,7 +545,10 @@ class Twin:
     def children(self) -> dict[str, int]:
         """Name -> pid of every child process running now."""
         named = {"temporal": self.temporal, "prometheus": self.prometheus, "alertmanager": self.alertmanager}
-        return {name: c.pid for name, c in named.items() if c is not None and c.pid}
+        pids = {name: c.pid for name, c in named.items() if c is not None and c.pid}
+        if self.gcs is not None and self.gcs.emulator.process.pid:
+            pids["fake-gcs-server"] = self.gcs.emulator.process.pid
+        return pids
 
     def env(self) -> dict[str, str]:
         """The environment that points drpilot (and boto3, kubernetes, google-cloud-dns) at
@@ -530,6 +568,8 @@ class Twin:
             env["DRPILOT_CLOUDDNS_ENDPOINT"] = self.clouddns_url
         if self.arc is not None:
             env["DRPILOT_ARC_ENDPOINT_MAP"] = json.dumps(self.arc_endpoint_map(), sort_keys=True)
+        if self.gcs_url:
+            env["DRPILOT_GCS_ENDPOINT"] = self.gcs_url
         if self.temporal_address:
             env["DRPILOT_TEMPORAL_ADDRESS"] = self.temporal_address
         prometheus_map = self.prometheus_map()
@@ -558,6 +598,7 @@ class Twin:
             "aws": self.aws_url,
             "moto": self.moto.url if self.moto else None,
             "clouddns": self.clouddns_url,
+            "gcs": self.gcs_url,
             "kubeconfig": str(self.kubeconfig),
             "temporal": {"address": self.temporal_address, "ui": self.temporal_ui,
                          "namespace": "default", "db": str(self.state_dir / "temporal.db")}
@@ -608,6 +649,7 @@ class Twin:
         parts: dict[str, Any] = {
             "aws": self.aws_url,
             "clouddns": self.clouddns_url,
+            "gcs": self.gcs_url,
             "control": self.control_url,
             "temporal": self.temporal_address,
             "temporal_ui": self.temporal_ui,

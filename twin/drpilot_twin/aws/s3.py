@@ -21,6 +21,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import google_crc32c
+
 from drpilot.domain.runbook import Model, Runbook
 
 # The files of one model version: name -> size in bytes. Small, so seeding stays fast; the
@@ -75,11 +77,18 @@ def model_files(model: Model) -> dict[str, bytes]:
 
 
 def manifest_for(model: Model, files: dict[str, bytes]) -> bytes:
-    """The checksum manifest: {model, version, files: [{path, size, sha256}]} as JSON."""
-    entries = [
-        {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
-        for path, body in sorted(files.items())
-    ]
+    """The checksum manifest: {model, version, files: [{path, size, sha256}]} as JSON. A model
+    with a copy (or its archive) in Cloud Storage also records each file's CRC32C and MD5,
+    what Cloud Storage keeps of every object, so one manifest confirms its copies in both
+    stores without a read (S3's by their SHA256, or the CRC32C a copy into S3 asks for)."""
+    in_gcs = any(uri.startswith("gs://") for uri in [*model.artifacts.values(), model.archive or ""])
+    entries = []
+    for path, body in sorted(files.items()):
+        entry = {"path": path, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        if in_gcs:
+            entry["crc32c"] = base64.b64encode(google_crc32c.Checksum(body).digest()).decode()
+            entry["md5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        entries.append(entry)
     document = {"model": model.name, "version": model.version, "files": entries}
     return json.dumps(document, indent=2).encode() + b"\n"
 
@@ -176,6 +185,8 @@ def seed_s3(
         if model.archive:
             places.append(("archive", model.archive))
         for location, uri in places:
+            if not uri.startswith("s3://"):
+                continue  # Cloud Storage's: drpilot_twin.gcs seeds them
             bucket, prefix = split_s3_uri(uri)
             _ensure_bucket(s3_client, bucket, made)
             for path, body in everything.items():
@@ -197,7 +208,7 @@ def seed_s3(
                         location=location,
                     )
                 )
-    if runbook.spec.drills is not None:
+    if runbook.spec.drills is not None and runbook.spec.drills.evidence.startswith("s3://"):
         # Where drills keep their evidence: an empty bucket, never cleared by a reset.
         _ensure_bucket(s3_client, split_s3_uri(runbook.spec.drills.evidence)[0], made)
     return SeededArtifacts(objects=objects, skipped=skipped)
@@ -224,7 +235,7 @@ def artifacts_present(s3_client: Any, runbook: Runbook, region: str) -> bool:
     """
     for model in runbook.spec.models:
         uri = model.artifacts.get(region)
-        if uri is None:
+        if uri is None or not uri.startswith("s3://"):
             continue
         bucket, prefix = split_s3_uri(uri)
         try:

@@ -374,7 +374,7 @@ class EvidenceResult(Contract):
 # -------------------------------------------------------- what only the front door answers
 # A drill claims its runbook at admission as every front door does, and a scheduled readiness
 # check asks for its schedule's previous verdict: activities/front_door.py.
-Trigger = Literal["cli", "alert", "drill"]
+Trigger = Literal["cli", "alert", "drill", "console"]
 
 
 class Claim(Contract):

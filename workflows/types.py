@@ -212,6 +212,9 @@ class Progress(Frozen):
     drift: Drift | None = None  # set while the run holds because DNS changed under it
     approval_required: bool = False
     approved_by: str | None = None
+    requested_by: str = ""  # who started the run
+    # False when approvals.distinct_approver refuses an approval from requested_by (four eyes).
+    starter_may_approve: bool = True
     paused: bool = False
     aborting: bool = False
     started_at: datetime

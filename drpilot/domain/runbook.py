@@ -289,6 +289,11 @@ class Approvals(Frozen):
     on_timeout: Literal["abort", "proceed"] = Field(
         "abort", description="What an unanswered approval does when its timeout passes."
     )
+    distinct_approver: bool = Field(
+        True,
+        description="Four eyes: a run a person started (from the CLI or the console) cannot be approved by the identity "
+        "that started it.",
+    )
 
 
 class Guardrails(Frozen):

@@ -1,0 +1,69 @@
+"""`drpilot console`: the live web console for on-call (drpilot/console/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from drpilot.cli.terminal import err, load_or_exit
+
+
+def console(
+    runbooks: Path = typer.Option(..., "--runbooks", help="Directory of runbook YAML files (every *.yaml, *.yml) the console shows."),
+    host: str = typer.Option("127.0.0.1", help="Listen address. Anything but 127.0.0.1 belongs behind the SSO proxy."),
+    port: int = typer.Option(8788, min=0, max=65535, help="Port."),
+    identity_header: str = typer.Option(None, "--identity-header", help="Header the SSO proxy names the person in (e.g. X-Forwarded-Email)."),
+    trusted_proxy: list[str] = typer.Option([], "--trusted-proxy", help="Address or network of the SSO proxy; the header is believed only from these. Repeatable."),
+    dev_identity: str = typer.Option(None, "--dev-identity", help="Everyone is NAME: for a console on one's own machine, 127.0.0.1 only."),
+    policy: Path = typer.Option(None, "--policy", help="Who may view, approve, start and abort (default: everyone authenticated may view, nobody may act)."),
+) -> None:
+    """Serve the control room: every runbook's readiness, runs, DNS and drills, live, with approve, pause, resume, abort and start."""
+    import uvicorn
+
+    from drpilot.cli.shared import settings_or_exit
+    from drpilot.console.app import Console
+    from drpilot.console.identity import IdentityError, IdentitySource
+    from drpilot.console.policy import Policy, load_policy
+    from drpilot.frontdoor.logs import configure, get_logger
+    from drpilot.frontdoor.temporal import connect
+    from drpilot.webhook.guardrails import provider_weights
+
+    configure()
+    try:
+        identity = IdentitySource.configure(header=identity_header, trusted_proxies=trusted_proxy, dev=dev_identity, host=host)
+    except IdentityError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    rules = load_or_exit(policy, load_policy) if policy else Policy.default()
+    loaded = _runbooks(runbooks)
+    settings = settings_or_exit()
+    app = Console.build(lambda: connect(settings.temporal), settings, loaded, provider_weights(settings), identity, rules).app()
+    get_logger(component="console").info(
+        "console serving", host=host, port=port, runbooks=len(loaded), identity=identity.describe(), policy=rules.source
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off"))
+    try:
+        server.run()
+    except OSError as exc:
+        err.print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(1) from None
+    if not server.started:
+        raise typer.Exit(1)
+
+
+def _runbooks(directory: Path) -> dict:
+    if not directory.is_dir():
+        err.print(f"error: --runbooks {directory}: not a directory of runbook YAML files", markup=False)
+        raise typer.Exit(2)
+    found: dict = {}
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        rb = load_or_exit(path)
+        if rb.name in found:
+            err.print(f"{path}:1:1: metadata.name: {rb.name} is also the name of {found[rb.name][0]}; names must differ", markup=False)
+            raise typer.Exit(1)
+        found[rb.name] = (path, rb)
+    if not found:
+        err.print(f"error: --runbooks {directory}: no *.yaml or *.yml runbook in it", markup=False)
+        raise typer.Exit(2)
+    return {name: rb for name, (_, rb) in found.items()}

@@ -97,12 +97,12 @@ class Console:
 
     # ------------------------------------------------------------------ pages
     async def home(self, request: Request, who: str) -> Response:
-        runbooks = [rb for name, rb in sorted(self.board.runbooks.items()) if self._visible(who, name)]
+        startable = [rb for name, rb in sorted(self.board.runbooks.items()) if self.policy.refusal(who, "start", name) is None]
         try:
             rows = pages.board_rows(self._mine(who, await self.board.rows()))
         except Exception as exc:  # Temporal unreachable: the page still comes, saying why
             rows = f'<tr><td colspan="5" class="notready">cannot read the runs: {escape(one_line(exc))}</td></tr>'
-        return HTMLResponse(pages.home(who, runbooks, rows))
+        return HTMLResponse(pages.home(who, startable, rows))
 
     async def run_page(self, request: Request, who: str) -> Response:
         run_id = request.path_params["run_id"]

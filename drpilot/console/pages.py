@@ -79,13 +79,14 @@ def _drill(drill: dict[str, Any] | None) -> str:
     return f"{escape(drill['outcome'])} ({escape(drill['run_id'])})"
 
 
-def home(identity: str, runbooks: list[Runbook], rows: str) -> str:
-    starts = "".join(_start_forms(rb) for rb in runbooks)
+def home(identity: str, startable: list[Runbook], rows: str) -> str:
+    starts = "".join(_start_forms(rb) for rb in startable)
     body = (
         "<h1>Runbooks</h1>"
         '<table><thead><tr><th>runbook</th><th>readiness</th><th>run</th><th>DNS now</th><th>last drill</th></tr></thead>'
         f'<tbody id="live">{rows}</tbody></table>'
-        f'<h2>Start a run</h2><p class="note">Type the runbook\'s name to confirm.</p>{starts}<p id="said" role="status"></p>'
+        + (f'<h2>Start a run</h2><p class="note">Type the runbook\'s name to confirm.</p>{starts}' if starts else "")
+        + '<p id="said" role="status"></p>'
     )
     return page("runbooks", identity, body, feed="/events/board")
 

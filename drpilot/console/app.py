@@ -110,7 +110,7 @@ class Console:
             progress = await self.board.progress(run_id)
             if not self._visible(who, progress.runbook):
                 return PlainTextResponse(self.policy.refusal(who, "view", progress.runbook) + "\n", status_code=403)
-            report = await self.board.report_html(run_id)
+            report = await self.board.report_html(run_id, progress)
         except RunError as exc:
             return PlainTextResponse(f"{exc}\n", status_code=404)
         return HTMLResponse(pages.run_page(who, progress, report))
@@ -168,7 +168,7 @@ class Console:
             moved = f"{len(progress.phases)}:{len(progress.messages)}:{progress.state}"
             if last.get("moved") != moved:
                 with contextlib.suppress(RunError):
-                    last["report"], last["moved"] = await self.board.report_html(run_id), moved
+                    last["report"], last["moved"] = await self.board.report_html(run_id, progress), moved
             return json.dumps({"progress": progress.model_dump(mode="json"), "html": pages.panel(progress),
                                "report": last.get("report", "")})
 

@@ -118,10 +118,11 @@ class Board:
     async def progress(self, run_id: str) -> Progress:
         return await runs.progress((await self.connect()).get_workflow_handle(run_id))
 
-    async def report_html(self, run_id: str) -> str:
-        """The run's timeline, weights and evidence as the report draws them (one renderer)."""
+    async def report_html(self, run_id: str, progress: Progress) -> str:
+        """The run's timeline, weights and evidence as the report draws them (one renderer),
+        its steps under the phases the progress reports while it runs."""
         history = await runs.history(await self.connect(), run_id)
         try:
-            return report.sections_html(report.build(report.read(history)))
+            return report.sections_html(report.build(report.read(history, progress.phases)))
         except report.NotARun as exc:
             raise RunError(str(exc)) from None

@@ -40,7 +40,9 @@ async def test_pages_are_escaped_framed_by_the_csp_and_draw_the_run_as_the_repor
         assert page.status_code == 200
         assert "<th>waiting for</th><td><b>approval</b></td>" in page.text
         assert "<th>started by</th><td>alice@example.com</td>" in page.text
-        assert '<svg ' in page.text and 'class="timeline"' in page.text  # the report's own timeline
+        # The report's own timeline, its steps under the phases the running run reports.
+        assert 'class="timeline"' in page.text and ">health-gate</text>" in page.text and ">approval</text>" in page.text
+        assert ">final state read</text>" not in page.text
         assert "<h2>Trigger and approval</h2>" in page.text and "a person, from the web console (alice@example.com)" in page.text
         assert (await http.get("/runs/failover:nothing", headers=served.as_("bob@example.com"))).status_code == 404
         await served.act("alice@example.com", f"/api/runs/{RUN}/abort", {"confirm": "llm-inference"})

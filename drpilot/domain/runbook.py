@@ -316,11 +316,19 @@ EnvName = Annotated[str, BeforeValidator(_pattern(r"[A-Z_][A-Z0-9_]*", "an envir
 
 
 class Notifier(Frozen):
-    kind: Literal["json", "slack"] = Field(
-        "json", description="json: the event as a JSON object; slack: a Slack-compatible incoming webhook ({\"text\": ...})."
+    kind: Literal["json", "slack", "pagerduty"] = Field(
+        "json", description="json: the event as a JSON object; slack: a Slack-compatible incoming webhook ({\"text\": ...}, "
+        "with Approve / Reject buttons on approval_needed); pagerduty: PagerDuty Events API v2 (trigger on approval_needed, "
+        "held, rolled_back, failed; resolve on completed; one dedup key per run)."
     )
-    url: HttpUrl | None = Field(None, description="Where events are POSTed. Prefer url_env for URLs that carry a secret.")
+    url: HttpUrl | None = Field(
+        None, description="Where events are POSTed. Prefer url_env for URLs that carry a secret. pagerduty: the Events API "
+        "(default https://events.pagerduty.com/v2/enqueue)."
+    )
     url_env: EnvName | None = Field(None, description="Worker environment variable holding the URL (e.g. a Slack webhook URL).")
+    routing_key_env: EnvName | None = Field(
+        None, description="pagerduty: the worker environment variable holding the service's Events API v2 integration key."
+    )
     events: list[RunEventName] = Field(
         default_factory=lambda: list(RUN_EVENTS), description="Which run events go here; all when omitted."
     )
@@ -442,8 +450,15 @@ def _cross_field_problems(rb: Runbook):
                 yield loc, f"no {what} for region {missing!r}; every region needs one to fail over to it"
 
     for i, notifier in enumerate(spec.notifications):
-        if (notifier.url is None) == (notifier.url_env is None):
+        if notifier.kind == "pagerduty":
+            if notifier.routing_key_env is None:
+                yield ("spec", "notifications", i), "pagerduty needs routing_key_env: the variable holding the integration key"
+            if notifier.url is not None and notifier.url_env is not None:
+                yield ("spec", "notifications", i), "give at most one of url and url_env"
+        elif (notifier.url is None) == (notifier.url_env is None):
             yield ("spec", "notifications", i), "give exactly one of url and url_env"
+        elif notifier.routing_key_env is not None:
+            yield ("spec", "notifications", i, "routing_key_env"), "routing_key_env is for kind pagerduty"
     dns = spec.dns
     if dns.provider is DnsProvider.clouddns and not dns.project:
         yield ("spec", "dns", "project"), "the clouddns provider needs the Google Cloud project"

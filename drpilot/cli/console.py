@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -17,6 +18,8 @@ def console(
     trusted_proxy: list[str] = typer.Option([], "--trusted-proxy", help="Address or network of the SSO proxy; the header is believed only from these. Repeatable."),
     dev_identity: str = typer.Option(None, "--dev-identity", help="Everyone is NAME: for a console on one's own machine, 127.0.0.1 only."),
     policy: Path = typer.Option(None, "--policy", help="Who may view, approve, start and abort (default: everyone authenticated may view, nobody may act)."),
+    slack_users: Path = typer.Option(None, "--slack-users", help="Slack user id -> identity (users: {U012ABCDEF: alice@example.com}); enables POST /slack/interactions."),
+    slack_signing_secret_file: Path = typer.Option(None, "--slack-signing-secret-file", help="File holding the Slack app's signing secret. Default: DRPILOT_SLACK_SIGNING_SECRET."),
 ) -> None:
     """Serve the control room: every runbook's readiness, runs, DNS and drills, live, with approve, pause, resume, abort and start."""
     import uvicorn
@@ -37,8 +40,9 @@ def console(
         raise typer.Exit(2) from None
     rules = load_or_exit(policy, load_policy) if policy else Policy.default()
     loaded = _runbooks(runbooks)
+    slack = _slack(slack_users, slack_signing_secret_file)
     settings = settings_or_exit()
-    app = Console.build(lambda: connect(settings.temporal), settings, loaded, provider_weights(settings), identity, rules).app()
+    app = Console.build(lambda: connect(settings.temporal), settings, loaded, provider_weights(settings), identity, rules, slack).app()
     get_logger(component="console").info(
         "console serving", host=host, port=port, runbooks=len(loaded), identity=identity.describe(), policy=rules.source
     )
@@ -50,6 +54,27 @@ def console(
         raise typer.Exit(1) from None
     if not server.started:
         raise typer.Exit(1)
+
+
+def _slack(users: Path | None, secret_file: Path | None) -> tuple[str, dict[str, str]] | None:
+    """The signing secret (a file, or DRPILOT_SLACK_SIGNING_SECRET; never logged) and the users."""
+    from drpilot.console.slack import load_slack_users
+
+    if users is None:
+        if secret_file is not None:
+            err.print("error: --slack-signing-secret-file needs --slack-users FILE: who each Slack user is", markup=False)
+            raise typer.Exit(2)
+        return None
+    try:
+        secret = secret_file.read_text(encoding="utf-8").strip() if secret_file else os.environ.get("DRPILOT_SLACK_SIGNING_SECRET", "")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"error: --slack-signing-secret-file {secret_file}: {getattr(exc, 'strerror', None) or exc}", markup=False)
+        raise typer.Exit(2) from None
+    if not secret:
+        err.print("error: --slack-users needs the Slack app's signing secret: set DRPILOT_SLACK_SIGNING_SECRET "
+                  "or pass --slack-signing-secret-file", markup=False)
+        raise typer.Exit(2)
+    return secret, load_or_exit(users, load_slack_users)
 
 
 def _runbooks(directory: Path) -> dict:

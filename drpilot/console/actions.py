@@ -90,23 +90,45 @@ class Actions:
         return await self._act(request, who, verb, progress.runbook, run_id, lambda body: self._control(run_id, verb, who, body, progress.runbook))
 
     async def _act(self, request: Request, who: str, what: str, runbook: str, run_id: str | None, do) -> JSONResponse:
-        log = self.log.bind(identity=who, action=what, runbook=runbook, run_id=run_id)
-        try:
+        async def from_the_page() -> dict[str, Any]:
             if request.headers.get(ACTION_HEADER) != "1":
                 raise Refused(403, "a state-changing call must carry the header X-Drpilot-Action: 1")
+            return await do(await _body(request))
+
+        try:
+            return JSONResponse(await self.guarded(who, what, runbook, run_id, from_the_page))
+        except Refused as exc:
+            return problem(exc.status, str(exc))
+        except RunError as exc:  # the run or admission refused (RunRefused too): Temporal's one line
+            return problem(409, str(exc))
+
+    async def guarded(self, who: str, what: str, runbook: str, run_id: str | None,
+                      do: Callable[[], Awaitable[dict[str, Any]]], via: str = "console") -> dict[str, Any]:
+        """`do`, if the policy grants `what` on `runbook` to `who` and they are under the rate;
+        a log line either way. Raises Refused or RunError (one line)."""
+        log = self.log.bind(identity=who, action=what, runbook=runbook, run_id=run_id, via=via)
+        try:
             refusal = self.policy.refusal(who, NEEDS.get(what, "start"), runbook)
             if refusal:
                 raise Refused(403, refusal)
             self.limit.check(who)
-            answer = await do(await _body(request))
-        except Refused as exc:
+            answer = await do()
+        except (Refused, RunError) as exc:
             log.warning("console action refused", reason=str(exc))
-            return problem(exc.status, str(exc))
-        except RunError as exc:  # the run or admission refused (RunRefused too): Temporal's one line
-            log.warning("console action refused", reason=str(exc))
-            return problem(409, str(exc))
+            raise
         log.info("console action", result=answer.get("message") or answer.get("run_id"))
-        return JSONResponse(answer)
+        return answer
+
+    async def steer(self, who: str, verb: str, run_id: str, via: str, reason: str = "operator abort") -> str:
+        """An operator request from outside the page (a Slack button): the same policy, rate,
+        update and log line; the caller vouches for the person (a verified Slack signature)."""
+        progress = await runs.progress((await self.connect()).get_workflow_handle(run_id))
+
+        async def send() -> dict[str, Any]:
+            answer = await runs.control(await self.connect(), run_id, verb, by=who, reason=reason)
+            return {"message": answer.message}
+
+        return (await self.guarded(who, verb, progress.runbook, run_id, send, via))["message"]
 
     async def _start(self, rb: Runbook, action: str, who: str, body: dict[str, Any]) -> dict[str, Any]:
         _confirmed(body, rb.name)

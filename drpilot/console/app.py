@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
+from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -34,6 +35,7 @@ from drpilot.console.board import Board, one_line
 from drpilot.console.feed import Feeds
 from drpilot.console.identity import IdentitySource
 from drpilot.console.policy import Policy
+from drpilot.console.slack import SlackInteractions
 from drpilot.frontdoor.runs import RunError
 
 STATIC = Path(__file__).parent / "static"
@@ -45,7 +47,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-OPEN = ("/healthz", "/static/console.js")
 FEED_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 
@@ -74,9 +75,12 @@ class Console:
     policy: Policy
     feeds: Feeds = field(default_factory=lambda: Feeds(FEED_SECONDS))
     keepalive: float = KEEPALIVE_SECONDS
+    slack: SlackInteractions | None = None  # POST /slack/interactions, when a signing secret is given
 
     @classmethod
-    def build(cls, connect: Callable[[], Awaitable[Client]], settings, runbooks, dns_weights, identity, policy) -> Console:
+    def build(cls, connect: Callable[[], Awaitable[Client]], settings, runbooks, dns_weights, identity, policy,
+              slack: tuple[str, dict[str, str]] | None = None) -> Console:
+        """`slack`: the signing secret and the Slack users file's mapping."""
         client: list[Client] = []
         lock = asyncio.Lock()
 
@@ -86,7 +90,9 @@ class Console:
                     client.append(await connect())
                 return client[0]
 
-        return cls(Board(connected, settings, runbooks, dns_weights), Actions(connected, settings, runbooks, policy), identity, policy)
+        actions = Actions(connected, settings, runbooks, policy)
+        interactions = SlackInteractions(SignatureVerifier(slack[0]), slack[1], actions) if slack else None
+        return cls(Board(connected, settings, runbooks, dns_weights), actions, identity, policy, slack=interactions)
 
     # ------------------------------------------------------------------ who
     def _who(self, request: Request) -> str | None:
@@ -222,4 +228,6 @@ class Console:
                    for action in ("failover", "failback")]
         routes += [Route(f"/api/runs/{{run_id}}/{verb}", person(self.actions.control, verb), methods=["POST"])
                    for verb in ("approve", "pause", "resume", "abort")]
+        if self.slack is not None:  # Slack's signature is its identity: no SSO proxy in the way
+            routes.append(Route("/slack/interactions", self.slack.handle, methods=["POST"]))
         return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

@@ -336,14 +336,14 @@ async def watch(handle: WorkflowHandle, on_progress: Callable[[Progress], None],
         done.cancel()
 
 
-async def control(client: Client, run_id: str, request: str, by: str | None = None) -> ControlResult:
+async def control(client: Client, run_id: str, request: str, by: str | None = None, reason: str = "operator abort") -> ControlResult:
     """Send an operator request (approve, abort, pause, resume) as `by` (default: the CLI's
-    identity, operator())."""
+    identity, operator()); `reason` is an abort's."""
     handle = client.get_workflow_handle(run_id)
     by = operator() if by is None else by
     argument = {
         "approve": ApproveInput(by=by),
-        "abort": AbortInput(by=by, reason="operator abort"),
+        "abort": AbortInput(by=by, reason=reason),
         "pause": PauseInput(by=by),
         "resume": PauseInput(by=by),
     }[request]

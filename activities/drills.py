@@ -11,6 +11,7 @@ blocking conditions does not start.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
@@ -21,11 +22,14 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import (
     DRILL_ALERTS,
     DRILL_EVIDENCE,
+    DRILL_LAST,
     ErrorType,
     EvidenceInput,
     EvidenceResult,
     FiringAlerts,
     FiringAlertsInput,
+    LastDrill,
+    LastDrillInput,
 )
 from activities.credentials import Rotating
 from activities.probes.prometheus import PromError, instant_query
@@ -67,7 +71,7 @@ class DrillActivities:
         return cls(Rotating(lambda: boto3.session.Session().client("s3")), settings)
 
     def all(self) -> list[Callable]:
-        return [self.firing_alerts, self.write_evidence]
+        return [self.firing_alerts, self.write_evidence, self.last_completed]
 
     @activity.defn(name=DRILL_ALERTS)
     def firing_alerts(self, input: FiringAlertsInput) -> FiringAlerts:
@@ -156,3 +160,33 @@ class DrillActivities:
                 f"cannot write evidence to s3://{bucket}/{key}: {exc}", type=ErrorType.EVIDENCE_UNWRITABLE, non_retryable=permanent
             ) from None
         return EvidenceResult(uri=f"s3://{bucket}/{key}")
+
+    @activity.defn(name=DRILL_LAST)
+    def last_completed(self, input: LastDrillInput) -> LastDrill:
+        """Read-only: the newest pack whose drill completed, newest first (packs sort by time)."""
+        rb = input.runbook
+        if rb.spec.drills is None:
+            raise ApplicationError(f"{rb.name}: no spec.drills.evidence to read drills from", type=ErrorType.DRILL_UNCONFIGURED,
+                                   non_retryable=True)
+        bucket, prefix = split_s3_uri(rb.spec.drills.evidence)
+        try:
+            for key in reversed(evidence_keys(self._s3, bucket, f"{prefix}{rb.name}/")):
+                body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                try:
+                    pack = json.loads(body)
+                except ValueError:  # not JSON: someone else's file, not a drill
+                    continue
+                if isinstance(pack, dict) and pack.get("status") == "completed" and pack.get("ended_at"):
+                    return LastDrill(completed_at=pack["ended_at"], drill_id=pack.get("drill_id", ""), uri=f"s3://{bucket}/{key}")
+        except Exception as exc:  # botocore: no such bucket, no credentials, endpoint down; retried
+            raise ApplicationError(f"cannot read drills from s3://{bucket}/{prefix}{rb.name}/: {exc}",
+                                   type=ErrorType.EVIDENCE_UNREADABLE) from None
+        return LastDrill()
+
+
+def evidence_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """The evidence packs under `prefix`, oldest first (their names begin with the drill's start time)."""
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
+    return sorted(keys)

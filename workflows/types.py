@@ -290,6 +290,9 @@ class DrillResult(Frozen):
     ended_at: datetime | None = None
     evidence_uri: str = ""  # where this pack was written; "" if it could not be
     messages: list[str] = Field(default_factory=list)
+    # Which runbook (Runbook.digest) and which drpilot ran it: "" in packs written before these were recorded.
+    runbook_digest: str = ""
+    drpilot_version: str = ""
 
 
 # ------------------------------------------------------------------------------ readiness

@@ -28,6 +28,10 @@ SAFETY = "drpilot-0.2.0-safety"
 # divided by the speed) are slept by a local activity instead of a timer (activities/rehearsal.py).
 REHEARSAL_WAITS = "drpilot-0.3.0-rehearsal-waits"
 
+# 0.4.0: a readiness check of a runbook with spec.drills.cadence reads its last completed
+# drill (the drill.last_completed activity). Read by ReadinessWorkflow only, and only then.
+DRILL_CADENCE = "drpilot-0.4.0-drill-cadence"
+
 
 class Patches:
     """Which release's behaviour this run replays: read once, at the start of the run

@@ -10,6 +10,7 @@ so workflows can import it without YAML.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import typing
@@ -350,6 +351,10 @@ class Drills(Frozen):
     soak_interval: Duration = Field(
         timedelta(minutes=1), description="How often the soak checks the standby's health and the blocking alerts."
     )
+    cadence: Duration | None = Field(
+        None, description="How often a drill must complete (e.g. 90d): readiness is not ready when no drill of the runbook "
+        "completed within it (read from the evidence packs)."
+    )
 
 
 class Spec(Frozen):
@@ -397,6 +402,11 @@ class Runbook(Frozen):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    def digest(self) -> str:
+        """The runbook's content as validated (defaults filled in, durations normalized), hashed:
+        what an evidence pack records so an auditor can tell which runbook a drill exercised."""
+        return "sha256:" + hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
     @property
     def regions(self) -> dict[str, Region]:

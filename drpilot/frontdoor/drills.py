@@ -99,18 +99,15 @@ class Past:
 
 def read_history(rb: Runbook, s3: Any, limit: int = 20) -> list[Past]:
     """The runbook's past drills from their evidence packs, oldest first (the last `limit`)."""
-    from activities.drills import split_s3_uri
+    from activities.drills import evidence_keys, split_s3_uri
 
     if rb.spec.drills is None:
         raise HistoryError(f"{rb.name} has no spec.drills.evidence: drills write their evidence there")
     bucket, prefix = split_s3_uri(rb.spec.drills.evidence)
     prefix = f"{prefix}{rb.name}/"
-    keys: list[str] = []
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")]
         found = []
-        for key in sorted(keys)[-limit:]:
+        for key in evidence_keys(s3, bucket, prefix)[-limit:]:
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             try:
                 found.append(Past(key=key, result=DrillResult.model_validate(json.loads(body))))

@@ -46,7 +46,8 @@ def console(
     get_logger(component="console").info(
         "console serving", host=host, port=port, runbooks=len(loaded), identity=identity.describe(), policy=rules.source
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
+                                         timeout_graceful_shutdown=5))  # open live feeds end with it
     try:
         server.run()
     except OSError as exc:

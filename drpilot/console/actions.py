@@ -29,7 +29,7 @@ from drpilot.domain.settings import Settings
 from drpilot.frontdoor import runs
 from drpilot.frontdoor.logs import get_logger
 from drpilot.frontdoor.runs import RunError
-from workflows.types import FailbackInput, FailoverInput
+from workflows.types import FailbackInput, FailoverInput, Progress
 
 ACTION_HEADER = "x-drpilot-action"
 MAX_BODY = 16 * 1024
@@ -71,6 +71,7 @@ class Actions:
     settings: Settings
     runbooks: dict[str, Runbook]
     policy: Policy
+    progress: Callable[[str], Awaitable[Progress]]  # a run's progress, RunError when it is none (board.py)
     limit: RateLimit = field(default_factory=RateLimit)
     log: BoundLogger = field(default_factory=lambda: get_logger(component="console"))
 
@@ -84,7 +85,7 @@ class Actions:
     async def control(self, request: Request, who: str, verb: str) -> JSONResponse:
         run_id = request.path_params["run_id"]
         try:
-            progress = await runs.progress((await self.connect()).get_workflow_handle(run_id))
+            progress = await self.progress(run_id)
         except RunError as exc:
             return problem(404, str(exc))
         return await self._act(request, who, verb, progress.runbook, run_id, lambda body: self._control(run_id, verb, who, body, progress.runbook))
@@ -122,7 +123,7 @@ class Actions:
     async def steer(self, who: str, verb: str, run_id: str, via: str, reason: str = "operator abort") -> str:
         """An operator request from outside the page (a Slack button): the same policy, rate,
         update and log line; the caller vouches for the person (a verified Slack signature)."""
-        progress = await runs.progress((await self.connect()).get_workflow_handle(run_id))
+        progress = await self.progress(run_id)
 
         async def send() -> dict[str, Any]:
             answer = await runs.control(await self.connect(), run_id, verb, by=who, reason=reason)

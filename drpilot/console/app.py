@@ -90,9 +90,10 @@ class Console:
                     client.append(await connect())
                 return client[0]
 
-        actions = Actions(connected, settings, runbooks, policy)
+        board = Board(connected, settings, runbooks, dns_weights)
+        actions = Actions(connected, settings, runbooks, policy, board.progress)
         interactions = SlackInteractions(SignatureVerifier(slack[0]), slack[1], actions) if slack else None
-        return cls(Board(connected, settings, runbooks, dns_weights), actions, identity, policy, slack=interactions)
+        return cls(board, actions, identity, policy, slack=interactions)
 
     # ------------------------------------------------------------------ who
     def _who(self, request: Request) -> str | None:
@@ -220,14 +221,16 @@ class Console:
 
         routes = [
             Route("/healthz", healthz), Route("/static/console.js", script),
-            Route("/", person(self.home)), Route("/runs/{run_id}", person(self.run_page)),
-            Route("/events/board", person(self.board_events)), Route("/events/runs/{run_id}", person(self.run_events)),
-            Route("/api/runbooks", person(self.api_runbooks)), Route("/api/runs/{run_id}", person(self.api_run)),
+            # {run_id:path}: a drill's runs are DRILL_ID/failover and DRILL_ID/failback.
+            Route("/", person(self.home)), Route("/runs/{run_id:path}", person(self.run_page)),
+            Route("/events/board", person(self.board_events)), Route("/events/runs/{run_id:path}", person(self.run_events)),
+            Route("/api/runbooks", person(self.api_runbooks)),
         ]
         routes += [Route(f"/api/runbooks/{{name}}/{action}", person(self.actions.start, action), methods=["POST"])
                    for action in ("failover", "failback")]
-        routes += [Route(f"/api/runs/{{run_id}}/{verb}", person(self.actions.control, verb), methods=["POST"])
+        routes += [Route(f"/api/runs/{{run_id:path}}/{verb}", person(self.actions.control, verb), methods=["POST"])
                    for verb in ("approve", "pause", "resume", "abort")]
+        routes.append(Route("/api/runs/{run_id:path}", person(self.api_run)))  # after the actions: the path takes slashes
         if self.slack is not None:  # Slack's signature is its identity: no SSO proxy in the way
             routes.append(Route("/slack/interactions", self.slack.handle, methods=["POST"]))
         return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

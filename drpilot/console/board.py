@@ -116,7 +116,12 @@ class Board:
 
     # ------------------------------------------------------------------ one run
     async def progress(self, run_id: str) -> Progress:
-        return await runs.progress((await self.connect()).get_workflow_handle(run_id))
+        try:
+            return await runs.progress((await self.connect()).get_workflow_handle(run_id))
+        except RunError:
+            raise
+        except Exception as exc:  # it answered, not as a run does: a drill, a schedule's, another workflow
+            raise RunError(f"run {run_id} is not a failover or failback ({one_line(exc)})") from None
 
     async def report_html(self, run_id: str, progress: Progress) -> str:
         """The run's timeline, weights and evidence as the report draws them (one renderer),

@@ -10,7 +10,8 @@ import json
 from tests.support.runbooks import runbook
 from tests.support.runs import wait_for
 from tests.support.world import outage
-from workflows.types import RunResult
+from workflows.failover import FailoverWorkflow
+from workflows.types import FailoverInput, RunResult
 
 RUN = "failover:llm-inference"
 
@@ -113,3 +114,20 @@ async def _next_event(lines) -> dict:
         if line.startswith("data: "):
             return json.loads(line.removeprefix("data: "))
     raise AssertionError("the stream ended")
+
+
+async def test_a_drills_child_run_is_steered_by_its_id_with_a_slash(serve_console):
+    """A live drill's failover is the run DRILL_ID/failover: its approval goes through the same API."""
+    rb = waiting_runbook()
+    async with serve_console(outage(rb, "us-east-1"), rb) as served:
+        child = "drill:llm-inference-20261207T100000Z/failover"
+        request = FailoverInput(runbook=rb, failed_region="us-east-1", trigger="drill", requested_by="drill:llm-inference")
+        handle = await served.harness.start(FailoverWorkflow.run, request, workflow_id=child)
+        await wait_for(handle, lambda p: p.waiting_for == "approval")
+        seen = await served.http.get(f"/api/runs/{child}", headers=served.as_("carol@example.com"))
+        assert seen.status_code == 200 and seen.json()["run_id"] == child
+        approved = await served.act("alice@example.com", f"/api/runs/{child}/approve")  # no person started it: no four eyes
+        assert approved.status_code == 200 and approved.json()["message"] == "approved by alice@example.com"
+        missing = await served.http.get("/api/runs/failover:nothing", headers=served.as_("carol@example.com"))
+        assert missing.status_code == 404 and missing.json()["error"].startswith("run failover:nothing: ")
+        assert (await served.result(child)).status == "completed"

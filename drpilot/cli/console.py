@@ -13,7 +13,7 @@ from drpilot.cli.terminal import err, load_or_exit
 def console(
     runbooks: Path = typer.Option(..., "--runbooks", help="Directory of runbook YAML files (every *.yaml, *.yml) the console shows."),
     host: str = typer.Option("127.0.0.1", help="Listen address. Anything but 127.0.0.1 belongs behind the SSO proxy."),
-    port: int = typer.Option(8788, min=0, max=65535, help="Port."),
+    port: int = typer.Option(8789, min=0, max=65535, help="Port."),
     identity_header: str = typer.Option(None, "--identity-header", help="Header the SSO proxy names the person in (e.g. X-Forwarded-Email)."),
     trusted_proxy: list[str] = typer.Option([], "--trusted-proxy", help="Address or network of the SSO proxy; the header is believed only from these. Repeatable."),
     dev_identity: str = typer.Option(None, "--dev-identity", help="Everyone is NAME: for a console on one's own machine, 127.0.0.1 only."),

@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import Any
 
+import boto3
 from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -32,6 +34,7 @@ from temporalio.client import Client
 from drpilot.console import pages
 from drpilot.console.actions import Actions, problem
 from drpilot.console.board import Board, one_line
+from drpilot.console.drills import DrillsView
 from drpilot.console.feed import Feeds
 from drpilot.console.identity import IdentitySource
 from drpilot.console.policy import Policy
@@ -76,11 +79,13 @@ class Console:
     feeds: Feeds = field(default_factory=lambda: Feeds(FEED_SECONDS))
     keepalive: float = KEEPALIVE_SECONDS
     slack: SlackInteractions | None = None  # POST /slack/interactions, when a signing secret is given
+    drills: DrillsView | None = None
 
     @classmethod
     def build(cls, connect: Callable[[], Awaitable[Client]], settings, runbooks, dns_weights, identity, policy,
-              slack: tuple[str, dict[str, str]] | None = None) -> Console:
-        """`slack`: the signing secret and the Slack users file's mapping."""
+              slack: tuple[str, dict[str, str]] | None = None, s3: Callable[[], Any] | None = None) -> Console:
+        """`slack`: the signing secret and the Slack users file's mapping; `s3`: the client the
+        drills page reads evidence with (default: boto3's, from the console's AWS_* environment)."""
         client: list[Client] = []
         lock = asyncio.Lock()
 
@@ -93,7 +98,8 @@ class Console:
         board = Board(connected, settings, runbooks, dns_weights)
         actions = Actions(connected, settings, runbooks, policy, board.progress)
         interactions = SlackInteractions(SignatureVerifier(slack[0]), slack[1], actions) if slack else None
-        return cls(board, actions, identity, policy, slack=interactions)
+        drills = DrillsView(connected, runbooks, s3 or (lambda: boto3.session.Session().client("s3")))
+        return cls(board, actions, identity, policy, slack=interactions, drills=drills)
 
     # ------------------------------------------------------------------ who
     def _who(self, request: Request) -> str | None:
@@ -121,6 +127,20 @@ class Console:
         except RunError as exc:
             return PlainTextResponse(f"{exc}\n", status_code=404)
         return HTMLResponse(pages.run_page(who, progress, report))
+
+    async def drills_page(self, request: Request, who: str) -> Response:
+        assert self.drills is not None
+        visible = [name for name in sorted(self.board.runbooks) if self._visible(who, name)]
+        return HTMLResponse(pages.page("drills", who, await self.drills.page(visible)))
+
+    async def drill_file(self, request: Request, who: str, what: str) -> Response:
+        assert self.drills is not None
+        rb = self.board.runbooks.get(request.path_params["name"])
+        if rb is None or not self._visible(who, rb.name):
+            return PlainTextResponse(f"no runbook {request.path_params['name']} you may view\n", status_code=404)
+        if what == "report":
+            return await self.drills.report(rb, request)
+        return await self.drills.evidence(rb, request.path_params["key"])
 
     def _mine(self, who: str, rows: list[dict]) -> list[dict]:
         return [row for row in rows if self._visible(who, row["name"])]
@@ -224,7 +244,9 @@ class Console:
             # {run_id:path}: a drill's runs are DRILL_ID/failover and DRILL_ID/failback.
             Route("/", person(self.home)), Route("/runs/{run_id:path}", person(self.run_page)),
             Route("/events/board", person(self.board_events)), Route("/events/runs/{run_id:path}", person(self.run_events)),
-            Route("/api/runbooks", person(self.api_runbooks)),
+            Route("/api/runbooks", person(self.api_runbooks)), Route("/drills", person(self.drills_page)),
+            Route("/drills/{name}/report", person(self.drill_file, "report")),
+            Route("/drills/{name}/evidence/{key:path}", person(self.drill_file, "evidence")),
         ]
         routes += [Route(f"/api/runbooks/{{name}}/{action}", person(self.actions.start, action), methods=["POST"])
                    for action in ("failover", "failback")]

@@ -27,7 +27,7 @@ def page(title: str, identity: str, body: str, *, feed: str = "") -> str:
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)} - drpilot console</title>'
         f'<style>{STYLE}</style><script src="/static/console.js" defer></script></head>'
         f'<body{data} data-me="{escape(identity)}">\n'
-        f'<nav><a href="/">runbooks</a> signed in as <b>{escape(identity)}</b></nav>\n{body}\n</body></html>\n'
+        f'<nav><a href="/">runbooks</a><a href="/drills">drills</a> signed in as <b>{escape(identity)}</b></nav>\n{body}\n</body></html>\n'
     )
 
 

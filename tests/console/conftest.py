@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,8 @@ from tests.support.world import World
 @pytest.fixture
 def serve_console(env, harness):
     @asynccontextmanager
-    async def make(world: World, *runbooks: Runbook, policy: str = POLICY, slack: tuple[str, dict[str, str]] | None = None) -> AsyncIterator[Served]:
+    async def make(world: World, *runbooks: Runbook, policy: str = POLICY, slack: tuple[str, dict[str, str]] | None = None,
+                   s3: Any = None) -> AsyncIterator[Served]:
         h = harness(world)
         settings = Settings(temporal=TemporalSettings(task_queue=h.task_queue))
 
@@ -35,7 +37,7 @@ def serve_console(env, harness):
         identity = IdentitySource.configure(header="X-Forwarded-Email", trusted_proxies=["127.0.0.1"], dev=None, host="127.0.0.1")
         console = Console.build(
             connect, settings, {rb.name: rb for rb in runbooks}, world_weights(world), identity, parse_policy(policy, "policy.yaml"),
-            slack,
+            slack, (lambda: s3) if s3 is not None else None,
         )
         async with h.worker(), uvicorn_in_loop(console.app()) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
             yield Served(console, http, h, env)

@@ -187,6 +187,8 @@ class Console:
         last: dict[str, str] = {}
 
         async def fetch() -> str:
+            if "finished" in last:  # a closed run's query makes a worker replay it: asked once
+                return last["finished"]
             try:
                 progress = await self.board.progress(run_id)
             except RunError as exc:
@@ -196,8 +198,11 @@ class Console:
             if last.get("moved") != moved:
                 with contextlib.suppress(RunError):
                     last["report"], last["moved"] = await self.board.report_html(run_id, progress), moved
-            return json.dumps({"progress": progress.model_dump(mode="json"), "html": pages.panel(progress),
-                               "report": last.get("report", "")})
+            value = json.dumps({"progress": progress.model_dump(mode="json"), "html": pages.panel(progress),
+                                "report": last.get("report", "")})
+            if progress.state == "finished" and last.get("moved") == moved:
+                last["finished"] = value
+            return value
 
         return self._stream(request, self.feeds.get(f"run:{run_id}", fetch).watch(), lambda value: value)
 

@@ -46,3 +46,20 @@ async def test_pages_are_escaped_framed_by_the_csp_and_draw_the_run_as_the_repor
         assert "<h2>Trigger and approval</h2>" in page.text and "a person, from the web console (alice@example.com)" in page.text
         assert (await http.get("/runs/failover:nothing", headers=served.as_("bob@example.com"))).status_code == 404
         await served.act("alice@example.com", f"/api/runs/{RUN}/abort", {"confirm": "llm-inference"})
+
+
+def test_the_board_shows_each_readiness_check_and_escapes_what_it_says():
+    from drpilot.console.pages import board_rows
+
+    row = {
+        "name": "llm-inference", "run": None, "dns": {"weights": {"us-east-1": 100, "us-west-2": 0}}, "last_drill": None,
+        "readiness": {"ready": False, "since": "2026-12-07T07:00:00+00:00", "checks": [
+            {"name": "dns", "ready": True, "detail": ""},
+            {"name": "us-west-2: llm-7b 2024-01-15", "ready": False, "detail": "1 problem(s) (e.g. <weights.bin> missing)"},
+        ]},
+    }
+    html = board_rows([row])
+    assert '<span class="notready">NOT READY</span> since 2026-12-07T07:00:00+00:00' in html
+    assert '<li><span class="ready">ok</span> dns</li>' in html
+    assert "<li><span class=\"notready\">no</span> us-west-2: llm-7b 2024-01-15: 1 problem(s) (e.g. &lt;weights.bin&gt; missing)</li>" in html
+    assert "<td>us-east-1 100%, us-west-2 0%</td>" in html

@@ -5,6 +5,7 @@ no framing, and nothing without an identity but the health check and the script.
 from __future__ import annotations
 
 from drpilot.console.app import HEADERS
+from drpilot.console.pages import board_rows
 from tests.support.runbooks import runbook
 from tests.support.runs import wait_for
 from tests.support.world import outage
@@ -49,8 +50,6 @@ async def test_pages_are_escaped_framed_by_the_csp_and_draw_the_run_as_the_repor
 
 
 def test_the_board_shows_each_readiness_check_and_escapes_what_it_says():
-    from drpilot.console.pages import board_rows
-
     row = {
         "name": "llm-inference", "run": None, "dns": {"weights": {"us-east-1": 100, "us-west-2": 0}}, "last_drill": None,
         "readiness": {"ready": False, "since": "2026-12-07T07:00:00+00:00", "checks": [

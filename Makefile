@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.drpilot-installed
 # Debian packages the end-to-end tests and the sandbox use (real Alertmanager / Prometheus),
-# and chromium, which renders the run reports headless (tests/report, the README picture).
-DEBIAN_PACKAGES := prometheus-alertmanager prometheus chromium
+# chromium, which renders the run reports headless (tests/report, the README picture), and
+# chromium-driver, through which selenium drives it for the console (tests/console/test_browser.py).
+DEBIAN_PACKAGES := prometheus-alertmanager prometheus chromium chromium-driver
 
 .PHONY: setup system-deps lint test demo bench constraints clean
 

@@ -42,6 +42,7 @@ PROBES_ANALYSE = "probes.analyse"
 NOTIFY_SEND = "notify.send"
 DRILL_ALERTS = "drill.firing_alerts"
 DRILL_EVIDENCE = "drill.write_evidence"
+DRILL_LAST = "drill.last_completed"
 DRILL_CLAIM = "drill.claim"
 READINESS_PREVIOUS = "readiness.previous"
 REHEARSAL_WAIT = "rehearsal.wait"
@@ -398,10 +399,22 @@ class EvidenceResult(Contract):
     uri: str  # s3://bucket/key written
 
 
+class LastDrillInput(Contract):
+    runbook: Runbook  # its spec.drills.evidence
+
+
+class LastDrill(Contract):
+    """The runbook's newest drill that completed, from its evidence packs; None: none did."""
+
+    completed_at: datetime | None = None
+    drill_id: str = ""
+    uri: str = ""
+
+
 # -------------------------------------------------------- what only the front door answers
 # A drill claims its runbook at admission as every front door does, and a scheduled readiness
 # check asks for its schedule's previous verdict: activities/front_door.py.
-Trigger = Literal["cli", "alert", "drill"]
+Trigger = Literal["cli", "alert", "drill", "console"]
 
 
 class Claim(Contract):
@@ -500,6 +513,7 @@ class ErrorType:
     GCS_NO_CREDENTIALS = "GcsNoCredentials"
     GCS_UNAVAILABLE = "GcsUnavailable"
     GCS_UNREACHABLE = "GcsUnreachable"
+    EVIDENCE_UNREADABLE = "EvidenceUnreadable"
     INVALID_INPUT = "InvalidInput"
     KUBE_CONFIG_INVALID = "KubeConfigInvalid"
     KUBE_CONFLICT = "KubeConflict"

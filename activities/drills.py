@@ -11,6 +11,7 @@ blocking conditions does not start.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
@@ -24,11 +25,14 @@ from activities.artifacts.stores import build_stores
 from activities.contracts import (
     DRILL_ALERTS,
     DRILL_EVIDENCE,
+    DRILL_LAST,
     ErrorType,
     EvidenceInput,
     EvidenceResult,
     FiringAlerts,
     FiringAlertsInput,
+    LastDrill,
+    LastDrillInput,
 )
 from activities.credentials import Rotating
 from activities.probes.prometheus import PromError, instant_query
@@ -67,7 +71,7 @@ class DrillActivities:
         return cls(Rotating(lambda: boto3.session.Session().client("s3")), settings)
 
     def all(self) -> list[Callable]:
-        return [self.firing_alerts, self.write_evidence]
+        return [self.firing_alerts, self.write_evidence, self.last_completed]
 
     @activity.defn(name=DRILL_ALERTS)
     def firing_alerts(self, input: FiringAlertsInput) -> FiringAlerts:
@@ -154,3 +158,26 @@ class DrillActivities:
                 type=ErrorType.EVIDENCE_UNWRITABLE, non_retryable=exc.non_retryable,
             ) from None
         return EvidenceResult(uri=where.uri(input.name))
+
+    @activity.defn(name=DRILL_LAST)
+    def last_completed(self, input: LastDrillInput) -> LastDrill:
+        """Read-only: the newest pack whose drill completed, newest first (packs sort by time),
+        in S3 or Cloud Storage as `drpilot drill history` reads them."""
+        rb = input.runbook
+        if rb.spec.drills is None:
+            raise ApplicationError(f"{rb.name}: no spec.drills.evidence to read drills from", type=ErrorType.DRILL_UNCONFIGURED,
+                                   non_retryable=True)
+        evidence = Location.parse(rb.spec.drills.evidence)
+        where = Location(evidence.bucket, f"{evidence.prefix}{rb.name}/", evidence.scheme)
+        try:
+            for path in sorted((p for p in self._stores.listed(where) if p.endswith(".json")), reverse=True):
+                try:
+                    pack = json.loads(self._stores.read(where, path))
+                except ValueError:  # not JSON: someone else's file, not a drill
+                    continue
+                if isinstance(pack, dict) and pack.get("status") == "completed" and pack.get("ended_at"):
+                    return LastDrill(completed_at=pack["ended_at"], drill_id=pack.get("drill_id", ""), uri=where.uri(path))
+        except ApplicationError as exc:  # the store's: no such bucket, no credentials, endpoint down; retried
+            raise ApplicationError(f"cannot read drills from {where.uri()}: {exc.message}",
+                                   type=ErrorType.EVIDENCE_UNREADABLE) from None
+        return LastDrill()

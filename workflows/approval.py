@@ -21,6 +21,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import AbortInput, ApproveInput
 
 
+# Triggers that mean a person started the run: only then is the starter someone to tell apart.
+PEOPLE = ("cli", "console")
+
+
 @dataclass(eq=False, kw_only=True)
 class Approval:
     run: RunFacts
@@ -80,7 +84,19 @@ class Approval:
         self.timeline.say(f"approved by {self.approved_by}{comment}")
         return f"approved by {self.approved_by}"
 
-    def refuse_approve(self) -> None:
+    @property
+    def four_eyes(self) -> bool:
+        """Whether the identity that started the run may not approve it: a person started it
+        (the CLI, the console) and approvals.distinct_approver holds."""
+        return (
+            self.run.runbook.spec.approvals.distinct_approver
+            and self.run.trigger in PEOPLE
+            and bool(self.run.requested_by)
+        )
+
+    def refuse_approve(self, request: ApproveInput) -> None:
+        """The validator's checks. A refused update leaves no event in the history and
+        validators do not run on replay, so this changes no run's commands."""
         if not self.required:
             raise ValueError(
                 f"this run needs no approval: approvals.{self.run.action} is "
@@ -88,3 +104,7 @@ class Approval:
             )
         if self.approved_by is not None:
             raise ValueError(f"already approved by {self.approved_by}")
+        if self.four_eyes and request.by in ("", self.run.requested_by):
+            # An approval naming nobody cannot be told apart from the starter.
+            whom = "another person must approve it" if request.by else "an approval must name who gives it"
+            raise ValueError(f"four eyes: {self.run.requested_by} started this run, so {whom} (approvals.distinct_approver)")

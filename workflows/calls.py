@@ -289,6 +289,13 @@ async def velero_backup(runbook: Runbook, region: str) -> c.VeleroBackupInfo:
     )
 
 
+async def last_drill(runbook: Runbook) -> c.LastDrill:
+    """The runbook's newest completed drill, from its evidence packs (spec.drills.cadence)."""
+    return await _execute(
+        c.DRILL_LAST, c.LastDrillInput(runbook=runbook), c.LastDrill, seconds=60, retry=_retry(5), summary="last completed drill",
+    )
+
+
 def start_notify(notifier, event: c.RunEvent):
     """Started, not awaited on the procedure's path: a notification never holds a run up;
     the run collects the outcome before it ends and records one that was not delivered."""

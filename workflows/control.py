@@ -252,6 +252,8 @@ class Run:
             drift=self.traffic.drift,
             approval_required=self.approval.required,
             approved_by=self.approval.approved_by,
+            requested_by=self.requested_by,
+            starter_may_approve=not self.approval.four_eyes,
             paused=operator.paused,
             aborting=operator.abort is not None and self._result is None,
             started_at=self.started_at,
@@ -276,7 +278,7 @@ class Run:
     @approve.validator
     def _check_approve(self, request: ApproveInput) -> None:
         self.operator.refuse_when_over(self._result)
-        self.approval.refuse_approve()
+        self.approval.refuse_approve(request)
 
     @workflow.update
     async def abort(self, request: AbortInput) -> ControlResult:

@@ -10,6 +10,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
+    from drpilot import __version__
     from workflows.failures import explain
     from workflows.plan import format_weights
     from workflows.timeline import Timeline
@@ -49,7 +50,7 @@ def drill_result(
         rto_met=fo.rto_met if fo else None, firing_alerts=list(firing), approvals=approvals,
         changes=changes, requested_by=input.requested_by, scheduled_by=input.scheduled_by,
         speed=input.speed, started_at=info.workflow_start_time, ended_at=workflow.now(),
-        messages=list(timeline.messages),
+        messages=list(timeline.messages), runbook_digest=input.runbook.digest(), drpilot_version=__version__,
     )
 
 

@@ -16,7 +16,7 @@ Temporal client); a failure to read it or to deliver is recorded in the result, 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         ReadinessCheck,
         ReadinessResult,
     )
+    from drpilot.domain.durations import format_duration
     from drpilot.domain.runbook import Action as RunbookAction
     from drpilot.domain.runbook import DnsSwitch, Role
     from workflows import calls, metrics
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.plan import backup_ages, format_weights, rpo_lags
     from workflows.types import ReadinessInput
     from workflows.versions import CONTROL_PLANE
+    from workflows.versions import DRILL_CADENCE
 
 PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"
@@ -79,6 +81,20 @@ async def attempt(call: Any) -> Any:
         return await call
     except ActivityError as exc:
         return explain(exc)
+
+
+def cadence_check(last: c.LastDrill | str, cadence: timedelta, now: datetime) -> ReadinessCheck:
+    """Whether a drill completed within spec.drills.cadence: a failover nobody exercised lately is not ready."""
+    name = f"drills: one completed within {format_duration(cadence)}"
+    if not isinstance(last, c.LastDrill):
+        return ReadinessCheck(name=name, ready=False, detail=last)  # the evidence could not be read
+    if last.completed_at is None:
+        return ReadinessCheck(name=name, ready=False, detail="no drill of this runbook completed: run `drpilot drill run`")
+    age = max(now - last.completed_at, timedelta(0))
+    detail = f"{last.drill_id} completed {format_duration(timedelta(seconds=round(age.total_seconds())))} ago"
+    if age > cadence:
+        return ReadinessCheck(name=name, ready=False, detail=f"{detail}, longer than spec.drills.cadence: run a drill")
+    return ReadinessCheck(name=name, ready=True, detail=detail)
 
 
 @workflow.defn
@@ -164,6 +180,9 @@ class ReadinessWorkflow:
                 name="rpo: velero backup", ready=not problems,
                 detail="; ".join(problems) or f"{infos[0].name} within the RPO in {', '.join(backups)}",
             ))
+        cadence = rb.spec.drills.cadence if rb.spec.drills else None
+        if cadence is not None and workflow.patched(DRILL_CADENCE):
+            checks.append(cadence_check(await attempt(calls.last_drill(rb)), cadence, workflow.now()))
         result = ReadinessResult(
             runbook=rb.name, ready=all(ch.ready for ch in checks), checks=checks, checked_at=workflow.now(),
         )

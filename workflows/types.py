@@ -217,6 +217,9 @@ class Progress(Frozen):
     drift: Drift | None = None  # set while the run holds because DNS changed under it
     approval_required: bool = False
     approved_by: str | None = None
+    requested_by: str = ""  # who started the run
+    # False when approvals.distinct_approver refuses an approval from requested_by (four eyes).
+    starter_may_approve: bool = True
     paused: bool = False
     aborting: bool = False
     started_at: datetime
@@ -292,6 +295,9 @@ class DrillResult(Frozen):
     ended_at: datetime | None = None
     evidence_uri: str = ""  # where this pack was written; "" if it could not be
     messages: list[str] = Field(default_factory=list)
+    # Which runbook (Runbook.digest) and which drpilot ran it: "" in packs written before these were recorded.
+    runbook_digest: str = ""
+    drpilot_version: str = ""
 
 
 # ------------------------------------------------------------------------------ readiness

@@ -38,6 +38,9 @@ MEASURED_SOAK = "drpilot-0.4.0-measured-soak"
 # answers (the DNS read's input only); a move of planned work (a shift step) holds while it
 # does not answer, polling it, instead of failing (workflows/traffic.py).
 CONTROL_PLANE = "drpilot-0.4.0-route53-control-plane"
+# 0.4.0: a readiness check of a runbook with spec.drills.cadence reads its last completed
+# drill (the drill.last_completed activity). Read by ReadinessWorkflow only, and only then.
+DRILL_CADENCE = "drpilot-0.4.0-drill-cadence"
 
 
 class Patches:

@@ -276,6 +276,46 @@ for _request_name, _help in SCHEDULE_REQUESTS.items():
     _schedule_command(_request_name, _help)
 
 
+@app.command("report")
+def report(
+    file: Path = typer.Argument(..., help="Runbook YAML file (its spec.drills.evidence is read)."),
+    since: str = typer.Option(..., "--since", help="First day of the period, YYYY-MM-DD (UTC)."),
+    format: str = typer.Option("md", "--format", help="md or html."),
+    output: Path = typer.Option(None, "-o", "--output", help="File to write; stdout when omitted."),
+) -> None:
+    """A period's drills as an audit document: what was exercised, outcomes, RTO vs objective, who approved, deviations."""
+    from datetime import UTC, datetime
+
+    from activities.artifacts.stores import stores_from_settings
+    from drpilot.domain.settings import SettingsError, load_settings
+    from drpilot.frontdoor.drills import HistoryError, read_history
+    from drpilot.report.drills import FORMATS
+
+    if format not in FORMATS:
+        err.print(f"error: --format {format}: expected md or html", markup=False)
+        raise typer.Exit(2)
+    try:
+        start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        err.print(f"error: --since {since}: expected a date like 2026-01-01", markup=False)
+        raise typer.Exit(2) from None
+    rb = load_or_exit(file)
+    try:
+        past = read_history(rb, stores_from_settings(load_settings()), limit=10_000)
+    except (HistoryError, SettingsError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    text = FORMATS[format](rb.name, start, [p.result for p in past if p.result.started_at >= start])
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        err.print(f"error: -o {output}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
 @app.command("history")
 def history(
     file: Path = typer.Argument(..., help="Runbook YAML file (its spec.drills.evidence is read)."),

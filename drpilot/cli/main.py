@@ -10,6 +10,7 @@ import typer
 from drpilot import __version__
 from drpilot.cli import runs
 from drpilot.cli.artifacts import app as artifacts_app
+from drpilot.cli.console import console
 from drpilot.cli.drill import app as drill_app
 from drpilot.cli.evacuate import evacuate
 from drpilot.cli.process_exit import run_and_exit
@@ -33,6 +34,7 @@ app.add_typer(webhook_app, name="webhook")
 app.add_typer(drill_app, name="drill")
 app.command("readiness")(readiness)
 app.command("evacuate")(evacuate)
+app.command("console")(console)
 for command in (runs.failover, runs.failback, runs.report, runs.status, runs.approve, runs.abort, runs.pause, runs.resume):
     app.command()(command)
 add_twin_commands(app)

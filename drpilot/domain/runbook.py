@@ -10,6 +10,7 @@ so workflows can import it without YAML.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import typing
@@ -368,6 +369,11 @@ class Approvals(Frozen):
     on_timeout: Literal["abort", "proceed"] = Field(
         "abort", description="What an unanswered approval does when its timeout passes."
     )
+    distinct_approver: bool = Field(
+        True,
+        description="Four eyes: a run a person started (from the CLI or the console) cannot be approved by the identity "
+        "that started it.",
+    )
 
 
 class Guardrails(Frozen):
@@ -390,11 +396,19 @@ EnvName = Annotated[str, BeforeValidator(_pattern(r"[A-Z_][A-Z0-9_]*", "an envir
 
 
 class Notifier(Frozen):
-    kind: Literal["json", "slack"] = Field(
-        "json", description="json: the event as a JSON object; slack: a Slack-compatible incoming webhook ({\"text\": ...})."
+    kind: Literal["json", "slack", "pagerduty"] = Field(
+        "json", description="json: the event as a JSON object; slack: a Slack-compatible incoming webhook ({\"text\": ...}, "
+        "with Approve / Reject buttons on approval_needed); pagerduty: PagerDuty Events API v2 (trigger on approval_needed, "
+        "held, rolled_back, failed; resolve on completed; one dedup key per run)."
     )
-    url: HttpUrl | None = Field(None, description="Where events are POSTed. Prefer url_env for URLs that carry a secret.")
+    url: HttpUrl | None = Field(
+        None, description="Where events are POSTed. Prefer url_env for URLs that carry a secret. pagerduty: the Events API "
+        "(default https://events.pagerduty.com/v2/enqueue)."
+    )
     url_env: EnvName | None = Field(None, description="Worker environment variable holding the URL (e.g. a Slack webhook URL).")
+    routing_key_env: EnvName | None = Field(
+        None, description="pagerduty: the worker environment variable holding the service's Events API v2 integration key."
+    )
     events: list[RunEventName] = Field(
         default_factory=lambda: list(RUN_EVENTS), description="Which run events go here; all when omitted."
     )
@@ -415,6 +429,10 @@ class Drills(Frozen):
     )
     soak_interval: Duration = Field(
         timedelta(minutes=1), description="How often the soak checks the standby's health and the blocking alerts."
+    )
+    cadence: Duration | None = Field(
+        None, description="How often a drill must complete (e.g. 90d): readiness is not ready when no drill of the runbook "
+        "completed within it (read from the evidence packs)."
     )
 
 
@@ -463,6 +481,11 @@ class Runbook(Frozen):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    def digest(self) -> str:
+        """The runbook's content as validated (defaults filled in, durations normalized), hashed:
+        what an evidence pack records so an auditor can tell which runbook a drill exercised."""
+        return "sha256:" + hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
     @property
     def regions(self) -> dict[str, Region]:
@@ -531,8 +554,15 @@ def _cross_field_problems(rb: Runbook):
                 yield loc, f"no {what} for region {missing!r}; every region needs one to fail over to it"
 
     for i, notifier in enumerate(spec.notifications):
-        if (notifier.url is None) == (notifier.url_env is None):
+        if notifier.kind == "pagerduty":
+            if notifier.routing_key_env is None:
+                yield ("spec", "notifications", i), "pagerduty needs routing_key_env: the variable holding the integration key"
+            if notifier.url is not None and notifier.url_env is not None:
+                yield ("spec", "notifications", i), "give at most one of url and url_env"
+        elif (notifier.url is None) == (notifier.url_env is None):
             yield ("spec", "notifications", i), "give exactly one of url and url_env"
+        elif notifier.routing_key_env is not None:
+            yield ("spec", "notifications", i, "routing_key_env"), "routing_key_env is for kind pagerduty"
     dns = spec.dns
     if dns.provider is DnsProvider.clouddns and not dns.project:
         yield ("spec", "dns", "project"), "the clouddns provider needs the Google Cloud project"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
+import os
+import pwd
 import random
 import weakref
 from collections.abc import Callable
@@ -83,10 +84,15 @@ class Started:
 
 
 def operator() -> str:
+    """The CLI's identity: the OS account this process runs as, from its real uid (not $USER
+    or $LOGNAME, which any shell sets at will); "uid:N" where the account has no name (a
+    container's arbitrary uid). It is what the machine proves, no more: whoever reaches
+    Temporal can send any name, so Temporal's namespace permissions stay the access control."""
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except OSError:
-        return "unknown"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid:{uid}"
 
 
 def claim_for(request: FailoverInput | FailbackInput) -> Claim:
@@ -378,13 +384,16 @@ async def watch(handle: WorkflowHandle, on_progress: Callable[[Progress], None],
         done.cancel()
 
 
-async def control(client: Client, run_id: str, request: str) -> ControlResult:
+async def control(client: Client, run_id: str, request: str, by: str | None = None, reason: str = "operator abort") -> ControlResult:
+    """Send an operator request (approve, abort, pause, resume) as `by` (default: the CLI's
+    identity, operator()); `reason` is an abort's."""
     handle = client.get_workflow_handle(run_id)
+    by = operator() if by is None else by
     argument = {
-        "approve": ApproveInput(by=operator()),
-        "abort": AbortInput(by=operator(), reason="operator abort"),
-        "pause": PauseInput(by=operator()),
-        "resume": PauseInput(by=operator()),
+        "approve": ApproveInput(by=by),
+        "abort": AbortInput(by=by, reason=reason),
+        "pause": PauseInput(by=by),
+        "resume": PauseInput(by=by),
     }[request]
     try:
         return await handle.execute_update(request, argument, result_type=ControlResult)

@@ -18,7 +18,10 @@ from drpilot.report.sections import build
 
 FORMATS = {"html": html.render, "md": markdown.render}
 
-__all__ = ["FORMATS", "NotARun", "RunFacts", "build", "file_name", "read", "render"]
+__all__ = ["FORMATS", "STYLE", "NotARun", "RunFacts", "build", "file_name", "read", "render", "sections_html"]
+
+sections_html = html.sections  # the report's body, which the console's run page shows as it is
+STYLE = html.STYLE
 
 
 def render(history: WorkflowHistory, format: str) -> str:

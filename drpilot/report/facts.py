@@ -109,10 +109,13 @@ class RunFacts:
     closed: str = ""  # how Temporal closed it: completed, failed, terminated, ...
     steps: list[Step] = field(default_factory=list)
     requests: list[OperatorRequest] = field(default_factory=list)
+    # A running run's phases so far, from its progress query (the console): the history holds
+    # them only in the result, at the end.
+    live_phases: list[PhaseRecord] = field(default_factory=list)
 
     @property
     def phases(self) -> list[PhaseRecord]:
-        return list(self.result.phases) if self.result else []
+        return list(self.result.phases) if self.result else list(self.live_phases)
 
     @property
     def speed(self) -> float:
@@ -174,8 +177,9 @@ def rehearsal_wait(event: HistoryEvent, by_id: dict[int, HistoryEvent]) -> Step 
     return Step(name=summary or "wait", kind="timer", started=started, ended=_at(event), outcome="ok")
 
 
-def read(history: WorkflowHistory) -> RunFacts:
-    """The facts of one run from its history; NotARun for any other workflow's history."""
+def read(history: WorkflowHistory, live_phases: list[PhaseRecord] | None = None) -> RunFacts:
+    """The facts of one run from its history (and, while it runs, the phases its progress
+    reports); NotARun for any other workflow's history."""
     events = list(history.events)
     if not events or not events[0].HasField("workflow_execution_started_event_attributes"):
         raise NotARun(f"{history.workflow_id}: the history does not start with a workflow start")
@@ -188,7 +192,7 @@ def read(history: WorkflowHistory) -> RunFacts:
         raise NotARun(f"{history.workflow_id}: its start input does not decode as a {kind} request")
     facts = RunFacts(
         workflow_id=history.workflow_id, temporal_run_id=begun.original_execution_run_id,
-        workflow_type=kind, started_at=_at(events[0]), request=request, result=None,
+        workflow_type=kind, started_at=_at(events[0]), request=request, result=None, live_phases=live_phases or [],
     )
     activities: dict[int, Step] = {}
     timers: dict[int, Step] = {}

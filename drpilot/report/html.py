@@ -22,6 +22,16 @@ def render(report: Report) -> str:
     colour = COLOURS.get(report.status, "#616161")
     body = [
         f"<h1>{escape(report.title)} <span class=\"status\" style=\"background:{colour}\">{escape(report.status)}</span></h1>",
+        sections(report),
+    ]
+    title = escape(f"drpilot report: {report.title} ({report.status})")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def sections(report: Report) -> str:
+    """Everything under the title, as HTML: the report file's body and the console's run page."""
+    body = [
         _facts(report.headline),
         "<h2>RTO</h2>", _facts(report.rto),
         "<h2>Trigger and approval</h2>", _facts(report.trigger),
@@ -35,9 +45,7 @@ def render(report: Report) -> str:
         "<h2>Messages</h2>",
         "<ul>" + "".join(f"<li>{escape(m)}</li>" for m in report.messages) + "</ul>",
     ]
-    title = escape(f"drpilot report: {report.title} ({report.status})")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return "\n".join(body)
 
 
 def _facts(rows: list[tuple[str, str]]) -> str:

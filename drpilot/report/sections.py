@@ -197,7 +197,7 @@ def _plain(value: object) -> str:
 def _trigger(facts: RunFacts) -> list[tuple[str, str]]:
     request = facts.request
     who = {"cli": "an operator, from the CLI", "alert": "an alert, through the Alertmanager webhook",
-           "drill": "a scheduled drill"}.get(request.trigger, request.trigger)
+           "drill": "a scheduled drill", "console": "a person, from the web console"}.get(request.trigger, request.trigger)
     rows = [("triggered by", f"{who}" + (f" ({request.requested_by})" if request.requested_by else ""))]
     if request.reason:
         rows.append(("reason", request.reason))

@@ -19,6 +19,7 @@ from activities.contracts import NotifyInput, RunEvent
 from activities.notify import NotifyActivities
 from drpilot.domain.runbook import Notifier
 from tests.support.loopback import uvicorn_on_loopback
+from tests.support.pagerduty import pagerduty
 from tests.support.runbooks import runbook
 
 EVENT = RunEvent(
@@ -60,9 +61,9 @@ def test_a_slack_receiver_gets_text_from_the_url_in_the_workers_environment(rece
     url, received = receiver
     result = send(Notifier(kind="slack", url_env="SLACK_WEBHOOK_URL"), {"SLACK_WEBHOOK_URL": f"{url}/hook/200/T000/B000"})
     assert result.delivered
-    assert received[-1]["body"] == {
-        "text": "drpilot failover:llm-inference: waiting for approval: drpilot approve failover:llm-inference"
-    }
+    assert received[-1]["body"]["text"] == (
+        "drpilot failover:llm-inference: waiting for approval: drpilot approve failover:llm-inference"
+    )
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])
@@ -100,3 +101,41 @@ def test_a_runbook_notifier_needs_exactly_one_of_url_and_url_env():
     assert "spec.notifications.0: give exactly one of url and url_env" in str(caught.value)
     rb = runbook("llm-inference.yaml", spec__notifications=[{"kind": "slack", "url_env": "SLACK_WEBHOOK_URL", "events": ["failed"]}])
     assert rb.spec.notifications[0].events == ["failed"]
+
+
+def test_a_slack_approval_request_carries_approve_and_reject_buttons(receiver):
+    url, received = receiver
+    send(Notifier(kind="slack", url=f"{url}/hook/200/T000/B000"))
+    section, actions = received[-1]["body"]["blocks"]
+    assert section["text"] == {"type": "plain_text", "text": f"drpilot failover:llm-inference: {EVENT.text}"}
+    assert [(b["action_id"], b["value"], b["style"]) for b in actions["elements"]] == [
+        ("drpilot_approve", "failover:llm-inference", "primary"), ("drpilot_reject", "failover:llm-inference", "danger"),
+    ]
+
+
+def test_pagerduty_triggers_and_resolves_one_incident_per_run():
+    key = "R0UT1NGKEY0123456789abcdefghijkl"
+    notifier = Notifier(kind="pagerduty", url_env="PD_URL", routing_key_env="PD_KEY")
+    with pagerduty() as service:
+        env = {"PD_URL": service.url, "PD_KEY": key}
+        assert send(notifier, env).status == 202  # approval_needed: trigger
+        for event, text in (("failed", "failed: no healthy destination"), ("completed", "completed: RTO 41s"), ("started", "started")):
+            result = ActivityEnvironment().run(
+                NotifyActivities(env=env).send, NotifyInput(notifier=notifier, event=EVENT.model_copy(update={"event": event, "text": text}))
+            )
+            assert result.delivered == (event != "started")  # PagerDuty hears no "started"
+    triggered, failed, resolved = service.events
+    assert triggered["event_action"] == "trigger" and triggered["payload"]["severity"] == "warning"
+    assert failed["payload"]["severity"] == "critical" and resolved["event_action"] == "resolve"
+    # The test environment's Temporal run is "test-run": one dedup key for the whole run.
+    assert {e["dedup_key"] for e in service.events} == {"drpilot/test/test-run"}
+    assert service.incidents == {"drpilot/test/test-run": "resolved"}
+
+
+def test_pagerduty_without_its_key_is_not_retried_and_never_says_the_key():
+    with pytest.raises(ApplicationError) as unset:
+        send(Notifier(kind="pagerduty", routing_key_env="PD_KEY"))
+    assert unset.value.non_retryable and "PD_KEY is not set in the worker's environment" in unset.value.message
+    with pytest.raises(ValidationError) as caught:
+        runbook("llm-inference.yaml", spec__notifications=[{"kind": "pagerduty"}])
+    assert "pagerduty needs routing_key_env" in str(caught.value)

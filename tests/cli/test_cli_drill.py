@@ -112,3 +112,40 @@ def test_readiness_usage_mistakes_are_one_line():
     assert result.stderr.strip() == "readiness: expected FILE, `schedule FILE --every 30m`, `last NAME` or `delete NAME`"
     result = drpilot("readiness", RUNBOOK, DRPILOT_TEMPORAL_ADDRESS="127.0.0.1:1")
     assert result.returncode == 1 and result.stderr.startswith("error: cannot reach Temporal at 127.0.0.1:1")
+
+
+def test_report_states_a_periods_drills_for_an_auditor(moto, tmp_path):
+    bucket = f"dr-evidence-{uuid.uuid4().hex[:12]}"
+    runbook = tmp_path / "llm-inference.yaml"
+    runbook.write_text(Path(RUNBOOK).read_text().replace("s3://dr-evidence/drills/", f"s3://{bucket}/drills/"))
+    env = {**AWS_ENV, "AWS_ENDPOINT_URL": moto.url}
+    s3 = aws_client("s3", moto.url)
+    s3.create_bucket(Bucket=bucket)
+    before, good, bad = (datetime(2026, m, 3, 10, 0, tzinfo=UTC) for m in (9, 11, 12))
+    passed = pack(good, 600.0).model_copy(update={
+        "approvals": ["failover approved by bob@example.com"], "requested_by": "alice@example.com",
+        "runbook_digest": "sha256:ab12", "drpilot_version": "0.4.0",
+    })
+    failover_failed = PhaseRecord(name="failover", started_at=bad, ended_at=bad, outcome="failed", detail="health-gate: us-west-2 <not ready>")
+    cleanup = PhaseRecord(name="cleanup", started_at=bad, ended_at=bad, outcome="ok", detail="us-west-2 back to standby")
+    failed = pack(bad, None, "failed").model_copy(update={"phases": [failover_failed, cleanup], "reason": "the failover failed"})
+    for started, result in ((before, pack(before, 500.0)), (good, passed), (bad, failed)):
+        s3.put_object(Bucket=bucket, Key=f"drills/llm-inference/{started:%Y%m%dT%H%M%SZ}-live-x.json", Body=result.model_dump_json())
+
+    md = drpilot("drill", "report", str(runbook), "--since", "2026-11-01", **env)
+    assert md.returncode == 0, md.stderr
+    assert "- **period**: since 2026-11-01 (2 drill(s))" in md.stdout  # September's is outside the period
+    assert "- **outcomes**: 1 completed, 1 failed" in md.stdout and "- **RTO objective**: met in 1 of 1 measured drill(s)" in md.stdout
+    good_row, bad_row = [line for line in md.stdout.splitlines() if line.startswith("| 2026-")]
+    assert good_row.split(" | ")[2:5] == ["completed", "600s vs objective 900s: met",
+                                           "requested by alice@example.com; failover approved by bob@example.com"]
+    assert good_row.endswith("| nothing needed | runbook sha256:ab12, drpilot 0.4.0 |")
+    assert "failover: failed: health-gate: us-west-2 <not ready>; why: the failover failed" in bad_row
+    assert "cleanup: us-west-2 back to standby" in bad_row and "digest not recorded" in bad_row
+
+    page = drpilot("drill", "report", str(runbook), "--since", "2026-11-01", "--format", "html", "-o", str(tmp_path / "r.html"), **env)
+    assert page.returncode == 0, page.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "us-west-2 &lt;not ready&gt;" in html and "<not ready>" not in html and "<script" not in html
+    wrong = drpilot("drill", "report", str(runbook), "--since", "last year", **env)
+    assert (wrong.returncode, wrong.stderr.strip()) == (2, "error: --since last year: expected a date like 2026-01-01")

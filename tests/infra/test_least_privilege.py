@@ -32,6 +32,7 @@ from activities.contracts import (
     DnsReadInput,
     EvidenceInput,
     KubeReadInput,
+    LastDrillInput,
     RestoreInput,
     ScaleInput,
     SyncInput,
@@ -268,6 +269,8 @@ def exercise(twin, monkeypatch) -> None:
     # A drill's evidence pack (the drill's failover and failback are the calls above).
     drills = DrillActivities.from_settings(settings)
     run(env, drills.write_evidence, EvidenceInput(runbook=rb, name=f"{rb.name}/lp-drill.json", body="{}"))
+    # Readiness with spec.drills.cadence reads the packs back (drill.last_completed).
+    run(env, drills.last_completed, LastDrillInput(runbook=rb))
 
 
 @pytest.fixture

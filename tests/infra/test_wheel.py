@@ -53,6 +53,7 @@ def test_the_wheel_holds_the_product_packages_only(wheel):
     for package in PRODUCT:
         assert f"{package}/__init__.py" in files
     assert "drpilot/cli/main.py" in files and "activities/registry.py" in files
+    assert "drpilot/console/static/console.js" in files  # the console's one script ships with it
 
 
 def test_the_wheel_holds_no_file_of_the_twin(wheel):

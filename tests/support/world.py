@@ -35,6 +35,7 @@ class World:
     analysis_fails_at: dict[str, int] = field(default_factory=dict)
     velero_phase: str = "Completed"
     velero_backup_age: timedelta = timedelta(minutes=5)  # how long ago the backup to restore completed
+    last_drill_age: timedelta | None = None  # how long ago the runbook's last drill completed; None: never
     # Regions whose pods started while a model's artifacts were missing: they serve without
     # it (the version gate fails) until a rollout restart with the artifacts complete.
     stale: set[str] = field(default_factory=set)
@@ -249,6 +250,15 @@ class World:
         # The server's clock (the test server skips time ahead), not this machine's.
         completed = activity.info().current_attempt_scheduled_time - self.velero_backup_age
         return c.VeleroBackupInfo(name=velero.backup, phase="Completed", completed_at=completed)
+
+    # Not in activities(): drill tests run the real drill activities (tests/support/drills.py).
+    @activity.defn(name=c.DRILL_LAST)
+    async def last_drill(self, input: c.LastDrillInput) -> c.LastDrill:
+        await self._visit(c.DRILL_LAST)
+        if self.last_drill_age is None:
+            return c.LastDrill()
+        ended = activity.info().current_attempt_scheduled_time - self.last_drill_age  # the server's clock
+        return c.LastDrill(completed_at=ended, drill_id="drill:llm-inference-20261001T100000Z", uri="s3://dr-evidence/drills/x.json")
 
     # ------------------------------------------------------------------ notifications
     @activity.defn(name=c.NOTIFY_SEND)

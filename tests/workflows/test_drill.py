@@ -18,15 +18,18 @@ from drpilot_twin.processes import (
 )
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities import contracts as c
 from activities.drills import DrillActivities
+from drpilot import __version__
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import ProviderSettings, Settings
 from drpilot.frontdoor import runs
 from drpilot.frontdoor.drills import drill_progress, drill_result
 from drpilot.frontdoor.ports import free_loopback_port
 from tests.support.drills import Drills, drill_runbook, fire, resolve
+from tests.support.runbooks import runbook
 from tests.support.temporal import keep_history, only_held_activity_pending
 from tests.support.world import World
 from workflows.types import DrillResult, FailoverInput
@@ -68,6 +71,12 @@ async def test_rehearsal_drill_fails_over_soaks_fails_back_and_keeps_evidence(en
     assert kept.drill_id == handle.id and kept.status == "completed"
     assert [p.name for p in kept.phases][:5] == phase_names(result)[:5]
     assert kept.failover is not None and kept.failover.phases  # the gates, with their evidence
+    # Which runbook, exactly, and which drpilot: what an auditor asks of a pack.
+    assert kept.runbook_digest == rb.digest() and kept.runbook_digest.startswith("sha256:") and kept.drpilot_version == __version__
+    assert runbook("llm-inference.yaml").digest() != rb.digest()  # another runbook's content, another digest
+    # Readiness's spec.drills.cadence reads the pack back: this drill is the last completed one.
+    last = ActivityEnvironment().run(DrillActivities(s3, d.settings).last_completed, c.LastDrillInput(runbook=rb))
+    assert (last.drill_id, last.completed_at) == (handle.id, kept.ended_at) and last.uri.startswith("s3://")
     # The drill held the runbook, and released it as it ended.
     assert state.holders == []
     assert state.last_ended["llm-inference"].run_id == handle.id

@@ -14,6 +14,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import contracts as c
 from activities.contracts import ReadinessResult
 from activities.front_door import FrontDoorActivities
 from drpilot.domain.settings import Settings, TemporalSettings
@@ -27,7 +28,7 @@ from workflows.types import ReadinessInput
 
 async def check(client: Client, world: World, keep: str = "") -> ReadinessResult:
     queue = f"ready-{uuid.uuid4()}"
-    async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, ReadinessWorkflow], activities=world.activities()):
+    async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, ReadinessWorkflow], activities=[*world.activities(), world.last_drill]):
         handle = await client.start_workflow(
             ReadinessWorkflow.run, ReadinessInput(runbook=world.runbook), id=f"readiness-{uuid.uuid4()}",
             task_queue=queue, result_type=ReadinessResult,
@@ -111,3 +112,23 @@ async def test_a_readiness_schedule_turns_not_ready_and_back(dev_env):
         assert (await fire(3)).ready
         assert [e.text for e in world.notified[1:]] == [f"{rb.name} is ready again: every check passes"]
         await front.delete(client, rb.name)
+
+
+async def test_no_drill_completed_within_the_cadence_is_not_ready(env):
+    """spec.drills.cadence: a failover nobody exercised lately is not ready, whatever else holds."""
+    world = World.normal(runbook("llm-inference.yaml", spec__drills__cadence="90d"))
+    name = "drills: one completed within 90d"
+    never = await check(env.client, world)
+    assert not never.ready and verdicts(never)[name] is False
+    assert [ch.detail for ch in never.checks if ch.name == name] == ["no drill of this runbook completed: run `drpilot drill run`"]
+    world.last_drill_age = timedelta(days=30)
+    lately = await check(env.client, world)
+    assert lately.ready, lately.checks
+    assert [ch.detail for ch in lately.checks if ch.name == name] == ["drill:llm-inference-20261001T100000Z completed 30d ago"]
+    world.last_drill_age = timedelta(days=91)
+    stale = await check(env.client, world)
+    assert not stale.ready and "longer than spec.drills.cadence" in [ch.detail for ch in stale.checks if ch.name == name][0]
+    # Without a cadence the drills are not read at all.
+    world.runbook = runbook("llm-inference.yaml")
+    assert name not in verdicts(await check(env.client, world))
+    assert sum(1 for called, _ in world.calls if called == c.DRILL_LAST) == 3

@@ -1,0 +1,106 @@
+"""Approving from the incident's Slack channel: `POST /slack/interactions`, the Slack app's
+interactivity request URL, answering the Approve / Reject buttons of an approval-needed
+notification (activities/notify.py).
+
+A request counts only with a valid Slack signature (v0, within five minutes, compared in
+constant time: slack-sdk's own SignatureVerifier) seen for the first time; anything else is
+401 and changes nothing. The Slack user becomes a person through the users file
+(`--slack-users FILE`: `users: {U012ABCDEF: alice@example.com}`); then the console's policy,
+rate limit and the run's own four-eyes rule decide, as for the page. Slack wants an answer
+within three seconds and an abort answers after compensation, so the request is answered at
+once and the outcome replaces the message through the interaction's response_url: "approved
+by alice@example.com", or says why not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import httpx
+from pydantic import Field
+from slack_sdk.signature import SignatureVerifier
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from drpilot.console.actions import Actions, Refused, problem
+from drpilot.domain.loader import DocumentError, parse_document, read_document
+from drpilot.domain.runbook import Frozen, Text
+from drpilot.frontdoor.runs import RunError
+
+WINDOW_SECONDS = 5 * 60  # Slack's: a request older than this may be a replay
+MAX_BODY = 64 * 1024
+VERBS = {"drpilot_approve": "approve", "drpilot_reject": "abort"}  # activities/notify.py's action_id
+
+
+class SlackUsersError(DocumentError):
+    """A Slack users file that cannot be used."""
+
+
+class SlackUsers(Frozen):
+    users: dict[Text, Text] = Field(description="Slack user id (U012ABCDEF) -> the person's identity in the console's policy.")
+
+
+def load_slack_users(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    text = read_document(path, SlackUsersError)
+    return dict(parse_document(text, str(path), SlackUsers, error=SlackUsersError, top="users").users)
+
+
+@dataclass(eq=False)
+class SlackInteractions:
+    verifier: SignatureVerifier
+    users: dict[str, str]
+    actions: Actions
+    clock: Callable[[], float] = time.time
+    _seen: dict[str, float] = field(default_factory=dict, init=False)  # signatures answered in the window
+    _replies: set[asyncio.Task] = field(default_factory=set, init=False)
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return problem(413, f"body over {MAX_BODY} bytes")
+        timestamp, signature = request.headers.get("x-slack-request-timestamp"), request.headers.get("x-slack-signature")
+        try:
+            valid = self.verifier.is_valid(body, timestamp, signature)
+        except ValueError:  # a timestamp that is not a number
+            valid = False
+        if not valid:
+            return problem(401, "not signed by Slack: a bad X-Slack-Signature, or a timestamp outside five minutes")
+        now = self.clock()
+        self._seen = {s: at for s, at in self._seen.items() if now - at <= WINDOW_SECONDS}
+        if signature in self._seen:
+            return problem(401, "a replayed Slack request: this signature was answered already")
+        self._seen[signature] = now
+        try:
+            payload = json.loads(parse_qs(body.decode())["payload"][0])
+            user, action = payload["user"]["id"], payload["actions"][0]
+            verb, run_id, reply_to = VERBS[action["action_id"]], action["value"], payload.get("response_url", "")
+        except (KeyError, IndexError, TypeError, ValueError):
+            return problem(400, "not a Slack block_actions payload from a drpilot approval message")
+        who = self.users.get(user)
+        if who is None:
+            return JSONResponse({"response_type": "ephemeral", "replace_original": False,
+                                 "text": f"Slack user {user} is not in the console's --slack-users file: nothing was done"})
+        task = asyncio.ensure_future(self._act(who, verb, run_id, reply_to))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+        return JSONResponse({"ok": True})
+
+    async def _act(self, who: str, verb: str, run_id: str, reply_to: str) -> None:
+        try:
+            message = await self.actions.steer(who, verb, run_id, via="slack", reason=f"rejected in Slack by {who}")
+            reply = {"replace_original": True, "text": f"drpilot {run_id}: {message} (in Slack)"}
+        except (Refused, RunError) as exc:
+            reply = {"replace_original": False, "response_type": "ephemeral", "text": f"drpilot {run_id}: refused: {exc}"}
+        if reply_to:
+            async with httpx.AsyncClient(timeout=10) as client:
+                try:
+                    await client.post(reply_to, json=reply)
+                except httpx.HTTPError as exc:  # the run has its answer; only the message stays as it was
+                    self.actions.log.warning("Slack message not updated", run_id=run_id, error=str(exc))

@@ -1,0 +1,72 @@
+// drpilot console: places what the server drew (already escaped) as the live feed sends it,
+// and sends the buttons' and forms' requests to the JSON API with the X-Drpilot-Action header.
+// The server decides everything; this only shows and asks. No inline script, nothing fetched
+// from anywhere but the console itself.
+"use strict";
+
+const said = (text) => { const p = document.getElementById("said"); if (p) p.textContent = text; };
+
+async function act(path, body) {
+  const answer = await fetch(path, {
+    method: "POST", credentials: "same-origin",
+    headers: {"Content-Type": "application/json", "X-Drpilot-Action": "1"},
+    body: JSON.stringify(body || {}),
+  });
+  const data = await answer.json().catch(() => ({error: `HTTP ${answer.status}`}));
+  said(data.error ? `refused: ${data.error}` : (data.message || `started ${data.run_id}${data.attached ? " (attached)" : ""}`));
+  if (!data.error && data.run_id && !path.startsWith("/api/runs/")) window.location.assign(`/runs/${encodeURIComponent(data.run_id)}`);
+  return data;
+}
+
+function showButtons(progress) {
+  const actions = document.getElementById("actions");
+  if (!actions || !progress) return;
+  const running = progress.state === "running" && !progress.aborting;
+  const me = document.body.dataset.me;
+  const approval = running && progress.waiting_for === "approval" && !progress.approved_by;
+  const mine = approval && !progress.starter_may_approve && progress.requested_by === me;
+  const show = {
+    approve: approval && !mine,
+    pause: running && !progress.paused,
+    resume: running && (progress.paused || progress.waiting_for === "resume" || progress.waiting_for === "drift"),
+  };
+  for (const button of actions.querySelectorAll("button[data-do]")) button.hidden = !show[button.dataset.do];
+  actions.querySelector("form.abort").hidden = !running;
+  document.getElementById("four-eyes").hidden = !mine;
+}
+
+function listen() {
+  const feed = document.body.dataset.feed;
+  if (!feed) return;
+  const source = new EventSource(feed);
+  source.onmessage = (event) => {
+    const data = JSON.parse(event.data);
+    if (data.error) { said(data.error); return; }
+    if (data.html !== undefined) document.getElementById("live").innerHTML = data.html;
+    if (data.report) document.getElementById("report").innerHTML = data.report;
+    showButtons(data.progress);
+  };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  listen();
+  const actions = document.getElementById("actions");
+  if (actions) {
+    const run = actions.dataset.run;
+    for (const button of actions.querySelectorAll("button[data-do]")) {
+      button.addEventListener("click", () => act(`/api/runs/${encodeURIComponent(run)}/${button.dataset.do}`));
+    }
+    actions.querySelector("form.abort").addEventListener("submit", (event) => {
+      event.preventDefault();
+      act(`/api/runs/${encodeURIComponent(run)}/abort`, {confirm: event.target.confirm.value});
+    });
+  }
+  for (const form of document.querySelectorAll("form.start")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const body = {confirm: form.confirm.value};
+      if (form.dataset.action === "failover") body.from = form.from.value; else body.to = form.to.value;
+      act(`/api/runbooks/${encodeURIComponent(form.dataset.runbook)}/${form.dataset.action}`, body);
+    });
+  }
+});

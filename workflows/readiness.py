@@ -39,8 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import explain
     from workflows.plan import backup_ages, format_weights, rpo_lags
     from workflows.types import ReadinessInput
-    from workflows.versions import CONTROL_PLANE
-    from workflows.versions import DRILL_CADENCE
+    from workflows.versions import CONTROL_PLANE, DRILL_CADENCE
 
 PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"

@@ -30,8 +30,8 @@ from starlette.responses import (
 from starlette.routing import Route
 from temporalio.client import Client
 
-from drpilot.console import pages
 from activities.artifacts.stores import stores_from_settings
+from drpilot.console import pages
 from drpilot.console.actions import Actions, problem
 from drpilot.console.board import Board, one_line
 from drpilot.console.drills import DrillsView

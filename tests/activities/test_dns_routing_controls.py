@@ -163,7 +163,9 @@ def test_readiness_of_the_switch_endpoints_controls_and_health_checks(twin):
     twin.board.update(arc_endpoints_down=3)
     twin.arc.set_states({WEST: "Off"})
     route53 = aws_client("route53", twin.aws_url)
-    zone = route53.list_hosted_zones_by_name(DNSName="example.com.")["HostedZones"][0]["Id"]
+    # The twin's own zone: moto servers in one process share their state, so other tests'
+    # twins may have left zones of the same name.
+    zone = twin._dns.zone_id
     route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
         "Name": "inference.example.com.", "Type": "CNAME", "SetIdentifier": "us-west-2", "Weight": 0, "TTL": 60,
         "ResourceRecords": [{"Value": "lb-usw2.example.com."}]}}]})  # someone dropped its health check

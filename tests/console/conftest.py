@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from activities.artifacts.stores import build_stores
 
+from activities.artifacts.stores import build_stores
 from drpilot.console.app import Console
 from drpilot.console.identity import IdentitySource
 from drpilot.console.policy import parse_policy

@@ -106,7 +106,9 @@ def test_route53_control_plane_down_refuses_changes_but_not_reads(twin):
         "route53", endpoint_url=twin.aws_url, region_name="us-east-1", aws_access_key_id="testing",
         aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}),
     )
-    zone = route53.list_hosted_zones_by_name(DNSName="example.com.")["HostedZones"][0]["Id"]
+    # The twin's own zone: moto servers in one process share their state, so other tests'
+    # twins may have left zones of the same name.
+    zone = twin._dns.zone_id
     twin.board.update(route53_control_plane_down=True)
     listed = route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
     carried = {r["SetIdentifier"]: r.get("HealthCheckId") for r in listed if "SetIdentifier" in r}

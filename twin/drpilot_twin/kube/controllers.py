@@ -14,7 +14,6 @@ import json
 import math
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -98,6 +97,7 @@ class DeploymentController:
         self.on_pod_start: Callable[[Obj], dict[str, str]] | None = None
         self._started: set[str] = set()  # pod uids on_pod_start has seen
         self.karpenter = Karpenter(store, board, region, speed, self._event)
+        self._event_serial = 0
         self._gpu_free: int | None = None  # the gpu_free value the other team's pods were set for
 
     def start_delay(self) -> float:
@@ -355,19 +355,23 @@ class DeploymentController:
     ) -> None:
         meta = pod["metadata"]
         stamp = timestamp()
+        # Named as the API's recorders name them, POD.<UnixNano in hex>: listed in key order,
+        # a pod's events come in the order they happened.
+        self._event_serial = max(self._event_serial + 1, time.time_ns())
         involved = {"kind": "Pod", "namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"], "apiVersion": "v1"}
         if container is not None:
             involved["fieldPath"] = f"spec.containers{{{container.get('name', '')}}}"
         self.store.create(
             EVENTS,
             {
-                "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
+                "metadata": {"name": f"{meta['name']}.{self._event_serial:x}", "namespace": meta["namespace"]},
                 "involvedObject": involved,
                 "reason": reason,
                 "message": message,
                 "source": {"component": component, **({"host": self._node[meta["uid"]]} if component == "kubelet" else {})},
                 "firstTimestamp": stamp,
                 "lastTimestamp": stamp,
+                "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 "count": 1,
                 "type": "Warning" if warning else "Normal",
                 "reportingComponent": component,

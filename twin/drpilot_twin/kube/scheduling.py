@@ -123,12 +123,14 @@ class NodeRoom:
         """The scheduler's reasons this node cannot take the pod (empty: it fits)."""
         if self.cordoned:
             return ["node(s) were unschedulable"]
-        if not selects(spec, self.labels):
-            return ["node(s) didn't match Pod's node affinity/selector"]
+        # The default profile's filter order: TaintToleration, then NodeAffinity, then fit;
+        # a node reports the first filter that rejects it.
         taint = untolerated(spec, self.taints)
         if taint is not None:
             shown = f"{taint.get('key')}: {taint.get('value')}" if taint.get("value") else taint.get("key")
             return [f"node(s) had untolerated taint {{{shown}}}"]
+        if not selects(spec, self.labels):
+            return ["node(s) didn't match Pod's node affinity/selector"]
         reasons = []
         for name, amount in sorted(asked.items()):
             if amount > self.free.get(name, Decimal(0)):

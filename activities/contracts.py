@@ -30,6 +30,7 @@ DNS_APPLY = "dns.apply"
 KUBE_READ = "kube.read"
 KUBE_SCALE = "kube.scale"
 KUBE_ROLLOUT_RESTART = "kube.rollout_restart"
+KUBE_CAPACITY = "kube.capacity"
 ARTIFACTS_VERIFY = "artifacts.verify"
 ARTIFACTS_RESTORE = "artifacts.restore_from_archive"
 ARTIFACTS_SYNC = "artifacts.sync"
@@ -109,6 +110,43 @@ class DeploymentState(Contract):
 class ReplicaState(Contract):
     region: str
     deployments: list[DeploymentState]
+
+
+class CapacityInput(Contract):
+    """Whether a region can run the workloads at the counts a run would ask for (`to`)."""
+
+    runbook: Runbook
+    region: str
+    to: Literal["active", "standby"] = "active"
+
+
+class WorkloadCapacity(Contract):
+    workload: str  # namespace/deployment
+    wanted: int  # replicas the procedure asks for
+    running: int  # pods already bound to a node
+    per_pod: dict[str, str]  # requests of one pod: extended resources, cpu, memory
+    fit_now: int  # of the pods to add, how many fit on the nodes there now
+    fit_after_scale_out: int  # ...and with the autoscaler's headroom as well
+
+    @property
+    def adding(self) -> int:
+        return max(0, self.wanted - self.running)
+
+
+class CapacityResult(Contract):
+    """A region's capacity for a run's counts, said in numbers (`detail`)."""
+
+    region: str
+    verdict: Literal["fits", "fits after scale-out", "short", "not checked"]
+    detail: str
+    workloads: list[WorkloadCapacity] = Field(default_factory=list)
+    headroom: list[str] = Field(default_factory=list)  # what each autoscaler may add
+    nodes: int = 0
+    requests: int = 0  # API requests the reads took (lists are paginated)
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict in ("fits", "fits after scale-out")
 
 
 class ScaleInput(Contract):

@@ -22,6 +22,8 @@ from temporalio import activity
 
 from activities import contracts
 from activities.contracts import (
+    CapacityInput,
+    CapacityResult,
     KubeReadInput,
     ReplicaState,
     RolloutRestartInput,
@@ -30,22 +32,69 @@ from activities.contracts import (
     ScaleInput,
     ScaleResult,
 )
+from activities.kube.capacity import (
+    Headroom,
+    Need,
+    autoscaler_headroom,
+    fit,
+    judge,
+    nodepool_headroom,
+    rooms_now,
+)
 from activities.kube.clusters import (
     MIN_POLL_SECONDS,
     REQUEST_TIMEOUT,
     RESTARTED_AT,
+    api_errors,
+    classify,
     cluster_client,
     monotonic_from_wall,
     pause,
     resume_details,
 )
 from activities.kube.deployments import DeploymentReads
+from activities.kube.inventory import InventoryReader
 from activities.waits import PolledWait
 
 
 class KubeActivities(DeploymentReads):
     def all(self) -> list[Callable[..., Any]]:
-        return [self.read, self.scale, self.rollout_restart]
+        return [self.read, self.scale, self.rollout_restart, self.capacity]
+
+    # ------------------------------------------------------------------ capacity
+    @activity.defn(name=contracts.KUBE_CAPACITY)
+    def capacity(self, input: CapacityInput) -> CapacityResult:
+        """Whether the region's nodes (and what its autoscaler may add) hold the workloads at
+        the counts `input.to` asks for: read-only, a few paginated lists (activities/kube/capacity.py)."""
+        context, api = cluster_client(self.clients, input.runbook, input.region, "read capacity")
+        workloads = input.runbook.workloads_in(input.region)
+        try:
+            found = InventoryReader(api).read([(w.namespace, w.deployment) for w in workloads])
+        except api_errors() as exc:
+            raise classify(
+                exc, context=context, region=input.region, resource="nodes, pods and NodePools",
+                not_found_fix=f"create the Deployments of runbook {input.runbook.name} there",
+                rbac="get, list on nodes, list on pods (ClusterRole drpilot-capacity, "
+                "infra/kubernetes/dr-cluster/capacity-role.yaml)",
+            ) from exc
+        needs = []
+        for w in workloads:
+            dep = found.templates[f"{w.namespace}/{w.deployment}"]
+            labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            running = sum(
+                1 for p in found.pods
+                if p["metadata"].get("namespace") == w.namespace and (p.get("spec") or {}).get("nodeName")
+                and labels and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+            )
+            wanted = w.replicas.active if input.to == "active" else w.replicas.standby
+            template = ((dep.get("spec") or {}).get("template") or {}).get("spec") or {}
+            needs.append(Need(f"{w.namespace}/{w.deployment}", wanted, running, template))
+        headroom: list[Headroom | str] = [nodepool_headroom(p, found.nodes) for p in found.nodepools or []]
+        if found.autoscaler:
+            headroom += autoscaler_headroom(found.autoscaler, found.nodes)
+        fits = fit(needs, rooms_now(found.nodes, found.pods), [h for h in headroom if isinstance(h, Headroom)])
+        result = judge(input.region, fits, headroom, len(found.nodes))
+        return result.model_copy(update={"requests": found.requests})
 
     # ------------------------------------------------------------------ read
     @activity.defn(name=contracts.KUBE_READ)

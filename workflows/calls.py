@@ -114,6 +114,13 @@ async def kube_read(runbook: Runbook, region: str, *, attempts: int = 3) -> c.Re
     )
 
 
+async def kube_capacity(runbook: Runbook, region: str, *, attempts: int = 3) -> c.CapacityResult:
+    return await _execute(
+        c.KUBE_CAPACITY, c.CapacityInput(runbook=runbook, region=region), c.CapacityResult,
+        seconds=60, retry=_retry(attempts, 5), summary=f"read capacity in {region}",
+    )
+
+
 async def kube_scale(
     runbook: Runbook,
     region: str,

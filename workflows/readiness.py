@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import explain
     from workflows.plan import backup_ages, format_weights, rpo_lags
     from workflows.types import ReadinessInput
+    from workflows.versions import CAPACITY
 
 PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"
@@ -66,12 +67,17 @@ class ReadinessWorkflow:
             if (RunbookAction.failback in restore_on and r == rb.primary)
             or (RunbookAction.failover in restore_on and spec.role is Role.standby)
         ]
+        # 0.4.0: each region's capacity for the active counts (a failover's or failback's target).
+        capacity = regions if workflow.patched(CAPACITY) else []
         reads = await together(
             attempt(calls.dns_read(rb)),
             *(attempt(calls.kube_read(rb, r, attempts=2)) for r in regions),
             *(attempt(calls.artifacts_verify(rb, r, m.name, m.version, attempts=2)) for r, m in models),
             *(attempt(calls.velero_backup(rb, r)) for r in backups),
+            *(attempt(calls.kube_capacity(rb, r, attempts=2)) for r in capacity),
         )
+        sized = reads[len(reads) - len(capacity) :] if capacity else []
+        reads = reads[: len(reads) - len(capacity)]
         dns, kube = reads[0], reads[1 : 1 + len(regions)]
         verified = reads[1 + len(regions) : 1 + len(regions) + len(models)]
         backed = reads[1 + len(regions) + len(models) :]
@@ -115,6 +121,12 @@ class ReadinessWorkflow:
                     detail=f"{len(v.problems)} problem(s) (e.g. {v.problems[0].key} {v.problems[0].problem}) "
                     "and no archive to restore from",
                 ))
+
+        for region, room in zip(capacity, sized, strict=True):
+            if isinstance(room, c.CapacityResult):
+                checks.append(ReadinessCheck(name=f"{region}: capacity", ready=room.ready, detail=room.detail))
+            else:
+                checks.append(ReadinessCheck(name=f"{region}: capacity", ready=False, detail=f"not checked: {room}"))
 
         copies = [v for v in verified if isinstance(v, c.VerifyResult)]
         lags = rpo_lags(rb, copies, copies)

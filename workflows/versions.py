@@ -28,6 +28,9 @@ SAFETY = "drpilot-0.2.0-safety"
 # divided by the speed) are slept by a local activity instead of a timer (activities/rehearsal.py).
 REHEARSAL_WAITS = "drpilot-0.3.0-rehearsal-waits"
 
+# 0.4.0: failover preflight and readiness check each target's capacity (kube.capacity).
+CAPACITY = "drpilot-0.4.0-capacity"
+
 
 class Patches:
     """Which release's behaviour this run replays: read once, at the start of the run
@@ -36,7 +39,9 @@ class Patches:
     def __init__(self) -> None:
         self.v2 = False  # SAFETY
         self.v3 = False  # REHEARSAL_WAITS
+        self.v4 = False  # CAPACITY
 
     def read(self) -> None:
         self.v2 = workflow.patched(SAFETY)
         self.v3 = workflow.patched(REHEARSAL_WAITS)
+        self.v4 = workflow.patched(CAPACITY)

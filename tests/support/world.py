@@ -33,6 +33,8 @@ class World:
     degrade_at: dict[str, int] = field(default_factory=dict)  # region -> weight where errors start
     # region -> weight from which the analysis itself fails (e.g. Prometheus unreachable)
     analysis_fails_at: dict[str, int] = field(default_factory=dict)
+    # region -> pods its nodes (and autoscaler) cannot hold of what a run would add
+    short: dict[str, int] = field(default_factory=dict)
     velero_phase: str = "Completed"
     velero_backup_age: timedelta = timedelta(minutes=5)  # how long ago the backup to restore completed
     # Regions whose pods started while a model's artifacts were missing: they serve without
@@ -82,7 +84,7 @@ class World:
 
     def activities(self) -> list[Callable]:
         return [
-            self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.kube_rollout_restart,
+            self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.kube_rollout_restart, self.kube_capacity,
             self.artifacts_verify, self.artifacts_restore, self.artifacts_sync, self.velero_restore,
             self.velero_backup, self.warmup, self.health_gate, self.analyse, self.notify,
             RehearsalActivities().wait,  # a rehearsal's short waits, really slept (no provider)
@@ -183,6 +185,21 @@ class World:
             region=input.region, deployments=self._state(input.region).deployments, changed=changed,
             waits=await self._waited(c.KUBE_SCALE, input.region),
         )
+
+    @activity.defn(name=c.KUBE_CAPACITY)
+    async def kube_capacity(self, input: c.CapacityInput) -> c.CapacityResult:
+        await self._visit(c.KUBE_CAPACITY, input.region)
+        self._reach(input.region)
+        self._exist(input.region)
+        adding = sum(
+            max(0, getattr(w.replicas, input.to) - self.replicas.get(input.region, {}).get(f"{w.namespace}/{w.deployment}", 0))
+            for w in self.runbook.workloads_in(input.region)
+        )
+        short = min(adding, self.short.get(input.region, 0))
+        said = f"{input.region} needs {adding} pods of 1 nvidia.com/gpu: {adding - short} fit now"
+        if short:
+            return c.CapacityResult(region=input.region, verdict="short", detail=f"{said}: short by {short} pods ({short} nvidia.com/gpu)")
+        return c.CapacityResult(region=input.region, verdict="fits", detail=f"{said}: fits")
 
     @activity.defn(name=c.KUBE_ROLLOUT_RESTART)
     async def kube_rollout_restart(self, input: c.RolloutRestartInput) -> c.RolloutRestartResult:

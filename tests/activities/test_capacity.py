@@ -10,7 +10,16 @@ from kubernetes import client as k8s
 from activities.contracts import CapacityInput
 from activities.kube import inventory
 from activities.kube.activities import KubeActivities
-from activities.kube.capacity import Need, Room, autoscaler_headroom, fit, judge, nodepool_headroom, quantity, requests_of
+from activities.kube.capacity import (
+    Need,
+    Room,
+    autoscaler_headroom,
+    fit,
+    judge,
+    nodepool_headroom,
+    quantity,
+    requests_of,
+)
 from drpilot.domain.loader import load_runbook
 from tests.support.activities import run
 from tests.support.paths import ROUTE53_RUNBOOK

@@ -1,7 +1,7 @@
 """`drpilot runbook plan`: what a failover or failback would change, from live state.
 
-It reads exactly what the procedures read first (DNS weights, replica counts, artifact
-checks) through the same activity classes, outside Temporal, and computes the changes with
+It reads exactly what the procedures read first (DNS weights, replica counts, capacity,
+artifact checks) through the same activity classes, outside Temporal, and computes the changes with
 the same planning functions the workflows use (`workflows.plan`). It changes nothing.
 """
 
@@ -13,7 +13,13 @@ from datetime import timedelta
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts.activities import ArtifactActivities
-from activities.contracts import ArtifactInput, DnsReadInput, KubeReadInput, RestoreInput
+from activities.contracts import (
+    ArtifactInput,
+    CapacityInput,
+    DnsReadInput,
+    KubeReadInput,
+    RestoreInput,
+)
 from activities.dns.activities import DnsActivities
 from activities.kube.activities import KubeActivities
 from drpilot.domain.durations import format_duration
@@ -99,6 +105,19 @@ def _scale_changes(plan: Plan, rb: Runbook, region: str, live: _LiveState, to: s
             plan.changes.append(f"scale {region} {key}: {have if have is not None else '?'} -> {want} replicas ({to})")
 
 
+def _capacity(plan: Plan, rb: Runbook, region: str, live: _LiveState, consequence: str) -> None:
+    """Whether the region holds the active counts (the check failover preflight makes)."""
+    try:
+        result = live.kube.capacity(CapacityInput(runbook=rb, region=region))
+    except ApplicationError as exc:
+        plan.notes.append(f"{region}: capacity not checked ({exc.message})")
+        return
+    if result.ready:
+        plan.notes.append(f"{region}: capacity: {result.detail}")
+    else:
+        plan.warnings.append(f"{region}: capacity: {result.detail}; {consequence}")
+
+
 def _artifact_changes(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactActivities, fix: str) -> None:
     for model in rb.spec.models:
         try:
@@ -140,8 +159,14 @@ def plan_failover(rb: Runbook, failed: str, to: list[str] | None, settings: Sett
     if warning:
         plan.warnings.append(warning)
     after = failover_weights(rb, failed, targets, before)
+    stops = (
+        "a graceful failover stops in preflight, changing nothing (guardrails.capacity: fail); an ungraceful one goes on"
+        if rb.spec.guardrails.capacity == "fail"
+        else "the failover goes on with what fits (guardrails.capacity: warn)"
+    )
     for region in targets:
         _scale_changes(plan, rb, region, live, "active")
+        _capacity(plan, rb, region, live, stops)
         _artifact_changes(plan, rb, region, live.artifacts, "restore from the Glacier archive")
         _restore_timing(plan, rb, region, live.artifacts)
     velero = rb.spec.backups.velero
@@ -165,6 +190,7 @@ def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
     start = live.weights(rb)
     home = failback_home(rb, original, start)
     _scale_changes(plan, rb, original, live, "active")
+    _capacity(plan, rb, original, live, "the failback's scale-up would leave pods Pending")
     _artifact_changes(plan, rb, original, live.artifacts, "sync from the serving region")
     if start == home:
         plan.notes.append(f"DNS already at {format_weights(home)}: no traffic to shift")

@@ -250,6 +250,8 @@ class KubeCluster:
         """Every pod ready now (seed time: the region was already running)."""
         self.deployments.reconcile(time.monotonic(), instant=True)
         self.deployments.reconcile(time.monotonic(), instant=True)
+        with self.store.lock:  # `gpu_free` is what is free once the seeded pods run
+            self.deployments.share_gpus(again=True)
 
     # ------------------------------------------------------------------ HTTP (ASGI)
     async def _asgi(self, scope: dict, receive, send) -> None:

@@ -105,11 +105,12 @@ class DeploymentController:
         return max(0.0, seconds) / self.speed
 
     def reconcile(self, now: float, instant: bool = False) -> float | None:
-        """One pass over every Deployment; returns the next monotonic time worth waking at."""
+        """One pass over every Deployment; returns the next monotonic time worth waking at.
+        `instant` (seeding): every pod ready at once, and the faults' free GPUs counted after."""
         delay = 0.0 if instant else self.start_delay()
         wake: float | None = None
         with self.store.lock:
-            self._share_gpus()
+            self.share_gpus()
             nodes = rooms(self.store)
             pending: list[Obj] = []
             live = set()
@@ -133,13 +134,14 @@ class DeploymentController:
                 self._forget(uid)
         return wake
 
-    def _share_gpus(self) -> None:
-        """Another team's pods take the GPUs `gpu_free` (or `pods_stalled`) says are not free."""
+    def share_gpus(self, again: bool = False) -> None:
+        """Another team's pods take the GPUs `gpu_free` (or `pods_stalled`) says are not free;
+        `again`: count anew (seeding bound the region's own pods since)."""
         faults = self.board.now
         wanted = faults.gpu_free.get(self.region)
         if self.region in faults.pods_stalled:
             wanted = 0
-        if wanted != self._gpu_free:
+        if wanted != self._gpu_free or (again and wanted is not None):
             self._gpu_free = None if wanted is None else int(wanted)
             reserve_gpus(self.store, self._gpu_free)
 

@@ -69,7 +69,7 @@ from drpilot_twin.kube.objects import (
     timestamp,
     validate_name,
 )
-from drpilot_twin.kube.scheduling import GPU, NodeShape, seed_nodes
+from drpilot_twin.kube.scheduling import GPU, NodeShape, reserve_gpus, seed_nodes
 from drpilot_twin.kube.tls import sandbox_tls
 from drpilot_twin.loopback import LoopbackServer
 
@@ -248,9 +248,11 @@ class KubeCluster:
 
     def settle(self) -> None:
         """Every pod ready now (seed time: the region was already running)."""
-        self.deployments.reconcile(time.monotonic(), instant=True)
-        self.deployments.reconcile(time.monotonic(), instant=True)
-        with self.store.lock:  # `gpu_free` is what is free once the seeded pods run
+        # `gpu_free` is what is free once the seeded pods run: they go first.
+        with self.store.lock:
+            reserve_gpus(self.store, None)
+            self.deployments.reconcile(time.monotonic(), instant=True)
+            self.deployments.reconcile(time.monotonic(), instant=True)
             self.deployments.share_gpus(again=True)
 
     # ------------------------------------------------------------------ HTTP (ASGI)

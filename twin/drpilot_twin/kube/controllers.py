@@ -110,7 +110,8 @@ class DeploymentController:
         delay = 0.0 if instant else self.start_delay()
         wake: float | None = None
         with self.store.lock:
-            self.share_gpus()
+            if not instant:
+                self.share_gpus()
             nodes = rooms(self.store)
             pending: list[Obj] = []
             live = set()

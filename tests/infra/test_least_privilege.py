@@ -25,6 +25,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import (
     ArtifactInput,
+    CapacityInput,
     DnsApplyInput,
     DnsReadInput,
     EvidenceInput,
@@ -44,7 +45,7 @@ from tests.support.twin import start_twin
 
 IAM = ROOT / "infra/aws/iam-policy.json"
 GCP_ROLE = ROOT / "infra/gcp/dns-role.yaml"
-RBAC = sorted((ROOT / "infra/kubernetes/dr-cluster").glob("*-role.yaml"))
+RBAC = sorted((ROOT / "infra/kubernetes/dr-cluster").glob("*-role.yaml"))  # Roles and ClusterRoles
 
 # botocore operation -> the IAM actions it needs and on what (bucket, key-or-None).
 S3_ACTIONS = {
@@ -89,7 +90,7 @@ def aws_needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 KUBE_PATH = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
 )
 KUBE_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 
@@ -97,10 +98,10 @@ KUBE_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update",
 def kube_needs(method: str, url: str) -> tuple[str, str, str, str]:
     path = url.split("://", 1)[-1].split("/", 1)[-1].split("?")[0]
     m = KUBE_PATH.match("/" + path)
-    assert m, f"kubernetes request {method} {url}: not a namespaced resource path"
+    assert m, f"kubernetes request {method} {url}: not a resource path"
     resource = m["resource"] + (f"/{m['sub']}" if m["sub"] else "")
     verb = "list" if method == "GET" and not m["name"] else KUBE_VERBS[method]
-    return (m["ns"], m["group"] or "", resource, verb)
+    return (m["ns"] or "", m["group"] or "", resource, verb)  # "": cluster-scoped (a ClusterRole)
 
 
 def gcp_needs(method: str, path: str, data: Any) -> list[str]:
@@ -172,13 +173,14 @@ def rbac_rules() -> set[tuple[str, str, str, str]]:
     rules = set()
     for path in RBAC:
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc["kind"] != "Role":
+            if doc["kind"] not in ("Role", "ClusterRole"):
                 continue
+            namespace = doc["metadata"].get("namespace", "") if doc["kind"] == "Role" else ""
             for rule in doc["rules"]:
                 for g in rule["apiGroups"]:
                     for r in rule["resources"]:
                         for v in rule["verbs"]:
-                            rules.add((doc["metadata"]["namespace"], g, r, v))
+                            rules.add((namespace, g, r, v))
     return rules
 
 
@@ -229,6 +231,7 @@ def exercise(twin, monkeypatch) -> None:
         return
     kube = KubeActivities.from_settings(settings)
     run(env, kube.read, KubeReadInput(runbook=rb, region=standby))
+    run(env, kube.capacity, CapacityInput(runbook=rb, region=standby))
     run(env, kube.scale, ScaleInput(runbook=rb, region=standby, to="active", speed=twin.speed))
     # A wait that runs out lists the pods to say why (the stalled region never gets ready).
     run(env, kube.scale, ScaleInput(runbook=rb, region=serving, to="exact", counts={"ml-serving/inference-service": 9}, timeout_seconds=0.05, speed=twin.speed))

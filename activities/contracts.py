@@ -31,6 +31,8 @@ KUBE_READ = "kube.read"
 KUBE_SCALE = "kube.scale"
 KUBE_ROLLOUT_RESTART = "kube.rollout_restart"
 KUBE_CAPACITY = "kube.capacity"
+IMAGES_CHECK = "images.check"
+QUOTA_CHECK = "quota.check"
 ARTIFACTS_VERIFY = "artifacts.verify"
 ARTIFACTS_RESTORE = "artifacts.restore_from_archive"
 ARTIFACTS_SYNC = "artifacts.sync"
@@ -141,12 +143,52 @@ class CapacityResult(Contract):
     detail: str
     workloads: list[WorkloadCapacity] = Field(default_factory=list)
     headroom: list[str] = Field(default_factory=list)  # what each autoscaler may add
+    # instance type -> [nodes the scale-out would start, vCPUs of each]; and vCPUs of the
+    # nodes of each instance type running now (what the quota already holds)
+    scale_out: dict[str, list[int]] = Field(default_factory=dict)
+    running_vcpus: dict[str, int] = Field(default_factory=dict)
     nodes: int = 0
     requests: int = 0  # API requests the reads took (lists are paginated)
 
     @property
     def ready(self) -> bool:
         return self.verdict in ("fits", "fits after scale-out")
+
+
+class ImagesInput(Contract):
+    runbook: Runbook
+    region: str
+
+
+class ImagesResult(Contract):
+    """Whether the images a region's Deployments run can be pulled there when needed."""
+
+    region: str
+    verdict: Literal["ok", "finding", "not checked"]
+    detail: str
+    images: list[str] = Field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict == "ok"
+
+
+class QuotaInput(Contract):
+    """The account's vCPU quota for the GPU instances a region's scale-out would start."""
+
+    runbook: Runbook
+    region: str
+    capacity: CapacityResult
+
+
+class QuotaResult(Contract):
+    region: str
+    verdict: Literal["ok", "short", "not checked"]
+    detail: str
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict == "ok"
 
 
 class ScaleInput(Contract):

@@ -44,6 +44,10 @@ PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"
 
 
+async def _unread(why: str) -> str:
+    return f"capacity unknown ({why})"
+
+
 async def attempt(call: Any) -> Any:
     """The activity's result, or its failure as one line (read on: one bad read is one check)."""
     try:
@@ -75,9 +79,17 @@ class ReadinessWorkflow:
             *(attempt(calls.artifacts_verify(rb, r, m.name, m.version, attempts=2)) for r, m in models),
             *(attempt(calls.velero_backup(rb, r)) for r in backups),
             *(attempt(calls.kube_capacity(rb, r, attempts=2)) for r in capacity),
+            *(attempt(calls.images_check(rb, r)) for r in capacity),
         )
-        sized = reads[len(reads) - len(capacity) :] if capacity else []
-        reads = reads[: len(reads) - len(capacity)]
+        extra = 2 * len(capacity)
+        sized = reads[len(reads) - extra : len(reads) - len(capacity)] if capacity else []
+        pulled = reads[len(reads) - len(capacity) :] if capacity else []
+        reads = reads[: len(reads) - extra]
+        # The quota is held against the nodes the capacity check says the scale-out starts.
+        quotas = await together(*(
+            attempt(calls.quota_check(rb, r, room)) if isinstance(room, c.CapacityResult) else _unread(room)
+            for r, room in zip(capacity, sized, strict=True)
+        ))
         dns, kube = reads[0], reads[1 : 1 + len(regions)]
         verified = reads[1 + len(regions) : 1 + len(regions) + len(models)]
         backed = reads[1 + len(regions) + len(models) :]
@@ -122,11 +134,12 @@ class ReadinessWorkflow:
                     "and no archive to restore from",
                 ))
 
-        for region, room in zip(capacity, sized, strict=True):
-            if isinstance(room, c.CapacityResult):
-                checks.append(ReadinessCheck(name=f"{region}: capacity", ready=room.ready, detail=room.detail))
-            else:
-                checks.append(ReadinessCheck(name=f"{region}: capacity", ready=False, detail=f"not checked: {room}"))
+        for region, room, images, quota in zip(capacity, sized, pulled, quotas, strict=True):
+            for what, found in (("capacity", room), ("images", images), ("quota", quota)):
+                if isinstance(found, str):
+                    checks.append(ReadinessCheck(name=f"{region}: {what}", ready=False, detail=f"not checked: {found}"))
+                else:
+                    checks.append(ReadinessCheck(name=f"{region}: {what}", ready=found.ready, detail=found.detail))
 
         copies = [v for v in verified if isinstance(v, c.VerifyResult)]
         lags = rpo_lags(rb, copies, copies)

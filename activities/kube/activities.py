@@ -37,6 +37,7 @@ from activities.kube.capacity import (
     Need,
     autoscaler_headroom,
     fit,
+    instance_vcpus,
     judge,
     nodepool_headroom,
     rooms_now,
@@ -92,9 +93,11 @@ class KubeActivities(DeploymentReads):
         headroom: list[Headroom | str] = [nodepool_headroom(p, found.nodes) for p in found.nodepools or []]
         if found.autoscaler:
             headroom += autoscaler_headroom(found.autoscaler, found.nodes)
-        fits = fit(needs, rooms_now(found.nodes, found.pods), [h for h in headroom if isinstance(h, Headroom)])
+        counted = [h for h in headroom if isinstance(h, Headroom)]
+        fits = fit(needs, rooms_now(found.nodes, found.pods), counted)
+        starting, running = instance_vcpus(found.nodes, counted)
         result = judge(input.region, fits, headroom, len(found.nodes))
-        return result.model_copy(update={"requests": found.requests})
+        return result.model_copy(update={"requests": found.requests, "scale_out": starting, "running_vcpus": running})
 
     # ------------------------------------------------------------------ read
     @activity.defn(name=contracts.KUBE_READ)

@@ -167,7 +167,8 @@ class Headroom:
     shape: Room
     nodes: int | None
     said: str  # "NodePool gpu may add 8 nvidia.com/gpu (limit 16)"
-    added: list[Room] = field(default_factory=list)
+    added: list[Room] = field(default_factory=list)  # the nodes the fit needed of it
+    vcpus: int = 0  # of each node (what it holds of the account's vCPU quota)
 
     def room(self, index: int) -> Room | None:
         if self.nodes is not None and index >= self.nodes:
@@ -210,7 +211,8 @@ def nodepool_headroom(pool: Obj, nodes: list[Obj]) -> Headroom | str:
             used[key] = used.get(key, ZERO) + quantity(value)
     limits = {k: quantity(v) for k, v in (spec.get("limits") or {}).items()}
     if not limits:
-        return Headroom(f"NodePool {name}", shape, None, f"NodePool {name} may add nodes (no limits)")
+        return Headroom(f"NodePool {name}", shape, None, f"NodePool {name} may add nodes (no limits)",
+                        vcpus=int(capacity.get("cpu", ZERO)))
     counts = []
     for key, limit in limits.items():
         per_node = capacity.get(key, ZERO)
@@ -222,7 +224,7 @@ def nodepool_headroom(pool: Obj, nodes: list[Obj]) -> Headroom | str:
     said = f"NodePool {name} may add {shown(count * capacity.get(unit, ZERO))} {unit}" + (
         f" (limit {shown(limit_of)})" if limit_of is not None else f" ({count} node(s))"
     )
-    return Headroom(f"NodePool {name}", shape, count, said)
+    return Headroom(f"NodePool {name}", shape, count, said, vcpus=int(capacity.get("cpu", ZERO)))
 
 
 _GROUP = re.compile(r"Name:\s*(?P<name>\S+).*?cloudProviderTarget=(?P<target>\d+)\s*\(minSize=\d+,\s*maxSize=(?P<max>\d+)\)", re.S)
@@ -247,8 +249,10 @@ def autoscaler_headroom(status: str, nodes: list[Obj]) -> list[Headroom | str]:
             continue
         shape = Room.of(model, name=f"node group {name}")
         unit = main_resource(shape.free)
+        vcpus = int(quantity(((model.get("status") or {}).get("capacity") or {}).get("cpu", "0")))
         out.append(Headroom(f"node group {name}", shape, max(0, room),
-                            f"node group {name} may add {max(0, room)} node(s) of {shown(shape.free.get(unit, ZERO))} {unit}"))
+                            f"node group {name} may add {max(0, room)} node(s) of {shown(shape.free.get(unit, ZERO))} {unit}",
+                            vcpus=vcpus))
     return out
 
 
@@ -339,3 +343,20 @@ def judge(region: str, fits: list[WorkloadCapacity], headroom: list[Headroom | s
     amounts = ", ".join(f"{shown(v)} {k}" for k, v in totals.items())
     return CapacityResult(region=region, verdict="short", detail=f"{text}: short by {missing} pods ({amounts})",
                           workloads=fits, headroom=said, nodes=nodes)
+
+
+def instance_vcpus(nodes: list[Obj], headroom: list[Headroom]) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """(instance type -> [nodes the fit would start, vCPUs each], instance type -> vCPUs running
+    now): what the account's EC2 vCPU quotas are held against."""
+    running: dict[str, int] = {}
+    for node in nodes:
+        kind = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE, "unknown")
+        cpu = ((node.get("status") or {}).get("capacity") or {}).get("cpu", "0")
+        running[kind] = running.get(kind, 0) + int(quantity(cpu))
+    starting: dict[str, list[int]] = {}
+    for head in headroom:
+        if head.added:
+            kind = head.shape.labels.get(INSTANCE_TYPE, "unknown")
+            count = starting.get(kind, [0, head.vcpus])[0] + len(head.added)
+            starting[kind] = [count, head.vcpus]
+    return starting, running

@@ -85,6 +85,7 @@ class World:
     def activities(self) -> list[Callable]:
         return [
             self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.kube_rollout_restart, self.kube_capacity,
+            self.images_check, self.quota_check,
             self.artifacts_verify, self.artifacts_restore, self.artifacts_sync, self.velero_restore,
             self.velero_backup, self.warmup, self.health_gate, self.analyse, self.notify,
             RehearsalActivities().wait,  # a rehearsal's short waits, really slept (no provider)
@@ -200,6 +201,17 @@ class World:
         if short:
             return c.CapacityResult(region=input.region, verdict="short", detail=f"{said}: short by {short} pods ({short} nvidia.com/gpu)")
         return c.CapacityResult(region=input.region, verdict="fits", detail=f"{said}: fits")
+
+    @activity.defn(name=c.IMAGES_CHECK)
+    async def images_check(self, input: c.ImagesInput) -> c.ImagesResult:
+        await self._visit(c.IMAGES_CHECK, input.region)
+        self._reach(input.region)
+        return c.ImagesResult(region=input.region, verdict="ok", detail="every image in the region's registry")
+
+    @activity.defn(name=c.QUOTA_CHECK)
+    async def quota_check(self, input: c.QuotaInput) -> c.QuotaResult:
+        await self._visit(c.QUOTA_CHECK, input.region)
+        return c.QuotaResult(region=input.region, verdict="ok", detail="the scale-out starts no new node")
 
     @activity.defn(name=c.KUBE_ROLLOUT_RESTART)
     async def kube_rollout_restart(self, input: c.RolloutRestartInput) -> c.RolloutRestartResult:

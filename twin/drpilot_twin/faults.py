@@ -13,6 +13,10 @@ import threading
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+# The account's vCPU quota for GPU instances in a region when `quota` says nothing (a raised
+# quota; AWS's default for new accounts is far lower): Karpenter and Service Quotas read it.
+DEFAULT_GPU_VCPU_QUOTA = 1536
+
 
 @dataclass(frozen=True)
 class ErrorRamp:

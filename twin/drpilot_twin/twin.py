@@ -212,6 +212,7 @@ class Twin:
         from drpilot_twin.aws.s3 import seed_s3
 
         self.board.clear()
+        self._seed_registries()
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
         if self._dns:
             self._dns.put(self.runbook.normal_weights())
@@ -280,9 +281,20 @@ class Twin:
         self.aws.start()
         self._s3 = boto3.client("s3", endpoint_url=self.moto.url, **_aws_credentials())
 
+    def _seed_registries(self) -> None:
+        import boto3
+
+        from drpilot_twin.aws.ecr import seed_ecr
+
+        def client_for(region: str):
+            return boto3.client("ecr", endpoint_url=self.moto.url, **{**_aws_credentials(), "region_name": region})
+
+        seed_ecr(client_for, self.runbook)
+
     def _seed_artifacts(self) -> None:
         from drpilot_twin.aws.s3 import seed_s3
 
+        self._seed_registries()
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
 
     def _start_dns(self) -> None:

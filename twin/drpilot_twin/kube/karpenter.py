@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from drpilot_twin.faults import FaultBoard
+from drpilot_twin.faults import DEFAULT_GPU_VCPU_QUOTA, FaultBoard
 from drpilot_twin.kube.objects import NODEPOOLS, NODES, Obj, Store
 from drpilot_twin.kube.scheduling import (
     INSTANCE_TYPE,
@@ -29,9 +29,6 @@ from drpilot_twin.kube.scheduling import (
 
 # A GPU node (launch, boot, join, device plugin ready) takes minutes on EKS.
 DEFAULT_NODE_PROVISION_SECONDS = 120.0
-# The account's vCPU quota for GPU instances in a region when no fault says otherwise
-# (a raised quota; AWS's default for new accounts is far lower).
-DEFAULT_GPU_VCPU_QUOTA = 1536
 
 
 @dataclass

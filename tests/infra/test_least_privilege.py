@@ -29,7 +29,9 @@ from activities.contracts import (
     DnsApplyInput,
     DnsReadInput,
     EvidenceInput,
+    ImagesInput,
     KubeReadInput,
+    QuotaInput,
     RestoreInput,
     ScaleInput,
     SyncInput,
@@ -38,6 +40,7 @@ from activities.contracts import (
 from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
 from activities.kube.activities import KubeActivities
+from activities.standby import StandbyActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import load_settings
 from tests.support.paths import CLOUDDNS_RUNBOOK, ROOT, ROUTE53_RUNBOOK
@@ -70,6 +73,11 @@ class Calls:
 
 
 def aws_needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    # The region is the client's, not a parameter: "*" stands for it (and for an account not given).
+    if operation == "DescribeImages":
+        return [("ecr:DescribeImages", f"arn:aws:ecr:*:{params.get('registryId', '*')}:repository/{params['repositoryName']}")]
+    if operation == "GetServiceQuota":
+        return [("servicequotas:GetServiceQuota", f"arn:aws:servicequotas:*:*:{params['ServiceCode']}/{params['QuotaCode']}")]
     if operation == "ListHostedZonesByName":  # IAM has no resource for it
         return [(f"route53:{operation}", "*")]
     if operation == "GetChange":
@@ -231,7 +239,12 @@ def exercise(twin, monkeypatch) -> None:
         return
     kube = KubeActivities.from_settings(settings)
     run(env, kube.read, KubeReadInput(runbook=rb, region=standby))
-    run(env, kube.capacity, CapacityInput(runbook=rb, region=standby))
+    capacity = run(env, kube.capacity, CapacityInput(runbook=rb, region=standby))
+    standby_checks = StandbyActivities.from_settings(settings)
+    run(env, standby_checks.images, ImagesInput(runbook=rb, region=standby))
+    # What a scale-out that starts a node asks of the quota (the standby fits now: none).
+    starting = capacity.model_copy(update={"scale_out": {"g5.12xlarge": [1, 48], "p4d.24xlarge": [1, 96]}})
+    run(env, standby_checks.quota, QuotaInput(runbook=rb, region=standby, capacity=starting))
     run(env, kube.scale, ScaleInput(runbook=rb, region=standby, to="active", speed=twin.speed))
     # A wait that runs out lists the pods to say why (the stalled region never gets ready).
     run(env, kube.scale, ScaleInput(runbook=rb, region=serving, to="exact", counts={"ml-serving/inference-service": 9}, timeout_seconds=0.05, speed=twin.speed))

@@ -20,8 +20,22 @@ ACCOUNT = "123456789012"  # moto's account
 TAG = "sandbox"
 
 
+def aws_region(region: str) -> bool:
+    """Whether ECR serves `region` (a runbook on Google Cloud names GCP regions)."""
+    import boto3
+
+    return region in boto3.session.Session().get_available_regions("ecr")
+
+
 def ecr_image(region: str, runbook: str, deployment: str) -> str:
     return f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{runbook}/{deployment}:{TAG}"
+
+
+def workload_image(region: str, runbook: str, deployment: str) -> str:
+    """The image a seeded Deployment runs: its region's ECR in AWS, another registry elsewhere."""
+    if aws_region(region):
+        return ecr_image(region, runbook, deployment)
+    return f"registry.example.com/{runbook}/{deployment}:{TAG}"
 
 
 def _manifest(repository: str) -> str:
@@ -36,7 +50,7 @@ def _manifest(repository: str) -> str:
 
 def seed_ecr(client_for: Any, runbook: Runbook) -> None:
     """Each region's repositories and images (`client_for(region)`: an ECR client to moto)."""
-    for region in runbook.regions:
+    for region in filter(aws_region, runbook.regions):
         ecr = client_for(region)
         for w in runbook.workloads_in(region):
             repository = f"{runbook.name}/{w.deployment}"

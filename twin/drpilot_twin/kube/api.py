@@ -36,7 +36,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from drpilot.domain.runbook import Role, Runbook, Velero
-from drpilot_twin.aws.ecr import ecr_image
+from drpilot_twin.aws.ecr import workload_image
 from drpilot_twin.faults import FaultBoard
 from drpilot_twin.kube.controllers import (
     SCHEDULE_LABEL,
@@ -850,7 +850,7 @@ def seed_kube_from_runbook(cluster: KubeCluster, runbook: Runbook, region: str) 
                             "containers": [
                                 {
                                     "name": w.deployment,
-                                    "image": ecr_image(region, runbook.name, w.deployment),
+                                    "image": workload_image(region, runbook.name, w.deployment),
                                     "ports": [
                                         {"containerPort": 8000, "name": "http", "protocol": "TCP"}
                                     ],

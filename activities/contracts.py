@@ -203,11 +203,25 @@ class ScaleInput(Contract):
     speed: float = 1.0
 
 
+class ColdStart(Contract):
+    """How long the pods a scale-up started took, stage by stage: seconds from the scale
+    request until the last of them was scheduled, had its image pulled, started its
+    containers, turned ready (None: the stage was not seen, e.g. no Pulled event kept)."""
+
+    workload: str  # namespace/deployment
+    pods: int
+    scheduled: float | None = None
+    pulled: float | None = None
+    started: float | None = None
+    ready: float | None = None
+
+
 class ScaleResult(Contract):
     region: str
     deployments: list[DeploymentState]
     changed: list[str]  # "namespace/name" of deployments that were patched
     waits: list[ScaledWait] = Field(default_factory=list)
+    cold_start: list[ColdStart] = Field(default_factory=list)  # of the pods this scale started
 
 
 class RolloutRestartInput(Contract):

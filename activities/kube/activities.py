@@ -24,6 +24,7 @@ from activities import contracts
 from activities.contracts import (
     CapacityInput,
     CapacityResult,
+    ColdStart,
     KubeReadInput,
     ReplicaState,
     RolloutRestartInput,
@@ -53,6 +54,7 @@ from activities.kube.clusters import (
     pause,
     resume_details,
 )
+from activities.kube.cold_start import read_cold_start
 from activities.kube.deployments import DeploymentReads
 from activities.kube.inventory import InventoryReader
 from activities.waits import PolledWait
@@ -181,7 +183,26 @@ class KubeActivities(DeploymentReads):
                     raise self._not_ready(api, apps, input, context, short, targets, started)
                 pause(min(poll, max(0.0, deadline - time.time())))
                 states = self._ready_states(apps, input, context, targets)
-        return ScaleResult(region=input.region, deployments=states, changed=changed, waits=waits)
+        cold = self._cold_start(api, apps, targets, changed, started) if input.wait_ready and changed else []
+        return ScaleResult(region=input.region, deployments=states, changed=changed, waits=waits, cold_start=cold)
+
+    @staticmethod
+    def _cold_start(
+        api: k8s.ApiClient, apps: k8s.AppsV1Api, targets: list[tuple[str, str, int]], changed: list[str], started: float
+    ) -> list[ColdStart]:
+        """What the pods this scale started took, stage by stage (best effort: never fails the scale)."""
+        workloads = []
+        for ns, name, _ in targets:
+            if f"{ns}/{name}" not in changed:
+                continue
+            try:
+                dep = apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT)
+            except api_errors():
+                continue
+            labels = (dep.spec.selector.match_labels or {}) if dep.spec and dep.spec.selector else {}
+            if labels:
+                workloads.append((ns, name, labels))
+        return read_cold_start(api, workloads, started)
 
     # ------------------------------------------------------------------ rollout restart
     @activity.defn(name=contracts.KUBE_ROLLOUT_RESTART)

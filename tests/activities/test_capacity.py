@@ -158,3 +158,36 @@ def test_nodepool_headroom_makes_it_fit_after_scale_out_in_paginated_reads(twin,
     # the NodePools, the autoscaler's ConfigMap: lists, never one call per node.
     pods = len(k8s.CoreV1Api(api).list_pod_for_all_namespaces().items)
     assert pods == 6 and result.requests == 2 + 3 + 2 + 1 + 1
+
+
+# ------------------------------------------------------------------------- cold start
+def test_a_scale_up_measures_the_cold_start_of_the_pods_it_started(twin):
+    from activities.contracts import ScaleInput
+
+    # 3 s at speed 60, half pulling, half starting (conditions keep whole seconds, as the API does)
+    twin.board.update(pod_start_seconds={DR: 180})
+    result = run(twin.activities.scale, ScaleInput(runbook=RUNBOOK, region=DR, to="active", timeout_seconds=20, speed=60))
+    cold = {c.workload: c for c in result.cold_start}
+    assert [(w, c.pods) for w, c in cold.items()] == [("ml-serving/inference-service", 5), ("ml-serving/inference-gateway", 2)]
+    for c in cold.values():
+        # Scheduled at once, the image pulled half-way, ready after the whole start time.
+        assert c.scheduled is not None and c.scheduled < 1.5
+        assert c.pulled is not None and c.started is not None and c.ready is not None
+        assert c.scheduled <= c.started <= c.ready and 1.0 <= c.pulled <= c.ready and 2.0 <= c.ready < 4.5, c
+
+
+def test_cold_start_counts_only_the_new_pods_and_leaves_unseen_stages_empty():
+    from activities.kube.cold_start import measure
+
+    def pod(name: str, created: str, ready: str | None) -> dict:
+        conditions = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": created}]
+        if ready:
+            conditions.append({"type": "Ready", "status": "True", "lastTransitionTime": ready})
+        return {"metadata": {"name": name, "creationTimestamp": created}, "status": {"conditions": conditions}}
+
+    old = pod("old", "2026-12-01T09:00:00Z", "2026-12-01T09:01:00Z")
+    new = pod("new", "2026-12-01T10:00:00Z", "2026-12-01T10:04:10Z")
+    requested = 1796119200.0  # 2026-12-01T10:00:00Z
+    pulled = {"involvedObject": {"name": "new"}, "reason": "Pulled", "eventTime": "2026-12-01T10:02:00.500000Z"}
+    measured = measure("ml/vllm", requested, [old, new], [pulled])
+    assert (measured.pods, measured.scheduled, measured.pulled, measured.started, measured.ready) == (1, 0.0, 120.5, None, 250.0)

@@ -78,6 +78,8 @@ async def test_a_short_region_is_not_ready_until_its_nodepool_may_grow(twin_fact
         # The scale-up waited for them: 120 s of provisioning, 2 s at speed 60.
         prepare = next(p for p in done.phases if p.name == "prepare")
         assert prepare.seconds is not None and prepare.seconds >= 2.0
+        # ...and the cold start, measured from the pods, says where the time went.
+        assert f"{DR}: cold start ml-serving/inference-service, 5 pods: scheduled +" in prepare.detail, prepare.detail
     finally:
         api.close()
         stop.set()

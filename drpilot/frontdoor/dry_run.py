@@ -17,11 +17,14 @@ from activities.contracts import (
     ArtifactInput,
     CapacityInput,
     DnsReadInput,
+    ImagesInput,
     KubeReadInput,
+    QuotaInput,
     RestoreInput,
 )
 from activities.dns.activities import DnsActivities
 from activities.kube.activities import KubeActivities
+from activities.standby import StandbyActivities
 from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import Action, Role, Runbook
 from drpilot.domain.settings import Settings
@@ -71,6 +74,7 @@ class _LiveState:
     dns: DnsActivities
     kube: KubeActivities
     artifacts: ArtifactActivities
+    standby: StandbyActivities
 
     @classmethod
     def from_settings(cls, settings: Settings) -> _LiveState:
@@ -78,6 +82,7 @@ class _LiveState:
             DnsActivities.from_settings(settings),
             KubeActivities.from_settings(settings),
             ArtifactActivities.from_settings(settings),
+            StandbyActivities.from_settings(settings),
         )
 
     def weights(self, rb: Runbook) -> dict[str, int]:
@@ -106,7 +111,8 @@ def _scale_changes(plan: Plan, rb: Runbook, region: str, live: _LiveState, to: s
 
 
 def _capacity(plan: Plan, rb: Runbook, region: str, live: _LiveState, consequence: str) -> None:
-    """Whether the region holds the active counts (the check failover preflight makes)."""
+    """Whether the region holds the active counts (the check failover preflight makes), and
+    its images and GPU quota (readiness's checks)."""
     try:
         result = live.kube.capacity(CapacityInput(runbook=rb, region=region))
     except ApplicationError as exc:
@@ -116,6 +122,16 @@ def _capacity(plan: Plan, rb: Runbook, region: str, live: _LiveState, consequenc
         plan.notes.append(f"{region}: capacity: {result.detail}")
     else:
         plan.warnings.append(f"{region}: capacity: {result.detail}; {consequence}")
+    for what, read in (
+        ("images", lambda: live.standby.images(ImagesInput(runbook=rb, region=region))),
+        ("quota", lambda: live.standby.quota(QuotaInput(runbook=rb, region=region, capacity=result))),
+    ):
+        try:
+            found = read()
+        except ApplicationError as exc:
+            plan.notes.append(f"{region}: {what} not checked ({exc.message})")
+            continue
+        (plan.notes if found.ready else plan.warnings).append(f"{region}: {what}: {found.detail}")
 
 
 def _artifact_changes(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactActivities, fix: str) -> None:

@@ -23,6 +23,8 @@ def test_plan_failover_and_failback_change_nothing(twin_factory):
     assert ("  note: us-west-2: capacity: us-west-2 needs 5 pods of 1 nvidia.com/gpu (ml-serving/inference-service) "
             "and 2 pods of 1 nvidia.com/gpu (ml-serving/inference-gateway): 7 fit now, "
             "NodePool gpu may add 0 nvidia.com/gpu (limit 16): fits") in lines
+    assert "  note: us-west-2: quota: the scale-out starts no new node" in lines
+    assert any(line.startswith("  note: us-west-2: images: 2 image(s) present; ") for line in lines), lines
     # Nothing moved: DNS and the DR region are as seeded.
     assert twin.weights() == {"us-east-1": 100, "us-west-2": 0}
     assert twin.ready_replicas("us-west-2")["ml-serving/inference-service"][0] == 1

@@ -120,6 +120,7 @@ class KubeActivities(DeploymentReads):
         resume = resume_details()
         started = float(resume.get("started_at") or time.time())
         changed: list[str] = list(resume.get("changed") or [])
+        patched_at: dict[str, float] = {}  # when each was patched (this attempt): its pods' clock
         for ns, name, replicas in targets:
             key = f"{ns}/{name}"
             current = self._call(
@@ -133,6 +134,7 @@ class KubeActivities(DeploymentReads):
                 "get",
             )
             if (current.spec.replicas if current.spec else 0) != replicas:
+                patched_at[key] = time.time()  # the request: the controller may act before the answer
                 self._call(
                     lambda ns=ns, name=name, replicas=replicas: (
                         apps.patch_namespaced_deployment_scale(
@@ -183,15 +185,17 @@ class KubeActivities(DeploymentReads):
                     raise self._not_ready(api, apps, input, context, short, targets, started)
                 pause(min(poll, max(0.0, deadline - time.time())))
                 states = self._ready_states(apps, input, context, targets)
-        cold = self._cold_start(api, apps, targets, changed, started) if input.wait_ready and changed else []
+        cold = self._cold_start(api, apps, targets, changed, patched_at, started) if input.wait_ready and changed else []
         return ScaleResult(region=input.region, deployments=states, changed=changed, waits=waits, cold_start=cold)
 
     @staticmethod
     def _cold_start(
-        api: k8s.ApiClient, apps: k8s.AppsV1Api, targets: list[tuple[str, str, int]], changed: list[str], started: float
+        api: k8s.ApiClient, apps: k8s.AppsV1Api, targets: list[tuple[str, str, int]], changed: list[str],
+        patched_at: dict[str, float], started: float,
     ) -> list[ColdStart]:
-        """What the pods this scale started took, stage by stage (best effort: never fails the scale)."""
-        workloads = []
+        """What the pods this scale started took, stage by stage, each workload's from its
+        patch (a previous attempt's patch: from the inherited start). Best effort: never fails the scale."""
+        out = []
         for ns, name, _ in targets:
             if f"{ns}/{name}" not in changed:
                 continue
@@ -201,8 +205,8 @@ class KubeActivities(DeploymentReads):
                 continue
             labels = (dep.spec.selector.match_labels or {}) if dep.spec and dep.spec.selector else {}
             if labels:
-                workloads.append((ns, name, labels))
-        return read_cold_start(api, workloads, started)
+                out += read_cold_start(api, [(ns, name, labels)], patched_at.get(f"{ns}/{name}", started))
+        return out
 
     # ------------------------------------------------------------------ rollout restart
     @activity.defn(name=contracts.KUBE_ROLLOUT_RESTART)

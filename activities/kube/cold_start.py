@@ -45,9 +45,16 @@ def _started(pod: Obj) -> float | None:
 
 
 def measure(workload: str, requested: float, pods: list[Obj], events: list[Obj]) -> ColdStart:
-    """The stages of the pods created at or after `requested` (epoch seconds; creation
-    timestamps have whole seconds, hence the second of slack)."""
-    new = [p for p in pods if (moment(p["metadata"].get("creationTimestamp")) or 0) >= int(requested)]
+    """The stages of the pods the scale at `requested` (epoch seconds) started: created at or
+    after it, and not already ready by then. Timestamps keep whole seconds, so a pod created
+    in the same second just before is told apart by having been ready already."""
+
+    def started_by_scale(pod: Obj) -> bool:
+        created = moment(pod["metadata"].get("creationTimestamp")) or 0
+        ready = _condition(pod, "Ready")
+        return created >= int(requested) and not (ready is not None and ready <= requested)
+
+    new = [p for p in pods if started_by_scale(p)]
     pulled: dict[str, float] = {}
     for e in events:
         name = (e.get("involvedObject") or {}).get("name", "")

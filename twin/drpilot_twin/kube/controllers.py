@@ -96,6 +96,7 @@ class DeploymentController:
         # `kubectl rollout restart`, a template change).
         self.on_pod_start: Callable[[Obj], dict[str, str]] | None = None
         self._started: set[str] = set()  # pod uids on_pod_start has seen
+        self._pull_failed: set[str] = set()  # pod uids whose image pull failed (ErrImagePull)
         self.karpenter = Karpenter(store, board, region, speed, self._event)
         self._event_serial = 0
         self._gpu_free: int | None = None  # the gpu_free value the other team's pods were set for
@@ -224,10 +225,15 @@ class DeploymentController:
                 self._pulled_at[uid] = self._ready_at[uid] = now
             missing = self._missing_image(pod)
             if missing and not self._is_ready(uid, now) and self._pulled_at[uid] <= now:
-                # The kubelet backs off and pulls again; the start runs from the pull that works.
-                self._pulled_at[uid] = now + BACKOFF_SECONDS / self.speed
-                self._ready_at[uid] = self._pulled_at[uid] + delay * (1 - PULL_SHARE)
-                message = missing
+                self._pull_failed.add(uid)
+            if uid in self._pull_failed:
+                if missing:
+                    # The kubelet backs off and pulls again; the start runs from the pull that works.
+                    self._pulled_at[uid] = now + BACKOFF_SECONDS / self.speed
+                    self._ready_at[uid] = self._pulled_at[uid] + delay * (1 - PULL_SHARE)
+                    message = missing
+                else:
+                    self._pull_failed.discard(uid)  # the next pull, after the back-off, works
             if self._pulled_at[uid] <= now and uid not in self._started and self.on_pod_start:
                 self._started.add(uid)
                 self._annotate_pod(pod, self.on_pod_start(pod))
@@ -309,6 +315,7 @@ class DeploymentController:
         for table in (self._owner, self._ready_at, self._shown, self._node, self._pulled_at):
             table.pop(uid, None)
         self._started.discard(uid)
+        self._pull_failed.discard(uid)
 
     def _bind(self, pod: Obj, node: str) -> None:
         """The binding the scheduler posts: spec.nodeName set once."""

@@ -31,6 +31,9 @@ DNS_CONTROLS_READY = "dns.routing_controls_ready"
 KUBE_READ = "kube.read"
 KUBE_SCALE = "kube.scale"
 KUBE_ROLLOUT_RESTART = "kube.rollout_restart"
+KUBE_CAPACITY = "kube.capacity"
+IMAGES_CHECK = "images.check"
+QUOTA_CHECK = "quota.check"
 ARTIFACTS_VERIFY = "artifacts.verify"
 ARTIFACTS_RESTORE = "artifacts.restore_from_archive"
 ARTIFACTS_SYNC = "artifacts.sync"
@@ -135,6 +138,83 @@ class ReplicaState(Contract):
     deployments: list[DeploymentState]
 
 
+class CapacityInput(Contract):
+    """Whether a region can run the workloads at the counts a run would ask for (`to`)."""
+
+    runbook: Runbook
+    region: str
+    to: Literal["active", "standby"] = "active"
+
+
+class WorkloadCapacity(Contract):
+    workload: str  # namespace/deployment
+    wanted: int  # replicas the procedure asks for
+    running: int  # pods already bound to a node
+    per_pod: dict[str, str]  # requests of one pod: extended resources, cpu, memory
+    fit_now: int  # of the pods to add, how many fit on the nodes there now
+    fit_after_scale_out: int  # ...and with the autoscaler's headroom as well
+
+    @property
+    def adding(self) -> int:
+        return max(0, self.wanted - self.running)
+
+
+class CapacityResult(Contract):
+    """A region's capacity for a run's counts, said in numbers (`detail`)."""
+
+    region: str
+    verdict: Literal["fits", "fits after scale-out", "short", "not checked"]
+    detail: str
+    workloads: list[WorkloadCapacity] = Field(default_factory=list)
+    headroom: list[str] = Field(default_factory=list)  # what each autoscaler may add
+    # instance type -> [nodes the scale-out would start, vCPUs of each]; and vCPUs of the
+    # nodes of each instance type running now (what the quota already holds)
+    scale_out: dict[str, list[int]] = Field(default_factory=dict)
+    running_vcpus: dict[str, int] = Field(default_factory=dict)
+    nodes: int = 0
+    requests: int = 0  # API requests the reads took (lists are paginated)
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict in ("fits", "fits after scale-out")
+
+
+class ImagesInput(Contract):
+    runbook: Runbook
+    region: str
+
+
+class ImagesResult(Contract):
+    """Whether the images a region's Deployments run can be pulled there when needed."""
+
+    region: str
+    verdict: Literal["ok", "finding", "not checked"]
+    detail: str
+    images: list[str] = Field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict == "ok"
+
+
+class QuotaInput(Contract):
+    """The account's vCPU quota for the GPU instances a region's scale-out would start."""
+
+    runbook: Runbook
+    region: str
+    capacity: CapacityResult
+
+
+class QuotaResult(Contract):
+    region: str
+    verdict: Literal["ok", "short", "not checked"]
+    detail: str
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict == "ok"
+
+
 class ScaleInput(Contract):
     runbook: Runbook
     region: str
@@ -147,11 +227,25 @@ class ScaleInput(Contract):
     speed: float = 1.0
 
 
+class ColdStart(Contract):
+    """How long the pods a scale-up started took, stage by stage: seconds from the scale
+    request until the last of them was scheduled, had its image pulled, started its
+    containers, turned ready (None: the stage was not seen, e.g. no Pulled event kept)."""
+
+    workload: str  # namespace/deployment
+    pods: int
+    scheduled: float | None = None
+    pulled: float | None = None
+    started: float | None = None
+    ready: float | None = None
+
+
 class ScaleResult(Contract):
     region: str
     deployments: list[DeploymentState]
     changed: list[str]  # "namespace/name" of deployments that were patched
     waits: list[ScaledWait] = Field(default_factory=list)
+    cold_start: list[ColdStart] = Field(default_factory=list)  # of the pods this scale started
 
 
 class RolloutRestartInput(Contract):

@@ -19,12 +19,13 @@ from activities.kube.activities import KubeActivities
 from activities.notify import NotifyActivities
 from activities.probes.activities import ProbeActivities
 from activities.rehearsal import RehearsalActivities
+from activities.standby import StandbyActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import Settings
 
 ACTIVITY_CLASSES = (
     DnsActivities, KubeActivities, VeleroActivities, ArtifactActivities, ProbeActivities, NotifyActivities,
-    DrillActivities, RehearsalActivities,
+    DrillActivities, RehearsalActivities, StandbyActivities,
 )
 
 

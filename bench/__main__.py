@@ -7,6 +7,7 @@ Measured here, never asserted in tests:
    achieved RTO the run reports and its unscaled equivalent;
 4. artifacts at checkpoint scale: verify with S3's checksums vs. hashing, sync (bench/artifacts.py);
    the same in Cloud Storage, and a copy streamed from Cloud Storage into S3 (bench/gcs.py);
+   capacity readiness of a region of 500 nodes and 2,000 pods (bench/capacity.py);
 5. evacuation: 1, 10, 50, 200 runbooks failing over at once through two workers (bench/evacuation.py);
 6. alert intake: webhook POST to a started run, sustained duplicates, a storm (bench/intake.py);
 7. chaos: worker SIGKILLs and a Temporal restart over a failover + failback (bench/chaos.py);
@@ -38,6 +39,7 @@ from drpilot_twin.twin import parse_env
 
 from bench.artifacts import ARTIFACTS_HEADER, ARTIFACTS_NOTE, bench_artifacts
 from bench.bad_input import BAD_INPUT_HEADER, BAD_INPUT_NOTE, bench_bad_input
+from bench.capacity import CAPACITY_HEADER, CAPACITY_NOTE, bench_capacity
 from bench.chaos import CHAOS_HEADER, CHAOS_NOTE, bench_chaos
 from bench.evacuation import EVACUATION_HEADER, EVACUATION_NOTE, bench_evacuation
 from bench.gcs import GCS_HEADER, GCS_NOTE, bench_gcs
@@ -155,6 +157,7 @@ def main() -> int:
         rows = [*bench_loading(), *bench_sandbox(Path(tmp)), *bench_runs(Path(tmp))]
     artifacts = bench_artifacts()
     gcs = bench_gcs()
+    capacity = bench_capacity()
     evacuation = bench_evacuation()
     intake = bench_intake()
     chaos = bench_chaos()
@@ -193,6 +196,11 @@ def main() -> int:
         *gcs,
         "",
         *GCS_NOTE,
+        "",
+        *CAPACITY_HEADER,
+        *capacity,
+        "",
+        *CAPACITY_NOTE,
         "",
         *EVACUATION_HEADER,
         *evacuation,

@@ -143,6 +143,27 @@ async def kube_read(runbook: Runbook, region: str, *, attempts: int = 3) -> c.Re
     )
 
 
+async def kube_capacity(runbook: Runbook, region: str, *, attempts: int = 3) -> c.CapacityResult:
+    return await _execute(
+        c.KUBE_CAPACITY, c.CapacityInput(runbook=runbook, region=region), c.CapacityResult,
+        seconds=60, retry=_retry(attempts, 5), summary=f"read capacity in {region}",
+    )
+
+
+async def images_check(runbook: Runbook, region: str) -> c.ImagesResult:
+    return await _execute(
+        c.IMAGES_CHECK, c.ImagesInput(runbook=runbook, region=region), c.ImagesResult,
+        seconds=60, retry=_retry(2, 5), summary=f"check images in {region}",
+    )
+
+
+async def quota_check(runbook: Runbook, region: str, capacity: c.CapacityResult) -> c.QuotaResult:
+    return await _execute(
+        c.QUOTA_CHECK, c.QuotaInput(runbook=runbook, region=region, capacity=capacity), c.QuotaResult,
+        seconds=60, retry=_retry(2, 5), summary=f"check GPU quota in {region}",
+    )
+
+
 async def kube_scale(
     runbook: Runbook,
     region: str,

@@ -158,6 +158,8 @@ class FailoverWorkflow(Run):
                 self.gates.check_rpo(
                     "preflight", rpo_lags(rb, self.verified, found.sources) + backup_ages(rb, found.backups, workflow.now())
                 )
+            if self.patches.v4:
+                await self.gates.check_capacity("preflight", self.targets, self.input.strategy)
             weights = failover_weights(rb, failed, self.targets, before)
             if found.dns.control_plane_down:
                 raise PhaseFailed(control_plane_down(rb, weights, found.dns.control_plane_down))

@@ -1,4 +1,4 @@
-"""A run's health gates and the RPO check: the verdicts that let traffic move.
+"""A run's health gates, the RPO and capacity checks: the verdicts that let traffic move.
 
 A full gate (the runbook's consecutive passes) lets DNS move without checking again; once
 the run has waited since (`Operator.waited`), the next move first checks its destination
@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from workflows import calls
     from workflows.branches import together
     from workflows.facts import RunFacts
-    from workflows.failures import PhaseFailed
+    from workflows.failures import PhaseFailed, explain
     from workflows.operator import Operator
     from workflows.timeline import Timeline
 
@@ -85,3 +86,39 @@ class Gates:
             self.timeline.say(f"warning: {text}")
             return
         raise PhaseFailed(f"{text}; nothing was changed (set objectives.rpo_policy: warn to go on regardless)")
+
+    async def check_capacity(self, phase: str, regions: list[str], strategy: str) -> None:
+        """Can the targets hold the workloads' pods (0.4.0)? A graceful failover that does not
+        fit stops before any change (guardrails.capacity: fail, the default): the outage is
+        elsewhere, the primary still serves, and half a fleet in the DR region would fail the
+        health gate anyway. An ungraceful one warns and goes on: its failed region is dark,
+        and partial capacity serves more than none. Unreadable capacity is "not checked",
+        a warning, never a pass."""
+        rb = self.run.runbook
+
+        async def read(region: str) -> c.CapacityResult | str:
+            try:
+                return await calls.kube_capacity(rb, region)
+            except ActivityError as exc:
+                return f"{region}: capacity not checked ({explain(exc)})"
+
+        results = await together(*(read(r) for r in regions))
+        short = []
+        for r in results:
+            if isinstance(r, str):
+                self.timeline.note(phase, f"WARNING {r}")
+            elif r.verdict == "short":
+                short.append(r.detail)
+            else:
+                self.timeline.note(phase, f"capacity: {r.detail}")
+        if not short:
+            return
+        text = "; ".join(short)
+        if strategy == "graceful" and rb.spec.guardrails.capacity == "fail":
+            raise PhaseFailed(
+                f"{text}; nothing was changed: free GPUs there, raise the NodePool's spec.limits or the GPU "
+                "quota, choose other targets with --to, or set guardrails.capacity: warn to go on regardless"
+            )
+        why = "ungraceful: partial capacity beats none" if strategy != "graceful" else "guardrails.capacity: warn"
+        self.timeline.note(phase, f"WARNING {text} ({why})")
+        self.timeline.say(f"warning: {text}")

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import explain
     from workflows.plan import backup_ages, format_weights, rpo_lags
     from workflows.types import ReadinessInput
-    from workflows.versions import CONTROL_PLANE, DRILL_CADENCE
+    from workflows.versions import CAPACITY, CONTROL_PLANE, DRILL_CADENCE
 
 PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"
@@ -72,6 +72,10 @@ def routing_control_checks(rb: Any, found: c.RoutingControlsReadiness | str) -> 
         else f"missing or wrong on {', '.join(found.without_health_check)}: a control cannot take them out of DNS",
     ))
     return checks
+
+
+async def _unread(why: str) -> str:
+    return f"capacity unknown ({why})"
 
 
 async def attempt(call: Any) -> Any:
@@ -111,12 +115,25 @@ class ReadinessWorkflow:
             if (RunbookAction.failback in restore_on and r == rb.primary)
             or (RunbookAction.failover in restore_on and spec.role is Role.standby)
         ]
+        # 0.4.0: each region's capacity for the active counts (a failover's or failback's target).
+        capacity = regions if workflow.patched(CAPACITY) else []
         reads = await together(
             attempt(calls.dns_read(rb)),
             *(attempt(calls.kube_read(rb, r, attempts=2)) for r in regions),
             *(attempt(calls.artifacts_verify(rb, r, m.name, m.version, attempts=2)) for r, m in models),
             *(attempt(calls.velero_backup(rb, r)) for r in backups),
+            *(attempt(calls.kube_capacity(rb, r, attempts=2)) for r in capacity),
+            *(attempt(calls.images_check(rb, r)) for r in capacity),
         )
+        extra = 2 * len(capacity)
+        sized = reads[len(reads) - extra : len(reads) - len(capacity)] if capacity else []
+        pulled = reads[len(reads) - len(capacity) :] if capacity else []
+        reads = reads[: len(reads) - extra]
+        # The quota is held against the nodes the capacity check says the scale-out starts.
+        quotas = await together(*(
+            attempt(calls.quota_check(rb, r, room)) if isinstance(room, c.CapacityResult) else _unread(room)
+            for r, room in zip(capacity, sized, strict=True)
+        ))
         # 0.4.0: the routing-control switch (runbooks switched by it only).
         controls = None
         if rb.spec.dns.switch is DnsSwitch.routing_controls and workflow.patched(CONTROL_PLANE):
@@ -167,6 +184,12 @@ class ReadinessWorkflow:
 
         if controls is not None:
             checks += routing_control_checks(rb, controls)
+        for region, room, images, quota in zip(capacity, sized, pulled, quotas, strict=True):
+            for what, found in (("capacity", room), ("images", images), ("quota", quota)):
+                if isinstance(found, str):
+                    checks.append(ReadinessCheck(name=f"{region}: {what}", ready=False, detail=f"not checked: {found}"))
+                else:
+                    checks.append(ReadinessCheck(name=f"{region}: {what}", ready=found.ready, detail=found.detail))
 
         copies = [v for v in verified if isinstance(v, c.VerifyResult)]
         lags = rpo_lags(rb, copies, copies)

@@ -41,6 +41,13 @@ CONTROL_PLANE = "drpilot-0.4.0-route53-control-plane"
 # 0.4.0: a readiness check of a runbook with spec.drills.cadence reads its last completed
 # drill (the drill.last_completed activity). Read by ReadinessWorkflow only, and only then.
 DRILL_CADENCE = "drpilot-0.4.0-drill-cadence"
+# 0.4.0: failover preflight and readiness check each target's capacity (kube.capacity).
+CAPACITY = "drpilot-0.4.0-capacity"
+
+# 0.4.0, the release's one patch of a failover or failback run (Patches.v4): Route53's control
+# plane (CONTROL_PLANE above) and the capacity preflight (CAPACITY above) switch on together.
+# CONTROL_PLANE, DRILL_CADENCE and CAPACITY are also read on their own by ReadinessWorkflow.
+RELEASE_040 = "drpilot-0.4.0"
 
 
 class Patches:
@@ -50,9 +57,9 @@ class Patches:
     def __init__(self) -> None:
         self.v2 = False  # SAFETY
         self.v3 = False  # REHEARSAL_WAITS
-        self.v4 = False  # CONTROL_PLANE
+        self.v4 = False  # RELEASE_040: CONTROL_PLANE and CAPACITY, switched on together
 
     def read(self) -> None:
         self.v2 = workflow.patched(SAFETY)
         self.v3 = workflow.patched(REHEARSAL_WAITS)
-        self.v4 = workflow.patched(CONTROL_PLANE)
+        self.v4 = workflow.patched(RELEASE_040)

@@ -18,6 +18,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.timeline import Timeline
 
 
+def cold_start_text(cold: c.ColdStart, speed: float) -> str:
+    """e.g. "ml-serving/vllm, 5 pods: scheduled +2.0s, pulled +41.0s, started +42.0s, ready +61.0s"."""
+    stages = [(n, getattr(cold, n)) for n in ("scheduled", "pulled", "started", "ready")]
+    text = f"{cold.workload}, {cold.pods} pods: " + ", ".join(
+        f"{n} +{s:.1f}s" if s is not None else f"{n} not seen" for n, s in stages
+    )
+    if speed > 1 and cold.ready is not None:
+        text += f" (ready ~{cold.ready * speed:.0f}s at speed 1)"
+    return text
+
+
 def restore_name(action: str, runbook: str) -> str:
     """Velero Restore name: one per run, stable across retries and worker restarts."""
     run = workflow.info().run_id.split("-")[0]
@@ -51,6 +62,8 @@ class Workloads:
         scaled = await calls.kube_scale(self.run.runbook, region, "active", self.run.speed)
         shown = ", ".join(f"{d.namespace}/{d.name} {d.ready}/{d.replicas}" for d in scaled.deployments)
         self.timeline.note(phase, f"{region}: {shown} ready")
+        for cold in scaled.cold_start:
+            self.timeline.note(phase, f"{region}: cold start {cold_start_text(cold, self.run.speed)}")
 
     async def restore_artifacts(self, phase: str, verified: c.VerifyResult, budget_seconds: float) -> None:
         """A damaged copy of a model restored from the archive within `budget_seconds`."""

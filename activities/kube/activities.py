@@ -22,6 +22,9 @@ from temporalio import activity
 
 from activities import contracts
 from activities.contracts import (
+    CapacityInput,
+    CapacityResult,
+    ColdStart,
     KubeReadInput,
     ReplicaState,
     RolloutRestartInput,
@@ -30,22 +33,73 @@ from activities.contracts import (
     ScaleInput,
     ScaleResult,
 )
+from activities.kube.capacity import (
+    Headroom,
+    Need,
+    autoscaler_headroom,
+    fit,
+    instance_vcpus,
+    judge,
+    nodepool_headroom,
+    rooms_now,
+)
 from activities.kube.clusters import (
     MIN_POLL_SECONDS,
     REQUEST_TIMEOUT,
     RESTARTED_AT,
+    api_errors,
+    classify,
     cluster_client,
     monotonic_from_wall,
     pause,
     resume_details,
 )
+from activities.kube.cold_start import read_cold_start
 from activities.kube.deployments import DeploymentReads
+from activities.kube.inventory import InventoryReader
 from activities.waits import PolledWait
 
 
 class KubeActivities(DeploymentReads):
     def all(self) -> list[Callable[..., Any]]:
-        return [self.read, self.scale, self.rollout_restart]
+        return [self.read, self.scale, self.rollout_restart, self.capacity]
+
+    # ------------------------------------------------------------------ capacity
+    @activity.defn(name=contracts.KUBE_CAPACITY)
+    def capacity(self, input: CapacityInput) -> CapacityResult:
+        """Whether the region's nodes (and what its autoscaler may add) hold the workloads at
+        the counts `input.to` asks for: read-only, a few paginated lists (activities/kube/capacity.py)."""
+        context, api = cluster_client(self.clients, input.runbook, input.region, "read capacity")
+        workloads = input.runbook.workloads_in(input.region)
+        try:
+            found = InventoryReader(api).read([(w.namespace, w.deployment) for w in workloads])
+        except api_errors() as exc:
+            raise classify(
+                exc, context=context, region=input.region, resource="nodes, pods and NodePools",
+                not_found_fix=f"create the Deployments of runbook {input.runbook.name} there",
+                rbac="get, list on nodes, list on pods (ClusterRole drpilot-capacity, "
+                "infra/kubernetes/dr-cluster/capacity-role.yaml)",
+            ) from exc
+        needs = []
+        for w in workloads:
+            dep = found.templates[f"{w.namespace}/{w.deployment}"]
+            labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            running = sum(
+                1 for p in found.pods
+                if p["metadata"].get("namespace") == w.namespace and (p.get("spec") or {}).get("nodeName")
+                and labels and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+            )
+            wanted = w.replicas.active if input.to == "active" else w.replicas.standby
+            template = ((dep.get("spec") or {}).get("template") or {}).get("spec") or {}
+            needs.append(Need(f"{w.namespace}/{w.deployment}", wanted, running, template))
+        headroom: list[Headroom | str] = [nodepool_headroom(p, found.nodes) for p in found.nodepools or []]
+        if found.autoscaler:
+            headroom += autoscaler_headroom(found.autoscaler, found.nodes)
+        counted = [h for h in headroom if isinstance(h, Headroom)]
+        fits = fit(needs, rooms_now(found.nodes, found.pods), counted)
+        starting, running = instance_vcpus(found.nodes, counted)
+        result = judge(input.region, fits, headroom, len(found.nodes))
+        return result.model_copy(update={"requests": found.requests, "scale_out": starting, "running_vcpus": running})
 
     # ------------------------------------------------------------------ read
     @activity.defn(name=contracts.KUBE_READ)
@@ -66,6 +120,7 @@ class KubeActivities(DeploymentReads):
         resume = resume_details()
         started = float(resume.get("started_at") or time.time())
         changed: list[str] = list(resume.get("changed") or [])
+        patched_at: dict[str, float] = {}  # when each was patched (this attempt): its pods' clock
         for ns, name, replicas in targets:
             key = f"{ns}/{name}"
             current = self._call(
@@ -79,6 +134,7 @@ class KubeActivities(DeploymentReads):
                 "get",
             )
             if (current.spec.replicas if current.spec else 0) != replicas:
+                patched_at[key] = time.time()  # the request: the controller may act before the answer
                 self._call(
                     lambda ns=ns, name=name, replicas=replicas: (
                         apps.patch_namespaced_deployment_scale(
@@ -129,7 +185,28 @@ class KubeActivities(DeploymentReads):
                     raise self._not_ready(api, apps, input, context, short, targets, started)
                 pause(min(poll, max(0.0, deadline - time.time())))
                 states = self._ready_states(apps, input, context, targets)
-        return ScaleResult(region=input.region, deployments=states, changed=changed, waits=waits)
+        cold = self._cold_start(api, apps, targets, changed, patched_at, started) if input.wait_ready and changed else []
+        return ScaleResult(region=input.region, deployments=states, changed=changed, waits=waits, cold_start=cold)
+
+    @staticmethod
+    def _cold_start(
+        api: k8s.ApiClient, apps: k8s.AppsV1Api, targets: list[tuple[str, str, int]], changed: list[str],
+        patched_at: dict[str, float], started: float,
+    ) -> list[ColdStart]:
+        """What the pods this scale started took, stage by stage, each workload's from its
+        patch (a previous attempt's patch: from the inherited start). Best effort: never fails the scale."""
+        out = []
+        for ns, name, _ in targets:
+            if f"{ns}/{name}" not in changed:
+                continue
+            try:
+                dep = apps.read_namespaced_deployment(name, ns, _request_timeout=REQUEST_TIMEOUT)
+            except api_errors():
+                continue
+            labels = (dep.spec.selector.match_labels or {}) if dep.spec and dep.spec.selector else {}
+            if labels:
+                out += read_cold_start(api, [(ns, name, labels)], patched_at.get(f"{ns}/{name}", started))
+        return out
 
     # ------------------------------------------------------------------ rollout restart
     @activity.defn(name=contracts.KUBE_ROLLOUT_RESTART)

@@ -382,6 +382,12 @@ class Guardrails(Frozen):
     cooldown: Duration = Field(
         timedelta(minutes=30), description="After a run of an action ends, alerts cannot start it again for this long."
     )
+    capacity: Literal["fail", "warn"] = Field(
+        "fail",
+        description="A graceful failover whose targets cannot hold the workloads' pods (GPUs, cpu, memory, even after "
+        "their autoscaler's scale-out) stops in preflight before any change (fail) or says so and goes on (warn). "
+        "An ungraceful failover always warns and goes on: the failed region is dark, partial capacity beats none.",
+    )
     blocking_alerts: list[Text] = Field(default_factory=list, description="Alert names that stop a drill from starting.")
     blocking_queries: list[Text] = Field(
         default_factory=list,

@@ -1,7 +1,7 @@
 """`drpilot runbook plan`: what a failover or failback would change, from live state.
 
-It reads exactly what the procedures read first (DNS weights, replica counts, artifact
-checks) through the same activity classes, outside Temporal, and computes the changes with
+It reads exactly what the procedures read first (DNS weights, replica counts, capacity,
+artifact checks) through the same activity classes, outside Temporal, and computes the changes with
 the same planning functions the workflows use (`workflows.plan`). It changes nothing.
 """
 
@@ -13,10 +13,19 @@ from datetime import timedelta
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts.activities import ArtifactActivities
-from activities.contracts import ArtifactInput, DnsReadInput, KubeReadInput, RestoreInput
+from activities.contracts import (
+    ArtifactInput,
+    CapacityInput,
+    DnsReadInput,
+    ImagesInput,
+    KubeReadInput,
+    QuotaInput,
+    RestoreInput,
+)
 from activities.dns.activities import DnsActivities
 from activities.kube.activities import KubeActivities
 from activities.probes.analysis import PROBE_REQUESTS_MIN
+from activities.standby import StandbyActivities
 from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import Action, DnsSwitch, Model, Role, Runbook
 from drpilot.domain.settings import Settings
@@ -82,6 +91,7 @@ class LiveState:
     dns: DnsActivities
     kube: KubeActivities
     artifacts: ArtifactActivities
+    standby: StandbyActivities
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiveState:
@@ -89,6 +99,7 @@ class LiveState:
             DnsActivities.from_settings(settings),
             KubeActivities.from_settings(settings),
             ArtifactActivities.from_settings(settings),
+            StandbyActivities.from_settings(settings),
         )
 
     def weights(self, rb: Runbook) -> dict[str, int]:
@@ -119,6 +130,30 @@ def _scale_changes(plan: Plan, rb: Runbook, region: str, live: LiveState, to: st
 def _archive_fix(model: Model) -> str:
     store = "Cloud Storage" if (model.archive or "").startswith("gs://") else "Glacier"
     return f"restore from the {store} archive"
+
+
+def _capacity(plan: Plan, rb: Runbook, region: str, live: LiveState, consequence: str) -> None:
+    """Whether the region holds the active counts (the check failover preflight makes), and
+    its images and GPU quota (readiness's checks)."""
+    try:
+        result = live.kube.capacity(CapacityInput(runbook=rb, region=region))
+    except ApplicationError as exc:
+        plan.notes.append(f"{region}: capacity not checked ({exc.message})")
+        return
+    if result.ready:
+        plan.notes.append(f"{region}: capacity: {result.detail}")
+    else:
+        plan.warnings.append(f"{region}: capacity: {result.detail}; {consequence}")
+    for what, read in (
+        ("images", lambda: live.standby.images(ImagesInput(runbook=rb, region=region))),
+        ("quota", lambda: live.standby.quota(QuotaInput(runbook=rb, region=region, capacity=result))),
+    ):
+        try:
+            found = read()
+        except ApplicationError as exc:
+            plan.notes.append(f"{region}: {what} not checked ({exc.message})")
+            continue
+        (plan.notes if found.ready else plan.warnings).append(f"{region}: {what}: {found.detail}")
 
 
 def _artifact_changes(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactActivities, fix: str | None) -> None:
@@ -176,8 +211,14 @@ def plan_failover(
     if warning:
         plan.warnings.append(warning)
     after = failover_weights(rb, failed, targets, before)
+    stops = (
+        "a graceful failover stops in preflight, changing nothing (guardrails.capacity: fail); an ungraceful one goes on"
+        if rb.spec.guardrails.capacity == "fail"
+        else "the failover goes on with what fits (guardrails.capacity: warn)"
+    )
     for region in targets:
         _scale_changes(plan, rb, region, live, "active")
+        _capacity(plan, rb, region, live, stops)
         _artifact_changes(plan, rb, region, live.artifacts, None)
         _restore_timing(plan, rb, region, live.artifacts)
     velero = rb.spec.backups.velero
@@ -203,6 +244,7 @@ def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
     start = live.weights(rb)
     home = failback_home(rb, original, start)
     _scale_changes(plan, rb, original, live, "active")
+    _capacity(plan, rb, original, live, "the failback's scale-up would leave pods Pending")
     _artifact_changes(plan, rb, original, live.artifacts, "sync from the serving region")
     if start == home:
         plan.notes.append(f"DNS already at {format_weights(home)}: no traffic to shift")

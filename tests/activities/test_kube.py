@@ -258,6 +258,6 @@ def test_a_context_missing_from_the_kubeconfig_is_non_retryable(twin, tmp_path):
 def test_from_settings_follows_KUBECONFIG(twin, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(twin.kubeconfig))
     activities = KubeActivities.from_settings(load_settings({}))
-    assert [f.__name__ for f in activities.all()] == ["read", "scale", "rollout_restart"]
+    assert [f.__name__ for f in activities.all()] == ["read", "scale", "rollout_restart", "capacity"]
     state = run(activities.read, KubeReadInput(runbook=RUNBOOK, region="us-east-1"))
     assert [d.ready for d in state.deployments] == [6, 3]

@@ -21,6 +21,11 @@ def test_plan_failover_and_failback_change_nothing(twin_factory):
     assert "  1. scale us-west-2 ml-serving/inference-service: 1 -> 6 replicas (active)" in lines
     assert ("  5. DNS us-east-1 100, us-west-2 0 -> us-east-1 0, us-west-2 100 in one change, "
             "then wait TTL 60s") in lines
+    assert ("  note: us-west-2: capacity: us-west-2 needs 5 pods of 1 nvidia.com/gpu (ml-serving/inference-service) "
+            "and 2 pods of 1 nvidia.com/gpu (ml-serving/inference-gateway): 7 fit now, "
+            "NodePool gpu may add 0 nvidia.com/gpu (limit 16): fits") in lines
+    assert "  note: us-west-2: quota: the scale-out starts no new node" in lines
+    assert any(line.startswith("  note: us-west-2: images: 2 image(s) present; ") for line in lines), lines
     # Nothing moved: DNS and the DR region are as seeded.
     assert twin.weights() == {"us-east-1": 100, "us-west-2": 0}
     assert twin.ready_replicas("us-west-2")["ml-serving/inference-service"][0] == 1
@@ -29,6 +34,17 @@ def test_plan_failover_and_failback_change_nothing(twin_factory):
     failback = plan(env, "--action", "failback", "--to", "us-east-1")
     assert failback.returncode == 0, failback.stderr
     assert "  note: DNS already at us-east-1 100, us-west-2 0: no traffic to shift" in failback.stdout
+
+
+def test_plan_warns_that_a_region_short_of_gpus_stops_a_graceful_failover(twin_factory):
+    twin = twin_factory(ROUTE53_RUNBOOK, faults=Faults(gpu_free={"us-west-2": 2}))
+    failover = plan({**os.environ, **twin.env()}, "--action", "failover", "--from", "us-east-1")
+    assert failover.returncode == 0, failover.stderr
+    warning = next(line for line in failover.stdout.splitlines() if "capacity" in line)
+    assert warning.endswith(
+        ": 2 fit now, NodePool gpu may add 0 nvidia.com/gpu (limit 16): short by 5 pods (5 nvidia.com/gpu); "
+        "a graceful failover stops in preflight, changing nothing (guardrails.capacity: fail); an ungraceful one goes on"
+    ), warning
 
 
 def test_plan_rejects_an_unknown_region_in_one_line(twin_factory):

@@ -28,11 +28,14 @@ from temporalio.testing import ActivityEnvironment
 from activities.artifacts.activities import ArtifactActivities
 from activities.contracts import (
     ArtifactInput,
+    CapacityInput,
     DnsApplyInput,
     DnsReadInput,
     EvidenceInput,
+    ImagesInput,
     KubeReadInput,
     LastDrillInput,
+    QuotaInput,
     RestoreInput,
     ScaleInput,
     SyncInput,
@@ -41,6 +44,7 @@ from activities.contracts import (
 from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
 from activities.kube.activities import KubeActivities
+from activities.standby import StandbyActivities
 from activities.velero import VeleroActivities
 from drpilot.domain.settings import load_settings
 from tests.support.paths import ARC_RUNBOOK, CLOUDDNS_RUNBOOK, ROOT, ROUTE53_RUNBOOK
@@ -50,7 +54,7 @@ IAM = ROOT / "infra/aws/iam-policy.json"
 IAM_ROUTING_CONTROLS = ROOT / "infra/aws/iam-policy-routing-controls.json"
 GCP_ROLE = ROOT / "infra/gcp/dns-role.yaml"
 GCS_ROLE = ROOT / "infra/gcp/storage-role.yaml"
-RBAC = sorted((ROOT / "infra/kubernetes/dr-cluster").glob("*-role.yaml"))
+RBAC = sorted((ROOT / "infra/kubernetes/dr-cluster").glob("*-role.yaml"))  # Roles and ClusterRoles
 
 # botocore operation -> the IAM actions it needs and on what (bucket, key-or-None).
 S3_ACTIONS = {
@@ -75,6 +79,11 @@ class Calls:
 
 
 def aws_needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    # The region is the client's, not a parameter: "*" stands for it (and for an account not given).
+    if operation == "DescribeImages":
+        return [("ecr:DescribeImages", f"arn:aws:ecr:*:{params.get('registryId', '*')}:repository/{params['repositoryName']}")]
+    if operation == "GetServiceQuota":
+        return [("servicequotas:GetServiceQuota", f"arn:aws:servicequotas:*:*:{params['ServiceCode']}/{params['QuotaCode']}")]
     if operation in ("ListHostedZonesByName", "ListRoutingControls"):  # IAM has no resource for them
         return [(f"{'route53-recovery-cluster' if 'Routing' in operation else 'route53'}:{operation}", "*")]
     if operation == "GetRoutingControlState":
@@ -99,7 +108,7 @@ def aws_needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 KUBE_PATH = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
 )
 KUBE_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 
@@ -107,10 +116,10 @@ KUBE_VERBS = {"GET": "get", "POST": "create", "PATCH": "patch", "PUT": "update",
 def kube_needs(method: str, url: str) -> tuple[str, str, str, str]:
     path = url.split("://", 1)[-1].split("/", 1)[-1].split("?")[0]
     m = KUBE_PATH.match("/" + path)
-    assert m, f"kubernetes request {method} {url}: not a namespaced resource path"
+    assert m, f"kubernetes request {method} {url}: not a resource path"
     resource = m["resource"] + (f"/{m['sub']}" if m["sub"] else "")
     verb = "list" if method == "GET" and not m["name"] else KUBE_VERBS[method]
-    return (m["ns"], m["group"] or "", resource, verb)
+    return (m["ns"] or "", m["group"] or "", resource, verb)  # "": cluster-scoped (a ClusterRole)
 
 
 def gcp_needs(method: str, path: str, data: Any) -> list[str]:
@@ -199,13 +208,14 @@ def rbac_rules() -> set[tuple[str, str, str, str]]:
     rules = set()
     for path in RBAC:
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc["kind"] != "Role":
+            if doc["kind"] not in ("Role", "ClusterRole"):
                 continue
+            namespace = doc["metadata"].get("namespace", "") if doc["kind"] == "Role" else ""
             for rule in doc["rules"]:
                 for g in rule["apiGroups"]:
                     for r in rule["resources"]:
                         for v in rule["verbs"]:
-                            rules.add((doc["metadata"]["namespace"], g, r, v))
+                            rules.add((namespace, g, r, v))
     return rules
 
 
@@ -256,6 +266,12 @@ def exercise(twin, monkeypatch) -> None:
         return
     kube = KubeActivities.from_settings(settings)
     run(env, kube.read, KubeReadInput(runbook=rb, region=standby))
+    capacity = run(env, kube.capacity, CapacityInput(runbook=rb, region=standby))
+    standby_checks = StandbyActivities.from_settings(settings)
+    run(env, standby_checks.images, ImagesInput(runbook=rb, region=standby))
+    # What a scale-out that starts a node asks of the quota (the standby fits now: none).
+    starting = capacity.model_copy(update={"scale_out": {"g5.12xlarge": [1, 48], "p4d.24xlarge": [1, 96]}})
+    run(env, standby_checks.quota, QuotaInput(runbook=rb, region=standby, capacity=starting))
     run(env, kube.scale, ScaleInput(runbook=rb, region=standby, to="active", speed=twin.speed))
     # A wait that runs out lists the pods to say why (the stalled region never gets ready).
     run(env, kube.scale, ScaleInput(runbook=rb, region=serving, to="exact", counts={"ml-serving/inference-service": 9}, timeout_seconds=0.05, speed=twin.speed))

@@ -120,10 +120,15 @@ def test_control_plane_is_highly_available_and_locked_down(overlay):
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= service_ports
 
 
-def test_dr_cluster_rbac_is_namespaced():
+def test_dr_cluster_rbac_is_namespaced_but_for_one_read_only_capacity_role():
     rendered = render(KUBE / "dr-cluster")
     kinds = {d["kind"] for d in rendered}
-    assert kinds == {"Role", "RoleBinding"}, "no ClusterRole / ClusterRoleBinding: per-namespace least privilege"
+    assert kinds == {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    # The one cluster-scoped grant: reading nodes, the pods on them and NodePools (capacity).
+    [cluster_role] = by_kind(rendered, "ClusterRole").values()
+    granted = {(r, v) for rule in cluster_role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("nodes", "list"), ("pods", "list"), ("nodepools", "list")}
+    assert [b["roleRef"]["name"] for b in by_kind(rendered, "ClusterRoleBinding").values()] == [cluster_role["metadata"]["name"]]
     roles = by_kind(rendered, "Role")
     for binding in by_kind(rendered, "RoleBinding").values():
         role = roles[binding["roleRef"]["name"]]

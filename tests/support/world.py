@@ -33,6 +33,8 @@ class World:
     degrade_at: dict[str, int] = field(default_factory=dict)  # region -> weight where errors start
     # region -> weight from which the analysis itself fails (e.g. Prometheus unreachable)
     analysis_fails_at: dict[str, int] = field(default_factory=dict)
+    # region -> pods its nodes (and autoscaler) cannot hold of what a run would add
+    short: dict[str, int] = field(default_factory=dict)
     velero_phase: str = "Completed"
     velero_backup_age: timedelta = timedelta(minutes=5)  # how long ago the backup to restore completed
     last_drill_age: timedelta | None = None  # how long ago the runbook's last drill completed; None: never
@@ -83,7 +85,8 @@ class World:
 
     def activities(self) -> list[Callable]:
         return [
-            self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.kube_rollout_restart,
+            self.dns_read, self.dns_apply, self.kube_read, self.kube_scale, self.kube_rollout_restart, self.kube_capacity,
+            self.images_check, self.quota_check,
             self.artifacts_verify, self.artifacts_restore, self.artifacts_sync, self.velero_restore,
             self.velero_backup, self.warmup, self.health_gate, self.analyse, self.notify,
             RehearsalActivities().wait,  # a rehearsal's short waits, really slept (no provider)
@@ -184,6 +187,32 @@ class World:
             region=input.region, deployments=self._state(input.region).deployments, changed=changed,
             waits=await self._waited(c.KUBE_SCALE, input.region),
         )
+
+    @activity.defn(name=c.KUBE_CAPACITY)
+    async def kube_capacity(self, input: c.CapacityInput) -> c.CapacityResult:
+        await self._visit(c.KUBE_CAPACITY, input.region)
+        self._reach(input.region)
+        self._exist(input.region)
+        adding = sum(
+            max(0, getattr(w.replicas, input.to) - self.replicas.get(input.region, {}).get(f"{w.namespace}/{w.deployment}", 0))
+            for w in self.runbook.workloads_in(input.region)
+        )
+        short = min(adding, self.short.get(input.region, 0))
+        said = f"{input.region} needs {adding} pods of 1 nvidia.com/gpu: {adding - short} fit now"
+        if short:
+            return c.CapacityResult(region=input.region, verdict="short", detail=f"{said}: short by {short} pods ({short} nvidia.com/gpu)")
+        return c.CapacityResult(region=input.region, verdict="fits", detail=f"{said}: fits")
+
+    @activity.defn(name=c.IMAGES_CHECK)
+    async def images_check(self, input: c.ImagesInput) -> c.ImagesResult:
+        await self._visit(c.IMAGES_CHECK, input.region)
+        self._reach(input.region)
+        return c.ImagesResult(region=input.region, verdict="ok", detail="every image in the region's registry")
+
+    @activity.defn(name=c.QUOTA_CHECK)
+    async def quota_check(self, input: c.QuotaInput) -> c.QuotaResult:
+        await self._visit(c.QUOTA_CHECK, input.region)
+        return c.QuotaResult(region=input.region, verdict="ok", detail="the scale-out starts no new node")
 
     @activity.defn(name=c.KUBE_ROLLOUT_RESTART)
     async def kube_rollout_restart(self, input: c.RolloutRestartInput) -> c.RolloutRestartResult:

@@ -63,7 +63,11 @@ async def test_each_problem_is_its_own_not_ready_check(env):
     result = await check(env.client, world, keep="readiness_not_ready")
     assert not result.ready
     bad = {name for name, ok in verdicts(result).items() if not ok}
-    assert bad == {"dns", "us-east-1: cluster and workloads", "us-west-2: llm-7b 2024-01-15"}
+    # A dark cluster's capacity cannot be read: "not checked", never ready.
+    assert bad == {
+        "dns", "us-east-1: cluster and workloads", "us-east-1: capacity", "us-east-1: images", "us-east-1: quota",
+        "us-west-2: llm-7b 2024-01-15",
+    }
     artifact = next(ch for ch in result.checks if ch.name == "us-west-2: llm-7b 2024-01-15")
     assert "restore from s3://model-archive/llm-7b/2024-01-15/" in artifact.detail
     dns = next(ch for ch in result.checks if ch.name == "dns")

@@ -22,7 +22,12 @@ from drpilot_twin.faults import FaultBoard, Faults
 
 # Fields whose values name regions: a typo there would be a fault that silently never fires.
 _REGION_SETS = ("region_down", "pods_stalled", "velero_partially_failed", "velero_failed")
-_REGION_MAPS = ("pod_start_seconds", "error_ramp", "extra_latency_seconds")
+_REGION_MAPS = (
+    "pod_start_seconds", "error_ramp", "extra_latency_seconds", "gpu_free", "node_provision_seconds",
+    "image_missing", "quota",
+)
+# What a per-region value is (seconds, unless said here).
+_REGION_VALUE: dict[str, type] = {"gpu_free": int, "quota": int, "image_missing": str}
 
 
 class FaultError(ValueError):
@@ -89,7 +94,11 @@ def _field_kinds() -> dict[str, str]:
 FAULT_HELP = """\
 Faults as key=value (or one JSON object):
   region_down=R1[,R2]          model server and Kubernetes API of R fail
-  pods_stalled=R1[,R2]         pods in R never become ready
+  pods_stalled=R1[,R2]         no free GPU in R (as gpu_free.R=0)
+  gpu_free.R=2                 2 GPUs free on R's nodes now, one per node
+  node_provision_seconds.R=90  Karpenter takes 90 s to bring up a node in R
+  image_missing.R=IMAGE        R's registry lacks IMAGE: pulls fail
+  quota.R=96                   GPU-instance vCPU quota of 96 in R
   pod_start_seconds.R=30       a pod in R takes 30 s to become ready
   glacier_delay_seconds=60     a Glacier restore takes 60 s
   route53_pending_seconds=20   a Route53 change stays PENDING 20 s
@@ -165,8 +174,10 @@ def parse_fault_args(args: list[str], current: Faults | None = None) -> dict[str
                 mapping.pop(region, None)
             elif kind == "ramp":
                 mapping[region] = _ramp(key, raw)
+            elif _REGION_VALUE.get(name) is str:
+                mapping[region] = raw
             else:
-                mapping[region] = _number(key, raw, float)
+                mapping[region] = _number(key, raw, _REGION_VALUE.get(name, float))
         elif dot:
             raise FaultError(f"{name} is not per region; write {name}=VALUE")
         elif kind == "regions":

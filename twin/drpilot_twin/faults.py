@@ -13,6 +13,10 @@ import threading
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+# The account's vCPU quota for GPU instances in a region when `quota` says nothing (a raised
+# quota; AWS's default for new accounts is far lower): Karpenter and Service Quotas read it.
+DEFAULT_GPU_VCPU_QUOTA = 1536
+
 
 @dataclass(frozen=True)
 class ErrorRamp:
@@ -29,8 +33,20 @@ class Faults:
     region_down: frozenset[str] = frozenset()
     # Per region: seconds a pod takes to become ready (overrides the twin's default).
     pod_start_seconds: dict[str, float] = field(default_factory=dict)
-    # Regions whose pods never become ready (a stalled rollout).
+    # Regions whose nodes have no free GPU now (as gpu_free.REGION=0): pods asking for one
+    # stay Pending / Unschedulable, a consequence of capacity like any other.
     pods_stalled: frozenset[str] = frozenset()
+    # Per region: GPUs free on its nodes now (the rest taken by another team's pods, spread
+    # one free GPU per node in turn); set once when the value changes.
+    gpu_free: dict[str, int] = field(default_factory=dict)
+    # Per region: seconds Karpenter takes to bring up a node (default 120).
+    node_provision_seconds: dict[str, float] = field(default_factory=dict)
+    # Per region: an image its registry does not hold (pulls fail with ErrImagePull, and
+    # ECR DescribeImages answers ImageNotFoundException for it).
+    image_missing: dict[str, str] = field(default_factory=dict)
+    # Per region: the account's vCPU quota for GPU instances (Service Quotas); Karpenter
+    # cannot launch nodes beyond it.
+    quota: dict[str, int] = field(default_factory=dict)
     # Seconds a Glacier restore_object takes before the object is readable.
     glacier_delay_seconds: float = 0.0
     # Route53: seconds a change stays PENDING before INSYNC.

@@ -219,6 +219,7 @@ class Twin:
         from drpilot_twin.aws.s3 import seed_s3
 
         self.board.clear()
+        self._seed_registries()
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
         if self.gcs is not None:
             from drpilot_twin.gcs import seed_gcs
@@ -308,9 +309,20 @@ class Twin:
         self._gcs = gcs_client(self.gcs.emulator.url)
         self.gcs.on_request = GcsFaults(self.board, self._gcs, self.runbook)
 
+    def _seed_registries(self) -> None:
+        import boto3
+
+        from drpilot_twin.aws.ecr import seed_ecr
+
+        def client_for(region: str):
+            return boto3.client("ecr", endpoint_url=self.moto.url, **{**_aws_credentials(), "region_name": region})
+
+        seed_ecr(client_for, self.runbook)
+
     def _seed_artifacts(self) -> None:
         from drpilot_twin.aws.s3 import seed_s3
 
+        self._seed_registries()
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
         if self.gcs is not None:
             from drpilot_twin.gcs import seed_gcs

@@ -22,6 +22,11 @@ must handle (docs/architecture.md, "The sandbox twin"):
   `x-amz-restore: ongoing-request="true"`, GET and copies from it answer 403
   InvalidObjectState, another restore request answers 409 RestoreAlreadyInProgress.
 
+* ECR DescribeImages: the image `image_missing.REGION` names answers ImageNotFoundException
+  in that region (moto holds the per-region registries the twin seeds).
+* Service Quotas GetServiceQuota: moto has no EC2 quotas in any region. The front answers
+  "Running On-Demand G and VT instances" / "... P instances" with the `quota` fault's vCPUs.
+
 The front also counts what it saw (changes, restore requests) so tests can prove an
 activity run twice made one change.
 """
@@ -29,6 +34,7 @@ activity run twice made one change.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import secrets
 import string
@@ -46,11 +52,14 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from drpilot_twin.aws.ecr import ACCOUNT
 from drpilot_twin.aws.moto_server import MotoServer
-from drpilot_twin.faults import FaultBoard
+from drpilot_twin.faults import DEFAULT_GPU_VCPU_QUOTA, FaultBoard
 from drpilot_twin.loopback import LoopbackServer
 
 ROUTE53_NS = "https://route53.amazonaws.com/doc/2013-04-01/"
+# Service Quotas' codes for EC2's On-Demand GPU instance vCPU quotas, with their names.
+GPU_QUOTAS = {"L-DB2E81BA": "Running On-Demand G and VT instances", "L-417A185B": "Running On-Demand P instances"}
 ROUTE53_PREFIX = "/2013-04-01/"
 # Hop-by-hop headers belong to one connection and are never forwarded (RFC 9110 7.6.1);
 # content-length is recomputed for the body actually sent.
@@ -216,9 +225,52 @@ class AwsFront:
             return response
         if path.startswith("/moto-api"):
             return await self._forward(request, body)
-        if _service(request) == "route53":
+        service = _service(request)
+        if service == "route53":
             return await self._route53(request, body)
+        if service == "servicequotas":
+            return self._service_quota(request, body)
+        if service == "ecr":
+            return await self._ecr(request, body)
         return await self._s3(request, body)
+
+    # ------------------------------------------------------------------ ECR, Service Quotas
+    async def _ecr(self, request: Request, body: bytes) -> Response:
+        """DescribeImages answers ImageNotFoundException for the image `image_missing` names
+        in the request's region (the rest goes to moto's per-region registries)."""
+        region = _region(request)
+        missing = self.board.now.image_missing.get(region, "")
+        if missing and request.headers.get("x-amz-target", "").endswith(".DescribeImages"):
+            asked = json.loads(body or b"{}")
+            repository = asked.get("repositoryName", "")
+            for image_id in asked.get("imageIds") or []:
+                wanted = f"{repository}:{image_id.get('imageTag')}" if image_id.get("imageTag") else f"{repository}@{image_id.get('imageDigest')}"
+                if missing.endswith("/" + wanted) or missing == wanted:
+                    return _json_error(
+                        400, "ImageNotFoundException",
+                        f"The image with imageId {json.dumps(image_id)} does not exist within the repository with "
+                        f"name '{repository}' in the registry with id '{asked.get('registryId', ACCOUNT)}'",
+                    )
+        return await self._forward(request, body)
+
+    def _service_quota(self, request: Request, body: bytes) -> Response:
+        """GetServiceQuota for EC2's On-Demand GPU instance quotas (moto has none in any
+        region): the `quota` fault's vCPUs for the region, else the twin's default."""
+        asked = json.loads(body or b"{}")
+        if not request.headers.get("x-amz-target", "").endswith(".GetServiceQuota"):
+            return _json_error(400, "UnknownOperationException", "the twin answers GetServiceQuota only")
+        code = asked.get("QuotaCode", "")
+        if asked.get("ServiceCode") != "ec2" or code not in GPU_QUOTAS:
+            return _json_error(400, "NoSuchResourceException", f"The request failed because the specified service quota {code} does not exist.")
+        region = _region(request)
+        value = float(self.board.now.quota.get(region, DEFAULT_GPU_VCPU_QUOTA))
+        quota = {
+            "ServiceCode": "ec2", "ServiceName": "Amazon Elastic Compute Cloud (Amazon EC2)",
+            "QuotaArn": f"arn:aws:servicequotas:{region}:{ACCOUNT}:ec2/{code}", "QuotaCode": code,
+            "QuotaName": GPU_QUOTAS[code], "Value": value, "Unit": "None", "Adjustable": True, "GlobalQuota": False,
+        }
+        return Response(json.dumps({"Quota": quota}), media_type="application/x-amz-json-1.1",
+                        headers={"x-amzn-requestid": _request_id()})
 
     async def _forward(self, request: Request, body: bytes) -> Response:
         upstream = await self._send(request, body)
@@ -433,11 +485,25 @@ def _service(request: Request) -> str:
     auth = request.headers.get("authorization", "") or request.query_params.get(
         "X-Amz-Credential", ""
     )
-    if "/route53/aws4_request" in auth:
-        return "route53"
+    for service in ("route53", "ecr", "servicequotas"):
+        if f"/{service}/aws4_request" in auth:
+            return service
     if "/s3/aws4_request" in auth:
         return "s3"
     return "route53" if request.url.path.startswith(ROUTE53_PREFIX) else "s3"
+
+
+def _region(request: Request) -> str:
+    """The region a request is signed for (SigV4 scope: KEY/DATE/REGION/SERVICE/aws4_request)."""
+    auth = request.headers.get("authorization", "") or request.query_params.get("X-Amz-Credential", "")
+    m = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", auth) or re.search(r"^[^/]+/\d{8}/([^/]+)/", auth)
+    return m.group(1) if m else "us-east-1"
+
+
+def _json_error(status: int, code: str, message: str) -> Response:
+    """An error as AWS JSON 1.1 protocols send it (ECR, Service Quotas)."""
+    return Response(json.dumps({"__type": code, "message": message}), status_code=status,
+                    media_type="application/x-amz-json-1.1", headers={"x-amzn-requestid": _request_id()})
 
 
 def _bucket_key(request: Request) -> tuple[str, str]:

@@ -11,7 +11,8 @@ and 403 are real answers); the Table form `kubectl get` prints. Controllers brin
 ready over simulated time and move Restores through Velero's phases (kube_controllers.py).
 
 Faults come from the FaultBoard on every request: a region in `region_down` answers 503
-to everything, `pods_stalled` / `pod_start_seconds` shape pod readiness, and
+to everything, `gpu_free` / `pods_stalled` / `quota` / `node_provision_seconds` decide where
+and when pods can run, `image_missing` / `pod_start_seconds` shape their start, and
 `velero_failed` / `velero_partially_failed` decide how Restores end.
 """
 
@@ -35,6 +36,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from drpilot.domain.runbook import Role, Runbook, Velero
+from drpilot_twin.aws.ecr import workload_image
 from drpilot_twin.faults import FaultBoard
 from drpilot_twin.kube.controllers import (
     SCHEDULE_LABEL,
@@ -68,6 +70,7 @@ from drpilot_twin.kube.objects import (
     timestamp,
     validate_name,
 )
+from drpilot_twin.kube.scheduling import GPU, NodeShape, reserve_gpus, seed_nodes
 from drpilot_twin.kube.tls import sandbox_tls
 from drpilot_twin.loopback import LoopbackServer
 
@@ -135,6 +138,7 @@ class KubeCluster:
         port: int = 0,
         pod_start_seconds: float = DEFAULT_POD_START_SECONDS,
         velero_restore_seconds: float = DEFAULT_VELERO_RESTORE_SECONDS,
+        nodes: NodeShape | None = None,
     ):
         if speed <= 0:
             raise ValueError("speed must be > 0")
@@ -156,6 +160,8 @@ class KubeCluster:
         self._controller: threading.Thread | None = None
         for ns in ("default", "kube-system", "kube-public"):
             self.ensure_namespace(ns)
+        with self.store.lock:
+            seed_nodes(self.store, region, nodes or NodeShape())
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -243,8 +249,12 @@ class KubeCluster:
 
     def settle(self) -> None:
         """Every pod ready now (seed time: the region was already running)."""
-        self.deployments.reconcile(time.monotonic(), instant=True)
-        self.deployments.reconcile(time.monotonic(), instant=True)
+        # `gpu_free` is what is free once the seeded pods run: they go first.
+        with self.store.lock:
+            reserve_gpus(self.store, None)
+            self.deployments.reconcile(time.monotonic(), instant=True)
+            self.deployments.reconcile(time.monotonic(), instant=True)
+            self.deployments.share_gpus(again=True)
 
     # ------------------------------------------------------------------ HTTP (ASGI)
     async def _asgi(self, scope: dict, receive, send) -> None:
@@ -840,13 +850,13 @@ def seed_kube_from_runbook(cluster: KubeCluster, runbook: Runbook, region: str) 
                             "containers": [
                                 {
                                     "name": w.deployment,
-                                    "image": f"registry.example.com/{runbook.name}/{w.deployment}:sandbox",
+                                    "image": workload_image(region, runbook.name, w.deployment),
                                     "ports": [
                                         {"containerPort": 8000, "name": "http", "protocol": "TCP"}
                                     ],
                                     "resources": {
-                                        "limits": {"nvidia.com/gpu": "1"},
-                                        "requests": {"nvidia.com/gpu": "1"},
+                                        "limits": {GPU: "1"},
+                                        "requests": {GPU: "1", "cpu": "4", "memory": "16Gi"},
                                     },
                                     "readinessProbe": {
                                         "httpGet": {"path": "/v2/health/ready", "port": 8000}

@@ -20,9 +20,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from drpilot_twin.faults import FaultBoard
+from drpilot_twin.kube.karpenter import Karpenter
 from drpilot_twin.kube.objects import (
     BACKUPS,
     DEPLOYMENTS,
+    EVENTS,
     NAMESPACES,
     PODS,
     RESTORES,
@@ -31,7 +33,13 @@ from drpilot_twin.kube.objects import (
     Store,
     timestamp,
 )
+from drpilot_twin.kube.scheduling import NodeRoom, place, reserve_gpus, rooms
 
+# Of a pod's start time, the share spent pulling its image (the rest: the container starting,
+# loading the model, passing its readiness probe); and how long the kubelet backs off
+# before pulling a missing image again (simulated seconds).
+PULL_SHARE = 0.5
+BACKOFF_SECONDS = 10.0
 _SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for generated names
 
 
@@ -58,13 +66,17 @@ class _Rollout:
 
 
 class DeploymentController:
-    """Brings each Deployment's pods to spec.replicas; pods turn ready after a start time.
+    """Brings each Deployment's pods to spec.replicas; pods run where the scheduler puts them.
 
-    Scale-up creates Pending pods that become Ready `pod_start_seconds / speed` later (the
-    fault board's per-region value overrides the default); while the region's pods are
-    stalled they stay Pending / Unschedulable. Scale-down removes pods at once, not-ready
-    ones first, as a ReplicaSet does. A template change rolls: new pods come up beside the
-    old ones, which go as the new ones become ready.
+    Scale-up creates Pending pods; each is bound to one node it fits on (scheduling.py) or
+    stays Unschedulable with the scheduler's message until room appears (a node from
+    Karpenter, another team's pods leaving). A bound pod pulls its image, starts its
+    containers and turns Ready `pod_start_seconds / speed` after binding (the fault board's
+    per-region value overrides the default); an image the region's registry lacks
+    (`image_missing`) keeps it in ErrImagePull. The scheduler, the kubelet and Karpenter
+    write the pod's Events as they do. Scale-down removes pods at once, not-ready ones
+    first, as a ReplicaSet does. A template change rolls: new pods come up beside the old
+    ones, which go as the new ones become ready.
     """
 
     def __init__(
@@ -73,8 +85,10 @@ class DeploymentController:
         self.store, self.board, self.region, self.speed = store, board, region, speed
         self.pod_start_seconds = pod_start_seconds
         self._ready_at: dict[str, float | None] = {}  # pod uid -> monotonic time it turns ready
+        self._pulled_at: dict[str, float] = {}  # pod uid -> monotonic time its image is pulled
+        self._node: dict[str, str] = {}  # pod uid -> the node it is bound to
         self._owner: dict[str, str] = {}  # pod uid -> deployment uid
-        self._shown: dict[str, tuple[bool, bool]] = {}  # pod uid -> (ready, stalled) last written
+        self._shown: dict[str, tuple[str, str]] = {}  # pod uid -> (stage, message) last written
         self._rollouts: dict[str, _Rollout] = {}  # deployment uid -> progress bookkeeping
         # Called once per pod as its containers start (scheduled, clock running): the
         # annotations it returns are stamped on the pod. The twin records there which model
@@ -82,24 +96,34 @@ class DeploymentController:
         # `kubectl rollout restart`, a template change).
         self.on_pod_start: Callable[[Obj], dict[str, str]] | None = None
         self._started: set[str] = set()  # pod uids on_pod_start has seen
+        self._pull_failed: set[str] = set()  # pod uids whose image pull failed (ErrImagePull)
+        self.karpenter = Karpenter(store, board, region, speed, self._event)
+        self._event_serial = 0
+        self._gpu_free: int | None = None  # the gpu_free value the other team's pods were set for
 
     def start_delay(self) -> float:
         seconds = self.board.now.pod_start_seconds.get(self.region, self.pod_start_seconds)
         return max(0.0, seconds) / self.speed
 
     def reconcile(self, now: float, instant: bool = False) -> float | None:
-        """One pass over every Deployment; returns the next monotonic time worth waking at."""
-        faults = self.board.now
-        stalled = self.region in faults.pods_stalled and not instant
+        """One pass over every Deployment; returns the next monotonic time worth waking at.
+        `instant` (seeding): every pod ready at once, and the faults' free GPUs counted after."""
         delay = 0.0 if instant else self.start_delay()
         wake: float | None = None
         with self.store.lock:
+            if not instant:
+                self.share_gpus()
+            nodes = rooms(self.store)
+            pending: list[Obj] = []
             live = set()
             for dep in self.store.items(DEPLOYMENTS):
                 live.add(dep["metadata"]["uid"])
-                due = self._reconcile_one(dep, now, stalled, delay, instant)
+                due = self._reconcile_one(dep, now, delay, instant, nodes, pending)
                 if due is not None:
                     wake = due if wake is None else min(wake, due)
+            due = self.karpenter.reconcile(pending, now)
+            if due is not None:
+                wake = due if wake is None else min(wake, due)
             # Garbage-collect pods of deleted deployments (ownerReference cascade).
             pods = list(self.store.items(PODS))
             for pod in pods:
@@ -109,14 +133,23 @@ class DeploymentController:
             # Forget pods deleted through the API (the ReplicaSet replaced them already).
             existing = {p["metadata"]["uid"] for p in pods}
             for uid in [u for u in self._owner if u not in existing]:
-                for table in (self._owner, self._ready_at, self._shown):
-                    table.pop(uid, None)
-                self._started.discard(uid)
+                self._forget(uid)
         return wake
+
+    def share_gpus(self, again: bool = False) -> None:
+        """Another team's pods take the GPUs `gpu_free` (or `pods_stalled`) says are not free;
+        `again`: count anew (seeding bound the region's own pods since)."""
+        faults = self.board.now
+        wanted = faults.gpu_free.get(self.region)
+        if self.region in faults.pods_stalled:
+            wanted = 0
+        if wanted != self._gpu_free or (again and wanted is not None):
+            self._gpu_free = None if wanted is None else int(wanted)
+            reserve_gpus(self.store, self._gpu_free)
 
     # ------------------------------------------------------------------ one deployment
     def _reconcile_one(
-        self, dep: Obj, now: float, stalled: bool, delay: float, instant: bool
+        self, dep: Obj, now: float, delay: float, instant: bool, nodes: dict[str, NodeRoom], pending: list[Obj]
     ) -> float | None:
         meta, spec = dep["metadata"], dep.get("spec", {})
         uid, ns, name = meta["uid"], meta["namespace"], meta["name"]
@@ -139,28 +172,16 @@ class DeploymentController:
             for pod in self._deletion_order(new)[: len(new) - desired]:
                 self._delete_pod(pod)
                 new.remove(pod)
+                nodes = rooms(self.store)  # its requests are free again
         while len(new) < desired:
-            new.append(self._create_pod(dep, current_hash, rs_name, now, stalled, delay))
+            new.append(self._create_pod(dep, current_hash, rs_name))
 
-        # Readiness, and the pod status a client sees.
+        # Scheduling, then readiness and the pod status a client sees.
         wake = None
         for pod in new + old:
-            pod_uid = pod["metadata"]["uid"]
-            ready_at = self._ready_at.get(pod_uid)
-            if stalled and not self._is_ready(pod_uid, now):
-                # Unschedulable: the clock starts only once there is room for the pod.
-                self._ready_at[pod_uid] = ready_at = None
-            elif ready_at is None or (instant and ready_at > now):
-                self._ready_at[pod_uid] = ready_at = now + delay
-            if ready_at is not None and pod_uid not in self._started and self.on_pod_start:
-                self._started.add(pod_uid)
-                self._annotate_pod(pod, self.on_pod_start(pod))
-            if ready_at is not None and ready_at > now:
-                wake = ready_at if wake is None else min(wake, ready_at)
-            shown = (self._is_ready(pod_uid, now), stalled)
-            if self._shown.get(pod_uid) != shown:  # write a pod's status only when it changes
-                self._write_pod_status(pod, ready=shown[0], stalled=stalled)
-                self._shown[pod_uid] = shown
+            due = self._advance(pod, now, delay, instant, nodes, pending)
+            if due is not None:
+                wake = due if wake is None else min(wake, due)
 
         # Old pods leave as new ones become ready (rolling update, surge 100%).
         new_ready = sum(1 for p in new if self._is_ready(p["metadata"]["uid"], now))
@@ -184,6 +205,67 @@ class DeploymentController:
                 wake = deadline if wake is None else min(wake, deadline)
         return wake
 
+    def _advance(
+        self, pod: Obj, now: float, delay: float, instant: bool, nodes: dict[str, NodeRoom], pending: list[Obj]
+    ) -> float | None:
+        """Bind the pod if it is not yet, move its clocks, write what changed; its next due time."""
+        uid = pod["metadata"]["uid"]
+        message = ""
+        if uid not in self._node:
+            node, message = place(pod.get("spec") or {}, nodes)
+            if node is None:
+                pending.append(pod)
+            else:
+                self._node[uid] = node
+                self._bind(pod, node)
+                self._pulled_at[uid] = now + delay * PULL_SHARE
+                self._ready_at[uid] = now + delay
+        if uid in self._node:
+            if instant and (self._ready_at.get(uid) or 0) > now:
+                self._pulled_at[uid] = self._ready_at[uid] = now
+            missing = self._missing_image(pod)
+            if missing and not self._is_ready(uid, now) and self._pulled_at[uid] <= now:
+                self._pull_failed.add(uid)
+            if uid in self._pull_failed:
+                if missing:
+                    # The kubelet backs off and pulls again; the start runs from the pull that works.
+                    self._pulled_at[uid] = now + BACKOFF_SECONDS / self.speed
+                    self._ready_at[uid] = self._pulled_at[uid] + delay * (1 - PULL_SHARE)
+                    message = missing
+                else:
+                    self._pull_failed.discard(uid)  # the next pull, after the back-off, works
+            if self._pulled_at[uid] <= now and uid not in self._started and self.on_pod_start:
+                self._started.add(uid)
+                self._annotate_pod(pod, self.on_pod_start(pod))
+        stage = self._stage(uid, now, bool(message) and uid in self._node)
+        if self._shown.get(uid) != (stage, message):  # write a pod's status only when it changes
+            self._write_pod_status(pod, stage, message)
+            self._tell(pod, self._shown.get(uid, ("", ""))[0], stage, message)
+            self._shown[uid] = (stage, message)
+        if uid not in self._node:
+            return None
+        due = [t for t in (self._pulled_at[uid], self._ready_at[uid] or 0) if t > now]
+        return min(due, default=None)
+
+    def _stage(self, uid: str, now: float, pull_failed: bool) -> str:
+        if uid not in self._node:
+            return "unschedulable"
+        if self._is_ready(uid, now):
+            return "ready"
+        if pull_failed:
+            return "pull-failed"
+        return "started" if self._pulled_at[uid] <= now else "pulling"
+
+    def _missing_image(self, pod: Obj) -> str:
+        image = self.board.now.image_missing.get(self.region)
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            if image and c.get("image") == image:
+                return (
+                    f'Failed to pull image "{image}": rpc error: code = NotFound desc = failed to pull '
+                    f'and unpack image "{image}": failed to resolve reference "{image}": {image}: not found'
+                )
+        return ""
+
     def _is_ready(self, pod_uid: str, now: float) -> bool:
         ready_at = self._ready_at.get(pod_uid)
         return ready_at is not None and ready_at <= now
@@ -194,9 +276,7 @@ class DeploymentController:
         newest_first = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)
         return sorted(newest_first, key=lambda p: self._is_ready(p["metadata"]["uid"], now))
 
-    def _create_pod(
-        self, dep: Obj, pod_hash: str, rs_name: str, now: float, stalled: bool, delay: float
-    ) -> Obj:
+    def _create_pod(self, dep: Obj, pod_hash: str, rs_name: str) -> Obj:
         template = dep.get("spec", {}).get("template", {})
         labels = {
             **(template.get("metadata", {}).get("labels") or {}),
@@ -224,17 +304,27 @@ class DeploymentController:
             "status": {"phase": "Pending", "qosClass": "BestEffort"},
         }
         created = self.store.create(PODS, pod)
-        uid = created["metadata"]["uid"]
-        self._owner[uid] = dep["metadata"]["uid"]
-        self._ready_at[uid] = None if stalled else now + delay
+        self._owner[created["metadata"]["uid"]] = dep["metadata"]["uid"]
         return created
 
     def _delete_pod(self, pod: Obj) -> None:
-        uid = pod["metadata"]["uid"]
         self.store.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
-        self._ready_at.pop(uid, None)
-        self._owner.pop(uid, None)
-        self._shown.pop(uid, None)
+        self._forget(pod["metadata"]["uid"])
+
+    def _forget(self, uid: str) -> None:
+        for table in (self._owner, self._ready_at, self._shown, self._node, self._pulled_at):
+            table.pop(uid, None)
+        self._started.discard(uid)
+        self._pull_failed.discard(uid)
+
+    def _bind(self, pod: Obj, node: str) -> None:
+        """The binding the scheduler posts: spec.nodeName set once."""
+        stored = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if stored is None:
+            return
+        stored["spec"]["nodeName"] = node
+        self.store.update(PODS, stored)
+        pod["spec"] = stored["spec"]
 
     def _annotate_pod(self, pod: Obj, annotations: dict[str, str]) -> None:
         stored = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
@@ -244,41 +334,96 @@ class DeploymentController:
         self.store.update(PODS, stored)
         pod["metadata"] = stored["metadata"]
 
-    def _write_pod_status(self, pod: Obj, ready: bool, stalled: bool) -> None:
+    # ------------------------------------------------------------------ events
+    def _tell(self, pod: Obj, before: str, stage: str, message: str) -> None:
+        """The Events the scheduler and the kubelet write as a pod moves from `before` to `stage`."""
+        containers = (pod.get("spec") or {}).get("containers") or []
+        if stage == "unschedulable":
+            self._event(pod, "FailedScheduling", message, "default-scheduler", warning=True)
+            return
+        order = ["", "unschedulable", "pulling", "pull-failed", "started", "ready"]
+        if order.index(before) < order.index("pulling"):
+            ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+            node = self._node.get(pod["metadata"]["uid"], "")
+            self._event(pod, "Scheduled", f"Successfully assigned {ns}/{name} to {node}", "default-scheduler")
+            for c in containers:
+                self._event(pod, "Pulling", f'Pulling image "{c.get("image", "")}"', "kubelet", container=c)
+        if stage == "pull-failed":
+            for c in containers:
+                if message and c.get("image", "") in message:
+                    self._event(pod, "Failed", message, "kubelet", warning=True, container=c)
+                    self._event(pod, "Failed", "Error: ErrImagePull", "kubelet", warning=True, container=c)
+        if stage in ("started", "ready") and before not in ("started", "ready"):
+            for c in containers:
+                image = c.get("image", "")
+                self._event(pod, "Pulled", f'Successfully pulled image "{image}"', "kubelet", container=c)
+                self._event(pod, "Created", f"Created container: {c.get('name', '')}", "kubelet", container=c)
+                self._event(pod, "Started", f"Started container {c.get('name', '')}", "kubelet", container=c)
+
+    def _event(
+        self, pod: Obj, reason: str, message: str, component: str, *, warning: bool = False, container: Obj | None = None
+    ) -> None:
+        meta = pod["metadata"]
+        stamp = timestamp()
+        # Named as the API's recorders name them, POD.<UnixNano in hex>: listed in key order,
+        # a pod's events come in the order they happened.
+        self._event_serial = max(self._event_serial + 1, time.time_ns())
+        involved = {"kind": "Pod", "namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"], "apiVersion": "v1"}
+        if container is not None:
+            involved["fieldPath"] = f"spec.containers{{{container.get('name', '')}}}"
+        self.store.create(
+            EVENTS,
+            {
+                "metadata": {"name": f"{meta['name']}.{self._event_serial:x}", "namespace": meta["namespace"]},
+                "involvedObject": involved,
+                "reason": reason,
+                "message": message,
+                "source": {"component": component, **({"host": self._node[meta["uid"]]} if component == "kubelet" else {})},
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "count": 1,
+                "type": "Warning" if warning else "Normal",
+                "reportingComponent": component,
+            },
+        )
+
+    def _write_pod_status(self, pod: Obj, stage: str, message: str) -> None:
         stored = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
         if stored is None:
             return
         old_status = stored.get("status", {})
         stamp = old_status.get("startTime") or timestamp()
         containers = stored.get("spec", {}).get("containers", [])
-        if stalled and not ready:
+        qos = "Burstable" if any((c.get("resources") or {}).get("requests") for c in containers) else "BestEffort"
+        if stage == "unschedulable":
             status = {
                 "phase": "Pending",
-                "qosClass": "BestEffort",
+                "qosClass": qos,
                 "conditions": [
                     {
                         "type": "PodScheduled",
                         "status": "False",
                         "reason": "Unschedulable",
-                        "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu. preemption: "
-                        "0/4 nodes are available: 4 No preemption victims found for incoming pod.",
+                        "message": message,
                         "lastTransitionTime": _keep_time(old_status, "PodScheduled", "False"),
                     }
                 ],
             }
         else:
-            node = f"{self.region}-node-{int(hashlib.sha1(stored['metadata']['name'].encode()).hexdigest(), 16) % 4}"
-            stored["spec"]["nodeName"] = node
-            state = (
-                {"running": {"startedAt": stamp}}
-                if ready
-                else {"waiting": {"reason": "ContainerCreating"}}
-            )
+            ready = stage == "ready"
+            running = stage in ("started", "ready")
+            if running:
+                state: Obj = {"running": {"startedAt": _keep_started(old_status) or timestamp()}}
+            elif stage == "pull-failed":
+                state = {"waiting": {"reason": "ErrImagePull", "message": message}}
+            else:
+                state = {"waiting": {"reason": "ContainerCreating"}}
             status = {
-                "phase": "Running" if ready else "Pending",
-                "qosClass": "BestEffort",
+                "phase": "Running" if running else "Pending",
+                "qosClass": qos,
                 "hostIP": "10.0.0.1",
-                "podIP": _pod_ip(stored["metadata"]["uid"]) if ready else None,
+                "podIP": _pod_ip(stored["metadata"]["uid"]) if running else None,
                 "startTime": stamp,
                 "conditions": [
                     {
@@ -306,10 +451,10 @@ class DeploymentController:
                     {
                         "name": c.get("name", ""),
                         "image": c.get("image", ""),
-                        "imageID": f"{c.get('image', '')}@sha256:{'0' * 64}" if ready else "",
+                        "imageID": f"{c.get('image', '')}@sha256:{'0' * 64}" if running else "",
                         "ready": ready,
                         "restartCount": 0,
-                        "started": ready,
+                        "started": running,
                         "state": state,
                     }
                     for c in containers
@@ -398,6 +543,14 @@ def _keep_time(old_status: Obj, type_: str, value: str) -> str:
         ):
             return cond["lastTransitionTime"]
     return timestamp()
+
+
+def _keep_started(old_status: Obj) -> str:
+    for cs in old_status.get("containerStatuses") or []:
+        started = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
+        if started:
+            return started
+    return ""
 
 
 def _condition(old_status: Obj, type_: str, status: str, reason: str, message: str) -> Obj:

@@ -148,7 +148,15 @@ RESTORES = ResourceType(
 SCHEDULES = ResourceType(
     "velero.io", "v1", "schedules", "schedule", "Schedule", True, subresources=("status",), custom=True
 )
-RESOURCE_TYPES = (NAMESPACES, PODS, DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES)
+# Nodes register themselves (the kubelet) or come from Karpenter; events are written by the
+# scheduler, the kubelet and Karpenter: in the emulator, only its controllers write either.
+NODES = ResourceType("", "v1", "nodes", "node", "Node", False, ("no",), subresources=("status",), read_only=True)
+EVENTS = ResourceType("", "v1", "events", "event", "Event", True, ("ev",), read_only=True)
+# Karpenter's NodePool (karpenter.sh/v1): cluster-scoped; `spec.limits` caps what it launches.
+NODEPOOLS = ResourceType(
+    "karpenter.sh", "v1", "nodepools", "nodepool", "NodePool", False, subresources=("status",), custom=True
+)
+RESOURCE_TYPES = (NAMESPACES, PODS, DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES, NODES, EVENTS, NODEPOOLS)
 
 
 def resource_type(group: str, version: str, plural: str) -> ResourceType | None:
@@ -286,7 +294,7 @@ class Store:
         meta.pop("resourceVersion", None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = timestamp()
-        if rt in (DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES):
+        if rt in (DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES, NODEPOOLS):
             meta["generation"] = 1
         obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
         self._write(key, obj)
@@ -759,6 +767,28 @@ _TABLES: dict[str, tuple[list[Obj], Any]] = {
         ],
     ),
     "backups": _PHASE_TABLE,
+    "nodes": (
+        [_column("Name", fmt="name"), _column("Status"), _column("Roles"), _column("Age"), _column("Version")],
+        lambda o: [o["metadata"]["name"], "Ready", "<none>", age(o["metadata"].get("creationTimestamp")), "v1.32.0"],
+    ),
+    "events": (
+        [_column("Last Seen"), _column("Type"), _column("Reason"), _column("Object"), _column("Message")],
+        lambda o: [
+            age(o.get("lastTimestamp")),
+            o.get("type", ""),
+            o.get("reason", ""),
+            f"pod/{(o.get('involvedObject') or {}).get('name', '')}",
+            o.get("message", ""),
+        ],
+    ),
+    "nodepools": (
+        [_column("Name", fmt="name"), _column("Nodes"), _column("Age")],
+        lambda o: [
+            o["metadata"]["name"],
+            (o.get("status") or {}).get("resources", {}).get("nodes", "0"),
+            age(o["metadata"].get("creationTimestamp")),
+        ],
+    ),
     "schedules": (
         [_column("Name", fmt="name"), _column("Status"), _column("Schedule"), _column("Last Backup")],
         lambda o: [

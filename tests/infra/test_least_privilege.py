@@ -338,6 +338,9 @@ def test_routing_controls_policy_allows_exactly_what_the_switch_needs(arc_world,
     run(ActivityEnvironment(), dns.apply, DnsApplyInput(runbook=rb, weights={"us-east-1": 0, "us-west-2": 100}, known_good=True))
     run(ActivityEnvironment(), dns.routing_controls_ready, DnsReadInput(runbook=rb))
     policy = json.loads(IAM.read_text())
+    for statement in policy["Statement"]:  # the example's repositories, as this runbook's (README: replace them)
+        if statement.get("Sid") == "StandbyImages":
+            statement["Resource"] = statement["Resource"].replace("repository/llm-inference/", f"repository/{rb.name}/")
     policy["Statement"] += json.loads(IAM_ROUTING_CONTROLS.read_text())["Statement"]
     problems = check_aws(calls.aws, policy, zone_of(calls))
     assert problems == [], "\n".join(problems)

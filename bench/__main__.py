@@ -16,7 +16,8 @@ Measured here, never asserted in tests:
 9. engine overhead: drpilot vs a plain script making the same provider calls, and per-activity
    scheduling latency from the runs' histories (bench/overhead.py);
 10. bad input: hypothesis-generated malformed runbooks, rules files and webhook bodies, counted
-   as clean errors or crashes (bench/bad_input.py).
+   as clean errors or crashes (bench/bad_input.py);
+11. the console: its home page with 200 runbooks, and 50 people watching one run (bench/console.py).
 
 Each module runs alone too (`python -m bench.chaos`); its settings are BENCH_* variables.
 """
@@ -41,6 +42,7 @@ from bench.artifacts import ARTIFACTS_HEADER, ARTIFACTS_NOTE, bench_artifacts
 from bench.bad_input import BAD_INPUT_HEADER, BAD_INPUT_NOTE, bench_bad_input
 from bench.capacity import CAPACITY_HEADER, CAPACITY_NOTE, bench_capacity
 from bench.chaos import CHAOS_HEADER, CHAOS_NOTE, bench_chaos
+from bench.console import CONSOLE_HEADER, CONSOLE_NOTE, bench_console
 from bench.evacuation import EVACUATION_HEADER, EVACUATION_NOTE, bench_evacuation
 from bench.gcs import GCS_HEADER, GCS_NOTE, bench_gcs
 from bench.intake import INTAKE_HEADER, INTAKE_NOTE, bench_intake
@@ -164,6 +166,7 @@ def main() -> int:
     rto, rto_notes = bench_rto()
     overhead = bench_overhead()
     bad_input = bench_bad_input()
+    console = bench_console()
     minutes = (time.monotonic() - began) / 60
     text = "\n".join([
         "# Benchmarks",
@@ -233,6 +236,11 @@ def main() -> int:
         *rto_notes,
         "",
         *RTO_NOTE,
+        "",
+        *CONSOLE_HEADER,
+        *console,
+        "",
+        *CONSOLE_NOTE,
         "",
         "",
     ])

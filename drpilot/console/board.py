@@ -3,7 +3,7 @@ runbook of the directory: readiness, the run holding it, DNS weights now, the la
 one run (its progress and, as the report draws them, its timeline and evidence).
 
 Readiness, drills and DNS change slowly and cost a call per runbook, so they are read again
-at most every `slow_seconds`; the holders (one admission query) and their progress are read
+at most every `slow_seconds`, in the background while the page shows the last ones; the holders (one admission query) and their progress are read
 on every poll of the shared feed (feed.py).
 """
 
@@ -43,6 +43,7 @@ class Board:
     dns_weights: DnsWeights
     slow_seconds: float = SLOW_SECONDS
     _slow: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict, init=False)
+    _reading: dict[str, asyncio.Future] = field(default_factory=dict, init=False)  # background re-reads
 
     # ------------------------------------------------------------------ the board
     async def rows(self) -> list[dict[str, Any]]:
@@ -77,9 +78,18 @@ class Board:
         return run
 
     async def _slow_facts(self, client: Client, name: str) -> dict[str, Any]:
+        """The runbook's slow facts: read the first time; after that the last ones read, at
+        once, while facts older than `slow_seconds` are read again in the background (a page
+        of many runbooks never waits for their providers once it has shown them)."""
         cached = self._slow.get(name)
-        if cached and time.monotonic() - cached[0] < self.slow_seconds:
-            return cached[1]
+        if cached is None:
+            return await self._read_slow(client, name)
+        if time.monotonic() - cached[0] >= self.slow_seconds and name not in self._reading:
+            self._reading[name] = asyncio.ensure_future(self._read_slow(client, name))
+            self._reading[name].add_done_callback(lambda _: self._reading.pop(name, None))
+        return cached[1]
+
+    async def _read_slow(self, client: Client, name: str) -> dict[str, Any]:
         verdict, dns, drill = await asyncio.gather(
             self._readiness(client, name), self._dns(self.runbooks[name]), self._last_drill(client, name)
         )

@@ -22,9 +22,7 @@ def console(
     slack_signing_secret_file: Path = typer.Option(None, "--slack-signing-secret-file", help="File holding the Slack app's signing secret. Default: DRPILOT_SLACK_SIGNING_SECRET."),
 ) -> None:
     """Serve the control room: every runbook's readiness, runs, DNS and drills, live, with approve, pause, resume, abort and start."""
-    import uvicorn
-
-    from drpilot.cli.shared import settings_or_exit
+    from drpilot.cli.shared import serve_or_exit, settings_or_exit
     from drpilot.console.app import Console
     from drpilot.console.identity import IdentityError, IdentitySource
     from drpilot.console.policy import Policy, load_policy
@@ -46,15 +44,7 @@ def console(
     get_logger(component="console").info(
         "console serving", host=host, port=port, runbooks=len(loaded), identity=identity.describe(), policy=rules.source
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-                                         timeout_graceful_shutdown=5))  # open live feeds end with it
-    try:
-        server.run()
-    except OSError as exc:
-        err.print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", markup=False)
-        raise typer.Exit(1) from None
-    if not server.started:
-        raise typer.Exit(1)
+    serve_or_exit(app, host, port, timeout_graceful_shutdown=5)  # open live feeds end with it
 
 
 def _slack(users: Path | None, secret_file: Path | None) -> tuple[str, dict[str, str]] | None:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.live import Live
 from rich.table import Table
 
 from drpilot.cli.runs import AsJson, Reason, Speed, Yes
@@ -84,8 +83,9 @@ def evacuate(
         started = await evacuation.start(client, settings, moving, request)
         handles = [s for s in started if not isinstance(s, Exception)]
         refused = {m.name: s for m, s in zip(moving, started, strict=True) if isinstance(s, Exception)}
-        view = _FleetView(region, [m.name for m in moving])
-        with view:
+        from drpilot.frontdoor.live import FleetView
+
+        with FleetView(err, f"evacuation of {region}") as view:
             fleet = await evacuation.follow(handles, view.update)
         written = []
         if report_dir is not None:
@@ -122,51 +122,6 @@ def _print_plan(region: str, members: list[Member]) -> None:
     alone = [m for m in members if not (m.serving and not m.problem)]
     for m in alone:
         out.print(f"left alone: {m.name} ({m.file.name}): {m.left_alone}", markup=False)
-
-
-class _FleetView:
-    """runbook x phase while the fleet moves: redrawn on a terminal, else a line per change."""
-
-    def __init__(self, region: str, names: list[str]):
-        self.region, self.names = region, names
-        self.seen: dict[str, str] = {}
-        self.live = Live(console=err, refresh_per_second=2) if err.is_interactive else None
-
-    def __enter__(self) -> _FleetView:
-        if self.live is not None:
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    def update(self, fleet: Fleet) -> None:
-        from drpilot.frontdoor.live import where
-
-        rows = {}
-        for run_id, p in fleet.progress.items():
-            ended = fleet.results.get(run_id)
-            state = (ended.status if not isinstance(ended, Exception) else "no result") if ended else (p.status or p.state)
-            rows[p.runbook] = (state, where(_snapshot(p)), p.waiting_for or "")
-        if self.live is not None:
-            table = Table("runbook", "state", "phase", "waiting for", title=f"evacuation of {self.region}")
-            for name, (state, phase, waiting) in sorted(rows.items()):
-                table.add_row(name, state, phase, waiting)
-            self.live.update(table)
-            return
-        stamp = f"{datetime.now(UTC):%H:%M:%S}Z"
-        for name, row in sorted(rows.items()):
-            text = "  ".join(part for part in row if part)
-            if self.seen.get(name) != text:
-                self.seen[name] = text
-                err.print(f"{stamp} {name}: {text}", markup=False, highlight=False)
-
-
-def _snapshot(p):
-    from drpilot.frontdoor.live import snapshot
-
-    return snapshot(p)
 
 
 def _summary(moving: list[Member], started: list[Started | RunError], fleet: Fleet) -> list[dict]:

@@ -130,3 +130,19 @@ async def write_reports(client, run_id: str, temporal_run_id: str, directory: Pa
         write_report(path, report.FORMATS[format](report.build(facts)))
         written.append(path)
     return written
+
+
+def serve_or_exit(app, host: str, port: int, **options) -> None:
+    """Serve `app` on host:port with uvicorn until stopped (logs are ours: no uvicorn log
+    config, no access log); a port that cannot be bound is one line, not a traceback."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off", **options)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except OSError as exc:
+        err.print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(1) from None
+    if not server.started:
+        raise typer.Exit(1)

@@ -42,8 +42,7 @@ def serve(
     max_body: int = typer.Option(None, "--max-body", min=1024, help="Largest request body in bytes (default 4 MiB)."),
 ) -> None:
     """Receive Alertmanager's webhook on POST /v1/alertmanager and start failovers by the rules."""
-    import uvicorn
-
+    from drpilot.cli.shared import serve_or_exit
     from drpilot.domain.settings import SettingsError, load_settings, split_listen
     from drpilot.frontdoor.logs import configure
     from drpilot.frontdoor.temporal import connect
@@ -75,15 +74,4 @@ def serve(
         routing, settings, token, lambda: connect(settings.temporal), provider_weights(settings),
         kill_switch=KillSwitch(kill_switch_file), max_body=max_body or MAX_BODY,
     )
-    config = uvicorn.Config(
-        webhook.app(), host=host or default_host, port=default_port if port is None else port,
-        log_config=None, access_log=False, lifespan="off", timeout_keep_alive=5,
-    )
-    server = uvicorn.Server(config)
-    try:
-        server.run()
-    except OSError as exc:
-        err.print(f"error: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", markup=False)
-        raise typer.Exit(1) from None
-    if not server.started:
-        raise typer.Exit(1)
+    serve_or_exit(webhook.app(), host or default_host, default_port if port is None else port, timeout_keep_alive=5)

@@ -12,7 +12,8 @@ Two audiences, told apart by the console, never by the caller:
   whatever else writes to the same stream cannot land in the middle of it.
 
 `Snapshot` is what both show; `snapshot()` and `drill_snapshot()` make one from a run's
-`progress` query and from a drill's.
+`progress` query and from a drill's. `FleetView` shows many runs at once (`drpilot evacuate`):
+a runbook x phase table on a terminal, a line per runbook that changed elsewhere.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -30,6 +31,9 @@ from rich.table import Table
 from rich.text import Text
 
 from workflows.types import DrillResult, PhaseRecord, Progress
+
+if TYPE_CHECKING:
+    from drpilot.frontdoor.evacuation import Fleet
 
 # Below this many columns a table of phases with its details cannot be read: stack the facts.
 WIDE = 100
@@ -265,3 +269,52 @@ def show(console: Console, s: Snapshot) -> None:
         console.print(render(s, console.width))
     else:
         LogLines(console.file).update(s)
+
+
+# ---------------------------------------------------------------------------- many runs
+def fleet_rows(fleet: Fleet) -> dict[str, tuple[str, str, str]]:
+    """Per runbook of a fleet: its state (how it ended, once it did), where it is, what it
+    waits for."""
+    rows = {}
+    for run_id, p in fleet.progress.items():
+        ended = fleet.results.get(run_id)
+        state = (ended.status if not isinstance(ended, Exception) else "no result") if ended else (p.status or p.state)
+        rows[p.runbook] = (state, where(snapshot(p)), p.waiting_for or "")
+    return rows
+
+
+class FleetView:
+    """runbook x phase while a fleet moves: a table redrawn on a terminal, else one stamped
+    line per runbook whose row changed (the same two audiences as `follow`)."""
+
+    def __init__(self, console: Console, title: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.console, self.title, self.clock = console, title, clock
+        self.shown: dict[str, str] = {}
+        self.live = Live(console=console, refresh_per_second=2) if console.is_interactive else None
+
+    def __enter__(self) -> FleetView:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def update(self, fleet: Fleet) -> None:
+        rows = fleet_rows(fleet)
+        if self.live is not None:
+            table = Table("runbook", "state", "phase", "waiting for", title=self.title)
+            for name, row in sorted(rows.items()):
+                table.add_row(*(_clean(part) for part in (name, *row)))
+            self.live.update(table)
+            return
+        lines = []
+        for name, row in sorted(rows.items()):
+            text = "  ".join(part for part in row if part)
+            if self.shown.get(name) != text:
+                self.shown[name] = text
+                lines.append(f"{self.clock():%H:%M:%S}Z {name}: {_clean(text)}\n")
+        if lines:
+            self.console.file.write("".join(lines))
+            self.console.file.flush()

@@ -1,4 +1,5 @@
-"""The twin as a whole: `drpilot sandbox up` for each example runbook, read and changed through
+"""The twin as a whole: `drpilot sandbox up` for a Route 53 and a Cloud DNS example (between them
+every provider the twin stands in for; see SANDBOX_EXAMPLES), read and changed through
 the plain provider SDKs configured only by DIR/env, every fault mode observed through them,
 and nothing left running afterwards.
 
@@ -36,7 +37,7 @@ from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Role, Runbook, Workload
 from drpilot.domain.settings import load_settings
 from tests.support.paths import CLOUDDNS_RUNBOOK, DRPILOT, ROOT, ROUTE53_RUNBOOK
-from tests.support.twin import EXAMPLES, SandboxProcess, parse_env_file, process_gone, wait_gone
+from tests.support.twin import SANDBOX_EXAMPLES, SandboxProcess, parse_env_file, process_gone, wait_gone
 from tests.support.twin import eventually as poll
 
 SPEED = 30.0  # pods start in 1 s instead of 30, a 30 s fault lasts 1 s
@@ -180,7 +181,7 @@ class Clients:
         return client._connection.api_request(method="GET", path=path)["status"]
 
 
-@pytest.fixture(scope="module", params=EXAMPLES, ids=lambda p: p.stem)
+@pytest.fixture(scope="module", params=SANDBOX_EXAMPLES, ids=lambda p: p.stem)
 def sandbox(request, tmp_path_factory) -> Iterator[SandboxProcess]:
     process = SandboxProcess(request.param, tmp_path_factory.mktemp(request.param.stem), "--speed", f"{SPEED:g}")
     process.start()

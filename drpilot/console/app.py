@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -96,10 +97,11 @@ class Console:
                     client.append(await connect())
                 return client[0]
 
-        board = Board(connected, settings, runbooks, dns_weights)
+        stores = stores or functools.cache(lambda: stores_from_settings(settings))  # one client for every read
+        board = Board(connected, settings, runbooks, dns_weights, stores)
         actions = Actions(connected, settings, runbooks, policy, board.progress)
         interactions = SlackInteractions(SignatureVerifier(slack[0]), slack[1], actions) if slack else None
-        drills = DrillsView(connected, runbooks, stores or (lambda: stores_from_settings(settings)))
+        drills = DrillsView(connected, runbooks, stores)
         return cls(board, actions, identity, policy, slack=interactions, drills=drills)
 
     # ------------------------------------------------------------------ who
@@ -255,7 +257,7 @@ class Console:
             Route("/drills/{name}/evidence/{key:path}", person(self.drill_file, "evidence")),
         ]
         routes += [Route(f"/api/runbooks/{{name}}/{action}", person(self.actions.start, action), methods=["POST"])
-                   for action in ("failover", "failback")]
+                   for action in ("failover", "failback", "drill")]
         routes += [Route(f"/api/runs/{{run_id:path}}/{verb}", person(self.actions.control, verb), methods=["POST"])
                    for verb in ("approve", "pause", "resume", "abort")]
         routes.append(Route("/api/runs/{run_id:path}", person(self.api_run)))  # after the actions: the path takes slashes

@@ -85,31 +85,36 @@ async def _measure(settings, copies) -> dict:
         await asyncio.sleep(0.01)
     url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            begin = time.perf_counter()
-            first = await http.get("/")
-            cold = time.perf_counter() - begin
-            first.raise_for_status()
-            while any(row["reading"] for row in (await http.get("/api/runbooks")).json()["runbooks"]):
-                await asyncio.sleep(0.2)
-            filled = time.perf_counter() - begin
-            warm = []
-            for _ in range(REQUESTS):
+        # The pages are asked from another thread, as a browser asks: what is timed is the
+        # console's answer, not this loop (which serves the console too) getting round to it.
+        with httpx.Client(base_url=url, timeout=60) as pages:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
                 begin = time.perf_counter()
-                (await http.get("/")).raise_for_status()
-                warm.append(time.perf_counter() - begin)
-            # A failover an alert started waits for its approval: a run that stays live.
-            watched = (await start(client, settings, FailoverInput(
-                runbook=copies[0], failed_region="us-east-1", trigger="alert", requested_by="bench", speed=300,
-            ))).handle
-            rates = {}
-            for people in (1, WATCHERS):
-                rates[people] = await _watched(http, console, watched.id, people)
-            await watched.cancel()
-        return {"cold": cold, "filled": filled, "warm": warm, "rates": rates, "bytes": len(first.content)}
+                cold, size = await asyncio.to_thread(_home, pages)
+                while any(row["reading"] for row in (await http.get("/api/runbooks")).json()["runbooks"]):
+                    await asyncio.sleep(0.2)
+                filled = time.perf_counter() - begin
+                warm = [(await asyncio.to_thread(_home, pages))[0] for _ in range(REQUESTS)]
+                # A failover an alert started waits for its approval: a run that stays live.
+                watched = (await start(client, settings, FailoverInput(
+                    runbook=copies[0], failed_region="us-east-1", trigger="alert", requested_by="bench", speed=300,
+                ))).handle
+                rates = {}
+                for people in (1, WATCHERS):
+                    rates[people] = await _watched(http, console, watched.id, people)
+                await watched.cancel()
+            return {"cold": cold, "filled": filled, "warm": warm, "rates": rates, "bytes": size}
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 10)
+
+
+def _home(pages: httpx.Client) -> tuple[float, int]:
+    """`GET /`: seconds, bytes."""
+    begin = time.perf_counter()
+    answer = pages.get("/")
+    answer.raise_for_status()
+    return time.perf_counter() - begin, len(answer.content)
 
 
 async def _watched(http: httpx.AsyncClient, console: Console, run_id: str, people: int) -> float:

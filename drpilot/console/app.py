@@ -39,7 +39,7 @@ from drpilot.console.drills import DrillsView
 from drpilot.console.feed import Feeds
 from drpilot.console.identity import IdentitySource
 from drpilot.console.policy import Policy
-from drpilot.console.slack import SlackInteractions
+from drpilot.console.slack import SlackInteractions, SlackPeople
 from drpilot.frontdoor.runs import RunError
 
 STATIC = Path(__file__).parent / "static"
@@ -84,8 +84,8 @@ class Console:
 
     @classmethod
     def build(cls, connect: Callable[[], Awaitable[Client]], settings, runbooks, dns_weights, identity, policy,
-              slack: tuple[str, dict[str, str]] | None = None, stores: Callable[[], Any] | None = None) -> Console:
-        """`slack`: the signing secret and the Slack users file's mapping; `stores`: the object
+              slack: tuple[str, SlackPeople] | None = None, stores: Callable[[], Any] | None = None) -> Console:
+        """`slack`: the signing secret and who Slack's users are (slack.py); `stores`: the object
         stores the drills page reads evidence from (default: S3 and Cloud Storage from the
         console's environment, as `drpilot drill history` reads them)."""
         client: list[Client] = []
@@ -196,8 +196,9 @@ class Console:
                 progress = await self.board.progress(run_id)
             except RunError as exc:
                 return json.dumps({"error": str(exc)})
-            # The history (the report's source) only when the run moved: phases or messages changed.
-            moved = f"{len(progress.phases)}:{len(progress.messages)}:{progress.state}"
+            # The history (the report's source) only when the run moved: phases, messages or DNS
+            # weights changed (a shift step moves DNS inside its phase: the chart must move with it).
+            moved = f"{len(progress.phases)}:{len(progress.messages)}:{progress.state}:{sorted(progress.weights.items())}"
             if last.get("moved") != moved:
                 with contextlib.suppress(RunError):
                     last["report"], last["moved"] = await self.board.report_html(run_id, progress), moved

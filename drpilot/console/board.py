@@ -64,8 +64,9 @@ class Board:
         client = await self.connect()
         holders = {h.claim.runbook: h for h in (await self._admission(client)).holders}
         names = sorted(self.runbooks)
-        slow = [self._slow_facts(client, name) for name in names]
         held = await asyncio.gather(*(self._holder(client, holders.get(name)) for name in names))
+        # Last: the background reads this starts get the loop only once this answer is on its way.
+        slow = [self._slow_facts(client, name) for name in names]
         return [{"name": name, **facts, "run": run} for name, facts, run in zip(names, slow, held, strict=True)]
 
     async def _admission(self, client: Client) -> AdmissionState:

@@ -17,6 +17,7 @@ from drpilot.console.app import Console
 from drpilot.console.board import DnsWeights
 from drpilot.console.identity import IdentitySource
 from drpilot.console.policy import parse_policy
+from drpilot.console.slack import SlackPeople
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings, TemporalSettings
 from tests.support.aws import aws_client
@@ -29,7 +30,7 @@ from tests.support.world import World
 @pytest.fixture
 def serve_console(env, harness, request):
     @asynccontextmanager
-    async def make(world: World, *runbooks: Runbook, policy: str = POLICY, slack: tuple[str, dict[str, str]] | None = None,
+    async def make(world: World, *runbooks: Runbook, policy: str = POLICY, slack: tuple[str, SlackPeople] | None = None,
                    s3: Any = None, dns_weights: DnsWeights | None = None) -> AsyncIterator[Served]:
         h = harness(world)
         settings = Settings(temporal=TemporalSettings(task_queue=h.task_queue))

@@ -36,7 +36,7 @@ SLOW_SECONDS = 15.0
 TREND_SECONDS = 300.0
 TREND_DRILLS = 10  # drills on a runbook's RTO trend
 # Slow reads in flight at once: a board of hundreds must not flood Temporal and the providers.
-READ_AT_ONCE = 8
+READ_AT_ONCE = 4
 # A runbook's slow facts before the first read of them has ended.
 READING: dict[str, Any] = {"reading": True, "readiness": None, "dns": None, "last_drill": None, "drills": None}
 

@@ -6,9 +6,11 @@ zone (bench/evacuation.py's copies), all on the console's board. The console run
 process as `drpilot console` serves it (uvicorn on 127.0.0.1, a dev identity).
 
 Measured:
-1. the home page (`GET /`): the first request (every runbook's readiness, DNS weights and
-   last drill read once: the board's slow facts, shared for `SLOW_SECONDS`) and then warm
-   requests (one admission query; the slow facts from the board's cache);
+1. the home page (`GET /`): the first request of a console just started (it answers with
+   "reading…" where the board's slow facts, every runbook's readiness, DNS weights, last
+   drill and RTO trend, are not read yet: they are read in the background, `READ_AT_ONCE` at
+   a time), how long until every one was read (`GET /api/runbooks` has no row "reading"),
+   and then warm requests (one admission query; the slow facts from the board's cache);
 2. fan-out: one failover waiting at its approval gate, watched through its live feed
    (`GET /events/runs/RUN`, Server-Sent Events) first by 1 person, then by 50 at once; the
    feed's reads of the run (each one `progress` query to Temporal) per second in each window.
@@ -61,13 +63,15 @@ CONSOLE_HEADER = [
     "| --- | --- |",
 ]
 CONSOLE_NOTE = [
-    "The first home page of a console just started waits while every runbook's slow facts are read",
-    "(its last readiness verdict, its DNS weights through the provider, its last drill from visibility:",
-    "three reads per runbook, 600 here), so it misses the 300 ms target by far; after that a page never",
-    "waits for them: it shows the last facts read and re-reads those older than `SLOW_SECONDS` in the",
-    "background. A first page that does not wait either (its facts filled in by the board's live feed)",
-    "is still to be built. A run's live feed reads the run once per poll whoever watches",
-    "(`drpilot/console/feed.py`): fifty watchers cost the same Temporal queries as one.",
+    "No page waits for the board's slow facts (each runbook's last readiness verdict, its DNS weights",
+    "through the provider, its last drill from visibility, its RTO trend from the evidence packs): the",
+    "first page of a console just started answers with \"reading…\" in their place while they are read in",
+    "the background, `READ_AT_ONCE` at a time, and the board's live feed fills them in on open pages as",
+    "they land; after that a page shows the last ones read and those older than `SLOW_SECONDS` are read",
+    "again in the background. Before this the first page waited for all of them (43.9 s here); the",
+    "DNS weights also came through a provider built per read (a new boto3 client and hosted-zone",
+    "lookup each time), now one per process. A run's live feed reads the run once per poll whoever",
+    "watches (`drpilot/console/feed.py`): fifty watchers cost the same Temporal queries as one.",
 ]
 
 
@@ -83,28 +87,38 @@ async def _measure(settings, copies) -> dict:
         await asyncio.sleep(0.01)
     url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            begin = time.perf_counter()
-            first = await http.get("/")
-            cold = time.perf_counter() - begin
-            first.raise_for_status()
-            warm = []
-            for _ in range(REQUESTS):
+        # The pages are asked from another thread, as a browser asks: what is timed is the
+        # console's answer, not this loop (which serves the console too) getting round to it.
+        with httpx.Client(base_url=url, timeout=60) as pages:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
                 begin = time.perf_counter()
-                (await http.get("/")).raise_for_status()
-                warm.append(time.perf_counter() - begin)
-            # A failover an alert started waits for its approval: a run that stays live.
-            watched = (await start(client, settings, FailoverInput(
-                runbook=copies[0], failed_region="us-east-1", trigger="alert", requested_by="bench", speed=300,
-            ))).handle
-            rates = {}
-            for people in (1, WATCHERS):
-                rates[people] = await _watched(http, console, watched.id, people)
-            await watched.cancel()
-        return {"cold": cold, "warm": warm, "rates": rates, "bytes": len(first.content)}
+                cold, size = await asyncio.to_thread(_home, pages)
+                during = []  # home pages asked while the background reads are under way
+                while any(row["reading"] for row in (await http.get("/api/runbooks")).json()["runbooks"]):
+                    during.append((await asyncio.to_thread(_home, pages))[0])
+                    await asyncio.sleep(0.2)
+                filled = time.perf_counter() - begin
+                warm = [(await asyncio.to_thread(_home, pages))[0] for _ in range(REQUESTS)]
+                # A failover an alert started waits for its approval: a run that stays live.
+                watched = (await start(client, settings, FailoverInput(
+                    runbook=copies[0], failed_region="us-east-1", trigger="alert", requested_by="bench", speed=300,
+                ))).handle
+                rates = {}
+                for people in (1, WATCHERS):
+                    rates[people] = await _watched(http, console, watched.id, people)
+                await watched.cancel()
+            return {"cold": cold, "filled": filled, "during": during, "warm": warm, "rates": rates, "bytes": size}
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 10)
+
+
+def _home(pages: httpx.Client) -> tuple[float, int]:
+    """`GET /`: seconds, bytes."""
+    begin = time.perf_counter()
+    answer = pages.get("/")
+    answer.raise_for_status()
+    return time.perf_counter() - begin, len(answer.content)
 
 
 async def _watched(http: httpx.AsyncClient, console: Console, run_id: str, people: int) -> float:
@@ -159,8 +173,11 @@ def bench_console() -> list[str]:
     p95 = warm[max(0, int(len(warm) * 0.95) - 1)]
     one, many = r["rates"][1], r["rates"][WATCHERS]
     return [
-        f"| home page (`GET /`), {RUNBOOKS} runbooks, first request (every runbook's slow facts read) | "
+        f"| home page (`GET /`), {RUNBOOKS} runbooks, first request of a console just started | "
         f"{r['cold'] * 1000:.0f} ms; {r['bytes'] / 1024:.0f} KiB |",
+        f"| every runbook's slow facts read in the background after that first request | {r['filled']:.1f} s |",
+        f"| home page, {RUNBOOKS} runbooks, while those reads are under way (n={len(r['during'])}) | "
+        f"median {statistics.median(r['during'] or [0]) * 1000:.0f} ms, max {max(r['during'] or [0]) * 1000:.0f} ms |",
         f"| home page, {RUNBOOKS} runbooks, warm (n={len(warm)}) | median {statistics.median(warm) * 1000:.0f} ms, "
         f"p95 {p95 * 1000:.0f} ms, max {warm[-1] * 1000:.0f} ms |",
         f"| one run's live feed: Temporal reads per second, 1 watcher vs {WATCHERS} | "

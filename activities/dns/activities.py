@@ -44,9 +44,10 @@ from drpilot.domain.runbook import DnsSwitch, Runbook
 from drpilot.domain.settings import Settings
 
 
-def current_weights(runbook: Runbook, settings: Settings) -> dict[str, int]:
-    """Live weight per region of the runbook's first record (the traffic generator's view)."""
-    return DnsActivities(settings=settings).provider(runbook).read(runbook).weights()
+def current_weights(runbook: Runbook, dns: DnsActivities) -> dict[str, int]:
+    """Live weight per region of the runbook's first record (the traffic generator's view),
+    through `dns`'s providers (kept by a caller that reads often: their clients and zone ids)."""
+    return dns.provider(runbook).read(runbook).weights()
 
 
 def check_weights(runbook: Runbook, weights: Mapping[str, int]) -> None:

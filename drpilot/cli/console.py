@@ -18,7 +18,7 @@ def console(
     trusted_proxy: list[str] = typer.Option([], "--trusted-proxy", help="Address or network of the SSO proxy; the header is believed only from these. Repeatable."),
     dev_identity: str = typer.Option(None, "--dev-identity", help="Everyone is NAME: for a console on one's own machine, 127.0.0.1 only."),
     policy: Path = typer.Option(None, "--policy", help="Who may view, approve, start and abort (default: everyone authenticated may view, nobody may act)."),
-    slack_users: Path = typer.Option(None, "--slack-users", help="Slack user id -> identity (users: {U012ABCDEF: alice@example.com}); enables POST /slack/interactions."),
+    slack_users: Path = typer.Option(None, "--slack-users", help="Slack user id -> identity (users: {U012ABCDEF: alice@example.com}); enables POST /slack/interactions, as DRPILOT_SLACK_BOT_TOKEN does (users then by their Slack profile's email)."),
     slack_signing_secret_file: Path = typer.Option(None, "--slack-signing-secret-file", help="File holding the Slack app's signing secret. Default: DRPILOT_SLACK_SIGNING_SECRET."),
 ) -> None:
     """Serve the control room: every runbook's readiness, runs, DNS and drills, live, with approve, pause, resume, abort and start."""
@@ -47,13 +47,19 @@ def console(
     serve_or_exit(app, host, port, timeout_graceful_shutdown=5)  # open live feeds end with it
 
 
-def _slack(users: Path | None, secret_file: Path | None) -> tuple[str, dict[str, str]] | None:
-    """The signing secret (a file, or DRPILOT_SLACK_SIGNING_SECRET; never logged) and the users."""
-    from drpilot.console.slack import load_slack_users
+def _slack(users: Path | None, secret_file: Path | None):
+    """The signing secret (a file, or DRPILOT_SLACK_SIGNING_SECRET) and who Slack's users are:
+    the users file, else their profile's email through Slack's API with the bot token
+    (DRPILOT_SLACK_BOT_TOKEN, from the environment only). Neither secret is ever logged."""
+    from slack_sdk import WebClient
 
-    if users is None:
+    from drpilot.console.slack import SlackPeople, load_slack_users
+
+    token = os.environ.get("DRPILOT_SLACK_BOT_TOKEN", "")
+    if users is None and not token:
         if secret_file is not None:
-            err.print("error: --slack-signing-secret-file needs --slack-users FILE: who each Slack user is", markup=False)
+            err.print("error: --slack-signing-secret-file needs who each Slack user is: --slack-users FILE, "
+                      "or DRPILOT_SLACK_BOT_TOKEN to ask Slack for their email", markup=False)
             raise typer.Exit(2)
         return None
     try:
@@ -62,10 +68,11 @@ def _slack(users: Path | None, secret_file: Path | None) -> tuple[str, dict[str,
         err.print(f"error: --slack-signing-secret-file {secret_file}: {getattr(exc, 'strerror', None) or exc}", markup=False)
         raise typer.Exit(2) from None
     if not secret:
-        err.print("error: --slack-users needs the Slack app's signing secret: set DRPILOT_SLACK_SIGNING_SECRET "
+        err.print("error: Slack approvals need the Slack app's signing secret: set DRPILOT_SLACK_SIGNING_SECRET "
                   "or pass --slack-signing-secret-file", markup=False)
         raise typer.Exit(2)
-    return secret, load_or_exit(users, load_slack_users)
+    known = load_or_exit(users, load_slack_users) if users else {}
+    return secret, SlackPeople(known, WebClient(token=token) if token else None)
 
 
 def _runbooks(directory: Path) -> dict:

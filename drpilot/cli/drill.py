@@ -19,41 +19,26 @@ from drpilot.cli.shared import out, print_table
 from drpilot.cli.terminal import err, load_or_exit
 
 app = typer.Typer(help="Game-day drills: fail over, soak, fail back; now or on a schedule; their evidence.", no_args_is_help=True)
-MODES = ("rehearsal", "live")
 
 
 def _request(file: Path, from_region: str | None, mode: str, speed: float | None):
-    """The drill's input, or one line and exit 2: the runbook must name where evidence goes,
-    and a rehearsal needs the sandbox's environment."""
+    """The drill's input (drpilot/frontdoor/drills.py `drill_input`, as the console starts
+    one), or one line and exit 2."""
     from drpilot.cli.shared import rehearsal_speed, settings_or_exit
+    from drpilot.frontdoor.drills import DrillRefused, drill_input
     from drpilot.frontdoor.runs import operator
-    from workflows.types import DrillInput
 
     rb = load_or_exit(file)
-    if mode not in MODES:
-        err.print(f"--mode: expected rehearsal or live, got {mode!r}", markup=False)
-        raise typer.Exit(2)
-    if rb.spec.drills is None:
-        err.print(
-            f"{file}: spec.drills is missing: add drills.evidence (an s3:// or gs://bucket/prefix/) so each drill's "
-            "evidence is kept (README, \"Drills\")", markup=False,
-        )
-        raise typer.Exit(2)
-    region = from_region or rb.primary
-    if region not in rb.regions:
-        err.print(f"unknown region {region!r}; {rb.name} has {', '.join(rb.regions)}", markup=False)
-        raise typer.Exit(2)
     settings = settings_or_exit()
-    if mode == "rehearsal" and not settings.sandbox:
-        err.print(
-            "a rehearsal drill runs against a sandbox twin, and DRPILOT_SANDBOX is not set: `source DIR/env` of "
-            "`drpilot sandbox up` first, or pass --mode live for the real environment", markup=False,
-        )
-        raise typer.Exit(2)
-    return settings, DrillInput(
-        runbook=rb, from_region=region, mode=mode, speed=rehearsal_speed(speed) if mode == "rehearsal" else 1.0,
-        requested_by=operator(),
-    )
+    try:
+        request = drill_input(rb, settings, from_region=from_region, mode=mode, speed=settings.speed,
+                              requested_by=operator(), mode_option="--mode")
+    except DrillRefused as exc:
+        err.print(f"{file}: {exc}" if str(exc).startswith("spec.") else str(exc), markup=False)
+        raise typer.Exit(2) from None
+    if mode == "rehearsal" and speed is not None:
+        request = request.model_copy(update={"speed": rehearsal_speed(speed)})
+    return settings, request
 
 
 def _report(result) -> None:

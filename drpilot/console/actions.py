@@ -3,9 +3,9 @@
 person's identity into the run and into a log line.
 
 A state-changing call must carry `X-Drpilot-Action: 1` (a custom header a cross-site form
-cannot send), an identity, a policy grant, and stay under the per-identity rate. Starting and
-aborting also need the runbook's name typed back (`"confirm": NAME`). Every refusal is one
-line, as JSON `{"error": ...}`.
+cannot send), an identity, a policy grant, and stay under the per-identity rate. Starting (a
+failover, a failback, a drill: policy verb `start`) and aborting also need the runbook's name
+typed back (`"confirm": NAME`). Every refusal is one line, as JSON `{"error": ...}`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from drpilot.console.policy import Policy, Verb
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor import runs
+from drpilot.frontdoor.drills import DrillRefused, drill_input, start_drill
 from drpilot.frontdoor.logs import get_logger
 from drpilot.frontdoor.runs import RunError
 from workflows.types import FailbackInput, FailoverInput, Progress
@@ -133,6 +134,8 @@ class Actions:
 
     async def _start(self, rb: Runbook, action: str, who: str, body: dict[str, Any]) -> dict[str, Any]:
         _confirmed(body, rb.name)
+        if action == "drill":
+            return await self._drill(rb, who, body)
         common = {"runbook": rb, "trigger": "console", "requested_by": who, "speed": self.settings.speed,
                   "reason": str(body.get("reason") or f"started from the console by {who}")}
         try:
@@ -150,6 +153,15 @@ class Actions:
             raise Refused(400, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
         started = await runs.start(await self.connect(), self.settings, request)
         return {"run_id": started.handle.id, "attached": started.attached}
+
+    async def _drill(self, rb: Runbook, who: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A drill, as `drpilot drill run` starts it (its mode by default a rehearsal, from the primary)."""
+        try:
+            request = drill_input(rb, self.settings, from_region=body.get("from") or None, mode=body.get("mode") or "rehearsal",
+                                  speed=self.settings.speed, requested_by=who)
+        except DrillRefused as exc:
+            raise Refused(400, str(exc)) from None
+        return {"run_id": (await start_drill(await self.connect(), self.settings, request)).id, "attached": False}
 
     async def _control(self, run_id: str, verb: str, who: str, body: dict[str, Any], runbook: str) -> dict[str, Any]:
         if verb == "abort":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from drpilot.console.drills import DrillsView
 from drpilot.console.feed import Feeds
 from drpilot.console.identity import IdentitySource
 from drpilot.console.policy import Policy
-from drpilot.console.slack import SlackInteractions
+from drpilot.console.slack import SlackInteractions, SlackPeople
 from drpilot.frontdoor.runs import RunError
 
 STATIC = Path(__file__).parent / "static"
@@ -83,8 +84,8 @@ class Console:
 
     @classmethod
     def build(cls, connect: Callable[[], Awaitable[Client]], settings, runbooks, dns_weights, identity, policy,
-              slack: tuple[str, dict[str, str]] | None = None, stores: Callable[[], Any] | None = None) -> Console:
-        """`slack`: the signing secret and the Slack users file's mapping; `stores`: the object
+              slack: tuple[str, SlackPeople] | None = None, stores: Callable[[], Any] | None = None) -> Console:
+        """`slack`: the signing secret and who Slack's users are (slack.py); `stores`: the object
         stores the drills page reads evidence from (default: S3 and Cloud Storage from the
         console's environment, as `drpilot drill history` reads them)."""
         client: list[Client] = []
@@ -96,10 +97,11 @@ class Console:
                     client.append(await connect())
                 return client[0]
 
-        board = Board(connected, settings, runbooks, dns_weights)
+        stores = stores or functools.cache(lambda: stores_from_settings(settings))  # one client for every read
+        board = Board(connected, settings, runbooks, dns_weights, stores)
         actions = Actions(connected, settings, runbooks, policy, board.progress)
         interactions = SlackInteractions(SignatureVerifier(slack[0]), slack[1], actions) if slack else None
-        drills = DrillsView(connected, runbooks, stores or (lambda: stores_from_settings(settings)))
+        drills = DrillsView(connected, runbooks, stores)
         return cls(board, actions, identity, policy, slack=interactions, drills=drills)
 
     # ------------------------------------------------------------------ who
@@ -194,8 +196,9 @@ class Console:
                 progress = await self.board.progress(run_id)
             except RunError as exc:
                 return json.dumps({"error": str(exc)})
-            # The history (the report's source) only when the run moved: phases or messages changed.
-            moved = f"{len(progress.phases)}:{len(progress.messages)}:{progress.state}"
+            # The history (the report's source) only when the run moved: phases, messages or DNS
+            # weights changed (a shift step moves DNS inside its phase: the chart must move with it).
+            moved = f"{len(progress.phases)}:{len(progress.messages)}:{progress.state}:{sorted(progress.weights.items())}"
             if last.get("moved") != moved:
                 with contextlib.suppress(RunError):
                     last["report"], last["moved"] = await self.board.report_html(run_id, progress), moved
@@ -255,7 +258,7 @@ class Console:
             Route("/drills/{name}/evidence/{key:path}", person(self.drill_file, "evidence")),
         ]
         routes += [Route(f"/api/runbooks/{{name}}/{action}", person(self.actions.start, action), methods=["POST"])
-                   for action in ("failover", "failback")]
+                   for action in ("failover", "failback", "drill")]
         routes += [Route(f"/api/runs/{{run_id:path}}/{verb}", person(self.actions.control, verb), methods=["POST"])
                    for verb in ("approve", "pause", "resume", "abort")]
         routes.append(Route("/api/runs/{run_id:path}", person(self.api_run)))  # after the actions: the path takes slashes

@@ -2,9 +2,12 @@
 runbook of the directory: readiness, the run holding it, DNS weights now, the last drill) and
 one run (its progress and, as the report draws them, its timeline and evidence).
 
-Readiness, drills and DNS change slowly and cost a call per runbook, so they are read again
-at most every `slow_seconds`, in the background while the page shows the last ones; the holders (one admission query) and their progress are read
-on every poll of the shared feed (feed.py).
+Readiness, drills and DNS change slowly and cost calls per runbook (hundreds on a board of
+hundreds), so a page never waits for them: it shows the last ones read, or "reading" before
+the first, while they are read in the background, a few at a time (`READ_AT_ONCE`), and again
+once older than `slow_seconds`; the board's live feed carries them to open pages as they land.
+The holders (one admission query) and their progress are read on every poll of the shared
+feed (feed.py).
 """
 
 from __future__ import annotations
@@ -22,12 +25,20 @@ from drpilot import report
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor import readiness, runs
+from drpilot.frontdoor.drills import read_history
 from drpilot.frontdoor.runs import RunError
 from workflows import admission
 from workflows.types import AdmissionState, Progress
 
 DnsWeights = Callable[[Runbook], Awaitable[dict[str, int]]]
 SLOW_SECONDS = 15.0
+# Evidence packs change once per drill: their RTO trend is read again only this often.
+TREND_SECONDS = 300.0
+TREND_DRILLS = 10  # drills on a runbook's RTO trend
+# Slow reads in flight at once: a board of hundreds must not flood Temporal and the providers.
+READ_AT_ONCE = 4
+# A runbook's slow facts before the first read of them has ended.
+READING: dict[str, Any] = {"reading": True, "readiness": None, "dns": None, "last_drill": None, "drills": None}
 
 
 def one_line(exc: BaseException) -> str:
@@ -41,17 +52,21 @@ class Board:
     settings: Settings
     runbooks: dict[str, Runbook]  # by name
     dns_weights: DnsWeights
+    stores: Callable[[], Any] | None = None  # where the evidence packs are (the RTO trend); None: no trend
     slow_seconds: float = SLOW_SECONDS
     _slow: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict, init=False)
-    _reading: dict[str, asyncio.Future] = field(default_factory=dict, init=False)  # background re-reads
+    _trends: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict, init=False)
+    _reading: dict[str, asyncio.Future] = field(default_factory=dict, init=False)  # background reads
+    _at_once: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(READ_AT_ONCE), init=False)
 
     # ------------------------------------------------------------------ the board
     async def rows(self) -> list[dict[str, Any]]:
         client = await self.connect()
         holders = {h.claim.runbook: h for h in (await self._admission(client)).holders}
         names = sorted(self.runbooks)
-        slow = await asyncio.gather(*(self._slow_facts(client, name) for name in names))
         held = await asyncio.gather(*(self._holder(client, holders.get(name)) for name in names))
+        # Last: the background reads this starts get the loop only once this answer is on its way.
+        slow = [self._slow_facts(client, name) for name in names]
         return [{"name": name, **facts, "run": run} for name, facts, run in zip(names, slow, held, strict=True)]
 
     async def _admission(self, client: Client) -> AdmissionState:
@@ -77,25 +92,26 @@ class Board:
                 pass  # claimed, not yet picked up by a worker
         return run
 
-    async def _slow_facts(self, client: Client, name: str) -> dict[str, Any]:
-        """The runbook's slow facts: read the first time; after that the last ones read, at
-        once, while facts older than `slow_seconds` are read again in the background (a page
-        of many runbooks never waits for their providers once it has shown them)."""
+    def _slow_facts(self, client: Client, name: str) -> dict[str, Any]:
+        """The runbook's last slow facts read (READING before the first), at once; facts never
+        read or older than `slow_seconds` are read in the background."""
         cached = self._slow.get(name)
-        if cached is None:
-            return await self._read_slow(client, name)
-        if time.monotonic() - cached[0] >= self.slow_seconds and name not in self._reading:
+        if (cached is None or time.monotonic() - cached[0] >= self.slow_seconds) and name not in self._reading:
             self._reading[name] = asyncio.ensure_future(self._read_slow(client, name))
             self._reading[name].add_done_callback(lambda _: self._reading.pop(name, None))
-        return cached[1]
+        return READING if cached is None else cached[1]
 
-    async def _read_slow(self, client: Client, name: str) -> dict[str, Any]:
-        verdict, dns, drill = await asyncio.gather(
-            self._readiness(client, name), self._dns(self.runbooks[name]), self._last_drill(client, name)
-        )
-        facts = {"readiness": verdict, "dns": dns, "last_drill": drill}
+    async def _read_slow(self, client: Client, name: str) -> None:
+        async with self._at_once:
+            try:
+                verdict, dns, drill, trend = await asyncio.gather(
+                    self._readiness(client, name), self._dns(self.runbooks[name]), self._last_drill(client, name),
+                    self._trend(self.runbooks[name]),
+                )
+                facts = {"reading": False, "readiness": verdict, "dns": dns, "last_drill": drill, "drills": trend}
+            except Exception as exc:  # shown on the page and read again later; never a row stuck "reading"
+                facts = {**READING, "reading": False, "dns": {"error": one_line(exc)}}
         self._slow[name] = (time.monotonic(), facts)
-        return facts
 
     async def _readiness(self, client: Client, name: str) -> dict[str, Any] | None:
         try:
@@ -123,6 +139,23 @@ class Board:
             return None
         return {"run_id": drill.run_id, "outcome": drill.outcome or drill.state,
                 "started_at": drill.started_at.isoformat() if drill.started_at else None}
+
+    async def _trend(self, rb: Runbook) -> dict[str, Any] | None:
+        """The RTO of the runbook's last drills, from their evidence packs (oldest first)."""
+        if self.stores is None or rb.spec.drills is None:
+            return None
+        cached = self._trends.get(rb.name)
+        if cached is not None and time.monotonic() - cached[0] < TREND_SECONDS:
+            return cached[1]
+        try:
+            past = await asyncio.to_thread(read_history, rb, self.stores(), TREND_DRILLS)
+            trend: dict[str, Any] = {"drills": [
+                {"started_at": p.result.started_at.isoformat(), "status": p.result.status, "rto": p.result.rto_seconds_unscaled,
+                 "objective": p.result.objective_rto_seconds, "met": p.result.rto_met} for p in past]}
+        except Exception as exc:  # HistoryError (the store's one line), or its client failing before it answered
+            trend = {"error": one_line(exc)}
+        self._trends[rb.name] = (time.monotonic(), trend)
+        return trend
 
     # ------------------------------------------------------------------ one run
     async def progress(self, run_id: str) -> Progress:

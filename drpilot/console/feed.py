@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from drpilot.frontdoor.logs import get_logger
+
 Fetch = Callable[[], Awaitable[str]]
 
 
@@ -49,7 +51,13 @@ class Feed:
 
     async def _poll(self) -> None:
         while True:
-            value = await self.fetch()  # a fetch answers its errors as a value: the poll never dies
+            try:
+                value = await self.fetch()  # a fetch answers the errors it expects as a value
+            except Exception as exc:  # an unexpected one: logged, this round skipped; the poll never dies
+                get_logger(component="console").warning("live feed read failed", error=" ".join(str(exc).split())[:300],
+                                                         kind=type(exc).__name__)
+                await asyncio.sleep(self.every)
+                continue
             self.polls += 1
             if value != self.latest:
                 self.latest = value

@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 
 from drpilot import report
+from drpilot.console.charts import rto_trend
 from drpilot.domain.runbook import Runbook
 from workflows.types import Progress
 
@@ -40,10 +41,19 @@ def board_rows(rows: list[dict[str, Any]]) -> str:
     return "".join(_row(row) for row in rows) or '<tr><td colspan="5">No runbook you may view.</td></tr>'
 
 
+READING = '<span class="note reading">reading…</span>'
+
+
 def _row(row: dict[str, Any]) -> str:
+    """A runbook's row; its slow facts read "reading…" until the board's first read of them
+    ends (the live feed then sends the row again)."""
+    run = _holding(row["run"])
+    if row.get("reading"):
+        return (f'<tr data-runbook="{escape(row["name"])}" data-reading><td><b>{escape(row["name"])}</b></td>'
+                f"<td>{READING}</td><td>{run}</td><td>{READING}</td><td>{READING}</td></tr>")
     return (f'<tr data-runbook="{escape(row["name"])}"><td><b>{escape(row["name"])}</b></td>'
-            f"<td>{_readiness(row['readiness'])}</td><td>{_holding(row['run'])}</td>"
-            f"<td>{_dns(row['dns'])}</td><td>{_drill(row['last_drill'])}</td></tr>")
+            f"<td>{_readiness(row['readiness'])}</td><td>{run}</td>"
+            f"<td>{_dns(row['dns'])}</td><td>{_drill(row['last_drill'])}{rto_trend(row.get('drills'))}</td></tr>")
 
 
 def _readiness(verdict: dict[str, Any] | None) -> str:
@@ -101,6 +111,10 @@ def _start_forms(rb: Runbook) -> str:
         f'<form class="start" data-action="failback" data-runbook="{name}"><b>{name}</b>: fail back to '
         f'<select name="to">{options}</select><input name="confirm" placeholder="type {name}" autocomplete="off">'
         f'<button type="submit">Start failback</button></form>'
+        + (f'<form class="start" data-action="drill" data-runbook="{name}"><b>{name}</b>: drill away from '
+           f'<select name="from">{options}</select><select name="mode"><option value="rehearsal">rehearsal</option>'
+           f'<option value="live">live</option></select><input name="confirm" placeholder="type {name}" autocomplete="off">'
+           f'<button type="submit">Start drill</button></form>' if rb.spec.drills is not None else "")
     )
 
 

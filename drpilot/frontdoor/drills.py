@@ -28,6 +28,11 @@ from workflows.drill import DrillWorkflow
 from workflows.types import RUNBOOK, DrillInput, DrillResult
 
 DRILL_ID_PREFIX = "drill:"
+DRILL_MODES = ("rehearsal", "live")
+
+
+class DrillRefused(ValueError):
+    """A drill that cannot start as asked: one line saying what to change."""
 
 
 def drill_id(runbook: str, at: datetime) -> str:
@@ -48,6 +53,30 @@ class DrillAdmission:
             return await runs.admit(self.client, self.settings, claim)
         except runs.RunError as exc:
             raise AdmissionUnavailable(str(exc)) from None
+
+
+def drill_input(rb: Runbook, settings: Settings, *, from_region: str | None, mode: str, speed: float,
+                requested_by: str, mode_option: str = "mode") -> DrillInput:
+    """What `drpilot drill run` and the console's start drill both start, or DrillRefused: the
+    runbook must say where evidence goes, and a rehearsal needs the sandbox's environment.
+    `mode_option` is how the caller names the mode to the person (the CLI: --mode)."""
+    if mode not in DRILL_MODES:
+        raise DrillRefused(f"{mode_option}: expected rehearsal or live, got {mode!r}")
+    if rb.spec.drills is None:
+        raise DrillRefused(
+            "spec.drills is missing: add drills.evidence (an s3:// or gs://bucket/prefix/) so each drill's "
+            'evidence is kept (README, "Drills")'
+        )
+    region = from_region or rb.primary
+    if region not in rb.regions:
+        raise DrillRefused(f"unknown region {region!r}; {rb.name} has {', '.join(rb.regions)}")
+    if mode == "rehearsal" and not settings.sandbox:
+        raise DrillRefused(
+            "a rehearsal drill runs against a sandbox twin, and DRPILOT_SANDBOX is not set: `source DIR/env` of "
+            f"`drpilot sandbox up` first, or pass {mode_option} live for the real environment"
+        )
+    return DrillInput(runbook=rb, from_region=region, mode=mode, speed=speed if mode == "rehearsal" else 1.0,
+                      requested_by=requested_by)
 
 
 async def start_drill(client: Client, settings: Settings, request: DrillInput) -> WorkflowHandle:

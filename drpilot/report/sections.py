@@ -278,12 +278,22 @@ def describe(step: Step) -> str:
 
 def _weights(facts: RunFacts, offset) -> list[tuple[float, dict[str, int]]]:
     result = facts.result
-    if result is None:
-        return []
+    if result is None:  # still running: the weights its DNS reads and changes have answered so far
+        return _weights_so_far(facts, offset)
     before = result.before_state.dns if result.before_state else {}
     first = result.dns_changes[0].before if result.dns_changes else before
     points = [(0.0, dict(first or before))] if (first or before) else []
     points += [(offset(change.at), dict(change.after)) for change in result.dns_changes]
+    return points
+
+
+def _weights_so_far(facts: RunFacts, offset) -> list[tuple[float, dict[str, int]]]:
+    """A running run's weights from its history: the first DNS read, then each change applied
+    (the result's dns_changes say the same once it ends)."""
+    read = next((s.answer for s in facts.activities(c.DNS_READ) if isinstance(s.answer, c.DnsState)), None)
+    points = [(0.0, dict(read.weights()))] if read is not None else []
+    points += [(offset(s.ended), dict(s.answer.weights)) for s in facts.activities(c.DNS_APPLY)
+               if isinstance(s.answer, c.DnsApplyResult) and s.ended is not None]
     return points
 
 

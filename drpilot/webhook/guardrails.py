@@ -328,10 +328,14 @@ class Guardrails:
 
 
 def provider_weights(settings: Settings) -> DnsWeights:
-    """Live DNS weights read through the DNS activity's own provider code, off the loop."""
-    from activities.dns.activities import current_weights
+    """Live DNS weights read through the DNS activity's own provider code, off the loop. One
+    provider per kind for the process: a client built per read costs more than the read (a
+    console's board reads every runbook's weights)."""
+    from activities.dns.activities import DnsActivities, current_weights
+
+    dns = DnsActivities.from_settings(settings)
 
     async def read(runbook: Runbook) -> dict[str, int]:
-        return await asyncio.to_thread(current_weights, runbook, settings)
+        return await asyncio.to_thread(current_weights, runbook, dns)
 
     return read

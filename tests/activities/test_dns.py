@@ -135,7 +135,7 @@ def test_read_reports_the_seeded_normal_weights(world, front, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", front.url)
     for key, value in AWS_ENV.items():
         monkeypatch.setenv(key, value)
-    assert current_weights(world.runbook, world.settings) == world.runbook.normal_weights()
+    assert current_weights(world.runbook, DnsActivities.from_settings(world.settings)) == world.runbook.normal_weights()
 
 
 def test_apply_moves_every_record_in_one_change_and_waits_until_applied(world):

@@ -5,13 +5,12 @@ feed shows a run waiting for approval as it happens."""
 
 from __future__ import annotations
 
-import json
-
+from tests.support.console import next_event
 from tests.support.runbooks import runbook
 from tests.support.runs import wait_for
-from tests.support.world import outage
+from tests.support.world import World, outage
 from workflows.failover import FailoverWorkflow
-from workflows.types import FailoverInput, RunResult
+from workflows.types import DrillInput, FailoverInput, RunResult
 
 RUN = "failover:llm-inference"
 
@@ -81,9 +80,7 @@ async def test_an_action_needs_the_header_an_identity_and_a_grant(serve_console)
         assert bad_region.json()["error"] == '"from" must be one of the regions of llm-inference: us-east-1, us-west-2'
         # Nothing of it started a run.
         assert world.calls == [] and world.changes == []
-        listed = await served.http.get("/api/runbooks", headers=served.as_("carol@example.com"))
-        assert listed.status_code == 200
-        [row] = listed.json()["runbooks"]
+        [row] = await served.board("carol@example.com")
         assert row["name"] == "llm-inference" and row["run"] is None
         assert row["dns"] == {"weights": world.dns}
 
@@ -95,25 +92,18 @@ async def test_the_board_feed_shows_a_run_waiting_for_approval_as_it_happens(ser
         async with served.http.stream("GET", "/events/board", headers=served.as_("carol@example.com")) as events:
             assert events.headers["content-type"].startswith("text/event-stream")
             lines = events.aiter_lines()
-            first = await _next_event(lines)
+            first = await next_event(lines)
             assert "no run" in first["html"]
             started = await served.act(
                 "alice@example.com", "/api/runbooks/llm-inference/failover", {"from": "us-east-1", "confirm": "llm-inference"}
             )
             assert started.status_code == 200
-            while "<b>waiting for approval</b>" not in (seen := await _next_event(lines))["html"]:
+            while "<b>waiting for approval</b>" not in (seen := await next_event(lines))["html"]:
                 pass
         assert f'<a href="/runs/{RUN}">{RUN}</a>: approval, <b>waiting for approval</b>' in seen["html"]
         assert "by alice@example.com" in seen["html"]
         aborted = await served.act("alice@example.com", f"/api/runs/{RUN}/abort", {"confirm": "llm-inference"})
         assert aborted.status_code == 200 and aborted.json()["message"].startswith("aborted")
-
-
-async def _next_event(lines) -> dict:
-    async for line in lines:
-        if line.startswith("data: "):
-            return json.loads(line.removeprefix("data: "))
-    raise AssertionError("the stream ended")
 
 
 async def test_a_drills_child_run_is_steered_by_its_id_with_a_slash(serve_console):
@@ -131,3 +121,30 @@ async def test_a_drills_child_run_is_steered_by_its_id_with_a_slash(serve_consol
         missing = await served.http.get("/api/runs/failover:nothing", headers=served.as_("carol@example.com"))
         assert missing.status_code == 404 and missing.json()["error"].startswith("run failover:nothing: ")
         assert (await served.result(child)).status == "completed"
+
+
+async def test_a_drill_started_from_the_console_is_the_clis_drill_carrying_the_person(serve_console):
+    rb = runbook("llm-inference.yaml")
+    async with serve_console(World.normal(rb), rb) as served:
+        path = "/api/runbooks/llm-inference/drill"
+        typo = await served.act("alice@example.com", path, {"mode": "live", "confirm": "llm"})
+        assert typo.status_code == 400 and typo.json()["error"].startswith("type the runbook's name to confirm")
+        viewer = await served.act("carol@example.com", path, {"mode": "live", "confirm": "llm-inference"})
+        assert viewer.status_code == 403
+        assert viewer.json()["error"] == "carol@example.com may not start llm-inference: in policy.yaml, grants[1] gives view, not start"
+        rehearsal = await served.act("alice@example.com", path, {"confirm": "llm-inference"})  # the console is not in a sandbox
+        assert rehearsal.status_code == 400
+        assert rehearsal.json()["error"] == (
+            "a rehearsal drill runs against a sandbox twin, and DRPILOT_SANDBOX is not set: `source DIR/env` of "
+            "`drpilot sandbox up` first, or pass mode live for the real environment"
+        )
+        started = await served.act("alice@example.com", path, {"mode": "live", "confirm": "llm-inference"})
+        assert started.status_code == 200, started.text
+        drill_id = started.json()["run_id"]
+        assert drill_id.startswith("drill:llm-inference-")
+        handle = served.harness.client.get_workflow_handle(drill_id)
+        assert (await handle.describe()).workflow_type == "DrillWorkflow"  # drpilot drill run's workflow, as it starts it
+        started_event = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+        [request] = await served.harness.client.data_converter.decode(started_event.input.payloads, [DrillInput])
+        assert (request.requested_by, request.mode, request.from_region) == ("alice@example.com", "live", "us-east-1")
+        await handle.terminate("the test's drill")

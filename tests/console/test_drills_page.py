@@ -1,11 +1,13 @@
 """The console's drills page: the past drills from their evidence packs (moto's S3 over HTTP),
-the RTO trend, each pack to download, and the period's drill report."""
+the RTO trend, each pack to download, and the period's drill report; the home page's RTO trend
+chart of the same packs."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from drpilot.console.charts import MET, MISSED, rto_trend
 from tests.support.aws import aws_client
 from tests.support.runbooks import runbook
 from tests.support.world import World
@@ -54,3 +56,20 @@ async def test_the_drills_page_lists_the_evidence_and_gives_the_packs_and_the_re
         assert (bad.status_code, bad.text) == (400, "since=soon: expected a date like 2026-01-01\n")
         stranger = await served.http.get("/drills/llm-inference/report?since=2026-11-01", headers=served.as_("mallory@example.com"))
         assert stranger.status_code == 404
+
+        # The home page draws the same packs as the runbook's RTO trend, once the board has read them.
+        [row] = await served.board("carol@example.com")
+        assert [(d["rto"], d["met"]) for d in row["drills"]["drills"]] == [(600.0, True), (960.0, False)]
+        home = await served.http.get("/", headers=viewer)
+        assert '<svg xmlns="http://www.w3.org/2000/svg" class="rto-trend"' in home.text
+        assert f'fill="{MISSED}"><title>2026-11-03 10:00Z failed: RTO 960s of 900s</title></circle>' in home.text
+        assert f'fill="{MET}"><title>2026-10-06 10:00Z completed: RTO 600s of 900s</title></circle>' in home.text
+
+
+def test_the_rto_trend_escapes_what_it_draws():
+    drill = {"started_at": "2026-11-03T10:00:00+00:00", "status": "<script>alert(1)</script>", "rto": 100.0,
+             "objective": 900.0, "met": True}
+    chart = rto_trend({"drills": [drill]})
+    assert "<script>" not in chart and "&lt;script&gt;alert(1)&lt;/script&gt;: RTO 100s of 900s" in chart
+    assert rto_trend({"error": "cannot read s3://b/<x>"}) == '<br><span class="note">RTO trend unreadable: cannot read s3://b/&lt;x&gt;</span>'
+    assert rto_trend(None) == ""

@@ -30,7 +30,7 @@ async def test_pages_are_escaped_framed_by_the_csp_and_draw_the_run_as_the_repor
         assert "<script>" not in home.text and '<script src="/static/console.js" defer></script>' in home.text
         assert "No runbook you may view." in home.text and "Start failover" not in home.text  # the policy grants it nothing
         alice = await http.get("/", headers=served.as_("alice@example.com"))
-        assert 'data-feed="/events/board"' in alice.text and "Start failover" in alice.text
+        assert 'data-feed="/events/board"' in alice.text and "Start failover" in alice.text and "Start drill" in alice.text
         carol = await http.get("/", headers=served.as_("carol@example.com"))  # may view, not start
         assert "<b>llm-inference</b>" in carol.text and "Start failover" not in carol.text
 

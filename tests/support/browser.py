@@ -6,6 +6,7 @@ the proxy in front of the console would. Its calls block, so a test makes them o
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.support.chromium import CHROMIUM
 
@@ -55,3 +56,28 @@ class Browser:
 
     def close(self) -> None:
         self.driver.quit()
+
+    def start(self, action: str, region: str, typed: str) -> None:
+        """Fill the home page's start form for `action` (the region select, the name typed
+        back) and send it, as a person would."""
+        form = self.find(f'form.start[data-action="{action}"]')
+        Select(form.find_element(By.CSS_SELECTOR, "select")).select_by_value(region)
+        form.find_element(By.NAME, "confirm").send_keys(typed)
+        form.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+
+    def weights_drawn(self, region: str) -> set[int]:
+        """The weights the run page's DNS weights chart (the report's) draws for `region`, read
+        back from the SVG: its polyline's heights against the chart's own gridlines."""
+        # One read in the page: the live feed may replace the chart between two WebDriver calls.
+        svg = self.driver.execute_script("const s = document.querySelector('#report svg.weights'); return s ? s.outerHTML : '';")
+        return drawn_weights(svg, region)
+
+
+def drawn_weights(svg: str, region: str) -> set[int]:
+    """The chart's horizontal gridlines run from 0% (lowest) to 100% (highest)."""
+    grid = [float(y1) for y1, y2 in re.findall(r'<line [^>]*y1="([\d.]+)"[^>]* y2="([\d.]+)"', svg) if y1 == y2]
+    line = re.search(rf'<polyline points="([^"]*)"[^>]*><title>{re.escape(region)}</title>', svg)
+    if line is None or len(grid) < 2:
+        return set()
+    zero, full = max(grid), min(grid)
+    return {round((zero - float(point.split(",")[1])) / (zero - full) * 100) for point in line.group(1).split()}

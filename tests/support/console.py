@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,3 +49,21 @@ class Served:
 
     async def act(self, who: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         return await self.http.post(path, json=body or {}, headers=self.as_(who, action=True))
+
+    async def board(self, who: str) -> list[dict[str, Any]]:
+        """`GET /api/runbooks` once every runbook's slow facts were read (the board reads them in
+        the background: the first answers say "reading")."""
+        async with asyncio.timeout(30):
+            while True:
+                rows = (await self.http.get("/api/runbooks", headers=self.as_(who))).json()["runbooks"]
+                if not any(row["reading"] for row in rows):
+                    return rows
+                await asyncio.sleep(0.05)
+
+
+async def next_event(lines: AsyncIterator[str]) -> dict:
+    """The next Server-Sent Event's data."""
+    async for line in lines:
+        if line.startswith("data: "):
+            return json.loads(line.removeprefix("data: "))
+    raise AssertionError("the stream ended")

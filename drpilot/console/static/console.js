@@ -14,7 +14,10 @@ async function act(path, body) {
   });
   const data = await answer.json().catch(() => ({error: `HTTP ${answer.status}`}));
   said(data.error ? `refused: ${data.error}` : (data.message || `started ${data.run_id}${data.attached ? " (attached)" : ""}`));
-  if (!data.error && data.run_id && !path.startsWith("/api/runs/")) window.location.assign(`/runs/${encodeURIComponent(data.run_id)}`);
+  // A started failover or failback opens its run page; a drill's runs show on the board as it claims the runbook.
+  if (!data.error && data.run_id && !path.startsWith("/api/runs/") && !path.endsWith("/drill")) {
+    window.location.assign(`/runs/${encodeURIComponent(data.run_id)}`);
+  }
   return data;
 }
 
@@ -65,7 +68,8 @@ document.addEventListener("DOMContentLoaded", () => {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const body = {confirm: form.confirm.value};
-      if (form.dataset.action === "failover") body.from = form.from.value; else body.to = form.to.value;
+      if (form.dataset.action === "failback") body.to = form.to.value; else body.from = form.from.value;
+      if (form.dataset.action === "drill") body.mode = form.mode.value;
       act(`/api/runbooks/${encodeURIComponent(form.dataset.runbook)}/${form.dataset.action}`, body);
     });
   }

@@ -377,6 +377,31 @@ class VeleroBackupInfo(Contract):
 class WarmupInput(Contract):
     runbook: Runbook
     region: str
+    speed: float = 1.0  # divides the ready_when timeouts (a rehearsal's), never request latency
+
+
+class WarmupJudged(Contract):
+    """How a warm-up entry with ready_when ended: its latest `window` requests' p95 time to
+    first byte against the limit, after `requests` sent in `seconds`."""
+
+    request: str  # e.g. "POST /v2/models/llm/generate_stream"
+    requests: int
+    window: int
+    p95_ms: float
+    limit_ms: float
+    seconds: float
+
+    def evidence(self, region: str) -> CheckEvidence:
+        """e.g. "us-west-2: warm-up POST /v2/models/llm/infer p95 time to first byte":
+        "412ms over the latest 20 of 64 requests (limit 800ms) in 3.1s"."""
+        return CheckEvidence(
+            check=f"{region}: warm-up {self.request} p95 time to first byte",
+            passed=self.p95_ms <= self.limit_ms,
+            observed=(
+                f"{self.p95_ms:.0f}ms over the latest {self.window} of {self.requests} requests "
+                f"(limit {self.limit_ms:.0f}ms) in {self.seconds:.1f}s"
+            ),
+        )
 
 
 class WarmupResult(Contract):
@@ -385,6 +410,7 @@ class WarmupResult(Contract):
     failures: int
     p50_ms: float
     p99_ms: float
+    judged: list[WarmupJudged] = Field(default_factory=list)  # the entries with ready_when
 
 
 class HealthInput(Contract):
@@ -642,6 +668,7 @@ class ErrorType:
     VELERO_RESTORE_TIMEOUT = "VeleroRestoreTimeout"
     VELERO_RESTORE_VANISHED = "VeleroRestoreVanished"
     WARMUP_FAILED = "WarmupFailed"
+    WARMUP_NOT_FAST = "WarmupNotFast"
 
     @staticmethod
     def route53_refused(code: str) -> str:

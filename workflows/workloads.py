@@ -95,9 +95,11 @@ class Workloads:
             self.timeline.skip("warm-up", "the runbook has no warm-up requests")
             return
         async with self.timeline.phase("warm-up"):
-            results = await together(*(calls.warmup(self.run.runbook, r) for r in regions))
+            results = await together(*(calls.warmup(self.run.runbook, r, self.run.speed) for r in regions))
             for r in results:
                 where = f"{r.region}: " if named else ""
                 self.timeline.note(
-                    "warm-up", f"{where}{r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms"
+                    "warm-up",
+                    f"{where}{r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms",
+                    evidence=[j.evidence(r.region) for j in r.judged],
                 )

@@ -315,7 +315,8 @@ def _gates(facts: RunFacts) -> list[Gate]:
             gates.append(Gate(step.phase, "analysis", a.region, a.healthy, summary, a.evidence))
         elif isinstance(a, c.WarmupResult):
             summary = f"{a.requests} requests, {a.failures} failed, p50 {a.p50_ms:.0f}ms, p99 {a.p99_ms:.0f}ms"
-            gates.append(Gate(step.phase, "warm-up", a.region, a.failures == 0, summary))
+            evidence = [j.evidence(a.region) for j in a.judged]
+            gates.append(Gate(step.phase, "warm-up", a.region, a.failures == 0, summary, evidence))
     return gates
 
 

@@ -11,7 +11,7 @@ limits it is judged by, never are.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -230,7 +230,10 @@ class ScaleInput(Contract):
 class ColdStart(Contract):
     """How long the pods a scale-up started took, stage by stage: seconds from the scale
     request until the last of them was scheduled, had its image pulled, started its
-    containers, turned ready (None: the stage was not seen, e.g. no Pulled event kept)."""
+    containers, turned ready; then until the region's model versions answered ready and its
+    warm-up ended (read by the warm-up, `warmed_by`). None: the stage was not seen (e.g. no
+    Pulled event kept, no warm-up). Seconds are the run's own: a rehearsal's are divided by
+    its speed."""
 
     workload: str  # namespace/deployment
     pods: int
@@ -238,6 +241,27 @@ class ColdStart(Contract):
     pulled: float | None = None
     started: float | None = None
     ready: float | None = None
+    region: str = ""
+    requested_at: float | None = None  # the scale request, epoch seconds (the worker's clock)
+    version_ready: float | None = None
+    warmed: float | None = None
+
+    STAGES: ClassVar[tuple[str, ...]] = ("scheduled", "pulled", "started", "ready", "version_ready", "warmed")
+    NAMES: ClassVar[dict[str, str]] = {"version_ready": "model version ready"}
+
+    def stages(self) -> list[tuple[str, float | None]]:
+        """(stage as said, seconds from the scale request) in order, e.g. ("model version ready", 70.0)."""
+        return [(self.NAMES.get(n, n), getattr(self, n)) for n in self.STAGES]
+
+    def warmed_by(self, warm: WarmupResult) -> ColdStart:
+        """With the stages the region's warm-up saw: its model versions ready, its end."""
+        if self.requested_at is None:
+            return self
+
+        def since(at: float | None) -> float | None:
+            return None if at is None else round(max(at - self.requested_at, 0.0), 3)
+
+        return self.model_copy(update={"version_ready": since(warm.versions_ready_at), "warmed": since(warm.ended_at)})
 
 
 class ScaleResult(Contract):
@@ -411,6 +435,10 @@ class WarmupResult(Contract):
     p50_ms: float
     p99_ms: float
     judged: list[WarmupJudged] = Field(default_factory=list)  # the entries with ready_when
+    # Epoch seconds (the worker's clock): when every model version the region serves first
+    # answered ready during the warm-up (None: not seen), and when the warm-up ended.
+    versions_ready_at: float | None = None
+    ended_at: float | None = None
 
 
 class HealthInput(Contract):

@@ -74,6 +74,7 @@ def measure(workload: str, requested: float, pods: list[Obj], events: list[Obj])
         pulled=last([pulled.get(p["metadata"]["name"]) for p in new]),
         started=last([_started(p) for p in new]),
         ready=last([_condition(p, "Ready") for p in new]),
+        requested_at=requested,
     )
 
 

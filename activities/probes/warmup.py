@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ErrorType, WarmupInput, WarmupJudged, WarmupResult
+from activities.probes.gate import version_paths, versions_ready
 from activities.probes.sending import Outcome, ms, percentile, send_many
 from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import Warmup
@@ -38,16 +39,27 @@ def warm_up(http: httpx.Client, base: str, input: WarmupInput) -> WarmupResult:
     runbook, region = input.runbook, input.region
     details = _last_details()
     done: dict[str, dict[str, Any]] = dict(details.get("entries", {}))
+    # The cold start's "model version ready" stage: the first moment of the warm-up the
+    # versions answered ready (checked before each entry until seen, and once after the last).
+    paths = version_paths(runbook, region)
+    versions_at: float | None = details.get("versions_ready_at")
+
+    def versions_seen() -> None:
+        nonlocal versions_at
+        if versions_at is None and versions_ready(http, base, paths):
+            versions_at = time.time()
+
     for index, warm in enumerate(runbook.spec.warmup):
         key = str(index)
         if key in done:
             continue
+        versions_seen()
         if warm.ready_when is not None:
             since = float((details.get("judging") or {}).get(key, time.time()))
-            done[key] = _until_fast(http, base, input, warm, index, done, since)
-            activity.heartbeat({"entries": done})
+            done[key] = _until_fast(http, base, input, warm, index, done, since, {"versions_ready_at": versions_at})
+            activity.heartbeat({"entries": done, "versions_ready_at": versions_at})
             continue
-        outcomes = send_many(http, base, warm, warm.requests, warm.concurrency, index, done)
+        outcomes = send_many(http, base, warm, warm.requests, warm.concurrency, index, done, {"versions_ready_at": versions_at})
         failed = [o for o in outcomes if not o.ok]
         if len(failed) * 2 > len(outcomes):
             raise ApplicationError(
@@ -61,7 +73,8 @@ def warm_up(http: httpx.Client, base: str, input: WarmupInput) -> WarmupResult:
             "failures": len(failed),
             "latencies_ms": [ms(o.seconds) for o in outcomes if o.ok],
         }
-        activity.heartbeat({"entries": done})
+        activity.heartbeat({"entries": done, "versions_ready_at": versions_at})
+    versions_seen()
     latencies = [latency for entry in done.values() for latency in entry["latencies_ms"]]
     return WarmupResult(
         region=region,
@@ -70,14 +83,18 @@ def warm_up(http: httpx.Client, base: str, input: WarmupInput) -> WarmupResult:
         p50_ms=percentile(latencies, 50),
         p99_ms=percentile(latencies, 99),
         judged=[WarmupJudged(**e["judged"]) for e in done.values() if "judged" in e],
+        versions_ready_at=versions_at,
+        ended_at=time.time(),
     )
 
 
 def _until_fast(
-    http: httpx.Client, base: str, input: WarmupInput, warm: Warmup, index: int, done: dict[str, Any], since: float
+    http: httpx.Client, base: str, input: WarmupInput, warm: Warmup, index: int, done: dict[str, Any], since: float,
+    keep: dict[str, Any],
 ) -> dict[str, Any]:
     """Entry `warm` sent until its latest requests are fast enough (its ready_when), judged
-    since `since` (epoch seconds: a retried attempt keeps the first one's deadline)."""
+    since `since` (epoch seconds: a retried attempt keeps the first one's deadline); `keep`
+    goes into the heartbeats as it is."""
     ready = warm.ready_when
     assert ready is not None
     limit = ready.p95_time_to_first_byte.total_seconds()
@@ -85,7 +102,7 @@ def _until_fast(
     budget = max(timeout / input.speed, min(timeout, MIN_JUDGED_SECONDS))
     latest: deque[Outcome] = deque(maxlen=ready.window)
     sent = failures = 0
-    state = {"judging": {str(index): since}}
+    state = {**keep, "judging": {str(index): since}}
     while True:
         outcomes = send_many(http, base, warm, warm.concurrency, warm.concurrency, index, done, state)
         latest.extend(outcomes)

@@ -325,7 +325,7 @@ def history(
     """Past drills from their evidence packs: per-phase times and the RTO trend against the objective."""
     from activities.artifacts.stores import stores_from_settings
     from drpilot.domain.settings import SettingsError, load_settings
-    from drpilot.frontdoor.drills import HistoryError, read_history, trend
+    from drpilot.frontdoor.drills import HistoryError, cold_start_trend, read_history, trend
 
     rb = load_or_exit(file)
     try:
@@ -354,3 +354,5 @@ def history(
         )
     print_table(table)
     out.print(trend(past), markup=False)
+    for line in cold_start_trend(past):
+        out.print(line, markup=False)

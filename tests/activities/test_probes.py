@@ -200,6 +200,9 @@ def test_warmup_ready_when_waits_out_a_cold_model_judging_the_streams_first_byte
     assert 20 <= judged.requests == result.requests == world.servers[WEST].inference_requests <= 40
     assert result.p50_ms >= 150  # the whole streamed answers
     assert max(r.seconds for r in world.servers[WEST].records) >= 0.3  # the cold ones were slow
+    # The cold start's last two stages: the versions answered ready before the first request.
+    assert result.versions_ready_at is not None and result.ended_at is not None
+    assert result.ended_at - result.versions_ready_at >= judged.seconds - 0.5
 
 
 def test_warmup_ready_when_fails_at_its_timeout_with_the_evidence(world):

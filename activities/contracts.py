@@ -253,6 +253,17 @@ class ColdStart(Contract):
         """(stage as said, seconds from the scale request) in order, e.g. ("model version ready", 70.0)."""
         return [(self.NAMES.get(n, n), getattr(self, n)) for n in self.STAGES]
 
+    def unscaled(self, stage: str, speed: float) -> float | None:
+        """Seconds to `stage` at speed 1, from a rehearsal at `speed`: up to ready the waits were
+        simulated (pod start, node provisioning: divided by the speed, so times it); after it,
+        the versions' load and the warm-up's requests took their real time (never divided)."""
+        value = getattr(self, stage)
+        if value is None or speed == 1:
+            return value
+        if stage in ("version_ready", "warmed") and self.ready is not None:
+            return self.ready * speed + max(value - self.ready, 0.0)
+        return value * speed
+
     def warmed_by(self, warm: WarmupResult) -> ColdStart:
         """With the stages the region's warm-up saw: its model versions ready, its end."""
         if self.requested_at is None:
@@ -551,12 +562,23 @@ class LastDrillInput(Contract):
     runbook: Runbook  # its spec.drills.evidence
 
 
+class MeasuredColdStart(Contract):
+    """The cold starts the newest drill that measured any measured, from its evidence pack."""
+
+    drill_id: str
+    at: datetime  # when that drill started
+    speed: float  # its failover's: a rehearsal's seconds times this are the speed-1 equivalent
+    cold_starts: list[ColdStart]
+
+
 class LastDrill(Contract):
-    """The runbook's newest drill that completed, from its evidence packs; None: none did."""
+    """The runbook's newest drill that completed, from its evidence packs; None: none did.
+    `cold_start`: the newest drill whose failover measured a cold start (completed or not)."""
 
     completed_at: datetime | None = None
     drill_id: str = ""
     uri: str = ""
+    cold_start: MeasuredColdStart | None = None
 
 
 # -------------------------------------------------------- what only the front door answers

@@ -142,16 +142,15 @@ def _direction(values: list[float]) -> str:
 
 def cold_start_trend(past: list[Past]) -> list[str]:
     """One line per cold-start stage: across the drills whose failover measured it, the
-    slowest workload's seconds from the scale request, at speed 1 (a rehearsal's times the
-    speed), e.g. "cold start ready: 61s, 58s, 240s (last 240s; worse than the mean 60s of the 2 before)"."""
+    slowest workload's seconds from the scale request, at speed 1 (ColdStart.unscaled), e.g. "cold start ready: 61s, 58s, 240s (last 240s; worse than the mean 60s of the 2 before)"."""
     lines = []
     for stage in ColdStart.STAGES:
         values = []
         for p in past:
             run = p.result.failover
-            seen = [getattr(c, stage) for c in run.cold_starts if getattr(c, stage) is not None] if run else []
+            seen = [s for c in (run.cold_starts if run else []) if (s := c.unscaled(stage, run.speed)) is not None]
             if seen:
-                values.append(max(seen) * run.speed)
+                values.append(max(seen))
         if values:
             name = ColdStart.NAMES.get(stage, stage)
             shown = ", ".join(f"{v:.0f}s" for v in values[-6:])

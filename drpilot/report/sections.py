@@ -255,7 +255,8 @@ def _cold_start_bars(facts: RunFacts, offset) -> list[Bar]:
             continue
         start = offset(datetime.fromtimestamp(cold.requested_at, UTC))
         seen = [s for _, s in cold.stages() if s is not None]
-        at_one = f" (~{max(seen) * speed:.0f}s at speed 1)" if speed != 1 and seen else ""
+        last = max((s for n in cold.STAGES if (s := cold.unscaled(n, speed)) is not None), default=None)
+        at_one = f" (~{last:.0f}s at speed 1)" if speed != 1 and last is not None else ""
         bars.append(Bar(f"cold start {cold.region} {cold.workload}", start, max(seen, default=None), "ok", 1,
                         f"{cold.pods} pods{at_one}"))
         for stage, seconds in cold.stages():

@@ -42,6 +42,7 @@ class World:
     velero_phase: str = "Completed"
     velero_backup_age: timedelta = timedelta(minutes=5)  # how long ago the backup to restore completed
     last_drill_age: timedelta | None = None  # how long ago the runbook's last drill completed; None: never
+    measured_cold_start: c.MeasuredColdStart | None = None  # what the newest measuring drill measured
     # Regions whose pods started while a model's artifacts were missing: they serve without
     # it (the version gate fails) until a rollout restart with the artifacts complete.
     stale: set[str] = field(default_factory=set)
@@ -299,9 +300,10 @@ class World:
     async def last_drill(self, input: c.LastDrillInput) -> c.LastDrill:
         await self._visit(c.DRILL_LAST)
         if self.last_drill_age is None:
-            return c.LastDrill()
+            return c.LastDrill(cold_start=self.measured_cold_start)
         ended = activity.info().current_attempt_scheduled_time - self.last_drill_age  # the server's clock
-        return c.LastDrill(completed_at=ended, drill_id="drill:llm-inference-20261001T100000Z", uri="s3://dr-evidence/drills/x.json")
+        return c.LastDrill(completed_at=ended, drill_id="drill:llm-inference-20261001T100000Z",
+                           uri="s3://dr-evidence/drills/x.json", cold_start=self.measured_cold_start)
 
     # ------------------------------------------------------------------ notifications
     @activity.defn(name=c.NOTIFY_SEND)

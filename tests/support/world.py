@@ -35,6 +35,9 @@ class World:
     analysis_fails_at: dict[str, int] = field(default_factory=dict)
     # region -> pods its nodes (and autoscaler) cannot hold of what a run would add
     short: dict[str, int] = field(default_factory=dict)
+    # region -> what images.check / quota.check find wrong there (not ready)
+    image_findings: dict[str, str] = field(default_factory=dict)
+    quota_short: dict[str, str] = field(default_factory=dict)
     # Seconds from a scale request to its pods' stages (scheduled, pulled, started, ready) and,
     # after the warm-up began, to the versions ready and its end: what kube.scale / the warm-up
     # report as each scale-up's cold start. None: no cold start reported (as before 0.4.0).
@@ -222,11 +225,15 @@ class World:
     async def images_check(self, input: c.ImagesInput) -> c.ImagesResult:
         await self._visit(c.IMAGES_CHECK, input.region)
         self._reach(input.region)
+        if input.region in self.image_findings:
+            return c.ImagesResult(region=input.region, verdict="finding", detail=self.image_findings[input.region])
         return c.ImagesResult(region=input.region, verdict="ok", detail="every image in the region's registry")
 
     @activity.defn(name=c.QUOTA_CHECK)
     async def quota_check(self, input: c.QuotaInput) -> c.QuotaResult:
         await self._visit(c.QUOTA_CHECK, input.region)
+        if input.region in self.quota_short:
+            return c.QuotaResult(region=input.region, verdict="short", detail=self.quota_short[input.region])
         return c.QuotaResult(region=input.region, verdict="ok", detail="the scale-out starts no new node")
 
     @activity.defn(name=c.KUBE_ROLLOUT_RESTART)

@@ -24,10 +24,10 @@ from drpilot_twin.faults import FaultBoard, Faults
 _REGION_SETS = ("region_down", "pods_stalled", "velero_partially_failed", "velero_failed")
 _REGION_MAPS = (
     "pod_start_seconds", "error_ramp", "extra_latency_seconds", "gpu_free", "node_provision_seconds",
-    "image_missing", "quota", "cold_model",
+    "image_missing", "quota", "cold_model", "image_bytes",
 )
 # What a per-region value is (seconds, unless said here).
-_REGION_VALUE: dict[str, type] = {"gpu_free": int, "quota": int, "image_missing": str}
+_REGION_VALUE: dict[str, type] = {"gpu_free": int, "quota": int, "image_missing": str, "image_bytes": int}
 
 
 class FaultError(ValueError):
@@ -99,6 +99,7 @@ Faults as key=value (or one JSON object):
   node_provision_seconds.R=90  Karpenter takes 90 s to bring up a node in R
   image_missing.R=IMAGE        R's registry lacks IMAGE: pulls fail
   quota.R=96                   GPU-instance vCPU quota of 96 in R
+  image_bytes.R=20000000000     R's images are 20 GB: pulls take twice the default's
   pod_start_seconds.R=30       a pod in R takes 30 s to become ready
   glacier_delay_seconds=60     a Glacier restore takes 60 s
   route53_pending_seconds=20   a Route53 change stays PENDING 20 s

@@ -63,6 +63,9 @@ class Faults:
     # Per region: the account's vCPU quota for GPU instances (Service Quotas); Karpenter
     # cannot launch nodes beyond it.
     quota: dict[str, int] = field(default_factory=dict)
+    # Per region: the size in bytes of the images its pods pull (default 10 GB, the size
+    # pod_start_seconds is for); a pull takes its share of the start in proportion.
+    image_bytes: dict[str, int] = field(default_factory=dict)
     # Seconds a Glacier restore_object takes before the object is readable.
     glacier_delay_seconds: float = 0.0
     # Route53: seconds a change stays PENDING before INSYNC.

@@ -5,7 +5,7 @@ Images: every container image the region's Deployments run. An ECR image must be
 registry of the region it is pulled from (ECR DescribeImages there), and that registry must
 be the region's own: an image pulled from another region's registry fails exactly when that
 region is down. An image outside ECR is asked of its own registry (a manifest HEAD, bounded,
-activities/registry.py) with the Deployment's pull secret for it; without one, or when the
+activities/image_registry.py) with the Deployment's pull secret for it; without one, or when the
 registry does not answer, it is "not checked", said as such and noted, never a finding. A
 tag, not a digest, is noted: what a tag names can change between the drill and the outage.
 
@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes import client as k8s
 from temporalio import activity
 
-from activities import contracts, registry
+from activities import contracts, image_registry
 from activities.contracts import ImagesInput, ImagesResult, QuotaInput, QuotaResult
 from activities.credentials import Rotating
 from activities.kube.clusters import (
@@ -60,7 +60,7 @@ class StandbyActivities:
 
     def __init__(self, clients: Mapping[str, k8s.ApiClient], aws: Callable[[str, str], Any], http: httpx.Client | None = None):
         self.clients, self.aws = clients, aws
-        self.http = http or httpx.Client(timeout=registry.TIMEOUT_SECONDS)
+        self.http = http or httpx.Client(timeout=image_registry.TIMEOUT_SECONDS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -136,8 +136,8 @@ class StandbyActivities:
 
     def _head(self, api: k8s.ApiClient, image: str, namespace: str, names: list[str]) -> str:
         """A non-ECR image's manifest, asked of its registry with the Deployment's pull secret
-        for it (activities/registry.py); without one, not checked: nothing is sent anonymously."""
-        ref = registry.parse(image)
+        for it (activities/image_registry.py); without one, not checked: nothing is sent anonymously."""
+        ref = image_registry.parse(image)
         secrets, unread = [], []
         for name in names:
             try:
@@ -146,11 +146,11 @@ class StandbyActivities:
                 ).data))
             except api_errors() as exc:
                 unread.append(f"{namespace}/{name} ({getattr(exc, 'status', '') or type(exc).__name__})")
-        auth = registry.credentials(secrets, ref.registry)
+        auth = image_registry.credentials(secrets, ref.registry)
         if auth is None:
             why = f"cannot read pull secret {', '.join(unread)}" if unread else f"no pull secret for {ref.registry}"
             return f"not checked (not an ECR image; {why})"
-        return registry.manifest_problem(self.http, ref, auth)
+        return image_registry.manifest_problem(self.http, ref, auth)
 
     def _describe(self, m: re.Match[str]) -> str:
         """'' when the image is in its registry, else what is wrong ("not checked ..." when unreadable)."""

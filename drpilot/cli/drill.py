@@ -353,6 +353,5 @@ def history(
             f"{r.objective_rto_seconds:.0f}" + ("" if r.rto_met is None else " met" if r.rto_met else " MISSED"),
         )
     print_table(table)
-    out.print(trend(past), markup=False)
-    for line in cold_start_trend(past):
+    for line in [*cold_start_trend(past), trend(past)]:  # the RTO's, the summary, last
         out.print(line, markup=False)

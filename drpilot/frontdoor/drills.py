@@ -155,4 +155,4 @@ def cold_start_trend(past: list[Past]) -> list[str]:
             name = ColdStart.NAMES.get(stage, stage)
             shown = ", ".join(f"{v:.0f}s" for v in values[-6:])
             lines.append(f"cold start {name}: {shown} at speed 1 (last {values[-1]:.0f}s{_direction(values)})")
-    return lines or ["no drill measured a cold start yet"]
+    return lines

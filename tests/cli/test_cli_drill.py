@@ -102,12 +102,12 @@ def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto, tmp_pat
     assert rows[0].split()[:9] == ["2026-11-03", "10:00", "live", "completed", "0.4", "95.0", "600.0", "4500.0", "-"]
     assert rows[2].split()[-2:] == ["900", "MISSED"]
     assert result.stdout.strip().splitlines()[-4:] == [
-        "RTO last 960s vs objective 900s (107% of it); 1 of 3 missed; worse than the mean 620s of the 2 before",
         # A trend per stage the failovers measured, at speed 1 (the first drill had no cold start).
         "cold start scheduled: 2s, 2s at speed 1 (last 2s; steady around the mean 2s of the 1 before)",
         "cold start ready: 250s, 600s at speed 1 (last 600s; worse than the mean 250s of the 1 before)",
         # After ready the warm-up took its real time (6 s), not divided by the speed.
         "cold start warmed: 256s, 606s at speed 1 (last 606s; worse than the mean 256s of the 1 before)",
+        "RTO last 960s vs objective 900s (107% of it); 1 of 3 missed; worse than the mean 620s of the 2 before",
     ]
 
     s3.put_object(Bucket=bucket, Key="drills/llm-inference/zzz-broken.json", Body=b'{"drill_id": 1}')

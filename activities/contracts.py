@@ -11,7 +11,7 @@ limits it is judged by, never are.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -230,7 +230,10 @@ class ScaleInput(Contract):
 class ColdStart(Contract):
     """How long the pods a scale-up started took, stage by stage: seconds from the scale
     request until the last of them was scheduled, had its image pulled, started its
-    containers, turned ready (None: the stage was not seen, e.g. no Pulled event kept)."""
+    containers, turned ready; then until the region's model versions answered ready and its
+    warm-up ended (read by the warm-up, `warmed_by`). None: the stage was not seen (e.g. no
+    Pulled event kept, no warm-up). Seconds are the run's own: a rehearsal's are divided by
+    its speed."""
 
     workload: str  # namespace/deployment
     pods: int
@@ -238,6 +241,38 @@ class ColdStart(Contract):
     pulled: float | None = None
     started: float | None = None
     ready: float | None = None
+    region: str = ""
+    requested_at: float | None = None  # the scale request, epoch seconds (the worker's clock)
+    version_ready: float | None = None
+    warmed: float | None = None
+
+    STAGES: ClassVar[tuple[str, ...]] = ("scheduled", "pulled", "started", "ready", "version_ready", "warmed")
+    NAMES: ClassVar[dict[str, str]] = {"version_ready": "model version ready"}
+
+    def stages(self) -> list[tuple[str, float | None]]:
+        """(stage as said, seconds from the scale request) in order, e.g. ("model version ready", 70.0)."""
+        return [(self.NAMES.get(n, n), getattr(self, n)) for n in self.STAGES]
+
+    def unscaled(self, stage: str, speed: float) -> float | None:
+        """Seconds to `stage` at speed 1, from a rehearsal at `speed`: up to ready the waits were
+        simulated (pod start, node provisioning: divided by the speed, so times it); after it,
+        the versions' load and the warm-up's requests took their real time (never divided)."""
+        value = getattr(self, stage)
+        if value is None or speed == 1:
+            return value
+        if stage in ("version_ready", "warmed") and self.ready is not None:
+            return self.ready * speed + max(value - self.ready, 0.0)
+        return value * speed
+
+    def warmed_by(self, warm: WarmupResult) -> ColdStart:
+        """With the stages the region's warm-up saw: its model versions ready, its end."""
+        if self.requested_at is None:
+            return self
+
+        def since(at: float | None) -> float | None:
+            return None if at is None else round(max(at - self.requested_at, 0.0), 3)
+
+        return self.model_copy(update={"version_ready": since(warm.versions_ready_at), "warmed": since(warm.ended_at)})
 
 
 class ScaleResult(Contract):
@@ -377,6 +412,31 @@ class VeleroBackupInfo(Contract):
 class WarmupInput(Contract):
     runbook: Runbook
     region: str
+    speed: float = 1.0  # divides the ready_when timeouts (a rehearsal's), never request latency
+
+
+class WarmupJudged(Contract):
+    """How a warm-up entry with ready_when ended: its latest `window` requests' p95 time to
+    first byte against the limit, after `requests` sent in `seconds`."""
+
+    request: str  # e.g. "POST /v2/models/llm/generate_stream"
+    requests: int
+    window: int
+    p95_ms: float
+    limit_ms: float
+    seconds: float
+
+    def evidence(self, region: str) -> CheckEvidence:
+        """e.g. "us-west-2: warm-up POST /v2/models/llm/infer p95 time to first byte":
+        "412ms over the latest 20 of 64 requests (limit 800ms) in 3.1s"."""
+        return CheckEvidence(
+            check=f"{region}: warm-up {self.request} p95 time to first byte",
+            passed=self.p95_ms <= self.limit_ms,
+            observed=(
+                f"{self.p95_ms:.0f}ms over the latest {self.window} of {self.requests} requests "
+                f"(limit {self.limit_ms:.0f}ms) in {self.seconds:.1f}s"
+            ),
+        )
 
 
 class WarmupResult(Contract):
@@ -385,6 +445,11 @@ class WarmupResult(Contract):
     failures: int
     p50_ms: float
     p99_ms: float
+    judged: list[WarmupJudged] = Field(default_factory=list)  # the entries with ready_when
+    # Epoch seconds (the worker's clock): when every model version the region serves first
+    # answered ready during the warm-up (None: not seen), and when the warm-up ended.
+    versions_ready_at: float | None = None
+    ended_at: float | None = None
 
 
 class HealthInput(Contract):
@@ -497,12 +562,23 @@ class LastDrillInput(Contract):
     runbook: Runbook  # its spec.drills.evidence
 
 
+class MeasuredColdStart(Contract):
+    """The cold starts the newest drill that measured any measured, from its evidence pack."""
+
+    drill_id: str
+    at: datetime  # when that drill started
+    speed: float  # its failover's: a rehearsal's seconds times this are the speed-1 equivalent
+    cold_starts: list[ColdStart]
+
+
 class LastDrill(Contract):
-    """The runbook's newest drill that completed, from its evidence packs; None: none did."""
+    """The runbook's newest drill that completed, from its evidence packs; None: none did.
+    `cold_start`: the newest drill whose failover measured a cold start (completed or not)."""
 
     completed_at: datetime | None = None
     drill_id: str = ""
     uri: str = ""
+    cold_start: MeasuredColdStart | None = None
 
 
 # -------------------------------------------------------- what only the front door answers
@@ -642,6 +718,7 @@ class ErrorType:
     VELERO_RESTORE_TIMEOUT = "VeleroRestoreTimeout"
     VELERO_RESTORE_VANISHED = "VeleroRestoreVanished"
     WARMUP_FAILED = "WarmupFailed"
+    WARMUP_NOT_FAST = "WarmupNotFast"
 
     @staticmethod
     def route53_refused(code: str) -> str:

@@ -33,6 +33,7 @@ from activities.contracts import (
     FiringAlertsInput,
     LastDrill,
     LastDrillInput,
+    MeasuredColdStart,
 )
 from activities.credentials import Rotating
 from activities.probes.prometheus import PromError, instant_query
@@ -52,6 +53,24 @@ def firing_names(alerts: list[dict[str, Any]], wanted: list[str]) -> list[str]:
         if state != "suppressed" and name in wanted:
             found.add(name)
     return sorted(found)
+
+
+# How many of the newest packs are searched for a measured cold start (each is one GET).
+COLD_START_PACKS = 20
+
+
+def _measured(pack: dict[str, Any]) -> MeasuredColdStart | None:
+    """The cold starts a drill's failover measured, from its pack (None: none, or not readable)."""
+    failover = pack.get("failover") or {}
+    if not isinstance(failover, dict) or not failover.get("cold_starts"):
+        return None
+    try:
+        return MeasuredColdStart(
+            drill_id=pack.get("drill_id", ""), at=pack["started_at"], speed=failover.get("speed", 1.0),
+            cold_starts=failover["cold_starts"],
+        )
+    except (KeyError, ValueError):  # a pack of another shape: no measurement to use
+        return None
 
 
 class DrillActivities:
@@ -162,22 +181,32 @@ class DrillActivities:
     @activity.defn(name=DRILL_LAST)
     def last_completed(self, input: LastDrillInput) -> LastDrill:
         """Read-only: the newest pack whose drill completed, newest first (packs sort by time),
-        in S3 or Cloud Storage as `drpilot drill history` reads them."""
+        in S3 or Cloud Storage as `drpilot drill history` reads them; and the newest of the last
+        COLD_START_PACKS whose failover measured a cold start."""
         rb = input.runbook
         if rb.spec.drills is None:
             raise ApplicationError(f"{rb.name}: no spec.drills.evidence to read drills from", type=ErrorType.DRILL_UNCONFIGURED,
                                    non_retryable=True)
         evidence = Location.parse(rb.spec.drills.evidence)
         where = Location(evidence.bucket, f"{evidence.prefix}{rb.name}/", evidence.scheme)
+        completed: LastDrill | None = None
+        cold: MeasuredColdStart | None = None
         try:
-            for path in sorted((p for p in self._stores.listed(where) if p.endswith(".json")), reverse=True):
+            paths = sorted((p for p in self._stores.listed(where) if p.endswith(".json")), reverse=True)
+            for n, path in enumerate(paths):
+                if completed is not None and (cold is not None or n >= COLD_START_PACKS):
+                    break
                 try:
                     pack = json.loads(self._stores.read(where, path))
                 except ValueError:  # not JSON: someone else's file, not a drill
                     continue
-                if isinstance(pack, dict) and pack.get("status") == "completed" and pack.get("ended_at"):
-                    return LastDrill(completed_at=pack["ended_at"], drill_id=pack.get("drill_id", ""), uri=where.uri(path))
+                if not isinstance(pack, dict):
+                    continue
+                if completed is None and pack.get("status") == "completed" and pack.get("ended_at"):
+                    completed = LastDrill(completed_at=pack["ended_at"], drill_id=pack.get("drill_id", ""), uri=where.uri(path))
+                if cold is None and n < COLD_START_PACKS:
+                    cold = _measured(pack)
         except ApplicationError as exc:  # the store's: no such bucket, no credentials, endpoint down; retried
             raise ApplicationError(f"cannot read drills from {where.uri()}: {exc.message}",
                                    type=ErrorType.EVIDENCE_UNREADABLE) from None
-        return LastDrill()
+        return (completed or LastDrill()).model_copy(update={"cold_start": cold})

@@ -4,8 +4,10 @@ and the vCPU quota for the GPU nodes its scale-out would start.
 Images: every container image the region's Deployments run. An ECR image must be in the
 registry of the region it is pulled from (ECR DescribeImages there), and that registry must
 be the region's own: an image pulled from another region's registry fails exactly when that
-region is down. Images outside ECR are "not checked", said as such. A tag, not a digest, is
-noted: what a tag names can change between the drill and the outage.
+region is down. An image outside ECR is asked of its own registry (a manifest HEAD, bounded,
+activities/image_registry.py) with the Deployment's pull secret for it; without one, or when the
+registry does not answer, it is "not checked", said as such and noted, never a finding. A
+tag, not a digest, is noted: what a tag names can change between the drill and the outage.
 
 Quota: EC2 counts On-Demand instances against per-family vCPU quotas ("Running On-Demand G
 and VT instances", "Running On-Demand P instances"; Service Quotas, ServiceCode ec2). The
@@ -23,11 +25,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
+import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 from kubernetes import client as k8s
 from temporalio import activity
 
-from activities import contracts
+from activities import contracts, image_registry
 from activities.contracts import ImagesInput, ImagesResult, QuotaInput, QuotaResult
 from activities.credentials import Rotating
 from activities.kube.clusters import (
@@ -55,8 +58,9 @@ class StandbyActivities:
     """Images and quotas of a region: a Kubernetes client per context, an AWS client per
     (service, region)."""
 
-    def __init__(self, clients: Mapping[str, k8s.ApiClient], aws: Callable[[str, str], Any]):
+    def __init__(self, clients: Mapping[str, k8s.ApiClient], aws: Callable[[str, str], Any], http: httpx.Client | None = None):
         self.clients, self.aws = clients, aws
+        self.http = http or httpx.Client(timeout=image_registry.TIMEOUT_SECONDS)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -86,6 +90,7 @@ class StandbyActivities:
         context, api = cluster_client(self.clients, input.runbook, input.region, "read the workloads' images")
         apps = k8s.AppsV1Api(api)
         images: list[str] = []
+        secrets_of: dict[str, tuple[str, list[str]]] = {}  # image -> (namespace, its pull secrets' names)
         for w in input.runbook.workloads_in(input.region):
             try:
                 response = apps.read_namespaced_deployment(
@@ -98,14 +103,20 @@ class StandbyActivities:
                     rbac=f"get on deployments (group apps) in namespace {w.namespace}",
                 ) from exc
             spec = json.loads(response.data).get("spec", {}).get("template", {}).get("spec", {})
+            pull_secrets = [s["name"] for s in spec.get("imagePullSecrets") or [] if s.get("name")]
             for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
                 if c.get("image") and c["image"] not in images:
                     images.append(c["image"])
+                    secrets_of[c["image"]] = (w.namespace, pull_secrets)
         findings, notes, unchecked = [], [], []
         for image in images:
             m = ECR_IMAGE.match(image)
             if m is None:
-                notes.append(f"{image}: not checked (not an ECR image)")
+                problem = self._head(api, image, *secrets_of[image])
+                if problem.startswith("not checked"):
+                    notes.append(f"{image}: {problem}")
+                elif problem:
+                    findings.append(f"{image}: {problem}")
                 continue
             if not m["digest"]:
                 notes.append(f"{image}: not pinned by digest")
@@ -122,6 +133,24 @@ class StandbyActivities:
         if verdict == "ok" and said:
             detail = f"{len(images)} image(s) present; " + detail
         return ImagesResult(region=input.region, verdict=verdict, detail=detail, images=images)
+
+    def _head(self, api: k8s.ApiClient, image: str, namespace: str, names: list[str]) -> str:
+        """A non-ECR image's manifest, asked of its registry with the Deployment's pull secret
+        for it (activities/image_registry.py); without one, not checked: nothing is sent anonymously."""
+        ref = image_registry.parse(image)
+        secrets, unread = [], []
+        for name in names:
+            try:
+                secrets.append(json.loads(k8s.CoreV1Api(api).read_namespaced_secret(
+                    name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+                ).data))
+            except api_errors() as exc:
+                unread.append(f"{namespace}/{name} ({getattr(exc, 'status', '') or type(exc).__name__})")
+        auth = image_registry.credentials(secrets, ref.registry)
+        if auth is None:
+            why = f"cannot read pull secret {', '.join(unread)}" if unread else f"no pull secret for {ref.registry}"
+            return f"not checked (not an ECR image; {why})"
+        return image_registry.manifest_problem(self.http, ref, auth)
 
     def _describe(self, m: re.Match[str]) -> str:
         """'' when the image is in its registry, else what is wrong ("not checked ..." when unreadable)."""

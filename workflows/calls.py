@@ -259,10 +259,12 @@ async def velero_restore(runbook: Runbook, region: str, name: str, speed: float)
     )
 
 
-async def warmup(runbook: Runbook, region: str) -> c.WarmupResult:
+async def warmup(runbook: Runbook, region: str, speed: float) -> c.WarmupResult:
+    # Entries judged by ready_when may send until their (rehearsal-scaled) timeouts.
+    judged = sum(_scaled(w.ready_when.timeout.total_seconds(), speed) for w in runbook.spec.warmup if w.ready_when)
     return await _execute(
-        c.PROBES_WARMUP, c.WarmupInput(runbook=runbook, region=region), c.WarmupResult,
-        seconds=600, heartbeat=HEARTBEAT, retry=_retry(3), summary=f"warm up {region}",
+        c.PROBES_WARMUP, c.WarmupInput(runbook=runbook, region=region, speed=speed), c.WarmupResult,
+        seconds=600 + judged, heartbeat=HEARTBEAT, retry=_retry(3), summary=f"warm up {region}",
     )
 
 

@@ -230,6 +230,7 @@ class Run:
             requested_by=self.requested_by,
             approved_by=self.approval.approved_by,
             override_safety_rules=list(self.input.override_safety_rules),
+            cold_starts=list(self.workloads.cold_starts),
         )
 
     # ------------------------------------------------------------------ operator control

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         rpo_lags,
     )
     from workflows.types import FailoverInput, RunResult, WorldState
+    from workflows.versions import COLD_START
     from workflows.world import workloads
 
 
@@ -159,7 +160,9 @@ class FailoverWorkflow(Run):
                     "preflight", rpo_lags(rb, self.verified, found.sources) + backup_ages(rb, found.backups, workflow.now())
                 )
             if self.patches.v4:
-                await self.gates.check_capacity("preflight", self.targets, self.input.strategy)
+                # 0.4.0-cold-start: the images and the GPU quota gate as capacity does.
+                pulls = workflow.patched(COLD_START)
+                await self.gates.check_capacity("preflight", self.targets, self.input.strategy, pulls=pulls)
             weights = failover_weights(rb, failed, self.targets, before)
             if found.dns.control_plane_down:
                 raise PhaseFailed(control_plane_down(rb, weights, found.dns.control_plane_down))

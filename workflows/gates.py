@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -87,37 +88,59 @@ class Gates:
             return
         raise PhaseFailed(f"{text}; nothing was changed (set objectives.rpo_policy: warn to go on regardless)")
 
-    async def check_capacity(self, phase: str, regions: list[str], strategy: str) -> None:
-        """Can the targets hold the workloads' pods (0.4.0)? A graceful failover that does not
-        fit stops before any change (guardrails.capacity: fail, the default): the outage is
-        elsewhere, the primary still serves, and half a fleet in the DR region would fail the
-        health gate anyway. An ungraceful one warns and goes on: its failed region is dark,
-        and partial capacity serves more than none. Unreadable capacity is "not checked",
-        a warning, never a pass."""
+    async def check_capacity(self, phase: str, regions: list[str], strategy: str, *, pulls: bool = False) -> None:
+        """Can the targets hold the workloads' pods (0.4.0)? And, with `pulls` (the cold-start
+        patch), pull their images and start their nodes within the GPU quota? A graceful
+        failover that cannot stops before any change (guardrails.capacity: fail, the default):
+        the outage is elsewhere, the primary still serves, and half a fleet in the DR region
+        would fail the health gate anyway. An ungraceful one warns and goes on: its failed
+        region is dark, and partial capacity serves more than none. A read that fails is "not
+        checked", a warning, never a pass."""
         rb = self.run.runbook
 
-        async def read(region: str) -> c.CapacityResult | str:
+        async def attempt(region: str, what: str, call: Any) -> Any:
             try:
-                return await calls.kube_capacity(rb, region)
+                return await call
             except ActivityError as exc:
-                return f"{region}: capacity not checked ({explain(exc)})"
+                return f"{region}: {what} not checked ({explain(exc)})"
 
-        results = await together(*(read(r) for r in regions))
-        short = []
-        for r in results:
-            if isinstance(r, str):
-                self.timeline.note(phase, f"WARNING {r}")
-            elif r.verdict == "short":
-                short.append(r.detail)
-            else:
-                self.timeline.note(phase, f"capacity: {r.detail}")
+        async def read(region: str) -> list[tuple[str, Any]]:
+            if not pulls:
+                return [("capacity", await attempt(region, "capacity", calls.kube_capacity(rb, region)))]
+            room, images = await together(
+                attempt(region, "capacity", calls.kube_capacity(rb, region)),
+                attempt(region, "images", calls.images_check(rb, region)),
+            )
+            quota = (
+                await attempt(region, "quota", calls.quota_check(rb, region, room))
+                if isinstance(room, c.CapacityResult) else f"{region}: quota not checked (capacity unknown)"
+            )
+            return [("capacity", room), ("images", images), ("quota", quota)]
+
+        short: list[str] = []
+        images = ""  # the fix for images the region cannot pull, when it is one
+        for found in await together(*(read(r) for r in regions)):
+            for what, r in found:
+                if isinstance(r, str):
+                    self.timeline.note(phase, f"WARNING {r}")
+                elif what == "capacity" and r.verdict != "short":
+                    self.timeline.note(phase, f"capacity: {r.detail}")
+                elif what == "capacity":
+                    short.append(r.detail)
+                elif r.ready:
+                    self.timeline.note(phase, f"{r.region}: {what}: {r.detail}")
+                else:
+                    short.append(f"{r.region}: {what}: {r.detail}")
+                    if what == "images":
+                        images = "push the images to the registry in the region they are pulled in, "
         if not short:
             return
         text = "; ".join(short)
         if strategy == "graceful" and rb.spec.guardrails.capacity == "fail":
             raise PhaseFailed(
-                f"{text}; nothing was changed: free GPUs there, raise the NodePool's spec.limits or the GPU "
-                "quota, choose other targets with --to, or set guardrails.capacity: warn to go on regardless"
+                f"{text}; nothing was changed: {images}free GPUs there, raise "
+                "the NodePool's spec.limits or the GPU quota, choose other targets with --to, or set "
+                "guardrails.capacity: warn to go on regardless"
             )
         why = "ungraceful: partial capacity beats none" if strategy != "graceful" else "guardrails.capacity: warn"
         self.timeline.note(phase, f"WARNING {text} ({why})")

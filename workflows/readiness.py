@@ -36,10 +36,11 @@ with workflow.unsafe.imports_passed_through():
     from drpilot.domain.runbook import DnsSwitch, Role
     from workflows import calls, metrics
     from workflows.branches import together
+    from workflows.cold_start import cold_start_verdicts
     from workflows.failures import explain
     from workflows.plan import backup_ages, format_weights, rpo_lags
     from workflows.types import ReadinessInput
-    from workflows.versions import CAPACITY, CONTROL_PLANE, DRILL_CADENCE
+    from workflows.versions import CAPACITY, COLD_START, CONTROL_PLANE, DRILL_CADENCE
 
 PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"
@@ -98,6 +99,19 @@ def cadence_check(last: c.LastDrill | str, cadence: timedelta, now: datetime) ->
     if age > cadence:
         return ReadinessCheck(name=name, ready=False, detail=f"{detail}, longer than spec.drills.cadence: run a drill")
     return ReadinessCheck(name=name, ready=True, detail=detail)
+
+
+def cold_start_checks(rb: Any, last: c.LastDrill | str) -> list[ReadinessCheck]:
+    """`REGION: cold start` per region the newest measuring drill brought up; nothing when no
+    drill measured one yet (the cadence check is what asks for drills)."""
+    if isinstance(last, str):
+        return [ReadinessCheck(name="cold start", ready=False, detail=f"not checked: {last}")]
+    if last.cold_start is None:
+        return []
+    return [
+        ReadinessCheck(name=f"{region}: cold start", ready=ok, detail=text)
+        for region, ok, text in cold_start_verdicts(rb, last.cold_start)
+    ]
 
 
 @workflow.defn
@@ -203,8 +217,13 @@ class ReadinessWorkflow:
                 detail="; ".join(problems) or f"{infos[0].name} within the RPO in {', '.join(backups)}",
             ))
         cadence = rb.spec.drills.cadence if rb.spec.drills else None
+        last: c.LastDrill | str | None = None
         if cadence is not None and workflow.patched(DRILL_CADENCE):
-            checks.append(cadence_check(await attempt(calls.last_drill(rb)), cadence, workflow.now()))
+            last = await attempt(calls.last_drill(rb))
+            checks.append(cadence_check(last, cadence, workflow.now()))
+        # 0.4.0: the cold start the newest drill measured, against what the RTO leaves for it.
+        if rb.spec.drills is not None and workflow.patched(COLD_START):
+            checks += cold_start_checks(rb, last if last is not None else await attempt(calls.last_drill(rb)))
         result = ReadinessResult(
             runbook=rb.name, ready=all(ch.ready for ch in checks), checks=checks, checked_at=workflow.now(),
         )

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import SearchAttributeKey
 
-from activities.contracts import CheckEvidence, Holder, Trigger
+from activities.contracts import CheckEvidence, ColdStart, Holder, Trigger
 from drpilot.domain.runbook import Runbook
 
 Strategy = Literal["graceful", "ungraceful"]
@@ -192,6 +192,9 @@ class RunResult(Frozen):
     requested_by: str = ""
     approved_by: str | None = None
     override_safety_rules: list[str] = Field(default_factory=list)  # the break-glass the run was given
+    # Each scale-up's cold start per region and workload, stage by stage (the run's seconds:
+    # multiply by `speed` for speed 1).
+    cold_starts: list[ColdStart] = Field(default_factory=list)
 
     @property
     def rto_met(self) -> bool | None:

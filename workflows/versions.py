@@ -44,6 +44,11 @@ DRILL_CADENCE = "drpilot-0.4.0-drill-cadence"
 # 0.4.0: failover preflight and readiness check each target's capacity (kube.capacity).
 CAPACITY = "drpilot-0.4.0-capacity"
 
+# 0.4.0: readiness of a runbook with spec.drills reads the cold start its newest drill measured
+# (drill.last_completed) and judges it against the RTO; failover preflight gates on the
+# targets' images and GPU quota as on capacity. Read only where each applies.
+COLD_START = "drpilot-0.4.0-cold-start"
+
 # 0.4.0, the release's one patch of a failover or failback run (Patches.v4): Route53's control
 # plane (CONTROL_PLANE above) and the capacity preflight (CAPACITY above) switch on together.
 # CONTROL_PLANE, DRILL_CADENCE and CAPACITY are also read on their own by ReadinessWorkflow.

@@ -4,7 +4,7 @@ artifacts before their repair, and warm the models up."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from temporalio import workflow
 
@@ -19,8 +19,11 @@ with workflow.unsafe.imports_passed_through():
 
 
 def cold_start_text(cold: c.ColdStart, speed: float) -> str:
-    """e.g. "ml-serving/vllm, 5 pods: scheduled +2.0s, pulled +41.0s, started +42.0s, ready +61.0s"."""
-    stages = [(n, getattr(cold, n)) for n in ("scheduled", "pulled", "started", "ready")]
+    """e.g. "ml-serving/vllm, 5 pods: scheduled +2.0s, pulled +41.0s, started +42.0s, ready +61.0s"
+    (and, once the warm-up has run, "model version ready +63.0s, warmed +80.0s")."""
+    stages = cold.stages()
+    if cold.version_ready is None and cold.warmed is None:
+        stages = stages[:4]  # before the warm-up: those stages are still to come
     text = f"{cold.workload}, {cold.pods} pods: " + ", ".join(
         f"{n} +{s:.1f}s" if s is not None else f"{n} not seen" for n, s in stages
     )
@@ -39,6 +42,8 @@ def restore_name(action: str, runbook: str) -> str:
 class Workloads:
     run: RunFacts
     timeline: Timeline
+    # Every scale-up's cold start, per workload, completed by the region's warm-up: the run's result.
+    cold_starts: list[c.ColdStart] = field(default_factory=list)
 
     @property
     def restores(self) -> bool:
@@ -64,6 +69,7 @@ class Workloads:
         self.timeline.note(phase, f"{region}: {shown} ready")
         for cold in scaled.cold_start:
             self.timeline.note(phase, f"{region}: cold start {cold_start_text(cold, self.run.speed)}")
+            self.cold_starts.append(cold.model_copy(update={"region": region}))
 
     async def restore_artifacts(self, phase: str, verified: c.VerifyResult, budget_seconds: float) -> None:
         """A damaged copy of a model restored from the archive within `budget_seconds`."""
@@ -95,9 +101,20 @@ class Workloads:
             self.timeline.skip("warm-up", "the runbook has no warm-up requests")
             return
         async with self.timeline.phase("warm-up"):
-            results = await together(*(calls.warmup(self.run.runbook, r) for r in regions))
+            results = await together(*(calls.warmup(self.run.runbook, r, self.run.speed) for r in regions))
             for r in results:
                 where = f"{r.region}: " if named else ""
                 self.timeline.note(
-                    "warm-up", f"{where}{r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms"
+                    "warm-up",
+                    f"{where}{r.requests} requests, {r.failures} failed, p50 {r.p50_ms:.0f}ms p99 {r.p99_ms:.0f}ms",
+                    evidence=[j.evidence(r.region) for j in r.judged],
                 )
+                self._warmed(r)
+
+    def _warmed(self, warm: c.WarmupResult) -> None:
+        """The region's cold starts completed by its warm-up (the first one after the scale-up)."""
+        for i, cold in enumerate(self.cold_starts):
+            if cold.region == warm.region and cold.warmed is None:
+                self.cold_starts[i] = cold = cold.warmed_by(warm)
+                if cold.warmed is not None:
+                    self.timeline.note("warm-up", f"{warm.region}: cold start {cold_start_text(cold, self.run.speed)}")

@@ -186,6 +186,7 @@ class KubeActivities(DeploymentReads):
                 pause(min(poll, max(0.0, deadline - time.time())))
                 states = self._ready_states(apps, input, context, targets)
         cold = self._cold_start(api, apps, targets, changed, patched_at, started) if input.wait_ready and changed else []
+        cold = [c.model_copy(update={"region": input.region}) for c in cold]
         return ScaleResult(region=input.region, deployments=states, changed=changed, waits=waits, cold_start=cold)
 
     @staticmethod

@@ -67,13 +67,22 @@ def measure(workload: str, requested: float, pods: list[Obj], events: list[Obj])
             return None
         return round(max(0.0, max(t for t in times if t is not None) - requested), 3)
 
+    stages = [
+        last([_condition(p, "PodScheduled") for p in new]),
+        last([pulled.get(p["metadata"]["name"]) for p in new]),
+        last([_started(p) for p in new]),
+        last([_condition(p, "Ready") for p in new]),
+    ]
+    # Conditions and startedAt keep whole seconds, events microseconds: a stage stamped in the
+    # second its predecessor happened reads as earlier than it. None is: raise it to it.
+    latest = 0.0
+    for i, seconds in enumerate(stages):
+        if seconds is not None:
+            stages[i] = latest = max(seconds, latest)
+    scheduled, pulled_at, started, ready = stages
     return ColdStart(
-        workload=workload,
-        pods=len(new),
-        scheduled=last([_condition(p, "PodScheduled") for p in new]),
-        pulled=last([pulled.get(p["metadata"]["name"]) for p in new]),
-        started=last([_started(p) for p in new]),
-        ready=last([_condition(p, "Ready") for p in new]),
+        workload=workload, pods=len(new), scheduled=scheduled, pulled=pulled_at, started=started, ready=ready,
+        requested_at=requested,
     )
 
 

@@ -30,6 +30,25 @@ GATE_REAL_SLACK_SECONDS = 30.0
 VERSION_CHECK_TIMEOUT_SECONDS = 5.0
 
 
+def version_paths(runbook: Runbook, region: str) -> list[str]:
+    """KServe v2 model-version readiness of every model the region serves: the version the
+    runbook names is the one the pods loaded (pods that started before the artifacts were
+    right serve without it). 200 is ready; 404 is "not loaded"; 503 "server not ready"."""
+    return [
+        f"/v2/models/{quote(model.name, safe='')}/versions/{quote(model.version, safe='')}/ready"
+        for model in runbook.spec.models
+        if region in model.artifacts
+    ]
+
+
+def versions_ready(http: httpx.Client, base: str, paths: list[str]) -> bool:
+    """Every one of `paths` answers 200 now."""
+    try:
+        return all(http.get(base + p, timeout=VERSION_CHECK_TIMEOUT_SECONDS).status_code == 200 for p in paths)
+    except httpx.HTTPError:
+        return False
+
+
 class HealthGate(RegionProbe):
     """The gate of one region."""
 
@@ -123,13 +142,7 @@ class HealthGate(RegionProbe):
             evidence.append(
                 self._status_check(self.base + check.path, f"GET {check.path}", check.expect, check.timeout.total_seconds(), deadline)
             )
-        for model in runbook.spec.models:
-            if region not in model.artifacts:
-                continue
-            # KServe v2 model-version readiness: the version the runbook names is the one
-            # the pods loaded (pods that started before the artifacts were right serve
-            # without it). 200 is ready; 404 is "not loaded"; 503 "server not ready".
-            path = f"/v2/models/{quote(model.name, safe='')}/versions/{quote(model.version, safe='')}/ready"
+        for path in version_paths(runbook, region):
             evidence.append(self._status_check(self.base + path, f"GET {path}", 200, VERSION_CHECK_TIMEOUT_SECONDS, deadline))
         for check in health.prometheus:
             try:

@@ -33,11 +33,14 @@ class Outcome:
     ok: bool
     seconds: float
     observed: str  # status code and a little of the body, or the transport error
+    # Seconds to the body's first byte: a streamed completion's first chunk, what a user
+    # waits for before text appears (the whole answer for an unstreamed one).
+    first_byte: float = 0.0
 
 
-def describe(response: httpx.Response) -> str:
-    body = response.text.strip().replace("\n", " ")
-    return f"{response.status_code} {body[:160]}".strip()
+def describe(response: httpx.Response, body: str | None = None) -> str:
+    text = (response.text if body is None else body).strip().replace("\n", " ")
+    return f"{response.status_code} {text[:160]}".strip()
 
 
 def error_text(exc: Exception) -> str:
@@ -64,9 +67,10 @@ def send_many(
     concurrency: int,
     index: int,
     done: dict[str, Any],
+    state: dict[str, Any] | None = None,
 ) -> list[Outcome]:
     """`count` of the request `warm`, `concurrency` at a time; heartbeats what is `done` (warm-up's
-    finished entries) and how far entry `index` got."""
+    finished entries), how far entry `index` got and the caller's own `state`."""
     outcomes: list[Outcome] = []
     timeout = warm.timeout.total_seconds()
     # Requests run in a pool; heartbeats only from this (the activity's) thread.
@@ -75,18 +79,26 @@ def send_many(
         for future in as_completed(futures):
             outcomes.append(future.result())
             activity.heartbeat(
-                {"entries": done, "current": {"entry": index, "sent": len(outcomes), "of": count}}
+                {"entries": done, "current": {"entry": index, "sent": len(outcomes), "of": count}, **(state or {})}
             )
     return outcomes
 
 
 def _request(http: httpx.Client, base: str, warm: Warmup, timeout: float) -> Outcome:
     started = time.monotonic()
+    first_byte = None
+    body = b""
     try:
-        if warm.method == "POST":
-            response = http.post(base + warm.path, json=warm.body, timeout=timeout)
-        else:
-            response = http.get(base + warm.path, timeout=timeout)
+        with http.stream(
+            warm.method, base + warm.path, json=warm.body if warm.method == "POST" else None, timeout=timeout
+        ) as response:
+            for chunk in response.iter_bytes():
+                if first_byte is None:
+                    first_byte = time.monotonic() - started
+                if len(body) < 4096:  # enough to describe it; the rest is read and dropped
+                    body += chunk
     except httpx.HTTPError as exc:
         return Outcome(False, time.monotonic() - started, error_text(exc))
-    return Outcome(response.is_success, time.monotonic() - started, describe(response))
+    seconds = time.monotonic() - started
+    text = body.decode(response.encoding or "utf-8", errors="replace")
+    return Outcome(response.is_success, seconds, describe(response, text), first_byte or seconds)

@@ -310,7 +310,7 @@ def history(
     """Past drills from their evidence packs: per-phase times and the RTO trend against the objective."""
     from activities.artifacts.stores import stores_from_settings
     from drpilot.domain.settings import SettingsError, load_settings
-    from drpilot.frontdoor.drills import HistoryError, read_history, trend
+    from drpilot.frontdoor.drills import HistoryError, cold_start_trend, read_history, trend
 
     rb = load_or_exit(file)
     try:
@@ -338,4 +338,5 @@ def history(
             f"{r.objective_rto_seconds:.0f}" + ("" if r.rto_met is None else " met" if r.rto_met else " MISSED"),
         )
     print_table(table)
-    out.print(trend(past), markup=False)
+    for line in [*cold_start_trend(past), trend(past)]:  # the RTO's, the summary, last
+        out.print(line, markup=False)

@@ -287,6 +287,22 @@ class Backups(Frozen):
     velero: Velero | None = None
 
 
+class ReadyWhen(Frozen):
+    """When a warm-up is done: judged by how fast its latest requests were, not by how many were sent."""
+
+    p95_time_to_first_byte: Duration = Field(
+        description=(
+            "The warm-up ends once the 95th percentile of its latest requests' time to first byte (of "
+            "the body: the first streamed chunk of a streaming completion) is at most this."
+        ),
+    )
+    window: PositiveInt = Field(20, description="How many of the latest requests are judged.")
+    timeout: Duration = Field(
+        timedelta(minutes=10),
+        description="The warm-up fails when its requests are not fast enough by then (divided by a rehearsal's speed, never below 30s or this timeout when shorter).",
+    )
+
+
 class Warmup(Frozen):
     model: Text | None = Field(None, description="Model this request warms (a name from spec.models).")
     path: UrlPath = Field(description="Inference path on the region's endpoint.")
@@ -295,6 +311,13 @@ class Warmup(Frozen):
     requests: PositiveInt = Field(10, description="Requests sent to warm caches and kernels.")
     concurrency: PositiveInt = Field(4, description="Requests in flight at once.")
     timeout: Duration = Field(timedelta(seconds=30), description="Per request.")
+    ready_when: ReadyWhen | None = Field(
+        None,
+        description=(
+            "Send this request until the latest ones are fast enough (or fail at ready_when.timeout) "
+            "instead of exactly `requests` times."
+        ),
+    )
 
 
 class HttpCheck(Frozen):
@@ -521,6 +544,24 @@ def split_weights(capacity: dict[str, float], base: dict[str, int]) -> dict[str,
     return {**base, **weights}
 
 
+def _ready_when_problems(loc: Loc, warm: Warmup):
+    ready = warm.ready_when
+    assert ready is not None
+    limit = ready.p95_time_to_first_byte
+    if limit.total_seconds() <= 0:
+        yield (*loc, "p95_time_to_first_byte"), "expected a duration greater than 0"
+    elif limit >= warm.timeout:
+        yield (*loc, "p95_time_to_first_byte"), (
+            f"{format_duration(limit)} is not below the per-request timeout ({format_duration(warm.timeout)}): "
+            "every answered request would count as fast; lower it or raise warmup timeout"
+        )
+    if ready.timeout <= warm.timeout:
+        yield (*loc, "timeout"), (
+            f"{format_duration(ready.timeout)} leaves no time to judge: make it longer than the per-request "
+            f"timeout ({format_duration(warm.timeout)}), e.g. 10m"
+        )
+
+
 def _switch_problems(dns: Dns, per_region):
     if dns.switch is DnsSwitch.weights:
         if dns.routing_controls is not None:
@@ -600,6 +641,8 @@ def _cross_field_problems(rb: Runbook):
     for i, warm in enumerate(spec.warmup):
         if warm.model is not None and warm.model not in {m.name for m in spec.models}:
             yield ("spec", "warmup", i, "model"), f"unknown model {warm.model!r}; models are {', '.join(sorted({m.name for m in spec.models})) or 'none'}"
+        if warm.ready_when is not None:
+            yield from _ready_when_problems(("spec", "warmup", i, "ready_when"), warm)
     steps = spec.traffic_shift.steps
     for i in range(1, len(steps)):
         if steps[i] <= steps[i - 1]:

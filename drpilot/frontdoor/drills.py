@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.artifacts.objects import Location, ObjectStore
-from activities.contracts import Admission, Claim, ErrorType
+from activities.contracts import Admission, Claim, ColdStart, ErrorType
 from activities.front_door import AdmissionUnavailable
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
@@ -157,8 +157,31 @@ def trend(past: list[Past]) -> str:
     last = values[-1]
     missed = sum(1 for v in values if v > objective)
     line = f"RTO last {last:.0f}s vs objective {objective:.0f}s ({last / objective:.0%} of it); {missed} of {len(values)} missed"
-    if len(values) >= 2:
-        earlier = sum(values[:-1]) / (len(values) - 1)
-        direction = "worse" if last > earlier * 1.1 else "better" if last < earlier * 0.9 else "steady"
-        line += f"; {direction} than the mean {earlier:.0f}s of the {len(values) - 1} before"
-    return line
+    return line + _direction(values)
+
+
+def _direction(values: list[float]) -> str:
+    """"; worse than the mean 60s of the 2 before" (or better, steady); "" for one value."""
+    if len(values) < 2:
+        return ""
+    last, earlier = values[-1], sum(values[:-1]) / (len(values) - 1)
+    direction = "worse than" if last > earlier * 1.1 else "better than" if last < earlier * 0.9 else "steady around"
+    return f"; {direction} the mean {earlier:.0f}s of the {len(values) - 1} before"
+
+
+def cold_start_trend(past: list[Past]) -> list[str]:
+    """One line per cold-start stage: across the drills whose failover measured it, the
+    slowest workload's seconds from the scale request, at speed 1 (ColdStart.unscaled), e.g. "cold start ready: 61s, 58s, 240s (last 240s; worse than the mean 60s of the 2 before)"."""
+    lines = []
+    for stage in ColdStart.STAGES:
+        values = []
+        for p in past:
+            run = p.result.failover
+            seen = [s for c in (run.cold_starts if run else []) if (s := c.unscaled(stage, run.speed)) is not None]
+            if seen:
+                values.append(max(seen))
+        if values:
+            name = ColdStart.NAMES.get(stage, stage)
+            shown = ", ".join(f"{v:.0f}s" for v in values[-6:])
+            lines.append(f"cold start {name}: {shown} at speed 1 (last {values[-1]:.0f}s{_direction(values)})")
+    return lines

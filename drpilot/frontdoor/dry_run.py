@@ -19,16 +19,19 @@ from activities.contracts import (
     DnsReadInput,
     ImagesInput,
     KubeReadInput,
+    LastDrillInput,
     QuotaInput,
     RestoreInput,
 )
 from activities.dns.activities import DnsActivities
+from activities.drills import DrillActivities
 from activities.kube.activities import KubeActivities
 from activities.probes.analysis import PROBE_REQUESTS_MIN
 from activities.standby import StandbyActivities
 from drpilot.domain.durations import format_duration
-from drpilot.domain.runbook import Action, DnsSwitch, Model, Role, Runbook
+from drpilot.domain.runbook import Action, DnsSwitch, Model, Role, Runbook, Warmup
 from drpilot.domain.settings import Settings
+from workflows.cold_start import cold_start_verdicts
 from workflows.plan import (
     approval_required,
     failback_home,
@@ -92,6 +95,7 @@ class LiveState:
     kube: KubeActivities
     artifacts: ArtifactActivities
     standby: StandbyActivities
+    drills: DrillActivities
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiveState:
@@ -100,7 +104,19 @@ class LiveState:
             KubeActivities.from_settings(settings),
             ArtifactActivities.from_settings(settings),
             StandbyActivities.from_settings(settings),
+            DrillActivities.from_settings(settings),
         )
+
+    def cold_starts(self, rb: Runbook) -> list[tuple[str, bool, str]] | str:
+        """The newest drill's measured cold start judged against the RTO (as readiness judges
+        it), per region; or why the drills' evidence could not be read."""
+        if rb.spec.drills is None:
+            return []
+        try:
+            last = self.drills.last_completed(LastDrillInput(runbook=rb))
+        except ApplicationError as exc:
+            return exc.message
+        return cold_start_verdicts(rb, last.cold_start) if last.cold_start else []
 
     def weights(self, rb: Runbook) -> dict[str, int]:
         return self.dns.read(DnsReadInput(runbook=rb)).weights()
@@ -199,6 +215,16 @@ def _restore_timing(plan: Plan, rb: Runbook, region: str, artifacts: ArtifactAct
             )
 
 
+def _warmup_text(warm: Warmup) -> str:
+    """e.g. "POST /v2/models/llm/infer x10" or "... until the p95 time to first byte of the latest 20 <= 800ms (at most 10m)"."""
+    request = f"{warm.method} {warm.path}"
+    ready = warm.ready_when
+    if ready is None:
+        return f"{request} x{warm.requests}"
+    return (f"{request} until the p95 time to first byte of the latest {ready.window} <= "
+            f"{format_duration(ready.p95_time_to_first_byte)} (at most {format_duration(ready.timeout)})")
+
+
 def plan_failover(
     rb: Runbook, failed: str, to: list[str] | None, settings: Settings, *, live: LiveState | None = None
 ) -> Plan:
@@ -216,16 +242,23 @@ def plan_failover(
         if rb.spec.guardrails.capacity == "fail"
         else "the failover goes on with what fits (guardrails.capacity: warn)"
     )
+    colds = live.cold_starts(rb)
+    if isinstance(colds, str):
+        plan.notes.append(f"cold start not known ({colds})")
+        colds = []
     for region in targets:
         _scale_changes(plan, rb, region, live, "active")
         _capacity(plan, rb, region, live, stops)
+        for where, ok, text in colds:
+            if where == region:
+                (plan.notes if ok else plan.warnings).append(f"{region}: cold start: {text}")
         _artifact_changes(plan, rb, region, live.artifacts, None)
         _restore_timing(plan, rb, region, live.artifacts)
     velero = rb.spec.backups.velero
     if velero and Action.failover in velero.restore_on:
         plan.changes.append(f"velero restore from backup {velero.backup} in {', '.join(targets)}")
     if rb.spec.warmup:
-        plan.changes.append(f"warm up {', '.join(targets)}: {sum(w.requests for w in rb.spec.warmup)} request(s) each")
+        plan.changes.append(f"warm up {', '.join(targets)}: " + "; ".join(_warmup_text(w) for w in rb.spec.warmup))
     plan.changes.append(f"health gate {', '.join(targets)} (timeout {format_duration(rb.spec.health.timeout)})")
     if approval_required(rb.spec.approvals.failover, "cli"):
         plan.changes.append(f"wait for `drpilot approve` (timeout {format_duration(rb.spec.approvals.timeout)}, then {rb.spec.approvals.on_timeout})")

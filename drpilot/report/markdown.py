@@ -30,7 +30,7 @@ def render(report: Report) -> str:
     lines += ["## RTO", "", *_facts(report.rto), "## Trigger and approval", "", *_facts(report.trigger)]
     lines += ["## Timeline", "", "| phase / step | at | took | outcome | | detail |", "| --- | --- | --- | --- | --- | --- |"]
     for bar in report.bars:
-        label = f"**{bar.label}**" if bar.depth == 0 else f"&nbsp;&nbsp;{bar.label}"
+        label = f"**{bar.label}**" if bar.depth == 0 else "&nbsp;&nbsp;" * bar.depth + bar.label
         lines.append(f"| {_cell(label)} | {seconds_text(bar.start)} | {seconds_text(bar.seconds)} | {bar.outcome} | "
                      f"{_bar(bar.start, bar.seconds, report.span)} | {_cell(bar.detail)} |")
     lines += ["", "## Traffic weights", ""]

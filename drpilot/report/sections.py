@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from activities import contracts as c
@@ -34,7 +34,7 @@ class Bar:
     start: float  # seconds from the run's start
     seconds: float | None  # None: still running when the run ended (or never closed)
     outcome: str
-    depth: int  # 0 phase, 1 step
+    depth: int  # 0 phase, 1 step (or a cold start), 2 a cold start's stage
     detail: str = ""
 
 
@@ -234,12 +234,35 @@ def _bars(facts: RunFacts, offset) -> list[Bar]:
             continue  # a phase entered twice (a re-gate) lists its steps once, under the first
         seen.add(phase.name)
         bars += [_step_bar(s, offset) for s in steps_of.get(phase.name, [])]
+        if phase.name == "prepare":
+            bars += _cold_start_bars(facts, offset)
     loose = steps_of.get("", [])
     if loose:
         first = min(offset(s.started) for s in loose)
         last = max(offset(s.ended or s.started) for s in loose)
         bars.append(Bar("final state read", first, last - first, "ok", 0, "DNS and replicas read for the result"))
         bars += [_step_bar(s, offset) for s in loose]
+    return bars
+
+
+def _cold_start_bars(facts: RunFacts, offset) -> list[Bar]:
+    """Each scale-up's cold start under prepare: a row per workload, then one per stage, each
+    from the scale request to when its last pod got there (a stage not seen: no bar, said)."""
+    bars: list[Bar] = []
+    speed = facts.speed
+    for cold in facts.result.cold_starts if facts.result else []:
+        if cold.requested_at is None:
+            continue
+        start = offset(datetime.fromtimestamp(cold.requested_at, UTC))
+        seen = [s for _, s in cold.stages() if s is not None]
+        last = max((s for n in cold.STAGES if (s := cold.unscaled(n, speed)) is not None), default=None)
+        at_one = f" (~{last:.0f}s at speed 1)" if speed != 1 and last is not None else ""
+        bars.append(Bar(f"cold start {cold.region} {cold.workload}", start, max(seen, default=None), "ok", 1,
+                        f"{cold.pods} pods{at_one}"))
+        for stage, seconds in cold.stages():
+            detail = f"+{seconds:.1f}s after the scale request" if seconds is not None else "not seen"
+            bars.append(Bar(stage, start, seconds if seconds is not None else 0.0,
+                            "ok" if seconds is not None else "skipped", 2, detail))
     return bars
 
 
@@ -325,7 +348,8 @@ def _gates(facts: RunFacts) -> list[Gate]:
             gates.append(Gate(step.phase, "analysis", a.region, a.healthy, summary, a.evidence))
         elif isinstance(a, c.WarmupResult):
             summary = f"{a.requests} requests, {a.failures} failed, p50 {a.p50_ms:.0f}ms, p99 {a.p99_ms:.0f}ms"
-            gates.append(Gate(step.phase, "warm-up", a.region, a.failures == 0, summary))
+            evidence = [j.evidence(a.region) for j in a.judged]
+            gates.append(Gate(step.phase, "warm-up", a.region, a.failures == 0, summary, evidence))
     return gates
 
 

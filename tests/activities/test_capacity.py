@@ -191,3 +191,6 @@ def test_cold_start_counts_only_the_new_pods_and_leaves_unseen_stages_empty():
     pulled = {"involvedObject": {"name": "new"}, "reason": "Pulled", "eventTime": "2026-12-01T10:02:00.500000Z"}
     measured = measure("ml/vllm", requested, [old, new], [pulled])
     assert (measured.pods, measured.scheduled, measured.pulled, measured.started, measured.ready) == (1, 0.0, 120.5, None, 250.0)
+    # Ready is stamped in whole seconds: in the second the image was pulled, it is not before the pull.
+    late = {**pulled, "eventTime": "2026-12-01T10:04:10.400000Z"}
+    assert measure("ml/vllm", requested, [old, new], [late]).ready == 250.4

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from drpilot_twin.faults import ErrorRamp, FaultBoard
+from drpilot_twin.faults import ColdModel, ErrorRamp, FaultBoard
 from drpilot_twin.model_server import ModelServer
 from drpilot_twin.users import TrafficGenerator
 from temporalio.exceptions import ApplicationError
@@ -177,6 +177,46 @@ def test_warmup_resumes_after_the_entries_an_earlier_attempt_finished(world):
     result = world.env([earlier]).run(world.probes.warmup, WarmupInput(runbook=make_runbook(), region=WEST))
     assert world.servers[WEST].counts() == {("embed-small", 200): 10}
     assert (result.requests, result.failures) == (30, 1)
+
+
+def judged_runbook(limit: str, window: int, timeout: str = "10m", per_request: str = "5s") -> Runbook:
+    stream = {
+        "path": "/v2/models/llm-7b/generate_stream", "body": {"text_input": "warm", "parameters": {"stream": True}},
+        "concurrency": 4, "timeout": per_request,
+        "ready_when": {"p95_time_to_first_byte": limit, "window": window, "timeout": timeout},
+    }
+    return make_runbook(warmup=[stream])
+
+
+def test_warmup_ready_when_waits_out_a_cold_model_judging_the_streams_first_byte(world):
+    # +0.4 s on the first request, none by the 24th: fast (< 120 ms to the first event) from
+    # about the 17th. A whole answer takes over 150 ms (events 50 ms apart), so the limit
+    # passes only on the time to first byte.
+    world.board.update(cold_model={WEST: ColdModel(seconds=0.4, requests=24)})
+    result = world.env().run(world.probes.warmup, WarmupInput(runbook=judged_runbook("120ms", 8, timeout="15s"), region=WEST))
+    [judged] = result.judged
+    assert judged.request == "POST /v2/models/llm-7b/generate_stream"
+    assert judged.p95_ms <= 120 and judged.limit_ms == 120 and judged.window == 8
+    assert 20 <= judged.requests == result.requests == world.servers[WEST].inference_requests <= 40
+    assert result.p50_ms >= 150  # the whole streamed answers
+    assert max(r.seconds for r in world.servers[WEST].records) >= 0.3  # the cold ones were slow
+    # The cold start's last two stages: the versions answered ready before the first request.
+    assert result.versions_ready_at is not None and result.ended_at is not None
+    assert result.ended_at - result.versions_ready_at >= judged.seconds - 0.5
+
+
+def test_warmup_ready_when_fails_at_its_timeout_with_the_evidence(world):
+    world.board.update(cold_model={WEST: ColdModel(seconds=0.6, requests=100_000)})
+    runbook = judged_runbook("200ms", 4, timeout="2s", per_request="1500ms")
+    with pytest.raises(ApplicationError) as caught:
+        world.env().run(world.probes.warmup, WarmupInput(runbook=runbook, region=WEST))
+    error = caught.value
+    assert error.non_retryable and error.type == "WarmupNotFast"
+    assert re.match(
+        r"warm-up of region us-west-2 not fast enough after 2s: POST /v2/models/llm-7b/generate_stream "
+        r"p95 time to first byte \d+ms over the latest 4 of \d+ requests \(0 failed\), limit 200ms", error.message
+    ), error.message
+    assert error.details[0]["p95_ms"] >= 600 and error.details[0]["requests"] >= 8
 
 
 def test_unknown_region_is_not_retryable(world):

@@ -3,6 +3,9 @@ images) and its AWS front (ECR per region through moto, Service Quotas the front
 
 from __future__ import annotations
 
+import base64
+import json
+
 import boto3
 import pytest
 from drpilot_twin.aws.ecr import ecr_image, seed_ecr
@@ -14,6 +17,7 @@ from activities.standby import StandbyActivities
 from drpilot.domain.loader import load_runbook
 from tests.support.activities import run
 from tests.support.paths import ROUTE53_RUNBOOK
+from tests.support.registry import loopback_registry
 
 RUNBOOK = load_runbook(ROUTE53_RUNBOOK)
 DR, FAILED = "us-west-2", "us-east-1"
@@ -85,3 +89,34 @@ def test_a_quota_that_cannot_be_read_is_not_checked_never_ok(kube_clusters):
     closed = StandbyActivities(kube_clusters.clients, lambda service, region: _in(service, "http://127.0.0.1:9", region))
     result = run(closed.quota, QuotaInput(runbook=RUNBOOK, region=DR, capacity=scale_out(1)))
     assert result.verdict == "not checked" and not result.ready
+
+
+def pull_secret(host: str, user: str, password: str) -> dict:
+    config = {"auths": {host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}}}
+    return {"metadata": {"name": "regcred"}, "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}}
+
+
+def test_an_image_outside_ecr_is_asked_of_its_registry_with_the_pull_secret(standby, kube_clusters):
+    api = kube_clusters.clients[RUNBOOK.regions[DR].kube.context]
+    with loopback_registry("puller", "s3cret") as registry:
+        image = f"{registry.host}/llm/server:1"
+        k8s.AppsV1Api(api).patch_namespaced_deployment("inference-service", "ml-serving", {"spec": {"template": {"spec": {
+            "containers": [{"name": "inference-service", "image": image}], "imagePullSecrets": [{"name": "regcred"}],
+        }}}})
+        # No secret there yet: nothing is sent, and it is said.
+        result = images(standby)
+        assert result.verdict == "ok" and registry.requests == []
+        assert f"{image}: not checked (not an ECR image; cannot read pull secret ml-serving/regcred (404))" in result.detail
+        core = k8s.CoreV1Api(api)
+        core.create_namespaced_secret("ml-serving", pull_secret(registry.host, "puller", "s3cret"))
+        result = images(standby)
+        assert result.verdict == "finding"  # the manifest is not there
+        assert f"{image}: not in {registry.host} (manifest HEAD: 404)" in result.detail
+        assert [m for m, _ in registry.requests] == ["HEAD", "GET", "HEAD"]  # challenge, token, with it
+        registry.manifests.add(("llm/server", "1"))
+        assert images(standby).verdict == "ok"
+        core.replace_namespaced_secret("regcred", "ml-serving", pull_secret(registry.host, "puller", "wrong"))
+        refused = images(standby)
+        assert refused.verdict == "finding"
+        assert f"{image}: {registry.host} refuses the pull secret's credentials (token 401): pulls would fail" in refused.detail

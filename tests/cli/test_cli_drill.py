@@ -9,10 +9,11 @@ from pathlib import Path
 
 from drpilot_twin.aws.moto_server import AWS_ENV
 
+from activities.contracts import ColdStart
 from tests.support.aws import aws_client
 from tests.support.commands import assert_whole, drpilot
 from tests.support.paths import RUNBOOKS
-from workflows.types import DrillResult, PhaseRecord
+from workflows.types import DrillResult, PhaseRecord, RunResult, WorldState
 
 RUNBOOK = str(RUNBOOKS / "llm-inference.yaml")
 NO_DRILLS = str(RUNBOOKS / "llm-inference-clouddns.yaml")
@@ -51,7 +52,15 @@ def test_unreachable_temporal_is_one_sentence():
         assert "Traceback" not in result.stderr
 
 
-def pack(started: datetime, rto_unscaled: float | None, status: str = "completed") -> DrillResult:
+def failover(ready: float, warmed: float) -> RunResult:
+    """A rehearsal at speed 10 whose two workloads came up in `ready` / `warmed` seconds (at speed 1)."""
+    colds = [ColdStart(workload=w, pods=5, region="us-west-2", scheduled=0.2, ready=ready / 10 - i, warmed=warmed / 10)
+             for i, w in enumerate(("ml-serving/inference-service", "ml-serving/inference-gateway"))]
+    return RunResult(run_id="failover:llm-inference", status="completed", phases=[], rto_seconds=None, objective_rto_seconds=900,
+                     final_state=WorldState(), speed=10, action="failover", runbook="llm-inference", cold_starts=colds)
+
+
+def pack(started: datetime, rto_unscaled: float | None, status: str = "completed", run: RunResult | None = None) -> DrillResult:
     phases = []
     at = started
     for name, seconds in (("admission", 0.1), ("preflight", 0.4), ("failover", 95.0), ("soak", 600.0), ("failback", 4500.0)):
@@ -61,7 +70,7 @@ def pack(started: datetime, rto_unscaled: float | None, status: str = "completed
         drill_id=f"drill:llm-inference-{started:%Y-%m-%dT%H:%M:%SZ}", runbook="llm-inference", mode="live",
         from_region="us-east-1", status=status, phases=phases, rto_seconds=rto_unscaled,
         rto_seconds_unscaled=rto_unscaled, objective_rto_seconds=900, rto_met=None if rto_unscaled is None else rto_unscaled <= 900,
-        started_at=started, ended_at=at,
+        started_at=started, ended_at=at, failover=run,
     )
 
 
@@ -80,10 +89,10 @@ def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto, tmp_pat
 
     s3.create_bucket(Bucket=bucket)
     first = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
-    for week, rto in enumerate([600.0, 640.0, 960.0]):
+    for week, (rto, ready) in enumerate([(600.0, 240.0), (640.0, 250.0), (960.0, 600.0)]):
         started = first + timedelta(weeks=week)
         s3.put_object(Bucket=bucket, Key=f"drills/llm-inference/{started:%Y%m%dT%H%M%SZ}-live-{week}.json",
-                      Body=pack(started, rto).model_dump_json())
+                      Body=pack(started, rto, run=failover(ready, ready + 60) if week else None).model_dump_json())
     s3.put_object(Bucket=bucket, Key="drills/other-runbook/x.json", Body=b"{}")  # another runbook's: not read
     result = drpilot("drill", "history", copy, **env)  # into a pipe: no terminal width
     assert result.returncode == 0, result.stderr
@@ -92,9 +101,14 @@ def test_history_reads_the_evidence_packs_into_a_table_and_a_trend(moto, tmp_pat
     assert len(rows) == 3
     assert rows[0].split()[:9] == ["2026-11-03", "10:00", "live", "completed", "0.4", "95.0", "600.0", "4500.0", "-"]
     assert rows[2].split()[-2:] == ["900", "MISSED"]
-    assert result.stdout.strip().splitlines()[-1] == (
-        "RTO last 960s vs objective 900s (107% of it); 1 of 3 missed; worse than the mean 620s of the 2 before"
-    )
+    assert result.stdout.strip().splitlines()[-4:] == [
+        # A trend per stage the failovers measured, at speed 1 (the first drill had no cold start).
+        "cold start scheduled: 2s, 2s at speed 1 (last 2s; steady around the mean 2s of the 1 before)",
+        "cold start ready: 250s, 600s at speed 1 (last 600s; worse than the mean 250s of the 1 before)",
+        # After ready the warm-up took its real time (6 s), not divided by the speed.
+        "cold start warmed: 256s, 606s at speed 1 (last 606s; worse than the mean 256s of the 1 before)",
+        "RTO last 960s vs objective 900s (107% of it); 1 of 3 missed; worse than the mean 620s of the 2 before",
+    ]
 
     s3.put_object(Bucket=bucket, Key="drills/llm-inference/zzz-broken.json", Body=b'{"drill_id": 1}')
     broken = drpilot("drill", "history", copy, **env)

@@ -349,3 +349,31 @@ def test_routing_controls_load_and_their_mistakes_are_positioned():
         "rb.yaml:17:5: spec.dns.routing_controls: switch: routing_controls needs routing_controls "
         "(cluster_endpoints and a control per region)"
     ]
+
+
+def test_warmup_ready_when_loads_and_its_mistakes_are_positioned():
+    warm = VALID + textwrap.indent(
+        textwrap.dedent(
+            """\
+            warmup:
+              - path: /v2/models/llm/generate_stream
+                timeout: 5s
+                ready_when: {p95_time_to_first_byte: 800ms, window: 20}
+            """
+        ),
+        "  ",
+    )
+    ready = parse_runbook(warm, "rb.yaml").spec.warmup[0].ready_when
+    assert ready is not None
+    assert (ready.p95_time_to_first_byte, ready.window, ready.timeout) == (
+        timedelta(milliseconds=800), 20, timedelta(minutes=10)
+    )
+    assert problems(warm.replace("800ms, window: 20", "5s, window: 20, timeout: 5s")) == [
+        "rb.yaml:29:20: spec.warmup[0].ready_when.p95_time_to_first_byte: 5s is not below the per-request "
+        "timeout (5s): every answered request would count as fast; lower it or raise warmup timeout",
+        "rb.yaml:29:60: spec.warmup[0].ready_when.timeout: 5s leaves no time to judge: make it longer than "
+        "the per-request timeout (5s), e.g. 10m",
+    ]
+    assert problems(warm.replace("window: 20", "window: 0")) == [
+        "rb.yaml:29:59: spec.warmup[0].ready_when.window: expected a positive integer, got 0"
+    ]

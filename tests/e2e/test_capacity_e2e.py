@@ -15,6 +15,7 @@ from drpilot_twin.faults import Faults
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from drpilot import report
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
 from drpilot.frontdoor import readiness
@@ -29,10 +30,10 @@ DR = "us-west-2"
 RUNBOOK = load_runbook(ROUTE53_RUNBOOK)
 
 
-async def failover(client, settings) -> RunResult:
+async def failover(client, settings, run_id: str = "") -> RunResult:
     return await client.execute_workflow(
         FailoverWorkflow.run, FailoverInput(runbook=RUNBOOK, failed_region="us-east-1", trigger="cli", speed=settings.speed),
-        id=f"failover-{uuid.uuid4()}", task_queue=settings.temporal.task_queue, result_type=RunResult,
+        id=run_id or f"failover-{uuid.uuid4()}", task_queue=settings.temporal.task_queue, result_type=RunResult,
     )
 
 
@@ -70,7 +71,8 @@ async def test_a_short_region_is_not_ready_until_its_nodepool_may_grow(twin_fact
             "0 fit now, NodePool gpu may add 8 nvidia.com/gpu (limit 24): fits after scale-out"
         ), check.detail
 
-        done = await failover(client, settings)
+        run_id = f"failover-{uuid.uuid4()}"
+        done = await failover(client, settings, run_id)
         assert done.status == "completed", done.messages
         assert twin.weights() == {"us-east-1": 0, "us-west-2": 100}
         nodes = k8s.CoreV1Api(api).list_node().items
@@ -80,6 +82,18 @@ async def test_a_short_region_is_not_ready_until_its_nodepool_may_grow(twin_fact
         assert prepare.seconds is not None and prepare.seconds >= 2.0
         # ...and the cold start, measured from the pods, says where the time went.
         assert f"{DR}: cold start ml-serving/inference-service, 5 pods: scheduled +" in prepare.detail, prepare.detail
+        # Every stage, in order, to the model versions ready and the warm-up's end; in the
+        # result and as rows of the report's timeline.
+        cold = next(c for c in done.cold_starts if c.workload == "ml-serving/inference-service")
+        stages = [s for _, s in cold.stages()]
+        assert cold.region == DR and None not in stages and stages == sorted(stages), cold
+        assert cold.scheduled >= 1.0  # the pods waited for the new nodes (120 s / 60, whole seconds)
+        history = await client.get_workflow_handle(run_id).fetch_history()
+        rows = [(b.depth, b.label) for b in report.build(report.read(history)).bars]
+        at = rows.index((1, f"cold start {DR} ml-serving/inference-service"))
+        assert [label for _, label in rows[at + 1: at + 7]] == [
+            "scheduled", "pulled", "started", "ready", "model version ready", "warmed"
+        ]
     finally:
         api.close()
         stop.set()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+from datetime import UTC, datetime
 
 from drpilot_twin.faults import Faults
 
+from activities.contracts import ColdStart
+from tests.support.aws import aws_client
 from tests.support.commands import plan
 from tests.support.paths import ARC_RUNBOOK, DRPILOT, ROUTE53_RUNBOOK
+from workflows.types import DrillResult, RunResult, WorldState
 
 
 def test_plan_failover_and_failback_change_nothing(twin_factory):
@@ -38,6 +42,15 @@ def test_plan_failover_and_failback_change_nothing(twin_factory):
 
 def test_plan_warns_that_a_region_short_of_gpus_stops_a_graceful_failover(twin_factory):
     twin = twin_factory(ROUTE53_RUNBOOK, faults=Faults(gpu_free={"us-west-2": 2}))
+    # The newest drill's evidence pack: its failover (speed 1) brought us-west-2 up in 5m20s.
+    started = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    cold = ColdStart(workload="ml-serving/inference-service", pods=5, region="us-west-2", ready=300.0, warmed=320.0)
+    failover_run = RunResult(run_id="x", status="completed", phases=[], rto_seconds=None, objective_rto_seconds=300,
+                             final_state=WorldState(), speed=1, action="failover", runbook="llm-inference", cold_starts=[cold])
+    pack = DrillResult(drill_id="drill:llm-inference-1", runbook="llm-inference", mode="live", from_region="us-east-1",
+                       status="failed", objective_rto_seconds=300, started_at=started, failover=failover_run)
+    aws_client("s3", twin.env()["AWS_ENDPOINT_URL"]).put_object(
+        Bucket="dr-evidence", Key="drills/llm-inference/20261201T100000Z-live.json", Body=pack.model_dump_json())
     failover = plan({**os.environ, **twin.env()}, "--action", "failover", "--from", "us-east-1")
     assert failover.returncode == 0, failover.stderr
     warning = next(line for line in failover.stdout.splitlines() if "capacity" in line)
@@ -45,6 +58,9 @@ def test_plan_warns_that_a_region_short_of_gpus_stops_a_graceful_failover(twin_f
         ": 2 fit now, NodePool gpu may add 0 nvidia.com/gpu (limit 16): short by 5 pods (5 nvidia.com/gpu); "
         "a graceful failover stops in preflight, changing nothing (guardrails.capacity: fail); an ungraceful one goes on"
     ), warning
+    assert "  warning: us-west-2: cold start: 5 pods ~ 5m to ready, 5m20s to warmed, measured in the drill of 2026-12-01: " \
+        "longer than the 3m50s the RTO (5m) leaves for it after the DNS TTL and the health gate; keep more standby " \
+        "replicas warm, shorten the image pull and model load, or revisit objectives.rto" in failover.stdout.splitlines()
 
 
 def test_plan_rejects_an_unknown_region_in_one_line(twin_factory):

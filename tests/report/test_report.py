@@ -197,3 +197,28 @@ async def test_a_break_glass_override_is_in_the_result_the_report_and_its_messag
     assert dict(sections.trigger)["break-glass"] == "safety rule(s) at-least-one-on overridden (--override-safety-rule)"
     assert any(m.startswith("break-glass: the routing-control switch may override safety rule(s) at-least-one-on")
                for m in sections.messages)
+
+
+async def test_a_failovers_cold_start_stages_are_rows_of_the_timeline_under_prepare(harness):
+    rb = runbook("llm-inference.yaml")
+    world = outage(rb, "us-east-1")
+    world.cold_start = (2.0, 40.0, 41.0, 60.0, 63.0, 80.0)  # scheduled .. ready, versions ready, warmed
+    result, handle = await harness(world).run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region="us-east-1"))
+    assert result.status == "completed"
+    cold = {c.workload: c for c in result.cold_starts}
+    assert set(cold) == {"ml-serving/inference-service", "ml-serving/inference-gateway"}
+    assert [s for _, s in cold["ml-serving/inference-service"].stages()] == [2.0, 40.0, 41.0, 60.0, 63.0, 80.0]
+    history = await handle.fetch_history()
+    bars = report.build(report.read(history)).bars
+    rows = [(b.depth, b.label, b.seconds) for b in bars]
+    at = rows.index((1, "cold start us-west-2 ml-serving/inference-service", 80.0))
+    assert rows[at + 1: at + 7] == [
+        (2, "scheduled", 2.0), (2, "pulled", 40.0), (2, "started", 41.0), (2, "ready", 60.0),
+        (2, "model version ready", 63.0), (2, "warmed", 80.0),
+    ]
+    prepare = rows.index((0, "prepare", next(b.seconds for b in bars if b.label == "prepare")))
+    assert prepare < at < rows.index(next(r for r in rows if r[1] == "warm-up"))
+    md = report.render(history, "md")
+    assert "&nbsp;&nbsp;&nbsp;&nbsp;model version ready | " in md
+    labels = [t.text for t in svg(report.render(history, "html"), "timeline").iter(f"{SVG}text")]
+    assert "cold start us-west-2 ml-serving/infer…" in labels and "warmed" in labels

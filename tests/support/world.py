@@ -35,9 +35,17 @@ class World:
     analysis_fails_at: dict[str, int] = field(default_factory=dict)
     # region -> pods its nodes (and autoscaler) cannot hold of what a run would add
     short: dict[str, int] = field(default_factory=dict)
+    # region -> what images.check / quota.check find wrong there (not ready)
+    image_findings: dict[str, str] = field(default_factory=dict)
+    quota_short: dict[str, str] = field(default_factory=dict)
+    # Seconds from a scale request to its pods' stages (scheduled, pulled, started, ready) and,
+    # after the warm-up began, to the versions ready and its end: what kube.scale / the warm-up
+    # report as each scale-up's cold start. None: no cold start reported (as before 0.4.0).
+    cold_start: tuple[float, ...] | None = None
     velero_phase: str = "Completed"
     velero_backup_age: timedelta = timedelta(minutes=5)  # how long ago the backup to restore completed
     last_drill_age: timedelta | None = None  # how long ago the runbook's last drill completed; None: never
+    measured_cold_start: c.MeasuredColdStart | None = None  # what the newest measuring drill measured
     # Regions whose pods started while a model's artifacts were missing: they serve without
     # it (the version gate fails) until a rollout restart with the artifacts complete.
     stale: set[str] = field(default_factory=set)
@@ -56,6 +64,7 @@ class World:
     changes: list[dict[str, int]] = field(default_factory=list)  # DNS change batches applied
     restores: dict[str, str] = field(default_factory=dict)  # velero restore name -> region
     scale_calls: list[tuple[str, str]] = field(default_factory=list)  # (region, to)
+    scaled_at: dict[str, float] = field(default_factory=dict)  # region -> its last scale-up (cold_start)
     # Health of a region at each DNS weight it was served at: checks "never traffic to a
     # region that failed its gate".
     health_log: list[tuple[str, bool]] = field(default_factory=list)
@@ -185,8 +194,17 @@ class World:
             self.replicas[input.region][key] = want
         return c.ScaleResult(
             region=input.region, deployments=self._state(input.region).deployments, changed=changed,
-            waits=await self._waited(c.KUBE_SCALE, input.region),
+            waits=await self._waited(c.KUBE_SCALE, input.region), cold_start=self._cold_start(input.region, changed),
         )
+
+    def _cold_start(self, region: str, changed: list[str]) -> list[c.ColdStart]:
+        if self.cold_start is None or not changed:
+            return []
+        at = activity.info().current_attempt_scheduled_time.timestamp()  # the server's clock
+        self.scaled_at[region] = at
+        scheduled, pulled, started, ready = self.cold_start[:4]
+        return [c.ColdStart(workload=w, pods=1, region=region, requested_at=at, scheduled=scheduled, pulled=pulled,
+                            started=started, ready=ready) for w in changed]
 
     @activity.defn(name=c.KUBE_CAPACITY)
     async def kube_capacity(self, input: c.CapacityInput) -> c.CapacityResult:
@@ -207,11 +225,15 @@ class World:
     async def images_check(self, input: c.ImagesInput) -> c.ImagesResult:
         await self._visit(c.IMAGES_CHECK, input.region)
         self._reach(input.region)
+        if input.region in self.image_findings:
+            return c.ImagesResult(region=input.region, verdict="finding", detail=self.image_findings[input.region])
         return c.ImagesResult(region=input.region, verdict="ok", detail="every image in the region's registry")
 
     @activity.defn(name=c.QUOTA_CHECK)
     async def quota_check(self, input: c.QuotaInput) -> c.QuotaResult:
         await self._visit(c.QUOTA_CHECK, input.region)
+        if input.region in self.quota_short:
+            return c.QuotaResult(region=input.region, verdict="short", detail=self.quota_short[input.region])
         return c.QuotaResult(region=input.region, verdict="ok", detail="the scale-out starts no new node")
 
     @activity.defn(name=c.KUBE_ROLLOUT_RESTART)
@@ -285,9 +307,10 @@ class World:
     async def last_drill(self, input: c.LastDrillInput) -> c.LastDrill:
         await self._visit(c.DRILL_LAST)
         if self.last_drill_age is None:
-            return c.LastDrill()
+            return c.LastDrill(cold_start=self.measured_cold_start)
         ended = activity.info().current_attempt_scheduled_time - self.last_drill_age  # the server's clock
-        return c.LastDrill(completed_at=ended, drill_id="drill:llm-inference-20261001T100000Z", uri="s3://dr-evidence/drills/x.json")
+        return c.LastDrill(completed_at=ended, drill_id="drill:llm-inference-20261001T100000Z",
+                           uri="s3://dr-evidence/drills/x.json", cold_start=self.measured_cold_start)
 
     # ------------------------------------------------------------------ notifications
     @activity.defn(name=c.NOTIFY_SEND)
@@ -304,7 +327,12 @@ class World:
         await self._visit(c.PROBES_WARMUP, input.region)
         n = sum(w.requests for w in self.runbook.spec.warmup)
         failures = 0 if self.healthy(input.region) else n
-        return c.WarmupResult(region=input.region, requests=n, failures=failures, p50_ms=40, p99_ms=120)
+        if self.cold_start is None or input.region not in self.scaled_at:
+            return c.WarmupResult(region=input.region, requests=n, failures=failures, p50_ms=40, p99_ms=120)
+        # Stages 5 and 6 count from the scale request, on the server's clock.
+        scaled, (versions, warmed) = self.scaled_at[input.region], self.cold_start[4:]
+        return c.WarmupResult(region=input.region, requests=n, failures=failures, p50_ms=40, p99_ms=120,
+                              versions_ready_at=scaled + versions, ended_at=scaled + warmed)
 
     @activity.defn(name=c.PROBES_HEALTH)
     async def health_gate(self, input: c.HealthInput) -> c.HealthResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from drpilot_twin.control import ControlServer, FaultError, parse_fault_args
-from drpilot_twin.faults import ErrorRamp, FaultBoard, Faults
+from drpilot_twin.faults import ColdModel, ErrorRamp, FaultBoard, Faults
 
 REGIONS = ["us-east-1", "us-west-2"]
 
@@ -20,6 +20,7 @@ def test_key_values_become_fault_fields():
             "route53_throttle_count=3",
             "error_ramp.us-east-1=50%:20%",
             "extra_latency_seconds.us-west-2=0.25",
+            "cold_model.us-west-2=2:40",
         ]
     )
     faults = Faults.from_json(patch)
@@ -30,6 +31,8 @@ def test_key_values_become_fault_fields():
     assert faults.route53_throttle_count == 3
     assert faults.error_ramp == {"us-east-1": ErrorRamp(at_weight=50, error_rate=0.2)}
     assert faults.extra_latency_seconds == {"us-west-2": 0.25}
+    assert faults.cold_model == {"us-west-2": ColdModel(seconds=2.0, requests=40)}
+    assert [faults.cold_model["us-west-2"].extra(n) for n in (0, 20, 40, 99)] == [2.0, 1.0, 0.0, 0.0]
 
 
 def test_per_region_entries_merge_and_empty_values_clear():
@@ -53,6 +56,8 @@ def test_json_object_is_accepted_as_is():
         (["route53_throttle_count=2.5"], "expected an integer"),
         (["error_ramp.us-east-1=50"], "expected AT_WEIGHT:ERROR_RATE"),
         (["error_ramp.us-east-1=50:3"], "between 0 and 1"),
+        (["cold_model.us-east-1=2"], "expected SECONDS:REQUESTS"),
+        (["cold_model.us-east-1=2:0"], "requests >= 1"),
         (["pod_start_seconds=3"], "give it per region"),
         (["glacier_delay_seconds.us-east-1=3"], "is not per region"),
         (['{"nope": 1}'], "unknown fault(s): nope"),

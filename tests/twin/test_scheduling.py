@@ -168,3 +168,26 @@ def test_placement_honours_selector_affinity_and_taints():
     assert place({**spec, "affinity": affinity}, {"a": room("a", 4), "b": other})[0] == "b"
     # Bin packing: of two nodes that fit, the fuller one.
     assert place(spec, {"a": room("a", 4), "b": room("b", 2)})[0] == "b"
+
+
+def test_an_image_pull_takes_time_by_its_size_and_the_kubelet_says_so(dr):
+    board, api = dr
+    board.update(pod_start_seconds={DR: 60})  # 1 s at speed 60, half of it the pull of a 10 GB image
+
+    def pulled(name: str) -> str:
+        eventually(lambda: pods_of(api, name)[0].status.phase == "Running", timeout=15, what=f"{name} running")
+        events = k8s.CoreV1Api(api).list_namespaced_event(NS).items
+        pod = pods_of(api, name)[0].metadata.name
+        return next(e.message for e in events if e.involved_object.name == pod and e.reason == "Pulled")
+
+    k8s.AppsV1Api(api).create_namespaced_deployment(NS, gpu_deployment("thin", 1))
+    assert pulled("thin") == (
+        'Successfully pulled image "registry.example.com/llm:1" in 500ms (500ms including waiting). '
+        "Image size: 10000000000 bytes."
+    )
+    board.update(image_bytes={DR: 30_000_000_000})  # three times the bytes: three times the pull
+    k8s.AppsV1Api(api).create_namespaced_deployment(NS, gpu_deployment("fat", 1, image="registry.example.com/llm:2"))
+    assert pulled("fat") == (
+        'Successfully pulled image "registry.example.com/llm:2" in 1.5s (1.5s including waiting). '
+        "Image size: 30000000000 bytes."
+    )

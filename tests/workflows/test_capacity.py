@@ -41,3 +41,38 @@ async def test_an_ungraceful_failover_warns_and_goes_on(harness, route53_runbook
     assert result.status == "completed", result.messages
     assert world.dns == {"us-east-1": 0, "us-west-2": 100}
     assert "partial capacity beats none" in result.phases[0].detail
+
+
+PULLS_FROM_EAST = "ml-serving/inference-service pulls from us-east-1's registry: fails while us-east-1 is down"
+
+
+async def test_a_graceful_failover_whose_images_or_quota_fail_changes_nothing(harness, route53_runbook):
+    world = World.normal(route53_runbook)
+    world.image_findings["us-west-2"] = PULLS_FROM_EAST
+    result, _ = await harness(world).run(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
+    assert result.status == "failed"
+    preflight = result.phases[0]
+    assert preflight.name == "preflight" and preflight.outcome == "failed"
+    assert preflight.detail.endswith(
+        f"us-west-2: images: {PULLS_FROM_EAST}; nothing was changed: push the images to the registry in the region "
+        "they are pulled in, free GPUs there, raise the NodePool's spec.limits or the GPU quota, choose other targets "
+        "with --to, or set guardrails.capacity: warn to go on regardless"
+    ), preflight.detail
+    assert world.changes == [] and world.scale_calls == []
+
+    world = World.normal(route53_runbook)
+    world.quota_short["us-west-2"] = "needs 96 vCPUs of G instances, quota 48: short by 48"
+    result, _ = await harness(world).run(FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1"))
+    assert result.status == "failed" and "us-west-2: quota: needs 96 vCPUs" in result.phases[0].detail
+    assert world.changes == [] and world.scale_calls == []
+
+
+async def test_an_ungraceful_failover_warns_of_images_and_quota_and_goes_on(harness, route53_runbook):
+    world = outage(route53_runbook, "us-east-1")
+    world.image_findings["us-west-2"] = PULLS_FROM_EAST
+    world.quota_short["us-west-2"] = "short by 48 vCPUs"
+    result, _ = await harness(world).run(
+        FailoverWorkflow.run, FailoverInput(runbook=route53_runbook, failed_region="us-east-1", strategy="ungraceful")
+    )
+    assert result.status == "completed", result.messages
+    assert f"WARNING us-west-2: images: {PULLS_FROM_EAST}; us-west-2: quota: short by 48 vCPUs (ungraceful" in result.phases[0].detail

@@ -44,6 +44,7 @@ async def test_rehearsal_drill_fails_over_soaks_fails_back_and_keeps_evidence(en
     # approvals.failover always: a rehearsal against the sandbox still waits for nobody.
     rb = drill_runbook(alertmanager, spec__approvals__failover="always")
     world = World.normal(rb)
+    world.cold_start = (2.0, 40.0, 41.0, 60.0, 63.0, 80.0)
     d = Drills(env.client, world, s3)
     async with d.worker():
         handle = await d.start(rb)
@@ -77,6 +78,9 @@ async def test_rehearsal_drill_fails_over_soaks_fails_back_and_keeps_evidence(en
     # Readiness's spec.drills.cadence reads the pack back: this drill is the last completed one.
     last = ActivityEnvironment().run(DrillActivities(s3, d.settings).last_completed, c.LastDrillInput(runbook=rb))
     assert (last.drill_id, last.completed_at) == (handle.id, kept.ended_at) and last.uri.startswith("s3://")
+    # ... and the cold start its failover measured, for readiness and `runbook plan`.
+    assert last.cold_start is not None and last.cold_start.drill_id == handle.id
+    assert last.cold_start.cold_starts == kept.failover.cold_starts and kept.failover.cold_starts[0].warmed == 80.0
     # The drill held the runbook, and released it as it ended.
     assert state.holders == []
     assert state.last_ended["llm-inference"].run_id == handle.id

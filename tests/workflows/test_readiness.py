@@ -99,7 +99,7 @@ async def test_a_readiness_schedule_turns_not_ready_and_back(dev_env):
             assert result is not None
             return result
 
-    activities = [*world.activities(), *FrontDoorActivities(previous=front.ReadinessHistory(client).previous).all()]
+    activities = [*world.activities(), world.last_drill, *FrontDoorActivities(previous=front.ReadinessHistory(client).previous).all()]
     async with Worker(client, task_queue=queue, workflows=[*WORKFLOWS, ReadinessWorkflow], activities=activities):
         assert await front.schedule(client, settings, rb, timedelta(minutes=30)) == "created"
         assert (await fire(0)).ready
@@ -132,7 +132,36 @@ async def test_no_drill_completed_within_the_cadence_is_not_ready(env):
     world.last_drill_age = timedelta(days=91)
     stale = await check(env.client, world)
     assert not stale.ready and "longer than spec.drills.cadence" in [ch.detail for ch in stale.checks if ch.name == name][0]
-    # Without a cadence the drills are not read at all.
+    # Without a cadence there is no cadence check; the drills are read once, for the cold start.
     world.runbook = runbook("llm-inference.yaml")
     assert name not in verdicts(await check(env.client, world))
-    assert sum(1 for called, _ in world.calls if called == c.DRILL_LAST) == 3
+    assert sum(1 for called, _ in world.calls if called == c.DRILL_LAST) == 4
+
+
+def measured(ready: float, warmed: float) -> c.MeasuredColdStart:
+    """A rehearsal at speed 10 that brought us-west-2's two workloads up (its own seconds)."""
+    colds = [c.ColdStart(workload=w, pods=n, region="us-west-2", ready=ready - 1, warmed=warmed - 1) for w, n in
+             (("ml-serving/inference-gateway", 2), ("ml-serving/inference-service", 4))]
+    colds[1] = colds[1].model_copy(update={"ready": ready, "warmed": warmed})
+    from datetime import UTC, datetime
+    return c.MeasuredColdStart(drill_id="drill:x", at=datetime(2026, 12, 1, 10, tzinfo=UTC), speed=10, cold_starts=colds)
+
+
+async def test_the_last_measured_cold_start_is_judged_against_what_the_rto_leaves_it(env):
+    # RTO 5m, minus the 60 s TTL and the gate's shortest pass (2 x 5 s): 3m50s for the cold start.
+    world = World.normal(runbook("llm-inference.yaml"))
+    assert "us-west-2: cold start" not in verdicts(await check(env.client, world))  # no drill measured one
+    world.measured_cold_start = measured(ready=22.0, warmed=27.0)  # at speed 1: 220 s, then 5 s of real warm-up
+    fast = await check(env.client, world)
+    assert fast.ready, fast.checks
+    assert [(ch.ready, ch.detail) for ch in fast.checks if ch.name == "us-west-2: cold start"] == [(True, (
+        "6 pods ~ 3m40s to ready, 3m45s to warmed, measured in the drill of 2026-12-01 (a rehearsal at speed 10, "
+        "projected to speed 1); the RTO (5m) leaves 3m50s for it"
+    ))]
+    world.measured_cold_start = measured(ready=23.0, warmed=28.0)
+    slow = await check(env.client, world)
+    assert not slow.ready and verdicts(slow)["us-west-2: cold start"] is False
+    assert [ch.detail for ch in slow.checks if ch.name == "us-west-2: cold start"][0].startswith(
+        "6 pods ~ 3m50s to ready, 3m55s to warmed, measured in the drill of 2026-12-01 (a rehearsal at speed 10, "
+        "projected to speed 1): longer than the 3m50s the RTO (5m) leaves for it after the DNS TTL and the health gate"
+    )

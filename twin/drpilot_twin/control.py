@@ -24,10 +24,10 @@ from drpilot_twin.faults import FaultBoard, Faults
 _REGION_SETS = ("region_down", "pods_stalled", "velero_partially_failed", "velero_failed")
 _REGION_MAPS = (
     "pod_start_seconds", "error_ramp", "extra_latency_seconds", "gpu_free", "node_provision_seconds",
-    "image_missing", "quota",
+    "image_missing", "quota", "cold_model", "image_bytes",
 )
 # What a per-region value is (seconds, unless said here).
-_REGION_VALUE: dict[str, type] = {"gpu_free": int, "quota": int, "image_missing": str}
+_REGION_VALUE: dict[str, type] = {"gpu_free": int, "quota": int, "image_missing": str, "image_bytes": int}
 
 
 class FaultError(ValueError):
@@ -76,8 +76,8 @@ def _field_kinds() -> dict[str, str]:
     kinds = {}
     for f in fields(Faults):
         value = getattr(defaults, f.name)
-        if f.name == "error_ramp":
-            kinds[f.name] = "ramp"
+        if f.name in ("error_ramp", "cold_model"):
+            kinds[f.name] = f.name
         elif isinstance(value, frozenset):
             kinds[f.name] = "regions"
         elif isinstance(value, dict):
@@ -99,6 +99,7 @@ Faults as key=value (or one JSON object):
   node_provision_seconds.R=90  Karpenter takes 90 s to bring up a node in R
   image_missing.R=IMAGE        R's registry lacks IMAGE: pulls fail
   quota.R=96                   GPU-instance vCPU quota of 96 in R
+  image_bytes.R=20000000000     R's images are 20 GB: pulls take twice the default's
   pod_start_seconds.R=30       a pod in R takes 30 s to become ready
   glacier_delay_seconds=60     a Glacier restore takes 60 s
   route53_pending_seconds=20   a Route53 change stays PENDING 20 s
@@ -110,6 +111,8 @@ Faults as key=value (or one JSON object):
   velero_failed=R              Velero restores in R end Failed
   error_ramp.R=50:0.2          20% errors in R once its DNS weight >= 50
   extra_latency_seconds.R=0.5  +0.5 s per inference request in R
+  cold_model.R=2:40             R's model is cold: its first inference request
+                               takes +2 s, the extra falling to none by the 40th
   gcs_object_missing=R:MODEL   MODEL's weights file deleted from R's gs:// copy
   gcs_corrupt=R:MODEL          ... overwritten with other bytes of the same size
 An empty value clears a field (region_down=). Seconds of waits are
@@ -134,6 +137,16 @@ def _ramp(key: str, raw: str) -> dict[str, Any]:
     if not 0 <= error_rate <= 1:
         raise FaultError(f"{key}={raw!r}: the error rate must be between 0 and 1 (or 0% and 100%)")
     return {"at_weight": at_weight, "error_rate": error_rate}
+
+
+def _cold(key: str, raw: str) -> dict[str, Any]:
+    seconds, sep, requests = raw.partition(":")
+    if not sep:
+        raise FaultError(f"{key}={raw!r}: expected SECONDS:REQUESTS, e.g. 2:40 (+2 s on the first request, none by the 40th)")
+    cold = {"seconds": _number(key, seconds.strip(), float), "requests": _number(key, requests.strip(), int)}
+    if cold["seconds"] < 0 or cold["requests"] < 1:
+        raise FaultError(f"{key}={raw!r}: seconds must be >= 0 and requests >= 1")
+    return cold
 
 
 def parse_fault_args(args: list[str], current: Faults | None = None) -> dict[str, Any]:
@@ -163,7 +176,7 @@ def parse_fault_args(args: list[str], current: Faults | None = None) -> dict[str
         if name not in kinds:
             raise FaultError(f"unknown fault {name!r}; known: {', '.join(sorted(kinds))}")
         kind, raw = kinds[name], raw.strip()
-        if kind in ("per-region", "ramp"):
+        if kind in ("per-region", "error_ramp", "cold_model"):
             if not dot:
                 if raw:
                     raise FaultError(f"{name}: give it per region, e.g. {name}.us-east-1=VALUE")
@@ -172,8 +185,10 @@ def parse_fault_args(args: list[str], current: Faults | None = None) -> dict[str
             mapping = patch.setdefault(name, dict(base[name]))
             if not raw:
                 mapping.pop(region, None)
-            elif kind == "ramp":
+            elif kind == "error_ramp":
                 mapping[region] = _ramp(key, raw)
+            elif kind == "cold_model":
+                mapping[region] = _cold(key, raw)
             elif _REGION_VALUE.get(name) is str:
                 mapping[region] = raw
             else:

@@ -27,6 +27,22 @@ class ErrorRamp:
 
 
 @dataclass(frozen=True)
+class ColdModel:
+    """Region's model is cold: its first inference request takes `seconds` more, the extra
+    falling linearly to none by request `requests` (counted from when the fault was set or
+    changed). A freshly loaded LLM server is slow on its first requests while it compiles
+    kernels, captures CUDA graphs and fills its caches (vLLM / TensorRT-LLM warm-up); the
+    runbook's warmup[].ready_when is what waits that out."""
+
+    seconds: float
+    requests: int
+
+    def extra(self, served: int) -> float:
+        """Extra seconds of the request after `served` ones."""
+        return self.seconds * max(0.0, 1.0 - served / self.requests) if self.requests > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class Faults:
     # Regions that are dark: their model server fails every request (503 / connection
     # refused) and their Kubernetes API emulator refuses connections (503).
@@ -47,6 +63,9 @@ class Faults:
     # Per region: the account's vCPU quota for GPU instances (Service Quotas); Karpenter
     # cannot launch nodes beyond it.
     quota: dict[str, int] = field(default_factory=dict)
+    # Per region: the size in bytes of the images its pods pull (default 10 GB, the size
+    # pod_start_seconds is for); a pull takes its share of the start in proportion.
+    image_bytes: dict[str, int] = field(default_factory=dict)
     # Seconds a Glacier restore_object takes before the object is readable.
     glacier_delay_seconds: float = 0.0
     # Route53: seconds a change stays PENDING before INSYNC.
@@ -69,6 +88,8 @@ class Faults:
     error_ramp: dict[str, ErrorRamp] = field(default_factory=dict)
     # Per region: extra latency (seconds) added to every inference request, at any speed.
     extra_latency_seconds: dict[str, float] = field(default_factory=dict)
+    # Per region: a cold model, slow on its first requests (ColdModel), at any speed.
+    cold_model: dict[str, ColdModel] = field(default_factory=dict)
     # "REGION:MODEL": the model's weights file in the region's gs:// copy is deleted /
     # overwritten with other bytes of the same size (once each time the fault is set).
     gcs_object_missing: frozenset[str] = frozenset()
@@ -94,6 +115,8 @@ class Faults:
             value = data[f.name]
             if f.name == "error_ramp":
                 value = {r: v if isinstance(v, ErrorRamp) else ErrorRamp(**v) for r, v in value.items()}
+            elif f.name == "cold_model":
+                value = {r: v if isinstance(v, ColdModel) else ColdModel(**v) for r, v in value.items()}
             elif isinstance(getattr(cls(), f.name), frozenset):
                 value = frozenset(value)
             values[f.name] = value

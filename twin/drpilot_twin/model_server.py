@@ -11,6 +11,9 @@ the same HTTP paths they would against Triton / KServe in production:
                                       200 when the region's ready pods loaded that version,
                                       404 when they did not (see `version_ready` below)
     POST /v2/models/{name}/infer      a KServe v2 inference response after the simulated latency
+    POST /v2/models/{name}/generate_stream
+                                      a streamed completion (Triton's generate extension):
+                                      server-sent events, the first after the simulated latency
     GET  /metrics                     Prometheus text: requests, latency histogram, DNS weight
 
 What it reads, on every request: the fault board (region down, extra latency, the error
@@ -39,7 +42,7 @@ from typing import Any
 
 from drpilot.domain.runbook import Runbook
 from drpilot_twin.cached import Cached
-from drpilot_twin.faults import FaultBoard
+from drpilot_twin.faults import ColdModel, FaultBoard
 
 # readiness() answers True / False, or (ready, reason) so a 503 can say why.
 Readiness = Callable[[], bool | tuple[bool, str]]
@@ -53,7 +56,10 @@ VersionReady = Callable[[str, str], tuple[bool, str]]
 # answers of a few milliseconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-_MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+_MODEL_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer|/generate_stream)?$")
+# A streamed completion's events after the first, each this long apart (a token's decode time).
+STREAM_EVENTS = 4
+STREAM_EVENT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,8 @@ class ModelServer:
         self._metrics = _Metrics(region)
         self._lock = threading.Lock()
         self._ramp_count = 0  # requests seen while the error ramp applied
+        self._cold: ColdModel | None = None  # the cold_model fault last seen, and requests since
+        self._cold_served = 0
         self._records: list[RequestRecord] = []
         self.refused_while_down = 0
         self._httpd: _Httpd | None = None
@@ -259,6 +267,17 @@ class ModelServer:
             self._ramp_count += 1
         return math.floor((n + 1) * rate) > math.floor(n * rate)
 
+    def _cold_extra(self) -> float:
+        """Extra seconds of this request while the region's model is cold (the cold_model fault)."""
+        cold = self.board.now.cold_model.get(self.region)
+        with self._lock:
+            if cold != self._cold:  # set, changed or cleared: counted afresh
+                self._cold, self._cold_served = cold, 0
+            if cold is None:
+                return 0.0
+            served, self._cold_served = self._cold_served, self._cold_served + 1
+        return cold.extra(served)
+
     def infer(self, model: str, body: bytes) -> tuple[int, dict[str, Any]]:
         started = time.monotonic()
         code, payload = self._infer(model, body)
@@ -284,7 +303,7 @@ class ModelServer:
         faults = self.board.now
         # Not divided by the speed: a rehearsal compresses waits (bakes, TTLs, pod starts),
         # never what a request takes, so the runbook's p99 limit judges it unchanged.
-        delay = self.base_latency_seconds + faults.extra_latency_seconds.get(self.region, 0.0)
+        delay = self.base_latency_seconds + faults.extra_latency_seconds.get(self.region, 0.0) + self._cold_extra()
         time.sleep(max(delay, 0.0))
         ramp = faults.error_ramp.get(self.region)
         if ramp is not None:
@@ -414,7 +433,10 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "/infer" and method == "POST":
             self._json(*ms.infer(model, body))
             return
-        if method != "GET" or action == "/infer":
+        if action == "/generate_stream" and method == "POST":
+            self._stream(ms, model, body)
+            return
+        if method != "GET" or action in ("/infer", "/generate_stream"):
             self._json(405, {"error": f"{method} is not allowed here"})
             return
         if model not in ms.models:
@@ -435,6 +457,36 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200 if ready else 503, {"name": model, "ready": ready, **({} if ready else {"reason": reason})})
         else:
             self._json(200, {"name": model, "platform": "drpilot-sandbox", "versions": [], "inputs": [], "outputs": []})
+
+    def _stream(self, ms: ModelServer, model: str, body: bytes) -> None:
+        """Triton's generate extension, streaming (docs.nvidia.com/deeplearning/triton-inference-server/
+        user-guide/docs/protocol/extension_generate.html): POST {"text_input": ..., "parameters": {...}},
+        answered with server-sent events `data: {"model_name", "text_output"}`, one per piece of text.
+        The first event comes after the request's latency (what a user waits for); the rest follow
+        at decode pace. Answered as an inference request (same checks, metrics and faults)."""
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            request = None
+        if not isinstance(request, dict) or not isinstance(request.get("text_input"), str):
+            self._json(400, {"error": 'expected a generate request: {"text_input": "...", "parameters": {}}'})
+            return
+        code, payload = ms.infer(model, json.dumps({"inputs": [{"data": [request["text_input"]]}]}).encode())
+        if code != 200:
+            self._json(code, payload)
+            return
+        text = payload["outputs"][0]["data"][0]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(STREAM_EVENTS):
+            if i:
+                time.sleep(STREAM_EVENT_SECONDS)
+            event = f"data: {json.dumps({'model_name': model, 'text_output': text if i == 0 else ' .'})}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
 
     def _json(self, code: int, payload: dict[str, Any]) -> None:
         self._send(code, json.dumps(payload).encode(), "application/json")

@@ -40,6 +40,21 @@ from drpilot_twin.kube.scheduling import NodeRoom, place, reserve_gpus, rooms
 # before pulling a missing image again (simulated seconds).
 PULL_SHARE = 0.5
 BACKOFF_SECONDS = 10.0
+# pod_start_seconds is the start of a pod whose image is this big (an LLM serving image with
+# CUDA and its runtime: vLLM's and Triton's are about 10 GB); an image of another size
+# (`image_bytes.REGION`) pulls in proportion: the pull is a transfer, the rest is not.
+DEFAULT_IMAGE_BYTES = 10_000_000_000
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints a time.Duration truncated to milliseconds (the kubelet's
+    events): 313ms, 1.661s, 2m5.2s."""
+    ms = int(seconds * 1000 + 1e-6)  # truncated as Go does, not below by float noise
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, ms = divmod(ms, 60_000)
+    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{minutes}m{secs}" if minutes else secs
 _SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for generated names
 
 
@@ -86,6 +101,7 @@ class DeploymentController:
         self.pod_start_seconds = pod_start_seconds
         self._ready_at: dict[str, float | None] = {}  # pod uid -> monotonic time it turns ready
         self._pulled_at: dict[str, float] = {}  # pod uid -> monotonic time its image is pulled
+        self._pull_began: dict[str, float] = {}  # pod uid -> monotonic time its (last) pull began
         self._node: dict[str, str] = {}  # pod uid -> the node it is bound to
         self._owner: dict[str, str] = {}  # pod uid -> deployment uid
         self._shown: dict[str, tuple[str, str]] = {}  # pod uid -> (stage, message) last written
@@ -100,6 +116,10 @@ class DeploymentController:
         self.karpenter = Karpenter(store, board, region, speed, self._event)
         self._event_serial = 0
         self._gpu_free: int | None = None  # the gpu_free value the other team's pods were set for
+
+    def image_bytes(self) -> int:
+        """The size of the images pulled in this region (the `image_bytes` fault, else the default)."""
+        return self.board.now.image_bytes.get(self.region, DEFAULT_IMAGE_BYTES)
 
     def start_delay(self) -> float:
         seconds = self.board.now.pod_start_seconds.get(self.region, self.pod_start_seconds)
@@ -218,8 +238,9 @@ class DeploymentController:
             else:
                 self._node[uid] = node
                 self._bind(pod, node)
-                self._pulled_at[uid] = now + delay * PULL_SHARE
-                self._ready_at[uid] = now + delay
+                self._pull_began[uid] = now
+                self._pulled_at[uid] = now + delay * PULL_SHARE * self.image_bytes() / DEFAULT_IMAGE_BYTES
+                self._ready_at[uid] = self._pulled_at[uid] + delay * (1 - PULL_SHARE)
         if uid in self._node:
             if instant and (self._ready_at.get(uid) or 0) > now:
                 self._pulled_at[uid] = self._ready_at[uid] = now
@@ -229,6 +250,7 @@ class DeploymentController:
             if uid in self._pull_failed:
                 if missing:
                     # The kubelet backs off and pulls again; the start runs from the pull that works.
+                    self._pull_began[uid] = now
                     self._pulled_at[uid] = now + BACKOFF_SECONDS / self.speed
                     self._ready_at[uid] = self._pulled_at[uid] + delay * (1 - PULL_SHARE)
                     message = missing
@@ -312,7 +334,7 @@ class DeploymentController:
         self._forget(pod["metadata"]["uid"])
 
     def _forget(self, uid: str) -> None:
-        for table in (self._owner, self._ready_at, self._shown, self._node, self._pulled_at):
+        for table in (self._owner, self._ready_at, self._shown, self._node, self._pulled_at, self._pull_began):
             table.pop(uid, None)
         self._started.discard(uid)
         self._pull_failed.discard(uid)
@@ -356,7 +378,12 @@ class DeploymentController:
         if stage in ("started", "ready") and before not in ("started", "ready"):
             for c in containers:
                 image = c.get("image", "")
-                self._event(pod, "Pulled", f'Successfully pulled image "{image}"', "kubelet", container=c)
+                uid = pod["metadata"]["uid"]
+                took = go_duration(max(self._pulled_at.get(uid, 0.0) - self._pull_began.get(uid, 0.0), 0.0))
+                # The kubelet's words (pkg/kubelet/images/image_manager.go), e.g. Successfully pulled
+                # image "busybox" in 1.661s (1.661s including waiting). Image size: 4269694 bytes.
+                self._event(pod, "Pulled", f'Successfully pulled image "{image}" in {took} ({took} including waiting). '
+                            f"Image size: {self.image_bytes()} bytes.", "kubelet", container=c)
                 self._event(pod, "Created", f"Created container: {c.get('name', '')}", "kubelet", container=c)
                 self._event(pod, "Started", f"Started container {c.get('name', '')}", "kubelet", container=c)
 

@@ -156,7 +156,9 @@ EVENTS = ResourceType("", "v1", "events", "event", "Event", True, ("ev",), read_
 NODEPOOLS = ResourceType(
     "karpenter.sh", "v1", "nodepools", "nodepool", "NodePool", False, subresources=("status",), custom=True
 )
-RESOURCE_TYPES = (NAMESPACES, PODS, DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES, NODES, EVENTS, NODEPOOLS)
+# A Deployment's imagePullSecrets (kubernetes.io/dockerconfigjson) live here.
+SECRETS = ResourceType("", "v1", "secrets", "secret", "Secret", True)
+RESOURCE_TYPES = (NAMESPACES, PODS, DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES, NODES, EVENTS, NODEPOOLS, SECRETS)
 
 
 def resource_type(group: str, version: str, plural: str) -> ResourceType | None:

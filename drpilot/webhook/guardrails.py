@@ -284,10 +284,17 @@ class Guardrails:
 
 
 def provider_weights(settings: Settings) -> DnsWeights:
-    """Live DNS weights read through the DNS activity's own provider code, off the loop."""
-    from activities.dns.activities import current_weights
+    """Live DNS weights read through the DNS activity's own provider code, off the loop. One
+    DnsActivities for the process: its providers keep their clients (a boto3 client costs tens
+    of ms of CPU to build), connections and zone ids from one alert to the next."""
+    from activities.dns.activities import DnsActivities
+
+    dns = DnsActivities(settings=settings)
+
+    def weights(runbook: Runbook) -> dict[str, int]:
+        return dns.provider(runbook).read(runbook).weights()
 
     async def read(runbook: Runbook) -> dict[str, int]:
-        return await asyncio.to_thread(current_weights, runbook, settings)
+        return await asyncio.to_thread(weights, runbook)
 
     return read

@@ -10,7 +10,7 @@ limits it is judged by, never are.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -612,6 +612,10 @@ class Admission(Contract):
     holder: Holder | None = None  # who holds them (when not admitted, or attached)
     conflict: str = ""  # what is shared with the holder: the runbook, or a DNS record
     differences: list[str] = Field(default_factory=list)  # same run id, different request
+    # A guarded claim (GuardedClaims) that would start a new run and was not admitted: why,
+    # as a code (cooldown, circuit_breaker, or the front door's own refusal code) and a sentence.
+    guard: str = ""
+    reason: str = ""
 
 
 class Claims(Contract):
@@ -623,6 +627,35 @@ class Claims(Contract):
 
 class Admissions(Contract):
     answers: list[Admission]  # one per claim, in order
+
+
+class GuardedClaim(Contract):
+    """An alert's claim: judged as a Claim is; a claim that would start a new run must also
+    pass the front door's own check (`refusal`, when it found a reason not to start), the
+    runbook's cooldown after its last run ended, and the circuit breaker."""
+
+    claim: Claim
+    cooldown: timedelta = timedelta(0)  # the runbook's guardrails.cooldown
+    refusal_code: str = ""  # e.g. only_serving, dns_unreadable; "" when the front door found none
+    refusal: str = ""
+
+
+class Breaker(Contract):
+    """At most `max_runs` runs started through guarded claims in any sliding `window`."""
+
+    max_runs: int
+    window: timedelta
+
+
+class GuardedClaims(Contract):
+    """Alerts' claims at once (the webhook's concurrent alerts), in one update, judged in
+    order; the breaker and cooldowns are held by admission, so every webhook replica shares them."""
+
+    claims: list[GuardedClaim]
+    breaker: Breaker
+    # When the front door received them, by its clock: what the cooldown and the breaker's
+    # window are judged at (a replica's clock skew of s moves their edges by s).
+    at: datetime
 
 
 class ReadinessCheck(Contract):

@@ -18,12 +18,22 @@ new, carrying the table.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import Admission, Admissions, Claim, Claims, Holder
+    from activities.contracts import (
+        Admission,
+        Admissions,
+        Breaker,
+        Claim,
+        Claims,
+        GuardedClaim,
+        GuardedClaims,
+        Holder,
+    )
+    from drpilot.domain.durations import format_duration
     from workflows.types import AdmissionState, Ended, ReleaseInput, StaleInput
 
 RELEASE = "release"
@@ -70,6 +80,7 @@ class AdmissionWorkflow:
     def __init__(self, state: AdmissionState) -> None:
         self.holders: dict[str, Holder] = {h.claim.run_id: h for h in state.holders}
         self.last_ended: dict[str, Ended] = dict(state.last_ended)
+        self.auto_starts: list[datetime] = list(state.auto_starts)
 
     @workflow.run
     async def run(self, state: AdmissionState) -> None:
@@ -82,6 +93,11 @@ class AdmissionWorkflow:
 
     @workflow.update
     def claim(self, wanted: Claim) -> Admission:
+        held = self._held(wanted)
+        return held if held is not None else self._admit(wanted)
+
+    def _held(self, wanted: Claim) -> Admission | None:
+        """The answer when a held claim conflicts with this one (attach or refuse), else None."""
         for holder in self.holders.values():
             shared = conflict(holder.claim, wanted)
             if not shared:
@@ -90,6 +106,9 @@ class AdmissionWorkflow:
                 diff = differences(holder.claim, wanted)
                 return Admission(admitted=False, attach=not diff, holder=holder, conflict=shared, differences=diff)
             return Admission(admitted=False, holder=holder, conflict=shared)
+        return None
+
+    def _admit(self, wanted: Claim) -> Admission:
         holder = Holder(claim=wanted, since=workflow.now())
         self.holders[wanted.run_id] = holder
         return Admission(admitted=True, holder=holder)
@@ -100,6 +119,47 @@ class AdmissionWorkflow:
         hold what they were admitted to. One update, whatever the fleet's size (Temporal
         allows 10 in-flight updates per workflow execution)."""
         return Admissions(answers=[self.claim(claim) for claim in wanted.claims])
+
+    @workflow.update
+    def claim_guarded(self, wanted: GuardedClaims) -> Admissions:
+        """Alerts' claims (the webhook), each in order: a duplicate of a held run attaches and
+        a conflict is refused as `claim` answers; a claim that would start a new run must then
+        pass the front door's own check, the runbook's cooldown and the circuit breaker. Held
+        here, so N webhook replicas share one breaker and one
+        cooldown: an admission counts its start in the same update that admits it."""
+        now = wanted.at
+        self.auto_starts = [t for t in self.auto_starts if t > now - wanted.breaker.window]
+        answers = []
+        for guarded in wanted.claims:
+            answer = self._held(guarded.claim)
+            if answer is None:
+                code, reason = self._guard(guarded, wanted.breaker, now)
+                if code:
+                    answer = Admission(admitted=False, guard=code, reason=reason)
+                else:
+                    answer = self._admit(guarded.claim)
+                    self.auto_starts.append(now)
+            answers.append(answer)
+        return Admissions(answers=answers)
+
+    def _guard(self, guarded: GuardedClaim, breaker: Breaker, now: datetime) -> tuple[str, str]:
+        """Why a new run may not start now, as (code, reason); ("", "") when it may."""
+        runbook = guarded.claim.runbook
+        ended = self.last_ended.get(runbook)
+        if ended is not None and ended.ended_at is not None and now < ended.ended_at + guarded.cooldown:
+            until = ended.ended_at + guarded.cooldown
+            return "cooldown", (
+                f"cooldown: {ended.run_id} ended ({ended.status}) at {ended.ended_at.astimezone(UTC):%H:%M:%SZ}; "
+                f"guardrails.cooldown {format_duration(guarded.cooldown)} keeps alerts from starting {runbook} "
+                f"until {until.astimezone(UTC):%H:%M:%SZ}"
+            )
+        if len(self.auto_starts) >= breaker.max_runs:
+            closes = (min(self.auto_starts) + breaker.window).astimezone(UTC)
+            return "circuit_breaker", (
+                f"circuit breaker open: {len(self.auto_starts)} run(s) auto-started in the last "
+                f"{format_duration(breaker.window)} (at most {breaker.max_runs}); it closes at {closes:%H:%M:%SZ}"
+            )
+        return guarded.refusal_code, guarded.refusal
 
     @workflow.signal(name=RELEASE)
     def release(self, ended: ReleaseInput) -> None:
@@ -121,7 +181,9 @@ class AdmissionWorkflow:
 
     @workflow.query
     def state(self) -> AdmissionState:
-        return AdmissionState(holders=list(self.holders.values()), last_ended=dict(self.last_ended))
+        return AdmissionState(
+            holders=list(self.holders.values()), last_ended=dict(self.last_ended), auto_starts=list(self.auto_starts)
+        )
 
 
 # How long a claim may go without its run existing before a front door calls it stale: the

@@ -103,6 +103,9 @@ class Ended(Frozen):
 class AdmissionState(Frozen):
     holders: list[Holder] = Field(default_factory=list)
     last_ended: dict[str, Ended] = Field(default_factory=dict)  # runbook -> its last run's end
+    # When each run admitted through a guarded claim (an alert's) was admitted, within the
+    # circuit breaker's window: the breaker every webhook replica shares.
+    auto_starts: list[datetime] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------- result

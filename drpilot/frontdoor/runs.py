@@ -37,7 +37,7 @@ from temporalio.common import (
 from temporalio.exceptions import CancelledError, TerminatedError, TimeoutError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import Admission, Admissions, Claim, Claims
+from activities.contracts import Admission, Admissions, Claim, Claims, GuardedClaims
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor.temporal import rpc_problem
 from workflows import admission
@@ -119,7 +119,7 @@ def claim_for(request: FailoverInput | FailbackInput) -> Claim:
 async def start(client: Client, settings: Settings, request: FailoverInput | FailbackInput) -> Started:
     """Claim the runbook at admission, then start its run (or attach to the same one)."""
     claim = claim_for(request)
-    return await _begin(client, settings, claim, request, await admit(client, settings, claim))
+    return await begin(client, settings, claim, request, await admit(client, settings, claim))
 
 
 # Runs one front door starts at once after a batch admission: each start is one RPC.
@@ -146,16 +146,23 @@ async def start_many(
     async def one(claim: Claim, request: FailoverInput | FailbackInput, answer: Admission) -> Started | RunError:
         async with gate:
             try:
-                if not answer.admitted and not answer.attach and await _dropped_if_stale(client, settings, answer):
+                if not answer.admitted and not answer.attach and await dropped_if_stale(client, settings, answer):
                     answer = await admit(client, settings, claim)  # a holder that was over: once more alone
-                return await _begin(client, settings, claim, request, answer)
+                return await begin(client, settings, claim, request, answer)
             except RunError as exc:
                 return exc
 
     return list(await asyncio.gather(*(one(c, r, a) for c, r, a in zip(claims, requests, answers, strict=True))))
 
 
-async def _begin(
+async def claim_guarded(client: Client, settings: Settings, claims: GuardedClaims) -> list[Admission]:
+    """Alerts' claims in one admission update, each with the breaker and cooldown admission
+    holds (AdmissionWorkflow.claim_guarded): one answer per claim, in order."""
+    what = f"{len(claims.claims)} alert claim(s)"
+    return (await _admission(client, settings, AdmissionWorkflow.claim_guarded, claims, Admissions, what)).answers
+
+
+async def begin(
     client: Client, settings: Settings, claim: Claim, request: FailoverInput | FailbackInput, answer: Admission
 ) -> Started:
     """What admission answered, acted on: start the admitted run, attach, or refuse."""
@@ -186,7 +193,7 @@ async def admit(client: Client, settings: Settings, claim: Claim) -> Admission:
         if answer.admitted:
             return answer
         assert answer.holder is not None
-        if await _dropped_if_stale(client, settings, answer):
+        if await dropped_if_stale(client, settings, answer):
             continue
         return answer
     raise RunError(f"admission for {claim.runbook} kept changing under three tries; try again")
@@ -288,7 +295,7 @@ def _not_applied(exc: RPCError) -> bool:
     return exc.status == RPCStatusCode.UNAVAILABLE and "update was aborted" in exc.message
 
 
-async def _dropped_if_stale(client: Client, settings: Settings, answer: Admission) -> bool:
+async def dropped_if_stale(client: Client, settings: Settings, answer: Admission) -> bool:
     """The holder's run is over (terminated, or its start never happened): drop its claim."""
     assert answer.holder is not None
     holder = answer.holder

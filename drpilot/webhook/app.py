@@ -153,6 +153,11 @@ class Webhook:
                 )
             return self._guardrails
 
+    async def aclose(self) -> None:
+        """Stop watching runs (ActiveRuns); the process is ending or the test is over."""
+        if self._guardrails is not None:
+            await self._guardrails.aclose()
+
     # ------------------------------------------------------------------ endpoints
     async def alertmanager(self, request: Request) -> Response:
         began = time.perf_counter()

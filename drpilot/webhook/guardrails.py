@@ -7,9 +7,12 @@ In order, each a decision with its reason:
   fired for less than the rule's `for` -> held (Alertmanager's next notification decides again)
   guardrails.auto_failover false -> notify-only
   kill switch engaged      -> notify-only
-  a run of the runbook active -> runs.start attaches (same request) or refuses (another one)
-  otherwise: cooldown after the runbook's last run ended, circuit breaker, never the only
-  region serving -> notify-only / refused; then runs.start.
+  the same request's run known active in this process -> attached, without asking Temporal
+  then one admission update (AdmissionWorkflow.claim_guarded, concurrent alerts together):
+    a run of the runbook active -> attached (same request) or refused (another one)
+    otherwise: cooldown after the runbook's last run ended, circuit breaker (both held by
+    admission, so every webhook replica shares them), never the only region serving (live
+    DNS, read before) -> notify-only / refused; else admitted, and the run started.
 
 A notify-only decision starts nothing: Alertmanager's route keeps paging people
 (`continue: true` in infra/alertmanager/alertmanager.yml), who can start the run by hand.
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field, replace
@@ -29,10 +31,12 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.contracts import Admission, Breaker, GuardedClaim, GuardedClaims
 from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import ApprovalPolicy, Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor import runs
+from drpilot.webhook.intake import ActiveRuns, Admitter
 from drpilot.webhook.payload import Alert
 from drpilot.webhook.rules import Route, Routing
 from workflows import admission
@@ -87,46 +91,6 @@ class KillSwitch:
         return None
 
 
-class CircuitBreaker:
-    """At most `max_runs` runs auto-started, across runbooks, in any sliding `window`. In
-    process: each webhook replica counts its own (a restart forgets; the cooldown and
-    admission still hold). Open while full; it closes by itself as starts age out."""
-
-    def __init__(self, max_runs: int, window: timedelta, clock: Clock = utc_now):
-        self.max_runs = max_runs
-        self.window = window
-        self.clock = clock
-        self.starts: collections.deque[datetime] = collections.deque()
-
-    def _trim(self, now: datetime) -> None:
-        while self.starts and self.starts[0] <= now - self.window:
-            self.starts.popleft()
-
-    def open_reason(self) -> str | None:
-        now = self.clock()
-        self._trim(now)
-        if len(self.starts) < self.max_runs:
-            return None
-        closes = (self.starts[0] + self.window).strftime("%H:%M:%SZ")
-        return (
-            f"circuit breaker open: {len(self.starts)} run(s) auto-started in the last "
-            f"{format_duration(self.window)} (at most {self.max_runs}); it closes at {closes}"
-        )
-
-    def reserve(self) -> datetime | None:
-        """Take a slot (no await between the check and the taking: one asyncio loop)."""
-        if self.open_reason() is not None:
-            return None
-        slot = self.clock()
-        self.starts.append(slot)
-        return slot
-
-    def release(self, slot: datetime) -> None:
-        """A reserved start that did not happen (attached, refused) gives its slot back."""
-        with contextlib.suppress(ValueError):
-            self.starts.remove(slot)
-
-
 @dataclass(eq=False)
 class Guardrails:
     routing: Routing
@@ -136,14 +100,28 @@ class Guardrails:
     _: KW_ONLY
     kill_switch: KillSwitch = field(default_factory=KillSwitch)
     clock: Clock = utc_now
-    breaker: CircuitBreaker = field(init=False)
-    # One decision at a time per runbook: a storm's duplicates then find the first
-    # one's run held at admission and attach, instead of racing the breaker.
+    # One decision at a time per runbook: a storm's duplicates then find the first one's run
+    # known active here (or held at admission) and attach, without a round trip each.
     _locks: dict[str, asyncio.Lock] = field(init=False, default_factory=lambda: collections.defaultdict(asyncio.Lock))
     _next: dict[tuple[str, ...], asyncio.Future[Decision]] = field(init=False, default_factory=dict)
+    admitter: Admitter = field(init=False)
+    active: ActiveRuns = field(init=False)
 
     def __post_init__(self) -> None:
-        self.breaker = CircuitBreaker(self.routing.breaker.max_runs, self.routing.breaker.window, self.clock)
+        breaker = Breaker(max_runs=self.routing.breaker.max_runs, window=self.routing.breaker.window)
+
+        async def send(claims: list[GuardedClaim]) -> list[Admission]:
+            try:
+                batch = GuardedClaims(claims=claims, breaker=breaker, at=self.clock())
+                return await runs.claim_guarded(self.client, self.settings, batch)
+            except runs.RunError as exc:
+                raise Unavailable(str(exc)) from None
+
+        self.admitter = Admitter(send)
+        self.active = ActiveRuns(self.client)
+
+    async def aclose(self) -> None:
+        await self.active.aclose()
 
     async def decide(self, alert: Alert, receiver: str) -> Decision:
         route = self.routing.route(alert.labels)
@@ -229,39 +207,31 @@ class Guardrails:
 
     async def _start(self, alert: Alert, receiver: str, route: Route, region: str, base: dict) -> Decision:
         rb = route.runbook
-        state = await self._admission_state()
-        slot = None
-        if not any(h.claim.runbook == rb.name for h in state.holders):
-            # No run of this runbook is active: a start would begin a new one.
-            cooling = self._cooldown(rb, state)
-            if cooling:
-                return Decision("notify-only", cooling, code="cooldown", **base)
-            tripped = self.breaker.open_reason()
-            if tripped:
-                return Decision("notify-only", tripped, code="circuit_breaker", **base)
-            only = await self._only_serving(rb, region)
-            if only:
-                return Decision("refused", only[1], code=only[0], **base)
-            slot = self.breaker.reserve()
-            if slot is None:
-                return Decision("notify-only", self.breaker.open_reason() or "circuit breaker open", code="circuit_breaker", **base)
-        try:
-            started = await runs.start(self.client, self.settings, self._request(alert, receiver, route, region))
-        except runs.RunRefused as exc:
-            self._give_back(slot)
-            return Decision("refused", str(exc).removeprefix("refused: "), code="admission", **base)
-        except runs.RunError as exc:
-            self._give_back(slot)
-            raise Unavailable(str(exc)) from None
-        if started.attached:
-            self._give_back(slot)
-        elif slot is None:
-            self.breaker.starts.append(self.clock())  # admitted past a stale holder: still a start
+        request = self._request(alert, receiver, route, region)
+        claim = runs.claim_for(request)
+        known = self.active.get(claim)
+        if known is not None:  # the same request's run is active: a duplicate, no round trip
+            return Decision("attached", run_id=known, **base)
+        # Read before admission, which applies it only if the claim would start a new run.
+        refused = await self._only_serving(rb, region) or ("", "")
+        guarded = GuardedClaim(claim=claim, cooldown=rb.spec.guardrails.cooldown, refusal_code=refused[0], refusal=refused[1])
+        for _ in range(3):  # a holder whose run is over is dropped and the claim judged again
+            answer = await self.admitter.admit(guarded)
+            if answer.guard:
+                outcome = "refused" if answer.guard == guarded.refusal_code else "notify-only"
+                return Decision(outcome, answer.reason, code=answer.guard, **base)
+            try:
+                if answer.admitted or answer.attach or not await runs.dropped_if_stale(self.client, self.settings, answer):
+                    started = await runs.begin(self.client, self.settings, claim, request, answer)
+                    break
+            except runs.RunRefused as exc:
+                return Decision("refused", str(exc).removeprefix("refused: "), code="admission", **base)
+            except runs.RunError as exc:
+                raise Unavailable(str(exc)) from None
+        else:
+            raise Unavailable(f"admission for {rb.name} kept changing under three tries")
+        self.active.add(claim, None if started.attached else started.handle.result_run_id)
         return Decision("attached" if started.attached else "started", run_id=started.handle.id, **base)
-
-    def _give_back(self, slot: datetime | None) -> None:
-        if slot is not None:
-            self.breaker.release(slot)
 
     def _request(self, alert: Alert, receiver: str, route: Route, region: str) -> FailoverInput:
         rb = route.runbook
@@ -294,20 +264,6 @@ class Guardrails:
                 f"no drpilot worker answered on task queue {self.settings.temporal.task_queue} "
                 f"within {ADMISSION_QUERY_SECONDS:g}s"
             ) from None
-
-    def _cooldown(self, rb: Runbook, state: AdmissionState) -> str | None:
-        ended = state.last_ended.get(rb.name)
-        cooldown = rb.spec.guardrails.cooldown
-        if ended is None or ended.ended_at is None:
-            return None
-        until = ended.ended_at + cooldown
-        if self.clock() >= until:
-            return None
-        return (
-            f"cooldown: {ended.run_id} ended ({ended.status}) at {ended.ended_at.astimezone(UTC):%H:%M:%SZ}; "
-            f"guardrails.cooldown {format_duration(cooldown)} keeps alerts from starting {rb.name} "
-            f"until {until.astimezone(UTC):%H:%M:%SZ}"
-        )
 
     async def _only_serving(self, rb: Runbook, region: str) -> tuple[str, str] | None:
         """The failed region is the only one serving, and not by the runbook's normal layout:

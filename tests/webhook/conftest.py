@@ -39,7 +39,10 @@ def serve(env, harness):
         )
         async with h.worker():
             transport = httpx.ASGITransport(app=webhook.app())
-            async with httpx.AsyncClient(transport=transport, base_url="http://webhook", timeout=60) as http:
-                yield Served(webhook, http, world, h, clock, env)
+            try:
+                async with httpx.AsyncClient(transport=transport, base_url="http://webhook", timeout=60) as http:
+                    yield Served(webhook, http, world, h, clock, env)
+            finally:
+                await webhook.aclose()
 
     return make

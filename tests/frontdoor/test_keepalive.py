@@ -1,0 +1,77 @@
+"""The worker keeps a blocked activity heartbeating (drpilot/frontdoor/keepalive.py): an
+activity whose one call outlasts its heartbeat timeout is not timed out while its worker
+lives, and the details it heartbeated last are the ones Temporal keeps for a retry."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.common import RetryPolicy
+from temporalio.worker import Worker
+
+from drpilot.frontdoor.keepalive import HeartbeatKeepalive
+
+HEARTBEAT_TIMEOUT = timedelta(seconds=1)
+BLOCKED_FOR = 3  # heartbeat timeouts the blocked call outlasts before the test lets it go
+
+
+@workflow.defn(sandboxed=False)
+class OneBlockedCall:
+    @workflow.run
+    async def run(self) -> str:
+        # One attempt: a heartbeat timeout fails the run instead of retrying out of sight.
+        return await workflow.execute_activity(
+            "blocked_call", start_to_close_timeout=timedelta(seconds=60), heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_attempts=1),
+        )
+
+
+async def test_a_call_blocked_past_the_heartbeat_timeout_stays_alive_with_its_details(dev_env):
+    release = threading.Event()
+
+    @activity.defn(name="blocked_call")
+    def blocked_call() -> str:  # sync: on the thread pool, like drpilot's activities
+        activity.heartbeat({"copied_parts": 7})
+        release.wait(60)  # stands for a provider call that cannot heartbeat
+        return "done"
+
+    queue = f"keepalive-{uuid.uuid4()}"
+    with ThreadPoolExecutor(2) as pool:
+        async with Worker(
+            dev_env.client, task_queue=queue, workflows=[OneBlockedCall], activities=[blocked_call],
+            activity_executor=pool, interceptors=[HeartbeatKeepalive()],
+        ):
+            handle = await dev_env.client.start_workflow(OneBlockedCall.run, id=f"k-{queue}", task_queue=queue)
+            try:
+                pending = await _heartbeat_received_after(handle, BLOCKED_FOR * HEARTBEAT_TIMEOUT)
+            finally:
+                release.set()
+            assert await handle.result() == "done"
+    # Still the first attempt, started once; the server heard a heartbeat three timeouts after
+    # the start, with the details the activity itself sent last.
+    assert pending.attempt == 1
+    assert pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+    assert dev_env.client.data_converter.payload_converter.from_payloads(pending.heartbeat_details.payloads) == [
+        {"copied_parts": 7}
+    ]
+
+
+async def _heartbeat_received_after(handle, after: timedelta):
+    """The pending activity once the server has a heartbeat `after` its start; None if the run
+    closed first (its activity timed out)."""
+    while True:
+        described = await handle.describe()
+        if described.status is not None and described.status.name != "RUNNING":
+            raise AssertionError(f"the run closed ({described.status.name}) while its activity was blocked")
+        for pending in described.raw_description.pending_activities:
+            if pending.HasField("last_heartbeat_time") and pending.HasField("last_started_time"):
+                beat = pending.last_heartbeat_time.ToDatetime() - pending.last_started_time.ToDatetime()
+                if beat > after:
+                    return pending
+        await asyncio.sleep(0.1)

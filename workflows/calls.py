@@ -29,14 +29,16 @@ R = TypeVar("R")
 # own permanent failures ApplicationError(non_retryable=True); these are the rest.
 PERMANENT = ["PlanError", "ValidationError", "ValueError", "TypeError", "KeyError", "AttributeError"]
 # A lost worker's activity is retried once its heartbeat timeout passes. Since 0.4.0 every
-# provider call is bounded and the worker heartbeats a blocked activity for it (drpilot/
-# frontdoor/keepalive.py), so 10 s; runs replaying without the patch keep 60 s (120 s for the
-# archive restore and the sync, whose single S3 calls could last that long).
+# provider call is bounded and the worker heartbeats every running activity (drpilot/frontdoor/
+# keepalive.py), so every activity has 10 s; runs replaying without the patch keep what they had
+# (`before`: 60 s for the long waits, 120 s for the archive restore and the sync, none for the rest).
 HEARTBEAT = timedelta(seconds=10)
 
 
-def _heartbeat(before: float = 60) -> timedelta:
-    return HEARTBEAT if workflow.patched(versions.SHORT_HEARTBEAT) else timedelta(seconds=before)
+def _heartbeat(before: float | None) -> timedelta | None:
+    if workflow.patched(versions.SHORT_HEARTBEAT):
+        return HEARTBEAT
+    return None if before is None else timedelta(seconds=before)
 
 
 def _retry(attempts: int, max_interval: float = 30.0) -> RetryPolicy:
@@ -76,17 +78,17 @@ async def _execute(
     seconds: float,
     retry: RetryPolicy,
     summary: str,
-    heartbeat: timedelta | None = None,
+    heartbeat: float | None = None,
     projected: bool = False,
 ) -> R:
-    """One activity with its start_to_close of `seconds`; `projected`: the waits it reports
-    go to the RTO projection."""
+    """One activity with its start_to_close of `seconds`; `heartbeat`: its timeout before 0.4.0;
+    `projected`: the waits it reports go to the RTO projection."""
     result = await workflow.execute_activity(
         activity,
         arg,
         result_type=result_type,
         start_to_close_timeout=timedelta(seconds=seconds),
-        heartbeat_timeout=heartbeat,
+        heartbeat_timeout=_heartbeat(heartbeat),
         retry_policy=retry,
         summary=summary,
     )
@@ -138,7 +140,7 @@ def start_dns_apply(
         result_type=c.DnsApplyResult,
         # Route53 INSYNC normally takes under a minute; Cloud DNS seconds.
         start_to_close_timeout=timedelta(seconds=_scaled(600, speed, 60)),
-        heartbeat_timeout=_heartbeat(),
+        heartbeat_timeout=_heartbeat(60),
         retry_policy=retry,
         summary=f"set DNS weights {weights}",
     )
@@ -188,7 +190,7 @@ async def kube_scale(
             runbook=runbook, region=region, to=to, wait_ready=wait_ready, timeout_seconds=timeout, speed=speed
         ),
         c.ScaleResult,
-        seconds=timeout + 60, heartbeat=_heartbeat(), retry=_retry(5), summary=f"scale {region} to {to}", projected=True,
+        seconds=timeout + 60, heartbeat=60, retry=_retry(5), summary=f"scale {region} to {to}", projected=True,
     )
 
 
@@ -217,7 +219,7 @@ async def artifacts_verify(
     timeout = _transfer_seconds(nbytes if deep else None, 6 * 3600 if deep else 1800)
     return await _execute(
         c.ARTIFACTS_VERIFY, c.ArtifactInput(runbook=runbook, region=region, model=model, version=version),
-        c.VerifyResult, seconds=timeout, heartbeat=_heartbeat(), retry=_retry(attempts),
+        c.VerifyResult, seconds=timeout, heartbeat=60, retry=_retry(attempts),
         summary=f"verify {model} {version} in {region}",
     )
 
@@ -241,7 +243,7 @@ async def artifacts_restore(
             budget_seconds=budget_seconds, speed=speed,
         ),
         c.RestoreResult,
-        seconds=glacier + _transfer_seconds(nbytes, 3600), heartbeat=_heartbeat(120), retry=_retry(10, 60),
+        seconds=glacier + _transfer_seconds(nbytes, 3600), heartbeat=120, retry=_retry(10, 60),
         summary=f"restore {model} {version} into {region} from the archive", projected=True,
     )
 
@@ -252,7 +254,7 @@ async def artifacts_sync(
     return await _execute(
         c.ARTIFACTS_SYNC,
         c.SyncInput(runbook=runbook, model=model, version=version, source_region=source, target_region=target),
-        c.SyncResult, seconds=_transfer_seconds(nbytes, 6 * 3600), heartbeat=_heartbeat(120),
+        c.SyncResult, seconds=_transfer_seconds(nbytes, 6 * 3600), heartbeat=120,
         retry=_retry(10, 60), summary=f"sync {model} {version} {source} -> {target}",
     )
 
@@ -262,7 +264,7 @@ async def velero_restore(runbook: Runbook, region: str, name: str, speed: float)
     return await _execute(
         c.VELERO_RESTORE,
         c.VeleroRestoreInput(runbook=runbook, region=region, restore_name=name, timeout_seconds=timeout, speed=speed),
-        c.VeleroRestoreResult, seconds=timeout + 120, heartbeat=_heartbeat(), retry=_retry(5),
+        c.VeleroRestoreResult, seconds=timeout + 120, heartbeat=60, retry=_retry(5),
         summary=f"velero restore {name} in {region}", projected=True,
     )
 
@@ -270,7 +272,7 @@ async def velero_restore(runbook: Runbook, region: str, name: str, speed: float)
 async def warmup(runbook: Runbook, region: str) -> c.WarmupResult:
     return await _execute(
         c.PROBES_WARMUP, c.WarmupInput(runbook=runbook, region=region), c.WarmupResult,
-        seconds=600, heartbeat=_heartbeat(), retry=_retry(3), summary=f"warm up {region}",
+        seconds=600, heartbeat=60, retry=_retry(3), summary=f"warm up {region}",
     )
 
 
@@ -283,7 +285,7 @@ async def health_gate(runbook: Runbook, region: str, speed: float, *, rounds: in
     timeout = rehearsed_length(runbook.spec.health.timeout.total_seconds(), speed, health_needs(runbook.spec))
     return await _execute(
         c.PROBES_HEALTH, c.HealthInput(runbook=runbook, region=region, speed=speed, rounds=rounds), c.HealthResult,
-        seconds=timeout + 60, heartbeat=_heartbeat(), retry=_retry(2), summary=f"health gate {region}", projected=True,
+        seconds=timeout + 60, heartbeat=60, retry=_retry(2), summary=f"health gate {region}", projected=True,
     )
 
 
@@ -294,7 +296,7 @@ async def analyse(runbook: Runbook, region: str, window_seconds: float, speed: f
     held = analysis_needs(runbook.spec)
     return await _execute(
         c.PROBES_ANALYSE, c.AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds, speed=speed),
-        c.AnalyseResult, seconds=300 + held, heartbeat=_heartbeat(), retry=_retry(3), summary=f"analyse traffic in {region}",
+        c.AnalyseResult, seconds=300 + held, heartbeat=60, retry=_retry(3), summary=f"analyse traffic in {region}",
     )
 
 
@@ -305,7 +307,7 @@ async def rollout_restart(runbook: Runbook, region: str, key: str, speed: float)
     return await _execute(
         c.KUBE_ROLLOUT_RESTART,
         c.RolloutRestartInput(runbook=runbook, region=region, restarted_at=key, timeout_seconds=timeout, speed=speed),
-        c.RolloutRestartResult, seconds=timeout + 60, heartbeat=_heartbeat(), retry=_retry(5),
+        c.RolloutRestartResult, seconds=timeout + 60, heartbeat=60, retry=_retry(5),
         summary=f"rollout restart in {region}", projected=True,
     )
 
@@ -333,6 +335,7 @@ def start_notify(notifier, event: c.RunEvent):
         c.NotifyInput(notifier=notifier, event=event),
         result_type=c.NotifyResult,
         start_to_close_timeout=timedelta(seconds=30),
+        heartbeat_timeout=_heartbeat(None),
         retry_policy=_retry(3, 10),
         summary=f"notify {event.event}",
     )

@@ -6,9 +6,11 @@ its last workflow task (its sticky queue holds the run). Per kill:
 - taken over: from the kill to the other worker moving the phase on: the killed activity
   started again on another worker (its next attempt), or, when the killed worker held only the
   workflow, a workflow task completed by another worker (Temporal's own timestamps);
-- phase delay: the phase's length in the run with the kill less its median in clean runs.
+- phase delay: the phase's length in the run with the kill less its median in clean runs (and
+  less the take-overs of other kills inside it: warm-up and health-gate run inside restore).
 
-One twin (runbooks/llm-inference.yaml) at BENCH_WORKER_LOSS_SPEED; a clean failover + failback
+One twin (runbooks/llm-inference.yaml) at BENCH_WORKER_LOSS_SPEED, the failover at
+BENCH_WORKER_LOSS_FAILOVER_SPEED (its phases are too short to hit otherwise); a clean failover + failback
 first (the phases to hit and their clean lengths), then BENCH_WORKER_LOSS_ROUNDS pairs with one
 kill per phase. A phase shorter than the poll (50 ms) may be missed: its kill count says so.
 `python -m bench.worker_loss` prints the rows; `make bench` puts them in BENCHMARKS.md.
@@ -46,17 +48,24 @@ FAILOVER_SPEED = float(os.environ.get("BENCH_WORKER_LOSS_FAILOVER_SPEED", "30"))
 ROUNDS = int(os.environ.get("BENCH_WORKER_LOSS_ROUNDS", "1"))
 RUN_TIMEOUT = 300.0
 STARTED = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+ENDED = {  # event type -> its attributes' field
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out_event_attributes",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: "activity_task_canceled_event_attributes",
+}
 
 WORKER_LOSS_HEADER = [
     "## Worker loss: a SIGKILLed worker per phase of a failover and a failback",
     "",
     "`python -m bench.worker_loss` (also part of `make bench`; `BENCH_WORKER_LOSS_ROUNDS`,",
-    f"`BENCH_WORKER_LOSS_SPEED`): `runbooks/llm-inference.yaml` at speed {SPEED:g}, two workers. In each phase",
+    "`BENCH_WORKER_LOSS_SPEED`, `BENCH_WORKER_LOSS_FAILOVER_SPEED`): `runbooks/llm-inference.yaml`, the twin and",
+    f"the failback at speed {SPEED:g}, the failover at {FAILOVER_SPEED:g} (its phases last long enough to hit), two workers. In each phase",
     "the worker doing the run's work (running its activity, else holding its workflow) is",
     "SIGKILLed and a new one started. Taken over: kill -> the killed activity's next attempt",
     "started on the other worker (or, for a workflow-only kill, a workflow task completed there).",
-    "Phase delay: the phase's length with the kill less its clean median (rehearsal time is",
-    "real time here: a kill's cost does not scale with the speed).",
+    "Phase delay: the phase's length with the kill less its clean median and less other kills'",
+    "take-overs inside it (rehearsal or not, a kill's cost is real time: it does not scale with the speed).",
     "",
     "| run | phase | kills | taken over p50 / p95 | phase delay p50 / p95 |",
     "| --- | --- | --- | --- | --- |",
@@ -100,6 +109,7 @@ class Kill:
     phase: str
     what: str  # "activity NAME" or "workflow task"
     taken_over: float
+    at: float  # the kill's time (time.time())
     delay: float | None = None
 
 
@@ -117,29 +127,46 @@ async def busy(handle) -> tuple[str, str, int | None, int]:
 
 
 async def taken_over(handle, killed: str, activity_id, attempt: int, since: float) -> float:
-    """Seconds from `since` (the kill) to the other worker moving the run on."""
+    """Seconds from `since` (the kill) to the other worker moving the run on: the killed
+    activity's next attempt started (seen pending), or, if it was quicker than the poll, ended
+    (a retried activity's started event is written when it ends, with its first start's time);
+    for a workflow-only kill, or an activity that ended before the kill landed, a workflow task
+    completed by another worker."""
     while True:
         described = await handle.describe()
+        if activity_id is not None and all(p.activity_id != activity_id for p in described.raw_description.pending_activities):
+            activity_id = None if not await _retried(handle, activity_id, attempt) else activity_id
         for p in described.raw_description.pending_activities:
             if activity_id is not None and p.activity_id == activity_id and p.attempt > attempt and p.state == STARTED:
                 return p.last_started_time.ToDatetime().timestamp() - since
         events = await _events(handle)
-        scheduled = {e.event_id: e.activity_task_scheduled_event_attributes.activity_id for e in events
-                     if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
+        ours = {e.event_id for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                and e.activity_task_scheduled_event_attributes.activity_id == activity_id}
+        retried = {e.activity_task_started_event_attributes.scheduled_event_id for e in events
+                   if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+                   and e.activity_task_started_event_attributes.attempt > attempt} & ours
         for e in events:
             at = e.event_time.ToDatetime().timestamp()
             if at < since:
                 continue
-            if activity_id is not None and e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-                a = e.activity_task_started_event_attributes
-                if scheduled.get(a.scheduled_event_id) == activity_id and a.attempt > attempt:
-                    return at - since
+            if e.event_type in ENDED and getattr(e, ENDED[e.event_type]).scheduled_event_id in retried:
+                return at - since
             if (activity_id is None and e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
                     and e.workflow_task_completed_event_attributes.identity != killed):
                 return at - since
         if described.status != WorkflowExecutionStatus.RUNNING:
             return (described.close_time.timestamp() if described.close_time else time.time()) - since
         await asyncio.sleep(0.1)
+
+
+async def _retried(handle, activity_id: str, attempt: int) -> bool:
+    """Whether the activity ran again after `attempt` (else it ended before the kill landed)."""
+    events = await _events(handle)
+    ours = {e.event_id for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and e.activity_task_scheduled_event_attributes.activity_id == activity_id}
+    return any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+               and e.activity_task_started_event_attributes.scheduled_event_id in ours
+               and e.activity_task_started_event_attributes.attempt > attempt for e in events)
 
 
 async def _run(client, settings, request, workers: Workers | None, targets: set[str], action: str):
@@ -161,8 +188,10 @@ async def _run(client, settings, request, workers: Workers | None, targets: set[
             if os.environ.get("BENCH_WORKER_LOSS_TRACE"):
                 print("trace kill", phase, time.strftime("%H:%M:%S", time.gmtime(since)), what, file=sys.stderr)
             await asyncio.to_thread(workers.kill, int(identity.split("@", 1)[0]))
+            if os.environ.get("BENCH_WORKER_LOSS_TRACE"):
+                print("trace killed", identity, "running", sorted(workers.running), file=sys.stderr)
             seconds = await taken_over(handle, identity, activity_id, attempt, since)
-            kills.append(Kill(action, phase, what, seconds))
+            kills.append(Kill(action, phase, what, seconds, since))
             print(f"worker loss: {action} {phase}: killed ({what}), taken over in {seconds:.1f} s", file=sys.stderr)
             continue
         await asyncio.sleep(0.05)
@@ -172,13 +201,19 @@ async def _run(client, settings, request, workers: Workers | None, targets: set[
             if e.event_type in (EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
                                 EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
                                 EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_STARTED):
+                a = e.activity_task_started_event_attributes
+                extra = f"{a.identity} attempt {a.attempt} {a.last_failure.message}" if a.identity else ""
                 print("trace", action, e.event_id, e.event_time.ToDatetime().strftime("%H:%M:%S.%f"),
-                      EventType.Name(e.event_type), file=sys.stderr)
+                      EventType.Name(e.event_type), extra, file=sys.stderr)
     return done, kills
 
 
-def _lengths(outcome) -> dict[str, float]:
-    return {p.name: p.seconds for p in outcome.phases if p.seconds is not None and p.outcome != "skipped"}
+def _lengths(outcome) -> dict[str, tuple[float, float, float]]:
+    """Each phase's (start, end, length): start and end in time.time() terms."""
+    return {
+        p.name: (p.started_at.timestamp(), p.ended_at.timestamp(), p.seconds)
+        for p in outcome.phases if p.ended_at is not None and p.outcome != "skipped"
+    }
 
 
 async def _pair(twin: Twin, workers: Workers, settings, targets: dict[str, set[str]] | None):
@@ -220,7 +255,7 @@ def bench_worker_loss() -> list[str]:
             clean: dict[str, dict[str, list[float]]] = {}
             for _ in range(2):  # the clean lengths' median; the first pair also warms the workers up
                 for action, outcome, _ in asyncio.run(_pair(twin, workers, settings, None)):
-                    for name, seconds in _lengths(outcome).items():
+                    for name, (_, _, seconds) in _lengths(outcome).items():
                         clean.setdefault(action, {}).setdefault(name, []).append(seconds)
             targets = {action: set(phases) for action, phases in clean.items()}
             kills: list[Kill] = []
@@ -229,7 +264,11 @@ def bench_worker_loss() -> list[str]:
                     lengths = _lengths(outcome)
                     for kill in run_kills:
                         if kill.phase in lengths:
-                            kill.delay = lengths[kill.phase] - statistics.median(clean[action][kill.phase])
+                            begin, end, seconds = lengths[kill.phase]
+                            # A phase holding another (warm-up runs inside restore) pays for the
+                            # kills in that one too: theirs are taken out.
+                            inner = sum(k.taken_over for k in run_kills if k is not kill and begin <= k.at <= end)
+                            kill.delay = seconds - inner - statistics.median(clean[action][kill.phase])
                     kills += run_kills
         finally:
             workers.stop()

@@ -8,14 +8,17 @@ re-sends its last heartbeat details from the event loop every quarter of its hea
 liveness comes from the worker process, progress from the activity's own heartbeats.
 
 This is only safe because every provider call is bounded (activities/kube/clusters.py
-REQUEST_TIMEOUT, botocore Configs, httpx timeouts): a call that hung for ever would otherwise
-be kept alive until the activity's start-to-close timeout.
+REQUEST_TIMEOUT, activities/credentials.py aws_config, httpx timeouts). An activity whose thread
+is stuck anyway (a deadlock, a call bounded by nothing) stops being kept alive once it has not
+heartbeated itself for STALL_SECONDS, so its heartbeat timeout retries it instead of its
+start-to-close timeout hours later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +33,9 @@ from temporalio.worker import (
 # A fraction of the heartbeat timeout: the SDK sends at most one heartbeat per 0.8 of the
 # timeout (its throttle), so there is always a fresh one waiting when the throttle opens.
 FRACTION = 0.25
+# Longer than any bounded provider call with its retries (5 x (5 + 60) s for an S3 part copy)
+# between two of an activity's own heartbeats.
+STALL_SECONDS = 900.0
 
 
 class HeartbeatKeepalive(Interceptor):
@@ -47,9 +53,11 @@ class _LastDetails(ActivityOutboundInterceptor):
         # Until this attempt heartbeats, the previous attempt's details: re-sending nothing
         # would erase the point a retry after this one resumes from.
         self.details: Sequence[Any] = tuple(next.info().heartbeat_details)
+        self.at = time.monotonic()  # the attempt's start, then its last own heartbeat
 
     def heartbeat(self, *details: Any) -> None:
         self.details = details
+        self.at = time.monotonic()
         super().heartbeat(*details)
 
 
@@ -73,5 +81,7 @@ class _KeepaliveInbound(ActivityInboundInterceptor):
     async def _beat(self, every: float) -> None:
         while True:
             await asyncio.sleep(every)
+            if time.monotonic() - self.outbound.at > STALL_SECONDS:
+                return  # stuck: let the heartbeat timeout hand it to a retry
             # The outbound chain below this one: the SDK records it as the newest heartbeat.
             self.outbound.next.heartbeat(*self.outbound.details)

@@ -1,6 +1,7 @@
 """The worker keeps a blocked activity heartbeating (drpilot/frontdoor/keepalive.py): an
 activity whose one call outlasts its heartbeat timeout is not timed out while its worker
-lives, and the details it heartbeated last are the ones Temporal keeps for a retry."""
+lives, and the details it heartbeated last are the ones Temporal keeps for a retry; one stuck
+for longer than any bounded call is let go to its heartbeat timeout."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import WorkflowFailureError
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, TimeoutError, TimeoutType
 from temporalio.worker import Worker
 
+from drpilot.frontdoor import keepalive
 from drpilot.frontdoor.keepalive import HeartbeatKeepalive
 
 HEARTBEAT_TIMEOUT = timedelta(seconds=1)
@@ -75,3 +80,29 @@ async def _heartbeat_received_after(handle, after: timedelta):
                 if beat > after:
                     return pending
         await asyncio.sleep(0.1)
+
+
+async def test_an_activity_stuck_past_the_stall_bound_is_left_to_its_heartbeat_timeout(dev_env, monkeypatch):
+    monkeypatch.setattr(keepalive, "STALL_SECONDS", 2 * HEARTBEAT_TIMEOUT.total_seconds())
+    release = threading.Event()
+
+    @activity.defn(name="blocked_call")
+    def stuck_call() -> str:  # never heartbeats: a thread stuck in something unbounded
+        release.wait(60)
+        return "done"
+
+    queue = f"keepalive-{uuid.uuid4()}"
+    with ThreadPoolExecutor(2) as pool:
+        async with Worker(
+            dev_env.client, task_queue=queue, workflows=[OneBlockedCall], activities=[stuck_call],
+            activity_executor=pool, interceptors=[HeartbeatKeepalive()],
+        ):
+            handle = await dev_env.client.start_workflow(OneBlockedCall.run, id=f"k-{queue}", task_queue=queue)
+            try:
+                with pytest.raises(WorkflowFailureError) as failed:
+                    await handle.result()
+            finally:
+                release.set()
+    cause = failed.value.cause
+    assert isinstance(cause, ActivityError) and isinstance(cause.cause, TimeoutError)
+    assert cause.cause.type == TimeoutType.HEARTBEAT

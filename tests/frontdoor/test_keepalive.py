@@ -9,6 +9,7 @@ import asyncio
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -37,6 +38,18 @@ class OneBlockedCall:
         )
 
 
+@asynccontextmanager
+async def one_blocked_call(client, fn):
+    """OneBlockedCall started, `fn` its activity, on a worker with the keepalive; its handle."""
+    queue = f"keepalive-{uuid.uuid4()}"
+    with ThreadPoolExecutor(2) as pool:
+        async with Worker(
+            client, task_queue=queue, workflows=[OneBlockedCall], activities=[fn],
+            activity_executor=pool, interceptors=[HeartbeatKeepalive()],
+        ):
+            yield await client.start_workflow(OneBlockedCall.run, id=f"k-{queue}", task_queue=queue)
+
+
 async def test_a_call_blocked_past_the_heartbeat_timeout_stays_alive_with_its_details(dev_env):
     release = threading.Event()
 
@@ -46,18 +59,12 @@ async def test_a_call_blocked_past_the_heartbeat_timeout_stays_alive_with_its_de
         release.wait(60)  # stands for a provider call that cannot heartbeat
         return "done"
 
-    queue = f"keepalive-{uuid.uuid4()}"
-    with ThreadPoolExecutor(2) as pool:
-        async with Worker(
-            dev_env.client, task_queue=queue, workflows=[OneBlockedCall], activities=[blocked_call],
-            activity_executor=pool, interceptors=[HeartbeatKeepalive()],
-        ):
-            handle = await dev_env.client.start_workflow(OneBlockedCall.run, id=f"k-{queue}", task_queue=queue)
-            try:
-                pending = await _heartbeat_received_after(handle, BLOCKED_FOR * HEARTBEAT_TIMEOUT)
-            finally:
-                release.set()
-            assert await handle.result() == "done"
+    async with one_blocked_call(dev_env.client, blocked_call) as handle:
+        try:
+            pending = await _heartbeat_received_after(handle, BLOCKED_FOR * HEARTBEAT_TIMEOUT)
+        finally:
+            release.set()
+        assert await handle.result() == "done"
     # Still the first attempt, started once; the server heard a heartbeat three timeouts after
     # the start, with the details the activity itself sent last.
     assert pending.attempt == 1
@@ -91,18 +98,12 @@ async def test_an_activity_stuck_past_the_stall_bound_is_left_to_its_heartbeat_t
         release.wait(60)
         return "done"
 
-    queue = f"keepalive-{uuid.uuid4()}"
-    with ThreadPoolExecutor(2) as pool:
-        async with Worker(
-            dev_env.client, task_queue=queue, workflows=[OneBlockedCall], activities=[stuck_call],
-            activity_executor=pool, interceptors=[HeartbeatKeepalive()],
-        ):
-            handle = await dev_env.client.start_workflow(OneBlockedCall.run, id=f"k-{queue}", task_queue=queue)
-            try:
-                with pytest.raises(WorkflowFailureError) as failed:
-                    await handle.result()
-            finally:
-                release.set()
+    async with one_blocked_call(dev_env.client, stuck_call) as handle:
+        try:
+            with pytest.raises(WorkflowFailureError) as failed:
+                await handle.result()
+        finally:
+            release.set()
     cause = failed.value.cause
     assert isinstance(cause, ActivityError) and isinstance(cause.cause, TimeoutError)
     assert cause.cause.type == TimeoutType.HEARTBEAT

@@ -185,26 +185,13 @@ async def _run(client, settings, request, workers: Workers | None, targets: set[
             left.discard(phase)
             identity, what, activity_id, attempt = await busy(handle)
             since = time.time()
-            if os.environ.get("BENCH_WORKER_LOSS_TRACE"):
-                print("trace kill", phase, time.strftime("%H:%M:%S", time.gmtime(since)), what, file=sys.stderr)
             await asyncio.to_thread(workers.kill, int(identity.split("@", 1)[0]))
-            if os.environ.get("BENCH_WORKER_LOSS_TRACE"):
-                print("trace killed", identity, "running", sorted(workers.running), file=sys.stderr)
             seconds = await taken_over(handle, identity, activity_id, attempt, since)
             kills.append(Kill(action, phase, what, seconds, since))
             print(f"worker loss: {action} {phase}: killed ({what}), taken over in {seconds:.1f} s", file=sys.stderr)
             continue
         await asyncio.sleep(0.05)
     done = await asyncio.wait_for(outcome, max(1.0, deadline - time.monotonic()))
-    if kills and os.environ.get("BENCH_WORKER_LOSS_TRACE"):
-        for e in await _events(handle):
-            if e.event_type in (EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
-                                EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
-                                EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_TIMER_STARTED):
-                a = e.activity_task_started_event_attributes
-                extra = f"{a.identity} attempt {a.attempt} {a.last_failure.message}" if a.identity else ""
-                print("trace", action, e.event_id, e.event_time.ToDatetime().strftime("%H:%M:%S.%f"),
-                      EventType.Name(e.event_type), extra, file=sys.stderr)
     return done, kills
 
 

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from botocore.config import Config
+
 Signature = tuple[tuple[int, int, int], ...]
 
 
@@ -27,6 +29,17 @@ def files_signature(paths: Iterable[str]) -> Signature:
             continue
         signature.append((st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(signature)
+
+
+def aws_config(*, read_timeout: float = 30, attempts: int = 4, connect_timeout: float = 5, **more: Any) -> Config:
+    """How every AWS client drpilot makes is bounded: a dead endpoint costs `connect_timeout`,
+    a silent one `read_timeout`, each of at most `attempts` tries (standard retries back off
+    with jitter on throttling and 5xx). botocore's own default read timeout is 60 s with
+    legacy retries; a worker keeps a blocked activity heartbeating (drpilot/frontdoor/
+    keepalive.py), so a call must end on its own for a retry to take over."""
+    return Config(
+        connect_timeout=connect_timeout, read_timeout=read_timeout, retries={"mode": "standard", "max_attempts": attempts}, **more
+    )
 
 
 def aws_credential_files() -> list[str]:

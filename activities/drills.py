@@ -35,7 +35,7 @@ from activities.contracts import (
     LastDrillInput,
     MeasuredColdStart,
 )
-from activities.credentials import Rotating
+from activities.credentials import Rotating, aws_config
 from activities.probes.prometheus import PromError, instant_query
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import Settings
@@ -87,7 +87,7 @@ class DrillActivities:
         import boto3
 
         # AWS_ENDPOINT_URL(_S3) and credentials come from the environment, as boto3 reads them.
-        return cls(Rotating(lambda: boto3.session.Session().client("s3")), settings)
+        return cls(Rotating(lambda: boto3.session.Session().client("s3", config=aws_config())), settings)
 
     def all(self) -> list[Callable]:
         return [self.firing_alerts, self.write_evidence, self.last_completed]

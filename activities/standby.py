@@ -32,7 +32,7 @@ from temporalio import activity
 
 from activities import contracts, image_registry
 from activities.contracts import ImagesInput, ImagesResult, QuotaInput, QuotaResult
-from activities.credentials import Rotating
+from activities.credentials import Rotating, aws_config
 from activities.kube.clusters import (
     REQUEST_TIMEOUT,
     KubeconfigClients,
@@ -65,9 +65,8 @@ class StandbyActivities:
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         import boto3
-        from botocore.config import Config
 
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
+        config = aws_config(read_timeout=20, attempts=3)
         made: dict[tuple[str, str], Rotating] = {}
         lock = threading.Lock()
 

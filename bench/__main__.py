@@ -11,6 +11,7 @@ Measured here, never asserted in tests:
 5. evacuation: 1, 10, 50, 200 runbooks failing over at once through two workers (bench/evacuation.py);
 6. alert intake: webhook POST to a started run, sustained duplicates, a storm (bench/intake.py);
 7. chaos: worker SIGKILLs and a Temporal restart over a failover + failback (bench/chaos.py);
+   a worker lost in each phase of a failover and a failback, with two running (bench/worker_loss.py);
 8. RTO efficiency against the critical-path bound and the sequential procedure, and the
    rehearsal projection against a speed-1 run (bench/rto.py);
 9. engine overhead: drpilot vs a plain script making the same provider calls, and per-activity
@@ -48,6 +49,7 @@ from bench.gcs import GCS_HEADER, GCS_NOTE, bench_gcs
 from bench.intake import INTAKE_HEADER, INTAKE_NOTE, bench_intake
 from bench.overhead import OVERHEAD_HEADER, OVERHEAD_NOTE, bench_overhead
 from bench.rto import RTO_HEADER, RTO_NOTE, bench_rto
+from bench.worker_loss import WORKER_LOSS_HEADER, WORKER_LOSS_NOTE, bench_worker_loss
 from drpilot.domain.loader import load_runbook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,6 +165,7 @@ def main() -> int:
     evacuation = bench_evacuation()
     intake = bench_intake()
     chaos = bench_chaos()
+    worker_loss = bench_worker_loss()
     rto, rto_notes = bench_rto()
     overhead = bench_overhead()
     bad_input = bench_bad_input()
@@ -219,6 +222,11 @@ def main() -> int:
         *chaos,
         "",
         *CHAOS_NOTE,
+        "",
+        *WORKER_LOSS_HEADER,
+        *worker_loss,
+        "",
+        *WORKER_LOSS_NOTE,
         "",
         *OVERHEAD_HEADER,
         *overhead,

@@ -3,7 +3,7 @@
 Activities are called by name (activities/contracts.py), so tests replace them by
 registering other functions under the same names. Each call sets start_to_close; the
 long ones (waits for pods, DNS propagation, Glacier, Velero, health gates) heartbeat and
-set heartbeat_timeout so a lost worker is noticed in a minute, not at the end of the wait.
+set heartbeat_timeout so a lost worker is noticed in seconds, not at the end of the wait.
 The waits a rehearsal scaled, as they report them, go to the run's RTO projection.
 Timeouts that bound a simulated wait are divided by the rehearsal speed, with a floor so
 a fast rehearsal still leaves real HTTP calls room.
@@ -21,14 +21,24 @@ with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.domain.measurement import analysis_needs, health_needs, rehearsed_length
     from drpilot.domain.runbook import Runbook
-    from workflows import projection
+    from workflows import projection, versions
 
 R = TypeVar("R")
 
 # Errors no retry can fix: a bug or a runbook the provider rejects. Activities mark their
 # own permanent failures ApplicationError(non_retryable=True); these are the rest.
 PERMANENT = ["PlanError", "ValidationError", "ValueError", "TypeError", "KeyError", "AttributeError"]
-HEARTBEAT = timedelta(seconds=60)
+# A lost worker's activity is retried once its heartbeat timeout passes. Since 0.4.0 every
+# provider call is bounded and the worker heartbeats every running activity (drpilot/frontdoor/
+# keepalive.py), so every activity has 10 s; runs replaying without the patch keep what they had
+# (`before`: 60 s for the long waits, 120 s for the archive restore and the sync, none for the rest).
+HEARTBEAT = timedelta(seconds=10)
+
+
+def _heartbeat(before: float | None) -> timedelta | None:
+    if workflow.patched(versions.SHORT_HEARTBEAT):
+        return HEARTBEAT
+    return None if before is None else timedelta(seconds=before)
 
 
 def _retry(attempts: int, max_interval: float = 30.0) -> RetryPolicy:
@@ -68,17 +78,17 @@ async def _execute(
     seconds: float,
     retry: RetryPolicy,
     summary: str,
-    heartbeat: timedelta | None = None,
+    heartbeat: float | None = None,
     projected: bool = False,
 ) -> R:
-    """One activity with its start_to_close of `seconds`; `projected`: the waits it reports
-    go to the RTO projection."""
+    """One activity with its start_to_close of `seconds`; `heartbeat`: its timeout before 0.4.0;
+    `projected`: the waits it reports go to the RTO projection."""
     result = await workflow.execute_activity(
         activity,
         arg,
         result_type=result_type,
         start_to_close_timeout=timedelta(seconds=seconds),
-        heartbeat_timeout=heartbeat,
+        heartbeat_timeout=_heartbeat(heartbeat),
         retry_policy=retry,
         summary=summary,
     )
@@ -130,7 +140,7 @@ def start_dns_apply(
         result_type=c.DnsApplyResult,
         # Route53 INSYNC normally takes under a minute; Cloud DNS seconds.
         start_to_close_timeout=timedelta(seconds=_scaled(600, speed, 60)),
-        heartbeat_timeout=HEARTBEAT,
+        heartbeat_timeout=_heartbeat(60),
         retry_policy=retry,
         summary=f"set DNS weights {weights}",
     )
@@ -180,7 +190,7 @@ async def kube_scale(
             runbook=runbook, region=region, to=to, wait_ready=wait_ready, timeout_seconds=timeout, speed=speed
         ),
         c.ScaleResult,
-        seconds=timeout + 60, heartbeat=HEARTBEAT, retry=_retry(5), summary=f"scale {region} to {to}", projected=True,
+        seconds=timeout + 60, heartbeat=60, retry=_retry(5), summary=f"scale {region} to {to}", projected=True,
     )
 
 
@@ -209,7 +219,7 @@ async def artifacts_verify(
     timeout = _transfer_seconds(nbytes if deep else None, 6 * 3600 if deep else 1800)
     return await _execute(
         c.ARTIFACTS_VERIFY, c.ArtifactInput(runbook=runbook, region=region, model=model, version=version),
-        c.VerifyResult, seconds=timeout, heartbeat=HEARTBEAT, retry=_retry(attempts),
+        c.VerifyResult, seconds=timeout, heartbeat=60, retry=_retry(attempts),
         summary=f"verify {model} {version} in {region}",
     )
 
@@ -233,7 +243,7 @@ async def artifacts_restore(
             budget_seconds=budget_seconds, speed=speed,
         ),
         c.RestoreResult,
-        seconds=glacier + _transfer_seconds(nbytes, 3600), heartbeat=timedelta(seconds=120), retry=_retry(10, 60),
+        seconds=glacier + _transfer_seconds(nbytes, 3600), heartbeat=120, retry=_retry(10, 60),
         summary=f"restore {model} {version} into {region} from the archive", projected=True,
     )
 
@@ -244,7 +254,7 @@ async def artifacts_sync(
     return await _execute(
         c.ARTIFACTS_SYNC,
         c.SyncInput(runbook=runbook, model=model, version=version, source_region=source, target_region=target),
-        c.SyncResult, seconds=_transfer_seconds(nbytes, 6 * 3600), heartbeat=timedelta(seconds=120),
+        c.SyncResult, seconds=_transfer_seconds(nbytes, 6 * 3600), heartbeat=120,
         retry=_retry(10, 60), summary=f"sync {model} {version} {source} -> {target}",
     )
 
@@ -254,7 +264,7 @@ async def velero_restore(runbook: Runbook, region: str, name: str, speed: float)
     return await _execute(
         c.VELERO_RESTORE,
         c.VeleroRestoreInput(runbook=runbook, region=region, restore_name=name, timeout_seconds=timeout, speed=speed),
-        c.VeleroRestoreResult, seconds=timeout + 120, heartbeat=HEARTBEAT, retry=_retry(5),
+        c.VeleroRestoreResult, seconds=timeout + 120, heartbeat=60, retry=_retry(5),
         summary=f"velero restore {name} in {region}", projected=True,
     )
 
@@ -264,7 +274,7 @@ async def warmup(runbook: Runbook, region: str, speed: float) -> c.WarmupResult:
     judged = sum(_scaled(w.ready_when.timeout.total_seconds(), speed) for w in runbook.spec.warmup if w.ready_when)
     return await _execute(
         c.PROBES_WARMUP, c.WarmupInput(runbook=runbook, region=region, speed=speed), c.WarmupResult,
-        seconds=600 + judged, heartbeat=HEARTBEAT, retry=_retry(3), summary=f"warm up {region}",
+        seconds=600 + judged, heartbeat=60, retry=_retry(3), summary=f"warm up {region}",
     )
 
 
@@ -277,7 +287,7 @@ async def health_gate(runbook: Runbook, region: str, speed: float, *, rounds: in
     timeout = rehearsed_length(runbook.spec.health.timeout.total_seconds(), speed, health_needs(runbook.spec))
     return await _execute(
         c.PROBES_HEALTH, c.HealthInput(runbook=runbook, region=region, speed=speed, rounds=rounds), c.HealthResult,
-        seconds=timeout + 60, heartbeat=HEARTBEAT, retry=_retry(2), summary=f"health gate {region}", projected=True,
+        seconds=timeout + 60, heartbeat=60, retry=_retry(2), summary=f"health gate {region}", projected=True,
     )
 
 
@@ -288,7 +298,7 @@ async def analyse(runbook: Runbook, region: str, window_seconds: float, speed: f
     held = analysis_needs(runbook.spec)
     return await _execute(
         c.PROBES_ANALYSE, c.AnalyseInput(runbook=runbook, region=region, window_seconds=window_seconds, speed=speed),
-        c.AnalyseResult, seconds=300 + held, heartbeat=HEARTBEAT, retry=_retry(3), summary=f"analyse traffic in {region}",
+        c.AnalyseResult, seconds=300 + held, heartbeat=60, retry=_retry(3), summary=f"analyse traffic in {region}",
     )
 
 
@@ -299,7 +309,7 @@ async def rollout_restart(runbook: Runbook, region: str, key: str, speed: float)
     return await _execute(
         c.KUBE_ROLLOUT_RESTART,
         c.RolloutRestartInput(runbook=runbook, region=region, restarted_at=key, timeout_seconds=timeout, speed=speed),
-        c.RolloutRestartResult, seconds=timeout + 60, heartbeat=HEARTBEAT, retry=_retry(5),
+        c.RolloutRestartResult, seconds=timeout + 60, heartbeat=60, retry=_retry(5),
         summary=f"rollout restart in {region}", projected=True,
     )
 
@@ -327,6 +337,7 @@ def start_notify(notifier, event: c.RunEvent):
         c.NotifyInput(notifier=notifier, event=event),
         result_type=c.NotifyResult,
         start_to_close_timeout=timedelta(seconds=30),
+        heartbeat_timeout=_heartbeat(None),
         retry_policy=_retry(3, 10),
         summary=f"notify {event.event}",
     )

@@ -49,6 +49,12 @@ CAPACITY = "drpilot-0.4.0-capacity"
 # targets' images and GPU quota as on capacity. Read only where each applies.
 COLD_START = "drpilot-0.4.0-cold-start"
 
+# 0.4.0: long activities' heartbeat timeout 10 s instead of 60 (120 for the archive restore and
+# the sync): a lost worker costs seconds (workflows/calls.py HEARTBEAT). Read where a run first
+# schedules an activity that heartbeats. Replay does not compare activity options (only the
+# command's type, activity id and type), so this guards the release's meaning, not replay.
+SHORT_HEARTBEAT = "drpilot-0.4.0-short-heartbeat"
+
 # 0.4.0, the release's one patch of a failover or failback run (Patches.v4): Route53's control
 # plane (CONTROL_PLANE above) and the capacity preflight (CAPACITY above) switch on together.
 # CONTROL_PLANE, DRILL_CADENCE and CAPACITY are also read on their own by ReadinessWorkflow.

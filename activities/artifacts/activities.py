@@ -37,7 +37,7 @@ from activities.contracts import (
     SyncResult,
     VerifyResult,
 )
-from activities.credentials import Rotating
+from activities.credentials import Rotating, aws_config
 from drpilot.domain.runbook import Model, Runbook
 from drpilot.domain.settings import Settings
 
@@ -76,13 +76,13 @@ class ArtifactActivities:
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         import boto3
-        from botocore.config import Config
 
         # AWS_ENDPOINT_URL(_S3) and credentials come from the environment, as boto3 reads them.
-        config = Config(
-            retries={"mode": "standard", "max_attempts": 4},
-            connect_timeout=5,
+        # An UploadPartCopy answers when S3 has copied the part (PART_BYTES at the least
+        # speed S3 is sure to manage, calls.TRANSFER_BYTES_PER_SECOND): well inside 60 s.
+        config = aws_config(
             read_timeout=60,
+            attempts=4,
             max_pool_connections=WORKERS + 2,  # one per parallel file / part, and spare
         )
         # Rebuilt when the shared credentials / config files change (a rotated key), from a

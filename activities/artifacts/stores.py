@@ -9,6 +9,7 @@ from typing import Any
 from activities.artifacts.gcs import GcsObjects, gcs_client
 from activities.artifacts.objects import Stores
 from activities.artifacts.s3 import S3Objects
+from activities.credentials import aws_config
 from drpilot.domain.settings import Settings
 
 
@@ -21,4 +22,4 @@ def stores_from_settings(settings: Settings) -> Stores:
     import boto3
 
     # AWS_ENDPOINT_URL(_S3) and credentials from the environment, as boto3 reads them.
-    return build_stores(boto3.session.Session().client("s3"), lambda: gcs_client(settings))
+    return build_stores(boto3.session.Session().client("s3", config=aws_config()), lambda: gcs_client(settings))

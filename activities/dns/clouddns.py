@@ -36,6 +36,9 @@ from activities.dns.provider import (
 from drpilot.domain.runbook import DnsRecord, Runbook
 from drpilot.domain.settings import Settings
 
+# Seconds for one Cloud DNS API call (google-cloud's default is 60): a silent endpoint ends the
+# call, and the activity's retry (or its caller's poll) takes over.
+REQUEST_SECONDS = 30.0
 
 def managed_zone_name(runbook: Runbook) -> str:
     """spec.dns.managed_zone, or the zone's name made a valid zone name (example.dev.
@@ -124,7 +127,7 @@ class CloudDnsProvider(DnsProvider):
         where = f"Cloud DNS managed zone {zone}"
         records = f" records {records_text(runbook)}" if runbook else ""
         try:
-            return self.client._connection.api_request(**request)
+            return self.client._connection.api_request(timeout=REQUEST_SECONDS, **request)
         except requests_errors.RequestException as exc:
             raise ApplicationError(
                 f"Cloud DNS unreachable while trying to {doing} in {where}: {exc}",

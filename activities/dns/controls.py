@@ -24,11 +24,11 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
-from botocore.config import Config
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ErrorType
+from activities.credentials import aws_config
 from drpilot.domain.runbook import ClusterEndpoint, RoutingControls, Runbook, split_weights
 from drpilot.domain.settings import Settings
 
@@ -219,8 +219,7 @@ def _rule_name(runbook: Runbook, resource: str, message: str) -> str:
 
 def _client(url: str, region: str):
     # One try per endpoint: the next endpoint is the retry.
-    config = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=CONNECT_SECONDS,
-                    read_timeout=READ_SECONDS)
+    config = aws_config(read_timeout=READ_SECONDS, attempts=1, connect_timeout=CONNECT_SECONDS)
     return boto3.session.Session().client("route53-recovery-cluster", endpoint_url=url, region_name=region, config=config)
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
-from botocore.config import Config
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ErrorType
+from activities.credentials import aws_config
 from activities.dns.provider import (
     ChangeHandle,
     Current,
@@ -47,11 +47,7 @@ def route53_client(settings: Settings | None = None):
     """A Route53 client from the environment (AWS_ENDPOINT_URL points it at the twin)."""
     # Standard retries back off with jitter on Throttling / PriorRequestNotComplete / 5xx
     # inside one attempt; what still fails is left to the activity's retry policy.
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 4},
-        connect_timeout=5,
-        read_timeout=30,
-    )
+    config = aws_config(read_timeout=30, attempts=4)
     session = boto3.session.Session()
     return session.client("route53", region_name=session.region_name or "us-east-1", config=config)
 

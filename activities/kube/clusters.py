@@ -39,8 +39,21 @@ POLL_SECONDS = 2.0
 # The pod-template annotation `kubectl rollout restart` sets; changing it rolls new pods.
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 MIN_POLL_SECONDS = 0.02
-# (connect, read) seconds for each API call: a hung cluster must not hang the activity.
+# (connect, read) seconds for each API call: a hung cluster must not hang the activity (the
+# worker keeps a running activity heartbeating, drpilot/frontdoor/keepalive.py, so only a
+# bounded call lets a retry or the activity's own deadline take over).
 REQUEST_TIMEOUT = (5.0, 30.0)
+
+
+class BoundedApiClient(k8s.ApiClient):
+    """An ApiClient whose every call has a timeout: the `kubernetes` client passes none to
+    urllib3 unless the call sets `_request_timeout`, and then waits on a socket for ever."""
+
+    def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
+        return super().call_api(
+            method, url, header_params=header_params, body=body, post_params=post_params,
+            _request_timeout=_request_timeout or REQUEST_TIMEOUT,
+        )
 
 
 # ------------------------------------------------------------------------------- clients
@@ -76,9 +89,12 @@ class KubeconfigClients(Mapping[str, k8s.ApiClient]):
             if context not in self._clients:
                 if context not in self._contexts():
                     raise KeyError(context)
-                self._clients[context] = k8s_config.new_client_from_config(
-                    config_file=self.config_file, context=context, persist_config=False
+                configuration = type.__call__(k8s.Configuration)  # not the process-wide default
+                k8s_config.load_kube_config(
+                    config_file=self.config_file, context=context, client_configuration=configuration,
+                    persist_config=False,
                 )
+                self._clients[context] = BoundedApiClient(configuration=configuration)
             return self._clients[context]
 
     def __iter__(self) -> Iterator[str]:

@@ -33,6 +33,7 @@ from activities.registry import build_activities
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor.drills import DrillAdmission
 from drpilot.frontdoor.health import WorkerHealth, metrics_runtime, serving
+from drpilot.frontdoor.keepalive import HeartbeatKeepalive
 from drpilot.frontdoor.logs import get_logger
 from drpilot.frontdoor.readiness import ReadinessHistory
 from drpilot.frontdoor.temporal import TemporalUnavailable, connect
@@ -46,6 +47,12 @@ from workflows.types import SEARCH_ATTRIBUTES
 WORKFLOWS = [FailoverWorkflow, FailbackWorkflow, AdmissionWorkflow, DrillWorkflow, ReadinessWorkflow]
 # Long activities mostly wait on providers; threads are cheap, a starved pool delays heartbeats.
 ACTIVITY_THREADS = 32
+# A lost worker's workflow tasks wait this long on its sticky queue before any worker may take
+# them (the SDK's default is 10 s); the cost of a move is one replay of the run's history.
+STICKY_SECONDS = 3
+# Heartbeats reach Temporal at most this often (the SDK's throttle is 0.8 of the heartbeat
+# timeout): with workflows/calls.py HEARTBEAT at 10 s, one late heartbeat is no timeout.
+HEARTBEAT_THROTTLE_SECONDS = 4
 
 
 class RunLogContext(Interceptor):
@@ -144,7 +151,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             activity_executor=pool,
             max_concurrent_activities=ACTIVITY_THREADS,
             graceful_shutdown_timeout=timedelta(seconds=30),
-            interceptors=[RunLogContext()],
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=STICKY_SECONDS),
+            max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_THROTTLE_SECONDS),
+            interceptors=[RunLogContext(), HeartbeatKeepalive()],
         )
         health = WorkerHealth(client, lambda: worker.is_running, metrics.address)
         # Health outlives the worker inside it: /healthz answers through the graceful shutdown.

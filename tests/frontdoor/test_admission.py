@@ -178,8 +178,9 @@ async def test_status_lists_drpilot_outcome_and_filters_by_it(dev_harness):
     async with h.worker():
         started = await runs.start(h.client, settings, FailbackInput(runbook=rb, original_region="us-east-1", speed=1000))
         assert (await started.handle.result()).status == "rolled_back"
-        async with asyncio.timeout(20):  # visibility is eventually consistent
-            while not (listed := await runs.latest_runs(h.client, outcome="rolled_back")):
+        async with asyncio.timeout(20):  # visibility is eventually consistent: the outcome
+            # (upserted in the run's last workflow task) may show before the run's close does
+            while not (listed := await runs.latest_runs(h.client, outcome="rolled_back")) or listed[0].state == "running":
                 await asyncio.sleep(0.1)
     assert [(r.run_id, r.runbook, r.state, r.outcome) for r in listed] == [
         ("failback:llm-inference", "llm-inference", "completed", "rolled_back")

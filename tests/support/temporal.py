@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from drpilot import __version__
+from drpilot.frontdoor.keepalive import HeartbeatKeepalive
 from tests.support.paths import ROOT
 from tests.support.world import World
 from workflows.admission import AdmissionWorkflow
@@ -77,6 +78,7 @@ class Harness:
             activities=self.world.activities(),
             max_heartbeat_throttle_interval=timedelta(milliseconds=50),
             default_heartbeat_throttle_interval=timedelta(milliseconds=50),
+            interceptors=[HeartbeatKeepalive()],  # as drpilot's worker: activities heartbeat while blocked
         ) as worker:
             try:
                 yield worker

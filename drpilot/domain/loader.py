@@ -90,11 +90,16 @@ def parse_document(
 
 def load_runbook(path: str | Path) -> Runbook:
     path = Path(path)
-    return parse_runbook(read_document(path, RunbookError), str(path))
+    return parse_runbook(read_document(path, RunbookError), str(path), base=path.parent)
 
 
-def parse_runbook(text: str, filename: str = "<runbook>") -> Runbook:
-    return parse_document(text, filename, Runbook, error=RunbookError, top="apiVersion, kind, metadata, spec")
+def parse_runbook(text: str, filename: str = "<runbook>", *, base: Path | None = None) -> Runbook:
+    """`base`: the directory a block's `template` is relative to (the runbook file's); without
+    it templates are not read (a runbook arriving in a run already carries each as `job`)."""
+    context = {"base": base} if base is not None else None
+    return parse_document(
+        text, filename, Runbook, error=RunbookError, top="apiVersion, kind, metadata, spec", context=context
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ limits it is judged by, never are.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +49,46 @@ DRILL_LAST = "drill.last_completed"
 DRILL_CLAIM = "drill.claim"
 READINESS_PREVIOUS = "readiness.previous"
 REHEARSAL_WAIT = "rehearsal.wait"
+
+
+# ----------------------------------------------------------------------- blocks (engine)
+# The kinds of spec.blocks the engine carries out itself (drpilot/domain/blocks.py); a block
+# of kind scale is kube.scale (to="exact"). Inputs carry explicit fields, decided by the
+# workflow ({source} / {target} already replaced), never the runbook's block.
+BLOCK_HTTP = "block.http"
+BLOCK_HTTP_PREFLIGHT = "block.http_preflight"
+
+
+class HttpCall(Contract):
+    method: str
+    url: str
+    body: Any = None
+    # Header -> the name of the worker's environment variable holding its value: the value
+    # is read by the activity and never enters a history, a result or a log.
+    headers_from_env: dict[str, str] = Field(default_factory=dict)
+
+
+class HttpBlockInput(Contract):
+    block: str  # the block's name, in messages
+    call: HttpCall
+    idempotency_key: str  # from the run and the block: a retry is the same request to the receiver
+    expect: int | None = None  # the status that counts as done; None: any 2xx
+    timeout_seconds: float = 30.0
+
+
+class HttpBlockResult(Contract):
+    status: int
+    target: str  # scheme://host/path, without the query
+    seconds: float
+
+
+class HttpPreflightInput(Contract):
+    block: str
+    env: list[str]  # the environment variables its requests read
+
+
+class HttpPreflightResult(Contract):
+    missing: list[str]  # of those, the ones not set on this worker
 
 
 # ---------------------------------------------------------------------- rehearsal waits
@@ -124,6 +164,9 @@ class DnsApplyResult(Contract):
 class KubeReadInput(Contract):
     runbook: Runbook
     region: str
+    # "namespace/deployment" read instead of the runbook's workloads there (a scale block's
+    # preflight: Deployments that are not serving capacity).
+    workloads: list[str] = Field(default_factory=list)
 
 
 class DeploymentState(Contract):
@@ -582,6 +625,9 @@ class ErrorType:
     ACCESS_DENIED = "AccessDenied"
     ADMISSION_UNAVAILABLE = "AdmissionUnavailable"
     ALERTS_UNREACHABLE = "AlertsUnreachable"
+    BLOCK_HTTP_REFUSED = "BlockHttpRefused"
+    BLOCK_HTTP_RETRY = "BlockHttpRetry"
+    BLOCK_HTTP_UNCONFIGURED = "BlockHttpUnconfigured"
     ANALYSIS_UNAVAILABLE = "AnalysisUnavailable"
     ARTIFACTS_NOT_RESTORABLE = "ArtifactsNotRestorable"
     ARTIFACTS_STILL_INVALID = "ArtifactsStillInvalid"

@@ -44,6 +44,11 @@ DRILL_CADENCE = "drpilot-0.4.0-drill-cadence"
 # 0.4.0: failover preflight and readiness check each target's capacity (kube.capacity).
 CAPACITY = "drpilot-0.4.0-capacity"
 
+# 0.4.0: the runbook's blocks (spec.blocks, workflows/blocks.py) at the procedures' stages.
+# Read by a failover or failback only when its runbook has blocks for that action, so a run
+# without blocks records no marker and every saved history replays unchanged.
+BLOCKS = "drpilot-0.4.0-blocks"
+
 # 0.4.0, the release's one patch of a failover or failback run (Patches.v4): Route53's control
 # plane (CONTROL_PLANE above) and the capacity preflight (CAPACITY above) switch on together.
 # CONTROL_PLANE, DRILL_CADENCE and CAPACITY are also read on their own by ReadinessWorkflow.

@@ -1,0 +1,1 @@
+"""Blocks a runbook adds to the procedures (spec.blocks): one module per kind."""

@@ -49,13 +49,22 @@ def target_of(url: str) -> str:
 
 
 class HttpBlockActivities:
-    def __init__(self, client: httpx.Client | None = None, env: Mapping[str, str] | None = None):
+    def __init__(
+        self, client: httpx.Client | None = None, env: Mapping[str, str] | None = None,
+        origins: Mapping[str, str] | None = None,
+    ):
         self.client = client or httpx.Client()
         self.env = os.environ if env is None else env
+        self.origins = dict(origins or {})  # the sandbox's rewrites (settings.providers.http_map)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        return cls()
+        return cls(origins=settings.providers.http_map)
+
+    def _dialled(self, url: str) -> str:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        return self.origins[origin] + url[len(origin):] if origin in self.origins else url
 
     @activity.defn(name=BLOCK_HTTP_PREFLIGHT)
     def preflight(self, input: HttpPreflightInput) -> HttpPreflightResult:
@@ -79,7 +88,7 @@ class HttpBlockActivities:
         started = time.monotonic()
         try:
             response = self.client.request(
-                call.method, call.url, json=call.body, headers=headers, timeout=input.timeout_seconds
+                call.method, self._dialled(call.url), json=call.body, headers=headers, timeout=input.timeout_seconds
             )
         except httpx.HTTPError as exc:  # refused, reset, timed out: the receiver may come back
             raise ApplicationError(f"{what}: {type(exc).__name__}", type=ErrorType.BLOCK_HTTP_RETRY) from None

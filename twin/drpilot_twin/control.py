@@ -112,6 +112,7 @@ Faults as key=value (or one JSON object):
   extra_latency_seconds.R=0.5  +0.5 s per inference request in R
   gcs_object_missing=R:MODEL   MODEL's weights file deleted from R's gs:// copy
   gcs_corrupt=R:MODEL          ... overwritten with other bytes of the same size
+  http_fails=BLOCK[,BLOCK]     the HTTP receiver answers BLOCK's requests 503
 An empty value clears a field (region_down=). Seconds of waits are
 simulated (the twin divides them by its --speed); extra latency is
 what each request takes, at any speed."""

@@ -73,6 +73,9 @@ class Faults:
     # overwritten with other bytes of the same size (once each time the fault is set).
     gcs_object_missing: frozenset[str] = frozenset()
     gcs_corrupt: frozenset[str] = frozenset()
+    # Blocks (spec.blocks) of kind http whose requests the sandbox's HTTP receiver answers
+    # 503 with no effect (drpilot_twin/receiver.py).
+    http_fails: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

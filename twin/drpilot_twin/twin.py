@@ -125,6 +125,7 @@ class Twin:
         self.model_servers: dict[str, Any] = {}  # region -> ModelServer
         self.traffic = None  # TrafficGenerator
         self.control: ControlServer | None = None
+        self.receiver = None  # HttpReceiver (runbooks with http blocks)
         self.temporal: TemporalDevServer | None = None
         self.prometheus: Prometheus | None = None
         self.alertmanager: Alertmanager | None = None
@@ -175,6 +176,7 @@ class Twin:
         self._start_model_servers()
         self._spawn_prometheus()
         self._start_traffic()
+        self._start_receiver()
         self.control = ControlServer(self.board, self.status, regions=self.runbook.regions, speed=self.speed)
         self.control.start()
         for child in (self.temporal, self.alertmanager, self.prometheus):
@@ -192,7 +194,7 @@ class Twin:
         for t in stoppers:
             t.start()
         parts: list[Any] = [
-            self.traffic, self.control, *self.model_servers.values(), *self.clusters.values(), self.clouddns, self.gcs,
+            self.traffic, self.control, self.receiver, *self.model_servers.values(), *self.clusters.values(), self.clouddns, self.gcs,
             self.arc, self.aws, self.moto,
         ]
         for part in parts:
@@ -203,7 +205,7 @@ class Twin:
                     self.notes.append(f"stopping {type(part).__name__} failed: {exc}")
         for t in stoppers:
             t.join()
-        self.traffic = self.control = self.clouddns = self.gcs = self.arc = self.aws = self.moto = None
+        self.traffic = self.control = self.receiver = self.clouddns = self.gcs = self.arc = self.aws = self.moto = None
         self.model_servers, self.clusters = {}, {}
         self.temporal = self.prometheus = self.alertmanager = None
         (self.state_dir / DESCRIPTION_FILE).unlink(missing_ok=True)
@@ -397,6 +399,33 @@ class Twin:
             server.start()
             self.model_servers[region] = server
 
+    def _start_receiver(self) -> None:
+        """The HTTP receiver of the runbook's http blocks (drpilot_twin/receiver.py)."""
+        if not any(b.kind == "http" for b in self.runbook.spec.blocks):
+            return
+        from drpilot_twin.receiver import HttpReceiver
+
+        self.receiver = HttpReceiver(self.board)
+        self.receiver.start()
+
+    def http_map(self) -> dict[str, str]:
+        """Each http block's origin (scheme://host[:port], {source} / {target} as every pair of
+        the runbook's regions) -> the receiver's: the requests reach it with the runbook unchanged."""
+        if self.receiver is None:
+            return {}
+        regions = list(self.runbook.regions)
+        origins = set()
+        for block in self.runbook.spec.blocks:
+            for request in (block.request, block.undo):
+                if request is None:
+                    continue
+                parts = urlsplit(request.url)
+                origin = f"{parts.scheme}://{parts.netloc}"
+                for source in regions:
+                    for target in regions:
+                        origins.add(origin.replace("{source}", source).replace("{target}", target))
+        return {origin: self.receiver.url for origin in sorted(origins)}
+
     def _start_traffic(self) -> None:
         if not self.want_traffic:
             return
@@ -584,6 +613,8 @@ class Twin:
             env["DRPILOT_GCS_ENDPOINT"] = self.gcs_url
         if self.temporal_address:
             env["DRPILOT_TEMPORAL_ADDRESS"] = self.temporal_address
+        if self.receiver is not None:
+            env["DRPILOT_HTTP_MAP"] = json.dumps(self.http_map(), sort_keys=True)
         prometheus_map = self.prometheus_map()
         if prometheus_map:
             env["DRPILOT_PROMETHEUS_MAP"] = json.dumps(prometheus_map, sort_keys=True)

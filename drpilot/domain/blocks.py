@@ -143,8 +143,12 @@ class Block(Frozen):
     )
     # http
     request: Request | None = Field(None, description="http: the request (sent once, with an Idempotency-Key from the run and block).")
-    expect: PositiveInt | None = Field(None, description="http: the status that counts as done (default 200).")
-    undo: Request | None = Field(None, description="http: the request compensation sends when the run stops before it ends.")
+    expect: PositiveInt | None = Field(None, description="http: the status that counts as done (default: any 2xx).")
+    undo: Request | None = Field(
+        None,
+        description="http: the request compensation sends when the run ends with the traffic back where it started "
+        "(failed before the switch, aborted, rolled back); {source} / {target} as in request.",
+    )
     # kubernetes_job
     namespace: KubeName | None = Field(None, description="kubernetes_job: the Job's namespace.")
     template: Text | None = Field(None, description="kubernetes_job: a Job manifest file, relative to the runbook file.")
@@ -154,7 +158,7 @@ class Block(Frozen):
         "scale: how long pods may take to be ready (default 10m)."
     )
     # scale
-    workloads: list[ScaledWorkload] | None = Field(None, description="scale: Deployments and the replicas they are scaled to.")
+    workloads: list[ScaledWorkload] | None = Field(None, min_length=1, description="scale: Deployments and the replicas they are scaled to.")
     # approval
     message: Text | None = Field(None, description="approval: what the approver is asked to confirm.")
 
@@ -219,7 +223,7 @@ def block_problems(blocks: list[Block], regions: set[str]) -> Iterator[tuple[tup
         allowed = _KIND_STAGES.get(block.kind)
         if allowed is not None and block.at not in allowed:
             yield (*loc, "at"), (
-                f"a {block.kind} block cannot run at {block.at}: the writer moves before the traffic does "
+                f"kind {block.kind} cannot run at {block.at}: the writer moves before the traffic does "
                 f"(use {', '.join(sorted(allowed))})"
             )
         used = set(_KIND_FIELDS[block.kind])

@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from drpilot_twin.faults import FaultBoard
+from drpilot_twin.receiver import HttpReceiver
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
 from activities.blocks.http import HttpBlockActivities
-from drpilot_twin.faults import FaultBoard
-from drpilot_twin.receiver import HttpReceiver
 from tests.support.runbooks import runbook
 from tests.support.runs import wait_for
 from tests.support.temporal import only_held_activity_pending

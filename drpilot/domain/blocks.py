@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from drpilot.domain.durations import Duration
+from drpilot.domain.durations import Duration, format_duration
 from drpilot.domain.fields import EnvName, Frozen, HttpUrl, KubeName, PositiveInt, Text
 
 Kind = Literal["aurora_global", "http", "kubernetes_job", "scale", "approval"]
@@ -194,6 +194,30 @@ class Block(Frozen):
     def stage(self, action: str) -> str | None:
         """The stage it runs at in `action`, or None when it does not run there."""
         return stage_in(self.at, action) if action in self.on else None
+
+    def describe(self, source: str, target: str) -> str:
+        """What it would do in a run from `source` to `target`, in one line (`runbook plan`)."""
+        region = substitute(self.region_or_target, source, target)
+        if self.kind == "aurora_global":
+            return (
+                f"make {target}'s member of Aurora global database {self.global_cluster} the writer: a switchover "
+                f"under {format_duration(self.lag_limit)} of lag (graceful), a failover allowing data loss (ungraceful or {source} dark)"
+            )
+        if self.kind == "http":
+            assert self.request is not None
+            line = f"{self.request.method} {substitute(self.request.url, source, target)} (expects {self.expect or '2xx'})"
+            if self.undo is not None:
+                line += f"; undo {self.undo.method} {substitute(self.undo.url, source, target)}"
+            return line
+        if self.kind == "kubernetes_job":
+            return (
+                f"run a Job in {region} ({self.namespace}, from {self.template or 'the inline job'}), "
+                f"up to {format_duration(self.run_timeout)}"
+            )
+        if self.kind == "scale":
+            shown = ", ".join(f"{w.namespace}/{w.deployment} -> {w.replicas}" for w in self.workloads or [])
+            return f"scale in {region}: {shown} (not serving capacity)"
+        return f"wait for `drpilot approve`: {self.message or self.name}"
 
     @property
     def lag_limit(self) -> timedelta:

@@ -26,6 +26,7 @@ from activities.dns.activities import DnsActivities
 from activities.kube.activities import KubeActivities
 from activities.probes.analysis import PROBE_REQUESTS_MIN
 from activities.standby import StandbyActivities
+from drpilot.domain.blocks import FAILBACK_STAGES, FAILOVER_STAGES
 from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import Action, DnsSwitch, Model, Role, Runbook
 from drpilot.domain.settings import Settings
@@ -236,7 +237,16 @@ def plan_failover(
         plan.changes.append(f"DNS {format_weights(before)} -> {format_weights(after)} in one change, then wait TTL {ttl}s")
     else:
         plan.notes.append(f"DNS already at {format_weights(after)}")
+    _blocks(plan, rb, failed, targets[0])
     return plan
+
+
+def _blocks(plan: Plan, rb: Runbook, source: str, target: str) -> None:
+    """The runbook's blocks of this action, stage by stage, each with what it would do."""
+    stages = FAILOVER_STAGES if plan.action == "failover" else FAILBACK_STAGES
+    for stage in stages:
+        for block in (b for b in rb.spec.blocks if b.stage(plan.action) == stage):
+            plan.changes.append(f"block {block.name} ({block.kind}, at {stage}): {block.describe(source, target)}")
 
 
 def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
@@ -246,6 +256,8 @@ def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
     _scale_changes(plan, rb, original, live, "active")
     _capacity(plan, rb, original, live, "the failback's scale-up would leave pods Pending")
     _artifact_changes(plan, rb, original, live.artifacts, "sync from the serving region")
+    dr = [r for r in rb.regions if r != original]
+    _blocks(plan, rb, max(dr, key=lambda r: (start.get(r, 0), r)), original)
     if start == home:
         plan.notes.append(f"DNS already at {format_weights(home)}: no traffic to shift")
         return plan

@@ -68,6 +68,8 @@ class HttpReceiver:
         self._lock = threading.Lock()
         app = Starlette(routes=[
             Route("/_sandbox/received", self._show, methods=["GET"]),
+            # The twin's own prefix: never a block's effect (a request sent there is a mistake).
+            Route("/_sandbox/{rest:path}", self._not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             Route("/{path:path}", self._receive, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ])
         self.server = LoopbackServer(app, name="sandbox-http-receiver")
@@ -108,6 +110,9 @@ class HttpReceiver:
                 self.received.effects.append(delivery)
                 self.received.answers[key] = (status, answer)
         return JSONResponse(answer, status_code=status)
+
+    async def _not_found(self, request: Request) -> Response:
+        return JSONResponse({"error": f"{request.method} {request.url.path}: not a receiver path"}, status_code=404)
 
     async def _show(self, request: Request) -> Response:
         with self._lock:

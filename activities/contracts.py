@@ -699,6 +699,7 @@ class ErrorType:
     ALERTS_UNREACHABLE = "AlertsUnreachable"
     ANALYSIS_UNAVAILABLE = "AnalysisUnavailable"
     AURORA_LAG_TOO_HIGH = "AuroraLagTooHigh"
+    AURORA_BUSY = "AuroraBusy"
     AURORA_MISCONFIGURED = "AuroraMisconfigured"
     AURORA_SWITCH_CANCELLED = "AuroraSwitchCancelled"
     AURORA_SWITCH_TIMEOUT = "AuroraSwitchTimeout"

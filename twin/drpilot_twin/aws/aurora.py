@@ -93,12 +93,15 @@ class AuroraGlobal:
         self._lock = threading.Lock()
         self._ops: dict[str, Operation] = {}  # global cluster id -> in flight
         self.accepted: list[Operation] = []  # every operation the front accepted (tests count them)
+        self.requests = 0  # SwitchoverGlobalCluster / FailoverGlobalCluster calls, refused ones too
         _LIVE.append(weakref.ref(self))
 
     # ------------------------------------------------------------------ requests
     def start(self, action: str, params: dict[str, str]) -> Operation:
         """Accept SwitchoverGlobalCluster / FailoverGlobalCluster or raise RdsRefusal."""
         self.settle()
+        with self._lock:
+            self.requests += 1
         identifier = params.get("GlobalClusterIdentifier", "").lower()
         target = params.get("TargetDbClusterIdentifier", "")
         data_loss = params.get("AllowDataLoss", "").lower() == "true"

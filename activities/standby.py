@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
@@ -29,7 +28,7 @@ from temporalio import activity
 
 from activities import contracts
 from activities.contracts import ImagesInput, ImagesResult, QuotaInput, QuotaResult
-from activities.credentials import Rotating
+from activities.credentials import regional_clients
 from activities.kube.clusters import (
     REQUEST_TIMEOUT,
     KubeconfigClients,
@@ -60,22 +59,10 @@ class StandbyActivities:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        import boto3
         from botocore.config import Config
 
         config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20)
-        made: dict[tuple[str, str], Rotating] = {}
-        lock = threading.Lock()
-
-        def aws(service: str, region: str) -> Any:
-            with lock:
-                if (service, region) not in made:
-                    made[(service, region)] = Rotating(
-                        lambda: boto3.session.Session().client(service, region_name=region, config=config)
-                    )
-                return made[(service, region)]
-
-        return cls(KubeconfigClients(os.environ.get("KUBECONFIG")), aws)
+        return cls(KubeconfigClients(os.environ.get("KUBECONFIG")), regional_clients(config))
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.images, self.quota]

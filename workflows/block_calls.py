@@ -49,3 +49,36 @@ async def scale(runbook: Runbook, region: str, counts: dict[str, int], speed: fl
         c.ScaleResult, seconds=timeout + 60, heartbeat=HEARTBEAT, retry=_retry(5),
         summary=f"scale block workloads in {region}", projected=True,
     )
+
+
+async def aurora_read(input: c.AuroraReadInput) -> c.AuroraState:
+    return await _execute(
+        c.BLOCKS_AURORA_READ, input, c.AuroraState, seconds=120, retry=_retry(3, 5),
+        summary=f"block {input.block}: read Aurora global database {input.global_cluster}",
+    )
+
+
+async def aurora_switch(input: c.AuroraSwitchInput) -> c.AuroraSwitchResult:
+    """Long (a switchover takes minutes): heartbeats; a retry finds the switchover it asked
+    for and waits for it instead of asking again (activities/blocks/aurora.py)."""
+    timeout = _scaled(input.timeout_seconds, input.speed, 60)
+    return await _execute(
+        c.BLOCKS_AURORA_SWITCH, input, c.AuroraSwitchResult, seconds=timeout + 120, heartbeat=HEARTBEAT,
+        retry=_retry(5), summary=f"block {input.block}: writer of {input.global_cluster} to {input.target}", projected=True,
+    )
+
+
+async def job_preflight(input: c.JobPreflightInput) -> c.JobPreflight:
+    return await _execute(
+        c.BLOCKS_JOB_PREFLIGHT, input, c.JobPreflight, seconds=60, retry=_retry(2, 5),
+        summary=f"block {input.block}: dry-run Job in {input.region}",
+    )
+
+
+async def job_run(input: c.JobRunInput) -> c.JobRunResult:
+    """Created once (its name follows from the run and the block), then waited for: heartbeats."""
+    timeout = _scaled(input.timeout_seconds, input.speed, 60)
+    return await _execute(
+        c.BLOCKS_JOB_RUN, input, c.JobRunResult, seconds=timeout + 120, heartbeat=HEARTBEAT, retry=_retry(5),
+        summary=f"block {input.block}: Job in {input.region}", projected=True,
+    )

@@ -15,6 +15,8 @@ status and the report show it as they show every step. The guarantees (README, "
   a DNS change does: a switchover or a request cut half-way would leave the world unknown.
   The run then stops there and compensates. An approval block is a wait, not a change: an
   abort ends it at once.
+- The data tier's writer follows the traffic (workflows/data_blocks.py): an aurora_global
+  block may only run before the traffic moves, and its undo moves the writer back.
 - A block whose region was unreachable in preflight (the region left, dark) is skipped with
   a note: it cannot be done, and waiting for it would hold the recovery.
 """
@@ -32,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.domain.blocks import BEFORE_TRAFFIC, Block, Request, substitute
     from workflows import block_calls as calls
+    from workflows import data_blocks as data
     from workflows.approval import Approval
     from workflows.branches import settled, together
     from workflows.facts import RunFacts
@@ -61,6 +64,7 @@ class Blocks:
     source: str = field(default="", init=False)
     target: str = field(default="", init=False)
     unreachable: frozenset[str] = field(default=frozenset(), init=False)  # regions preflight could not reach
+    graceful: bool = field(default=True, init=False)  # an ungraceful failover: the data tier fails over with data loss
     done: list[Block] = field(default_factory=list, init=False)  # completed, in order: undone newest first
     previous: dict[str, dict[str, int]] = field(default_factory=dict, init=False)  # scale block -> replicas found
 
@@ -79,12 +83,13 @@ class Blocks:
         return substitute(block.region_or_target, self.source, self.target)
 
     # ------------------------------------------------------------------ preflight
-    async def preflight(self, source: str, target: str, unreachable: list[str]) -> None:
+    async def preflight(self, source: str, target: str, unreachable: list[str], *, graceful: bool = True) -> None:
         """Every block's read-only check, side by side, inside the procedure's preflight
         phase; a block that could not be done stops the run before any change."""
         if not self.on:
             return
         self.source, self.target, self.unreachable = source, target, frozenset(unreachable)
+        self.graceful = graceful
         await together(*(self._preflight(b) for b in self.mine))
 
     async def _preflight(self, block: Block) -> None:
@@ -107,8 +112,10 @@ class Blocks:
             await self._read_scaled(block, where)
         elif block.kind == "approval":
             self.timeline.note("preflight", f"{where}: waits for `drpilot approve` ({block.message or block.name})")
+        elif block.kind == "aurora_global":
+            await data.aurora_preflight(self, block, where)
         else:
-            raise PhaseFailed(f"{where}: this worker cannot run kind {block.kind}")
+            await data.job_preflight(self, block, where)
 
     async def _read_scaled(self, block: Block, where: str) -> None:
         assert block.workloads is not None
@@ -173,19 +180,21 @@ class Blocks:
             return ""
         if block.kind == "http":
             assert block.request is not None
-            result = await self._settle(block, calls.http(self._http_input(block, block.request, "")))
+            result = await self.settle(block, calls.http(self._http_input(block, block.request, "")))
             return f"{block.request.method} {result.target}: {result.status}"
         if block.kind == "scale":
             assert block.workloads is not None
             counts = {f"{w.namespace}/{w.deployment}": w.replicas for w in block.workloads}
             wait = block.run_timeout.total_seconds()
             region = self.region(block)
-            scaled = await self._settle(block, calls.scale(self.run.runbook, region, counts, self.run.speed, wait))
+            scaled = await self.settle(block, calls.scale(self.run.runbook, region, counts, self.run.speed, wait))
             shown = ", ".join(f"{d.namespace}/{d.name} {d.replicas}" for d in scaled.deployments)
             return f"{region}: {shown} (not serving capacity)"
-        raise PhaseFailed(f"this worker cannot run kind {block.kind}")
+        if block.kind == "aurora_global":
+            return await data.aurora_do(self, block)
+        return await data.job_do(self, block)
 
-    async def _settle(self, block: Block, work: Awaitable[T]) -> T:
+    async def settle(self, block: Block, work: Awaitable[T]) -> T:
         """The block's activity, finished even when an abort comes meanwhile; the run then
         stops here (the block counts as done: compensation undoes it)."""
         cancelled: list[bool] = []
@@ -212,6 +221,8 @@ class Blocks:
             elif block.kind == "scale" and self.previous.get(block.name):
                 region, wait = self.region(block), block.run_timeout.total_seconds()
                 work = calls.scale(self.run.runbook, region, self.previous[block.name], self.run.speed, wait)
+            elif block.kind == "aurora_global":
+                work = data.aurora_undo(self, block)
             else:
                 continue
             name = f"undo:{block.name}"

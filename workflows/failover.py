@@ -167,7 +167,9 @@ class FailoverWorkflow(Run):
                 )
             if self.patches.v4:
                 await self.gates.check_capacity("preflight", self.targets, self.input.strategy)
-            await self.blocks.preflight(failed, self.targets[0], unreachable)
+            await self.blocks.preflight(
+                failed, self.targets[0], unreachable, graceful=self.input.strategy == "graceful"
+            )
             weights = failover_weights(rb, failed, self.targets, before)
             if found.dns.control_plane_down:
                 raise PhaseFailed(control_plane_down(rb, weights, found.dns.control_plane_down))

@@ -59,8 +59,29 @@ class BlockWorld(World):
     lose_first_answer: bool = False  # the first request's answer is lost after it was sent
     dns_at_request: list[dict[str, int]] = field(default_factory=list)
 
+    writer: str = HOME  # the region whose Aurora member writes
+    lag: float = 1.0  # the other member's replication lag, seconds
+    writer_moves: list[tuple[str, str, dict[str, int]]] = field(default_factory=list)  # (writer, mode, DNS then)
+
     def activities(self) -> list[Callable]:
-        return [*super().activities(), self.http_block, self.http_block_preflight]
+        return [*super().activities(), self.http_block, self.http_block_preflight, self.aurora_read, self.aurora_switch]
+
+    @activity.defn(name=c.BLOCKS_AURORA_READ)
+    async def aurora_read(self, input: c.AuroraReadInput) -> c.AuroraState:
+        return c.AuroraState(
+            block=input.block, global_cluster=input.global_cluster, exists=True, writer_region=self.writer,
+            writer_arn=input.members[self.writer], lag_seconds=self.lag,
+        )
+
+    @activity.defn(name=c.BLOCKS_AURORA_SWITCH)
+    async def aurora_switch(self, input: c.AuroraSwitchInput) -> c.AuroraSwitchResult:
+        before, self.writer = self.writer, input.target
+        self.writer_moves.append((input.target, input.mode, dict(self.dns)))
+        return c.AuroraSwitchResult(
+            block=input.block, global_cluster=input.global_cluster, writer_before=before, writer_after=input.target,
+            mode="switchover" if input.mode == "graceful" else "failover", data_loss_allowed=input.mode == "ungraceful",
+            lag_seconds=self.lag, reason=input.mode, seconds=1,
+        )
 
     @activity.defn(name=c.BLOCK_HTTP)
     async def http_block(self, input: c.HttpBlockInput) -> c.HttpBlockResult:
@@ -177,3 +198,32 @@ async def test_an_abort_during_a_block_lets_it_settle_then_undoes_it(own_harness
     assert world.changes == []
     keys = [d.key for d in receiver.received.effects]
     assert len(keys) == 2 and keys[1] == keys[0] + "/undo"
+
+
+REGISTRY_DB = {
+    "name": "registry-db", "kind": "aurora_global", "at": "prepare", "global_cluster": "mlflow", "max_lag": "30s",
+    "members": {HOME: "arn:aws:rds:us-east-1:1:cluster:use1", DR: "arn:aws:rds:us-west-2:1:cluster:usw2"},
+}
+
+
+async def test_the_writer_follows_the_traffic_and_a_lag_above_max_lag_stops_a_graceful_failover(harness):
+    rb = with_blocks([REGISTRY_DB])
+    world = BlockWorld.normal(rb)
+    world.lag = 45
+    result, _ = await harness(world).run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region=HOME))
+    assert result.status == "failed" and world.changes == [] and world.writer_moves == []
+    assert any("lag is 45s, above max_lag 30s" in m for m in result.messages)
+
+    world = BlockWorld.normal(rb)
+    result, _ = await harness(world).run(
+        FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region=HOME, strategy="ungraceful")
+    )
+    assert result.status == "completed", result.messages
+    assert world.writer_moves[0][:2] == (DR, "ungraceful")  # failed over, data loss allowed
+
+    # Failback: home is the writer again before the first shift step.
+    back = BlockWorld(runbook=rb, **{k: v for k, v in vars(after_failover(rb, HOME, {DR: 100})).items() if k != "runbook"})
+    back.writer = DR
+    result, _ = await harness(back).run(FailbackWorkflow.run, FailbackInput(runbook=rb, original_region=HOME))
+    assert result.status == "completed", result.messages
+    assert back.writer_moves == [(HOME, "graceful", {HOME: 0, DR: 100})] and back.changes[0][HOME] > 0

@@ -176,6 +176,10 @@ class _Document:
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+                if isinstance(key, bool) and key_node.style is None:
+                    # YAML 1.1 reads a plain `on:` (yes, no, off...) as a boolean; a key is a
+                    # field's name, so it keeps its text (spec.blocks[].on).
+                    key = key_node.value
                 here = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if not isinstance(key, str):
                     shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else "a collection"

@@ -99,3 +99,13 @@ PROBLEMS_OF_RULES = [
     "rb.yaml:30:46: spec.blocks[3].namespace: namespace is not used by kind approval (it uses message)",
     "rb.yaml:31:7: spec.blocks[4]: kind kubernetes_job needs template (a Job manifest file) or job (inline)",
 ]
+
+
+def test_the_example_has_a_block_of_every_kind_and_a_plain_on_key_is_a_field(runbook_paths):
+    rb = load_runbook(next(p for p in runbook_paths if p.name == "llm-platform.yaml"))
+    assert [b.kind for b in rb.spec.blocks] == ["aurora_global", "approval", "http", "kubernetes_job", "scale"]
+    assert rb.spec.blocks[1].on == ["failover"]  # `on:` unquoted: YAML 1.1 would read it as true
+    assert rb.spec.blocks[3].job is not None and rb.spec.blocks[3].job["kind"] == "Job"
+    assert rb.spec.blocks[2].describe("us-east-1", "us-west-2") == (
+        "POST https://flags.example.com/api/dr (expects 200); undo POST https://flags.example.com/api/dr"
+    )

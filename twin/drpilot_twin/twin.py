@@ -615,6 +615,12 @@ class Twin:
             env["DRPILOT_TEMPORAL_ADDRESS"] = self.temporal_address
         if self.receiver is not None:
             env["DRPILOT_HTTP_MAP"] = json.dumps(self.http_map(), sort_keys=True)
+            # The tokens the http blocks' headers read from the worker's environment: the
+            # receiver takes any, so the runbook rehearses as it is.
+            for block in self.runbook.spec.blocks:
+                for request in (block.request, block.undo):
+                    for name in (request.headers_from_env.values() if request else ()):
+                        env.setdefault(name, f"sandbox-{name.lower()}")
         prometheus_map = self.prometheus_map()
         if prometheus_map:
             env["DRPILOT_PROMETHEUS_MAP"] = json.dumps(prometheus_map, sort_keys=True)

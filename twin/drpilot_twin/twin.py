@@ -222,6 +222,7 @@ class Twin:
 
         self.board.clear()
         self._seed_registries()
+        self._seed_databases()
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
         if self.gcs is not None:
             from drpilot_twin.gcs import seed_gcs
@@ -298,6 +299,18 @@ class Twin:
         self.aws = AwsFront(self.board, self.speed, upstream=self.moto.url)
         self.aws.start()
         self._s3 = boto3.client("s3", endpoint_url=self.moto.url, **_aws_credentials())
+        self._seed_databases()
+
+    def _seed_databases(self) -> None:
+        """An Aurora global database per aurora_global block, written in the primary region."""
+        import boto3
+
+        from drpilot_twin.aws.aurora import seed_aurora
+
+        def client_for(region: str):
+            return boto3.client("rds", endpoint_url=self.moto.url, **{**_aws_credentials(), "region_name": region})
+
+        seed_aurora(self.aws.aurora, client_for, self.runbook)
 
     def _start_gcs(self) -> None:
         from drpilot_twin.gcs import uses_gcs

@@ -877,6 +877,7 @@ def seed_kube_from_runbook(cluster: KubeCluster, runbook: Runbook, region: str) 
                 },
             },
         )
+    _seed_scaled_workloads(cluster, runbook, serving)
     cluster.settle()
     if velero and cluster.store.get(BACKUPS, velero.namespace, velero.backup) is None:
         cluster.create(
@@ -907,6 +908,24 @@ def seed_kube_from_runbook(cluster: KubeCluster, runbook: Runbook, region: str) 
                 "formatVersion": "1.1.0",
             }
             cluster.store.update(BACKUPS, backup)
+
+
+def _seed_scaled_workloads(cluster: KubeCluster, runbook: Runbook, serving: bool) -> None:
+    """The Deployments the runbook's scale blocks name (queue writers, consumers: not serving
+    capacity), in every region: running (2 replicas, cpu only) where traffic is served."""
+    for block in runbook.spec.blocks:
+        for w in block.workloads or []:
+            cluster.ensure_namespace(w.namespace)
+            if cluster.deployment(w.namespace, w.deployment) is not None:
+                continue
+            labels = {"app": w.deployment, "app.kubernetes.io/part-of": runbook.name}
+            container = {"name": w.deployment, "image": "public.ecr.aws/docker/library/busybox:1.36",
+                         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}
+            cluster.create(DEPLOYMENTS, {
+                "metadata": {"name": w.deployment, "namespace": w.namespace, "labels": dict(labels)},
+                "spec": {"replicas": 2 if serving else 0, "selector": {"matchLabels": {"app": w.deployment}},
+                         "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": [container]}}},
+            })
 
 
 def seed_velero_schedule(

@@ -58,7 +58,7 @@ class Blocks:
     run: RunFacts
     timeline: Timeline
     operator: Operator
-    approval: Approval
+    approval: Approval | None  # None: checks only (readiness)
     on_rollback: Callable[[], None]  # the run's last good state becomes the one before it (on_failure: rollback)
     on: bool = field(default=False, init=False)  # BLOCKS, read only when the runbook has blocks for this action
     source: str = field(default="", init=False)
@@ -90,13 +90,16 @@ class Blocks:
             return
         self.source, self.target, self.unreachable = source, target, frozenset(unreachable)
         self.graceful = graceful
-        await together(*(self._preflight(b) for b in self.mine))
+        found = await together(*(self.check(b) for b in self.mine))
+        for text in found:
+            self.timeline.note("preflight", text)
 
-    async def _preflight(self, block: Block) -> None:
-        where = f"block {block.name} ({block.kind} at {block.stage(self.run.action)})"
+    async def check(self, block: Block) -> str:
+        """The block's read-only check: what it found, or PhaseFailed when the block could not
+        be done (the run stops before any change; readiness says not ready)."""
+        where = f"block {block.name} ({block.kind} at {block.stage(self.run.action) or block.at})"
         if block.kind in REGIONAL and self.region(block) in self.unreachable:
-            self.timeline.note("preflight", f"{where}: {self.region(block)} unreachable, so it will be skipped")
-            return
+            return f"{where}: {self.region(block)} unreachable, so it will be skipped"
         if block.kind == "http":
             assert block.request is not None
             calls_ = [block.request, *([block.undo] if block.undo else [])]
@@ -107,17 +110,16 @@ class Blocks:
                     f"{where}: the worker's environment has no {', '.join(missing)}; set it where the worker runs"
                 )
             call = self._call(block.request)
-            self.timeline.note("preflight", f"{where}: {call.method} {call.url}, expects {block.expect or '2xx'}")
-        elif block.kind == "scale":
-            await self._read_scaled(block, where)
-        elif block.kind == "approval":
-            self.timeline.note("preflight", f"{where}: waits for `drpilot approve` ({block.message or block.name})")
-        elif block.kind == "aurora_global":
-            await data.aurora_preflight(self, block, where)
-        else:
-            await data.job_preflight(self, block, where)
+            return f"{where}: {call.method} {call.url}, expects {block.expect or '2xx'}"
+        if block.kind == "scale":
+            return await self._read_scaled(block, where)
+        if block.kind == "approval":
+            return f"{where}: waits for `drpilot approve` ({block.message or block.name})"
+        if block.kind == "aurora_global":
+            return await data.aurora_preflight(self, block, where)
+        return await data.job_preflight(self, block, where)
 
-    async def _read_scaled(self, block: Block, where: str) -> None:
+    async def _read_scaled(self, block: Block, where: str) -> str:
         assert block.workloads is not None
         region = self.region(block)
         keys = [f"{w.namespace}/{w.deployment}" for w in block.workloads]
@@ -129,12 +131,11 @@ class Blocks:
             if region == self.source and error_type(exc) != c.ErrorType.KUBE_NOT_FOUND:
                 # The region left may well be dark: the block is skipped, the recovery goes on.
                 self.unreachable |= {region}
-                self.timeline.note("preflight", f"{where}: {region} not reachable ({explain(exc)}), so it will be skipped")
-                return
+                return f"{where}: {region} not reachable ({explain(exc)}), so it will be skipped"
             raise PhaseFailed(f"{where}: {explain(exc)}") from None
         self.previous[block.name] = {f"{d.namespace}/{d.name}": d.replicas for d in found.deployments}
         wanted = ", ".join(f"{w.namespace}/{w.deployment} -> {w.replicas}" for w in block.workloads)
-        self.timeline.note("preflight", f"{where}: in {region}, {wanted}")
+        return f"{where}: in {region}, {wanted}"
 
     # ------------------------------------------------------------------ stages
     def beside(self, stage: str) -> list[Awaitable[None]]:
@@ -175,6 +176,7 @@ class Blocks:
 
     async def _do(self, block: Block, name: str) -> str:
         if block.kind == "approval":
+            assert self.approval is not None
             await self.approval.confirm(name, block.message or f"confirm {block.name}")
             self.done.append(block)
             return ""

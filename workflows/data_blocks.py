@@ -41,7 +41,7 @@ def aurora_switch_input(blocks: Blocks, block: Block, source: str, target: str, 
     )
 
 
-async def aurora_preflight(blocks: Blocks, block: Block, where: str) -> None:
+async def aurora_preflight(blocks: Blocks, block: Block, where: str) -> str:
     assert block.global_cluster is not None
     source, target = blocks.source, blocks.target
     state = await calls.aurora_read(c.AuroraReadInput(
@@ -66,7 +66,7 @@ async def aurora_preflight(blocks: Blocks, block: Block, where: str) -> None:
         )
     writer = state.writer_region or state.writer_arn or "none"
     shown = "unknown" if lag is None else f"{lag:g}s"
-    blocks.timeline.note("preflight", f"{where}: writer now {writer}, {target}'s lag {shown}")
+    return f"{where}: writer now {writer}, {target}'s lag {shown}"
 
 
 async def aurora_do(blocks: Blocks, block: Block) -> str:
@@ -94,16 +94,15 @@ def job_input(blocks: Blocks, block: Block) -> c.JobRunInput:
     )
 
 
-async def job_preflight(blocks: Blocks, block: Block, where: str) -> None:
+async def job_preflight(blocks: Blocks, block: Block, where: str) -> str:
     run = job_input(blocks, block)
     found = await calls.job_preflight(c.JobPreflightInput(**run.model_dump(include=set(c.JobPreflightInput.model_fields))))
     if not found.reachable and run.region == blocks.source:
         blocks.unreachable |= {run.region}
-        blocks.timeline.note("preflight", f"{where}: {run.region} not reachable, so it will be skipped")
-        return
+        return f"{where}: {run.region} not reachable, so it will be skipped"
     if found.problems:
         raise PhaseFailed(f"{where}: {'; '.join(found.problems)}")
-    blocks.timeline.note("preflight", f"{where}: Job {block.namespace}/{found.job} in {run.region}")
+    return f"{where}: Job {block.namespace}/{found.job} in {run.region}"
 
 
 async def job_do(blocks: Blocks, block: Block) -> str:

@@ -35,11 +35,12 @@ with workflow.unsafe.imports_passed_through():
     from drpilot.domain.runbook import Action as RunbookAction
     from drpilot.domain.runbook import DnsSwitch, Role
     from workflows import calls, metrics
+    from workflows.block_readiness import block_checks
     from workflows.branches import together
     from workflows.failures import explain
     from workflows.plan import backup_ages, format_weights, rpo_lags
     from workflows.types import ReadinessInput
-    from workflows.versions import CAPACITY, CONTROL_PLANE, DRILL_CADENCE
+    from workflows.versions import BLOCKS, CAPACITY, CONTROL_PLANE, DRILL_CADENCE
 
 PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"
@@ -205,6 +206,9 @@ class ReadinessWorkflow:
         cadence = rb.spec.drills.cadence if rb.spec.drills else None
         if cadence is not None and workflow.patched(DRILL_CADENCE):
             checks.append(cadence_check(await attempt(calls.last_drill(rb)), cadence, workflow.now()))
+        # 0.4.0: the blocks' checks (runbooks with blocks only: no other history meets the patch).
+        if rb.spec.blocks and workflow.patched(BLOCKS):
+            checks += await block_checks(rb)
         result = ReadinessResult(
             runbook=rb.name, ready=all(ch.ready for ch in checks), checks=checks, checked_at=workflow.now(),
         )

@@ -21,6 +21,7 @@ from tests.support.runbooks import runbook
 from tests.support.runs import wait_for
 from tests.support.temporal import only_held_activity_pending
 from tests.support.world import World, after_failover
+from tests.workflows.test_readiness import check as readiness
 from workflows.failback import FailbackWorkflow
 from workflows.failover import FailoverWorkflow
 from workflows.types import AbortInput, ApproveInput, FailbackInput, FailoverInput
@@ -227,3 +228,18 @@ async def test_the_writer_follows_the_traffic_and_a_lag_above_max_lag_stops_a_gr
     result, _ = await harness(back).run(FailbackWorkflow.run, FailbackInput(runbook=rb, original_region=HOME))
     assert result.status == "completed", result.messages
     assert back.writer_moves == [(HOME, "graceful", {HOME: 0, DR: 100})] and back.changes[0][HOME] > 0
+
+
+async def test_readiness_checks_each_block_and_a_lag_above_max_lag_is_not_ready(env, receiver):
+    token = {"headers_from_env": {"Authorization": "FLAGS_TOKEN"}}
+    flagged = flags(receiver.url)
+    flagged["request"] = {**flagged["request"], **token}
+    rb = with_blocks([REGISTRY_DB, flagged])
+    world = BlockWorld.normal(rb)
+    world.http = HttpBlockActivities(env={"FLAGS_TOKEN": "t"})
+    assert (await readiness(env.client, world)).ready
+    world.lag, world.http = 45, HttpBlockActivities(env={})
+    checks = {ch.name: ch for ch in (await readiness(env.client, world)).checks}
+    assert not checks["block registry-db"].ready and "lag is 45s, above max_lag 30s" in checks["block registry-db"].detail
+    assert not checks["block flags"].ready and "FLAGS_TOKEN" in checks["block flags"].detail
+    assert world.writer_moves == [] and receiver.received.deliveries == []  # read-only

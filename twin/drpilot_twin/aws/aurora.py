@@ -94,7 +94,14 @@ class AuroraGlobal:
         self._ops: dict[str, Operation] = {}  # global cluster id -> in flight
         self.accepted: list[Operation] = []  # every operation the front accepted (tests count them)
         self.requests = 0  # SwitchoverGlobalCluster / FailoverGlobalCluster calls, refused ones too
-        _LIVE.append(weakref.ref(self))
+        _LIVE[:] = [ref for ref in _LIVE if ref() is not None] + [weakref.ref(self)]
+
+    def forget(self) -> None:
+        """Nothing in flight, nothing counted (moto was reset)."""
+        with self._lock:
+            self._ops.clear()
+            self.accepted.clear()
+            self.requests = 0
 
     # ------------------------------------------------------------------ requests
     def start(self, action: str, params: dict[str, str]) -> Operation:

@@ -181,6 +181,7 @@ class AwsFront:
             self._restores.clear()
             self._zone_aliases.clear()  # moto's zones are gone; seeding aliases them again
             self.log = FrontLog()
+        self.aurora.forget()
 
     # ------------------------------------------------------------------ what it saw
     @property

@@ -57,4 +57,6 @@ def test_a_switchover_is_in_flight_until_done_and_refused_while_a_member_is_dark
                    Switchover=True) == "InvalidParameterCombination"
     writers = {m["DBClusterArn"]: m["IsWriter"] for m in west.describe_global_clusters()["GlobalClusters"][0]["GlobalClusterMembers"]}
     assert writers == {HOME: True, DR: False}  # still the old writer while it runs
+    assert front.aurora.describe("registry-global", {"us-east-1": HOME, "us-west-2": DR}) == {
+        "writer": "us-east-1", "status": "switching-over", "operation": f"switching-over to {DR}"}  # sandbox status
     assert [op.kind for op in front.aurora.accepted] == ["switchover"] and front.aurora.requests == 4

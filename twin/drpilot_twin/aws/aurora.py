@@ -196,6 +196,18 @@ class AuroraGlobal:
             m.status = "available"  # moto answers "creating" to the first describe otherwise
         gc.status, gc.failover_state = "available", None
 
+    def describe(self, global_cluster: str, members: dict[str, str]) -> dict[str, Any]:
+        """The global cluster as `sandbox status` shows it: who writes (a region of
+        `members`), its Status, what is in flight."""
+        self.settle()
+        gc = _global(global_cluster.lower())
+        if gc is None:
+            return {"writer": None, "status": "absent"}
+        arn = next((m.db_cluster_arn for m in gc.members if m.is_writer), "")
+        op = gc.failover_state or {}
+        return {"writer": next((r for r, a in members.items() if a == arn), arn or None), "status": gc.status,
+                **({"operation": f"{op.get('Status')} to {op.get('ToDbClusterArn')}"} if op else {})}
+
     # ------------------------------------------------------------------ lag
     def lag_seconds(self) -> float:
         return self.board.now.aurora_lag_seconds or TYPICAL_LAG_SECONDS

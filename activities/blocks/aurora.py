@@ -176,11 +176,15 @@ class AuroraActivities(AuroraReads):
         if input.mode == "ungraceful":
             return "failover", "ungraceful: failing over with data loss allowed"
         source_arn = input.members.get(input.source)
-        if source_arn:
+        for probe in (1, 2):  # dark twice, a poll apart: a blip never costs data
             try:
-                self._status(input.source, source_arn)
+                if source_arn:
+                    self._status(input.source, source_arn)
+                break
             except Unreachable as exc:
-                return "failover", f"{input.source}'s RDS endpoint does not answer ({exc}): failing over with data loss allowed"
+                if probe == 2:
+                    return "failover", f"{input.source}'s RDS endpoint does not answer ({exc}): failing over with data loss allowed"
+                pause(max(MIN_POLL_SECONDS, self.poll_seconds / input.speed))
         return "switchover", "graceful: switching over (the secondaries synchronised first, no data lost)"
 
     def _ask(self, input: AuroraSwitchInput, gc: dict[str, Any], target_arn: str, mode: str, reason: str, before: str) -> dict[str, Any]:

@@ -46,7 +46,10 @@ class AuroraReads:
         except ClientError as exc:
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             code = _code(exc)
-            if status >= 500 or code in ("ServiceUnavailable", "InternalFailure", "Throttling", "ThrottlingException"):
+            if code in ("Throttling", "ThrottlingException"):  # busy, not dark: never a reason to lose data
+                raise ApplicationError(f"{service} in {region} is throttling drpilot's requests ({code}); will retry",
+                                       type=ErrorType.AURORA_UNAVAILABLE) from None
+            if status >= 500:
                 raise Unreachable(f"{service} in {region} answered {code or status}") from None
             raise exc
         except BotoCoreError as exc:

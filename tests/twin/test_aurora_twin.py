@@ -55,8 +55,12 @@ def test_a_switchover_is_in_flight_until_done_and_refused_while_a_member_is_dark
     assert refusal(west.failover_global_cluster, TargetDbClusterIdentifier=DR, AllowDataLoss=True) == "InvalidGlobalClusterStateFault"
     assert refusal(west.failover_global_cluster, TargetDbClusterIdentifier=DR, AllowDataLoss=True,
                    Switchover=True) == "InvalidParameterCombination"
-    writers = {m["DBClusterArn"]: m["IsWriter"] for m in west.describe_global_clusters()["GlobalClusters"][0]["GlobalClusterMembers"]}
+    [described] = west.describe_global_clusters(GlobalClusterIdentifier="registry-global")["GlobalClusters"]
+    writers = {m["DBClusterArn"]: m["IsWriter"] for m in described["GlobalClusterMembers"]}
     assert writers == {HOME: True, DR: False}  # still the old writer while it runs
+    with pytest.raises(ClientError) as unknown:  # moto lists every global cluster whatever the filter
+        west.describe_global_clusters(GlobalClusterIdentifier="no-such-global")
+    assert unknown.value.response["Error"]["Code"] == "GlobalClusterNotFoundFault"
     assert front.aurora.describe("registry-global", {"us-east-1": HOME, "us-west-2": DR}) == {
         "writer": "us-east-1", "status": "switching-over", "operation": f"switching-over to {DR}"}  # sandbox status
     assert [op.kind for op in front.aurora.accepted] == ["switchover"] and front.aurora.requests == 4

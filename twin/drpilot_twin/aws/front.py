@@ -240,6 +240,8 @@ class AwsFront:
             return await self._ecr(request, body)
         if service == "rds":
             return await self._rds(request, body)
+        if service == "monitoring":  # CloudWatch: moto, with Aurora's lag from aurora.LagMetrics
+            return await self._forward(request, body)
         return await self._s3(request, body)
 
     # ------------------------------------------------------------------ ECR, Service Quotas
@@ -525,7 +527,7 @@ def _service(request: Request) -> str:
     auth = request.headers.get("authorization", "") or request.query_params.get(
         "X-Amz-Credential", ""
     )
-    for service in ("route53", "ecr", "servicequotas", "rds"):
+    for service in ("route53", "ecr", "servicequotas", "rds", "monitoring"):
         if f"/{service}/aws4_request" in auth:
             return service
     if "/s3/aws4_request" in auth:

@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts
+from activities.blocks.aurora_reads import (
+    LAG_METRIC,
+    LAG_WINDOW,
+    AuroraReads,
+    Unreachable,
+    cluster_id,
+    refused,
+)
 from activities.contracts import (
     AuroraMember,
     AuroraReadInput,
@@ -41,29 +48,9 @@ from activities.kube.clusters import MIN_POLL_SECONDS, monotonic_from_wall, paus
 from activities.waits import PolledWait
 from drpilot.domain.settings import Settings
 
-# Simulated seconds between polls of a switchover (divided by the speed).
-POLL_SECONDS = 5.0
-LAG_METRIC = "AuroraGlobalDBReplicationLag"
-LAG_WINDOW = timedelta(minutes=5)  # Aurora publishes it every minute: a newer datapoint is expected
 
-
-class Unreachable(Exception):
-    """A region's RDS (or CloudWatch) endpoint did not answer."""
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _cluster_id(arn: str) -> str:
-    return arn.rsplit(":", 1)[-1]
-
-
-class AuroraActivities:
+class AuroraActivities(AuroraReads):
     """Aurora global databases, through one RDS and one CloudWatch client per region."""
-
-    def __init__(self, aws: Callable[[str, str], Any], *, poll_seconds: float = POLL_SECONDS):
-        self.aws, self.poll_seconds = aws, poll_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -76,58 +63,6 @@ class AuroraActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.aurora_read, self.aurora_switch]
-
-    # ------------------------------------------------------------------ calls
-    def _call(self, service: str, region: str, operation: str, **params: Any) -> dict[str, Any]:
-        """One call; a dark endpoint is Unreachable, a refusal a non-retryable error naming it."""
-        try:
-            return getattr(self.aws(service, region), operation)(**params)
-        except ClientError as exc:
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            code = _code(exc)
-            if status >= 500 or code in ("ServiceUnavailable", "InternalFailure", "Throttling", "ThrottlingException"):
-                raise Unreachable(f"{service} in {region} answered {code or status}") from None
-            raise exc
-        except BotoCoreError as exc:
-            raise Unreachable(f"{service} in {region}: {exc}") from None
-
-    def _global(self, region: str, global_cluster: str) -> dict[str, Any] | None:
-        try:
-            answer = self._call("rds", region, "describe_global_clusters", GlobalClusterIdentifier=global_cluster)
-        except ClientError as exc:
-            if _code(exc) == "GlobalClusterNotFoundFault":
-                return None
-            raise _refused(exc, f"read global cluster {global_cluster} in {region}") from None
-        wanted = global_cluster.lower()
-        return next((g for g in answer.get("GlobalClusters") or [] if g["GlobalClusterIdentifier"].lower() == wanted), None)
-
-    def _status(self, region: str, arn: str) -> str:
-        try:
-            clusters = self._call("rds", region, "describe_db_clusters", DBClusterIdentifier=arn)["DBClusters"]
-        except ClientError as exc:
-            if _code(exc) == "DBClusterNotFoundFault":
-                return "not found"
-            raise _refused(exc, f"read DB cluster {arn} in {region}") from None
-        return str(clusters[0].get("Status", "")) if clusters else "not found"
-
-    def _lag(self, region: str, arn: str) -> float | None:
-        """The member's latest AuroraGlobalDBReplicationLag in seconds; None: no datapoint."""
-        now = datetime.now(UTC)
-        query = {
-            "Id": "lag",
-            "MetricStat": {
-                "Metric": {"Namespace": "AWS/RDS", "MetricName": LAG_METRIC,
-                           "Dimensions": [{"Name": "DBClusterIdentifier", "Value": _cluster_id(arn)}]},
-                "Period": 60, "Stat": "Maximum",
-            },
-        }
-        try:
-            answer = self._call("cloudwatch", region, "get_metric_data", MetricDataQueries=[query],
-                                StartTime=now - LAG_WINDOW, EndTime=now + timedelta(minutes=1), ScanBy="TimestampDescending")
-        except ClientError as exc:
-            raise _refused(exc, f"read {LAG_METRIC} of {arn} in {region}") from None
-        values = (answer.get("MetricDataResults") or [{}])[0].get("Values") or []
-        return round(float(values[0]) / 1000.0, 3) if values else None
 
     # ------------------------------------------------------------------ read
     @activity.defn(name=contracts.BLOCKS_AURORA_READ)
@@ -172,7 +107,7 @@ class AuroraActivities:
             elif status == "unreachable":
                 problems.append(f"{region}'s RDS endpoint does not answer ({unreachable[region]})")
             elif status != "available":
-                problems.append(f"{region}'s member {_cluster_id(arn)} is {status}")
+                problems.append(f"{region}'s member {cluster_id(arn)} is {status}")
         writer_arn = next((a for a, m in listed.items() if m.get("IsWriter")), "")
         writer_region = next((m.region for m in members if m.writer), None)
         if not writer_arn:
@@ -241,11 +176,15 @@ class AuroraActivities:
         if input.mode == "ungraceful":
             return "failover", "ungraceful: failing over with data loss allowed"
         source_arn = input.members.get(input.source)
-        if source_arn:
+        for probe in (1, 2):  # dark twice, a poll apart: a blip never costs data
             try:
-                self._status(input.source, source_arn)
+                if source_arn:
+                    self._status(input.source, source_arn)
+                break
             except Unreachable as exc:
-                return "failover", f"{input.source}'s RDS endpoint does not answer ({exc}): failing over with data loss allowed"
+                if probe == 2:
+                    return "failover", f"{input.source}'s RDS endpoint does not answer ({exc}): failing over with data loss allowed"
+                pause(max(MIN_POLL_SECONDS, self.poll_seconds / input.speed))
         return "switchover", "graceful: switching over (the secondaries synchronised first, no data lost)"
 
     def _ask(self, input: AuroraSwitchInput, gc: dict[str, Any], target_arn: str, mode: str, reason: str, before: str) -> dict[str, Any]:
@@ -277,7 +216,7 @@ class AuroraActivities:
         except ClientError as exc:
             again = self._read_target(input) or {}
             if (again.get("FailoverState") or {}).get("ToDbClusterArn") != target_arn:
-                raise _refused(exc, f"{mode} {input.global_cluster} to {input.target}") from None
+                raise refused(exc, f"{mode} {input.global_cluster} to {input.target}") from None
         details["phase"] = "requested"
         activity.heartbeat(details)
         return details
@@ -331,10 +270,3 @@ def _cancelled(input: AuroraSwitchInput, mode: str, before: str) -> ApplicationE
         f"the writer (the writer is still {before}): it was cancelled; see the global cluster's events",
         type=ErrorType.AURORA_SWITCH_CANCELLED, non_retryable=True,
     )
-
-
-def _refused(exc: ClientError, doing: str) -> ApplicationError:
-    code = _code(exc) or "Error"
-    message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-    fix = "; grant drpilot's role the rds / cloudwatch actions of infra/aws/iam-policy.json" if "AccessDenied" in code else ""
-    return ApplicationError(f"RDS refused to {doing}: {code}: {message}{fix}", type=ErrorType.rds_refused(code), non_retryable=True)

@@ -32,8 +32,7 @@ def aurora(front, board):
     board.clear()
     client_for = _client(front.url)
     front.aurora.seed(lambda region: client_for("rds", region), "mlflow-global", MEMBERS, HOME)
-    front.aurora.requests = 0
-    front.aurora.accepted.clear()
+    front.aurora.forget()
     return AuroraActivities(client_for, poll_seconds=2.0)
 
 

@@ -730,8 +730,23 @@ class Twin:
             **({"routing_controls": self.routing_controls()} if self.arc is not None else {}),
             "weights_error": self._weights.last_error if self._weights else None,
             "regions": regions,
+            **self._databases(),
             "faults": self.board.now.to_json(),
         }
+
+    def _databases(self) -> dict[str, Any]:
+        """{"databases": each aurora_global block's global cluster: who writes, what is in
+        flight}, or nothing for a runbook without one."""
+        if self.aws is None:
+            return {}
+        from drpilot_twin.aws.aurora import aurora_blocks
+
+        blocks = aurora_blocks(self.runbook)
+        if not blocks:
+            return {}
+        return {"databases": {
+            b["global_cluster"]: self.aws.aurora.describe(b["global_cluster"], dict(b.get("members") or {})) for b in blocks
+        }}
 
     # ------------------------------------------------------------------ files
     def _write_files(self) -> None:

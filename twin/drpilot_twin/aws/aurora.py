@@ -94,7 +94,14 @@ class AuroraGlobal:
         self._ops: dict[str, Operation] = {}  # global cluster id -> in flight
         self.accepted: list[Operation] = []  # every operation the front accepted (tests count them)
         self.requests = 0  # SwitchoverGlobalCluster / FailoverGlobalCluster calls, refused ones too
-        _LIVE.append(weakref.ref(self))
+        _LIVE[:] = [ref for ref in _LIVE if ref() is not None] + [weakref.ref(self)]
+
+    def forget(self) -> None:
+        """Nothing in flight, nothing counted (moto was reset)."""
+        with self._lock:
+            self._ops.clear()
+            self.accepted.clear()
+            self.requests = 0
 
     # ------------------------------------------------------------------ requests
     def start(self, action: str, params: dict[str, str]) -> Operation:
@@ -188,6 +195,18 @@ class AuroraGlobal:
             m.is_writer = m.db_cluster_arn == writer_arn
             m.status = "available"  # moto answers "creating" to the first describe otherwise
         gc.status, gc.failover_state = "available", None
+
+    def describe(self, global_cluster: str, members: dict[str, str]) -> dict[str, Any]:
+        """The global cluster as `sandbox status` shows it: who writes (a region of
+        `members`), its Status, what is in flight."""
+        self.settle()
+        gc = _global(global_cluster.lower())
+        if gc is None:
+            return {"writer": None, "status": "absent"}
+        arn = next((m.db_cluster_arn for m in gc.members if m.is_writer), "")
+        op = gc.failover_state or {}
+        return {"writer": next((r for r, a in members.items() if a == arn), arn or None), "status": gc.status,
+                **({"operation": f"{op.get('Status')} to {op.get('ToDbClusterArn')}"} if op else {})}
 
     # ------------------------------------------------------------------ lag
     def lag_seconds(self) -> float:

@@ -181,6 +181,7 @@ class AwsFront:
             self._restores.clear()
             self._zone_aliases.clear()  # moto's zones are gone; seeding aliases them again
             self.log = FrontLog()
+        self.aurora.forget()
 
     # ------------------------------------------------------------------ what it saw
     @property
@@ -239,6 +240,8 @@ class AwsFront:
             return await self._ecr(request, body)
         if service == "rds":
             return await self._rds(request, body)
+        if service == "monitoring":  # CloudWatch: moto, with Aurora's lag from aurora.LagMetrics
+            return await self._forward(request, body)
         return await self._s3(request, body)
 
     # ------------------------------------------------------------------ ECR, Service Quotas
@@ -287,6 +290,17 @@ class AwsFront:
             return _rds_error(503, "ServiceUnavailable", "Service Unavailable", sender=False)
         params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         action = params.get("Action", "")
+        if action == "DescribeGlobalClusters" and params.get("GlobalClusterIdentifier"):
+            # moto lists every global cluster whatever the filter; RDS answers the one named.
+            self.aurora.settle()
+            upstream, content = await self._buffered(request, body)
+            named = _global_cluster_xml(content, params["GlobalClusterIdentifier"]) if upstream.status_code == 200 else None
+            if upstream.status_code == 200 and named is None:
+                return _rds_error(404, "GlobalClusterNotFoundFault", f"Global cluster {params['GlobalClusterIdentifier']} not found.")
+            if named is not None:
+                content = _rds_answer(action, b"<GlobalClusters>" + named.replace(b"<GlobalCluster>", b"<GlobalClusterMember>", 1)
+                                      .rsplit(b"</GlobalCluster>", 1)[0] + b"</GlobalClusterMember></GlobalClusters>")
+            return Response(content, upstream.status_code, media_type="text/xml", headers={"x-amzn-RequestId": str(uuid.uuid4())})
         if action not in ("SwitchoverGlobalCluster", "FailoverGlobalCluster"):
             self.aurora.settle()
             return await self._forward(request, body)
@@ -296,7 +310,8 @@ class AwsFront:
             return _rds_error(refusal.status, refusal.code, refusal.message)
         describe = f"Action=DescribeGlobalClusters&Version={params.get('Version', '2014-10-31')}&GlobalClusterIdentifier="
         upstream, content = await self._buffered(request, (describe + params["GlobalClusterIdentifier"]).encode())
-        return Response(_rds_result(action, content), upstream.status_code, media_type="text/xml",
+        return Response(_rds_answer(action, _global_cluster_xml(content, params["GlobalClusterIdentifier"]) or b""),
+                        upstream.status_code, media_type="text/xml",
                         headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
     async def _forward(self, request: Request, body: bytes) -> Response:
@@ -512,7 +527,7 @@ def _service(request: Request) -> str:
     auth = request.headers.get("authorization", "") or request.query_params.get(
         "X-Amz-Credential", ""
     )
-    for service in ("route53", "ecr", "servicequotas", "rds"):
+    for service in ("route53", "ecr", "servicequotas", "rds", "monitoring"):
         if f"/{service}/aws4_request" in auth:
             return service
     if "/s3/aws4_request" in auth:
@@ -576,18 +591,25 @@ def _rds_error(status: int, code: str, message: str, sender: bool = True) -> Res
     return Response(body, status, media_type="text/xml", headers={"x-amzn-RequestId": request_id})
 
 
-def _rds_result(action: str, describe: bytes) -> bytes:
-    """`ACTIONResponse` holding the one GlobalCluster of a DescribeGlobalClusters answer."""
+def _global_cluster_xml(describe: bytes, identifier: str) -> bytes | None:
+    """Global cluster `identifier` of a DescribeGlobalClusters answer, as `<GlobalCluster>` XML
+    without namespace; None when the answer does not hold it."""
     root = ET.fromstring(describe)
     found = next((e for e in root.iter() if e.tag.endswith("}GlobalClusters") or e.tag == "GlobalClusters"), None)
-    cluster = next(iter(found), None) if found is not None else None
-    inner = b""
-    if cluster is not None:
-        cluster.tag = cluster.tag.rsplit("}", 1)[0] + "}GlobalCluster" if "}" in cluster.tag else "GlobalCluster"
-        ET.register_namespace("", RDS_NS)
-        inner = ET.tostring(cluster).replace(f' xmlns="{RDS_NS}"'.encode(), b"")
+    cluster = next((c for c in (found if found is not None else []) if any(
+        e.tag.endswith("GlobalClusterIdentifier") and (e.text or "").lower() == identifier.lower() for e in c)), None)
+    if cluster is None:
+        return None
+    for element in cluster.iter():
+        element.tag = element.tag.rsplit("}", 1)[-1]
+    cluster.tag = "GlobalCluster"
+    return ET.tostring(cluster)
+
+
+def _rds_answer(action: str, result: bytes) -> bytes:
+    """An RDS query-protocol answer: `ACTIONResponse` / `ACTIONResult` around `result`."""
     return (
-        f'<{action}Response xmlns="{RDS_NS}"><{action}Result>'.encode() + inner
+        f'<{action}Response xmlns="{RDS_NS}"><{action}Result>'.encode() + result
         + f"</{action}Result><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
         f"</{action}Response>".encode()
     )

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
 from activities.blocks.http import HttpBlockActivities
+from drpilot import report
 from tests.support.runbooks import runbook
 from tests.support.runs import wait_for
 from tests.support.temporal import only_held_activity_pending
@@ -225,9 +226,15 @@ async def test_the_writer_follows_the_traffic_and_a_lag_above_max_lag_stops_a_gr
     # Failback: home is the writer again before the first shift step.
     back = BlockWorld(runbook=rb, **{k: v for k, v in vars(after_failover(rb, HOME, {DR: 100})).items() if k != "runbook"})
     back.writer = DR
-    result, _ = await harness(back).run(FailbackWorkflow.run, FailbackInput(runbook=rb, original_region=HOME))
+    result, handle = await harness(back).run(FailbackWorkflow.run, FailbackInput(runbook=rb, original_region=HOME))
     assert result.status == "completed", result.messages
     assert back.writer_moves == [(HOME, "graceful", {HOME: 0, DR: 100})] and back.changes[0][HOME] > 0
+    # The report draws the block as a phase with its own step, beside the restore's.
+    rows = [(b.depth, b.label) for b in report.build(report.read(await handle.fetch_history())).bars]
+    at = rows.index((0, "block:registry-db"))
+    assert rows[at + 1][0] == 1 and rows[at + 1][1].startswith(c.BLOCKS_AURORA_SWITCH), rows
+    restore = rows.index((0, "restore"))
+    assert not any(label.startswith(c.BLOCKS_AURORA_SWITCH) for _, label in rows[restore + 1 : at])
 
 
 async def test_readiness_checks_each_block_and_a_lag_above_max_lag_is_not_ready(env, receiver):

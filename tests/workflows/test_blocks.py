@@ -250,3 +250,17 @@ async def test_readiness_checks_each_block_and_a_lag_above_max_lag_is_not_ready(
     assert not checks["block registry-db"].ready and "lag is 45s, above max_lag 30s" in checks["block registry-db"].detail
     assert not checks["block flags"].ready and "FLAGS_TOKEN" in checks["block flags"].detail
     assert world.writer_moves == [] and receiver.received.deliveries == []  # read-only
+
+
+async def test_a_block_in_the_dark_region_left_is_skipped_with_a_note(harness):
+    stop = {"name": "stop-writers", "kind": "scale", "at": "deactivate", "region": "{source}", "workloads": [WRITERS]}
+    rb = with_blocks([stop])
+    world = BlockWorld.normal(rb)
+    world.dark.add(HOME)
+    result, _ = await harness(world).run(
+        FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region=HOME, strategy="ungraceful")
+    )
+    assert result.status == "completed", result.messages
+    step = next(p for p in result.phases if p.name == "block:stop-writers")
+    assert step.outcome == "skipped" and "us-east-1 was unreachable in preflight" in step.detail
+    assert ("us-east-1", "exact") not in world.scale_calls

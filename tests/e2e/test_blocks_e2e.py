@@ -12,6 +12,7 @@ import pytest
 
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
+from drpilot.frontdoor.dry_run import plan_failover
 from drpilot.frontdoor.temporal import connect
 from drpilot.frontdoor.worker import run_worker
 from tests.support.paths import RUNBOOKS
@@ -30,6 +31,10 @@ async def test_the_platform_fails_over_with_every_block_kind(twin_factory, monke
     for key, value in twin.env().items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
+    plan = plan_failover(runbook, HOME, None, settings)  # `drpilot runbook plan`: each block, and the writer now
+    lines = [line for line in plan.changes if line.startswith("block ")]
+    assert [line.split(" ")[1] for line in lines] == ["registry-db", "dba-confirms", "flags", "drain-consumers", "stop-writers"]
+    assert lines[0].endswith(f"now: writer {HOME}, {DR}'s lag 0.05s"), lines[0]
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(settings, stop=stop))
     try:

@@ -29,6 +29,10 @@ from workflows.types import AbortInput, ApproveInput, FailbackInput, FailoverInp
 
 HOME, DR = "us-east-1", "us-west-2"
 WRITERS = {"namespace": "ingest", "deployment": "queue-writer", "replicas": 0}
+REGISTRY_DB = {
+    "name": "registry-db", "kind": "aurora_global", "at": "prepare", "global_cluster": "mlflow", "max_lag": "30s",
+    "members": {HOME: "arn:aws:rds:us-east-1:1:cluster:use1", DR: "arn:aws:rds:us-west-2:1:cluster:usw2"},
+}
 
 
 @pytest.fixture
@@ -121,7 +125,7 @@ async def test_a_block_failing_before_the_switch_leaves_dns_and_undoes_its_prede
         "request": {"method": "POST", "url": f"{receiver.url}/tickets", "body": {"state": "failover to {target}"}},
     }
     stop = {"name": "stop-writers", "kind": "scale", "at": "prepare", "region": "{target}", "workloads": [WRITERS]}
-    rb = with_blocks([stop, flags(receiver.url, at="prepare"), ticket])
+    rb = with_blocks([REGISTRY_DB, stop, flags(receiver.url, at="prepare"), ticket])
     world = BlockWorld.normal(rb)
     world.replicas[DR]["ingest/queue-writer"] = 2
     result, _ = await harness(world).run(FailoverWorkflow.run, FailoverInput(runbook=rb, failed_region=HOME))
@@ -135,7 +139,8 @@ async def test_a_block_failing_before_the_switch_leaves_dns_and_undoes_its_prede
     assert len(undo) == 1 and undo[0].body == {"serving": HOME}
     assert world.replicas[DR]["ingest/queue-writer"] == 2  # stop-writers undone (scaled back)
     names = [p.name for p in result.phases]
-    assert names.index("undo:flags") < names.index("undo:stop-writers")
+    assert names.index("undo:flags") < names.index("undo:stop-writers") < names.index("undo:registry-db")
+    assert world.writer == HOME and [w for w, _, _ in world.writer_moves] == [DR, HOME]  # the writer back with the traffic
 
 
 AFTER_SWITCH = [  # on_failure, is the region left healthy now, how the run ends, where DNS ends
@@ -201,11 +206,6 @@ async def test_an_abort_during_a_block_lets_it_settle_then_undoes_it(own_harness
     keys = [d.key for d in receiver.received.effects]
     assert len(keys) == 2 and keys[1] == keys[0] + "/undo"
 
-
-REGISTRY_DB = {
-    "name": "registry-db", "kind": "aurora_global", "at": "prepare", "global_cluster": "mlflow", "max_lag": "30s",
-    "members": {HOME: "arn:aws:rds:us-east-1:1:cluster:use1", DR: "arn:aws:rds:us-west-2:1:cluster:usw2"},
-}
 
 
 async def test_the_writer_follows_the_traffic_and_a_lag_above_max_lag_stops_a_graceful_failover(harness):

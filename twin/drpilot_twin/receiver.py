@@ -81,6 +81,11 @@ class HttpReceiver:
     def start(self) -> None:
         self.server.start()
 
+    def forget(self) -> None:
+        """Nothing received (Twin.reset between tests sharing one twin)."""
+        with self._lock:
+            self.received = Received()
+
     def stop(self) -> None:
         self.server.stop()
 

@@ -214,7 +214,8 @@ class Twin:
         """Back to the runbook's normal state (between tests sharing one twin): faults
         cleared, DNS at the normal weights, every workload at its seeded replica count with
         its pods ready, the model artifacts (and the GLACIER archive) as seeded, traffic
-        counters zeroed. Velero objects and Temporal's history are kept."""
+        counters zeroed, the HTTP receiver's record emptied. Velero objects and Temporal's history
+        are kept."""
         from kubernetes import client as kube
         from kubernetes import config as kube_config
 
@@ -252,6 +253,8 @@ class Twin:
         self._stamp_running_pods()  # the normal state: every pod serves the seeded artifacts
         if self.traffic:
             self.traffic.reset()
+        if self.receiver is not None:
+            self.receiver.forget()
 
     # ------------------------------------------------------------------ the parts
     def _spawn_temporal(self) -> None:

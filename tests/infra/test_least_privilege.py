@@ -20,6 +20,7 @@ import pytest
 import yaml
 from drpilot_twin.faults import Faults
 from drpilot_twin.gcs import StorageCall
+from drpilot_twin.kube.api import seed_kube_from_runbook
 from google.cloud import _http as google_http
 from kubernetes.client import rest
 from temporalio.exceptions import ApplicationError
@@ -52,6 +53,7 @@ from activities.drills import DrillActivities
 from activities.kube.activities import KubeActivities
 from activities.standby import StandbyActivities
 from activities.velero import VeleroActivities
+from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import load_settings
 from tests.support.paths import ARC_RUNBOOK, CLOUDDNS_RUNBOOK, ROOT, ROUTE53_RUNBOOK
 from tests.support.twin import start_twin
@@ -313,6 +315,7 @@ DRAIN_JOB = {"apiVersion": "batch/v1", "kind": "Job", "spec": {"backoffLimit": 0
     "restartPolicy": "Never", "containers": [{"name": "drain", "image": "registry.example.com/ops/drain:1"}]}}}}
 
 
+WRITERS = {"namespace": "ingest", "deployment": "queue-writer", "replicas": 0}  # runbooks/llm-platform.yaml's
 AURORA_SPEED = 600.0  # how long a switchover takes is not what these tests check
 
 
@@ -330,6 +333,15 @@ def exercise_blocks(twin, settings, env: ActivityEnvironment, serving: str, stan
            "namespace": "ml-serving", "manifest": DRAIN_JOB}
     run(env, jobs.job_preflight, JobPreflightInput(**job))
     run(env, jobs.job_run, JobRunInput(**job, speed=twin.speed))
+    # A scale block's Deployments (outside spec.workloads): read in preflight, scaled to exact counts.
+    rb = twin.runbook
+    scaled = Runbook.model_validate({**rb.model_dump(mode="json"), "spec": {**rb.model_dump(mode="json")["spec"], "blocks": [
+        {"name": "stop-writers", "kind": "scale", "at": "deactivate", "region": "{source}", "workloads": [WRITERS]}]}})
+    seed_kube_from_runbook(twin.clusters[serving], scaled, serving)  # the twin's own seeding: not a recorded call
+    kube = KubeActivities.from_settings(settings)
+    key = f"{WRITERS['namespace']}/{WRITERS['deployment']}"
+    run(env, kube.read, KubeReadInput(runbook=rb, region=serving, workloads=[key]))
+    run(env, kube.scale, ScaleInput(runbook=rb, region=serving, to="exact", counts={key: 0}, speed=twin.speed))
 
 
 @pytest.fixture

@@ -60,8 +60,8 @@ BLOCKS_JOB_RUN = "blocks.job_run"
 # The kinds of spec.blocks the engine carries out itself (drpilot/domain/blocks.py); a block
 # of kind scale is kube.scale (to="exact"). Inputs carry explicit fields, decided by the
 # workflow ({source} / {target} already replaced), never the runbook's block.
-BLOCK_HTTP = "block.http"
-BLOCK_HTTP_PREFLIGHT = "block.http_preflight"
+BLOCK_HTTP = "blocks.http"
+BLOCK_HTTP_PREFLIGHT = "blocks.http_preflight"
 
 
 class HttpCall(Contract):

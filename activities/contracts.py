@@ -11,7 +11,7 @@ limits it is judged by, never are.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +49,51 @@ DRILL_LAST = "drill.last_completed"
 DRILL_CLAIM = "drill.claim"
 READINESS_PREVIOUS = "readiness.previous"
 REHEARSAL_WAIT = "rehearsal.wait"
+# A runbook's data-tier blocks (spec.blocks): the engine maps a block to these inputs.
+BLOCKS_AURORA_READ = "blocks.aurora_read"
+BLOCKS_AURORA_SWITCH = "blocks.aurora_switch"
+BLOCKS_JOB_PREFLIGHT = "blocks.job_preflight"
+BLOCKS_JOB_RUN = "blocks.job_run"
+
+
+# ----------------------------------------------------------------------- blocks (engine)
+# The kinds of spec.blocks the engine carries out itself (drpilot/domain/blocks.py); a block
+# of kind scale is kube.scale (to="exact"). Inputs carry explicit fields, decided by the
+# workflow ({source} / {target} already replaced), never the runbook's block.
+BLOCK_HTTP = "blocks.http"
+BLOCK_HTTP_PREFLIGHT = "blocks.http_preflight"
+
+
+class HttpCall(Contract):
+    method: str
+    url: str
+    body: Any = None
+    # Header -> the name of the worker's environment variable holding its value: the value
+    # is read by the activity and never enters a history, a result or a log.
+    headers_from_env: dict[str, str] = Field(default_factory=dict)
+
+
+class HttpBlockInput(Contract):
+    block: str  # the block's name, in messages
+    call: HttpCall
+    idempotency_key: str  # from the run and the block: a retry is the same request to the receiver
+    expect: int | None = None  # the status that counts as done; None: any 2xx
+    timeout_seconds: float = 30.0
+
+
+class HttpBlockResult(Contract):
+    status: int
+    target: str  # scheme://host/path, without the query
+    seconds: float
+
+
+class HttpPreflightInput(Contract):
+    block: str
+    env: list[str]  # the environment variables its requests read
+
+
+class HttpPreflightResult(Contract):
+    missing: list[str]  # of those, the ones not set on this worker
 
 
 # ---------------------------------------------------------------------- rehearsal waits
@@ -124,6 +169,9 @@ class DnsApplyResult(Contract):
 class KubeReadInput(Contract):
     runbook: Runbook
     region: str
+    # "namespace/deployment" read instead of the runbook's workloads there (a scale block's
+    # preflight: Deployments that are not serving capacity).
+    workloads: list[str] = Field(default_factory=list)
 
 
 class DeploymentState(Contract):
@@ -581,6 +629,116 @@ class LastDrill(Contract):
     cold_start: MeasuredColdStart | None = None
 
 
+# ------------------------------------------------------------------ data-tier blocks
+# Unlike the serving tier's activities these take explicit fields, not the runbook: the
+# engine maps a block (spec.blocks[]) and the run's {source} / {target} to them, so the
+# activities know nothing of stages or directions (activities/blocks/).
+class AuroraReadInput(Contract):
+    """An `aurora_global` block's preflight: read-only."""
+
+    block: str  # the block's name, for messages
+    global_cluster: str  # GlobalClusterIdentifier
+    members: dict[str, str]  # region -> the member DB cluster's ARN there: the regions the run uses
+    target: str | None = None  # the region to become the writer: its member's lag is `lag_seconds`
+
+
+class AuroraMember(Contract):
+    region: str
+    arn: str
+    in_global_cluster: bool  # listed among the global cluster's members
+    writer: bool
+    # DescribeDBClusters' Status in its own region ("available", ...), "unreachable" when that
+    # region's RDS endpoint does not answer.
+    status: str
+    # AuroraGlobalDBReplicationLag (CloudWatch, the secondary's region), seconds; None for the
+    # writer or when no datapoint was published in the last five minutes.
+    lag_seconds: float | None = None
+
+
+class AuroraState(Contract):
+    block: str
+    global_cluster: str
+    exists: bool
+    status: str = ""  # the global cluster's Status: available, switching-over, failing-over, ...
+    writer_region: str | None = None  # the asked region whose member writes now (None: another, or none)
+    writer_arn: str = ""
+    members: list[AuroraMember] = Field(default_factory=list)
+    # FailoverState of a switchover / failover in progress: "switching-over to ARN", or "".
+    operation: str = ""
+    lag_seconds: float | None = None  # the target's member's lag (the largest secondary's without a target)
+    problems: list[str] = Field(default_factory=list)  # what makes the block not ready now; [] = ready
+
+
+class AuroraSwitchInput(Contract):
+    block: str
+    global_cluster: str
+    members: dict[str, str]  # region -> member DB cluster ARN
+    source: str  # the region left (its member is expected to write now)
+    target: str  # the region whose member becomes the writer
+    # graceful: SwitchoverGlobalCluster (no data loss), refused above max_lag_seconds, and a
+    # FailoverGlobalCluster with AllowDataLoss when the source region's RDS does not answer.
+    # ungraceful: FailoverGlobalCluster with AllowDataLoss at once.
+    mode: Literal["graceful", "ungraceful"] = "graceful"
+    max_lag_seconds: float | None = None  # the block's max_lag; None: no limit
+    timeout_seconds: float = 1800.0  # for the target to be the available writer (simulated, like every wait)
+    speed: float = 1.0
+
+
+class AuroraSwitchResult(Contract):
+    block: str
+    global_cluster: str
+    writer_before: str  # region (or the writer's ARN when it is no asked region's member)
+    writer_after: str  # region: the target
+    # already: the target was the writer (nothing asked); switchover / failover: what was asked
+    # (by this attempt or an earlier one of the same activity).
+    mode: Literal["already", "switchover", "failover"]
+    data_loss_allowed: bool
+    # The target's replication lag just before the switch: RPO evidence (a switchover
+    # synchronises first and loses nothing; a failover may lose up to about this much).
+    lag_seconds: float | None
+    reason: str  # why this mode, e.g. "us-east-1's RDS endpoint does not answer"
+    seconds: float  # from the request until the target was the available writer
+    waits: list[ScaledWait] = Field(default_factory=list)
+
+
+class JobPreflightInput(Contract):
+    """A `kubernetes_job` block's preflight: a server-side dry-run create of its Job (the
+    namespace exists, drpilot may create Jobs there, the manifest is valid): no effect."""
+
+    run_id: str
+    block: str
+    region: str  # for messages
+    context: str  # the kubeconfig context of the region's cluster
+    namespace: str
+    manifest: dict[str, Any]  # a batch/v1 Job (the block's template or inline job)
+
+
+class JobPreflight(Contract):
+    block: str
+    region: str
+    job: str  # the Job's name this run would use
+    reachable: bool  # the cluster answered
+    problems: list[str] = Field(default_factory=list)  # [] = ready
+
+
+class JobRunInput(JobPreflightInput):
+    timeout_seconds: float = 300.0  # simulated (divided by speed), from the Job's creation
+    speed: float = 1.0
+    log_lines: int = 20  # how many of the pod's last log lines are kept
+
+
+class JobRunResult(Contract):
+    block: str
+    region: str
+    namespace: str
+    job: str
+    created: bool  # False: an earlier attempt had created it (found, not duplicated)
+    pod: str  # the pod whose logs are kept ("" when none could be found)
+    log_tail: list[str] = Field(default_factory=list)
+    seconds: float = 0.0  # from this attempt's start until the Job completed
+    waits: list[ScaledWait] = Field(default_factory=list)
+
+
 # -------------------------------------------------------- what only the front door answers
 # A drill claims its runbook at admission as every front door does, and a scheduled readiness
 # check asks for its schedule's previous verdict: activities/front_door.py.
@@ -691,7 +849,16 @@ class ErrorType:
     ACCESS_DENIED = "AccessDenied"
     ADMISSION_UNAVAILABLE = "AdmissionUnavailable"
     ALERTS_UNREACHABLE = "AlertsUnreachable"
+    BLOCK_HTTP_REFUSED = "BlockHttpRefused"
+    BLOCK_HTTP_RETRY = "BlockHttpRetry"
+    BLOCK_HTTP_UNCONFIGURED = "BlockHttpUnconfigured"
     ANALYSIS_UNAVAILABLE = "AnalysisUnavailable"
+    AURORA_LAG_TOO_HIGH = "AuroraLagTooHigh"
+    AURORA_BUSY = "AuroraBusy"
+    AURORA_MISCONFIGURED = "AuroraMisconfigured"
+    AURORA_SWITCH_CANCELLED = "AuroraSwitchCancelled"
+    AURORA_SWITCH_TIMEOUT = "AuroraSwitchTimeout"
+    AURORA_UNAVAILABLE = "AuroraUnavailable"
     ARTIFACTS_NOT_RESTORABLE = "ArtifactsNotRestorable"
     ARTIFACTS_STILL_INVALID = "ArtifactsStillInvalid"
     CLOUD_DNS_ACCESS_DENIED = "CloudDnsAccessDenied"
@@ -718,6 +885,9 @@ class ErrorType:
     GCS_UNREACHABLE = "GcsUnreachable"
     EVIDENCE_UNREADABLE = "EvidenceUnreadable"
     INVALID_INPUT = "InvalidInput"
+    JOB_FAILED = "JobFailed"
+    JOB_NAME_TAKEN = "JobNameTaken"
+    JOB_TIMEOUT = "JobTimeout"
     KUBE_CONFIG_INVALID = "KubeConfigInvalid"
     KUBE_CONFLICT = "KubeConflict"
     KUBE_CONTEXT_MISSING = "KubeContextMissing"
@@ -752,6 +922,11 @@ class ErrorType:
     VELERO_RESTORE_VANISHED = "VeleroRestoreVanished"
     WARMUP_FAILED = "WarmupFailed"
     WARMUP_NOT_FAST = "WarmupNotFast"
+
+    @staticmethod
+    def rds_refused(code: str) -> str:
+        """RDS refused a request with error `code` (AccessDenied, InvalidGlobalClusterStateFault, ...)."""
+        return f"Rds{code}"
 
     @staticmethod
     def route53_refused(code: str) -> str:

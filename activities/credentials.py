@@ -71,3 +71,22 @@ class Rotating:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.current(), name)
+
+
+def regional_clients(config: Any) -> Callable[[str, str], Rotating]:
+    """`aws(service, region)`: one rotating boto3 client per (service, region), built on first
+    use with the botocore `config` (retries, timeouts)."""
+    import boto3
+
+    made: dict[tuple[str, str], Rotating] = {}
+    lock = threading.Lock()
+
+    def aws(service: str, region: str) -> Rotating:
+        with lock:
+            if (service, region) not in made:
+                made[(service, region)] = Rotating(
+                    lambda: boto3.session.Session().client(service, region_name=region, config=config)
+                )
+            return made[(service, region)]
+
+    return aws

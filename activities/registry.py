@@ -12,6 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.artifacts.activities import ArtifactActivities
+from activities.blocks.aurora import AuroraActivities
+from activities.blocks.http import HttpBlockActivities
+from activities.blocks.jobs import JobActivities
 from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
 from activities.front_door import Admit, FrontDoorActivities, Previous
@@ -25,7 +28,7 @@ from drpilot.domain.settings import Settings
 
 ACTIVITY_CLASSES = (
     DnsActivities, KubeActivities, VeleroActivities, ArtifactActivities, ProbeActivities, NotifyActivities,
-    DrillActivities, RehearsalActivities, StandbyActivities,
+    DrillActivities, RehearsalActivities, StandbyActivities, AuroraActivities, JobActivities, HttpBlockActivities,
 )
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
@@ -32,7 +31,7 @@ from temporalio import activity
 
 from activities import contracts, image_registry
 from activities.contracts import ImagesInput, ImagesResult, QuotaInput, QuotaResult
-from activities.credentials import Rotating, aws_config
+from activities.credentials import aws_config, regional_clients
 from activities.kube.clusters import (
     REQUEST_TIMEOUT,
     KubeconfigClients,
@@ -64,21 +63,7 @@ class StandbyActivities:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        import boto3
-
-        config = aws_config(read_timeout=20, attempts=3)
-        made: dict[tuple[str, str], Rotating] = {}
-        lock = threading.Lock()
-
-        def aws(service: str, region: str) -> Any:
-            with lock:
-                if (service, region) not in made:
-                    made[(service, region)] = Rotating(
-                        lambda: boto3.session.Session().client(service, region_name=region, config=config)
-                    )
-                return made[(service, region)]
-
-        return cls(KubeconfigClients(os.environ.get("KUBECONFIG")), aws)
+        return cls(KubeconfigClients(os.environ.get("KUBECONFIG")), regional_clients(aws_config(read_timeout=20, attempts=3)))
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.images, self.quota]

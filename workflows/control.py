@@ -11,7 +11,8 @@ the Temporal handlers operators reach it through.
 - `notifications` (workflows/notifications.py): spec.notifications, beside the procedure;
 - `pace` (workflows/pace.py): the rehearsal speed and the procedure's own sleeps;
 - `traffic` (workflows/traffic.py): the one owner of DNS; every weight goes through it;
-- `verdict` (workflows/verdict.py): the RTO and its verdict against the objective.
+- `verdict` (workflows/verdict.py): the RTO and its verdict against the objective;
+- `blocks` (workflows/blocks.py): the runbook's blocks at the procedure's stages, and their undo.
 All but `timeline`, `operator` and `pace` are told the run once, as `RunFacts`
 (workflows/facts.py): its runbook, action, trigger, speed, requester.
 It owns `execute()`: the steps, then compensation (shielded from cancellation) when they did
@@ -36,6 +37,7 @@ from temporalio.exceptions import is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from workflows import admission, metrics, projection
     from workflows.approval import Approval
+    from workflows.blocks import Blocks
     from workflows.branches import settled
     from workflows.facts import RunFacts
     from workflows.failures import Aborted, NoHealthyDestination, PhaseFailed, explain
@@ -45,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.pace import Pace
     from workflows.plan import format_weights
     from workflows.timeline import Timeline
-    from workflows.traffic import Traffic
+    from workflows.traffic import Traffic, same
     from workflows.types import (
         OUTCOME,
         AbortInput,
@@ -100,6 +102,10 @@ class Run:
             notifications=self.notifications, patches=self.patches,
         )
         self.verdict = Verdict(run=facts, timeline=self.timeline)
+        self.blocks = Blocks(
+            run=facts, timeline=self.timeline, operator=self.operator, approval=self.approval,
+            on_rollback=self._roll_back_to_before,
+        )
         self.before: WorldState | None = None  # the world preflight found
         self.step: str | None = None  # the shift step, e.g. "50%"
         self._steps: asyncio.Task | None = None
@@ -137,6 +143,7 @@ class Run:
     async def execute(self, steps: Callable[[], Awaitable[None]]) -> RunResult:
         """Run the steps; on abort or failure compensate; then the result."""
         self.patches.read()
+        self.blocks.read_patch()
         who = f" {self.requested_by}" if self.requested_by else ""
         why = f": {self.reason}" if self.reason else ""
         self.notifications.notify("started", f"{self.notifications.subject} started by {self.trigger}{who}{why}")
@@ -193,7 +200,18 @@ class Run:
                     "set the weights by hand"
                 )
             return "failed"
+        if self.blocks.done:
+            if self.before is None or same(self.traffic.held, self.before.dns):
+                await self._shielded(self.blocks.undo())
+            else:
+                self.timeline.say(f"blocks left as they are: traffic stays at {format_weights(self.traffic.held)}")
         return status
+
+    def _roll_back_to_before(self) -> None:
+        """A block with on_failure: rollback failed after the traffic moved: compensation
+        returns the traffic to where the run found it (to the regions passing a check now)."""
+        if self.before is not None:
+            self.traffic.confirm(self.before.dns)
 
     async def _shielded(self, work: Awaitable[T]) -> T:
         """Finish `work` even if Temporal cancels the run meanwhile (0.2.0): compensation

@@ -34,12 +34,17 @@ def drill_result(
     info = workflow.info()
     fo, fb = failover, failback
     rto = fo.rto_seconds if fo else None
-    approvals = [
-        f"{r.action} {m}" for r in (fo, fb) if r is not None for m in r.messages if m.startswith("approved by ")
+    approvals = [  # the run's own, and its blocks' ("block:NAME approved by ...")
+        f"{r.action} {m}" for r in (fo, fb) if r is not None for m in r.messages
+        if m.startswith("approved by ") or (m.startswith("block:") and " approved by " in m)
     ]
     changes = [
         f"{r.action} {ch.phase}: DNS {format_weights(ch.before)} -> {format_weights(ch.after)} ({ch.status}, {ch.at:%H:%M:%SZ})"
         for r in (fo, fb) if r is not None for ch in r.dns_changes
+    ]
+    changes += [  # the runbook's blocks that did something, and their undo (spec.blocks)
+        f"{r.action} {p.name}: {p.detail}" for r in (fo, fb) if r is not None for p in r.phases
+        if p.name.startswith(("block:", "undo:")) and p.outcome == "ok"
     ]
     changes += [f"{p.name}: {p.detail}" for p in timeline.phases if p.name == "cleanup" and p.outcome == "ok"]
     return DrillResult(

@@ -2,6 +2,8 @@
 
 preflight -> (restore the original region || sync artifacts DR -> original) -> warm-up
 -> health gate -> approval -> weighted shift (workflows/shift.py) -> DR back to standby.
+The runbook's blocks (workflows/blocks.py) run at their stages: prepare beside the restore
+and the sync, before_shift before the first step, after_shift after 100 %, deactivate last.
 
 Until the shift has passed its last step, the DR state found in preflight is the last
 good state: a degraded step, a failure or an abort returns all traffic there. The DR
@@ -45,7 +47,8 @@ class FailbackWorkflow(Run):
         self.timeline.say(f"failback of {self.runbook.name} to {self.original} (trigger {request.trigger}){why}")
         start, home, dr = await self.preflight()
         await self.operator.hold_if_paused()
-        _, copied = await together(self.restore_region(), self.sync_artifacts(dr))
+        prepared = await together(self.restore_region(), self.sync_artifacts(dr), *self.blocks.beside("prepare"))
+        copied = prepared[1]
         if self.v2 and copied:
             # The pods came up while the artifacts were being copied in: replace them.
             async with self.phase("restart-pods"):
@@ -54,14 +57,17 @@ class FailbackWorkflow(Run):
         await self.workloads.warm_up([self.original], named=False)
         await self.gates.must_pass("health-gate", [self.original], lambda: "no traffic was moved")
         await self.approval.gate()
+        await self.blocks.stage("before_shift")
         if start == home:
             self.timeline.skip("shift", f"DNS already at {format_weights(home)}")
         else:
             await shift_traffic(self, Shift(start=start, home=home, region=self.original))
         # Every step passed its analysis: home is now the last good state.
         self.traffic.confirm(home)
+        await self.blocks.stage("after_shift")
         self.mark_recovered()
         await self.scale_down(dr)
+        await self.blocks.stage("deactivate")
 
     async def preflight(self) -> tuple[dict[str, int], dict[str, int], list[str]]:
         rb = self.runbook
@@ -88,6 +94,10 @@ class FailbackWorkflow(Run):
             dr = [r for r in serving(start) if r != self.original]
             home = failback_home(rb, self.original, start)
             self.traffic.heading(home)
+            # {source}: the DR region carrying the most traffic (where the data tier writes now).
+            others = dr or [r for r in regions if r != self.original]
+            source = max(others, key=lambda r: (start.get(r, 0), r))
+            await self.blocks.preflight(source, self.original, self.before.unreachable)
             if not dr and start != home:
                 raise PhaseFailed(f"DNS sends no traffic outside {self.original} ({format_weights(start)}): nothing to fail back from")
             self.timeline.note("preflight", f"DR region(s) {', '.join(dr) or 'none'}; DNS {format_weights(start)} -> {format_weights(home)}")

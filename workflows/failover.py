@@ -4,6 +4,9 @@ graceful:   preflight -> prepare -> warm-up -> health gate -> approval -> DNS sw
             -> post-switch validation
 ungraceful: preflight -> approval -> (DNS switch || prepare) -> warm-up -> health gate
             -> post-switch validation
+The runbook's blocks (workflows/blocks.py) run at their stages: prepare beside the serving
+tier's, before_switch right before the switch, after_switch after the post-switch
+validation (part of the recovery), deactivate after it (the region left).
 
 How ungraceful keeps the invariant "traffic never moves to a region that failed its
 health gate": ungraceful is for a region that is already dark, so waiting for the target
@@ -90,6 +93,7 @@ class FailoverWorkflow(Run):
         hold_if_paused = self.operator.hold_if_paused
         if request.strategy == "ungraceful":
             await self.approval.gate()
+            await self.blocks.stage("before_switch")
             try:
                 _, gate = await together(self.switch(weights), self.gate_after_switch())
             except Exception as exc:
@@ -109,9 +113,12 @@ class FailoverWorkflow(Run):
             await self.health_gate("health-gate", self.targets)
             await self.approval.gate()
             await hold_if_paused()
+            await self.blocks.stage("before_switch")
             await self.switch(weights, fresh=self.targets)
         await self.health_gate("post-switch-validation", self.targets)
+        await self.blocks.stage("after_switch")
         self.mark_recovered()
+        await self.blocks.stage("deactivate")
 
     # ------------------------------------------------------------------ phases
     async def preflight(self) -> dict[str, int]:
@@ -163,6 +170,9 @@ class FailoverWorkflow(Run):
                 # 0.4.0-cold-start: the images and the GPU quota gate as capacity does.
                 pulls = workflow.patched(COLD_START)
                 await self.gates.check_capacity("preflight", self.targets, self.input.strategy, pulls=pulls)
+            await self.blocks.preflight(
+                failed, self.targets[0], unreachable, graceful=self.input.strategy == "graceful"
+            )
             weights = failover_weights(rb, failed, self.targets, before)
             if found.dns.control_plane_down:
                 raise PhaseFailed(control_plane_down(rb, weights, found.dns.control_plane_down))
@@ -203,7 +213,7 @@ class FailoverWorkflow(Run):
     async def prepare(self) -> None:
         async with self.phase("prepare"):
             if self.v2:
-                await together(*(self._prepare_region(t) for t in self.targets))
+                await together(*(self._prepare_region(t) for t in self.targets), *self.blocks.beside("prepare"))
                 return
             branches = [self.workloads.bring_up("prepare", t) for t in self.targets]
             branches += [self._restore(v) for v in self.verified if v.problems]

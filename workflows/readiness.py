@@ -35,12 +35,13 @@ with workflow.unsafe.imports_passed_through():
     from drpilot.domain.runbook import Action as RunbookAction
     from drpilot.domain.runbook import DnsSwitch, Role
     from workflows import calls, metrics
+    from workflows.block_readiness import block_checks
     from workflows.branches import together
     from workflows.cold_start import cold_start_verdicts
     from workflows.failures import explain
     from workflows.plan import backup_ages, format_weights, rpo_lags
     from workflows.types import ReadinessInput
-    from workflows.versions import CAPACITY, COLD_START, CONTROL_PLANE, DRILL_CADENCE
+    from workflows.versions import BLOCKS, CAPACITY, COLD_START, CONTROL_PLANE, DRILL_CADENCE
 
 PREVIOUS = c.READINESS_PREVIOUS
 CHANGED = "readiness_changed"
@@ -224,6 +225,9 @@ class ReadinessWorkflow:
         # 0.4.0: the cold start the newest drill measured, against what the RTO leaves for it.
         if rb.spec.drills is not None and workflow.patched(COLD_START):
             checks += cold_start_checks(rb, last if last is not None else await attempt(calls.last_drill(rb)))
+        # 0.4.0: the blocks' checks (runbooks with blocks only: no other history meets the patch).
+        if rb.spec.blocks and workflow.patched(BLOCKS):
+            checks += await block_checks(rb)
         result = ReadinessResult(
             runbook=rb.name, ready=all(ch.ready for ch in checks), checks=checks, checked_at=workflow.now(),
         )

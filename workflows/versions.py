@@ -55,6 +55,11 @@ COLD_START = "drpilot-0.4.0-cold-start"
 # command's type, activity id and type), so this guards the release's meaning, not replay.
 SHORT_HEARTBEAT = "drpilot-0.4.0-short-heartbeat"
 
+# 0.4.0: the runbook's blocks (spec.blocks, workflows/blocks.py) at the procedures' stages.
+# Read by a failover or failback only when its runbook has blocks for that action, so a run
+# without blocks records no marker and every saved history replays unchanged.
+BLOCKS = "drpilot-0.4.0-blocks"
+
 # 0.4.0, the release's one patch of a failover or failback run (Patches.v4): Route53's control
 # plane (CONTROL_PLANE above) and the capacity preflight (CAPACITY above) switch on together.
 # CONTROL_PLANE, DRILL_CADENCE and CAPACITY are also read on their own by ReadinessWorkflow.

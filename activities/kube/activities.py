@@ -108,6 +108,8 @@ class KubeActivities(DeploymentReads):
             self.clients, input.runbook, input.region, "read replica counts"
         )
         workloads = [(w.namespace, w.deployment) for w in input.runbook.workloads_in(input.region)]
+        if input.workloads:
+            workloads = [tuple(key.split("/", 1)) for key in input.workloads]  # type: ignore[misc]
         deployments = self._states(k8s.AppsV1Api(api), input, context, workloads)
         return ReplicaState(region=input.region, deployments=deployments)
 

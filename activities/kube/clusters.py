@@ -115,14 +115,23 @@ def cluster_client(
             type=ErrorType.UNKNOWN_REGION,
             non_retryable=True,
         )
-    context = spec.kube.context
+    return spec.kube.context, context_client(
+        clients, spec.kube.context, region, where, f"spec.regions.{region}.kube.context in runbook {runbook.name}"
+    )
+
+
+def context_client(
+    clients: Mapping[str, k8s.ApiClient], context: str, region: str, where: str, named_in: str
+) -> k8s.ApiClient:
+    """The client of a kubeconfig context, or a non-retryable error saying what to fix
+    (`named_in`: where the context's name comes from)."""
     try:
-        return context, clients[context]
+        return clients[context]
     except KeyError:
         source = getattr(clients, "config_file", "the injected clients")
         raise ApplicationError(
             f"kube context {context!r} (region {region}, needed to {where}) is not in the kubeconfig "
-            f"({source}); add that context or fix spec.regions.{region}.kube.context in runbook {runbook.name}",
+            f"({source}); add that context or fix {named_in}",
             type=ErrorType.KUBE_CONTEXT_MISSING,
             non_retryable=True,
         ) from None

@@ -136,7 +136,9 @@ class DeploymentReads(ClusterActivities):
                 region=input.region,
                 resource=f"Deployment {ns}/{name}",
                 not_found_fix=(
-                    f"create it there (or restore it with Velero), or fix spec.workloads in runbook "
+                    f"create it there, or fix the scale block's workloads in runbook {input.runbook.name}"
+                    if getattr(input, "workloads", None) or getattr(input, "to", "") == "exact"
+                    else f"create it there (or restore it with Velero), or fix spec.workloads in runbook "
                     f"{input.runbook.name} (namespace, deployment, regions)"
                 ),
                 rbac=(

@@ -90,11 +90,16 @@ def parse_document(
 
 def load_runbook(path: str | Path) -> Runbook:
     path = Path(path)
-    return parse_runbook(read_document(path, RunbookError), str(path))
+    return parse_runbook(read_document(path, RunbookError), str(path), base=path.parent)
 
 
-def parse_runbook(text: str, filename: str = "<runbook>") -> Runbook:
-    return parse_document(text, filename, Runbook, error=RunbookError, top="apiVersion, kind, metadata, spec")
+def parse_runbook(text: str, filename: str = "<runbook>", *, base: Path | None = None) -> Runbook:
+    """`base`: the directory a block's `template` is relative to (the runbook file's); without
+    it templates are not read (a runbook arriving in a run already carries each as `job`)."""
+    context = {"base": base} if base is not None else None
+    return parse_document(
+        text, filename, Runbook, error=RunbookError, top="apiVersion, kind, metadata, spec", context=context
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,6 +176,10 @@ class _Document:
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+                if isinstance(key, bool) and key_node.style is None:
+                    # YAML 1.1 reads a plain `on:` (yes, no, off...) as a boolean; a key is a
+                    # field's name, so it keeps its text (spec.blocks[].on).
+                    key = key_node.value
                 here = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if not isinstance(key, str):
                     shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else "a collection"

@@ -47,6 +47,9 @@ class ProviderSettings:
     # Route 53 ARC cluster endpoint (as the runbook names it) -> URL actually dialled. Empty
     # in production; the sandbox maps each to one of its five loopback endpoints.
     arc_endpoint_map: Mapping[str, str] = field(default_factory=dict)
+    # Origin (scheme://host[:port]) of an http block's URL -> the origin actually dialled.
+    # Empty in production; the sandbox maps each to its HTTP receiver.
+    http_map: Mapping[str, str] = field(default_factory=dict)
     # Prometheus URL rewrites, same idea as endpoint_map.
     prometheus_map: Mapping[str, str] = field(default_factory=dict)
     # Alertmanager drills read blocking alerts from, instead of the runbook's
@@ -149,6 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             endpoint_map=_map("DRPILOT_ENDPOINT_MAP", get("DRPILOT_ENDPOINT_MAP")),
             prometheus_map=_map("DRPILOT_PROMETHEUS_MAP", get("DRPILOT_PROMETHEUS_MAP")),
             arc_endpoint_map=_map("DRPILOT_ARC_ENDPOINT_MAP", get("DRPILOT_ARC_ENDPOINT_MAP")),
+            http_map=_map("DRPILOT_HTTP_MAP", get("DRPILOT_HTTP_MAP")),
             alertmanager_url=get("DRPILOT_ALERTMANAGER_URL") or None,
         ),
         speed=speed,

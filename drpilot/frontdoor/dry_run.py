@@ -13,8 +13,10 @@ from datetime import timedelta
 from temporalio.exceptions import ApplicationError
 
 from activities.artifacts.activities import ArtifactActivities
+from activities.blocks.aurora import AuroraActivities
 from activities.contracts import (
     ArtifactInput,
+    AuroraReadInput,
     CapacityInput,
     DnsReadInput,
     ImagesInput,
@@ -28,6 +30,7 @@ from activities.drills import DrillActivities
 from activities.kube.activities import KubeActivities
 from activities.probes.analysis import PROBE_REQUESTS_MIN
 from activities.standby import StandbyActivities
+from drpilot.domain.blocks import FAILBACK_STAGES, FAILOVER_STAGES, Block
 from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import Action, DnsSwitch, Model, Role, Runbook, Warmup
 from drpilot.domain.settings import Settings
@@ -96,6 +99,7 @@ class LiveState:
     artifacts: ArtifactActivities
     standby: StandbyActivities
     drills: DrillActivities
+    aurora: AuroraActivities | None = None  # aurora_global blocks' writer and lag now
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiveState:
@@ -105,6 +109,7 @@ class LiveState:
             ArtifactActivities.from_settings(settings),
             StandbyActivities.from_settings(settings),
             DrillActivities.from_settings(settings),
+            AuroraActivities.from_settings(settings),
         )
 
     def cold_starts(self, rb: Runbook) -> list[tuple[str, bool, str]] | str:
@@ -269,7 +274,39 @@ def plan_failover(
         plan.changes.append(f"DNS {format_weights(before)} -> {format_weights(after)} in one change, then wait TTL {ttl}s")
     else:
         plan.notes.append(f"DNS already at {format_weights(after)}")
+    _blocks(plan, rb, failed, targets[0], live)
     return plan
+
+
+def _blocks(plan: Plan, rb: Runbook, source: str, target: str, live: LiveState) -> None:
+    """The runbook's blocks of this action, stage by stage, each with what it would do (an
+    aurora_global block: with its writer and lag now)."""
+    stages = FAILOVER_STAGES if plan.action == "failover" else FAILBACK_STAGES
+    for stage in stages:
+        for block in (b for b in rb.spec.blocks if b.stage(plan.action) == stage):
+            now = _writer_now(plan, block, source, target, live) if block.kind == "aurora_global" else ""
+            plan.changes.append(f"block {block.name} ({block.kind}, at {stage}): {block.describe(source, target)}{now}")
+
+
+def _writer_now(plan: Plan, block: Block, source: str, target: str, live: LiveState) -> str:
+    if live.aurora is None or block.global_cluster is None or block.members is None:
+        return ""
+    members = {r: block.members[r] for r in (source, target) if r in block.members}
+    try:
+        state = live.aurora.aurora_read(AuroraReadInput(
+            block=block.name, global_cluster=block.global_cluster, members=members, target=target,
+        ))
+    except ApplicationError as exc:
+        return f"; now: not read ({exc.message})"
+    limit = block.lag_limit.total_seconds()
+    if state.lag_seconds is not None and state.lag_seconds > limit and state.writer_region != target:
+        plan.warnings.append(
+            f"block {block.name}: {target}'s replication lag is {state.lag_seconds:g}s, above max_lag {limit:g}s: "
+            "a graceful run stops in preflight, changing nothing"
+        )
+    lag = "unknown" if state.lag_seconds is None else f"{state.lag_seconds:g}s"
+    problems = f"; {'; '.join(state.problems)}" if state.problems else ""
+    return f"; now: writer {state.writer_region or state.writer_arn or 'none'}, {target}'s lag {lag}{problems}"
 
 
 def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
@@ -279,6 +316,8 @@ def plan_failback(rb: Runbook, original: str, settings: Settings) -> Plan:
     _scale_changes(plan, rb, original, live, "active")
     _capacity(plan, rb, original, live, "the failback's scale-up would leave pods Pending")
     _artifact_changes(plan, rb, original, live.artifacts, "sync from the serving region")
+    dr = [r for r in rb.regions if r != original]
+    _blocks(plan, rb, max(dr, key=lambda r: (start.get(r, 0), r)), original, live)
     if start == home:
         plan.notes.append(f"DNS already at {format_weights(home)}: no traffic to shift")
         return plan

@@ -71,8 +71,8 @@ def weights_text(weights: Mapping[str, int]) -> str:
 
 
 def _hold(p: Progress) -> str:
-    if p.waiting_for == "approval":
-        return f"waiting for approval: drpilot approve {p.run_id}"
+    if p.waiting_for == "approval":  # a block's approval says what is to be confirmed
+        return f"waiting for approval: drpilot approve {p.run_id}" + (f" ({p.waiting_cause})" if p.waiting_cause else "")
     if p.drift is not None:
         return (
             f"held: DNS changed outside this run ({p.drift.record}: expected {weights_text(p.drift.expected)}, "

@@ -270,6 +270,11 @@ def read(history: WorkflowHistory, live_phases: list[PhaseRecord] | None = None)
 # Phases that run beside another one from the same instant (failback's restore and
 # sync-artifacts): the activities each of them runs, so a step is put under its own.
 PHASE_OF = {c.ARTIFACTS_SYNC: "sync-artifacts"}
+# The activities only blocks run (workflows/blocks.py): under their block's phase (`block:NAME`),
+# which runs beside the serving tier's prepare; the serving tier's activities never under one.
+BLOCK_ACTIVITIES = frozenset({
+    c.BLOCK_HTTP, c.BLOCKS_AURORA_SWITCH, c.BLOCKS_JOB_RUN,
+})
 
 
 def _assign_phases(facts: RunFacts) -> None:
@@ -282,5 +287,8 @@ def _assign_phases(facts: RunFacts) -> None:
             if p.started_at <= step.started and (p.ended_at is None or step.started <= p.ended_at)
         ]
         own = [p for p in holding if p.name == PHASE_OF.get(step.name)]
+        if not own:
+            block = step.name in BLOCK_ACTIVITIES
+            own = [p for p in holding if p.name.startswith("block:") == block]
         if own or holding:
             step.phase = max(own or holding, key=lambda p: p.started_at).name

@@ -20,19 +20,26 @@ import pytest
 import yaml
 from drpilot_twin.faults import Faults
 from drpilot_twin.gcs import StorageCall
+from drpilot_twin.kube.api import seed_kube_from_runbook
 from google.cloud import _http as google_http
 from kubernetes.client import rest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.artifacts.activities import ArtifactActivities
+from activities.blocks.aurora import AuroraActivities
+from activities.blocks.jobs import JobActivities
 from activities.contracts import (
     ArtifactInput,
+    AuroraReadInput,
+    AuroraSwitchInput,
     CapacityInput,
     DnsApplyInput,
     DnsReadInput,
     EvidenceInput,
     ImagesInput,
+    JobPreflightInput,
+    JobRunInput,
     KubeReadInput,
     LastDrillInput,
     QuotaInput,
@@ -46,6 +53,7 @@ from activities.drills import DrillActivities
 from activities.kube.activities import KubeActivities
 from activities.standby import StandbyActivities
 from activities.velero import VeleroActivities
+from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import load_settings
 from tests.support.paths import ARC_RUNBOOK, CLOUDDNS_RUNBOOK, ROOT, ROUTE53_RUNBOOK
 from tests.support.twin import start_twin
@@ -90,6 +98,15 @@ def aws_needs(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
         return [(f"route53-recovery-cluster:{operation}", params["RoutingControlArn"])]
     if operation == "UpdateRoutingControlStates":
         return [(f"route53-recovery-cluster:{operation}", e["RoutingControlArn"]) for e in params["UpdateRoutingControlStateEntries"]]
+    if operation == "DescribeGlobalClusters":  # global clusters' ARNs name no region
+        return [("rds:DescribeGlobalClusters", f"arn:aws:rds::*:global-cluster:{params['GlobalClusterIdentifier']}")]
+    if operation == "DescribeDBClusters":  # the activities name members by ARN
+        return [("rds:DescribeDBClusters", params["DBClusterIdentifier"])]
+    if operation in ("SwitchoverGlobalCluster", "FailoverGlobalCluster"):
+        return [(f"rds:{operation}", f"arn:aws:rds::*:global-cluster:{params['GlobalClusterIdentifier']}"),
+                (f"rds:{operation}", params["TargetDbClusterIdentifier"])]
+    if operation == "GetMetricData":  # CloudWatch has no resource for it
+        return [("cloudwatch:GetMetricData", "*")]
     if operation == "GetChange":
         return [(f"route53:{operation}", f"arn:aws:route53:::change/{params['Id'].rsplit('/', 1)[-1]}")]
     if operation in {"ListResourceRecordSets", "ChangeResourceRecordSets"}:
@@ -287,6 +304,44 @@ def exercise(twin, monkeypatch) -> None:
     run(env, drills.write_evidence, EvidenceInput(runbook=rb, name=f"{rb.name}/lp-drill.json", body="{}"))
     # Readiness with spec.drills.cadence reads the packs back (drill.last_completed).
     run(env, drills.last_completed, LastDrillInput(runbook=rb))
+    exercise_blocks(twin, settings, env, serving, standby)
+
+
+AURORA_MEMBERS = {
+    "us-east-1": "arn:aws:rds:us-east-1:123456789012:cluster:mlflow-use1",
+    "us-west-2": "arn:aws:rds:us-west-2:123456789012:cluster:mlflow-usw2",
+}
+DRAIN_JOB = {"apiVersion": "batch/v1", "kind": "Job", "spec": {"backoffLimit": 0, "template": {"spec": {
+    "restartPolicy": "Never", "containers": [{"name": "drain", "image": "registry.example.com/ops/drain:1"}]}}}}
+
+
+WRITERS = {"namespace": "ingest", "deployment": "queue-writer", "replicas": 0}  # runbooks/llm-platform.yaml's
+AURORA_SPEED = 600.0  # how long a switchover takes is not what these tests check
+
+
+def exercise_blocks(twin, settings, env: ActivityEnvironment, serving: str, standby: str) -> None:
+    """The data-tier blocks: the registry database (seeded_world) switched over and failed back
+    with data loss allowed; a Job drained in the region left."""
+    aurora = AuroraActivities.from_settings(settings)
+    database = {"block": "registry-db", "global_cluster": "mlflow-global", "members": AURORA_MEMBERS}
+    run(env, aurora.aurora_read, AuroraReadInput(**database, target=standby))
+    run(env, aurora.aurora_switch, AuroraSwitchInput(**database, source=serving, target=standby, speed=AURORA_SPEED))
+    run(env, aurora.aurora_switch, AuroraSwitchInput(**database, source=standby, target=serving, mode="ungraceful",
+                                                     speed=AURORA_SPEED))
+    jobs = JobActivities.from_settings(settings)
+    job = {"run_id": "lp-run", "block": "drain-consumers", "region": serving, "context": twin.runbook.regions[serving].kube.context,
+           "namespace": "ml-serving", "manifest": DRAIN_JOB}
+    run(env, jobs.job_preflight, JobPreflightInput(**job))
+    run(env, jobs.job_run, JobRunInput(**job, speed=twin.speed))
+    # A scale block's Deployments (outside spec.workloads): read in preflight, scaled to exact counts.
+    rb = twin.runbook
+    scaled = Runbook.model_validate({**rb.model_dump(mode="json"), "spec": {**rb.model_dump(mode="json")["spec"], "blocks": [
+        {"name": "stop-writers", "kind": "scale", "at": "deactivate", "region": "{source}", "workloads": [WRITERS]}]}})
+    seed_kube_from_runbook(twin.clusters[serving], scaled, serving)  # the twin's own seeding: not a recorded call
+    kube = KubeActivities.from_settings(settings)
+    key = f"{WRITERS['namespace']}/{WRITERS['deployment']}"
+    run(env, kube.read, KubeReadInput(runbook=rb, region=serving, workloads=[key]))
+    run(env, kube.scale, ScaleInput(runbook=rb, region=serving, to="exact", counts={key: 0}, speed=twin.speed))
 
 
 @pytest.fixture
@@ -301,6 +356,11 @@ def arc_world(tmp_path):
 
 def seeded_world(runbook, tmp_path):
     twin = start_twin(runbook, tmp_path / "twin", faults=Faults(pods_stalled=frozenset({"us-east-1"})))
+    # The registry database an aurora_global block names (these runbooks have none to seed it).
+    twin.aws.aurora.speed = AURORA_SPEED
+    twin.aws.aurora.seed(lambda region: boto3.client("rds", endpoint_url=twin.moto.url, region_name=region,
+                                                     aws_access_key_id="sandbox", aws_secret_access_key="sandbox"),
+                         "mlflow-global", AURORA_MEMBERS, "us-east-1")
     # The standby region lost its copy of the first model (the archive restore brings it
     # back), the serving region its copy of the second (the failback's sync copies it home).
     env = twin.env()

@@ -174,13 +174,32 @@ class World:
     async def kube_read(self, input: c.KubeReadInput) -> c.ReplicaState:
         await self._visit(c.KUBE_READ, input.region)
         self._reach(input.region)
+        if input.workloads:  # a scale block's Deployments
+            return self._named(input.region, input.workloads)
         self._exist(input.region)
         return self._state(input.region)
+
+    def _named(self, region: str, keys: list[str]) -> c.ReplicaState:
+        have = self.replicas.get(region, {})
+        for key in keys:
+            if key not in have:
+                raise ApplicationError(f"Deployment {key} not found in region {region}", type="KubeNotFound", non_retryable=True)
+        return c.ReplicaState(region=region, deployments=[
+            c.DeploymentState(namespace=k.split("/")[0], name=k.split("/")[1], replicas=have[k], ready=have[k]) for k in keys
+        ])
 
     @activity.defn(name=c.KUBE_SCALE)
     async def kube_scale(self, input: c.ScaleInput) -> c.ScaleResult:
         await self._visit(c.KUBE_SCALE, f"{input.region} {input.to}")
         self._reach(input.region)
+        if input.to == "exact":  # a scale block's Deployments, to exact counts
+            self._named(input.region, list(input.counts))
+            self.scale_calls.append((input.region, "exact"))
+            self.replicas[input.region].update(input.counts)
+            return c.ScaleResult(
+                region=input.region, deployments=self._named(input.region, list(input.counts)).deployments,
+                changed=list(input.counts),
+            )
         self._exist(input.region)
         self.scale_calls.append((input.region, input.to))
         changed = []

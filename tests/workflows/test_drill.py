@@ -41,8 +41,9 @@ def phase_names(result: DrillResult) -> list[str]:
 
 
 async def test_rehearsal_drill_fails_over_soaks_fails_back_and_keeps_evidence(env, alertmanager, s3):
-    # approvals.failover always: a rehearsal against the sandbox still waits for nobody.
-    rb = drill_runbook(alertmanager, spec__approvals__failover="always")
+    # approvals.failover always, and a block's approval: a rehearsal against the sandbox still waits for nobody.
+    confirm = {"name": "dba-confirms", "kind": "approval", "at": "before_switch", "message": "writes healthy?"}
+    rb = drill_runbook(alertmanager, spec__approvals__failover="always", spec__blocks=[confirm])
     world = World.normal(rb)
     world.cold_start = (2.0, 40.0, 41.0, 60.0, 63.0, 80.0)
     d = Drills(env.client, world, s3)
@@ -64,6 +65,8 @@ async def test_rehearsal_drill_fails_over_soaks_fails_back_and_keeps_evidence(en
     assert result.rto_seconds is not None and result.rto_met is True
     assert "soak" in [p.name for p in result.phases] and "10 check(s) passed" in result.phases[3].detail
     assert any("dns-switch" in ch for ch in result.changes)
+    # The blocks' steps are in the evidence with the rest of the changes (twice: failover, failback).
+    assert [ch.split(":")[0] for ch in result.changes if "block:" in ch] == ["failover block", "failback block"]
     # Every health check the soak made really ran: 10 of them on the standby.
     soak_checks = [d for name, d in world.calls if name == c.PROBES_HEALTH and d == "us-west-2"]
     assert len(soak_checks) >= 10

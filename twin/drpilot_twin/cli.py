@@ -308,7 +308,7 @@ def status(
     state_dir: Path | None = typer.Option(None, "--state-dir", help="The sandbox's state directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the raw status JSON."),
 ) -> None:
-    """Show the running sandbox: its parts and URLs, DNS weights, replicas, traffic, faults."""
+    """Show the running sandbox: its parts and URLs, DNS weights, replicas, traffic, Aurora writers, faults."""
     state_dir = resolve_state_dir(state_dir)
     report = _control(state_dir, "GET", "/status")
     if as_json:
@@ -335,6 +335,11 @@ def status(
             f"{traffic.get('ok', 0)}/{traffic.get('errors', 0)}",
         )
     out.print(regions)
+    if report.get("databases"):
+        databases = Table("global database", "writer", "status", title="Aurora (aurora_global blocks)")
+        for name, db in report["databases"].items():
+            databases.add_row(name, str(db.get("writer") or "-"), db.get("status", "") + (f" ({db['operation']})" if db.get("operation") else ""))
+        out.print(databases)
     active = {k: v for k, v in report.get("faults", {}).items() if v not in (0, 0.0, [], {}, None)}
     out.print(f"faults: {json.dumps(active) if active else 'none'}", markup=False)
 

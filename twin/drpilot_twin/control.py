@@ -115,6 +115,10 @@ Faults as key=value (or one JSON object):
                                takes +2 s, the extra falling to none by the 40th
   gcs_object_missing=R:MODEL   MODEL's weights file deleted from R's gs:// copy
   gcs_corrupt=R:MODEL          ... overwritten with other bytes of the same size
+  http_fails=BLOCK[,BLOCK]     the HTTP receiver answers BLOCK's requests 503
+  aurora_lag_seconds=45        Aurora global databases replicate 45 s behind
+  aurora_switchover_fails=1    Aurora cancels every global-database switchover
+  job_fails=BLOCK1[,BLOCK2]    the Kubernetes Jobs of these blocks fail
 An empty value clears a field (region_down=). Seconds of waits are
 simulated (the twin divides them by its --speed); extra latency is
 what each request takes, at any speed."""

@@ -94,6 +94,18 @@ class Faults:
     # overwritten with other bytes of the same size (once each time the fault is set).
     gcs_object_missing: frozenset[str] = frozenset()
     gcs_corrupt: frozenset[str] = frozenset()
+    # Blocks (spec.blocks) of kind http whose requests the sandbox's HTTP receiver answers
+    # 503 with no effect (drpilot_twin/receiver.py).
+    http_fails: frozenset[str] = frozenset()
+    # Aurora Global Database: the replication lag (seconds) CloudWatch's
+    # AuroraGlobalDBReplicationLag shows for every secondary (0: a typical sub-second lag).
+    aurora_lag_seconds: float = 0.0
+    # Aurora cancels every SwitchoverGlobalCluster it accepts: FailoverState `cancelling`,
+    # then the writer it had.
+    aurora_switchover_fails: bool = False
+    # Blocks (spec.blocks[].name) whose Kubernetes Jobs fail: the Job controller finds the
+    # block in the Job's label drpilot.io/block; each pod exits 1 with an error in its log.
+    job_fails: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -125,6 +125,7 @@ class Twin:
         self.model_servers: dict[str, Any] = {}  # region -> ModelServer
         self.traffic = None  # TrafficGenerator
         self.control: ControlServer | None = None
+        self.receiver = None  # HttpReceiver (runbooks with http blocks)
         self.temporal: TemporalDevServer | None = None
         self.prometheus: Prometheus | None = None
         self.alertmanager: Alertmanager | None = None
@@ -175,6 +176,7 @@ class Twin:
         self._start_model_servers()
         self._spawn_prometheus()
         self._start_traffic()
+        self._start_receiver()
         self.control = ControlServer(self.board, self.status, regions=self.runbook.regions, speed=self.speed)
         self.control.start()
         for child in (self.temporal, self.alertmanager, self.prometheus):
@@ -192,7 +194,7 @@ class Twin:
         for t in stoppers:
             t.start()
         parts: list[Any] = [
-            self.traffic, self.control, *self.model_servers.values(), *self.clusters.values(), self.clouddns, self.gcs,
+            self.traffic, self.control, self.receiver, *self.model_servers.values(), *self.clusters.values(), self.clouddns, self.gcs,
             self.arc, self.aws, self.moto,
         ]
         for part in parts:
@@ -203,7 +205,7 @@ class Twin:
                     self.notes.append(f"stopping {type(part).__name__} failed: {exc}")
         for t in stoppers:
             t.join()
-        self.traffic = self.control = self.clouddns = self.gcs = self.arc = self.aws = self.moto = None
+        self.traffic = self.control = self.receiver = self.clouddns = self.gcs = self.arc = self.aws = self.moto = None
         self.model_servers, self.clusters = {}, {}
         self.temporal = self.prometheus = self.alertmanager = None
         (self.state_dir / DESCRIPTION_FILE).unlink(missing_ok=True)
@@ -212,7 +214,8 @@ class Twin:
         """Back to the runbook's normal state (between tests sharing one twin): faults
         cleared, DNS at the normal weights, every workload at its seeded replica count with
         its pods ready, the model artifacts (and the GLACIER archive) as seeded, traffic
-        counters zeroed. Velero objects and Temporal's history are kept."""
+        counters zeroed, the HTTP receiver's record emptied. Velero objects and Temporal's history
+        are kept."""
         from kubernetes import client as kube
         from kubernetes import config as kube_config
 
@@ -220,6 +223,7 @@ class Twin:
 
         self.board.clear()
         self._seed_registries()
+        self._seed_databases()
         self.seeded_artifacts = seed_s3(self._s3, self.runbook)
         if self.gcs is not None:
             from drpilot_twin.gcs import seed_gcs
@@ -249,6 +253,8 @@ class Twin:
         self._stamp_running_pods()  # the normal state: every pod serves the seeded artifacts
         if self.traffic:
             self.traffic.reset()
+        if self.receiver is not None:
+            self.receiver.forget()
 
     # ------------------------------------------------------------------ the parts
     def _spawn_temporal(self) -> None:
@@ -296,6 +302,18 @@ class Twin:
         self.aws = AwsFront(self.board, self.speed, upstream=self.moto.url)
         self.aws.start()
         self._s3 = boto3.client("s3", endpoint_url=self.moto.url, **_aws_credentials())
+        self._seed_databases()
+
+    def _seed_databases(self) -> None:
+        """An Aurora global database per aurora_global block, written in the primary region."""
+        import boto3
+
+        from drpilot_twin.aws.aurora import seed_aurora
+
+        def client_for(region: str):
+            return boto3.client("rds", endpoint_url=self.moto.url, **{**_aws_credentials(), "region_name": region})
+
+        seed_aurora(self.aws.aurora, client_for, self.runbook)
 
     def _start_gcs(self) -> None:
         from drpilot_twin.gcs import uses_gcs
@@ -396,6 +414,33 @@ class Twin:
             )
             server.start()
             self.model_servers[region] = server
+
+    def _start_receiver(self) -> None:
+        """The HTTP receiver of the runbook's http blocks (drpilot_twin/receiver.py)."""
+        if not any(b.kind == "http" for b in self.runbook.spec.blocks):
+            return
+        from drpilot_twin.receiver import HttpReceiver
+
+        self.receiver = HttpReceiver(self.board)
+        self.receiver.start()
+
+    def http_map(self) -> dict[str, str]:
+        """Each http block's origin (scheme://host[:port], {source} / {target} as every pair of
+        the runbook's regions) -> the receiver's: the requests reach it with the runbook unchanged."""
+        if self.receiver is None:
+            return {}
+        regions = list(self.runbook.regions)
+        origins = set()
+        for block in self.runbook.spec.blocks:
+            for request in (block.request, block.undo):
+                if request is None:
+                    continue
+                parts = urlsplit(request.url)
+                origin = f"{parts.scheme}://{parts.netloc}"
+                for source in regions:
+                    for target in regions:
+                        origins.add(origin.replace("{source}", source).replace("{target}", target))
+        return {origin: self.receiver.url for origin in sorted(origins)}
 
     def _start_traffic(self) -> None:
         if not self.want_traffic:
@@ -584,6 +629,14 @@ class Twin:
             env["DRPILOT_GCS_ENDPOINT"] = self.gcs_url
         if self.temporal_address:
             env["DRPILOT_TEMPORAL_ADDRESS"] = self.temporal_address
+        if self.receiver is not None:
+            env["DRPILOT_HTTP_MAP"] = json.dumps(self.http_map(), sort_keys=True)
+            # The tokens the http blocks' headers read from the worker's environment: the
+            # receiver takes any, so the runbook rehearses as it is.
+            for block in self.runbook.spec.blocks:
+                for request in (block.request, block.undo):
+                    for name in (request.headers_from_env.values() if request else ()):
+                        env.setdefault(name, f"sandbox-{name.lower()}")
         prometheus_map = self.prometheus_map()
         if prometheus_map:
             env["DRPILOT_PROMETHEUS_MAP"] = json.dumps(prometheus_map, sort_keys=True)
@@ -680,8 +733,23 @@ class Twin:
             **({"routing_controls": self.routing_controls()} if self.arc is not None else {}),
             "weights_error": self._weights.last_error if self._weights else None,
             "regions": regions,
+            **self._databases(),
             "faults": self.board.now.to_json(),
         }
+
+    def _databases(self) -> dict[str, Any]:
+        """{"databases": each aurora_global block's global cluster: who writes, what is in
+        flight}, or nothing for a runbook without one."""
+        if self.aws is None:
+            return {}
+        from drpilot_twin.aws.aurora import aurora_blocks
+
+        blocks = aurora_blocks(self.runbook)
+        if not blocks:
+            return {}
+        return {"databases": {
+            b["global_cluster"]: self.aws.aurora.describe(b["global_cluster"], dict(b.get("members") or {})) for b in blocks
+        }}
 
     # ------------------------------------------------------------------ files
     def _write_files(self) -> None:

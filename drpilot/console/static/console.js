@@ -26,7 +26,8 @@ function showButtons(progress) {
   if (!actions || !progress) return;
   const running = progress.state === "running" && !progress.aborting;
   const me = document.body.dataset.me;
-  const approval = running && progress.waiting_for === "approval" && !progress.approved_by;
+  // A block's approval (its message in waiting_cause) waits even when the run's own was given.
+  const approval = running && progress.waiting_for === "approval" && (!progress.approved_by || !!progress.waiting_cause);
   const mine = approval && !progress.starter_may_approve && progress.requested_by === me;
   const show = {
     approve: approval && !mine,

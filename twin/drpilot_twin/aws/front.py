@@ -26,6 +26,9 @@ must handle (docs/architecture.md, "The sandbox twin"):
   in that region (moto holds the per-region registries the twin seeds).
 * Service Quotas GetServiceQuota: moto has no EC2 quotas in any region. The front answers
   "Running On-Demand G and VT instances" / "... P instances" with the `quota` fault's vCPUs.
+* RDS SwitchoverGlobalCluster / FailoverGlobalCluster (moto has neither) and Aurora's
+  replication lag in CloudWatch: twin/drpilot_twin/aws/aurora.py. RDS requests signed for a
+  region in `region_down` answer 503: that region's endpoint is dark.
 
 The front also counts what it saw (changes, restore requests) so tests can prove an
 activity run twice made one change.
@@ -52,6 +55,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from drpilot_twin.aws.aurora import AuroraGlobal, RdsRefusal
 from drpilot_twin.aws.ecr import ACCOUNT
 from drpilot_twin.aws.moto_server import MotoServer
 from drpilot_twin.faults import DEFAULT_GPU_VCPU_QUOTA, FaultBoard
@@ -134,6 +138,7 @@ class AwsFront:
         self._restores: dict[tuple[str, str], GlacierRestore] = {}
         self._zone_aliases: dict[str, str] = {}  # runbook's hosted zone id -> moto's
         self.log = FrontLog()
+        self.aurora = AuroraGlobal(board, speed)
         self._client: httpx.AsyncClient | None = None
         self._server = LoopbackServer(self._asgi, port=port, name="aws-front", lifespan="on")
 
@@ -176,6 +181,7 @@ class AwsFront:
             self._restores.clear()
             self._zone_aliases.clear()  # moto's zones are gone; seeding aliases them again
             self.log = FrontLog()
+        self.aurora.forget()
 
     # ------------------------------------------------------------------ what it saw
     @property
@@ -232,6 +238,10 @@ class AwsFront:
             return self._service_quota(request, body)
         if service == "ecr":
             return await self._ecr(request, body)
+        if service == "rds":
+            return await self._rds(request, body)
+        if service == "monitoring":  # CloudWatch: moto, with Aurora's lag from aurora.LagMetrics
+            return await self._forward(request, body)
         return await self._s3(request, body)
 
     # ------------------------------------------------------------------ ECR, Service Quotas
@@ -271,6 +281,38 @@ class AwsFront:
         }
         return Response(json.dumps({"Quota": quota}), media_type="application/x-amz-json-1.1",
                         headers={"x-amzn-requestid": _request_id()})
+
+    async def _rds(self, request: Request, body: bytes) -> Response:
+        """RDS (query protocol): a dark region's endpoint answers 503; a switchover or failover
+        of a global cluster is accepted here (aurora.py) and answered with the global cluster
+        as moto then describes it; the rest goes to moto, after what finished is applied."""
+        if _region(request) in self.board.now.region_down:
+            return _rds_error(503, "ServiceUnavailable", "Service Unavailable", sender=False)
+        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        action = params.get("Action", "")
+        if action == "DescribeGlobalClusters" and params.get("GlobalClusterIdentifier"):
+            # moto lists every global cluster whatever the filter; RDS answers the one named.
+            self.aurora.settle()
+            upstream, content = await self._buffered(request, body)
+            named = _global_cluster_xml(content, params["GlobalClusterIdentifier"]) if upstream.status_code == 200 else None
+            if upstream.status_code == 200 and named is None:
+                return _rds_error(404, "GlobalClusterNotFoundFault", f"Global cluster {params['GlobalClusterIdentifier']} not found.")
+            if named is not None:
+                content = _rds_answer(action, b"<GlobalClusters>" + named.replace(b"<GlobalCluster>", b"<GlobalClusterMember>", 1)
+                                      .rsplit(b"</GlobalCluster>", 1)[0] + b"</GlobalClusterMember></GlobalClusters>")
+            return Response(content, upstream.status_code, media_type="text/xml", headers={"x-amzn-RequestId": str(uuid.uuid4())})
+        if action not in ("SwitchoverGlobalCluster", "FailoverGlobalCluster"):
+            self.aurora.settle()
+            return await self._forward(request, body)
+        try:
+            self.aurora.start(action, params)
+        except RdsRefusal as refusal:
+            return _rds_error(refusal.status, refusal.code, refusal.message)
+        describe = f"Action=DescribeGlobalClusters&Version={params.get('Version', '2014-10-31')}&GlobalClusterIdentifier="
+        upstream, content = await self._buffered(request, (describe + params["GlobalClusterIdentifier"]).encode())
+        return Response(_rds_answer(action, _global_cluster_xml(content, params["GlobalClusterIdentifier"]) or b""),
+                        upstream.status_code, media_type="text/xml",
+                        headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
     async def _forward(self, request: Request, body: bytes) -> Response:
         upstream = await self._send(request, body)
@@ -485,7 +527,7 @@ def _service(request: Request) -> str:
     auth = request.headers.get("authorization", "") or request.query_params.get(
         "X-Amz-Credential", ""
     )
-    for service in ("route53", "ecr", "servicequotas"):
+    for service in ("route53", "ecr", "servicequotas", "rds", "monitoring"):
         if f"/{service}/aws4_request" in auth:
             return service
     if "/s3/aws4_request" in auth:
@@ -534,6 +576,43 @@ def _control_plane_call(method: str, parts: list[str]) -> bool:
     """ChangeResourceRecordSets (POST hostedzone/ID/rrset) or GetChange (GET change/ID)."""
     change = method == "POST" and len(parts) == 3 and parts[0] == "hostedzone" and parts[2] == "rrset"
     return change or (method == "GET" and len(parts) == 2 and parts[0] == "change")
+
+
+RDS_NS = "http://rds.amazonaws.com/doc/2014-10-31/"
+
+
+def _rds_error(status: int, code: str, message: str, sender: bool = True) -> Response:
+    request_id = str(uuid.uuid4())
+    body = (
+        f'<ErrorResponse xmlns="{RDS_NS}"><Error><Type>{"Sender" if sender else "Receiver"}</Type>'
+        f"<Code>{code}</Code><Message>{escape(message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    )
+    return Response(body, status, media_type="text/xml", headers={"x-amzn-RequestId": request_id})
+
+
+def _global_cluster_xml(describe: bytes, identifier: str) -> bytes | None:
+    """Global cluster `identifier` of a DescribeGlobalClusters answer, as `<GlobalCluster>` XML
+    without namespace; None when the answer does not hold it."""
+    root = ET.fromstring(describe)
+    found = next((e for e in root.iter() if e.tag.endswith("}GlobalClusters") or e.tag == "GlobalClusters"), None)
+    cluster = next((c for c in (found if found is not None else []) if any(
+        e.tag.endswith("GlobalClusterIdentifier") and (e.text or "").lower() == identifier.lower() for e in c)), None)
+    if cluster is None:
+        return None
+    for element in cluster.iter():
+        element.tag = element.tag.rsplit("}", 1)[-1]
+    cluster.tag = "GlobalCluster"
+    return ET.tostring(cluster)
+
+
+def _rds_answer(action: str, result: bytes) -> bytes:
+    """An RDS query-protocol answer: `ACTIONResponse` / `ACTIONResult` around `result`."""
+    return (
+        f'<{action}Response xmlns="{RDS_NS}"><{action}Result>'.encode() + result
+        + f"</{action}Result><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+        f"</{action}Response>".encode()
+    )
 
 
 def _route53_error(status: int, code: str, message: str, sender: bool = True) -> Response:

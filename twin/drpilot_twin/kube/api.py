@@ -6,9 +6,10 @@ on 127.0.0.1, reached through a generated
 kubeconfig whose context names are the runbook's. It speaks the parts of the API drpilot
 and an on-call engineer use: discovery, namespaces, apps/v1 Deployments (with the `scale`
 and `status` subresources and all three patch types), read-only Pods, and Velero's
-`velero.io/v1` Backup and Restore objects; bearer-token auth with per-user verbs (so 401
-and 403 are real answers); the Table form `kubectl get` prints. Controllers bring pods to
-ready over simulated time and move Restores through Velero's phases (kube_controllers.py).
+`velero.io/v1` Backup and Restore objects, batch/v1 Jobs with their pods' logs (pods/log);
+bearer-token auth with per-user verbs (so 401 and 403 are real answers); the Table form
+`kubectl get` prints. Controllers bring pods to ready over simulated time, move Restores
+through Velero's phases (controllers.py) and run Jobs to completion (jobs.py).
 
 Faults come from the FaultBoard on every request: a region in `region_down` answers 503
 to everything, `gpu_free` / `pods_stalled` / `quota` / `node_provision_seconds` decide where
@@ -44,9 +45,11 @@ from drpilot_twin.kube.controllers import (
     VeleroController,
     random_name_suffix,
 )
+from drpilot_twin.kube.jobs import JobController, prepare_job
 from drpilot_twin.kube.objects import (
     BACKUPS,
     DEPLOYMENTS,
+    JOBS,
     NAMESPACES,
     RESOURCE_TYPES,
     RESTORES,
@@ -149,6 +152,7 @@ class KubeCluster:
         self.store = Store()
         self.deployments = DeploymentController(self.store, board, region, speed, pod_start_seconds)
         self.velero = VeleroController(self.store, board, region, speed, velero_restore_seconds)
+        self.jobs = JobController(self.store, board, speed)
         # The kubeconfig user: full rights. add_user() makes narrower ones (403 rehearsals).
         self.token = secrets.token_hex(16)
         self._users: dict[str, User] = {self.token: User("drpilot", ALL_VERBS)}
@@ -205,7 +209,7 @@ class KubeCluster:
                 seen = state  # taken before the pass, so the pass's own writes get one more look
                 wakes = [
                     w
-                    for w in (self.deployments.reconcile(now), self.velero.reconcile(now))
+                    for w in (self.deployments.reconcile(now), self.velero.reconcile(now), self.jobs.reconcile(now))
                     if w is not None
                 ]
                 due = min(wakes, default=None)
@@ -540,6 +544,9 @@ class KubeCluster:
         if verb == "get":
             if sub == "scale":
                 return 200, _scale_of(current)
+            if sub == "log":  # what the pod's container printed (Job pods: jobs.py)
+                tail = request.query.get("tailLines")
+                return 200, self.jobs.log(namespace, name, int(tail) if tail and tail.lstrip("-").isdigit() else None)
             return 200, self._maybe_table(
                 request, rt, [current], current["metadata"]
             ) if _wants_table(request) else current
@@ -623,6 +630,8 @@ class KubeCluster:
             _default_deployment(obj)
             _validate_deployment(obj, None)
             obj["status"] = {}
+        elif rt is JOBS:
+            prepare_job(obj)
         elif rt.custom:
             # CRDs with a status subresource ignore status on create: only controllers set it.
             obj.pop("status", None)
@@ -868,6 +877,7 @@ def seed_kube_from_runbook(cluster: KubeCluster, runbook: Runbook, region: str) 
                 },
             },
         )
+    _seed_scaled_workloads(cluster, runbook, serving)
     cluster.settle()
     if velero and cluster.store.get(BACKUPS, velero.namespace, velero.backup) is None:
         cluster.create(
@@ -898,6 +908,24 @@ def seed_kube_from_runbook(cluster: KubeCluster, runbook: Runbook, region: str) 
                 "formatVersion": "1.1.0",
             }
             cluster.store.update(BACKUPS, backup)
+
+
+def _seed_scaled_workloads(cluster: KubeCluster, runbook: Runbook, serving: bool) -> None:
+    """The Deployments the runbook's scale blocks name (queue writers, consumers: not serving
+    capacity), in every region: running (2 replicas, cpu only) where traffic is served."""
+    for block in runbook.spec.blocks:
+        for w in block.workloads or []:
+            cluster.ensure_namespace(w.namespace)
+            if cluster.deployment(w.namespace, w.deployment) is not None:
+                continue
+            labels = {"app": w.deployment, "app.kubernetes.io/part-of": runbook.name}
+            container = {"name": w.deployment, "image": "public.ecr.aws/docker/library/busybox:1.36",
+                         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}
+            cluster.create(DEPLOYMENTS, {
+                "metadata": {"name": w.deployment, "namespace": w.namespace, "labels": dict(labels)},
+                "spec": {"replicas": 2 if serving else 0, "selector": {"matchLabels": {"app": w.deployment}},
+                         "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": [container]}}},
+            })
 
 
 def seed_velero_schedule(

@@ -124,7 +124,7 @@ NAMESPACES = ResourceType(
     "", "v1", "namespaces", "namespace", "Namespace", False, ("ns",), subresources=("status",)
 )
 PODS = ResourceType(
-    "", "v1", "pods", "pod", "Pod", True, ("po",), ("all",), ("status",), read_only=True
+    "", "v1", "pods", "pod", "Pod", True, ("po",), ("all",), ("status", "log"), read_only=True
 )
 DEPLOYMENTS = ResourceType(
     "apps",
@@ -158,7 +158,9 @@ NODEPOOLS = ResourceType(
 )
 # A Deployment's imagePullSecrets (kubernetes.io/dockerconfigjson) live here.
 SECRETS = ResourceType("", "v1", "secrets", "secret", "Secret", True)
-RESOURCE_TYPES = (NAMESPACES, PODS, DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES, NODES, EVENTS, NODEPOOLS, SECRETS)
+# batch/v1 Jobs: run a pod template to completion (twin/drpilot_twin/kube/jobs.py).
+JOBS = ResourceType("batch", "v1", "jobs", "job", "Job", True, categories=("all",), subresources=("status",))
+RESOURCE_TYPES = (NAMESPACES, PODS, DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES, NODES, EVENTS, NODEPOOLS, SECRETS, JOBS)
 
 
 def resource_type(group: str, version: str, plural: str) -> ResourceType | None:
@@ -201,6 +203,8 @@ def resource_list(api_version: str) -> Obj:
             if sub == "scale":
                 # The scale client finds the Scale kind's group-version here.
                 entry.update(group="autoscaling", version="v1", kind="Scale")
+            elif sub == "log":
+                entry.update(verbs=["get"])
             resources.append(entry)
     return {
         "kind": "APIResourceList",
@@ -296,7 +300,7 @@ class Store:
         meta.pop("resourceVersion", None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = timestamp()
-        if rt in (DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES, NODEPOOLS):
+        if rt in (DEPLOYMENTS, BACKUPS, RESTORES, SCHEDULES, NODEPOOLS, JOBS):
             meta["generation"] = 1
         obj["kind"], obj["apiVersion"] = rt.kind, rt.api_version
         self._write(key, obj)
@@ -788,6 +792,15 @@ _TABLES: dict[str, tuple[list[Obj], Any]] = {
         lambda o: [
             o["metadata"]["name"],
             (o.get("status") or {}).get("resources", {}).get("nodes", "0"),
+            age(o["metadata"].get("creationTimestamp")),
+        ],
+    ),
+    "jobs": (
+        [_column("Name", fmt="name"), _column("Status"), _column("Completions"), _column("Age")],
+        lambda o: [
+            o["metadata"]["name"],
+            next((c["type"] for c in (o.get("status") or {}).get("conditions") or [] if c.get("status") == "True"), "Running"),
+            f"{(o.get('status') or {}).get('succeeded', 0)}/{(o.get('spec') or {}).get('completions', 1)}",
             age(o["metadata"].get("creationTimestamp")),
         ],
     ),

@@ -36,18 +36,14 @@ HEARTBEAT = timedelta(seconds=10)
 
 
 def _heartbeat(before: float | None) -> timedelta | None:
-    if workflow.patched(versions.SHORT_HEARTBEAT):
-        return HEARTBEAT
-    return None if before is None else timedelta(seconds=before)
+    short = workflow.patched(versions.SHORT_HEARTBEAT)
+    return HEARTBEAT if short else None if before is None else timedelta(seconds=before)
 
 
 def _retry(attempts: int, max_interval: float = 30.0) -> RetryPolicy:
     return RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=max_interval),
-        maximum_attempts=attempts,
-        non_retryable_error_types=PERMANENT,
+        initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=max_interval),
+        maximum_attempts=attempts, non_retryable_error_types=PERMANENT,
     )
 
 

@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import Protocol, TextIO
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -31,9 +31,6 @@ from rich.table import Table
 from rich.text import Text
 
 from workflows.types import DrillResult, PhaseRecord, Progress
-
-if TYPE_CHECKING:
-    from drpilot.frontdoor.evacuation import Fleet
 
 # Below this many columns a table of phases with its details cannot be read: stack the facts.
 WIDE = 100
@@ -272,13 +269,21 @@ def show(console: Console, s: Snapshot) -> None:
 
 
 # ---------------------------------------------------------------------------- many runs
+class Fleet(Protocol):
+    """Many runs (drpilot/frontdoor/evacuation.py's Fleet): each one's last progress and, once
+    it ended, its result or why it has none."""
+
+    progress: Mapping[str, Progress]
+    results: Mapping[str, object]
+
+
 def fleet_rows(fleet: Fleet) -> dict[str, tuple[str, str, str]]:
     """Per runbook of a fleet: its state (how it ended, once it did), where it is, what it
     waits for."""
     rows = {}
     for run_id, p in fleet.progress.items():
         ended = fleet.results.get(run_id)
-        state = (ended.status if not isinstance(ended, Exception) else "no result") if ended else (p.status or p.state)
+        state = getattr(ended, "status", "no result") if ended is not None else (p.status or p.state)
         rows[p.runbook] = (state, where(snapshot(p)), p.waiting_for or "")
     return rows
 

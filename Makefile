@@ -25,8 +25,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# Both cores: a file's tests stay together on one worker (they may share a sandbox).
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 demo: setup
 	$(BIN)/drpilot demo

@@ -173,7 +173,12 @@ async def list_drill_schedules(client: Client) -> list[Listed]:
         async for s in await client.list_schedules():
             if not s.id.startswith(DRILL_ID_PREFIX):
                 continue
-            d = await client.get_schedule_handle(s.id).describe()
+            try:
+                d = await client.get_schedule_handle(s.id).describe()
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    continue  # deleted since the list was read (visibility follows a delete)
+                raise
             recent = d.info.recent_actions
             found.append(Listed(
                 schedule_id=s.id, paused=d.schedule.state.paused, note=d.schedule.state.note or "",

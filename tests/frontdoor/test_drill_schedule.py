@@ -7,6 +7,7 @@ evidence packs shows the per-phase times."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from temporalio.client import Client, ScheduleOverlapPolicy
@@ -15,7 +16,7 @@ from activities.artifacts.gcs import gcs_client
 from activities.artifacts.stores import build_stores
 from drpilot.frontdoor import schedules
 from drpilot.frontdoor.drills import drill_result, read_history, trend
-from tests.support.drills import Drills, drill_runbook, fire, resolve
+from tests.support.drills import BUCKET, Drills, drill_runbook, fire, resolve
 from tests.support.world import World
 from workflows.types import DrillInput, DrillResult
 
@@ -35,7 +36,9 @@ async def fire_and_wait(client: Client, sid: str, seen: int) -> DrillResult:
 
 async def test_a_drill_schedule_fires_blocks_pauses_and_keeps_history(dev_env, alertmanager, s3):
     rb = drill_runbook(
-        alertmanager, spec__drills__soak="1m", spec__drills__soak_interval="30s",
+        # Its own evidence prefix: moto's S3 is one per process, other tests write packs too.
+        alertmanager, spec__drills__evidence=f"s3://{BUCKET}/drills-{uuid.uuid4().hex[:8]}/",
+        spec__drills__soak="1m", spec__drills__soak_interval="30s",
         spec__traffic_shift__steps=[50, 100], spec__traffic_shift__bake="1m",
     )
     world = World.normal(rb)
@@ -77,7 +80,9 @@ async def test_a_drill_schedule_fires_blocks_pauses_and_keeps_history(dev_env, a
         await schedules.control(d.client, rb.name, "resume", "resumed by tester")
         assert not (await d.client.get_schedule_handle(sid).describe()).schedule.state.paused
         await schedules.control(d.client, rb.name, "delete", "")
-        assert await schedules.list_drill_schedules(d.client) == []
+        async with asyncio.timeout(30):  # the list is read from visibility, which follows the delete
+            while await schedules.list_drill_schedules(d.client) != []:
+                await asyncio.sleep(0.1)
 
     past = read_history(rb, build_stores(s3, gcs_client))
     ours = [p.result for p in past if p.result.drill_id in (ran.drill_id, blocked.drill_id, failed.drill_id)]

@@ -11,6 +11,7 @@ from typing import Any
 from drpilot import report
 from drpilot.console.charts import rto_trend
 from drpilot.domain.runbook import Runbook
+from drpilot.frontdoor.drills import DRILL_ID_PREFIX
 from workflows.types import Progress
 
 STYLE = report.STYLE + """
@@ -74,7 +75,9 @@ def _holding(run: dict[str, Any] | None) -> str:
     where = escape(run["phase"]) + (f" {escape(run['step'])}" if run.get("step") else "")
     waiting = f", <b>waiting for {escape(run['waiting_for'])}</b>" if run.get("waiting_for") else ""
     who = f" by {escape(run['requested_by'])}" if run.get("requested_by") else ""
-    return f'<a href="/runs/{escape(run["run_id"])}">{escape(run["run_id"])}</a>: {where}{waiting}{who}'
+    # A drill is shown with its schedule and history on the drills page; a run has its own page.
+    href = "/drills" if run["run_id"].startswith(DRILL_ID_PREFIX) else f"/runs/{escape(run['run_id'])}"
+    return f'<a href="{href}">{escape(run["run_id"])}</a>: {where}{waiting}{who}'
 
 
 def _dns(dns: dict[str, Any]) -> str:

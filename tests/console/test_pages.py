@@ -62,3 +62,12 @@ def test_the_board_shows_each_readiness_check_and_escapes_what_it_says():
     assert '<li><span class="ready">ok</span> dns</li>' in html
     assert "<li><span class=\"notready\">no</span> us-west-2: llm-7b 2024-01-15: 1 problem(s) (e.g. &lt;weights.bin&gt; missing)</li>" in html
     assert "<td>us-east-1 100%, us-west-2 0%</td>" in html
+
+
+def test_a_run_holding_a_runbook_links_to_its_page_and_a_drill_to_the_drills_page():
+    row = {"name": "llm-inference", "dns": {"weights": {}}, "last_drill": None, "readiness": None}
+    failover = {"run_id": "failover:llm-inference", "phase": "prepare", "step": None}
+    drill = {"run_id": "drill:llm-inference-20261207T070000Z", "phase": "failover", "step": None}
+    assert '<a href="/runs/failover:llm-inference">' in board_rows([{**row, "run": failover}])
+    # A drill has no run page (its query is a drill's, not a run's): its schedule and history are.
+    assert '<a href="/drills">drill:llm-inference-20261207T070000Z</a>' in board_rows([{**row, "run": drill}])

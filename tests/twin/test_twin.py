@@ -37,7 +37,13 @@ from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Role, Runbook, Workload
 from drpilot.domain.settings import load_settings
 from tests.support.paths import CLOUDDNS_RUNBOOK, DRPILOT, ROOT, ROUTE53_RUNBOOK
-from tests.support.twin import SANDBOX_EXAMPLES, SandboxProcess, parse_env_file, process_gone, wait_gone
+from tests.support.twin import (
+    SANDBOX_EXAMPLES,
+    SandboxProcess,
+    parse_env_file,
+    process_gone,
+    wait_gone,
+)
 from tests.support.twin import eventually as poll
 
 SPEED = 30.0  # pods start in 1 s instead of 30, a 30 s fault lasts 1 s

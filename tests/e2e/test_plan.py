@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from datetime import UTC, datetime
 
 from drpilot_twin.faults import Faults
@@ -40,8 +41,12 @@ def test_plan_failover_and_failback_change_nothing(twin_factory):
     assert "  note: DNS already at us-east-1 100, us-west-2 0: no traffic to shift" in failback.stdout
 
 
-def test_plan_warns_that_a_region_short_of_gpus_stops_a_graceful_failover(twin_factory):
-    twin = twin_factory(ROUTE53_RUNBOOK, faults=Faults(gpu_free={"us-west-2": 2}))
+def test_plan_warns_that_a_region_short_of_gpus_stops_a_graceful_failover(twin_factory, tmp_path):
+    # Its own evidence bucket: moto's S3 is one per process and other tests write newer packs.
+    bucket = f"dr-evidence-{uuid.uuid4().hex[:12]}"
+    runbook = tmp_path / "llm-inference.yaml"
+    runbook.write_text(ROUTE53_RUNBOOK.read_text().replace("s3://dr-evidence/drills/", f"s3://{bucket}/drills/"))
+    twin = twin_factory(runbook, faults=Faults(gpu_free={"us-west-2": 2}))
     # The newest drill's evidence pack: its failover (speed 1) brought us-west-2 up in 5m20s.
     started = datetime(2026, 12, 1, 10, tzinfo=UTC)
     cold = ColdStart(workload="ml-serving/inference-service", pods=5, region="us-west-2", ready=300.0, warmed=320.0)
@@ -50,8 +55,8 @@ def test_plan_warns_that_a_region_short_of_gpus_stops_a_graceful_failover(twin_f
     pack = DrillResult(drill_id="drill:llm-inference-1", runbook="llm-inference", mode="live", from_region="us-east-1",
                        status="failed", objective_rto_seconds=300, started_at=started, failover=failover_run)
     aws_client("s3", twin.env()["AWS_ENDPOINT_URL"]).put_object(
-        Bucket="dr-evidence", Key="drills/llm-inference/20261201T100000Z-live.json", Body=pack.model_dump_json())
-    failover = plan({**os.environ, **twin.env()}, "--action", "failover", "--from", "us-east-1")
+        Bucket=bucket, Key="drills/llm-inference/20261201T100000Z-live.json", Body=pack.model_dump_json())
+    failover = plan({**os.environ, **twin.env()}, "--action", "failover", "--from", "us-east-1", runbook=runbook)
     assert failover.returncode == 0, failover.stderr
     warning = next(line for line in failover.stdout.splitlines() if "capacity" in line)
     assert warning.endswith(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.support.paths import DRPILOT, ROOT, ROUTE53_RUNBOOK
 
@@ -15,9 +16,9 @@ def drpilot(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env}, stdin=subprocess.DEVNULL, timeout=60)
 
 
-def plan(env, *args):
-    """`drpilot runbook plan` of llm-inference.yaml, in exactly the environment `env`."""
-    return subprocess.run([str(DRPILOT), "runbook", "plan", str(ROUTE53_RUNBOOK), *args],
+def plan(env, *args, runbook: Path = ROUTE53_RUNBOOK):
+    """`drpilot runbook plan` of llm-inference.yaml (or `runbook`), in exactly the environment `env`."""
+    return subprocess.run([str(DRPILOT), "runbook", "plan", str(runbook), *args],
                           env=env, capture_output=True, text=True, timeout=60)
 
 

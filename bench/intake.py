@@ -21,13 +21,17 @@ Measured:
 from __future__ import annotations
 
 import asyncio
+import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
@@ -56,21 +60,25 @@ INTAKE_HEADER = [
     "",
     "`python -m bench.intake` (also part of `make bench`; `BENCH_INTAKE_RUNS`, `BENCH_INTAKE_BURST`,",
     "`BENCH_INTAKE_SUSTAINED`, `BENCH_INTAKE_STORM`, `BENCH_INTAKE_CONNECTIONS`): `drpilot webhook serve` in its own process on",
-    "127.0.0.1 (uvicorn, bearer token, one rule per runbook copy), one `drpilot worker`, the twin's",
-    "Temporal dev server; httpx from this process.",
+    "127.0.0.1 (uvicorn, bearer token, one rule per runbook copy), one `drpilot worker`,",
+    "the twin's Temporal dev server and providers; the sender in a process",
+    "of its own, as Alertmanager is, over keep-alive connections posting pre-encoded requests",
+    "(httpx's own CPU, about a millisecond a request on the same two cores, had capped the floods",
+    "at 200-400 requests/s whatever the webhook could do).",
     "",
     "| what | result |",
     "| --- | --- |",
 ]
 INTAKE_NOTE = [
     "A new alert's answer comes after the only-serving check (live DNS, one provider client per",
-    "process), one admission update (AdmissionWorkflow.claim_guarded: the claim, the cooldown and",
-    "the shared circuit breaker; concurrent alerts go in one update) and the run's start: the",
-    "update waits for a workflow task on the worker, which is also running the runs just started,",
-    "and that wait is most of the latency on a loaded machine. A duplicate of a run the webhook",
-    "knows is active attaches without a Temporal call (it forgets the run when Temporal closes",
-    "it), so sustained duplicates are bounded by one Python process parsing, matching, logging",
-    "and answering each POST, and by the sender sharing the same two cores.",
+    "process), one admission update (AdmissionWorkflow.claim_guarded:",
+    "the claim, the cooldown and the shared circuit breaker; concurrent alerts go in one update) and",
+    "the run's start. Each is a round trip of about 10-30 ms on an idle machine; what makes the tail",
+    "is CPU: the runs the previous alerts started run their preflight in the worker and the twin",
+    "while the next alert arrives, on two cores shared with other work. A duplicate of a run the",
+    "webhook knows is active attaches without a Temporal call (it forgets the run when Temporal",
+    "closes it), so sustained duplicates are bounded by one Python process parsing, matching,",
+    "logging and answering each POST (uvicorn's h11 parser is the largest share of its CPU).",
 ]
 
 
@@ -136,50 +144,130 @@ async def _serve_ready(url: str, webhook: subprocess.Popen) -> None:
     raise SystemExit("drpilot webhook serve was not ready in 60 s")
 
 
-async def _send(http: httpx.AsyncClient, url: str, body: dict) -> tuple[float, dict]:
-    begin = time.perf_counter()
-    response = await http.post(url + PATH, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
-    return time.perf_counter() - begin, response.json() if response.status_code == 200 else {"status": response.status_code}
+class Connection:
+    """One keep-alive HTTP/1.1 connection posting one pre-encoded request again and again, as
+    Alertmanager's Go client keeps its connections: the sender costs this process microseconds
+    a request, so the flood measures the webhook (httpx spent about a millisecond of CPU on
+    each, on the same two cores)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        where = urlsplit(url)
+        return cls(*await asyncio.open_connection(where.hostname, where.port))
+
+    async def post(self, request: bytes) -> tuple[int, dict]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        return status, json.loads(await self.reader.readexactly(length))
+
+    def close(self) -> None:
+        self.writer.close()
 
 
-async def _flood(http: httpx.AsyncClient, url: str, body: dict, count: int) -> tuple[int, float, dict[str, int]]:
+def encoded(url: str, body: dict) -> bytes:
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: {urlsplit(url).netloc}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def _flood(url: str, body: dict, count: int) -> tuple[int, float, dict[str, int]]:
     """`count` POSTs of `body` from CONNECTIONS senders, stopped at PHASE_SECONDS: sent, seconds, outcomes."""
     sent = 0
     outcomes: dict[str, int] = {}
     deadline = time.monotonic() + PHASE_SECONDS
+    request = encoded(url, body)
+    connections = [await Connection.open(url) for _ in range(CONNECTIONS)]
 
-    async def sender() -> None:
+    async def sender(connection: Connection) -> None:
         nonlocal sent
         while sent < count and time.monotonic() < deadline:
             sent += 1
-            _, answer = await _send(http, url, body)
-            for a in answer.get("alerts", [{"outcome": f"HTTP {answer.get('status')}"}]):
+            status, answer = await connection.post(request)
+            for a in answer.get("alerts", []) if status == 200 else [{"outcome": f"HTTP {status}"}]:
                 outcomes[a.get("outcome", "?")] = outcomes.get(a.get("outcome", "?"), 0) + 1
 
     begin = time.perf_counter()
-    await asyncio.gather(*(sender() for _ in range(CONNECTIONS)))
+    try:
+        await asyncio.gather(*(sender(c) for c in connections))
+    finally:
+        for c in connections:
+            c.close()
     return sent, time.perf_counter() - begin, outcomes
+
+
+def _one_at_a_time(url: str, bodies: list[dict]) -> list[tuple[float, dict]]:
+    """Each body posted after the previous one's answer: (seconds, answer) each."""
+
+    async def send() -> list[tuple[float, dict]]:
+        connection = await Connection.open(url)
+        try:
+            timed = []
+            for body in bodies:
+                began = time.perf_counter()
+                status, answer = await connection.post(encoded(url, body))
+                timed.append((time.perf_counter() - began, answer if status == 200 else {"status": status}))
+            return timed
+        finally:
+            connection.close()
+
+    return asyncio.run(send())
+
+
+def _at_once(url: str, bodies: list[dict]) -> tuple[float, list[tuple[float, dict]]]:
+    """Every body posted at once over CONNECTIONS connections: the time to answer all, and each's."""
+
+    async def send() -> tuple[float, list[tuple[float, dict]]]:
+        connections = [await Connection.open(url) for _ in range(min(CONNECTIONS, len(bodies)))]
+        waiting = asyncio.Queue()
+        for body in bodies:
+            waiting.put_nowait(encoded(url, body))
+        timed: list[tuple[float, dict]] = []
+        began = time.perf_counter()
+
+        async def sender(connection: Connection) -> None:
+            while not waiting.empty():
+                status, answer = await connection.post(waiting.get_nowait())
+                timed.append((time.perf_counter() - began, answer if status == 200 else {"status": status}))
+
+        try:
+            await asyncio.gather(*(sender(c) for c in connections))
+        finally:
+            for c in connections:
+                c.close()
+        return time.perf_counter() - began, timed
+
+    return asyncio.run(send())
+
+
+def _flooded(url: str, body: dict, count: int) -> tuple[int, float, dict[str, int]]:
+    return asyncio.run(_flood(url, body, count))
 
 
 async def _measure(url: str, settings, copies: list[Runbook], webhook: subprocess.Popen) -> list[str]:
     await _serve_ready(url, webhook)
-    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     rows = []
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-        latencies, started = [], 0
-        for rb in copies[:RUNS]:
-            seconds, answer = await _send(http, url, notification(rb.name))
-            latencies.append(seconds * 1000)
-            started += sum(a.get("outcome") == "started" for a in answer.get("alerts", []))
+    loop = asyncio.get_running_loop()
+    # The sender in a process of its own, as Alertmanager is: this one hosts the twin, whose
+    # threads serving the started runs' preflight would stall the clock's reader (up to 350 ms).
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as sender:
+        timed = await loop.run_in_executor(sender, _one_at_a_time, url, [notification(rb.name) for rb in copies[:RUNS]])
+        latencies = [seconds * 1000 for seconds, _ in timed]
+        started = sum(a.get("outcome") == "started" for _, answer in timed for a in answer.get("alerts", []))
         rows.append(
             f"| firing alert POST -> run started (one new runbook each, one at a time) | p50 {percentile(latencies, 50):.1f} ms, "
             f"p99 {percentile(latencies, 99):.1f} ms (min {min(latencies):.1f}, max {max(latencies):.1f}, n={len(latencies)}); "
             f"{started} runs started |"
         )
         burst = copies[RUNS : RUNS + BURST]
-        began = time.perf_counter()
-        answers = await asyncio.gather(*(_send(http, url, notification(rb.name)) for rb in burst))
-        took = time.perf_counter() - began
+        took, answers = await loop.run_in_executor(sender, _at_once, url, [notification(rb.name) for rb in burst])
         waits = [seconds * 1000 for seconds, _ in answers]
         started = sum(a.get("outcome") == "started" for _, answer in answers for a in answer.get("alerts", []))
         rows.append(
@@ -187,14 +275,15 @@ async def _measure(url: str, settings, copies: list[Runbook], webhook: subproces
             f"p50 {percentile(waits, 50):.1f} ms, p99 {percentile(waits, 99):.1f} ms; all answered in {took:.2f} s; "
             f"{started} runs started |"
         )
-        sent, seconds, outcomes = await _flood(http, url, notification(copies[0].name), SUSTAINED)
+        sent, seconds, outcomes = await loop.run_in_executor(sender, _flooded, url, notification(copies[0].name), SUSTAINED)
         rows.append(
             f"| sustained: the same alert again while its run is active, {CONNECTIONS} keep-alive connections | "
             f"{sent / seconds:.0f} requests/s ({sent} POSTs in {seconds:.1f} s; "
             f"{', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))}) |"
         )
         storm_runbook = copies[-1].name
-        sent, seconds, outcomes = await _flood(http, url, notification(storm_runbook, fingerprint="storm"), STORM)
+        storm = notification(storm_runbook, fingerprint="storm")
+        sent, seconds, outcomes = await loop.run_in_executor(sender, _flooded, url, storm, STORM)
     client = await connect(settings.temporal)
     await asyncio.sleep(1.0)  # visibility (the runs list) lags the start by a little
     runs = await latest_runs(client, 100, runbook=storm_runbook)

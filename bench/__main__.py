@@ -269,6 +269,14 @@ def main(args: list[str]) -> int:
     runs = [line for line in old_intro if line.startswith("Last run of `make bench")]
     began, load = time.monotonic(), os.getloadavg()
     new: dict[str, list[str]] = {}
+
+    def write() -> None:  # after each section: a run stopped half-way keeps what it measured
+        body = []
+        for name, (header, _, _) in SECTIONS.items():
+            lines = new.get(header[0]) or old.get(header[0])
+            body += lines or [header[0], "", f"Not measured yet: `python -m bench {name}`.", ""]
+        path.write_text("\n".join([*INTRO, *([*sorted(runs), ""] if runs else []), *body]).rstrip("\n") + "\n")
+
     for name in names:
         header, bench, note = SECTIONS[name]
         start, start_load, start_utc = time.monotonic(), os.getloadavg(), time.time()
@@ -276,17 +284,14 @@ def main(args: list[str]) -> int:
         stamp = measured(start_utc, (time.monotonic() - start) / 60, start_load, command)
         new[header[0]] = [*header, *rows, "", stamp, "", *note, ""]
         print("\n".join(new[header[0]]), flush=True)
+        write()
     for group, target in TARGETS.items():
         if names == GROUPS[group]:
             runs = [line for line in runs if not line.startswith(f"Last run of `{target}`")]
             runs.append(f"Last run of `{target}`: {time.strftime('%Y-%m-%d %H:%M UTC')}, "
                         f"{(time.monotonic() - began) / 60:.1f} minutes in all, load average at the start "
                         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}, on {machine()}.")
-    body = []
-    for name, (header, _, _) in SECTIONS.items():
-        lines = new.get(header[0]) or old.get(header[0])
-        body += lines or [header[0], "", f"Not measured yet: `python -m bench {name}`.", ""]
-    path.write_text("\n".join([*INTRO, *([*sorted(runs), ""] if runs else []), *body]).rstrip("\n") + "\n")
+    write()
     return 0
 
 

@@ -63,6 +63,10 @@ CONSOLE_HEADER = [
     "| --- | --- |",
 ]
 CONSOLE_NOTE = [
+    "The pages are asked from another thread, as a browser asks: the bench's own event loop also",
+    "serves the console, and timing from it measured the loop getting round to reading the answer",
+    "(about 0.5 s for the first page while the background reads started), not the answer.",
+    "",
     "No page waits for the board's slow facts (each runbook's last readiness verdict, its DNS weights",
     "through the provider, its last drill from visibility, its RTO trend from the evidence packs): the",
     "first page of a console just started answers with \"reading…\" in their place while they are read in",

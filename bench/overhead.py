@@ -63,6 +63,7 @@ from temporalio.api.enums.v1 import EventType
 
 from activities.velero import GROUP, VERSION, restore_manifest
 from bench.evacuation import BASE, DRPILOT
+from bench.stats import percentile
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Role, Runbook
 from drpilot.domain.settings import load_settings
@@ -384,12 +385,9 @@ def scheduling(events) -> dict[str, list[float]]:
     return out
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 # ------------------------------------------------------------------ the bench
+
+
 def _spread(values: list[float]) -> str:
     return f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f}, n={len(values)})"
 
@@ -500,7 +498,7 @@ def bench_overhead() -> list[str]:
         if not v:
             rows.append(f"| {what}, all runs | none in these runs |")
             continue
-        rows.append(f"| {what}, all runs | p50 {pct(v, 50):.1f} ms, p99 {pct(v, 99):.1f} ms (max {max(v):.1f}, n={len(v)}) |")
+        rows.append(f"| {what}, all runs | p50 {percentile(v, 50):.1f} ms, p99 {percentile(v, 99):.1f} ms (max {max(v):.1f}, n={len(v)}) |")
     return rows
 
 

@@ -13,7 +13,7 @@ One twin (runbooks/llm-inference.yaml) at BENCH_WORKER_LOSS_SPEED, the failover 
 BENCH_WORKER_LOSS_FAILOVER_SPEED (its phases are too short to hit otherwise); a clean failover + failback
 first (the phases to hit and their clean lengths), then BENCH_WORKER_LOSS_ROUNDS pairs with one
 kill per phase. A phase shorter than the poll (50 ms) may be missed: its kill count says so.
-`python -m bench.worker_loss` prints the rows; `make bench` puts them in BENCHMARKS.md.
+`python -m bench.worker_loss` prints the rows; `make bench-fleet` puts them in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ ENDED = {  # event type -> its attributes' field
 WORKER_LOSS_HEADER = [
     "## Worker loss: a SIGKILLed worker per phase of a failover and a failback",
     "",
-    "`python -m bench.worker_loss` (also part of `make bench`; `BENCH_WORKER_LOSS_ROUNDS`,",
+    "`python -m bench.worker_loss` (also part of `make bench-fleet`, not of `make bench`: one round takes",
+    "about 7 minutes; `BENCH_WORKER_LOSS_ROUNDS`,",
     "`BENCH_WORKER_LOSS_SPEED`, `BENCH_WORKER_LOSS_FAILOVER_SPEED`): `runbooks/llm-inference.yaml`, the twin and",
     f"the failback at speed {SPEED:g}, the failover at {FAILOVER_SPEED:g} (its phases last long enough to hit), two workers. In each phase",
     "the worker doing the run's work (running its activity, else holding its workflow) is",
@@ -78,7 +79,7 @@ WORKER_LOSS_NOTE = [
     "so a provider call that blocks longer than that is no timeout, and every provider call is",
     "bounded. A workflow task on a lost worker's sticky queue moves to any worker after 3 s",
     "(`drpilot/frontdoor/worker.py` STICKY_SECONDS); one started on it when it died, after the",
-    "run's workflow task timeout (10 s).",
+    "run's workflow task timeout (10 s). Issue 22's target: a phase delayed by at most 20 s at p95.",
 ]
 
 

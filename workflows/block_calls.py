@@ -13,7 +13,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities import contracts as c
     from drpilot.domain.runbook import Runbook
-    from workflows.calls import HEARTBEAT, _execute, _retry, _scaled
+    from workflows.calls import _execute, _retry, _scaled
 
 
 async def http(input: c.HttpBlockInput) -> c.HttpBlockResult:
@@ -46,7 +46,7 @@ async def scale(runbook: Runbook, region: str, counts: dict[str, int], speed: fl
     return await _execute(
         c.KUBE_SCALE,
         c.ScaleInput(runbook=runbook, region=region, to="exact", counts=counts, timeout_seconds=timeout, speed=speed),
-        c.ScaleResult, seconds=timeout + 60, heartbeat=HEARTBEAT, retry=_retry(5),
+        c.ScaleResult, seconds=timeout + 60, heartbeat=60, retry=_retry(5),
         summary=f"scale block workloads in {region}", projected=True,
     )
 
@@ -63,7 +63,7 @@ async def aurora_switch(input: c.AuroraSwitchInput) -> c.AuroraSwitchResult:
     for and waits for it instead of asking again (activities/blocks/aurora.py)."""
     timeout = _scaled(input.timeout_seconds, input.speed, 60)
     return await _execute(
-        c.BLOCKS_AURORA_SWITCH, input, c.AuroraSwitchResult, seconds=timeout + 120, heartbeat=HEARTBEAT,
+        c.BLOCKS_AURORA_SWITCH, input, c.AuroraSwitchResult, seconds=timeout + 120, heartbeat=60,
         retry=_retry(5), summary=f"block {input.block}: writer of {input.global_cluster} to {input.target}", projected=True,
     )
 
@@ -79,6 +79,6 @@ async def job_run(input: c.JobRunInput) -> c.JobRunResult:
     """Created once (its name follows from the run and the block), then waited for: heartbeats."""
     timeout = _scaled(input.timeout_seconds, input.speed, 60)
     return await _execute(
-        c.BLOCKS_JOB_RUN, input, c.JobRunResult, seconds=timeout + 120, heartbeat=HEARTBEAT, retry=_retry(5),
+        c.BLOCKS_JOB_RUN, input, c.JobRunResult, seconds=timeout + 120, heartbeat=60, retry=_retry(5),
         summary=f"block {input.block}: Job in {input.region}", projected=True,
     )

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from drpilot_twin.aws.moto_server import MotoServer
+from drpilot_twin.faults import FaultBoard
+from drpilot_twin.receiver import HttpReceiver
 from drpilot_twin.twin import Twin
 from temporalio.testing import WorkflowEnvironment
 
@@ -76,6 +78,15 @@ def own_harness(own_env: WorkflowEnvironment):
 
 
 # ------------------------------------------------------------------ the sandbox twin
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    """The twin's HTTP receiver alone (http blocks' endpoint): what it got, one effect per key."""
+    server = HttpReceiver(FaultBoard())
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def moto() -> Iterator[MotoServer]:
     """moto's server over HTTP (one per test module; every moto server in a process shares

@@ -16,9 +16,7 @@ from collections.abc import Awaitable, Callable
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.contracts import Admission, Claim, GuardedClaim
-
-# Claims per admission update: a guarded claim is well under a KB, far below the payload limit.
-CLAIMS_PER_UPDATE = 250
+from drpilot.frontdoor.runs import CLAIMS_PER_UPDATE  # a guarded claim is well under a KB too
 
 Send = Callable[[list[GuardedClaim]], Awaitable[list[Admission]]]
 

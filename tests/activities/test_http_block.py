@@ -4,11 +4,7 @@ worker's secrets kept out of everything the activity returns or raises."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from drpilot_twin.faults import FaultBoard
-from drpilot_twin.receiver import HttpReceiver
 from temporalio.exceptions import ApplicationError
 
 from activities import contracts as c
@@ -16,14 +12,6 @@ from activities.blocks.http import HttpBlockActivities
 
 KEY = "drpilot/failover:llm/run-1/flags"
 SECRET = "s3cret-token-value"
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver(FaultBoard())
-    server.start()
-    yield server
-    server.stop()
 
 
 def request(url: str, **call) -> c.HttpBlockInput:

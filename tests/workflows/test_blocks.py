@@ -5,12 +5,10 @@ receiver (loopback), which records what it got; the rest of the world is simulat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from drpilot_twin.faults import FaultBoard
-from drpilot_twin.receiver import HttpReceiver
 from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.exceptions import ApplicationError
@@ -33,14 +31,6 @@ REGISTRY_DB = {
     "name": "registry-db", "kind": "aurora_global", "at": "prepare", "global_cluster": "mlflow", "max_lag": "30s",
     "members": {HOME: "arn:aws:rds:us-east-1:1:cluster:use1", DR: "arn:aws:rds:us-west-2:1:cluster:usw2"},
 }
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    server = HttpReceiver(FaultBoard())
-    server.start()
-    yield server
-    server.stop()
 
 
 def with_blocks(blocks: list[dict], **changes) -> object:

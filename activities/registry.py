@@ -19,6 +19,7 @@ from activities.dns.activities import DnsActivities
 from activities.drills import DrillActivities
 from activities.front_door import Admit, FrontDoorActivities, Previous
 from activities.kube.activities import KubeActivities
+from activities.kube.clusters import load_api_classes
 from activities.notify import NotifyActivities
 from activities.probes.activities import ProbeActivities
 from activities.rehearsal import RehearsalActivities
@@ -37,5 +38,6 @@ def build_activities(
 ) -> list[Callable[..., Any]]:
     """Bound activity methods of every class, each class built once from `settings`; the
     claim and the previous verdict when the front door's `admit` and `previous` are given."""
+    load_api_classes()
     built = [method for cls in ACTIVITY_CLASSES for method in cls.from_settings(settings).all()]
     return built + FrontDoorActivities(admit=admit, previous=previous).all()

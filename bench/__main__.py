@@ -40,7 +40,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -66,11 +65,11 @@ from bench.intake import INTAKE_HEADER, INTAKE_NOTE, bench_intake
 from bench.overhead import OVERHEAD_HEADER, OVERHEAD_NOTE, bench_overhead
 from bench.rto import RTO_HEADER, RTO_NOTE, bench_rto
 from bench.worker_loss import WORKER_LOSS_HEADER, WORKER_LOSS_NOTE, bench_worker_loss
+from bench.workers import DRPILOT, ready_worker
 from drpilot.domain.loader import load_runbook
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = sorted((ROOT / "runbooks").glob("*.yaml"))
-DRPILOT = str(Path(sysconfig.get_path("scripts")) / "drpilot")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 
 
@@ -139,8 +138,7 @@ def bench_runs(tmp: Path, speed: str = "300") -> list[str]:
     state = tmp / "runs"
     process, _ = sandbox_up(runbook, state, "--speed", speed)
     env = {**os.environ, **parse_env(state / "env")}
-    worker = subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = ready_worker(env)
     rows = []
     try:
         for action, args in (

@@ -25,7 +25,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,8 @@ from drpilot_twin.aws.moto_server import AWS_ENV
 from drpilot_twin.kube.objects import DEPLOYMENTS, RESTORES
 from drpilot_twin.twin import Twin
 
-from bench.evacuation import BASE, DRPILOT
+from bench.evacuation import BASE
+from bench.workers import spawn_worker
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
 from drpilot.frontdoor.runs import RunError, result, start
@@ -76,11 +76,6 @@ CHAOS_NOTE = [
     "asks for 20 kills; the default is 10 to keep `make bench` under 20 minutes",
     "(`BENCH_CHAOS_KILLS=20` for the full figure).",
 ]
-
-
-def spawn_worker(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 class Workers:

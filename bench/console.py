@@ -24,7 +24,6 @@ import asyncio
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,8 @@ import httpx
 import uvicorn
 from drpilot_twin.twin import Twin
 
-from bench.evacuation import BASE, DRPILOT, host, runbooks
+from bench.evacuation import BASE, host, runbooks
+from bench.workers import ready_worker
 from drpilot.console.app import Console
 from drpilot.console.identity import IdentitySource
 from drpilot.console.policy import Policy
@@ -160,8 +160,7 @@ def bench_console() -> list[str]:
         with Twin(load_runbook(BASE), Path(tmp) / "twin", speed=300, prometheus=False, alertmanager=False) as twin:
             host(twin, copies)
             env = {**os.environ, **twin.env()}
-            worker = subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
+            worker = ready_worker(env)
             saved = dict(os.environ)
             os.environ.update(twin.env())  # the console's provider reads use the twin, as `source DIR/env` would
             try:

@@ -35,9 +35,7 @@ import os
 import re
 import signal
 import statistics
-import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +47,7 @@ from drpilot_twin.kube.api import seed_kube_from_runbook
 from drpilot_twin.twin import Twin
 
 from bench.stats import percentile
+from bench.workers import ready_workers
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import load_settings
@@ -58,7 +57,6 @@ from workflows.types import FailoverInput
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "runbooks" / "llm-inference.yaml"
-DRPILOT = str(Path(sysconfig.get_path("scripts")) / "drpilot")
 SIZES = [int(n) for n in os.environ.get("BENCH_EVACUATION_SIZES", "1,10,50").split(",")]
 FLEET = int(os.environ.get("BENCH_EVACUATION_FLEET", "200"))  # `make bench-fleet`: 200 runbooks take minutes
 WORKERS = int(os.environ.get("BENCH_EVACUATION_WORKERS", "2"))
@@ -187,16 +185,16 @@ def batch(count: int, tmp: Path) -> dict:
         host(twin, copies)
         env = {**os.environ, **twin.env()}
         settings = load_settings(env)
-        workers = [subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True) for _ in range(WORKERS)]
+        workers = ready_workers(env, WORKERS)
         try:
-            time.sleep(2.0)  # the workers connect and poll; their idle RSS is read after
             idle = sum(memory_kib(w.pid)["VmRSS"] for w in workers)
             twin.board.update(region_down=frozenset({"us-east-1"}))
             worker_cpu, temporal_cpu = sum(cpu_seconds(w.pid) for w in workers), cpu_seconds(twin.temporal.pid)
+            twin_cpu = cpu_seconds(os.getpid())
             wall, admitted, outcomes, events = asyncio.run(_evacuate(settings, copies))
             worker_cpu = sum(cpu_seconds(w.pid) for w in workers) - worker_cpu
             temporal_cpu = cpu_seconds(twin.temporal.pid) - temporal_cpu
+            twin_cpu = cpu_seconds(os.getpid()) - twin_cpu
             peak = sum(memory_kib(w.pid)["VmHWM"] for w in workers)
         finally:
             for worker in workers:
@@ -205,7 +203,7 @@ def batch(count: int, tmp: Path) -> dict:
                 worker.wait(timeout=60)
     return {
         "count": count, "wall": wall, "admitted": admitted, "idle_kib": idle, "peak_kib": peak, "events": events,
-        "worker_cpu": worker_cpu, "temporal_cpu": temporal_cpu,
+        "worker_cpu": worker_cpu, "temporal_cpu": temporal_cpu, "twin_cpu": twin_cpu,
         "completed": sum(o.status == "completed" for o in outcomes),
         "moved": sum(o.final_state.dns == {"us-east-1": 0, "us-west-2": 100} for o in outcomes),
         "rto": [o.rto_seconds for o in outcomes if o.rto_seconds is not None],
@@ -232,7 +230,8 @@ def _row(r: dict, one: dict) -> str:
         f"{r['wall'] / one['wall'] / n * one['count']:.2f}x per runbook); "
         f"RTO median {statistics.median(rto):.1f} s, max {max(rto):.1f} s; "
         f"workers' RSS {r['idle_kib'] / 1024:.0f} MiB idle, peak {r['peak_kib'] / 1024:.0f} MiB; "
-        f"CPU workers {r['worker_cpu']:.1f} s, Temporal dev server {r['temporal_cpu']:.1f} s; "
+        f"CPU workers {r['worker_cpu']:.1f} s, Temporal dev server {r['temporal_cpu']:.1f} s, "
+        f"twin and this bench (one process) {r['twin_cpu']:.1f} s; "
         f"history events per run median {statistics.median(r['events']):.0f} (max {max(r['events'])}) |"
     )
 

@@ -37,8 +37,9 @@ import httpx
 import yaml
 from drpilot_twin.twin import Twin
 
-from bench.evacuation import BASE, DRPILOT, host, runbooks
+from bench.evacuation import BASE, host, runbooks
 from bench.stats import percentile
+from bench.workers import DRPILOT, ready_worker
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import load_settings
@@ -307,8 +308,7 @@ def bench_intake() -> list[str]:
             twin.board.update(region_down=frozenset({"us-east-1"}))
             port = free_loopback_port()
             env = {**os.environ, **twin.env(), "DRPILOT_WEBHOOK_TOKEN": TOKEN}
-            worker = subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
+            worker = ready_worker(env)
             webhook = subprocess.Popen(
                 [DRPILOT, "webhook", "serve", "--rules", str(rules), "--host", "127.0.0.1", "--port", str(port)],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

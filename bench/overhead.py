@@ -39,7 +39,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -62,8 +61,9 @@ from kubernetes.client.rest import ApiException
 from temporalio.api.enums.v1 import EventType
 
 from activities.velero import GROUP, VERSION, restore_manifest
-from bench.evacuation import BASE, DRPILOT
+from bench.evacuation import BASE
 from bench.stats import percentile
+from bench.workers import ready_worker
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Role, Runbook
 from drpilot.domain.settings import load_settings
@@ -416,8 +416,7 @@ def _measure(twin: Twin, requests: Requests) -> dict[str, Any]:
     rb = twin.runbook
     env = {**os.environ, **twin.env()}
     settings = load_settings(env)
-    worker = subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = ready_worker(env)
     plain = Plain(rb, twin, SPEED)
     times: dict[str, list[float]] = {k: [] for k in ("drpilot failover", "plain failover", "drpilot failback", "plain failback")}
     counts: dict[str, Counter[str]] = {}
@@ -426,7 +425,6 @@ def _measure(twin: Twin, requests: Requests) -> dict[str, Any]:
     loop = asyncio.new_event_loop()
     try:
         client = loop.run_until_complete(connect(settings.temporal))
-        time.sleep(2.0)  # the worker connects and polls
         for n in range(ROUNDS):
             # Each side fails over and back, so the other starts from the same home state.
             for side in ("drpilot", "plain"):

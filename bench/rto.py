@@ -25,7 +25,8 @@ from pathlib import Path
 
 from drpilot_twin.twin import Twin
 
-from bench.evacuation import BASE, DRPILOT
+from bench.evacuation import BASE
+from bench.workers import DRPILOT, ready_worker
 from drpilot.domain.loader import load_runbook
 
 SPEED = float(os.environ.get("BENCH_RTO_SPEED", "20"))
@@ -70,8 +71,7 @@ def failover(strategy: str, speed: float, tmp: Path) -> dict:
             route53_pending_seconds=ROUTE53_PENDING,
         )
         env = {**os.environ, **twin.env()}
-        worker = subprocess.Popen([DRPILOT, "worker"], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        worker = ready_worker(env)
         try:
             done = subprocess.run(
                 [DRPILOT, "failover", str(BASE), "--from", "us-east-1", "--strategy", strategy,

@@ -19,7 +19,6 @@ kill per phase. A phase shorter than the poll (50 ms) may be missed: its kill co
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import signal
 import statistics
@@ -33,8 +32,10 @@ from drpilot_twin.twin import Twin
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import WorkflowExecutionStatus
 
-from bench.chaos import AWAY, HOME, spawn_worker
+from bench.chaos import AWAY, HOME
 from bench.evacuation import BASE
+from bench.stats import percentile
+from bench.workers import spawn_worker
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
 from drpilot.frontdoor.runs import progress, result, start
@@ -224,13 +225,8 @@ async def _pair(twin: Twin, workers: Workers, settings, targets: dict[str, set[s
     return runs
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 def _p(values: list[float]) -> str:
-    return f"{percentile(values, 0.5):.1f} / {percentile(values, 0.95):.1f} s" if values else "-"
+    return f"{percentile(values, 50):.1f} / {percentile(values, 95):.1f} s" if values else "-"
 
 
 def bench_worker_loss() -> list[str]:

@@ -191,13 +191,16 @@ class Guardrails:
         ends = alert.endsAt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if alert.endsAt else "now"
         base = {"rule": route.rule.name, "runbook": rb.name, "region": alert.labels.get(route.rule.region_label) or None}
         never = "a resolved alert never starts or stops a run"
-        try:
-            holders = [h for h in (await self._admission_state()).holders if h.claim.runbook == rb.name]
-        except Unavailable as exc:
-            return Decision("resolved", f"recorded here only (ended {ends}; {exc}); {never}", **base)
-        if not holders:
-            return Decision("resolved", f"recorded (ended {ends}); no run of {rb.name} is active; {never}", **base)
-        run_id = holders[0].claim.run_id
+        # A run this process started or attached to needs no admission round trip.
+        run_id = self.active.of_runbook(rb.name)
+        if run_id is None:
+            try:
+                holders = [h for h in (await self._admission_state()).holders if h.claim.runbook == rb.name]
+            except Unavailable as exc:
+                return Decision("resolved", f"recorded here only (ended {ends}; {exc}); {never}", **base)
+            if not holders:
+                return Decision("resolved", f"recorded (ended {ends}); no run of {rb.name} is active; {never}", **base)
+            run_id = holders[0].claim.run_id
         resolved = AlertResolved(name=alert.name, fingerprint=alert.fingerprint, ends_at=alert.endsAt, receiver=receiver)
         try:
             await self.client.get_workflow_handle(run_id).signal("alert_resolved", resolved)

@@ -67,20 +67,25 @@ class ActiveRuns:
 
     def __init__(self, client: Client):
         self._client = client
-        self._runs: dict[tuple[str, ...], str] = {}
+        self._runs: dict[tuple[str, ...], tuple[str, str]] = {}  # identity -> (runbook, run id)
         self._watchers: set[asyncio.Task[None]] = set()
 
     def run_ids(self) -> set[str]:
-        return set(self._runs.values())
+        return {run_id for _, run_id in self._runs.values()}
 
     def get(self, claim: Claim) -> str | None:
-        return self._runs.get(identity(claim))
+        known = self._runs.get(identity(claim))
+        return known[1] if known else None
+
+    def of_runbook(self, runbook: str) -> str | None:
+        """A run of `runbook` known active here, whatever its request (a resolved alert's)."""
+        return next((run_id for rb, run_id in self._runs.values() if rb == runbook), None)
 
     def add(self, claim: Claim, temporal_run_id: str | None) -> None:
         key = identity(claim)
         if key in self._runs:
             return
-        self._runs[key] = claim.run_id
+        self._runs[key] = (claim.runbook, claim.run_id)
         watcher = asyncio.create_task(self._watch(key, claim.run_id, temporal_run_id))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)

@@ -46,6 +46,7 @@ from drpilot.domain.settings import load_settings
 from drpilot.frontdoor.ports import free_loopback_port
 from drpilot.frontdoor.runs import latest_runs
 from drpilot.frontdoor.temporal import connect
+from workflows.types import Progress
 
 PATH = "/v1/alertmanager"
 TOKEN = "bench-intake-token"
@@ -224,6 +225,31 @@ def _one_at_a_time(url: str, bodies: list[dict]) -> list[tuple[float, dict]]:
     return asyncio.run(send())
 
 
+def _paced(url: str, bodies: list[dict], env: dict[str, str]) -> list[tuple[float, dict]]:
+    """Each body posted once the run the previous one started waits for its approval (its
+    preflight over): the webhook's own path, not the CPU of the runs the previous alerts started."""
+
+    async def send() -> list[tuple[float, dict]]:
+        client = await connect(load_settings(env).temporal)
+        connection = await Connection.open(url)
+        try:
+            timed = []
+            for body in bodies:
+                began = time.perf_counter()
+                status, answer = await connection.post(encoded(url, body))
+                timed.append((time.perf_counter() - began, answer if status == 200 else {"status": status}))
+                for run_id in {a["run_id"] for a in answer.get("alerts", []) if a.get("outcome") == "started"}:
+                    handle = client.get_workflow_handle(run_id)
+                    async with asyncio.timeout(120):
+                        while (await handle.query("progress", result_type=Progress)).waiting_for != "approval":
+                            await asyncio.sleep(0.05)
+            return timed
+        finally:
+            connection.close()
+
+    return asyncio.run(send())
+
+
 def _at_once(url: str, bodies: list[dict]) -> tuple[float, list[tuple[float, dict]]]:
     """Every body posted at once over CONNECTIONS connections: the time to answer all, and each's."""
 
@@ -254,21 +280,31 @@ def _flooded(url: str, body: dict, count: int) -> tuple[int, float, dict[str, in
     return asyncio.run(_flood(url, body, count))
 
 
-async def _measure(url: str, settings, copies: list[Runbook], webhook: subprocess.Popen) -> list[str]:
+def _latency_row(what: str, timed: list[tuple[float, dict]]) -> str:
+    latencies = [seconds * 1000 for seconds, _ in timed]
+    started = sum(a.get("outcome") == "started" for _, answer in timed for a in answer.get("alerts", []))
+    return (
+        f"| {what} | p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms "
+        f"(min {min(latencies):.1f}, max {max(latencies):.1f}, n={len(latencies)}); {started} runs started |"
+    )
+
+
+async def _measure(url: str, env: dict[str, str], copies: list[Runbook], webhook: subprocess.Popen) -> list[str]:
+    settings = load_settings(env)
     await _serve_ready(url, webhook)
     rows = []
     loop = asyncio.get_running_loop()
     # The sender in a process of its own, as Alertmanager is: this one hosts the twin, whose
     # threads serving the started runs' preflight would stall the clock's reader (up to 350 ms).
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as sender:
+        # Paced first: no run of an earlier phase is still in its preflight.
+        paced = [notification(rb.name) for rb in copies[RUNS + BURST : 2 * RUNS + BURST]]
+        timed = await loop.run_in_executor(sender, _paced, url, paced, env)
+        rows.append(_latency_row("firing alert POST -> run started (one new runbook each, sent once the previous "
+                                 "one's run finished its preflight; the first one the webhook's first)", timed))
         timed = await loop.run_in_executor(sender, _one_at_a_time, url, [notification(rb.name) for rb in copies[:RUNS]])
-        latencies = [seconds * 1000 for seconds, _ in timed]
-        started = sum(a.get("outcome") == "started" for _, answer in timed for a in answer.get("alerts", []))
-        rows.append(
-            f"| firing alert POST -> run started (one new runbook each, one at a time) | p50 {percentile(latencies, 50):.1f} ms, "
-            f"p99 {percentile(latencies, 99):.1f} ms (min {min(latencies):.1f}, max {max(latencies):.1f}, n={len(latencies)}); "
-            f"{started} runs started |"
-        )
+        rows.append(_latency_row("firing alert POST -> run started (one new runbook each, one at a time, each while "
+                                 "the runs the previous ones started run their preflight)", timed))
         burst = copies[RUNS : RUNS + BURST]
         took, answers = await loop.run_in_executor(sender, _at_once, url, [notification(rb.name) for rb in burst])
         waits = [seconds * 1000 for seconds, _ in answers]
@@ -301,7 +337,7 @@ async def _measure(url: str, settings, copies: list[Runbook], webhook: subproces
 def bench_intake() -> list[str]:
     with tempfile.TemporaryDirectory(prefix="drpilot-intake-") as tmp:
         where = Path(tmp) / "runbooks"
-        copies = runbooks(RUNS + BURST + 1, where)  # the latency's, the burst's, the storm's
+        copies = runbooks(2 * RUNS + BURST + 1, where)  # the latency's, the burst's, the paced latency's, the storm's
         rules = rules_file(copies, where)
         with Twin(load_runbook(BASE), Path(tmp) / "twin", speed=SPEED, prometheus=False, alertmanager=False) as twin:
             host(twin, copies)
@@ -314,7 +350,7 @@ def bench_intake() -> list[str]:
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             )
             try:
-                return asyncio.run(_measure(f"http://127.0.0.1:{port}", load_settings(env), copies, webhook))
+                return asyncio.run(_measure(f"http://127.0.0.1:{port}", env, copies, webhook))
             finally:
                 for child in (webhook, worker):
                     os.killpg(child.pid, signal.SIGTERM)

@@ -70,8 +70,9 @@ def serve(
     except (OSError, UnicodeDecodeError) as exc:
         err.print(f"error: --token-file {token_file}: {getattr(exc, 'strerror', None) or exc}", markup=False)
         raise typer.Exit(2) from None
+    weights = provider_weights(settings, (route.runbook for route in routing.routes))
     webhook = Webhook(
-        routing, settings, token, lambda: connect(settings.temporal), provider_weights(settings),
+        routing, settings, token, lambda: connect(settings.temporal), weights,
         kill_switch=KillSwitch(kill_switch_file), max_body=max_body or MAX_BODY,
     )
     serve_or_exit(webhook.app(), host or default_host, default_port if port is None else port, timeout_keep_alive=5)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from drpilot.domain.durations import format_duration
 from drpilot.domain.runbook import ApprovalPolicy, Runbook
 from drpilot.domain.settings import Settings
 from drpilot.frontdoor import runs
+from drpilot.frontdoor.logs import get_logger
 from drpilot.webhook.intake import ActiveRuns, Admitter
 from drpilot.webhook.payload import Alert
 from drpilot.webhook.rules import Route, Routing
@@ -286,13 +287,19 @@ class Guardrails:
         )
 
 
-def provider_weights(settings: Settings) -> DnsWeights:
+def provider_weights(settings: Settings, runbooks: Iterable[Runbook] = ()) -> DnsWeights:
     """Live DNS weights read through the DNS activity's own provider code, off the loop. One
     provider per kind for the process: a client built per read costs more than the read (a
-    console's board reads every runbook's weights)."""
+    console's board reads every runbook's weights). The providers `runbooks` use are built now,
+    so the first alert does not wait for a client to be built (about 100 ms of boto3)."""
     from activities.dns.activities import DnsActivities, current_weights
 
     dns = DnsActivities.from_settings(settings)
+    for runbook in runbooks:
+        try:
+            dns.provider(runbook)
+        except Exception as exc:  # noqa: BLE001 - each alert's read reports it (dns_unreadable); said now too
+            get_logger(component="webhook").warning("cannot build a DNS client", runbook=runbook.name, error=str(exc))
 
     async def read(runbook: Runbook) -> dict[str, int]:
         return await asyncio.to_thread(current_weights, runbook, dns)

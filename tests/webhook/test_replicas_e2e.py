@@ -47,7 +47,7 @@ from tests.support.paths import DRPILOT, ROUTE53_RUNBOOK
 from tests.support.runbooks import renamed
 from tests.support.webhook import TOKEN
 from workflows import admission
-from workflows.types import AdmissionState
+from workflows.types import AdmissionState, workflow_id
 
 pytestmark = [
     pytest.mark.e2e,
@@ -175,7 +175,8 @@ async def test_two_webhook_processes_behind_one_alertmanager_share_the_breaker_a
         children += [r.process for r in replicas]
         am = RoutedAlertmanager(tmp_path / "alertmanager", {r.name: f"{r.url}/v1/alertmanager" for r in replicas}, token=TOKEN)
         await asyncio.to_thread(am.start)
-        client = await connect(load_settings(env).temporal)
+        settings = load_settings(env)
+        client = await connect(settings.temporal)
         async with httpx.AsyncClient(timeout=30) as http:
 
             async def fire(runbook: str, replica: Replica) -> None:
@@ -201,22 +202,23 @@ async def test_two_webhook_processes_behind_one_alertmanager_share_the_breaker_a
             assert [refused(c, "circuit_breaker") for c in seen] == [1 - s for s in started]
             winner, loser = (0, 1) if started[0] else (1, 0)
             with pytest.raises(RPCError) as never:  # the refused alert's run never reached Temporal
-                await client.get_workflow_handle(f"failover:{copies[loser].name}").describe()
+                await client.get_workflow_handle(workflow_id("failover", copies[loser].name)).describe()
             assert never.value.status == RPCStatusCode.NOT_FOUND, never.value
 
             # The run aborts at its approval timeout; admission records its end ...
-            queue = admission.workflow_id(load_settings(env).temporal.task_queue)
+            queue = admission.workflow_id(settings.temporal.task_queue)
 
             async def ended() -> bool:
                 state = await client.get_workflow_handle(queue).query("state", result_type=AdmissionState)
                 return copies[winner].name in state.last_ended
 
-            await until(ended, f"admission recording the end of failover:{copies[winner].name}")
+            await until(ended, f"admission recording the end of {workflow_id('failover', copies[winner].name)}")
             # ... and the same runbook's next alert, at the replica that never saw its run, is held.
             other = replicas[loser]
             await fire(copies[winner].name, other)
             counters = await until(lambda: decided(other, f"{copies[winner].name}-region-down"), "the cooldown decision")
-            assert refused(counters, "cooldown") == 1, counters
+            why = {dict(labels)["reason"]: n for (name, labels), n in counters.items() if name == "drpilot_webhook_alerts_refused_total"}
+            assert refused(counters, "cooldown") == 1, why  # not circuit_breaker: admission saw the run end
             assert count(counters, "drpilot_webhook_runs_started_total", runbook=copies[winner].name) == 0
             now = [await r.counters(http) for r in replicas]
             assert sum(count(c, "drpilot_webhook_runs_started_total", runbook=rb.name) for c in now for rb in copies) == 1

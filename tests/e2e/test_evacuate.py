@@ -14,20 +14,11 @@ from drpilot_twin.aws.moto_server import AWS_ENV
 from drpilot_twin.aws.route53 import Route53Records, seed_route53
 from drpilot_twin.faults import Faults
 
-from drpilot.domain.loader import load_runbook
 from tests.support.paths import DRPILOT, ROUTE53_RUNBOOK
+from tests.support.runbooks import renamed
 
 pytestmark = pytest.mark.e2e
 LOST, STANDBY = "us-east-1", "us-west-2"
-
-
-def copy(directory, name: str):
-    """llm-inference under another name, moving its own DNS record."""
-    text = ROUTE53_RUNBOOK.read_text().replace("  name: llm-inference\n", f"  name: {name}\n", 1)
-    text = text.replace("- name: inference.example.com.", f"- name: {name}.example.com.")
-    path = directory / f"{name}.yaml"
-    path.write_text(text)
-    return load_runbook(path)
 
 
 def test_evacuate_moves_every_runbook_serving_from_the_region_and_leaves_the_rest(twin_factory, tmp_path):
@@ -36,8 +27,8 @@ def test_evacuate_moves_every_runbook_serving_from_the_region_and_leaves_the_res
     twin = twin_factory(ROUTE53_RUNBOOK, temporal=True, speed=300, faults=Faults(region_down=frozenset({LOST})))
     route53 = boto3.client("route53", endpoint_url=twin.moto.url, region_name=AWS_ENV["AWS_DEFAULT_REGION"],
                            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"])
-    serving = [copy(fleet, "chat"), copy(fleet, "embed")]
-    moved_already = copy(fleet, "rerank")
+    serving = [renamed(fleet, "chat"), renamed(fleet, "embed")]
+    moved_already = renamed(fleet, "rerank")
     for rb in [*serving, moved_already]:
         zone = seed_route53(route53, rb)
     Route53Records(route53, moved_already, zone).put({LOST: 0, STANDBY: 100})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
-from tests.support.paths import RUNBOOKS
+from tests.support.paths import ROUTE53_RUNBOOK, RUNBOOKS
 
 
 def runbook(name: str, **changes: Any) -> Runbook:
@@ -19,3 +20,13 @@ def runbook(name: str, **changes: Any) -> Runbook:
             node = node.setdefault(part, {})
         node[leaf] = value
     return Runbook.model_validate(data)
+
+
+def renamed(directory: Path, name: str) -> Runbook:
+    """runbooks/llm-inference.yaml as DIRECTORY/NAME.yaml under another name, moving its own DNS
+    record (NAME.example.com.): one of a fleet sharing one twin's zone and clusters."""
+    text = ROUTE53_RUNBOOK.read_text().replace("  name: llm-inference\n", f"  name: {name}\n", 1)
+    text = text.replace("- name: inference.example.com.", f"- name: {name}.example.com.")
+    path = directory / f"{name}.yaml"
+    path.write_text(text)
+    return load_runbook(path)

@@ -7,8 +7,12 @@ started by an alert wait for approval (the runbook's approvals.failover: when-au
 so the runs started here stay active and cheap while the next alerts arrive.
 
 Measured:
-1. latency: one firing alert per copy, one at a time, POST sent to the webhook's answer naming
-   the started run (the answer comes after Temporal accepted the start): p50 / p99;
+1. latency, paced: one firing alert per copy, each sent once the run the previous one started has
+   finished its preflight (waits for its approval), POST sent to the webhook's answer naming the
+   started run (the answer comes after Temporal accepted the start): p50 / p99 of the webhook's
+   own path;
+   latency, back to back: the same, each sent as soon as the previous one is answered, so it
+   meets the CPU of the preflights the previous alerts started (the runs share the two cores);
 2. a burst: BURST new alerts (one copy each) at once, their waits and the time to answer all;
 3. sustained requests/s: the same alert again and again (its run is active, so each is a
    duplicate that attaches) from a few keep-alive connections, bounded in count and time;

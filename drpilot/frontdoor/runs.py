@@ -123,7 +123,7 @@ async def start(client: Client, settings: Settings, request: FailoverInput | Fai
 
 
 # Runs one front door starts at once after a batch admission: each start is one RPC.
-STARTS_IN_FLIGHT = 16
+STARTS_IN_FLIGHT = 64
 # Claims per admission update: a claim is a few hundred bytes, far below the payload limit.
 CLAIMS_PER_UPDATE = 250
 

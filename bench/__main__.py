@@ -221,7 +221,7 @@ INTRO = [
     "",
     "Written by `make bench` (`python -m bench`: every section but two, under 20 minutes on this",
     "machine, 2 cores) and `make bench-fleet` (`python -m bench fleet`: the evacuation of 200 runbooks",
-    "and the worker lost per phase, about 10 minutes); `python -m bench NAME...` measures the named",
+    "and the worker lost per phase, about 13 minutes); `python -m bench NAME...` measures the named",
     "sections and rewrites only those, keeping the others as last measured. Names:",
     ", ".join(f"`{name}`" for name in SECTIONS) + ".",
     "Each section says when, how and on what it was measured. Timings are whole-process wall clock",

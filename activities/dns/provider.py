@@ -115,6 +115,10 @@ class DnsProvider(ABC):
         """Changes to the runbook's zone that are not applied yet (when the API can tell)."""
         return []
 
+    def prepare(self, runbook: Runbook) -> None:  # noqa: B027 - optional: most providers keep nothing
+        """Find now what every read of the runbook needs and the provider keeps (its zone),
+        so that a first read is as quick as the next."""
+
     def read(self, runbook: Runbook) -> DnsState:
         current = self.current(runbook)
         return DnsState(

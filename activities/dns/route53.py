@@ -123,6 +123,9 @@ class Route53Provider(DnsProvider):
         self._zone_ids[dns_spec.zone] = zone_id
         return zone_id
 
+    def prepare(self, runbook: Runbook) -> None:
+        self.zone_id(runbook)
+
     def current(self, runbook: Runbook) -> Current:
         zone_id = self.zone_id(runbook)
         records = runbook.spec.dns.records

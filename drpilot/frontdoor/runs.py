@@ -136,11 +136,25 @@ async def start_many(
     attaches); then the runs started side by side. Per request, in order: Started, or the
     RunError (RunRefused) that one got."""
     claims = [claim_for(r) for r in requests]
+    return await begin_many(client, settings, claims, requests, await admit_many(client, settings, claims))
+
+
+async def admit_many(client: Client, settings: Settings, claims: list[Claim]) -> list[Admission]:
+    """Many claims judged at admission in one update per CLAIMS_PER_UPDATE (each in order, as
+    if alone): one answer per claim, in order."""
     answers: list[Admission] = []
     for first in range(0, len(claims), CLAIMS_PER_UPDATE):
         batch = Claims(claims=claims[first : first + CLAIMS_PER_UPDATE])
         answers += (await _admission(client, settings, AdmissionWorkflow.claim_many, batch, Admissions,
                                      f"{len(batch.claims)} runbooks")).answers
+    return answers
+
+
+async def begin_many(
+    client: Client, settings: Settings, claims: list[Claim], requests: list[FailoverInput | FailbackInput],
+    answers: list[Admission],
+) -> list[Started | RunError]:
+    """What admission answered each claim, acted on side by side (STARTS_IN_FLIGHT at once)."""
     gate = asyncio.Semaphore(STARTS_IN_FLIGHT)
 
     async def one(claim: Claim, request: FailoverInput | FailbackInput, answer: Admission) -> Started | RunError:

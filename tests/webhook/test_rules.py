@@ -148,7 +148,8 @@ def test_serve_without_a_token_refuses_to_start():
 
 
 def test_serve_answers_on_loopback_and_says_503_while_temporal_is_away(tmp_path: Path):
-    """The real command: uvicorn on 127.0.0.1, the token from a file, Temporal not there."""
+    """The real command: uvicorn on 127.0.0.1, the token from a file, Temporal not there, the
+    AWS profile named not there either (a warning at start, not a crash)."""
     import os
     import signal
     import socket
@@ -166,7 +167,8 @@ def test_serve_answers_on_loopback_and_says_503_while_temporal_is_away(tmp_path:
         nowhere = s.getsockname()[1]  # closed again: nothing answers there
     token = tmp_path / "token"
     token.write_text("file-token\n")
-    env = {**os.environ, "DRPILOT_TEMPORAL_ADDRESS": f"127.0.0.1:{nowhere}"}
+    # An AWS profile that does not exist: the DNS client built at start says so and serves on.
+    env = {**os.environ, "DRPILOT_TEMPORAL_ADDRESS": f"127.0.0.1:{nowhere}", "AWS_PROFILE": "drpilot-no-such-profile"}
     env.pop("DRPILOT_WEBHOOK_TOKEN", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "drpilot", "webhook", "serve", "--rules", str(SHIPPED), "--host", "127.0.0.1",
@@ -197,3 +199,5 @@ def test_serve_answers_on_loopback_and_says_503_while_temporal_is_away(tmp_path:
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
     assert process.returncode in (0, -signal.SIGTERM), stderr
     assert "file-token" not in stderr
+    assert "cannot build a DNS client" in stderr and "drpilot-no-such-profile" in stderr, stderr
+    assert "Traceback" not in stderr, stderr

@@ -215,10 +215,14 @@ async def _flood(url: str, body: dict, count: int) -> tuple[int, float, dict[str
     return sent, time.perf_counter() - begin, outcomes
 
 
-def _one_at_a_time(url: str, bodies: list[dict]) -> list[tuple[float, dict]]:
-    """Each body posted after the previous one's answer: (seconds, answer) each."""
+def _one_at_a_time(url: str, bodies: list[dict], env: dict[str, str] | None = None) -> list[tuple[float, dict]]:
+    """Each body posted after the previous one's answer: (seconds, answer) each. Paced with
+    `env` (the twin's): each posted once the run the previous one started waits for its approval
+    (its preflight over), so it measures the webhook's own path, not the CPU of the runs the
+    previous alerts started."""
 
     async def send() -> list[tuple[float, dict]]:
+        client = await connect(load_settings(env).temporal) if env is not None else None
         connection = await Connection.open(url)
         try:
             timed = []
@@ -226,27 +230,8 @@ def _one_at_a_time(url: str, bodies: list[dict]) -> list[tuple[float, dict]]:
                 began = time.perf_counter()
                 status, answer = await connection.post(encoded(url, body))
                 timed.append((time.perf_counter() - began, answer if status == 200 else {"status": status}))
-            return timed
-        finally:
-            connection.close()
-
-    return asyncio.run(send())
-
-
-def _paced(url: str, bodies: list[dict], env: dict[str, str]) -> list[tuple[float, dict]]:
-    """Each body posted once the run the previous one started waits for its approval (its
-    preflight over): the webhook's own path, not the CPU of the runs the previous alerts started."""
-
-    async def send() -> list[tuple[float, dict]]:
-        client = await connect(load_settings(env).temporal)
-        connection = await Connection.open(url)
-        try:
-            timed = []
-            for body in bodies:
-                began = time.perf_counter()
-                status, answer = await connection.post(encoded(url, body))
-                timed.append((time.perf_counter() - began, answer if status == 200 else {"status": status}))
-                for run_id in {a["run_id"] for a in answer.get("alerts", []) if a.get("outcome") == "started"}:
+                started = {a["run_id"] for a in answer.get("alerts", []) if a.get("outcome") == "started"}
+                for run_id in started if client is not None else ():
                     handle = client.get_workflow_handle(run_id)
                     async with asyncio.timeout(120):
                         while (await handle.query("progress", result_type=Progress)).waiting_for != "approval":
@@ -307,7 +292,7 @@ async def _measure(url: str, env: dict[str, str], copies: list[Runbook], webhook
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as sender:
         # Paced first: no run of an earlier phase is still in its preflight.
         paced = [notification(rb.name) for rb in copies[RUNS + BURST : 2 * RUNS + BURST]]
-        timed = await loop.run_in_executor(sender, _paced, url, paced, env)
+        timed = await loop.run_in_executor(sender, _one_at_a_time, url, paced, env)
         rows.append(_latency_row("firing alert POST -> run started (one new runbook each, sent once the previous "
                                  "one's run finished its preflight; the first one the webhook's first)", timed))
         timed = await loop.run_in_executor(sender, _one_at_a_time, url, [notification(rb.name) for rb in copies[:RUNS]])

@@ -16,7 +16,9 @@ Each round, on the same twin and from the same starting state:
    with the same fixed waits (poll intervals, TTL and bakes divided by the speed, and the
    1 s real-time traffic sample each shift step's analysis takes, activities/probes/analysis.py).
    They were written from a trace of what drpilot's activities send (`Requests` below,
-   which counts every request the twin's parts receive, for both sides).
+   which counts every request the twin's parts receive, for both sides), and traced again for
+   0.4.0's failover preflight (Route 53's reachability probe, capacity, images, GPU quota) and
+   the cold start read after the scale-up.
 
 Per-activity scheduling overhead comes from the drpilot runs' Temporal histories
 (`fetch_history`), every activity of every round:
@@ -52,6 +54,7 @@ from typing import Any
 
 import boto3
 import httpx
+from botocore.exceptions import ClientError
 from drpilot_twin import loopback, model_server
 from drpilot_twin.aws.moto_server import AWS_ENV
 from drpilot_twin.twin import Twin
@@ -60,6 +63,8 @@ from kubernetes import config as kube_config
 from kubernetes.client.rest import ApiException
 from temporalio.api.enums.v1 import EventType
 
+from activities.dns.route53 import PROBE_CHANGE_ID
+from activities.standby import ECR_IMAGE, QUOTA_CODES
 from activities.velero import GROUP, VERSION, restore_manifest
 from bench.evacuation import BASE
 from bench.stats import percentile
@@ -152,7 +157,9 @@ class Requests:
         def init(server, app, port=0, name="sandbox-http", lifespan="auto", tls=None):
             async def counted(scope, receive, send):
                 if scope["type"] == "http":
-                    kind = "route53" if scope["path"].startswith("/2013-04-01/") else "s3"
+                    # Route 53's REST paths; ECR and Service Quotas are JSON APIs (POST /); the rest S3.
+                    path = scope["path"]
+                    kind = "route53" if path.startswith("/2013-04-01/") else "ecr + quotas" if path == "/" and scope["method"] == "POST" else "s3"
                     requests.note(kind if name == "aws-front" else "kubernetes" if name.startswith("kube-api") else name)
                 await app(scope, receive, send)
 
@@ -185,6 +192,7 @@ class Plain:
                "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"], "region_name": AWS_ENV["AWS_DEFAULT_REGION"]}
         self.route53 = boto3.client("route53", **aws)
         self.s3 = boto3.client("s3", **aws)
+        self.aws = lambda service, region: boto3.client(service, **{**aws, "region_name": region})
         self.kube = {r: kube_config.new_client_from_config(config_file=str(twin.kubeconfig), context=s.kube.context)
                      for r, s in rb.regions.items()}
         self.http = httpx.Client(timeout=30)
@@ -212,6 +220,11 @@ class Plain:
             MaxItems=str(len(self.rb.regions) + 1),
         )["ResourceRecordSets"]
         return {s["SetIdentifier"]: int(s["Weight"]) for s in sets if "Weight" in s}
+
+    def dns_probe(self) -> None:
+        """Route 53's control plane answers (a change id it never issued: NoSuchChange)."""
+        with contextlib.suppress(ClientError):
+            self.route53.get_change(Id=PROBE_CHANGE_ID)
 
     def dns_move(self, weights: dict[str, int]) -> None:
         self.dns_read()  # drift: did someone else change it?
@@ -245,6 +258,39 @@ class Plain:
         while any((apps.read_namespaced_deployment(w.deployment, w.namespace).status.ready_replicas or 0) < n
                   for w, n in list(wanted.items())):
             time.sleep(max(MIN_POLL, KUBE_POLL / self.speed))
+
+    def capacity(self, region: str) -> None:
+        """Room for the scale-out: the autoscaler's status, nodes, pods, Karpenter's NodePools."""
+        core, custom = k8s.CoreV1Api(self.kube[region]), k8s.CustomObjectsApi(self.kube[region])
+        with contextlib.suppress(ApiException):
+            core.read_namespaced_config_map("cluster-autoscaler-status", "kube-system")
+        core.list_node()
+        core.list_pod_for_all_namespaces()
+        with contextlib.suppress(ApiException):
+            custom.list_cluster_custom_object("karpenter.sh", "v1", "nodepools")
+
+    def images(self, region: str) -> None:
+        """Every workload's image in the region's registry (ECR DescribeImages)."""
+        apps = k8s.AppsV1Api(self.kube[region])
+        images = {c.image for w in self.rb.workloads_in(region)
+                  for c in apps.read_namespaced_deployment(w.deployment, w.namespace).spec.template.spec.containers}
+        for m in filter(None, (ECR_IMAGE.match(image) for image in sorted(images))):
+            image_id = {"imageDigest": m["digest"]} if m["digest"] else {"imageTag": m["tag"] or "latest"}
+            with contextlib.suppress(ClientError):
+                self.aws("ecr", m["region"]).describe_images(registryId=m["account"], repositoryName=m["repo"], imageIds=[image_id])
+
+    def quota(self, region: str) -> None:
+        """The GPU vCPU quota the new nodes count against (the twin's GPU nodes are G instances)."""
+        with contextlib.suppress(ClientError):
+            self.aws("service-quotas", region).get_service_quota(ServiceCode="ec2", QuotaCode=QUOTA_CODES["g"][0])
+
+    def cold_start(self, region: str) -> None:
+        """What each scaled Deployment's new pods went through: its pods and its namespace's events."""
+        core, apps = k8s.CoreV1Api(self.kube[region]), k8s.AppsV1Api(self.kube[region])
+        for w in self.rb.workloads_in(region):
+            labels = apps.read_namespaced_deployment(w.deployment, w.namespace).spec.selector.match_labels or {}
+            core.list_namespaced_pod(w.namespace, label_selector=",".join(f"{k}={v}" for k, v in sorted(labels.items())))
+            core.list_namespaced_event(w.namespace)
 
     def velero_restore(self, region: str) -> None:
         velero = self.rb.spec.backups.velero
@@ -319,9 +365,12 @@ class Plain:
     # the procedures
     def failover(self) -> None:
         rb, models = self.rb, self.rb.spec.models
-        self.together(self.dns_read, lambda: self.kube_read(STANDBY), lambda: self.kube_read(FAILED),
+        self.together(self.dns_read, self.dns_probe, lambda: self.kube_read(STANDBY), lambda: self.kube_read(FAILED),
                       *(lambda m=m, r=r: self.verify(m, r) for r in (STANDBY, FAILED) for m in models))
+        self.together(lambda: self.capacity(STANDBY), lambda: self.images(STANDBY))
+        self.quota(STANDBY)
         self.scale(STANDBY, Role.primary)
+        self.cold_start(STANDBY)
         self.warmup(STANDBY)
         self.health_gate(STANDBY)
         self.dns_move({FAILED: 0, STANDBY: 100})

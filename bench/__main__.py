@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -65,7 +64,7 @@ from bench.intake import INTAKE_HEADER, INTAKE_NOTE, bench_intake
 from bench.overhead import OVERHEAD_HEADER, OVERHEAD_NOTE, bench_overhead
 from bench.rto import RTO_HEADER, RTO_NOTE, bench_rto
 from bench.worker_loss import WORKER_LOSS_HEADER, WORKER_LOSS_NOTE, bench_worker_loss
-from bench.workers import DRPILOT, ready_worker
+from bench.workers import DRPILOT, ready_worker, stop
 from drpilot.domain.loader import load_runbook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,12 +114,6 @@ def sandbox_up(runbook: Path, state: Path, *extra: str) -> tuple[subprocess.Pope
     raise SystemExit(f"sandbox for {runbook.name} did not start")
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
-
-
 def bench_sandbox(tmp: Path) -> list[str]:
     rows = []
     for path in RUNBOOKS:
@@ -164,8 +157,7 @@ def bench_runs(tmp: Path, speed: str = "300") -> list[str]:
                 outcome = f"{result['status']}; wall {wall:.1f} s; all traffic home after {result['rto_seconds']:.1f} s"
             rows.append(f"| `drpilot {action} runbooks/llm-inference.yaml {' '.join(args)} --wait` at speed {speed} | {outcome} |")
     finally:
-        stop(worker)
-        stop(process)
+        stop(worker, process)
     return rows
 
 

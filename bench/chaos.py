@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from drpilot_twin.kube.objects import DEPLOYMENTS, RESTORES
 from drpilot_twin.twin import Twin
 
 from bench.evacuation import BASE
-from bench.workers import spawn_worker
+from bench.workers import Replaced
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
 from drpilot.frontdoor.runs import RunError, result, start
@@ -76,25 +75,6 @@ CHAOS_NOTE = [
     "asks for 20 kills; the default is 10 to keep `make bench` under 20 minutes",
     "(`BENCH_CHAOS_KILLS=20` for the full figure).",
 ]
-
-
-class Workers:
-    """The worker of the moment; `kill` SIGKILLs it and starts the next."""
-
-    def __init__(self, env: dict[str, str]):
-        self.env = env
-        self.current = spawn_worker(env)
-        self.killed = 0
-
-    def kill(self) -> None:
-        os.killpg(self.current.pid, signal.SIGKILL)
-        self.current.wait()
-        self.killed += 1
-        self.current = spawn_worker(self.env)
-
-    def stop(self) -> None:
-        os.killpg(self.current.pid, signal.SIGTERM)
-        self.current.wait(timeout=60)
 
 
 def version_artifact_buckets(twin: Twin) -> None:
@@ -189,7 +169,7 @@ def run_pass(name: str, tmp: Path, during_for) -> dict:
         lose_standby_shard(twin)
         twin.board.update(glacier_delay_seconds=GLACIER_SECONDS)
         env = {**os.environ, **twin.env()}
-        workers = Workers(env)
+        workers = Replaced(env)
         try:
             before = side_effects(twin)
             outcomes, wall = asyncio.run(_pair(twin, load_settings(env), during_for(twin, workers)))

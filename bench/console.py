@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import uvicorn
 from drpilot_twin.twin import Twin
 
 from bench.evacuation import BASE, host, runbooks
-from bench.workers import ready_worker
+from bench.workers import ready_worker, stop
 from drpilot.console.app import Console
 from drpilot.console.identity import IdentitySource
 from drpilot.console.policy import Policy
@@ -168,8 +167,7 @@ def bench_console() -> list[str]:
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
-                os.killpg(worker.pid, signal.SIGTERM)
-                worker.wait(timeout=60)
+                stop(worker)
     print(f"console: home page of {RUNBOOKS} runbooks, warm median {statistics.median(r['warm']) * 1000:.0f} ms",
           file=sys.stderr)
     warm = sorted(r["warm"])

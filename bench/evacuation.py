@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import statistics
 import sys
 import tempfile
@@ -47,7 +46,7 @@ from drpilot_twin.kube.api import seed_kube_from_runbook
 from drpilot_twin.twin import Twin
 
 from bench.stats import percentile
-from bench.workers import ready_workers
+from bench.workers import ready_workers, stop
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import load_settings
@@ -210,10 +209,7 @@ def batch(count: int, tmp: Path, speed: float = SPEED) -> dict:
             twin_cpu = cpu_seconds(os.getpid()) - twin_cpu
             peak = sum(memory_kib(w.pid)["VmHWM"] for w in workers)
         finally:
-            for worker in workers:
-                os.killpg(worker.pid, signal.SIGTERM)
-            for worker in workers:
-                worker.wait(timeout=60)
+            stop(*workers)
     return {
         "count": count, "speed": speed, "wall": wall, "admitted": admitted, "idle_kib": idle, "peak_kib": peak, "events": events,
         "worker_cpu": worker_cpu, "temporal_cpu": temporal_cpu, "twin_cpu": twin_cpu,

@@ -28,7 +28,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -37,13 +36,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import yaml
 from drpilot_twin.twin import Twin
 
 from bench.evacuation import BASE, host, runbooks
 from bench.stats import percentile
-from bench.workers import DRPILOT, ready_worker
+from bench.workers import DRPILOT, ready_worker, stop, wait_ready
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Runbook
 from drpilot.domain.settings import load_settings
@@ -139,21 +137,6 @@ def notification(runbook: str, *, fingerprint: str = "bench") -> dict:
         "alerts": [alert],
     }
 
-
-
-async def _serve_ready(url: str, webhook: subprocess.Popen) -> None:
-    async with httpx.AsyncClient(timeout=2) as http:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if webhook.poll() is not None:
-                raise SystemExit("drpilot webhook serve exited")
-            try:
-                if (await http.get(f"{url}/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise SystemExit("drpilot webhook serve was not ready in 60 s")
 
 
 class Connection:
@@ -284,7 +267,7 @@ def _latency_row(what: str, timed: list[tuple[float, dict]]) -> str:
 
 async def _measure(url: str, env: dict[str, str], copies: list[Runbook], webhook: subprocess.Popen) -> list[str]:
     settings = load_settings(env)
-    await _serve_ready(url, webhook)
+    await asyncio.to_thread(wait_ready, webhook, url, "drpilot webhook serve")
     rows = []
     loop = asyncio.get_running_loop()
     # The sender in a process of its own, as Alertmanager is: this one hosts the twin, whose
@@ -345,9 +328,7 @@ def bench_intake() -> list[str]:
             try:
                 return asyncio.run(_measure(f"http://127.0.0.1:{port}", env, copies, webhook))
             finally:
-                for child in (webhook, worker):
-                    os.killpg(child.pid, signal.SIGTERM)
-                    child.wait(timeout=60)
+                stop(webhook, worker)
 
 
 if __name__ == "__main__":

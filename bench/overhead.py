@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -68,7 +67,7 @@ from activities.standby import ECR_IMAGE, QUOTA_CODES
 from activities.velero import GROUP, VERSION, restore_manifest
 from bench.evacuation import BASE
 from bench.stats import percentile
-from bench.workers import ready_worker
+from bench.workers import ready_worker, stop
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.runbook import Role, Runbook
 from drpilot.domain.settings import load_settings
@@ -503,8 +502,7 @@ def _measure(twin: Twin, requests: Requests) -> dict[str, Any]:
     finally:
         plain.close()
         loop.close()
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=60)
+        stop(worker)
     return {"times": times, "counts": counts, "latencies": latencies, "statuses": statuses}
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from drpilot_twin.twin import Twin
 
 from bench.evacuation import BASE
-from bench.workers import DRPILOT, ready_worker
+from bench.workers import DRPILOT, ready_worker, stop
 from drpilot.domain.loader import load_runbook
 
 SPEED = float(os.environ.get("BENCH_RTO_SPEED", "20"))
@@ -79,8 +79,7 @@ def failover(strategy: str, speed: float, tmp: Path) -> dict:
                 env=env, capture_output=True, text=True, timeout=900,
             )
         finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+            stop(worker)
     if not done.stdout.strip():
         raise SystemExit(f"failover at speed {speed:g} printed nothing: {done.stderr[-2000:]}")
     result = json.loads(done.stdout)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from temporalio.client import WorkflowExecutionStatus
 from bench.chaos import AWAY, HOME
 from bench.evacuation import BASE
 from bench.stats import percentile
-from bench.workers import spawn_worker
+from bench.workers import Replaced
 from drpilot.domain.loader import load_runbook
 from drpilot.domain.settings import load_settings
 from drpilot.frontdoor.runs import progress, result, start
@@ -82,27 +81,6 @@ WORKER_LOSS_NOTE = [
     "(`drpilot/frontdoor/worker.py` STICKY_SECONDS); one started on it when it died, after the",
     "run's workflow task timeout (10 s). Issue 22's target: a phase delayed by at most 20 s at p95.",
 ]
-
-
-class Workers:
-    """Two workers; `kill(pid)` SIGKILLs one and starts another."""
-
-    def __init__(self, env: dict[str, str]):
-        self.env = env
-        self.running = {w.pid: w for w in (spawn_worker(env), spawn_worker(env))}
-
-    def kill(self, pid: int) -> None:
-        worker = self.running.pop(pid)
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-        replacement = spawn_worker(self.env)
-        self.running[replacement.pid] = replacement
-
-    def stop(self) -> None:
-        for worker in self.running.values():
-            os.killpg(worker.pid, signal.SIGTERM)
-        for worker in self.running.values():
-            worker.wait(timeout=60)
 
 
 @dataclass
@@ -171,7 +149,7 @@ async def _retried(handle, activity_id: str, attempt: int) -> bool:
                and e.activity_task_started_event_attributes.attempt > attempt for e in events)
 
 
-async def _run(client, settings, request, workers: Workers | None, targets: set[str], action: str):
+async def _run(client, settings, request, workers: Replaced | None, targets: set[str], action: str):
     """One run to its end; with `workers`, a kill in each phase of `targets`. Its outcome, kills."""
     handle = (await start(client, settings, request)).handle
     kills: list[Kill] = []
@@ -205,7 +183,7 @@ def _lengths(outcome) -> dict[str, tuple[float, float, float]]:
     }
 
 
-async def _pair(twin: Twin, workers: Workers, settings, targets: dict[str, set[str]] | None):
+async def _pair(twin: Twin, workers: Replaced, settings, targets: dict[str, set[str]] | None):
     client = await connect(settings.temporal)
     runs = []
     for action, request in (
@@ -234,7 +212,7 @@ def bench_worker_loss() -> list[str]:
             Twin(load_runbook(BASE), Path(tmp), speed=SPEED, prometheus=False, alertmanager=False) as twin:
         env = {**os.environ, **twin.env()}
         settings = load_settings(env)
-        workers = Workers(env)
+        workers = Replaced(env, 2)
         try:
             clean: dict[str, dict[str, list[float]]] = {}
             for _ in range(2):  # the clean lengths' median; the first pair also warms the workers up
